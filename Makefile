@@ -1,0 +1,47 @@
+# kscope: the two set-up commands are `make demo` and `make check` (see README).
+# Both install missing Debian packages first (as root), then build with CMake into build/.
+BUILD_DIR ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc)
+KSCOPE := $(BUILD_DIR)/kscope
+
+.PHONY: all build deps deps-check deps-bench configure demo check unit-test runtime-test bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+deps-check:
+	@scripts/deps.sh check
+
+deps-bench:
+	@scripts/deps.sh bench
+
+$(BUILD_DIR)/CMakeCache.txt:
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) > $(BUILD_DIR).configure.log 2>&1 || \
+		{ cat $(BUILD_DIR).configure.log; exit 1; }
+
+configure: $(BUILD_DIR)/CMakeCache.txt
+
+build: deps configure
+	@cmake --build $(BUILD_DIR) -j$(JOBS) -- --no-print-directory
+
+# The main job on the built-in workload: a summary and per-segment plots of its page faults.
+demo: build
+	@$(KSCOPE) faults --by-segment -- $(BUILD_DIR)/progs/faultprog demo
+
+check: deps-check build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j1 --timeout 300
+
+unit-test: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -LE runtime
+
+runtime-test: build
+	@cd $(BUILD_DIR) && ctest --output-on-failure -L runtime
+
+bench: deps-bench build
+	@bench/run.sh
+
+clean:
+	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log

@@ -1,0 +1,406 @@
+// SPDX-License-Identifier: GPL-2.0
+/* kscope faults: one complete record per page fault of the traced processes.
+ *
+ * A fault is seen twice:
+ *  - at entry, by the exceptions:page_fault_user / page_fault_kernel tracepoints
+ *    (arch/x86/mm/fault.c handle_page_fault(), before the fault is handled): they know the
+ *    address, the instruction pointer and the hardware error code (read/write/exec), and this is
+ *    where the VMA and the mm's segment bounds are looked up;
+ *  - at resolution, by the PERF_COUNT_SW_PAGE_FAULTS_MIN/_MAJ software events, which
+ *    mm_account_fault() fires after the retry loop with the final minor/major outcome.
+ * The entry is kept per thread in task storage and completed by the software-event program of
+ * the same thread, which emits one record with the latency between the two.
+ *
+ * Faults taken through get_user_pages() (MAP_POPULATE, execve argument copying,
+ * process_vm_readv) are counted by the kernel in task->min_flt/maj_flt but call
+ * mm_account_fault() with regs == NULL, so no software event fires: user space reconciles with
+ * the per-thread counters reported at thread exit.
+ */
+#include "kscope_common.bpf.h"
+#include "kscope/abi/faults.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by user space between open and load. */
+const volatile __u64 wakeup_bytes = 1 << 20;
+const volatile bool follow_children = false;
+
+/* x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h). */
+#define X86_PF_WRITE (1UL << 1)
+#define X86_PF_INSTR (1UL << 4)
+#define RLIMIT_STACK_IDX 3
+
+struct pending_fault {
+	__u64 ts_ns;
+	__u64 addr;
+	__u64 ip;
+	__u16 flags; /* access, mode and segment, as in kscope_fault_event.flags */
+	__u16 valid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pending_fault);
+} pending SEC(".maps");
+
+/* Thread group ids being traced. User space inserts the targets; fork adds children when
+ * follow_children is set. Value: unused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} traced_tgids SEC(".maps");
+
+/* Threads whose name user space already has. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} known_tids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KSCOPE_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} fault_counters SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&fault_counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline bool is_traced(__u32 tgid)
+{
+	__u32 *state = bpf_map_lookup_elem(&traced_tgids, &tgid);
+	return state && *state == KSCOPE_TGID_TRACED;
+}
+
+static __always_inline void emit_task(struct task_struct *task, __u32 tgid, __u32 tid, __u64 now)
+{
+	struct kscope_task_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(KSCOPE_CNT_CTRL_DROPPED);
+		return;
+	}
+	e->type = KSCOPE_REC_TASK;
+	e->pad = 0;
+	e->pid = tgid;
+	e->tid = tid;
+	e->pad2 = 0;
+	e->ts_ns = now;
+	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
+	bpf_ringbuf_submit(e, 0);
+}
+
+struct vma_lookup {
+	__u64 start_stack;
+	__u16 segment;
+};
+
+static long classify_vma(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	struct vma_lookup *c = data;
+
+	if (vma->vm_start <= c->start_stack && c->start_stack < vma->vm_end)
+		c->segment = KSCOPE_SEG_STACK;
+	else if (vma->vm_file)
+		c->segment = KSCOPE_SEG_FILE;
+	else if (vma->vm_ops)
+		/* Anonymous VMAs have no vm_ops (vma_set_anonymous()); an anonymous mapping with
+		 * vm_ops is a special mapping: [vdso], [vvar], uprobes' XOL area. */
+		c->segment = KSCOPE_SEG_OTHER;
+	else
+		c->segment = KSCOPE_SEG_ANON;
+	return 0;
+}
+
+/* The segment rules of `kscope faults` (README, "Segments"), from the mm's own bounds first and
+ * the VMA second. */
+static __always_inline __u16 classify_segment(struct task_struct *task, __u64 addr)
+{
+	struct mm_struct *mm = task->mm;
+	struct vma_lookup c = {};
+	long err;
+
+	if (!mm)
+		return KSCOPE_SEG_OTHER;
+	if (addr >= mm->start_code && addr < mm->end_code)
+		return KSCOPE_SEG_CODE;
+	if (addr >= mm->start_data && addr < mm->start_brk)
+		return KSCOPE_SEG_DATA;
+	if (addr >= mm->start_brk && addr < mm->brk)
+		return KSCOPE_SEG_HEAP;
+
+	c.start_stack = mm->start_stack;
+	c.segment = KSCOPE_SEG_OTHER;
+	err = bpf_find_vma(task, addr, classify_vma, &c, 0);
+	if (err == -ENOENT) {
+		/* No VMA covers the address yet: a stack access below the stack VMA is expanded by
+		 * lock_mm_and_find_vma() after this tracepoint. Anything else is a bad access. */
+		__u64 limit = task->signal->rlim[RLIMIT_STACK_IDX].rlim_cur;
+		if (addr < c.start_stack && c.start_stack - addr <= limit)
+			return KSCOPE_SEG_STACK;
+		return KSCOPE_SEG_OTHER;
+	}
+	if (err) {
+		/* -EBUSY: mmap_lock was contended (bpf_find_vma only trylocks). */
+		count(KSCOPE_CNT_VMA_BUSY);
+		return KSCOPE_SEG_OTHER;
+	}
+	return c.segment;
+}
+
+static __always_inline int on_fault_entry(unsigned long address, struct pt_regs *regs,
+					  unsigned long error_code, bool kernel_mode)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct task_struct *task;
+	struct pending_fault *p;
+	__u16 flags;
+
+	if (!is_traced(tgid))
+		return 0;
+	/* page_fault_kernel also fires for faults on kernel addresses (vmalloc, ...): only faults on
+	 * user memory belong to the process. Kernel addresses have the top bit set. */
+	if ((long)address < 0)
+		return 0;
+
+	task = bpf_get_current_task_btf();
+	p = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p) {
+		count(KSCOPE_CNT_NO_STORAGE);
+		return 0;
+	}
+	if (p->valid)
+		count(KSCOPE_CNT_FAILED_ENTRY);
+
+	if (error_code & X86_PF_INSTR)
+		flags = 2;
+	else if (error_code & X86_PF_WRITE)
+		flags = 1;
+	else
+		flags = 0;
+	if (kernel_mode)
+		flags |= KSCOPE_FAULT_KERNEL_MODE;
+	flags |= classify_segment(task, address) << KSCOPE_FAULT_SEGMENT_SHIFT;
+
+	p->ts_ns = bpf_ktime_get_ns();
+	p->addr = address;
+	p->ip = PT_REGS_IP(regs);
+	p->flags = flags;
+	p->valid = 1;
+	return 0;
+}
+
+SEC("tp_btf/page_fault_user")
+int BPF_PROG(fault_entry_user, unsigned long address, struct pt_regs *regs,
+	     unsigned long error_code)
+{
+	return on_fault_entry(address, regs, error_code, false);
+}
+
+SEC("tp_btf/page_fault_kernel")
+int BPF_PROG(fault_entry_kernel, unsigned long address, struct pt_regs *regs,
+	     unsigned long error_code)
+{
+	return on_fault_entry(address, regs, error_code, true);
+}
+
+static __always_inline int on_fault_done(struct bpf_perf_event_data *ctx, bool major)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32, tid = (__u32)id;
+	struct kscope_fault_event *e;
+	struct task_struct *task;
+	struct pending_fault *p;
+	__u64 now;
+
+	if (!is_traced(tgid))
+		return 0;
+	task = bpf_get_current_task_btf();
+	p = bpf_task_storage_get(&pending, task, 0, 0);
+	if (!p || !p->valid || p->addr != ctx->addr) {
+		count(KSCOPE_CNT_NO_ENTRY);
+		return 0;
+	}
+	p->valid = 0;
+	now = bpf_ktime_get_ns();
+
+	if (!bpf_map_lookup_elem(&known_tids, &tid)) {
+		bpf_map_update_elem(&known_tids, &tid, &tgid, BPF_ANY);
+		emit_task(task, tgid, tid, now);
+	}
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(KSCOPE_CNT_FAULT_DROPPED);
+		return 0;
+	}
+	e->type = KSCOPE_REC_FAULT;
+	e->flags = p->flags | (major ? KSCOPE_FAULT_MAJOR : 0);
+	e->cpu = bpf_get_smp_processor_id();
+	e->ts_ns = p->ts_ns;
+	e->addr = p->addr;
+	e->ip = p->ip;
+	e->pid = tgid;
+	e->tid = tid;
+	e->latency_ns = now - p->ts_ns;
+	bpf_ringbuf_submit(e, kscope_rb_flags(&events, wakeup_bytes));
+	count(KSCOPE_CNT_FAULT_EMITTED);
+	return 0;
+}
+
+SEC("perf_event")
+int fault_done_minor(struct bpf_perf_event_data *ctx)
+{
+	return on_fault_done(ctx, false);
+}
+
+SEC("perf_event")
+int fault_done_major(struct bpf_perf_event_data *ctx)
+{
+	return on_fault_done(ctx, true);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 parent_tgid = parent->tgid, child_tgid = child->tgid, traced = KSCOPE_TGID_TRACED;
+	struct kscope_fork_event *e;
+
+	/* Threads (CLONE_THREAD) share the tgid and are traced already. */
+	if (!follow_children || child_tgid == parent_tgid || !is_traced(parent_tgid))
+		return 0;
+	bpf_map_update_elem(&traced_tgids, &child_tgid, &traced, BPF_ANY);
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(KSCOPE_CNT_CTRL_DROPPED);
+		return 0;
+	}
+	e->type = KSCOPE_REC_FORK;
+	e->pad = 0;
+	e->parent_pid = parent_tgid;
+	e->child_pid = child_tgid;
+	e->pad2 = 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = p->tgid, tid = p->pid;
+	struct kscope_exec_event *e;
+	__u32 *state = bpf_map_lookup_elem(&traced_tgids, &tgid);
+	bool armed_now = false;
+
+	if (!state)
+		return 0;
+	if (*state == KSCOPE_TGID_ARMED_FOR_EXEC) {
+		/* kscope faults -- COMMAND: the child waited at a gate until this map entry existed,
+		 * then called execve; trace from the new image's first instruction. */
+		*state = KSCOPE_TGID_TRACED;
+		armed_now = true;
+	}
+	bpf_map_update_elem(&known_tids, &tid, &tgid, BPF_ANY);
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(KSCOPE_CNT_CTRL_DROPPED);
+		return 0;
+	}
+	e->type = KSCOPE_REC_EXEC;
+	e->pad = 0;
+	e->pid = tgid;
+	e->tid = tid;
+	e->pad2 = 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->min_flt = p->min_flt;
+	e->maj_flt = p->maj_flt;
+	e->armed_now = armed_now;
+	e->pad3 = 0;
+	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), p->comm);
+	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), bprm->filename);
+	/* Wake user space now: it snapshots the new mappings while the process is alive. */
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	return 0;
+}
+
+SEC("tp_btf/task_rename")
+int BPF_PROG(on_rename, struct task_struct *task, const char *comm)
+{
+	__u32 tgid = task->tgid, tid = task->pid;
+	struct kscope_task_event *e;
+
+	if (!is_traced(tgid))
+		return 0;
+	bpf_map_update_elem(&known_tids, &tid, &tgid, BPF_ANY);
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(KSCOPE_CNT_CTRL_DROPPED);
+		return 0;
+	}
+	e->type = KSCOPE_REC_TASK;
+	e->pad = 0;
+	e->pid = tgid;
+	e->tid = tid;
+	e->pad2 = 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), comm);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* do_exit() fires this after exit_mm(): the thread takes no more faults, so its counters are
+ * final. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid, tid = p->pid;
+	struct kscope_exit_event *e;
+	__u32 *state = bpf_map_lookup_elem(&traced_tgids, &tgid);
+	bool group_dead;
+
+	if (!state)
+		return 0;
+	group_dead = p->signal->live.counter == 0;
+	if (*state != KSCOPE_TGID_TRACED) {
+		/* Armed but never exec'd (execve failed): just forget it. */
+		if (group_dead)
+			bpf_map_delete_elem(&traced_tgids, &tgid);
+		return 0;
+	}
+	bpf_map_delete_elem(&known_tids, &tid);
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(KSCOPE_CNT_CTRL_DROPPED);
+	} else {
+		e->type = KSCOPE_REC_EXIT;
+		e->group_dead = group_dead;
+		e->pid = tgid;
+		e->tid = tid;
+		e->pad = 0;
+		e->ts_ns = bpf_ktime_get_ns();
+		e->min_flt = p->min_flt;
+		e->maj_flt = p->maj_flt;
+		bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	}
+	/* Stop tracing the tgid once its last thread is gone, so a recycled pid is not traced. */
+	if (group_dead)
+		bpf_map_delete_elem(&traced_tgids, &tgid);
+	return 0;
+}

@@ -1,0 +1,179 @@
+#include "bpf/libbpf_util.h"
+
+#include <bpf/bpf.h>
+#include <linux/perf_event.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+
+#include "util/fd.h"
+
+namespace kscope::bpf {
+
+namespace {
+
+int g_verbosity = 0;
+std::mutex g_log_mutex;
+std::deque<std::string> g_log_tail;
+
+int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
+  char buf[2048];
+  vsnprintf(buf, sizeof(buf), format, args);
+  if (g_verbosity > 0 && (level != LIBBPF_DEBUG || g_verbosity > 1)) {
+    std::fputs("libbpf: ", stderr);
+    std::fputs(buf, stderr);
+  }
+  std::lock_guard<std::mutex> lock(g_log_mutex);
+  g_log_tail.emplace_back(buf);
+  while (g_log_tail.size() > 200) g_log_tail.pop_front();
+  return 0;
+}
+
+}  // namespace
+
+void install_libbpf_logger(int verbosity) {
+  g_verbosity = verbosity;
+  libbpf_set_print(libbpf_print);
+}
+
+std::string last_libbpf_log(size_t max_lines) {
+  std::lock_guard<std::mutex> lock(g_log_mutex);
+  std::string out;
+  size_t start = g_log_tail.size() > max_lines ? g_log_tail.size() - max_lines : 0;
+  for (size_t i = start; i < g_log_tail.size(); ++i) out += g_log_tail[i];
+  return out;
+}
+
+Error libbpf_error(const std::string& what, int err) {
+  if (err < 0) err = -err;
+  return make_error(what, err);
+}
+
+Error load_error(const std::string& tool, int err) {
+  if (err < 0) err = -err;
+  // libbpf suggests raising RLIMIT_MEMLOCK on any EPERM; on current kernels BPF memory is
+  // charged to the memory cgroup and the real cause is missing privileges or a locked-down
+  // kernel, so say that instead.
+  std::string hint;
+  if (err == EPERM || err == EACCES)
+    hint = "loading BPF programs needs root or CAP_BPF+CAP_PERFMON; run with sudo, and see "
+           "'kscope doctor'";
+  else
+    hint = "run 'kscope doctor' to see which kernel feature is missing, or -v for libbpf's log";
+  return make_error(fmt::format("loading the {} BPF programs failed", tool), err, hint);
+}
+
+Result<std::unique_ptr<RingBuffer>> RingBuffer::open(int map_fd, Handler handler) {
+  std::unique_ptr<RingBuffer> self(new RingBuffer());
+  self->handler_ = std::move(handler);
+  self->rb_ = ring_buffer__new(map_fd, &RingBuffer::on_record, self.get(), nullptr);
+  if (!self->rb_) return libbpf_error("cannot open the BPF ring buffer", errno);
+  return self;
+}
+
+RingBuffer::~RingBuffer() {
+  if (rb_) ring_buffer__free(rb_);
+}
+
+int RingBuffer::on_record(void* ctx, void* data, size_t size) {
+  static_cast<RingBuffer*>(ctx)->handler_(data, size);
+  return 0;
+}
+
+Result<int> RingBuffer::poll(int timeout_ms) {
+  int n = ring_buffer__poll(rb_, timeout_ms);
+  if (n < 0 && n != -EINTR) return libbpf_error("polling the BPF ring buffer failed", n);
+  // Records submitted with BPF_RB_NO_WAKEUP do not make epoll ready: consume them now.
+  int more = ring_buffer__consume(rb_);
+  if (more < 0 && more != -EINTR) return libbpf_error("reading the BPF ring buffer failed", more);
+  return (n > 0 ? n : 0) + (more > 0 ? more : 0);
+}
+
+Result<int> RingBuffer::drain() {
+  int n = ring_buffer__consume(rb_);
+  if (n < 0 && n != -EINTR) return libbpf_error("reading the BPF ring buffer failed", n);
+  return n > 0 ? n : 0;
+}
+
+int RingBuffer::epoll_fd() const { return ring_buffer__epoll_fd(rb_); }
+
+PerfEventLinks::~PerfEventLinks() {
+  links.clear();  // detach before closing the events
+  for (int fd : fds)
+    if (fd >= 0) ::close(fd);
+}
+
+Result<std::vector<int>> online_cpus() {
+  FILE* f = std::fopen("/sys/devices/system/cpu/online", "re");
+  if (!f) return errno_error("cannot read /sys/devices/system/cpu/online");
+  char buf[4096] = {};
+  size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+  std::fclose(f);
+  buf[n] = 0;
+  std::vector<int> cpus;
+  const char* p = buf;
+  while (*p && *p != '\n') {
+    char* end = nullptr;
+    long a = std::strtol(p, &end, 10);
+    if (end == p || a < 0 || a > 65535) return make_error("malformed /sys/devices/system/cpu/online");
+    long b = a;
+    p = end;
+    if (*p == '-') {
+      ++p;
+      b = std::strtol(p, &end, 10);
+      if (end == p || b < a || b > 65535)
+        return make_error("malformed /sys/devices/system/cpu/online");
+      p = end;
+    }
+    for (long c = a; c <= b; ++c) cpus.push_back(static_cast<int>(c));
+    if (*p == ',') ++p;
+  }
+  if (cpus.empty()) return make_error("no online CPUs listed in /sys/devices/system/cpu/online");
+  return cpus;
+}
+
+Result<PerfEventLinks> attach_sw_event_all_cpus(bpf_program* prog, unsigned long long config,
+                                                const std::string& event_name) {
+  KSCOPE_ASSIGN_OR_RETURN(auto cpus, online_cpus());
+  PerfEventLinks result;
+  for (int cpu : cpus) {
+    perf_event_attr attr = {};
+    attr.size = sizeof(attr);
+    attr.type = PERF_TYPE_SOFTWARE;
+    attr.config = config;
+    attr.sample_period = 1;  // every fault
+    long fd = syscall(SYS_perf_event_open, &attr, -1 /* all processes */, cpu, -1,
+                      PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      std::string hint = (err == EACCES || err == EPERM)
+                             ? "perf events need root or CAP_PERFMON; run with sudo"
+                             : "run 'kscope doctor' to check which perf events this kernel offers";
+      return make_error(fmt::format("perf_event_open({}) on CPU {} failed", event_name, cpu), err,
+                        hint);
+    }
+    result.fds.push_back(static_cast<int>(fd));
+    bpf_link* link = bpf_program__attach_perf_event(prog, static_cast<int>(fd));
+    if (!link)
+      return libbpf_error(fmt::format("attaching to the {} perf event on CPU {} failed",
+                                      event_name, cpu), errno);
+    result.links.emplace_back(link);
+  }
+  return result;
+}
+
+Result<std::vector<uint64_t>> read_percpu_u64(int map_fd, uint32_t key) {
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return libbpf_error("cannot count the possible CPUs", ncpus);
+  std::vector<uint64_t> values(static_cast<size_t>(ncpus));
+  if (bpf_map_lookup_elem(map_fd, &key, values.data()) != 0)
+    return errno_error("reading a per-CPU BPF counter failed");
+  return values;
+}
+
+}  // namespace kscope::bpf

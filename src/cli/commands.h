@@ -1,0 +1,38 @@
+// Subcommand registry. Each subcommand lives in its own src/cli/<name>.cpp and provides a
+// setup function that adds its CLI11 subcommand (options bound to its own options struct) and
+// returns the function main() calls when that subcommand was chosen.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "util/result.h"
+
+namespace kscope::cli {
+
+// Runs a parsed subcommand; returns the process exit status (an ExitCode value, or a traced
+// command's own exit status).
+using Runner = std::function<int()>;
+
+struct Subcommand {
+  CLI::App* app = nullptr;
+  Runner run;
+};
+
+Subcommand setup_faults(CLI::App& parent);
+Subcommand setup_plot(CLI::App& parent);
+Subcommand setup_doctor(CLI::App& parent);
+
+// Prints "kscope: <message>" (and the hint) on stderr, returns the exit code to use.
+int report_error(const Error& error);
+
+// Global flags shared by all subcommands.
+struct GlobalOptions {
+  int verbose = 0;  // -v: libbpf's own log and debug details on stderr
+};
+GlobalOptions& global_options();
+
+}  // namespace kscope::cli

@@ -1,0 +1,387 @@
+// kscope faults: trace every page fault of a process; stream, record, summarize, plot.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <random>
+
+#include "cli/commands.h"
+#include "export/fault_event_writer.h"
+#include "kscope/version.h"
+#include "model/recording.h"
+#include "render/fault_summary_text.h"
+#include "render/scatter_plot.h"
+#include "symbols/symbolizer.h"
+#include "trace/fault_tracer.h"
+#include "trace/proc.h"
+
+namespace kscope::cli {
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+
+void on_stop_signal(int) { g_stop = 1; }
+
+void install_stop_handlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+  // A closed --events pipe must surface as EPIPE on write, not kill us before the summary.
+  signal(SIGPIPE, SIG_IGN);
+}
+
+struct FaultsOptions {
+  std::string pids;
+  std::vector<std::string> command;
+  std::string events_path;
+  std::string format = "text";
+  std::string output_path;
+  double duration_s = 0;
+  std::optional<bool> follow_children;
+  int rows = 30;
+  int cols = 70;
+  bool by_segment = false;
+  bool no_plot = false;
+  bool linear = false;
+  int top = 10;
+  uint32_t ringbuf_mb = 16;
+};
+
+// At most this many points are kept for the end-of-run plot; beyond it a uniform reservoir
+// sample keeps memory bounded however long the trace (the summary says so).
+constexpr size_t kMaxPlotPoints = 1'000'000;
+
+// Receives the tracer's records and fans them out to the outputs.
+class FaultCollector : public FaultSink {
+ public:
+  FaultCollector(FaultEventWriter* events, RecordingWriter* recording)
+      : events_(events), recording_(recording) {}
+
+  void on_fault(const FaultRecord& r) override {
+    summary_.add(r);
+    if (events_) events_->write(r, comm_of(r.tid));
+    if (recording_ && status_) status_ = recording_->add_fault(r);
+    add_plot_point(to_plot_point(r));
+  }
+  void on_thread(const ThreadInfo& t) override {
+    comms_[t.tid] = t.comm;
+    if (recording_ && status_) status_ = recording_->add_thread(t);
+  }
+  void on_mappings(const MappingSnapshot& m) override {
+    latest_maps_[m.pid] = m.mappings;
+    if (recording_ && status_) status_ = recording_->add_mappings(m);
+  }
+  void on_fork(uint64_t t, uint32_t parent, uint32_t child) override {
+    if (recording_ && status_) status_ = recording_->add_fork(ForkEvent{t, parent, child});
+  }
+  void on_exit(uint64_t t, uint32_t pid, uint32_t tid, uint64_t minflt, uint64_t majflt) override {
+    if (recording_ && status_)
+      status_ = recording_->add_exit(ExitEvent{t, pid, tid, minflt, majflt, false});
+  }
+  void on_started(const std::vector<pid_t>& pids) override {
+    std::string list;
+    for (pid_t p : pids) list += (list.empty() ? "" : ",") + std::to_string(p);
+    std::fprintf(stderr, "kscope: tracing page faults of pid %s; Ctrl-C to stop\n", list.c_str());
+  }
+  Status on_tick() override {
+    if (!status_) return status_;
+    if (events_) KSCOPE_TRY(events_->flush());
+    if (recording_) KSCOPE_TRY(recording_->flush());
+    return {};
+  }
+
+  const Status& status() const { return status_; }
+  const FaultSummary& summary() const { return summary_; }
+  const std::vector<PlotPoint>& plot_points() const { return points_; }
+  uint64_t plot_points_offered() const { return points_offered_; }
+
+  std::vector<LocationCount> top_locations(size_t n) {
+    Symbolizer symbolizer;
+    for (auto& [pid, maps] : latest_maps_) symbolizer.set_mappings(pid, maps);
+    // Several instruction addresses can resolve to the same line of output (same function and
+    // offset in different processes): merge them.
+    std::map<std::string, uint64_t> merged;
+    for (const auto& [key, count] : summary_.top_locations(n * 4)) {
+      Symbol sym = key.kernel ? symbolizer.resolve_kernel(key.ip)
+                              : symbolizer.resolve_user(key.pid, key.ip);
+      std::string text = sym.format();
+      if (key.kernel && text.find("(") == std::string::npos) text += " (kernel)";
+      merged[text] += count;
+    }
+    std::vector<LocationCount> v;
+    for (auto& [loc, c] : merged) v.push_back({loc, c});
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+      return a.count != b.count ? a.count > b.count : a.location < b.location;
+    });
+    if (v.size() > n) v.resize(n);
+    return v;
+  }
+
+ private:
+  std::string_view comm_of(uint32_t tid) const {
+    auto it = comms_.find(tid);
+    return it == comms_.end() ? std::string_view("?") : std::string_view(it->second);
+  }
+
+  void add_plot_point(const PlotPoint& p) {
+    ++points_offered_;
+    if (points_.size() < kMaxPlotPoints) {
+      points_.push_back(p);
+      return;
+    }
+    std::uniform_int_distribution<uint64_t> pick(0, points_offered_ - 1);
+    uint64_t j = pick(rng_);
+    if (j < kMaxPlotPoints) points_[j] = p;
+  }
+
+  FaultEventWriter* events_;
+  RecordingWriter* recording_;
+  Status status_;
+  FaultSummary summary_;
+  std::map<uint32_t, std::string> comms_;
+  std::map<uint32_t, std::vector<Mapping>> latest_maps_;
+  std::vector<PlotPoint> points_;
+  uint64_t points_offered_ = 0;
+  std::mt19937_64 rng_{0x6b73636f7065ull};
+};
+
+RecordingMeta make_meta(const std::vector<uint32_t>& pids) {
+  RecordingMeta meta;
+  meta.kscope_version = KSCOPE_VERSION;
+  if (auto cmdline = proc::read_text_file("/proc/self/cmdline")) {
+    std::string arg;
+    for (char c : *cmdline) {
+      if (c == '\0') {
+        meta.command_line.push_back(arg);
+        arg.clear();
+      } else {
+        arg.push_back(c);
+      }
+    }
+  }
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  meta.hostname = host;
+  utsname u{};
+  uname(&u);
+  meta.kernel_release = u.release;
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  meta.start_wall_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
+                       static_cast<uint64_t>(ts.tv_nsec);
+  meta.target_pids = pids;
+  return meta;
+}
+
+Result<std::string> render_plots(const std::vector<PlotPoint>& points, int rows, int cols,
+                                 bool by_segment, bool linear) {
+  ScatterOptions opts;
+  opts.rows = rows;
+  opts.cols = cols;
+  opts.linear = linear;
+  if (!by_segment) {
+    opts.title = "page faults: virtual page over time";
+    return render_scatter_plot(points, opts);
+  }
+  KSCOPE_ASSIGN_OR_RETURN(auto plots, render_scatter_by_segment(points, opts));
+  if (plots.empty()) return std::string("(no faults to plot)\n");
+  std::string out;
+  for (const auto& p : plots) {
+    if (!out.empty()) out += "\n";
+    out += p.text;
+  }
+  return out;
+}
+
+Status validate_plot_size(int rows, int cols) {
+  if (rows < kScatterMinRows || rows > kScatterMaxRows)
+    return usage_error(fmt::format("--rows must be between {} and {}", kScatterMinRows,
+                                   kScatterMaxRows));
+  if (cols < kScatterMinCols || cols > kScatterMaxCols)
+    return usage_error(fmt::format("--cols must be between {} and {}", kScatterMinCols,
+                                   kScatterMaxCols));
+  return {};
+}
+
+Result<int> run_faults(const FaultsOptions& o) {
+  KSCOPE_TRY(validate_plot_size(o.rows, o.cols));
+  KSCOPE_ASSIGN_OR_RETURN(EventFormat format, parse_event_format(o.format));
+  if (o.duration_s < 0) return usage_error("--duration must be positive");
+  if (o.ringbuf_mb < 1 || o.ringbuf_mb > 1024 || (o.ringbuf_mb & (o.ringbuf_mb - 1)) != 0)
+    return usage_error("--ringbuf-mb must be a power of two between 1 and 1024");
+  if (o.pids.empty() == o.command.empty())
+    return usage_error("give either -p PID[,PID...] or -- COMMAND [ARGS...]");
+
+  FaultTraceOptions topts;
+  if (!o.pids.empty()) {
+    KSCOPE_ASSIGN_OR_RETURN(topts.pids, proc::parse_pid_list(o.pids));
+  }
+  topts.command = o.command;
+  topts.follow_children = o.follow_children.value_or(!o.command.empty());
+  if (o.duration_s > 0) topts.duration_s = o.duration_s;
+  topts.ringbuf_bytes = o.ringbuf_mb << 20;
+  topts.verbosity = global_options().verbose;
+
+  KSCOPE_ASSIGN_OR_RETURN(auto tracer, FaultTracer::create(topts));
+
+  // Outputs are opened before tracing starts so a bad path fails early.
+  std::FILE* events_file = nullptr;
+  bool events_to_stdout = o.events_path == "-";
+  if (events_to_stdout) {
+    events_file = stdout;
+  } else if (!o.events_path.empty()) {
+    int fd = ::open(o.events_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return errno_error(fmt::format("cannot write --events file {}", o.events_path));
+    events_file = ::fdopen(fd, "w");
+    if (!events_file) return errno_error("fdopen");
+  }
+  std::optional<FaultEventWriter> events;
+  if (events_file) {
+    events.emplace(events_file, format);
+    events->write_header();
+  }
+  std::optional<RecordingWriter> recording;
+  if (!o.output_path.empty()) {
+    std::vector<uint32_t> pids(topts.pids.begin(), topts.pids.end());
+    KSCOPE_ASSIGN_OR_RETURN(auto writer, RecordingWriter::create(o.output_path, make_meta(pids)));
+    recording.emplace(std::move(writer));
+  }
+
+  FaultCollector collector(events ? &*events : nullptr, recording ? &*recording : nullptr);
+  install_stop_handlers();
+  KSCOPE_ASSIGN_OR_RETURN(auto outcome, tracer->run(collector, &g_stop));
+  tracer.reset();  // detach before the (possibly slow) rendering
+
+  Status output_status = collector.status();
+  if (events) {
+    auto st = events->flush();
+    if (output_status) output_status = st;
+    if (events_file != stdout) std::fclose(events_file);
+  }
+  FaultRunTotals& totals = outcome.totals;
+  if (collector.plot_points_offered() > collector.plot_points().size())
+    totals.plot_sampled_from = collector.plot_points_offered();
+  if (recording) {
+    RecordingTrailer trailer;
+    trailer.lost_per_cpu = totals.lost_per_cpu;
+    trailer.drop_counters["control_records_lost"] = totals.lost_control;
+    trailer.drop_counters["failed_entries"] = totals.failed_entries;
+    trailer.drop_counters["unmatched_completions"] = totals.unmatched;
+    trailer.drop_counters["segment_unknown_mmap_lock_busy"] = totals.vma_busy;
+    for (auto& [pid, k] : totals.kernel) {
+      trailer.kernel_minflt += k.minflt;
+      trailer.kernel_majflt += k.majflt;
+    }
+    uint64_t lost = 0;
+    for (auto l : totals.lost_per_cpu) lost += l;
+    trailer.faults_recorded = collector.summary().total;
+    trailer.faults_seen = collector.summary().total + lost;
+    auto st = recording->finish(trailer);
+    if (output_status) output_status = st;
+  }
+
+  // The summary and plot go to stdout, or to stderr when the events already use stdout.
+  std::FILE* report = events_to_stdout ? stderr : stdout;
+  std::string text = render_fault_summary(collector.summary(), totals,
+                                          collector.top_locations(static_cast<size_t>(o.top)));
+  std::fputs(text.c_str(), report);
+  if (!o.no_plot) {
+    auto plot = render_plots(collector.plot_points(), o.rows, o.cols, o.by_segment, o.linear);
+    if (!plot) return std::move(plot).error();
+    std::fputc('\n', report);
+    std::fputs(plot->c_str(), report);
+  }
+  std::fflush(report);
+  if (!output_status) return std::move(output_status).error();
+  if (outcome.command_exit) return *outcome.command_exit;
+  return 0;
+}
+
+}  // namespace
+
+Subcommand setup_faults(CLI::App& parent) {
+  auto o = std::make_shared<FaultsOptions>();
+  auto* app = parent.add_subcommand(
+      "faults",
+      "Trace every page fault of a process: address, instruction, access, minor/major, segment, "
+      "latency. Streams events, records, prints a summary and a time x address plot.\n"
+      "  kscope faults [options] -p PID[,PID...]\n"
+      "  kscope faults [options] -- COMMAND [ARGS...]");
+  app->add_option("-p,--pid", o->pids, "Trace these running processes (all their threads)");
+  app->add_option("--events", o->events_path, "Write one line per fault to FILE ('-' = stdout)");
+  app->add_option("--format", o->format, "Format of --events: text, csv or jsonl")
+      ->check(CLI::IsMember({"text", "csv", "jsonl"}));
+  app->add_option("-o,--output", o->output_path,
+                  "Save a recording to FILE for 'kscope plot' (written while tracing)");
+  app->add_option("--duration", o->duration_s,
+                  "Stop after SECONDS (default: until the processes exit or Ctrl-C)")
+      ->check(CLI::PositiveNumber);
+  app->add_flag("--follow-children,!--no-follow-children", o->follow_children,
+                "Also trace processes the targets fork (default: on for COMMAND, off for -p)");
+  app->add_option("--rows", o->rows, "Plot height in lines (default 30)");
+  app->add_option("--cols", o->cols, "Plot width in characters (default 70)");
+  app->add_flag("--by-segment", o->by_segment, "One plot per segment that had faults");
+  app->add_flag("--linear", o->linear,
+                "Plot the raw address range instead of compressing the gaps between ranges");
+  app->add_flag("--no-plot", o->no_plot, "Do not draw a plot at the end");
+  app->add_option("--top", o->top, "Number of code locations in the summary (default 10)")
+      ->check(CLI::Range(1, 1000));
+  app->add_option("--ringbuf-mb", o->ringbuf_mb,
+                  "Size of the BPF ring buffer in MiB, a power of two (default 16)");
+  app->add_option("command", o->command, "COMMAND [ARGS...] to start and trace (after --)");
+  app->footer(
+      "Fields (--events, CSV header, JSONL keys): "
+      "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns\n"
+      "Segments: code [start_code,end_code) | data [start_data,start_brk) | heap [start_brk,brk) "
+      "| stack (main thread) | file (other file mappings) | anon (other anonymous) | other "
+      "(vdso, no VMA)\n"
+      "Exit status: the command's own with COMMAND; 0 on success; 1 on error; 2 on bad usage; "
+      "127 command not found.");
+  return {app, [o] {
+            auto r = run_faults(*o);
+            if (!r) return report_error(r.error());
+            return *r;
+          }};
+}
+
+Subcommand setup_plot(CLI::App& parent) {
+  struct PlotOptions {
+    std::string path;
+    int rows = 30;
+    int cols = 70;
+    bool by_segment = false;
+    bool linear = false;
+  };
+  auto o = std::make_shared<PlotOptions>();
+  auto* app = parent.add_subcommand("plot", "Re-draw the fault plots of a recording (kscope faults -o)");
+  app->add_option("recording", o->path, "Recording file")->required();
+  app->add_option("--rows", o->rows, "Plot height in lines (default 30)");
+  app->add_option("--cols", o->cols, "Plot width in characters (default 70)");
+  app->add_flag("--by-segment", o->by_segment, "One plot per segment that had faults");
+  app->add_flag("--linear", o->linear, "Plot the raw address range (no gap compression)");
+  return {app, [o]() -> int {
+            if (auto st = validate_plot_size(o->rows, o->cols); !st) return report_error(st.error());
+            auto rec = read_recording(o->path);
+            if (!rec) return report_error(rec.error());
+            if (!rec->summary.warning.empty())
+              std::fprintf(stderr, "kscope: %s\n", rec->summary.warning.c_str());
+            std::vector<PlotPoint> points;
+            points.reserve(rec->faults.size());
+            for (const auto& f : rec->faults) points.push_back(to_plot_point(f));
+            auto plot = render_plots(points, o->rows, o->cols, o->by_segment, o->linear);
+            if (!plot) return report_error(plot.error());
+            std::fputs(plot->c_str(), stdout);
+            return 0;
+          }};
+}
+
+}  // namespace kscope::cli

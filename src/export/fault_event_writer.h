@@ -1,0 +1,47 @@
+// Writes one line per fault to --events: text (aligned columns), csv or jsonl. The field set and
+// order is the output contract: time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns.
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "model/fault_record.h"
+#include "util/result.h"
+
+namespace kscope {
+
+enum class EventFormat { kText, kCsv, kJsonl };
+Result<EventFormat> parse_event_format(std::string_view name);
+
+inline constexpr std::string_view kFaultCsvHeader =
+    "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns";
+
+class FaultEventWriter {
+ public:
+  // Does not take ownership of `out`.
+  FaultEventWriter(std::FILE* out, EventFormat format);
+  ~FaultEventWriter();
+  void write_header();
+  void write(const FaultRecord& r, std::string_view comm);
+  // Writes buffered lines; returns an error if the stream failed (disk full, closed pipe).
+  Status flush();
+
+  // Formatting of one record, for tests and other exporters.
+  static void format(fmt::memory_buffer& buf, EventFormat format, const FaultRecord& r,
+                     std::string_view comm);
+
+ private:
+  std::FILE* out_;
+  EventFormat format_;
+  fmt::memory_buffer buf_;
+  bool failed_ = false;
+};
+
+// CSV field quoting (RFC 4180) and JSON string escaping for names that may hold anything.
+void append_csv_field(fmt::memory_buffer& buf, std::string_view s);
+void append_json_string(fmt::memory_buffer& buf, std::string_view s);
+
+}  // namespace kscope

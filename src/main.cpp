@@ -1,0 +1,45 @@
+// kscope: subcommand dispatch only.
+#include <cstdio>
+#include <vector>
+
+#include "cli/commands.h"
+#include "kscope/version.h"
+
+int main(int argc, char** argv) {
+  using namespace kscope::cli;
+  CLI::App app{
+      "kscope: see how a process uses memory and CPU, built on eBPF.\n"
+      "Run 'kscope COMMAND --help' for the options of a command; 'man kscope' for the guide.",
+      "kscope"};
+  app.set_version_flag("--version", KSCOPE_VERSION);
+  app.add_flag("-v,--verbose", global_options().verbose,
+               "Print debug details and libbpf's own log on stderr (repeat for more)");
+  app.require_subcommand(1);
+  app.fallthrough();
+
+  std::vector<Subcommand> subcommands = {
+      setup_faults(app),
+      setup_plot(app),
+      setup_doctor(app),
+  };
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);  // help on stdout, exit 0
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // Usage errors: message on stderr, exit 2 (like getopt-based tools).
+    std::fprintf(stderr, "kscope: %s\n", e.what());
+    std::fprintf(stderr, "Run 'kscope --help' or 'kscope COMMAND --help' for usage.\n");
+    return static_cast<int>(kscope::ExitCode::kUsage);
+  }
+
+  for (auto& sub : subcommands) {
+    if (sub.app->parsed()) return sub.run();
+  }
+  return static_cast<int>(kscope::ExitCode::kUsage);
+}

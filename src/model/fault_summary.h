@@ -1,0 +1,68 @@
+// Aggregates over a stream of faults: counts by kind/access/segment/mode, latency percentiles,
+// faults per code location, and the kernel-counter reconciliation. Bounded memory: the location
+// table grows with distinct instruction addresses (code size), not with the number of faults.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "model/fault_record.h"
+#include "model/latency_histogram.h"
+
+namespace kscope {
+
+struct FaultLocationKey {
+  uint32_t pid = 0;
+  uint64_t ip = 0;
+  bool kernel = false;
+  bool operator==(const FaultLocationKey&) const = default;
+};
+struct FaultLocationKeyHash {
+  size_t operator()(const FaultLocationKey& k) const {
+    return std::hash<uint64_t>()(k.ip * 0x9E3779B97F4A7C15ull ^ k.pid ^ (k.kernel ? 1ull << 63 : 0));
+  }
+};
+
+// What the kernel's own counters say, per process, over the traced interval.
+struct KernelFaultCounts {
+  uint64_t minflt = 0;
+  uint64_t majflt = 0;
+  bool exact = true;  // false when a thread's final count could not be read (e.g. a lost exit record)
+};
+
+struct FaultSummary {
+  uint64_t total = 0;
+  std::array<uint64_t, 2> by_kind{};
+  std::array<uint64_t, 3> by_access{};
+  std::array<uint64_t, kSegmentCount> by_segment{};
+  std::array<uint64_t, 2> by_mode{};
+  uint64_t first_ns = UINT64_MAX;
+  uint64_t last_ns = 0;
+  LatencyHistogram latency;
+  std::unordered_map<FaultLocationKey, uint64_t, FaultLocationKeyHash> by_location;
+  std::map<uint32_t, uint64_t> by_pid;
+
+  void add(const FaultRecord& r);
+  // The n locations with the most faults, most first (ties by ip for determinism).
+  std::vector<std::pair<FaultLocationKey, uint64_t>> top_locations(size_t n) const;
+};
+
+// Everything the end-of-run report shows besides the per-fault data.
+struct FaultRunTotals {
+  double duration_s = 0;                   // wall time traced
+  std::map<uint32_t, KernelFaultCounts> kernel;  // per traced process
+  std::map<uint32_t, std::string> process_names;
+  std::map<uint32_t, uint64_t> seen_by_pid;      // faults kscope recorded per process
+  std::vector<uint64_t> lost_per_cpu;      // fault records lost because the ring buffer was full
+  uint64_t lost_control = 0;               // task/fork/exit records lost
+  uint64_t failed_entries = 0;             // faults that never completed (SIGSEGV, spurious)
+  uint64_t unmatched = 0;                  // completions without an entry (not recorded)
+  uint64_t vma_busy = 0;                   // segment unknown: mmap_lock contended
+  uint64_t plot_sampled_from = 0;          // >0: the plot shows a uniform sample of this many
+};
+
+}  // namespace kscope

@@ -1,0 +1,1083 @@
+// Recording file writer and reader. The byte layout is specified in docs/recording-format.md;
+// the comments here explain the choices, the document the bytes.
+#include "model/recording.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+#include <unordered_map>
+
+namespace kscope {
+
+namespace {
+
+// ---- Constants of the format (docs/recording-format.md) ----
+
+constexpr std::array<uint8_t, 8> kMagic = {'K', 'S', 'C', 'O', 'P', 'E', 0, 0};
+constexpr size_t kFileHeaderSize = 20;
+constexpr size_t kBlockHeaderSize = 20;
+
+enum BlockType : uint16_t {
+  kBlockMeta = 1,
+  kBlockProcess = 2,
+  kBlockMappings = 3,
+  kBlockFaults = 4,
+  kBlockTrailer = 5,
+};
+// Block flag: a reader that does not know this block type must refuse the file instead of
+// skipping the block.
+constexpr uint16_t kBlockFlagRequired = 0x1;
+
+enum ProcessTag : uint8_t { kTagThread = 1, kTagFork = 2, kTagExit = 3 };
+
+// Limits that keep a hostile or damaged file from making the reader allocate much more memory
+// than the file's size. The writer enforces the same limits so it never writes an unreadable file.
+constexpr uint32_t kMaxFaultBlockRecords = 65536;  // bounds the per-block thread and ip tables
+constexpr uint64_t kMaxMappingsPerSnapshot = 1u << 20;
+constexpr uint64_t kMaxCommandLineArgs = 65536;
+constexpr uint64_t kMaxTargetPids = 1u << 20;
+constexpr uint64_t kMaxCpus = 65536;
+constexpr uint64_t kMaxDropCounters = 65536;
+
+constexpr uint64_t kPageShift = 12;
+constexpr uint64_t kPageMask = (uint64_t{1} << kPageShift) - 1;
+
+std::string_view block_type_name(uint16_t type) {
+  switch (type) {
+    case kBlockMeta:
+      return "metadata";
+    case kBlockProcess:
+      return "process";
+    case kBlockMappings:
+      return "mappings";
+    case kBlockFaults:
+      return "faults";
+    case kBlockTrailer:
+      return "trailer";
+  }
+  return "unknown";
+}
+
+uint32_t crc32_of(const uint8_t* data, size_t size) {
+  // Payloads are at most kMaxBlockPayload, so the size fits zlib's uInt.
+  return static_cast<uint32_t>(::crc32(::crc32(0L, Z_NULL, 0), data, static_cast<uInt>(size)));
+}
+
+// ---- Encoding ----
+
+using Bytes = std::vector<uint8_t>;
+
+void put_u16(Bytes& out, uint16_t v) {
+  out.push_back(static_cast<uint8_t>(v));
+  out.push_back(static_cast<uint8_t>(v >> 8));
+}
+void put_u32(Bytes& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+uint16_t get_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+uint32_t get_u32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
+         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+}
+
+// Unsigned LEB128: 7 bits per byte, low bits first, high bit set on all but the last byte.
+void put_varint(Bytes& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<uint8_t>(v));
+}
+
+// Zigzag maps a two's-complement delta to an unsigned value that is small when the delta is
+// small in either direction (0,-1,1,-2,... -> 0,1,2,3,...). Deltas are computed modulo 2^64,
+// so every pair of 64-bit values round-trips.
+uint64_t zigzag(uint64_t delta) { return (delta << 1) ^ (0 - (delta >> 63)); }
+uint64_t unzigzag(uint64_t z) { return (z >> 1) ^ (0 - (z & 1)); }
+
+void put_string(Bytes& out, std::string_view s) {
+  put_varint(out, s.size());
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+// ---- Decoding ----
+
+// Reads fields from one block payload. Errors are sticky: after the first failure every read
+// returns 0/empty and ok() is false, so decoders check once per item instead of per field.
+// Every length is checked against the bytes that remain, which bounds every allocation by the
+// payload size.
+class PayloadCursor {
+ public:
+  PayloadCursor(const uint8_t* data, size_t size, uint64_t file_offset)
+      : data_(data), size_(size), file_offset_(file_offset) {}
+
+  bool ok() const { return error_.empty(); }
+  bool at_end() const { return pos_ == size_; }
+  size_t remaining() const { return size_ - pos_; }
+  uint64_t file_offset() const { return file_offset_ + pos_; }
+  const std::string& error() const { return error_; }
+  uint64_t error_offset() const { return error_offset_; }
+
+  void fail(std::string message) { fail_at(std::move(message), file_offset()); }
+  void fail_at(std::string message, uint64_t offset) {
+    if (!ok()) return;
+    error_ = std::move(message);
+    error_offset_ = offset;
+    pos_ = size_;  // nothing more to read
+  }
+
+  uint8_t u8(const char* what) {
+    if (remaining() < 1) {
+      fail(fmt::format("{} is cut off by the end of the block", what));
+      return 0;
+    }
+    return data_[pos_++];
+  }
+
+  uint64_t varint(const char* what) {
+    uint64_t value = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (remaining() < 1) {
+        fail(fmt::format("{} is cut off by the end of the block", what));
+        return 0;
+      }
+      uint8_t byte = data_[pos_];
+      // The 10th byte may only contribute the single remaining bit.
+      if (shift == 63 && byte > 1) {
+        fail(fmt::format("{} is a varint longer than 64 bits", what));
+        return 0;
+      }
+      ++pos_;
+      value |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if (!(byte & 0x80)) return value;
+    }
+    return value;  // unreachable: the loop returns or fails by the 10th byte
+  }
+
+  uint32_t varint32(const char* what) {
+    uint64_t start = file_offset();
+    uint64_t v = varint(what);
+    if (v > UINT32_MAX) {
+      fail_at(fmt::format("{} is {}, more than 32 bits", what, v), start);
+      return 0;
+    }
+    return static_cast<uint32_t>(v);
+  }
+
+  // A count of items that follow; each takes at least one byte, and `limit` caps the count so
+  // that allocations stay proportional to the file.
+  uint64_t count(const char* what, uint64_t limit) {
+    uint64_t start = file_offset();
+    uint64_t n = varint(what);
+    if (ok() && (n > remaining() || n > limit)) {
+      fail_at(fmt::format("{} of {} is impossible ({} bytes left in the block, limit {})", what, n,
+                          remaining(), limit),
+              start);
+      return 0;
+    }
+    return n;
+  }
+
+  std::string string(const char* what) {
+    uint64_t start = file_offset();
+    uint64_t n = varint(what);
+    if (!ok()) return {};
+    if (n > remaining()) {
+      fail_at(fmt::format("{} has length {} but only {} bytes are left in the block", what, n,
+                          remaining()),
+              start);
+      return {};
+    }
+    std::string s(reinterpret_cast<const char*>(data_ + pos_), n);
+    pos_ += n;
+    return s;
+  }
+
+  // A sub-cursor over the next n bytes (which this cursor skips).
+  PayloadCursor sub(uint64_t n, const char* what) {
+    if (n > remaining()) {
+      fail(fmt::format("{} has length {} but only {} bytes are left in the block", what, n,
+                       remaining()));
+      return PayloadCursor(data_, 0, file_offset_);
+    }
+    PayloadCursor c(data_ + pos_, n, file_offset());
+    pos_ += n;
+    return c;
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+  uint64_t file_offset_;  // of data_[0]
+  std::string error_;
+  uint64_t error_offset_ = 0;
+};
+
+// ---- Fault records ----
+//
+// Each record starts with two bytes:
+//   flags:   bits 0-1 access, bit 2 mode, bit 3 kind, bits 4-6 segment, bit 7 has latency
+//   context: bits 0-1 thread selector, bits 2-3 ip selector, bit 4 cpu as before,
+//            bit 5 address delta counted in pages, bits 6-7 zero
+// followed by varints whose presence the selectors decide. State (thread table, ip table,
+// previous values) starts empty in every block, so each block decodes on its own.
+
+constexpr uint8_t kFlagLatency = 0x80;
+constexpr uint8_t kThreadSame = 0, kThreadIndex = 1, kThreadNew = 2;
+constexpr uint8_t kIpSame = 0, kIpIndex = 1, kIpNew = 2;
+constexpr uint8_t kCtxCpuSame = 0x10;
+constexpr uint8_t kCtxAddrPages = 0x20;
+constexpr uint8_t kCtxReserved = 0xc0;
+
+// Per-thread state inside one block: faults of one thread tend to repeat its ip, stay on its
+// cpu and touch addresses near its previous one, even when threads interleave.
+struct ThreadState {
+  uint32_t pid = 0;
+  uint32_t tid = 0;
+  uint64_t last_ip = 0;
+  uint64_t last_addr = 0;
+  uint32_t last_cpu = 0;
+};
+
+uint64_t thread_key(uint32_t pid, uint32_t tid) { return (uint64_t{pid} << 32) | tid; }
+
+bool valid_fault(const FaultRecord& f) {
+  return static_cast<uint8_t>(f.access) <= 2 && static_cast<uint8_t>(f.mode) <= 1 &&
+         static_cast<uint8_t>(f.kind) <= 1 && static_cast<uint8_t>(f.segment) < kSegmentCount;
+}
+
+// ---- Process entries: tag byte, varint body length, body ----
+
+void put_process_entry(Bytes& out, uint8_t tag, const Bytes& body) {
+  out.push_back(tag);
+  put_varint(out, body.size());
+  out.insert(out.end(), body.begin(), body.end());
+}
+
+// ---- Metadata, mappings and trailer payloads ----
+
+Bytes encode_meta(const RecordingMeta& meta) {
+  Bytes out;
+  put_string(out, meta.kscope_version);
+  put_varint(out, meta.command_line.size());
+  for (const auto& arg : meta.command_line) put_string(out, arg);
+  put_string(out, meta.hostname);
+  put_string(out, meta.kernel_release);
+  put_varint(out, meta.start_wall_ns);
+  put_varint(out, meta.target_pids.size());
+  for (uint32_t pid : meta.target_pids) put_varint(out, pid);
+  return out;
+}
+
+RecordingMeta decode_meta(PayloadCursor& c) {
+  RecordingMeta meta;
+  meta.kscope_version = c.string("kscope version");
+  uint64_t argc = c.count("command line argument count", kMaxCommandLineArgs);
+  for (uint64_t i = 0; i < argc && c.ok(); ++i) meta.command_line.push_back(c.string("argument"));
+  meta.hostname = c.string("hostname");
+  meta.kernel_release = c.string("kernel release");
+  meta.start_wall_ns = c.varint("start time");
+  uint64_t npids = c.count("target pid count", kMaxTargetPids);
+  meta.target_pids.reserve(npids);
+  for (uint64_t i = 0; i < npids && c.ok(); ++i) meta.target_pids.push_back(c.varint32("pid"));
+  // Bytes after the known fields are fields of a newer minor version: ignored.
+  return meta;
+}
+
+Bytes encode_mappings(const MappingSnapshot& snap) {
+  Bytes out;
+  put_varint(out, snap.pid);
+  put_varint(out, snap.time_ns);
+  put_varint(out, snap.mappings.size());
+  uint64_t prev_end = 0;
+  for (const Mapping& m : snap.mappings) {
+    // Mappings are sorted, so each one usually starts at or shortly after the previous end.
+    put_varint(out, zigzag(m.start - prev_end));
+    put_varint(out, m.end - m.start);  // modulo 2^64: even an end < start round-trips
+    put_varint(out, m.offset);
+    put_varint(out, m.inode);
+    put_varint(out, m.dev_major);
+    put_varint(out, m.dev_minor);
+    put_string(out, m.perms);
+    put_string(out, m.path);
+    prev_end = m.end;
+  }
+  return out;
+}
+
+Bytes encode_trailer(const RecordingTrailer& t) {
+  Bytes out;
+  put_varint(out, t.lost_per_cpu.size());
+  for (uint64_t lost : t.lost_per_cpu) put_varint(out, lost);
+  put_varint(out, t.drop_counters.size());
+  for (const auto& [name, value] : t.drop_counters) {
+    put_string(out, name);
+    put_varint(out, value);
+  }
+  put_varint(out, t.kernel_minflt);
+  put_varint(out, t.kernel_majflt);
+  put_varint(out, t.faults_seen);
+  put_varint(out, t.faults_recorded);
+  return out;
+}
+
+RecordingTrailer decode_trailer(PayloadCursor& c) {
+  RecordingTrailer t;
+  uint64_t ncpu = c.count("cpu count", kMaxCpus);
+  t.lost_per_cpu.reserve(ncpu);
+  for (uint64_t i = 0; i < ncpu && c.ok(); ++i) t.lost_per_cpu.push_back(c.varint("lost count"));
+  uint64_t ndrops = c.count("drop counter count", kMaxDropCounters);
+  for (uint64_t i = 0; i < ndrops && c.ok(); ++i) {
+    std::string name = c.string("drop counter name");
+    uint64_t value = c.varint("drop counter value");
+    t.drop_counters[std::move(name)] = value;
+  }
+  t.kernel_minflt = c.varint("kernel minflt");
+  t.kernel_majflt = c.varint("kernel majflt");
+  t.faults_seen = c.varint("faults seen");
+  t.faults_recorded = c.varint("faults recorded");
+  return t;
+}
+
+}  // namespace
+
+// ======================================================================================
+// Writer
+// ======================================================================================
+
+// Encodes fault records into one block; reset() after each block is written.
+struct RecordingWriter::FaultBlockEncoder {
+  Bytes payload;
+  uint32_t count = 0;
+  std::vector<ThreadState> threads;
+  std::unordered_map<uint64_t, uint32_t> thread_index;  // thread_key -> index in threads
+  std::unordered_map<uint64_t, uint32_t> ip_index;      // ip -> index in the block's ip table
+  uint64_t last_new_ip = 0;
+  uint64_t prev_time = 0;
+  int64_t current = -1;  // index of the previous record's thread
+
+  void reset() {
+    payload.clear();
+    count = 0;
+    threads.clear();
+    thread_index.clear();
+    ip_index.clear();
+    last_new_ip = 0;
+    prev_time = 0;
+    current = -1;
+  }
+
+  void encode(const FaultRecord& f) {
+    uint8_t flags = static_cast<uint8_t>(f.access) | (static_cast<uint8_t>(f.mode) << 2) |
+                    (static_cast<uint8_t>(f.kind) << 3) | (static_cast<uint8_t>(f.segment) << 4) |
+                    (f.latency_ns ? kFlagLatency : 0);
+    size_t ctx_pos = payload.size() + 1;
+    payload.push_back(flags);
+    payload.push_back(0);  // context byte, patched below
+    uint8_t ctx = 0;
+
+    // Thread.
+    uint32_t ti;
+    auto [it, inserted] =
+        thread_index.try_emplace(thread_key(f.pid, f.tid), static_cast<uint32_t>(threads.size()));
+    ti = it->second;
+    if (inserted) {
+      threads.push_back(ThreadState{f.pid, f.tid});
+      ctx |= kThreadNew;
+      put_varint(payload, f.pid);
+      put_varint(payload, f.tid);
+    } else if (static_cast<int64_t>(ti) == current) {
+      ctx |= kThreadSame;
+    } else {
+      ctx |= kThreadIndex;
+      put_varint(payload, ti);
+    }
+    current = ti;
+    ThreadState& t = threads[ti];
+
+    // Instruction pointer.
+    if (f.ip == t.last_ip) {
+      ctx |= kIpSame << 2;
+    } else if (auto ip = ip_index.find(f.ip); ip != ip_index.end()) {
+      ctx |= kIpIndex << 2;
+      put_varint(payload, ip->second);
+    } else {
+      ctx |= kIpNew << 2;
+      put_varint(payload, zigzag(f.ip - last_new_ip));
+      ip_index.emplace(f.ip, static_cast<uint32_t>(ip_index.size()));
+      last_new_ip = f.ip;
+    }
+    t.last_ip = f.ip;
+
+    // Time: threads interleave, so it can go backwards a little; zigzag handles that.
+    put_varint(payload, zigzag(f.time_ns - prev_time));
+    prev_time = f.time_ns;
+
+    // Address: sequential touches move by whole pages, which a page count says in one byte.
+    uint64_t delta = f.addr - t.last_addr;
+    if ((delta & kPageMask) == 0) {
+      ctx |= kCtxAddrPages;
+      // Arithmetic shift keeps the sign (defined behaviour since C++20).
+      put_varint(payload, zigzag(static_cast<uint64_t>(static_cast<int64_t>(delta) >> kPageShift)));
+    } else {
+      put_varint(payload, zigzag(delta));
+    }
+    t.last_addr = f.addr;
+
+    if (f.cpu == t.last_cpu) {
+      ctx |= kCtxCpuSame;
+    } else {
+      put_varint(payload, f.cpu);
+    }
+    t.last_cpu = f.cpu;
+
+    if (f.latency_ns) put_varint(payload, *f.latency_ns);
+
+    payload[ctx_pos] = ctx;
+    ++count;
+  }
+};
+
+RecordingWriter::RecordingWriter() : faults_(std::make_unique<FaultBlockEncoder>()) {}
+RecordingWriter::RecordingWriter(RecordingWriter&&) noexcept = default;
+
+RecordingWriter::~RecordingWriter() {
+  // Keep what was traced: without a trailer the file reads as an incomplete recording.
+  if (fd_.valid() && !finished_ && !failed_) (void)flush();
+}
+
+Result<RecordingWriter> RecordingWriter::create(const std::string& path, const RecordingMeta& meta,
+                                                const RecordingWriterOptions& options) {
+  RecordingWriter w;
+  w.path_ = path;
+  w.options_ = options;
+  w.options_.block_records = std::clamp<size_t>(options.block_records, 1, kMaxFaultBlockRecords);
+  w.options_.block_bytes = std::clamp<size_t>(options.block_bytes, 1, kMaxBlockPayload / 2);
+
+  // Recordings hold command lines, addresses and host names: owner-only.
+  w.fd_ = Fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  if (!w.fd_) return errno_error(fmt::format("cannot create recording {}", path));
+  // O_CREAT's mode does not apply to a file that already existed; tighten it too. Only for
+  // regular files: -o /dev/stdout or a FIFO must keep working.
+  struct stat st {};
+  if (::fstat(w.fd_.get(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) != 0600 &&
+      ::fchmod(w.fd_.get(), 0600) != 0) {
+    return errno_error(fmt::format("cannot restrict permissions of recording {}", path));
+  }
+
+  Bytes header(kMagic.begin(), kMagic.end());
+  put_u16(header, kRecordingVersionMajor);
+  put_u16(header, kRecordingVersionMinor);
+  put_u16(header, static_cast<uint16_t>(RecordingKind::kFaults));
+  put_u16(header, 0);  // header flags, reserved
+  put_u32(header, crc32_of(header.data(), header.size()));
+  KSCOPE_TRY(w.write_bytes(header.data(), header.size()));
+
+  if (meta.command_line.size() > kMaxCommandLineArgs || meta.target_pids.size() > kMaxTargetPids)
+    return make_error(fmt::format("recording {}: metadata too large", path));
+  KSCOPE_TRY(w.write_block(kBlockMeta, 1, encode_meta(meta)));
+  return w;
+}
+
+Status RecordingWriter::check_usable() const {
+  if (finished_) return make_error(fmt::format("recording {} is already finished", path_));
+  if (failed_) return make_error(fmt::format("recording {}: an earlier write failed", path_));
+  if (!fd_) return make_error("recording writer is not open");
+  return {};
+}
+
+Status RecordingWriter::write_bytes(const uint8_t* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd_.get(), data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = EIO;
+      failed_ = true;
+      return errno_error(fmt::format("cannot write recording {}", path_));
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+    bytes_written_ += static_cast<uint64_t>(n);
+  }
+  return {};
+}
+
+Status RecordingWriter::write_block(uint16_t type, uint32_t count, const Bytes& payload) {
+  if (payload.size() > kMaxBlockPayload) {
+    return make_error(
+        fmt::format("recording {}: a {} block of {} bytes exceeds the format's "
+                    "limit of {} bytes",
+                    path_, block_type_name(type), payload.size(), kMaxBlockPayload));
+  }
+  Bytes header;
+  header.reserve(kBlockHeaderSize);
+  put_u16(header, type);
+  put_u16(header, 0);  // flags: everything this version writes is understood by all 1.x readers
+  put_u32(header, static_cast<uint32_t>(payload.size()));
+  put_u32(header, count);
+  put_u32(header, crc32_of(payload.data(), payload.size()));
+  put_u32(header, crc32_of(header.data(), header.size()));
+  KSCOPE_TRY(write_bytes(header.data(), header.size()));
+  return write_bytes(payload.data(), payload.size());
+}
+
+Status RecordingWriter::flush_process_block() {
+  if (process_count_ == 0) return {};
+  KSCOPE_TRY(write_block(kBlockProcess, process_count_, process_payload_));
+  process_payload_.clear();
+  process_count_ = 0;
+  return {};
+}
+
+Status RecordingWriter::flush_fault_block() {
+  if (faults_->count == 0) return {};
+  // Thread names and forks buffered so far go first, so a reader usually knows a thread
+  // before it sees that thread's faults.
+  KSCOPE_TRY(flush_process_block());
+  KSCOPE_TRY(write_block(kBlockFaults, faults_->count, faults_->payload));
+  faults_->reset();
+  return {};
+}
+
+Status RecordingWriter::flush() {
+  KSCOPE_TRY(check_usable());
+  KSCOPE_TRY(flush_process_block());
+  return flush_fault_block();
+}
+
+Status RecordingWriter::add_fault(const FaultRecord& fault) {
+  KSCOPE_TRY(check_usable());
+  if (!valid_fault(fault))
+    return make_error(fmt::format("recording {}: fault record with invalid enum values", path_));
+  faults_->encode(fault);
+  ++faults_added_;
+  if (faults_->count >= options_.block_records || faults_->payload.size() >= options_.block_bytes)
+    return flush_fault_block();
+  return {};
+}
+
+namespace {
+// Process entries are buffered like faults; the block goes out when it is as big as a fault
+// block would be, so memory stays bounded however many processes come and go.
+constexpr size_t kProcessBlockBytes = 64 * 1024;
+}  // namespace
+
+Status RecordingWriter::add_thread(const ThreadInfo& thread) {
+  KSCOPE_TRY(check_usable());
+  Bytes body;
+  put_varint(body, thread.pid);
+  put_varint(body, thread.tid);
+  put_string(body, thread.comm);
+  put_process_entry(process_payload_, kTagThread, body);
+  ++process_count_;
+  return process_payload_.size() >= kProcessBlockBytes ? flush_process_block() : Status{};
+}
+
+Status RecordingWriter::add_fork(const ForkEvent& fork) {
+  KSCOPE_TRY(check_usable());
+  Bytes body;
+  put_varint(body, fork.time_ns);
+  put_varint(body, fork.parent_pid);
+  put_varint(body, fork.child_pid);
+  put_process_entry(process_payload_, kTagFork, body);
+  ++process_count_;
+  return process_payload_.size() >= kProcessBlockBytes ? flush_process_block() : Status{};
+}
+
+Status RecordingWriter::add_exit(const ExitEvent& exit) {
+  KSCOPE_TRY(check_usable());
+  Bytes body;
+  put_varint(body, exit.time_ns);
+  put_varint(body, exit.pid);
+  put_varint(body, exit.tid);
+  put_varint(body, exit.min_flt);
+  put_varint(body, exit.maj_flt);
+  put_varint(body, exit.group_dead ? 1 : 0);  // bit 0: group_dead; other bits reserved
+  put_process_entry(process_payload_, kTagExit, body);
+  ++process_count_;
+  return process_payload_.size() >= kProcessBlockBytes ? flush_process_block() : Status{};
+}
+
+Status RecordingWriter::add_mappings(const MappingSnapshot& snapshot) {
+  KSCOPE_TRY(check_usable());
+  if (snapshot.mappings.size() > kMaxMappingsPerSnapshot) {
+    return make_error(
+        fmt::format("recording {}: mapping snapshot of pid {} has {} mappings, "
+                    "more than the format's limit of {}",
+                    path_, snapshot.pid, snapshot.mappings.size(), kMaxMappingsPerSnapshot));
+  }
+  // Thread entries seen so far precede the snapshot, as they preceded it in time.
+  KSCOPE_TRY(flush_process_block());
+  return write_block(kBlockMappings, static_cast<uint32_t>(snapshot.mappings.size()),
+                     encode_mappings(snapshot));
+}
+
+Status RecordingWriter::finish(const RecordingTrailer& trailer) {
+  KSCOPE_TRY(flush());
+  if (trailer.lost_per_cpu.size() > kMaxCpus || trailer.drop_counters.size() > kMaxDropCounters)
+    return make_error(fmt::format("recording {}: trailer too large", path_));
+  RecordingTrailer t = trailer;
+  t.faults_recorded = faults_added_;
+  KSCOPE_TRY(write_block(kBlockTrailer, 1, encode_trailer(t)));
+  finished_ = true;
+  // close() can report a delayed write error (NFS, quota): the recording is not safe until then.
+  if (::close(fd_.release()) != 0)
+    return errno_error(fmt::format("cannot write recording {}", path_));
+  return {};
+}
+
+// ======================================================================================
+// Reader
+// ======================================================================================
+
+namespace {
+
+// Decodes one fault block and hands each record to the visitor.
+Status decode_faults(PayloadCursor& c, uint32_t count, RecordingVisitor& visitor) {
+  std::vector<ThreadState> threads;
+  std::vector<uint64_t> ips;
+  uint64_t last_new_ip = 0;
+  uint64_t prev_time = 0;
+  size_t current = SIZE_MAX;  // index into threads of the previous record's thread
+  // threads and ips grow by at most one entry per record and count <= kMaxFaultBlockRecords,
+  // so the tables stay small whatever the payload says.
+  for (uint32_t i = 0; i < count && c.ok(); ++i) {
+    FaultRecord f;
+    uint8_t flags = c.u8("fault flags");
+    uint64_t ctx_offset = c.file_offset();
+    uint8_t ctx = c.u8("fault context byte");
+    if (!c.ok()) break;
+    if ((flags & 0x3) > 2) {
+      c.fail(fmt::format("fault flags byte 0x{:02x} has an invalid access value", flags));
+      break;
+    }
+    uint8_t segment = (flags >> 4) & 0x7;
+    if (segment >= kSegmentCount) {
+      c.fail(fmt::format("fault flags byte 0x{:02x} has an invalid segment {}", flags, segment));
+      break;
+    }
+    f.access = static_cast<Access>(flags & 0x3);
+    f.mode = (flags & 0x4) ? FaultMode::kKernel : FaultMode::kUser;
+    f.kind = (flags & 0x8) ? FaultKind::kMajor : FaultKind::kMinor;
+    f.segment = static_cast<Segment>(segment);
+
+    if (ctx & kCtxReserved) {
+      c.fail(fmt::format("fault context byte 0x{:02x} (at byte {}) has reserved bits set", ctx,
+                         ctx_offset));
+      break;
+    }
+    switch (ctx & 0x3) {
+      case kThreadSame:
+        if (current == SIZE_MAX)
+          c.fail("the first fault of a block refers to the previous record's thread");
+        break;
+      case kThreadIndex: {
+        uint64_t idx = c.varint("thread index");
+        if (c.ok() && idx >= threads.size())
+          c.fail(fmt::format("thread index {} out of range ({} threads)", idx, threads.size()));
+        else if (c.ok())
+          current = static_cast<size_t>(idx);
+        break;
+      }
+      case kThreadNew: {
+        ThreadState t;
+        t.pid = c.varint32("pid");
+        t.tid = c.varint32("tid");
+        threads.push_back(t);
+        current = threads.size() - 1;
+        break;
+      }
+      default:
+        c.fail("fault context byte has an invalid thread selector 3");
+    }
+    if (!c.ok()) break;
+    ThreadState& t = threads[current];
+    f.pid = t.pid;
+    f.tid = t.tid;
+
+    switch ((ctx >> 2) & 0x3) {
+      case kIpSame:
+        f.ip = t.last_ip;
+        break;
+      case kIpIndex: {
+        uint64_t idx = c.varint("ip index");
+        if (c.ok() && idx >= ips.size())
+          c.fail(fmt::format("ip index {} out of range ({} ips)", idx, ips.size()));
+        else if (c.ok())
+          f.ip = ips[idx];
+        break;
+      }
+      case kIpNew:
+        f.ip = last_new_ip + unzigzag(c.varint("ip delta"));
+        ips.push_back(f.ip);
+        last_new_ip = f.ip;
+        break;
+      default:
+        c.fail("fault context byte has an invalid ip selector 3");
+    }
+    t.last_ip = f.ip;
+
+    f.time_ns = prev_time + unzigzag(c.varint("time delta"));
+    prev_time = f.time_ns;
+
+    uint64_t delta = unzigzag(c.varint("address delta"));
+    f.addr = t.last_addr + ((ctx & kCtxAddrPages) ? delta << kPageShift : delta);
+    t.last_addr = f.addr;
+
+    f.cpu = (ctx & kCtxCpuSame) ? t.last_cpu : c.varint32("cpu");
+    t.last_cpu = f.cpu;
+
+    if (flags & kFlagLatency) f.latency_ns = c.varint("latency");
+    if (!c.ok()) break;
+    KSCOPE_TRY(visitor.on_fault(f));
+  }
+  return {};
+}
+
+// Decodes a process block: thread names, forks and exits, in the order they were added.
+Status decode_process(PayloadCursor& c, uint32_t count, RecordingVisitor& visitor) {
+  for (uint32_t i = 0; i < count && c.ok(); ++i) {
+    uint8_t tag = c.u8("process entry tag");
+    uint64_t len = c.varint("process entry length");
+    PayloadCursor body = c.sub(len, "process entry");
+    if (!c.ok()) break;
+    // Fields added by a newer minor version follow the known ones and are ignored; entries with
+    // an unknown tag are skipped whole.
+    switch (tag) {
+      case kTagThread: {
+        ThreadInfo t;
+        t.pid = body.varint32("pid");
+        t.tid = body.varint32("tid");
+        t.comm = body.string("comm");
+        if (body.ok()) KSCOPE_TRY(visitor.on_thread(t));
+        break;
+      }
+      case kTagFork: {
+        ForkEvent f;
+        f.time_ns = body.varint("fork time");
+        f.parent_pid = body.varint32("parent pid");
+        f.child_pid = body.varint32("child pid");
+        if (body.ok()) KSCOPE_TRY(visitor.on_fork(f));
+        break;
+      }
+      case kTagExit: {
+        ExitEvent e;
+        e.time_ns = body.varint("exit time");
+        e.pid = body.varint32("pid");
+        e.tid = body.varint32("tid");
+        e.min_flt = body.varint("min_flt");
+        e.maj_flt = body.varint("maj_flt");
+        e.group_dead = body.varint("exit flags") & 1;
+        if (body.ok()) KSCOPE_TRY(visitor.on_exit(e));
+        break;
+      }
+      default:
+        break;
+    }
+    if (!body.ok()) {
+      c.fail_at(body.error(), body.error_offset());
+      break;
+    }
+  }
+  return {};
+}
+
+MappingSnapshot decode_mappings(PayloadCursor& c, uint32_t count) {
+  MappingSnapshot snap;
+  snap.pid = c.varint32("pid");
+  snap.time_ns = c.varint("snapshot time");
+  uint64_t n = c.count("mapping count", kMaxMappingsPerSnapshot);
+  if (c.ok() && n != count) {
+    c.fail(fmt::format("mapping count {} disagrees with the block header's {}", n, count));
+  }
+  // A mapping takes at least 8 bytes (six varints, two string lengths): a count the payload
+  // cannot hold is rejected before anything is allocated for it.
+  if (c.ok() && n > c.remaining() / 8) {
+    c.fail(fmt::format("mapping count {} does not fit in the {} bytes left", n, c.remaining()));
+  }
+  if (c.ok()) snap.mappings.reserve(n);
+  uint64_t prev_end = 0;
+  for (uint64_t i = 0; i < n && c.ok(); ++i) {
+    Mapping m;
+    m.start = prev_end + unzigzag(c.varint("mapping start"));
+    m.end = m.start + c.varint("mapping size");
+    m.offset = c.varint("mapping offset");
+    m.inode = c.varint("inode");
+    m.dev_major = c.varint32("device major");
+    m.dev_minor = c.varint32("device minor");
+    m.perms = c.string("permissions");
+    m.path = c.string("path");
+    prev_end = m.end;
+    snap.mappings.push_back(std::move(m));
+  }
+  return snap;
+}
+
+// Reads an exact byte range of the file.
+Status read_exact(int fd, uint64_t offset, uint8_t* buf, size_t size, const std::string& path) {
+  while (size > 0) {
+    ssize_t n = ::pread(fd, buf, size, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_error(fmt::format("cannot read recording {}", path));
+    if (n == 0)
+      return make_error(
+          fmt::format("recording {} shrank while being read (at byte {})", path, offset));
+    buf += n;
+    size -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return {};
+}
+
+// True when the file holds only zero bytes from `offset` to `end`: what a filesystem leaves
+// when the file size was updated but the data never reached the disk (power loss). Such a tail
+// is a truncation, not corruption.
+Result<bool> zero_tail(int fd, uint64_t offset, uint64_t end, const std::string& path) {
+  std::vector<uint8_t> chunk(64 * 1024);
+  while (offset < end) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), end - offset));
+    KSCOPE_TRY(read_exact(fd, offset, chunk.data(), n, path));
+    if (std::any_of(chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(n),
+                    [](uint8_t b) { return b != 0; }))
+      return false;
+    offset += n;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& visitor) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return errno_error(fmt::format("cannot open recording {}", path));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return errno_error(fmt::format("cannot stat {}", path));
+  if (!S_ISREG(st.st_mode))
+    return make_error(
+        fmt::format("{} is not a regular file; recordings are read from files", path));
+
+  ReadSummary summary;
+  // Read up to the size seen now: a recording still being written grows under us.
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  summary.file_size = size;
+
+  auto corrupt = [&](uint64_t offset, const std::string& what) {
+    return make_error(fmt::format("recording {} is corrupted at byte {}: {}", path, offset, what),
+                      0,
+                      "the file was damaged after it was written; it cannot be read past this "
+                      "point");
+  };
+
+  // ---- File header. Magic and version come first and are checked before the checksum, so
+  // a future major version with a different header still gets a clear message. ----
+  std::array<uint8_t, kFileHeaderSize> header{};
+  size_t have = static_cast<size_t>(std::min<uint64_t>(size, kFileHeaderSize));
+  KSCOPE_TRY(read_exact(fd.get(), 0, header.data(), have, path));
+  if (have < kMagic.size() || !std::equal(kMagic.begin(), kMagic.end(), header.begin())) {
+    return make_error(fmt::format("{} is not a kscope recording (bad magic at byte 0)", path));
+  }
+  if (have < kFileHeaderSize) {
+    return make_error(
+        fmt::format("recording {} is truncated inside its {}-byte file header "
+                    "({} bytes)",
+                    path, kFileHeaderSize, size));
+  }
+  summary.version_major = get_u16(&header[8]);
+  summary.version_minor = get_u16(&header[10]);
+  if (summary.version_major != kRecordingVersionMajor) {
+    return make_error(
+        fmt::format("recording {} has format version {}.{}; this kscope reads version {}.x", path,
+                    summary.version_major, summary.version_minor, kRecordingVersionMajor),
+        0, "use a kscope release that matches the one that wrote the recording");
+  }
+  if (get_u32(&header[16]) != crc32_of(header.data(), 16)) {
+    return corrupt(0, "file header checksum mismatch");
+  }
+  uint16_t kind = get_u16(&header[12]);
+  if (kind != static_cast<uint16_t>(RecordingKind::kFaults)) {
+    return make_error(
+        fmt::format("recording {} is of kind {}, which this kscope does not know", path, kind), 0,
+        "it was probably written by a newer kscope");
+  }
+  summary.kind = static_cast<RecordingKind>(kind);
+
+  // ---- Blocks ----
+  bool have_meta = false;
+  uint64_t faults_read = 0;
+  uint64_t pos = kFileHeaderSize;
+  Bytes payload;
+  while (pos < size) {
+    if (summary.complete) return corrupt(pos, "data after the trailer block");
+    if (size - pos < kBlockHeaderSize) {
+      summary.truncated = true;
+      break;
+    }
+    std::array<uint8_t, kBlockHeaderSize> bh{};
+    KSCOPE_TRY(read_exact(fd.get(), pos, bh.data(), bh.size(), path));
+    if (get_u32(&bh[16]) != crc32_of(bh.data(), 16)) {
+      KSCOPE_ASSIGN_OR_RETURN(bool zeros, zero_tail(fd.get(), pos, size, path));
+      if (zeros) {
+        summary.truncated = true;
+        break;
+      }
+      return corrupt(pos, "block header checksum mismatch");
+    }
+    uint16_t type = get_u16(&bh[0]);
+    uint16_t flags = get_u16(&bh[2]);
+    uint32_t length = get_u32(&bh[4]);
+    uint32_t count = get_u32(&bh[8]);
+    uint32_t payload_crc = get_u32(&bh[12]);
+    if (length > kMaxBlockPayload) {
+      return corrupt(pos, fmt::format("impossible block length {} (the limit is {})", length,
+                                      kMaxBlockPayload));
+    }
+    if (length > size - pos - kBlockHeaderSize) {
+      // A block the writer did not finish: the expected end of a killed recording.
+      summary.truncated = true;
+      break;
+    }
+    payload.resize(length);
+    KSCOPE_TRY(read_exact(fd.get(), pos + kBlockHeaderSize, payload.data(), length, path));
+    if (crc32_of(payload.data(), length) != payload_crc) {
+      return corrupt(pos, fmt::format("checksum mismatch in the {}-byte payload of a {} block",
+                                      length, block_type_name(type)));
+    }
+    if (!have_meta && type != kBlockMeta) {
+      return corrupt(pos, fmt::format("the first block is a {} block, not the metadata block",
+                                      block_type_name(type)));
+    }
+
+    PayloadCursor c(payload.data(), length, pos + kBlockHeaderSize);
+    bool must_be_consumed = true;  // META and TRAILER may carry fields of newer minor versions
+    switch (type) {
+      case kBlockMeta: {
+        if (have_meta) return corrupt(pos, "a second metadata block");
+        RecordingMeta meta = decode_meta(c);
+        must_be_consumed = false;
+        if (c.ok()) KSCOPE_TRY(visitor.on_meta(meta));
+        have_meta = true;
+        break;
+      }
+      case kBlockProcess:
+        KSCOPE_TRY(decode_process(c, count, visitor));
+        break;
+      case kBlockMappings: {
+        MappingSnapshot snap = decode_mappings(c, count);
+        if (c.ok()) KSCOPE_TRY(visitor.on_mappings(snap));
+        break;
+      }
+      case kBlockFaults:
+        if (count > kMaxFaultBlockRecords || count > length / 2) {
+          return corrupt(pos, fmt::format("impossible record count {} for a {}-byte fault block",
+                                          count, length));
+        }
+        KSCOPE_TRY(decode_faults(c, count, visitor));
+        faults_read += count;
+        break;
+      case kBlockTrailer: {
+        RecordingTrailer trailer = decode_trailer(c);
+        must_be_consumed = false;
+        if (c.ok() && trailer.faults_recorded != faults_read) {
+          return corrupt(pos, fmt::format("the trailer counts {} fault records but the file "
+                                          "holds {}",
+                                          trailer.faults_recorded, faults_read));
+        }
+        if (c.ok()) KSCOPE_TRY(visitor.on_trailer(trailer));
+        summary.complete = true;
+        break;
+      }
+      default:
+        if (flags & kBlockFlagRequired) {
+          return make_error(
+              fmt::format("recording {}: the block at byte {} has type {}, which this kscope "
+                          "does not know and which the writer marked as required",
+                          path, pos, type),
+              0, "read it with a newer kscope");
+        }
+        ++summary.skipped_blocks;
+        must_be_consumed = false;
+        break;
+    }
+    if (c.ok() && must_be_consumed && !c.at_end()) {
+      c.fail(fmt::format("{} unexpected bytes at the end of the block", c.remaining()));
+    }
+    if (!c.ok()) {
+      return corrupt(c.error_offset(), fmt::format("{} (in the {} block at byte {})", c.error(),
+                                                   block_type_name(type), pos));
+    }
+    pos += kBlockHeaderSize + length;
+  }
+
+  if (summary.truncated) {
+    summary.truncated_at = pos;
+    if (!have_meta) {
+      return make_error(
+          fmt::format("recording {} ends at byte {}, before its metadata block is "
+                      "complete; it holds no data",
+                      path, size));
+    }
+    summary.warning = fmt::format(
+        "recording {} ends with an incomplete block at byte {} ({} bytes ignored): kscope did "
+        "not shut down cleanly; everything up to the last flush was read",
+        path, pos, size - pos);
+  } else if (!have_meta) {
+    return make_error(fmt::format("recording {} has no metadata block; it holds no data", path));
+  }
+  return summary;
+}
+
+namespace {
+class CollectingVisitor : public RecordingVisitor {
+ public:
+  explicit CollectingVisitor(Recording& r) : r_(r) {}
+  Status on_meta(const RecordingMeta& m) override {
+    r_.meta = m;
+    return {};
+  }
+  Status on_thread(const ThreadInfo& t) override {
+    r_.threads.push_back(t);
+    return {};
+  }
+  Status on_mappings(const MappingSnapshot& s) override {
+    r_.mappings.push_back(s);
+    return {};
+  }
+  Status on_fork(const ForkEvent& f) override {
+    r_.forks.push_back(f);
+    return {};
+  }
+  Status on_exit(const ExitEvent& e) override {
+    r_.exits.push_back(e);
+    return {};
+  }
+  Status on_fault(const FaultRecord& f) override {
+    r_.faults.push_back(f);
+    return {};
+  }
+  Status on_trailer(const RecordingTrailer& t) override {
+    r_.trailer = t;
+    return {};
+  }
+
+ private:
+  Recording& r_;
+};
+}  // namespace
+
+Result<Recording> read_recording(const std::string& path) {
+  Recording recording;
+  CollectingVisitor collector(recording);
+  KSCOPE_ASSIGN_OR_RETURN(recording.summary, visit_recording(path, collector));
+  return recording;
+}
+
+}  // namespace kscope

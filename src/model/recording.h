@@ -1,0 +1,201 @@
+// The kscope recording file (`kscope faults -o FILE`): a versioned, block-structured binary file
+// written while tracing and read back by later tools. The byte layout is specified in
+// docs/recording-format.md; keep the two in step.
+//
+// Properties the design is built around:
+//  - Bounded memory while writing: faults are buffered into one block (64 KiB / 4096 records by
+//    default), then written out. flush() writes the pending partial block; the CLI calls it
+//    periodically so a kill loses at most one flush interval.
+//  - Crash tolerance: every block carries a checksummed header and a checksummed payload. A file
+//    that ends inside a block (the writer was killed mid-write) reads fine up to the last
+//    complete block and reports `truncated`; a file without the final trailer block reports
+//    `complete == false`. Corruption anywhere else is an Error naming the byte offset.
+//  - Never trusting the file: every length is bounds-checked against the payload it lives in,
+//    and no allocation is larger than kMaxBlockPayload.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/fault_record.h"
+#include "model/process_info.h"
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace kscope {
+
+// Format version written by this code. A reader accepts any minor version of its major version
+// (blocks of unknown type from a newer minor version are skipped) and rejects other majors.
+inline constexpr uint16_t kRecordingVersionMajor = 1;
+inline constexpr uint16_t kRecordingVersionMinor = 0;
+
+// Largest block payload a reader accepts and a writer produces (a MappingSnapshot of a process
+// with the kernel's default 65530 mappings and long paths fits comfortably).
+inline constexpr uint32_t kMaxBlockPayload = 32u << 20;
+
+// What a recording holds. Stored in the file header; values are part of the format.
+enum class RecordingKind : uint16_t {
+  kFaults = 1,  // kscope faults
+  // 2 is reserved for "top" (on-CPU accounts with stacks).
+};
+
+// Who/what/when of a recording; the first block of every file.
+struct RecordingMeta {
+  std::string kscope_version;
+  std::vector<std::string> command_line;  // argv of the kscope invocation
+  std::string hostname;
+  std::string kernel_release;  // uname -r
+  uint64_t start_wall_ns = 0;  // wall-clock time (ns since the Unix epoch) of time_ns == 0
+  std::vector<uint32_t> target_pids;
+  bool operator==(const RecordingMeta&) const = default;
+};
+
+struct ForkEvent {
+  uint64_t time_ns = 0;  // since tracing started
+  uint32_t parent_pid = 0;
+  uint32_t child_pid = 0;
+  bool operator==(const ForkEvent&) const = default;
+};
+
+// A thread exited; min_flt/maj_flt are the kernel's final counters for that thread
+// (task_struct min_flt/maj_flt), for reconciling with the faults recorded.
+struct ExitEvent {
+  uint64_t time_ns = 0;
+  uint32_t pid = 0;
+  uint32_t tid = 0;
+  uint64_t min_flt = 0;
+  uint64_t maj_flt = 0;
+  bool group_dead = false;  // the last live thread of the process exited
+  bool operator==(const ExitEvent&) const = default;
+};
+
+// Counters known only at clean shutdown; the last block of a complete recording.
+struct RecordingTrailer {
+  std::vector<uint64_t> lost_per_cpu;             // ring-buffer records lost, index = cpu
+  std::map<std::string, uint64_t> drop_counters;  // other named drops ("stack_collisions", ...)
+  uint64_t kernel_minflt = 0;                     // kernel's own fault totals for the traced tasks
+  uint64_t kernel_majflt = 0;
+  uint64_t faults_seen = 0;  // faults the BPF program saw (recorded + lost)
+  // Filled in by RecordingWriter::finish() with the number of FaultRecords in the file (any
+  // value passed in is overwritten); the reader checks it against what it read.
+  uint64_t faults_recorded = 0;
+  bool operator==(const RecordingTrailer&) const = default;
+};
+
+struct RecordingWriterOptions {
+  // A fault block is written out when its encoded payload reaches block_bytes or it holds
+  // block_records records, whichever comes first. Small values are for tests.
+  size_t block_bytes = 64 * 1024;
+  size_t block_records = 4096;
+};
+
+// Writes a recording. Not thread-safe: one thread (the tracing loop) owns it.
+//
+// Faults are buffered into the current fault block; threads, forks and exits into the current
+// process block; a mapping snapshot is written as its own block right away. When a block is
+// written (full, flush() or finish()), the pending process block goes out before the pending
+// fault block. Items of different kinds are therefore not in strict time order in the file;
+// consumers order by time_ns.
+//
+// If the writer is destroyed without finish(), it writes what is pending (best effort) and the
+// file reads as an incomplete recording, as after a crash.
+class RecordingWriter {
+ public:
+  // Creates (O_TRUNC, mode 0600, O_CLOEXEC) `path` and writes the file header and the metadata
+  // block, so an unwritable path fails here, before tracing starts.
+  static Result<RecordingWriter> create(const std::string& path, const RecordingMeta& meta,
+                                        const RecordingWriterOptions& options = {});
+
+  RecordingWriter(RecordingWriter&&) noexcept;
+  // No move assignment: it would have to decide what happens to the assigned-to recording.
+  RecordingWriter& operator=(RecordingWriter&&) = delete;
+  ~RecordingWriter();
+
+  Status add_fault(const FaultRecord& fault);
+  Status add_thread(const ThreadInfo& thread);
+  Status add_mappings(const MappingSnapshot& snapshot);
+  Status add_fork(const ForkEvent& fork);
+  Status add_exit(const ExitEvent& exit);
+
+  // Writes the pending partial blocks (no fsync: data in the page cache survives a kill).
+  Status flush();
+  // Flushes, writes the trailer and closes the file. No add_*() afterwards.
+  Status finish(const RecordingTrailer& trailer);
+
+  uint64_t bytes_written() const { return bytes_written_; }
+  uint64_t faults_written() const { return faults_added_; }  // added so far, incl. pending
+
+ private:
+  struct FaultBlockEncoder;  // per-block delta state, see recording.cpp
+  RecordingWriter();
+
+  Status write_block(uint16_t type, uint32_t count, const std::vector<uint8_t>& payload);
+  Status write_bytes(const uint8_t* data, size_t size);
+  Status flush_process_block();
+  Status flush_fault_block();
+  Status check_usable() const;
+
+  std::string path_;
+  Fd fd_;
+  RecordingWriterOptions options_;
+  std::unique_ptr<FaultBlockEncoder> faults_;
+  std::vector<uint8_t> process_payload_;
+  uint32_t process_count_ = 0;
+  uint64_t bytes_written_ = 0;
+  uint64_t faults_added_ = 0;
+  bool finished_ = false;
+  bool failed_ = false;  // a write failed; the file ends in a partial block
+};
+
+// What the reader found out about the file as a whole.
+struct ReadSummary {
+  uint16_t version_major = 0;
+  uint16_t version_minor = 0;
+  RecordingKind kind = RecordingKind::kFaults;
+  uint64_t file_size = 0;
+  bool complete = false;        // the trailer block was present (clean shutdown)
+  bool truncated = false;       // the file ends inside a block, which was ignored
+  uint64_t truncated_at = 0;    // byte offset where the ignored partial block starts
+  uint64_t skipped_blocks = 0;  // blocks of unknown type (newer minor version) skipped
+  std::string warning;          // for the user when truncated; empty otherwise
+};
+
+// A whole recording in memory.
+struct Recording {
+  ReadSummary summary;
+  RecordingMeta meta;
+  std::vector<ThreadInfo> threads;
+  std::vector<MappingSnapshot> mappings;
+  std::vector<ForkEvent> forks;
+  std::vector<ExitEvent> exits;
+  std::vector<FaultRecord> faults;
+  std::optional<RecordingTrailer> trailer;  // present iff summary.complete
+};
+
+// Receives the items of a recording in file order. Returning an error stops reading and
+// visit_recording() returns that error.
+class RecordingVisitor {
+ public:
+  virtual ~RecordingVisitor() = default;
+  virtual Status on_meta(const RecordingMeta&) { return {}; }  // always first, exactly once
+  virtual Status on_thread(const ThreadInfo&) { return {}; }
+  virtual Status on_mappings(const MappingSnapshot&) { return {}; }
+  virtual Status on_fork(const ForkEvent&) { return {}; }
+  virtual Status on_exit(const ExitEvent&) { return {}; }
+  virtual Status on_fault(const FaultRecord&) { return {}; }
+  virtual Status on_trailer(const RecordingTrailer&) { return {}; }  // last, if present
+};
+
+// Streams a recording through `visitor`, holding at most one block in memory. On corruption
+// the visitor has already seen the items before the bad block and an Error is returned.
+Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& visitor);
+
+// Loads a whole recording (visit_recording() with a collecting visitor).
+Result<Recording> read_recording(const std::string& path);
+
+}  // namespace kscope

@@ -1,0 +1,126 @@
+#include "render/fault_summary_text.h"
+
+#include <fmt/format.h>
+
+#include <numeric>
+
+namespace kscope {
+
+std::string format_count(uint64_t n) {
+  std::string digits = std::to_string(n);
+  std::string out;
+  int i = 0;
+  for (auto it = digits.rbegin(); it != digits.rend(); ++it, ++i) {
+    if (i && i % 3 == 0) out.push_back(',');
+    out.push_back(*it);
+  }
+  return std::string(out.rbegin(), out.rend());
+}
+
+std::string format_duration_ns(uint64_t ns) {
+  if (ns < 1000) return fmt::format("{}ns", ns);
+  if (ns < 1000000) return fmt::format("{:.1f}us", static_cast<double>(ns) / 1e3);
+  if (ns < 1000000000) return fmt::format("{:.1f}ms", static_cast<double>(ns) / 1e6);
+  return fmt::format("{:.2f}s", static_cast<double>(ns) / 1e9);
+}
+
+namespace {
+
+std::string pct(uint64_t part, uint64_t whole) {
+  if (whole == 0) return "0%";
+  return fmt::format("{:.1f}%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+}
+
+}  // namespace
+
+std::string render_fault_summary(const FaultSummary& s, const FaultRunTotals& totals,
+                                 const std::vector<LocationCount>& top) {
+  fmt::memory_buffer b;
+  auto out = std::back_inserter(b);
+  double rate = totals.duration_s > 0 ? static_cast<double>(s.total) / totals.duration_s : 0;
+  fmt::format_to(out, "kscope faults: {} faults recorded in {:.3f} s ({} faults/s), {} process{}\n",
+                 format_count(s.total), totals.duration_s,
+                 format_count(static_cast<uint64_t>(rate)), totals.kernel.size(),
+                 totals.kernel.size() == 1 ? "" : "es");
+  if (s.total > 0) {
+    fmt::format_to(out, "  by kind:     minor {} ({})  major {} ({})\n", format_count(s.by_kind[0]),
+                   pct(s.by_kind[0], s.total), format_count(s.by_kind[1]), pct(s.by_kind[1], s.total));
+    fmt::format_to(out, "  by access:   read {}  write {}  exec {}\n", format_count(s.by_access[0]),
+                   format_count(s.by_access[1]), format_count(s.by_access[2]));
+    fmt::format_to(out, "  by segment: ");
+    for (int i = 0; i < kSegmentCount; ++i)
+      fmt::format_to(out, " {} {}", to_string(static_cast<Segment>(i)),
+                     format_count(s.by_segment[static_cast<size_t>(i)]));
+    fmt::format_to(out, "\n  by mode:     user {}  kernel {}\n", format_count(s.by_mode[0]),
+                   format_count(s.by_mode[1]));
+    const auto& h = s.latency;
+    if (h.count() > 0) {
+      fmt::format_to(out,
+                     "  latency:     p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (fault entry to "
+                     "resolution)\n",
+                     format_duration_ns(h.percentile(0.5)), format_duration_ns(h.percentile(0.9)),
+                     format_duration_ns(h.percentile(0.99)),
+                     format_duration_ns(h.percentile(0.999)), format_duration_ns(h.max()));
+    }
+  }
+
+  fmt::format_to(out, "kernel counters (minflt+majflt of the traced threads over the trace):\n");
+  uint64_t unseen_total = 0;
+  for (const auto& [pid, k] : totals.kernel) {
+    uint64_t kernel_total = k.minflt + k.majflt;
+    uint64_t seen = 0;
+    if (auto it = totals.seen_by_pid.find(pid); it != totals.seen_by_pid.end()) seen = it->second;
+    std::string name;
+    if (auto it = totals.process_names.find(pid); it != totals.process_names.end())
+      name = it->second;
+    uint64_t unseen = kernel_total > seen ? kernel_total - seen : 0;
+    unseen_total += unseen;
+    fmt::format_to(out, "  pid {} ({}): kernel {} (minflt {}, majflt {}), seen individually {}",
+                   pid, name, format_count(kernel_total), format_count(k.minflt),
+                   format_count(k.majflt), format_count(seen));
+    if (seen > kernel_total)
+      fmt::format_to(out, ", {} more than the kernel's delta", format_count(seen - kernel_total));
+    else
+      fmt::format_to(out, ", not seen individually {}", format_count(unseen));
+    if (!k.exact) fmt::format_to(out, " (approximate: a thread's final counters were not read)");
+    fmt::format_to(out, "\n");
+  }
+  if (unseen_total > 0)
+    fmt::format_to(out,
+                   "  faults not seen individually were taken through get_user_pages() "
+                   "(MAP_POPULATE, mlock, process_vm_readv, ...):\n  the kernel counts them "
+                   "but fires no per-fault event.\n");
+
+  if (!top.empty()) {
+    fmt::format_to(out, "top faulting code locations:\n  {:>12} {:>6}  {}\n", "FAULTS", "%",
+                   "LOCATION");
+    for (const auto& l : top)
+      fmt::format_to(out, "  {:>12} {:>6}  {}\n", format_count(l.count), pct(l.count, s.total),
+                     l.location);
+  }
+
+  uint64_t lost = std::accumulate(totals.lost_per_cpu.begin(), totals.lost_per_cpu.end(),
+                                  uint64_t{0});
+  fmt::format_to(out, "lost records: {}", format_count(lost));
+  if (lost > 0) {
+    fmt::format_to(out, " (ring buffer full; per CPU:");
+    for (size_t i = 0; i < totals.lost_per_cpu.size(); ++i)
+      if (totals.lost_per_cpu[i]) fmt::format_to(out, " cpu{}={}", i, totals.lost_per_cpu[i]);
+    fmt::format_to(out, "; try a larger --ringbuf-mb)");
+  }
+  fmt::format_to(out, "; control records lost: {}", format_count(totals.lost_control));
+  fmt::format_to(out, "\n");
+  if (totals.failed_entries || totals.unmatched || totals.vma_busy)
+    fmt::format_to(out,
+                   "not recorded: {} faults that never completed (invalid access or spurious), "
+                   "{} completions without a fault entry; {} faults with segment 'other' "
+                   "because mmap_lock was busy\n",
+                   format_count(totals.failed_entries), format_count(totals.unmatched),
+                   format_count(totals.vma_busy));
+  if (totals.plot_sampled_from > 0)
+    fmt::format_to(out, "plot: drawn from a uniform sample of the {} faults\n",
+                   format_count(totals.plot_sampled_from));
+  return fmt::to_string(b);
+}
+
+}  // namespace kscope

@@ -1,0 +1,26 @@
+// The end-of-run summary of `kscope faults`, as text for a terminal.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "model/fault_summary.h"
+
+namespace kscope {
+
+struct LocationCount {
+  std::string location;  // "function+0xoff (binary)"
+  uint64_t count = 0;
+};
+
+std::string render_fault_summary(const FaultSummary& summary, const FaultRunTotals& totals,
+                                 const std::vector<LocationCount>& top_locations);
+
+// "1.2us", "340ns", "2.5ms", "1.20s"
+std::string format_duration_ns(uint64_t ns);
+// "12,345"
+std::string format_count(uint64_t n);
+
+}  // namespace kscope

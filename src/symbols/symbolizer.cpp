@@ -1,0 +1,204 @@
+#include "symbols/symbolizer.h"
+
+#include <sys/auxv.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "symbols/proc_maps.h"
+
+namespace kscope {
+namespace {
+
+constexpr std::string_view kVdsoPath = "[vdso]";
+
+std::string_view basename_of(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+struct Symbolizer::Process {
+  std::vector<Mapping> mappings;           // sorted by start
+  std::vector<ElfBinary*> binaries;        // per mapping, valid when looked_up
+  std::vector<bool> looked_up;
+  size_t last = SIZE_MAX;                  // index of the mapping that held the previous address
+};
+
+size_t Symbolizer::FileKeyHash::operator()(const FileKey& k) const {
+  size_t h = std::hash<uint64_t>()(k.dev);
+  h = h * 31 + std::hash<uint64_t>()(k.inode);
+  h = h * 31 + std::hash<uint64_t>()(k.size);
+  return h * 31 + std::hash<int64_t>()(k.mtime_ns);
+}
+
+Symbolizer::Symbolizer(SymbolizerOptions options) : options_(std::move(options)) {}
+Symbolizer::~Symbolizer() = default;
+
+void Symbolizer::set_mappings(uint32_t pid, std::vector<Mapping> mappings) {
+  std::sort(mappings.begin(), mappings.end(),
+            [](const Mapping& a, const Mapping& b) { return a.start < b.start; });
+  auto process = std::make_unique<Process>();
+  process->binaries.assign(mappings.size(), nullptr);
+  process->looked_up.assign(mappings.size(), false);
+  process->mappings = std::move(mappings);
+  processes_[pid] = std::move(process);
+  if (last_ && last_->pid == pid) last_.reset();
+}
+
+void Symbolizer::set_mappings(const MappingSnapshot& snapshot) {
+  set_mappings(snapshot.pid, snapshot.mappings);
+}
+
+void Symbolizer::forget_process(uint32_t pid) {
+  processes_.erase(pid);
+  if (last_ && last_->pid == pid) last_.reset();
+}
+
+Symbol Symbolizer::resolve_user(uint32_t pid, uint64_t ip, SymbolDetail detail) {
+  if (last_ && last_->pid == pid && last_->ip == ip && last_->detail == detail) {
+    return last_->symbol;
+  }
+  Symbol symbol = resolve_user_uncached(pid, ip, detail);
+  last_ = LastResult{pid, ip, detail, symbol};
+  return symbol;
+}
+
+Symbol Symbolizer::resolve_user_uncached(uint32_t pid, uint64_t ip, SymbolDetail detail) {
+  Symbol symbol = unknown_symbol(ip);
+  auto found = processes_.find(pid);
+  if (found == processes_.end()) return symbol;
+  Process& process = *found->second;
+
+  size_t index = process.last;
+  if (index >= process.mappings.size() || !process.mappings[index].contains(ip)) {
+    auto it = std::upper_bound(process.mappings.begin(), process.mappings.end(), ip,
+                               [](uint64_t a, const Mapping& m) { return a < m.start; });
+    if (it == process.mappings.begin() || !(it - 1)->contains(ip)) return symbol;
+    index = static_cast<size_t>(it - 1 - process.mappings.begin());
+    process.last = index;
+  }
+  const Mapping& mapping = process.mappings[index];
+  bool vdso = mapping.path == kVdsoPath;
+  // Anonymous memory (JIT code), [heap], [stack]: nothing names the code there.
+  if (!vdso && !is_file_mapping(mapping)) return symbol;
+
+  // From here on the module is known; the file offset identifies the code even if the file
+  // cannot be read (it is stable across runs and processes, unlike the address).
+  std::string_view path = vdso ? kVdsoPath : path_without_deleted(mapping.path);
+  uint64_t file_offset = ip - mapping.start + mapping.offset;
+  symbol.module_path = std::string(path);
+  symbol.module = std::string(basename_of(path));
+  symbol.offset = file_offset;
+
+  ElfBinary* binary = binary_for(process, index);
+  if (!binary) return symbol;
+  std::optional<uint64_t> vaddr = binary->file_offset_to_vaddr(file_offset, mapping.executable());
+  if (!vaddr) return symbol;
+  std::optional<ElfBinary::Function> function = binary->find_function(*vaddr);
+  if (!function) return symbol;
+  symbol.function = std::string(function->name);
+  symbol.offset = *vaddr - function->start;
+  symbol.resolved = true;
+  if (detail != SymbolDetail::kFunction) {
+    binary->describe_source(*vaddr, detail == SymbolDetail::kInlineFrames, symbol);
+  }
+  return symbol;
+}
+
+ElfBinary* Symbolizer::binary_for(Process& process, size_t index) {
+  if (!process.looked_up[index]) {
+    const Mapping& mapping = process.mappings[index];
+    process.binaries[index] =
+        mapping.path == kVdsoPath ? load_vdso(mapping) : load_file(mapping);
+    process.looked_up[index] = true;
+  }
+  return process.binaries[index];
+}
+
+ElfBinary* Symbolizer::load_file(const Mapping& mapping) {
+  std::string key = fmt::format("{:x}:{:x}:{}:{}", mapping.dev_major, mapping.dev_minor,
+                                mapping.inode, mapping.path);
+  if (auto it = by_mapping_.find(key); it != by_mapping_.end()) return it->second;
+
+  ElfBinary* binary = nullptr;
+  std::string path(path_without_deleted(mapping.path));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    // A deleted file's path may now name its replacement (an upgraded library): use it only if
+    // it is still the very file that was mapped.
+    bool check_inode = options_.require_same_inode || path_is_deleted(mapping.path);
+    if (!check_inode || mapping.inode == 0 || st.st_ino == mapping.inode) {
+      FileKey file_key{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                       static_cast<uint64_t>(st.st_size),
+                       static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+      auto it = binaries_.find(file_key);
+      if (it == binaries_.end()) {
+        auto opened = ElfBinary::open(path, options_.debug_search);
+        it = binaries_.emplace(file_key, opened ? std::move(*opened) : nullptr).first;
+      }
+      binary = it->second.get();
+    }
+  }
+  if (!binary) ++unavailable_files_;
+  by_mapping_.emplace(std::move(key), binary);
+  return binary;
+}
+
+ElfBinary* Symbolizer::load_vdso(const Mapping& mapping) {
+  if (!vdso_tried_) {
+    vdso_tried_ = true;
+    // The vDSO is an image built into the kernel and mapped into every process of one ABI, so
+    // our own copy describes the traced processes' (our own mappings, not /proc/PID).
+    uint64_t base = getauxval(AT_SYSINFO_EHDR);
+    auto own = read_proc_maps(static_cast<uint32_t>(::getpid()));
+    if (base != 0 && own) {
+      for (const Mapping& m : *own) {
+        if (m.path != kVdsoPath || m.start != base) continue;
+        std::vector<char> image(m.end - m.start);
+        std::memcpy(image.data(), reinterpret_cast<const void*>(m.start), image.size());
+        auto binary = ElfBinary::from_image(std::string(kVdsoPath), std::move(image));
+        if (binary) {
+          vdso_ = std::move(*binary);
+          vdso_size_ = m.end - m.start;
+        }
+        break;
+      }
+    }
+  }
+  // A vDSO of another size is another image (a 32-bit process's, another kernel's).
+  if (!vdso_ || mapping.end - mapping.start != vdso_size_) return nullptr;
+  return vdso_.get();
+}
+
+Symbol Symbolizer::resolve_kernel(uint64_t ip) {
+  const KernelSymbols* symbols = kernel_symbols();
+  return symbols ? symbols->resolve(ip) : unknown_symbol(ip);
+}
+
+void Symbolizer::set_kernel_symbols(KernelSymbols symbols) { kernel_.emplace(std::move(symbols)); }
+
+Status Symbolizer::kernel_symbols_status() {
+  if (kernel_symbols()) return {};
+  return kernel_->error();
+}
+
+const KernelSymbols* Symbolizer::kernel_symbols() {
+  if (!kernel_) kernel_.emplace(KernelSymbols::load(options_.kallsyms_path));
+  return kernel_->ok() ? &kernel_->value() : nullptr;
+}
+
+SymbolizerStats Symbolizer::stats() const {
+  SymbolizerStats stats;
+  stats.processes = processes_.size();
+  for (const auto& [key, binary] : binaries_) {
+    if (binary) ++stats.binaries_loaded;
+  }
+  stats.binaries_unavailable = unavailable_files_;
+  return stats;
+}
+
+}  // namespace kscope

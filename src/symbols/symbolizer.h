@@ -1,0 +1,121 @@
+// The one entry point for turning addresses into names: kernel addresses through kallsyms, user
+// addresses through the mappings of the process they came from and the ELF files behind them.
+//
+// The Symbolizer never reads /proc/PID: it resolves against the mappings it was given
+// (set_mappings), which the tracer captures while a process lives and recordings store, so
+// addresses of processes that have exited still resolve as long as their binaries exist.
+//
+// Thread-compatible, not thread-safe: every call may fill caches. Use one Symbolizer per thread,
+// or serialize calls.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "model/process_info.h"
+#include "symbols/elf_binary.h"
+#include "symbols/kallsyms.h"
+#include "symbols/symbol.h"
+#include "util/result.h"
+
+namespace kscope {
+
+// How much to find out about a user address. Each level includes the previous ones.
+enum class SymbolDetail : uint8_t {
+  kFunction,      // function+offset and module: symbol tables only
+  kSourceLine,    // + file:line when DWARF is available (loads the DWARF of the binary once)
+  kInlineFrames,  // + the chain of inlined functions (slower; for stack display)
+};
+
+struct SymbolizerOptions {
+  DebugSearchPaths debug_search;
+  std::string kallsyms_path = "/proc/kallsyms";
+  // A mapping's path may name a different file by the time we resolve (a package upgrade after
+  // a recording). Paths marked " (deleted)" are always checked against the recorded inode.
+  // With this set, all paths are: safer for old recordings, but on overlayfs with xino the
+  // inode seen through the mount differs from the one in /proc/PID/maps, and nothing resolves.
+  bool require_same_inode = false;
+};
+
+struct SymbolizerStats {
+  size_t processes = 0;            // processes with mappings
+  size_t binaries_loaded = 0;      // distinct ELF files read
+  size_t binaries_unavailable = 0; // mapped files that could not be used (gone, not ELF, ...)
+};
+
+class Symbolizer {
+ public:
+  explicit Symbolizer(SymbolizerOptions options = {});
+  ~Symbolizer();
+  Symbolizer(const Symbolizer&) = delete;
+  Symbolizer& operator=(const Symbolizer&) = delete;
+
+  // Replaces what is known of a process's address space (from read_proc_maps(), the tracer's
+  // cache or a recording). The order of `mappings` does not matter.
+  void set_mappings(uint32_t pid, std::vector<Mapping> mappings);
+  void set_mappings(const MappingSnapshot& snapshot);
+  void forget_process(uint32_t pid);
+  bool knows_process(uint32_t pid) const { return processes_.count(pid) != 0; }
+
+  // Resolves an address in process `pid`. Never fails: an address that cannot be resolved
+  // comes back unresolved (see Symbol::format()). For return addresses taken from a stack, pass
+  // ip - 1 so the call instruction, not the one after it, is looked up.
+  Symbol resolve_user(uint32_t pid, uint64_t ip, SymbolDetail detail = SymbolDetail::kSourceLine);
+
+  // Resolves a kernel address; kallsyms is read on first use unless set_kernel_symbols() was
+  // called. Unresolved ("0xaddr") when kernel symbols are unavailable.
+  Symbol resolve_kernel(uint64_t ip);
+  void set_kernel_symbols(KernelSymbols symbols);
+  // Whether kernel symbols are usable (loads them if needed); the error says why not and what
+  // to do, for a one-time warning.
+  Status kernel_symbols_status();
+
+  SymbolizerStats stats() const;
+
+ private:
+  struct Process;
+  struct FileKey {
+    uint64_t dev, inode, size;
+    int64_t mtime_ns;
+    bool operator==(const FileKey&) const = default;
+  };
+  struct FileKeyHash {
+    size_t operator()(const FileKey& k) const;
+  };
+
+  Symbol resolve_user_uncached(uint32_t pid, uint64_t ip, SymbolDetail detail);
+  ElfBinary* binary_for(Process& process, size_t mapping_index);
+  ElfBinary* load_file(const Mapping& mapping);
+  ElfBinary* load_vdso(const Mapping& mapping);
+  const KernelSymbols* kernel_symbols();
+
+  SymbolizerOptions options_;
+  std::unordered_map<uint32_t, std::unique_ptr<Process>> processes_;
+  // Binaries by mapping identity ("dev:inode:path"); null when the file is unusable, so a
+  // missing file is not looked for again on every address.
+  std::unordered_map<std::string, ElfBinary*> by_mapping_;
+  // Owners, by the identity of the file opened, so links and bind mounts share one copy.
+  std::unordered_map<FileKey, std::unique_ptr<ElfBinary>, FileKeyHash> binaries_;
+  size_t unavailable_files_ = 0;
+
+  std::unique_ptr<ElfBinary> vdso_;
+  bool vdso_tried_ = false;
+  uint64_t vdso_size_ = 0;
+
+  std::optional<Result<KernelSymbols>> kernel_;
+
+  // The last user resolution, returned again for the same (pid, ip, detail).
+  struct LastResult {
+    uint32_t pid = 0;
+    uint64_t ip = 0;
+    SymbolDetail detail = SymbolDetail::kFunction;
+    Symbol symbol;
+  };
+  std::optional<LastResult> last_;
+};
+
+}  // namespace kscope

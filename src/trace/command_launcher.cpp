@@ -1,0 +1,186 @@
+#include "trace/command_launcher.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace kscope {
+
+namespace {
+
+// Parses SUDO_UID/SUDO_GID; false when not run through sudo or when they are malformed.
+bool sudo_ids(uid_t& uid, gid_t& gid) {
+  const char* u = std::getenv("SUDO_UID");
+  const char* g = std::getenv("SUDO_GID");
+  if (!u || !g) return false;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long uv = std::strtoul(u, &end, 10);
+  if (errno || *end || end == u) return false;
+  unsigned long gv = std::strtoul(g, &end, 10);
+  if (errno || *end || end == g) return false;
+  uid = static_cast<uid_t>(uv);
+  gid = static_cast<gid_t>(gv);
+  return true;
+}
+
+int status_to_code(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+Error exec_error(const std::string& argv0, int err) {
+  if (err == ENOENT)
+    return Error{fmt::format("{}: command not found", argv0), 0, ExitCode::kCommandNotFound, {}};
+  return Error{fmt::format("cannot execute {}", argv0), err, ExitCode::kCannotExecute, {}};
+}
+
+}  // namespace
+
+Result<std::string> find_executable(const std::string& argv0) {
+  if (argv0.empty()) return exec_error(argv0, ENOENT);
+  auto check = [&](const std::string& path) -> int {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return errno;
+    if (S_ISDIR(st.st_mode)) return EACCES;
+    if (::access(path.c_str(), X_OK) != 0) return errno;
+    return 0;
+  };
+  if (argv0.find('/') != std::string::npos) {
+    int err = check(argv0);
+    if (err) return exec_error(argv0, err);
+    return argv0;
+  }
+  const char* path_env = std::getenv("PATH");
+  std::string path = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin";
+  int last_err = ENOENT;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t colon = path.find(':', start);
+    if (colon == std::string::npos) colon = path.size();
+    std::string dir = path.substr(start, colon - start);
+    if (dir.empty()) dir = ".";
+    std::string candidate = dir + "/" + argv0;
+    int err = check(candidate);
+    if (err == 0) return candidate;
+    if (err != ENOENT && err != ENOTDIR) last_err = err;
+    start = colon + 1;
+  }
+  return exec_error(argv0, last_err);
+}
+
+Result<LaunchedCommand> LaunchedCommand::start(const std::vector<std::string>& argv) {
+  if (argv.empty()) return usage_error("no command given after '--'");
+  KSCOPE_ASSIGN_OR_RETURN(auto path, find_executable(argv[0]));
+
+  int gate[2], status[2];
+  if (::pipe2(gate, O_CLOEXEC) != 0) return errno_error("pipe");
+  if (::pipe2(status, O_CLOEXEC) != 0) {
+    ::close(gate[0]);
+    ::close(gate[1]);
+    return errno_error("pipe");
+  }
+  std::vector<char*> cargv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  uid_t uid = 0;
+  gid_t gid = 0;
+  bool drop = ::geteuid() == 0 && sudo_ids(uid, gid);
+  const char* sudo_user = std::getenv("SUDO_USER");
+
+  pid_t pid = ::fork();
+  if (pid < 0) return errno_error("fork");
+  if (pid == 0) {
+    // Child: only async-signal-safe calls from here to execve.
+    ::close(gate[1]);
+    ::close(status[0]);
+    int err = 0;
+    if (drop) {
+      if (sudo_user ? ::initgroups(sudo_user, gid) != 0 : ::setgroups(0, nullptr) != 0) err = errno;
+      if (!err && ::setgid(gid) != 0) err = errno;
+      if (!err && ::setuid(uid) != 0) err = errno;
+    }
+    char byte;
+    while (::read(gate[0], &byte, 1) < 0 && errno == EINTR) {
+    }
+    if (!err) {
+      ::execv(path.c_str(), cargv.data());
+      err = errno;
+    }
+    ssize_t ignored = ::write(status[1], &err, sizeof(err));
+    (void)ignored;
+    ::_exit(127);
+  }
+  ::close(gate[0]);
+  ::close(status[1]);
+  LaunchedCommand cmd;
+  cmd.pid_ = pid;
+  cmd.argv0_ = argv[0];
+  cmd.gate_.reset(gate[1]);
+  cmd.exec_status_.reset(status[0]);
+  return cmd;
+}
+
+LaunchedCommand::~LaunchedCommand() {
+  if (pid_ > 0 && !reaped_) {
+    int status;
+    if (gate_) {
+      // Never released: the command must not run at all (tracing failed to start).
+      ::kill(pid_, SIGKILL);
+      gate_.reset();
+    } else if (::waitpid(pid_, &status, WNOHANG) == 0) {
+      ::kill(pid_, SIGTERM);
+    }
+    ::waitpid(pid_, &status, 0);
+  }
+}
+
+Status LaunchedCommand::release() {
+  gate_.reset();
+  int err = 0;
+  ssize_t n;
+  do {
+    n = ::read(exec_status_.get(), &err, sizeof(err));
+  } while (n < 0 && errno == EINTR);
+  exec_status_.reset();
+  if (n == static_cast<ssize_t>(sizeof(err))) {
+    int status;
+    ::waitpid(pid_, &status, 0);
+    reaped_ = true;
+    return exec_error(argv0_, err);
+  }
+  return {};
+}
+
+bool LaunchedCommand::has_exited() {
+  if (reaped_) return true;
+  siginfo_t info = {};
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0)
+    return true;
+  return info.si_pid == pid_;
+}
+
+Result<int> LaunchedCommand::reap() {
+  if (reaped_) return make_error("command already reaped");
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0) {
+    if (errno != EINTR) return errno_error("waitpid");
+  }
+  reaped_ = true;
+  return status_to_code(status);
+}
+
+void LaunchedCommand::terminate() {
+  if (!reaped_ && pid_ > 0) ::kill(pid_, SIGTERM);
+}
+
+}  // namespace kscope

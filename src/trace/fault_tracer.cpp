@@ -1,0 +1,410 @@
+#include "trace/fault_tracer.h"
+
+#include <bpf/bpf.h>
+#include <linux/perf_event.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "bpf/libbpf_util.h"
+#include "faults.skel.h"
+#include "kscope/abi/faults.h"
+#include "symbols/proc_maps.h"
+#include "trace/command_launcher.h"
+#include "trace/privileges.h"
+#include "trace/proc.h"
+#include "util/fd.h"
+
+namespace kscope {
+
+static_assert(sizeof(kscope_fault_event) == 48, "kscope_fault_event layout changed");
+static_assert(sizeof(kscope_task_event) == 40, "kscope_task_event layout changed");
+static_assert(sizeof(kscope_fork_event) == 24, "kscope_fork_event layout changed");
+static_assert(sizeof(kscope_exit_event) == 40, "kscope_exit_event layout changed");
+static_assert(sizeof(kscope_exec_event) == 320, "kscope_exec_event layout changed");
+
+namespace {
+
+uint64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns()
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+struct SkeletonDeleter {
+  void operator()(faults_bpf* s) const { faults_bpf__destroy(s); }
+};
+
+std::string bounded_string(const char* s, size_t max) { return std::string(s, strnlen(s, max)); }
+
+struct Counts {
+  uint64_t minflt = 0;
+  uint64_t majflt = 0;
+};
+
+struct ProcessState {
+  Fd pidfd;
+  bool exited = false;
+  bool baseline_known = true;  // false for an armed command until its exec record arrives
+  std::map<uint32_t, Counts> baseline;  // per thread, at the start of tracing
+  std::map<uint32_t, Counts> final;     // per thread, at exit or at the end of tracing
+  std::vector<std::pair<uint64_t, uint64_t>> exec_ranges;  // executable mappings, sorted
+  bool maps_dirty = false;
+  uint64_t last_maps_read_ns = 0;
+};
+
+Fd open_pidfd(pid_t pid) {
+  return Fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+}
+
+}  // namespace
+
+struct FaultTracer::Impl {
+  FaultTraceOptions options;
+  std::unique_ptr<faults_bpf, SkeletonDeleter> skel;
+  bpf::PerfEventLinks minor_links;
+  bpf::PerfEventLinks major_links;
+  std::optional<LaunchedCommand> command;
+  std::map<pid_t, ProcessState> processes;
+  std::unique_ptr<bpf::RingBuffer> rb;
+  uint64_t start_ns = 0;
+  FaultSink* sink = nullptr;
+  FaultRunTotals totals;
+  uint64_t lost_control_seen = 0;
+
+  uint64_t rel(uint64_t ts) const { return ts > start_ns ? ts - start_ns : 0; }
+
+  void snapshot_maps(pid_t pid, ProcessState& ps) {
+    uint64_t now = monotonic_ns();
+    ps.last_maps_read_ns = now;
+    ps.maps_dirty = false;
+    auto maps = read_proc_maps(pid);
+    if (!maps) return;  // the process is gone; keep the last snapshot
+    ps.exec_ranges.clear();
+    for (const auto& m : *maps)
+      if (m.executable()) ps.exec_ranges.emplace_back(m.start, m.end);
+    std::sort(ps.exec_ranges.begin(), ps.exec_ranges.end());
+    sink->on_mappings(MappingSnapshot{static_cast<uint32_t>(pid), rel(now), std::move(*maps)});
+  }
+
+  bool covered(const ProcessState& ps, uint64_t ip) const {
+    auto it = std::upper_bound(ps.exec_ranges.begin(), ps.exec_ranges.end(),
+                               std::make_pair(ip, UINT64_MAX));
+    if (it == ps.exec_ranges.begin()) return false;
+    --it;
+    return ip >= it->first && ip < it->second;
+  }
+
+  ProcessState& add_process(pid_t pid) {
+    auto [it, inserted] = processes.try_emplace(pid);
+    if (inserted) {
+      it->second.pidfd = open_pidfd(pid);
+      if (!it->second.pidfd) it->second.exited = true;  // already gone (ESRCH)
+    }
+    return it->second;
+  }
+
+  void handle(const void* data, size_t size) {
+    if (size < sizeof(uint16_t)) return;
+    uint16_t type;
+    std::memcpy(&type, data, sizeof(type));
+    switch (type) {
+      case KSCOPE_REC_FAULT: {
+        if (size < sizeof(kscope_fault_event)) return;
+        kscope_fault_event e;
+        std::memcpy(&e, data, sizeof(e));
+        FaultRecord r;
+        r.time_ns = rel(e.ts_ns);
+        r.pid = e.pid;
+        r.tid = e.tid;
+        r.addr = e.addr;
+        r.ip = e.ip;
+        unsigned access = e.flags & KSCOPE_FAULT_ACCESS_MASK;
+        r.access = access == 2 ? Access::kExec : access == 1 ? Access::kWrite : Access::kRead;
+        r.mode = (e.flags & KSCOPE_FAULT_KERNEL_MODE) ? FaultMode::kKernel : FaultMode::kUser;
+        r.kind = (e.flags & KSCOPE_FAULT_MAJOR) ? FaultKind::kMajor : FaultKind::kMinor;
+        unsigned seg = (e.flags & KSCOPE_FAULT_SEGMENT_MASK) >> KSCOPE_FAULT_SEGMENT_SHIFT;
+        r.segment = seg < kSegmentCount ? static_cast<Segment>(seg) : Segment::kOther;
+        r.latency_ns = e.latency_ns;
+        r.cpu = e.cpu;
+        totals.seen_by_pid[r.pid]++;
+        if (r.mode == FaultMode::kUser) {
+          auto it = processes.find(static_cast<pid_t>(r.pid));
+          if (it != processes.end() && !covered(it->second, r.ip)) it->second.maps_dirty = true;
+        }
+        sink->on_fault(r);
+        break;
+      }
+      case KSCOPE_REC_TASK: {
+        if (size < sizeof(kscope_task_event)) return;
+        kscope_task_event e;
+        std::memcpy(&e, data, sizeof(e));
+        std::string comm = bounded_string(e.comm, sizeof(e.comm));
+        if (e.pid == e.tid) totals.process_names[e.pid] = comm;
+        sink->on_thread(ThreadInfo{e.pid, e.tid, comm});
+        break;
+      }
+      case KSCOPE_REC_FORK: {
+        if (size < sizeof(kscope_fork_event)) return;
+        kscope_fork_event e;
+        std::memcpy(&e, data, sizeof(e));
+        // A child's fault counters start at zero in copy_process(): its baseline is zero.
+        auto& ps = add_process(static_cast<pid_t>(e.child_pid));
+        sink->on_fork(rel(e.ts_ns), e.parent_pid, e.child_pid);
+        snapshot_maps(static_cast<pid_t>(e.child_pid), ps);
+        break;
+      }
+      case KSCOPE_REC_EXIT: {
+        if (size < sizeof(kscope_exit_event)) return;
+        kscope_exit_event e;
+        std::memcpy(&e, data, sizeof(e));
+        auto& ps = add_process(static_cast<pid_t>(e.pid));
+        ps.final[e.tid] = Counts{e.min_flt, e.maj_flt};
+        sink->on_exit(rel(e.ts_ns), e.pid, e.tid, e.min_flt, e.maj_flt);
+        break;
+      }
+      case KSCOPE_REC_EXEC: {
+        if (size < sizeof(kscope_exec_event)) return;
+        kscope_exec_event e;
+        std::memcpy(&e, data, sizeof(e));
+        auto& ps = add_process(static_cast<pid_t>(e.pid));
+        if (e.armed_now) {
+          // Tracing of the command starts here: what it faulted before (in kscope's image
+          // between fork and execve, and copying execve's arguments) is not part of the run.
+          ps.baseline[e.tid] = Counts{e.min_flt, e.maj_flt};
+          ps.baseline_known = true;
+        }
+        std::string comm = bounded_string(e.comm, sizeof(e.comm));
+        if (e.pid == e.tid) totals.process_names[e.pid] = comm;
+        sink->on_thread(ThreadInfo{e.pid, e.tid, comm});
+        snapshot_maps(static_cast<pid_t>(e.pid), ps);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  // Non-blocking check of the pidfds; returns true when every traced process has exited.
+  bool all_exited() {
+    std::vector<pollfd> fds;
+    std::vector<pid_t> pids;
+    for (auto& [pid, ps] : processes) {
+      if (ps.exited) continue;
+      fds.push_back(pollfd{ps.pidfd.get(), POLLIN, 0});
+      pids.push_back(pid);
+    }
+    if (!fds.empty() && ::poll(fds.data(), fds.size(), 0) > 0) {
+      for (size_t i = 0; i < fds.size(); ++i)
+        if (fds[i].revents & (POLLIN | POLLHUP)) processes[pids[i]].exited = true;
+    }
+    for (auto& [pid, ps] : processes)
+      if (!ps.exited) return false;
+    return true;
+  }
+
+  void stop_recording() {
+    int fd = bpf_map__fd(skel->maps.traced_tgids);
+    for (auto& [pid, ps] : processes) {
+      uint32_t key = static_cast<uint32_t>(pid);
+      bpf_map_delete_elem(fd, &key);
+    }
+  }
+
+  uint64_t counter_sum(uint32_t idx, std::vector<uint64_t>* per_cpu = nullptr) {
+    auto v = bpf::read_percpu_u64(bpf_map__fd(skel->maps.fault_counters), idx);
+    if (!v) return 0;
+    uint64_t sum = 0;
+    for (auto x : *v) sum += x;
+    if (per_cpu) *per_cpu = *v;
+    return sum;
+  }
+};
+
+FaultTracer::FaultTracer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+FaultTracer::~FaultTracer() = default;
+
+Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  if (options.pids.empty() == options.command.empty())
+    return usage_error("give either -p PID[,PID...] or -- COMMAND [ARGS...]");
+
+  // Targets first: a wrong PID is the user's most likely mistake and needs no privileges.
+  for (pid_t pid : options.pids) {
+    auto stat = proc::read_stat(pid);
+    if (!stat) {
+      if (!proc::process_exists(pid)) return make_error(fmt::format("no such process: {}", pid));
+      return make_error(fmt::format("cannot read process {}", pid), stat.error().sys_errno);
+    }
+    if (proc::is_kernel_thread(*stat))
+      return make_error(fmt::format(
+          "process {} ({}) is a kernel thread: it has no user memory and takes no page faults",
+          pid, stat->comm));
+  }
+  if (!options.command.empty()) {
+    auto found = find_executable(options.command[0]);
+    if (!found) return std::move(found).error();
+  }
+  auto privileges = check_bpf_privileges();
+  if (!privileges.sufficient) return privilege_error("faults", privileges);
+
+  bpf::install_libbpf_logger(options.verbosity);
+  impl->skel.reset(faults_bpf__open());
+  if (!impl->skel) return bpf::libbpf_error("opening the faults BPF object failed", errno);
+  auto* skel = impl->skel.get();
+  skel->rodata->follow_children = options.follow_children;
+  skel->rodata->wakeup_bytes = std::max<uint64_t>(options.ringbuf_bytes / 16, 4096);
+  if (int err = bpf_map__set_max_entries(skel->maps.events, options.ringbuf_bytes))
+    return bpf::libbpf_error("sizing the ring buffer failed", err);
+  if (int err = faults_bpf__load(skel)) return bpf::load_error("faults", err);
+  if (int err = faults_bpf__attach(skel)) {
+    return make_error("attaching the page-fault tracepoints failed", -err,
+                      "run 'kscope doctor' to check tp_btf/page_fault_user and the sched "
+                      "tracepoints");
+  }
+  KSCOPE_ASSIGN_OR_RETURN(impl->minor_links,
+                          bpf::attach_sw_event_all_cpus(skel->progs.fault_done_minor,
+                                                        PERF_COUNT_SW_PAGE_FAULTS_MIN,
+                                                        "minor-faults"));
+  KSCOPE_ASSIGN_OR_RETURN(impl->major_links,
+                          bpf::attach_sw_event_all_cpus(skel->progs.fault_done_major,
+                                                        PERF_COUNT_SW_PAGE_FAULTS_MAJ,
+                                                        "major-faults"));
+
+  // -p: each thread's counters now are the baseline. Read before arming, so a fault racing
+  // with attach is counted by the kernel but possibly not seen, never the other way round.
+  for (pid_t pid : options.pids) {
+    auto& ps = impl->add_process(pid);
+    if (auto tids = proc::list_threads(pid)) {
+      for (pid_t tid : *tids)
+        if (auto st = proc::read_thread_stat(pid, tid))
+          ps.baseline[static_cast<uint32_t>(tid)] = Counts{st->minflt, st->majflt};
+    }
+  }
+  if (!options.command.empty()) {
+    KSCOPE_ASSIGN_OR_RETURN(auto cmd, LaunchedCommand::start(options.command));
+    impl->command.emplace(std::move(cmd));
+    auto& ps = impl->add_process(impl->command->pid());
+    ps.baseline_known = false;  // set by the exec record
+  }
+  return std::unique_ptr<FaultTracer>(new FaultTracer(std::move(impl)));
+}
+
+Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_t* stop) {
+  Impl& s = *impl_;
+  s.sink = &sink;
+  FaultTraceOutcome outcome;
+  KSCOPE_ASSIGN_OR_RETURN(s.rb,
+                          bpf::RingBuffer::open(bpf_map__fd(s.skel->maps.events),
+                                                [&s](const void* d, size_t n) { s.handle(d, n); }));
+  s.start_ns = monotonic_ns();
+  int tgids_fd = bpf_map__fd(s.skel->maps.traced_tgids);
+  for (pid_t pid : s.options.pids) {
+    uint32_t key = static_cast<uint32_t>(pid), value = KSCOPE_TGID_TRACED;
+    if (bpf_map_update_elem(tgids_fd, &key, &value, BPF_ANY) != 0)
+      return errno_error("adding the process to the BPF filter failed");
+    s.snapshot_maps(pid, s.processes[pid]);
+  }
+  if (s.command) {
+    uint32_t key = static_cast<uint32_t>(s.command->pid()), value = KSCOPE_TGID_ARMED_FOR_EXEC;
+    if (bpf_map_update_elem(tgids_fd, &key, &value, BPF_ANY) != 0)
+      return errno_error("adding the command to the BPF filter failed");
+  }
+  std::vector<pid_t> started = s.options.pids;
+  if (s.command) started.push_back(s.command->pid());
+  sink.on_started(started);
+  if (s.command) {
+    if (auto st = s.command->release(); !st) return std::move(st).error();
+  }
+
+  Status sink_status;
+  uint64_t last_tick = s.start_ns;
+  uint64_t stop_deadline = 0;  // set when we asked the command to stop
+  while (true) {
+    KSCOPE_TRY(s.rb->poll(20));
+    uint64_t now = monotonic_ns();
+    if (s.all_exited()) {
+      if (outcome.stop_reason.empty()) outcome.stop_reason = "process exited";
+      break;
+    }
+    bool want_stop = (stop && *stop) ||
+                     (s.options.duration_s &&
+                      static_cast<double>(now - s.start_ns) / 1e9 >= *s.options.duration_s);
+    if (want_stop && outcome.stop_reason.empty()) {
+      outcome.stop_reason = (stop && *stop) ? "signal" : "duration";
+      if (!s.command) break;
+      // Like perf record: the command we started is asked to terminate, and we keep reading
+      // until it is gone so its last faults and exit counters are accounted.
+      s.command->terminate();
+      stop_deadline = now + 2'000'000'000ull;
+    }
+    if (stop_deadline && now > stop_deadline) {
+      ::kill(s.command->pid(), SIGKILL);
+      stop_deadline = now + 2'000'000'000ull;
+    }
+    for (auto& [pid, ps] : s.processes)
+      if (ps.maps_dirty && !ps.exited && now - ps.last_maps_read_ns > 100'000'000ull)
+        s.snapshot_maps(pid, ps);
+    if (now - last_tick >= 1'000'000'000ull) {
+      last_tick = now;
+      sink_status = sink.on_tick();
+      if (!sink_status) break;
+    }
+  }
+  uint64_t end_ns = monotonic_ns();
+  s.stop_recording();
+
+  // Threads still alive: their counters now are final. Maps too, for symbolization.
+  for (auto& [pid, ps] : s.processes) {
+    if (ps.exited) continue;
+    if (auto tids = proc::list_threads(pid)) {
+      for (pid_t tid : *tids)
+        if (auto st = proc::read_thread_stat(pid, tid))
+          ps.final[static_cast<uint32_t>(tid)] = Counts{st->minflt, st->majflt};
+    }
+    s.snapshot_maps(pid, ps);
+  }
+  KSCOPE_TRY(s.rb->drain());
+  if (!sink_status) return std::move(sink_status).error();
+
+  auto& totals = s.totals;
+  totals.duration_s = static_cast<double>(end_ns - s.start_ns) / 1e9;
+  s.counter_sum(KSCOPE_CNT_FAULT_DROPPED, &totals.lost_per_cpu);
+  totals.lost_control = s.counter_sum(KSCOPE_CNT_CTRL_DROPPED);
+  totals.failed_entries = s.counter_sum(KSCOPE_CNT_FAILED_ENTRY);
+  totals.unmatched = s.counter_sum(KSCOPE_CNT_NO_ENTRY) + s.counter_sum(KSCOPE_CNT_NO_STORAGE);
+  totals.vma_busy = s.counter_sum(KSCOPE_CNT_VMA_BUSY);
+
+  for (auto& [pid, ps] : s.processes) {
+    KernelFaultCounts k;
+    k.exact = ps.baseline_known && totals.lost_control == 0;
+    for (auto& [tid, fin] : ps.final) {
+      Counts base;
+      if (auto it = ps.baseline.find(tid); it != ps.baseline.end()) base = it->second;
+      k.minflt += fin.minflt >= base.minflt ? fin.minflt - base.minflt : 0;
+      k.majflt += fin.majflt >= base.majflt ? fin.majflt - base.majflt : 0;
+    }
+    // A thread known at the start whose end we did not see (it exited and its record was lost).
+    for (auto& [tid, base] : ps.baseline)
+      if (!ps.final.count(tid)) k.exact = false;
+    totals.kernel[static_cast<uint32_t>(pid)] = k;
+  }
+
+  if (s.command) {
+    if (!s.command->has_exited()) {
+      s.command->terminate();
+    }
+    KSCOPE_ASSIGN_OR_RETURN(int code, s.command->reap());
+    outcome.command_exit = code;
+  }
+  outcome.totals = std::move(totals);
+  return outcome;
+}
+
+}  // namespace kscope

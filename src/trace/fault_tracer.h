@@ -1,0 +1,70 @@
+// Traces every page fault of a set of processes with bpf/faults.bpf.c and hands decoded records
+// to a FaultSink. Owns the BPF objects, the traced command, and the kernel-counter
+// reconciliation.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/fault_record.h"
+#include "model/fault_summary.h"
+#include "model/process_info.h"
+#include "util/result.h"
+
+namespace kscope {
+
+// Receives what the tracer sees, in ring-buffer order.
+class FaultSink {
+ public:
+  virtual ~FaultSink() = default;
+  virtual void on_fault(const FaultRecord& r) = 0;
+  virtual void on_thread(const ThreadInfo& t) = 0;
+  virtual void on_mappings(const MappingSnapshot& m) = 0;
+  virtual void on_fork(uint64_t time_ns, uint32_t parent_pid, uint32_t child_pid) = 0;
+  virtual void on_exit(uint64_t time_ns, uint32_t pid, uint32_t tid, uint64_t minflt,
+                       uint64_t majflt) = 0;
+  // Tracing is armed for these processes (for COMMAND: it is about to exec).
+  virtual void on_started(const std::vector<pid_t>& pids) { (void)pids; }
+  // About once a second while tracing: flush outputs. An error stops tracing.
+  virtual Status on_tick() { return {}; }
+};
+
+struct FaultTraceOptions {
+  std::vector<pid_t> pids;            // -p
+  std::vector<std::string> command;   // -- COMMAND ARGS
+  bool follow_children = false;
+  std::optional<double> duration_s;
+  uint32_t ringbuf_bytes = 16u << 20;
+  int verbosity = 0;
+};
+
+struct FaultTraceOutcome {
+  FaultRunTotals totals;
+  std::optional<int> command_exit;  // the command's exit status (shell convention)
+  std::string stop_reason;          // "process exited", "duration", "signal"
+};
+
+class FaultTracer {
+ public:
+  // Validates targets and privileges, loads and attaches the BPF programs, starts COMMAND at
+  // its gate. Nothing is traced until run().
+  static Result<std::unique_ptr<FaultTracer>> create(const FaultTraceOptions& options);
+  ~FaultTracer();
+
+  // Traces until the targets exit, the duration passes, or *stop becomes non-zero.
+  Result<FaultTraceOutcome> run(FaultSink& sink, volatile sig_atomic_t* stop);
+
+  struct Impl;
+
+ private:
+  explicit FaultTracer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kscope

@@ -1,0 +1,396 @@
+// kscope faults against ground truth: tests/progs/faultprog knows which pages it touched, in
+// which order, and reads its own kernel counters; the kernel's /proc counters are read by the
+// test itself.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "model/recording.h"
+#include "runtime_env.h"
+#include "subprocess.h"
+#include "trace/proc.h"
+
+namespace kscope::testing {
+namespace {
+
+const std::string kFaultprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/faultprog";
+
+struct CsvFault {
+  uint64_t time_ns;
+  uint32_t pid, tid;
+  std::string comm;
+  uint64_t addr, ip;
+  std::string access, mode, kind, segment, latency;
+};
+
+std::vector<std::string> split_csv(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cur += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        cur += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(cur);
+  return out;
+}
+
+std::vector<CsvFault> parse_events_csv(const std::string& text) {
+  std::vector<CsvFault> out;
+  std::istringstream in(text);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns");
+  while (std::getline(in, line)) {
+    auto f = split_csv(line);
+    EXPECT_EQ(f.size(), 11u) << line;
+    if (f.size() != 11) continue;
+    out.push_back(CsvFault{std::stoull(f[0]), static_cast<uint32_t>(std::stoul(f[1])),
+                           static_cast<uint32_t>(std::stoul(f[2])), f[3],
+                           std::stoull(f[4], nullptr, 16), std::stoull(f[5], nullptr, 16), f[6],
+                           f[7], f[8], f[9], f[10]});
+  }
+  return out;
+}
+
+struct Truth {
+  std::vector<uint64_t> pages;  // in order
+  std::map<std::string, std::pair<uint64_t, uint64_t>> ranges;
+  uint64_t minflt = 0, majflt = 0;
+  bool has_counters = false;
+  std::vector<uint32_t> children;
+};
+
+Truth parse_truth(const std::string& text) {
+  Truth t;
+  std::istringstream in(text);
+  std::string kind;
+  while (in >> kind) {
+    if (kind == "page") {
+      std::string a;
+      in >> a;
+      t.pages.push_back(std::stoull(a, nullptr, 16));
+    } else if (kind == "range") {
+      std::string name, a, b;
+      in >> name >> a >> b;
+      t.ranges[name] = {std::stoull(a, nullptr, 16), std::stoull(b, nullptr, 16)};
+    } else if (kind == "counters") {
+      in >> t.minflt >> t.majflt;
+      t.has_counters = true;
+    } else if (kind == "child") {
+      uint32_t c;
+      in >> c;
+      t.children.push_back(c);
+    } else {
+      std::string rest;
+      std::getline(in, rest);
+    }
+  }
+  return t;
+}
+
+class FaultsRuntime : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kscope-rt-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // Runs kscope faults -- faultprog ARGS with CSV events; returns the faults of the traced
+  // process (the first pid seen).
+  RunResult trace_prog(const std::vector<std::string>& prog_args,
+                       const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv = {KSCOPE_BINARY, "faults",   "--events", path("events.csv"),
+                                     "--format",    "csv",      "--no-plot"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    argv.push_back("--");
+    argv.push_back(kFaultprog);
+    argv.insert(argv.end(), prog_args.begin(), prog_args.end());
+    argv.push_back("--truth");
+    argv.push_back(path("truth.txt"));
+    auto r = run(argv, 120);
+    events_ = parse_events_csv(read_file(path("events.csv")));
+    truth_ = parse_truth(read_file(path("truth.txt")));
+    return r;
+  }
+
+  // Faults on the given pages, in stream order.
+  std::vector<CsvFault> faults_on(const std::vector<uint64_t>& pages) const {
+    std::set<uint64_t> set;
+    for (auto p : pages) set.insert(p & ~0xfffull);
+    std::vector<CsvFault> out;
+    for (const auto& f : events_)
+      if (set.count(f.addr & ~0xfffull)) out.push_back(f);
+    std::stable_sort(out.begin(), out.end(),
+                     [](const auto& a, const auto& b) { return a.time_ns < b.time_ns; });
+    return out;
+  }
+
+  std::filesystem::path dir_;
+  std::vector<CsvFault> events_;
+  Truth truth_;
+};
+
+TEST_F(FaultsRuntime, AnonymousWritesAreExactlyTheTouchedPagesInOrder) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = trace_prog({"anon-write", "300", "42"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(truth_.pages.size(), 300u);
+  auto seen = faults_on(truth_.pages);
+  ASSERT_EQ(seen.size(), truth_.pages.size()) << "each touched page faults exactly once";
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].addr, truth_.pages[i]) << "fault " << i << " out of order";
+    EXPECT_EQ(seen[i].access, "write");
+    EXPECT_EQ(seen[i].kind, "minor");
+    EXPECT_EQ(seen[i].segment, "anon");
+    EXPECT_EQ(seen[i].mode, "user");
+    EXPECT_EQ(seen[i].comm, "faultprog");
+    EXPECT_FALSE(seen[i].latency.empty());
+  }
+}
+
+TEST_F(FaultsRuntime, ReadsOfUntouchedAnonymousMemoryAreReads) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = trace_prog({"anon-read", "64"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto seen = faults_on(truth_.pages);
+  ASSERT_EQ(seen.size(), 64u);
+  for (const auto& f : seen) {
+    EXPECT_EQ(f.access, "read");
+    EXPECT_EQ(f.kind, "minor");
+    EXPECT_EQ(f.segment, "anon");
+  }
+}
+
+TEST_F(FaultsRuntime, DataBssHeapAndStackLandInTheirSegments) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = trace_prog({"segments"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::map<std::string, std::string> expected = {
+      {"data", "data"}, {"bss", "data"}, {"heap", "heap"}, {"stack", "stack"}};
+  for (const auto& [range, segment] : expected) {
+    ASSERT_TRUE(truth_.ranges.count(range)) << range;
+    auto [lo, hi] = truth_.ranges[range];
+    int n = 0;
+    for (const auto& f : events_) {
+      if (f.addr < lo || f.addr >= hi) continue;
+      ++n;
+      EXPECT_EQ(f.segment, segment) << range << " fault at " << std::hex << f.addr;
+    }
+    EXPECT_GE(n, 8) << "too few faults seen in " << range;
+  }
+}
+
+TEST_F(FaultsRuntime, EvictedFileReadGivesOneMajorFileFaultPerPage) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = trace_prog({"file-major", "32", "/var/tmp"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(truth_.pages.size(), 32u);
+  auto seen = faults_on(truth_.pages);
+  ASSERT_EQ(seen.size(), 32u);
+  for (const auto& f : seen) {
+    EXPECT_EQ(f.kind, "major");
+    EXPECT_EQ(f.segment, "file");
+    EXPECT_EQ(f.access, "read");
+  }
+}
+
+// The summary line: "pid N (comm): kernel K (minflt a, majflt b), seen individually S, ..."
+struct SummaryCounts {
+  uint64_t kernel = 0, minflt = 0, majflt = 0, seen = 0, unseen = 0;
+  bool found = false;
+};
+SummaryCounts parse_summary(const std::string& out, uint32_t pid) {
+  SummaryCounts c;
+  std::regex re("pid " + std::to_string(pid) +
+                " \\([^)]*\\): kernel ([0-9,]+) \\(minflt ([0-9,]+), majflt ([0-9,]+)\\), seen "
+                "individually ([0-9,]+), not seen individually ([0-9,]+)");
+  std::smatch m;
+  auto num = [](std::string s) {
+    s.erase(std::remove(s.begin(), s.end(), ','), s.end());
+    return std::stoull(s);
+  };
+  if (std::regex_search(out, m, re)) {
+    c.found = true;
+    c.kernel = num(m[1]);
+    c.minflt = num(m[2]);
+    c.majflt = num(m[3]);
+    c.seen = num(m[4]);
+    c.unseen = num(m[5]);
+  }
+  return c;
+}
+
+TEST_F(FaultsRuntime, TracedCountEqualsKernelCountMinusGetUserPagesFaults) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  // 100 pages faulted in by MAP_POPULATE (get_user_pages: counted, no per-fault event), then 50
+  // pages written normally.
+  auto r = trace_prog({"populate", "100", "50"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_FALSE(events_.empty());
+  uint32_t pid = events_.front().pid;
+  auto c = parse_summary(r.out, pid);
+  ASSERT_TRUE(c.found) << r.out;
+  uint64_t rows = 0;
+  for (const auto& f : events_)
+    if (f.pid == pid) ++rows;
+  EXPECT_EQ(c.seen, rows) << "summary disagrees with the event stream";
+  EXPECT_EQ(c.kernel, c.minflt + c.majflt);
+  EXPECT_EQ(c.seen + c.unseen, c.kernel) << r.out;
+  // The faults not seen individually are the populate faults (and nothing else of note).
+  EXPECT_GE(c.unseen, 100u) << r.out;
+  EXPECT_LE(c.unseen, 104u) << r.out;
+  EXPECT_EQ(faults_on(truth_.pages).size(), 50u);
+  // The program's own counters just before exit include what it faulted before exec (kscope
+  // starts at exec); the kernel delta kscope reports can only be smaller, by a small amount.
+  ASSERT_TRUE(truth_.has_counters);
+  uint64_t own = truth_.minflt + truth_.majflt;
+  EXPECT_LE(c.kernel, own);
+  EXPECT_LE(own - c.kernel, 64u) << "pre-exec faults should be few";
+}
+
+TEST_F(FaultsRuntime, AttachesToARunningProcessAndMatchesItsKernelCounters) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int prog = spawn({kFaultprog, "wait-touch", "128", "--truth", path("truth.txt")},
+                   path("prog.out"));
+  ASSERT_GT(prog, 0);
+  for (int i = 0; i < 500 && read_file(path("prog.out")).find("ready") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  auto before = proc::read_stat(prog);
+  ASSERT_TRUE(before.ok());
+  int tracer = spawn({KSCOPE_BINARY, "faults", "-p", std::to_string(prog), "--events",
+                      path("events.csv"), "--format", "csv", "--no-plot"},
+                     path("kscope.out"), path("kscope.err"));
+  for (int i = 0; i < 1000 && read_file(path("kscope.err")).find("tracing") == std::string::npos;
+       ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_NE(read_file(path("kscope.err")).find("tracing"), std::string::npos)
+      << read_file(path("kscope.err"));
+  kill(prog, SIGUSR1);
+  EXPECT_EQ(wait_for(prog, 30), 0);
+  ASSERT_EQ(wait_for(tracer, 30), 0) << read_file(path("kscope.err"));
+  events_ = parse_events_csv(read_file(path("events.csv")));
+  truth_ = parse_truth(read_file(path("truth.txt")));
+  auto seen = faults_on(truth_.pages);
+  ASSERT_EQ(seen.size(), 128u);
+  for (const auto& f : seen) EXPECT_EQ(f.segment, "anon");
+  auto c = parse_summary(read_file(path("kscope.out")), static_cast<uint32_t>(prog));
+  ASSERT_TRUE(c.found) << read_file(path("kscope.out"));
+  ASSERT_TRUE(truth_.has_counters);
+  // Ground truth: the process's own counters at the end minus what /proc said before attach.
+  EXPECT_EQ(c.kernel, truth_.minflt + truth_.majflt - before->minflt - before->majflt);
+  EXPECT_LE(c.unseen, 2u) << "a plain process has no get_user_pages faults";
+}
+
+TEST_F(FaultsRuntime, FollowsChildrenOnlyWhenAsked) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = trace_prog({"fork-touch", "64"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(truth_.children.size(), 1u);
+  uint32_t child = truth_.children[0];
+  size_t child_anon_writes = 0;
+  for (const auto& f : events_)
+    if (f.pid == child && f.segment == "anon" && f.access == "write") ++child_anon_writes;
+  EXPECT_GE(child_anon_writes, 64u) << "child faults missing with the default (follow)";
+
+  r = trace_prog({"fork-touch", "64"}, {"--no-follow-children"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  child = truth_.children[0];
+  for (const auto& f : events_) EXPECT_NE(f.pid, child) << "child traced with --no-follow-children";
+}
+
+TEST_F(FaultsRuntime, CtrlCStopsFlushesAndSummarizes) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int tracer = spawn({KSCOPE_BINARY, "faults", "-o", path("rec.kscope"), "--", kFaultprog,
+                      "loop-touch"},
+                     path("kscope.out"), path("kscope.err"));
+  for (int i = 0; i < 1000 && read_file(path("kscope.err")).find("tracing") == std::string::npos;
+       ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  kill(tracer, SIGINT);
+  int code = wait_for(tracer, 30);
+  // The command was asked to terminate (SIGTERM) like perf record does: 128+15.
+  EXPECT_EQ(code, 143) << read_file(path("kscope.err"));
+  auto out = read_file(path("kscope.out"));
+  EXPECT_NE(out.find("kscope faults:"), std::string::npos) << out;
+  EXPECT_NE(out.find("virtual page"), std::string::npos) << "plot missing\n" << out;
+  auto rec = read_recording(path("rec.kscope"));
+  ASSERT_TRUE(rec.ok()) << rec.error().describe();
+  EXPECT_TRUE(rec->summary.complete);
+  EXPECT_GT(rec->faults.size(), 100u);
+  auto plot = run({KSCOPE_BINARY, "plot", path("rec.kscope"), "--by-segment"});
+  EXPECT_EQ(plot.exit_code, 0) << plot.err;
+  EXPECT_NE(plot.out.find("anon"), std::string::npos) << plot.out;
+}
+
+TEST_F(FaultsRuntime, ProcessExitingMidTraceEndsNormallyWithSummary) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int prog = spawn({kFaultprog, "loop-touch"});
+  int tracer = spawn({KSCOPE_BINARY, "faults", "-p", std::to_string(prog), "--no-plot"},
+                     path("kscope.out"), path("kscope.err"));
+  for (int i = 0; i < 1000 && read_file(path("kscope.err")).find("tracing") == std::string::npos;
+       ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  kill(prog, SIGKILL);
+  wait_for(prog, 10);
+  EXPECT_EQ(wait_for(tracer, 30), 0) << read_file(path("kscope.err"));
+  auto out = read_file(path("kscope.out"));
+  auto c = parse_summary(out, static_cast<uint32_t>(prog));
+  ASSERT_TRUE(c.found) << out;
+  EXPECT_GT(c.seen, 50u) << "loop-touch faults once per millisecond";
+}
+
+TEST_F(FaultsRuntime, OutputPathThatCannotBeWrittenFailsBeforeTracing) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = run({KSCOPE_BINARY, "faults", "-o", "/nonexistent-dir/rec.kscope", "--", kFaultprog,
+                "anon-write", "8", "1", "--truth", path("truth.txt")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("/nonexistent-dir/rec.kscope"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("kscope faults:"), std::string::npos) << "no summary: nothing traced";
+  EXPECT_FALSE(std::filesystem::exists(path("truth.txt"))) << "the command must not have run";
+}
+
+TEST_F(FaultsRuntime, WithoutPrivilegesSaysWhatIsMissing) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = run({"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", KSCOPE_BINARY,
+                "faults", "--", "true"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("CAP_BPF"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("sudo"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace kscope::testing

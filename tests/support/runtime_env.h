@@ -1,0 +1,30 @@
+// Shared set-up for runtime tests: they need root (CAP_BPF + CAP_PERFMON) and a BPF-capable
+// kernel. Without privileges they skip and say why, unless KSCOPE_REQUIRE_BPF=1 (CI), where a
+// skip would hide a failure, so they fail instead.
+#pragma once
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace kscope::testing {
+
+inline bool bpf_required() {
+  const char* v = std::getenv("KSCOPE_REQUIRE_BPF");
+  return v && std::string(v) == "1";
+}
+
+}  // namespace kscope::testing
+
+// Use at the top of every runtime test.
+#define KSCOPE_REQUIRE_ROOT_OR_SKIP()                                                        \
+  do {                                                                                       \
+    if (::geteuid() != 0) {                                                                  \
+      if (::kscope::testing::bpf_required())                                                 \
+        FAIL() << "KSCOPE_REQUIRE_BPF=1 but not running as root: runtime tests cannot run"; \
+      GTEST_SKIP() << "runtime test needs root (CAP_BPF+CAP_PERFMON); run 'sudo make check'"; \
+    }                                                                                        \
+  } while (0)
