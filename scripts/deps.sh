@@ -7,7 +7,7 @@ build_pkgs=(cmake make g++ clang llvm pkg-config libbpf-dev bpftool libelf-dev l
   libzstd-dev libcli11-dev libfmt-dev nlohmann-json3-dev libncurses-dev libsqlite3-dev
   libgtest-dev libgmock-dev)
 check_pkgs=(procps python3 tmux)
-bench_pkgs=(linux-perf bpftrace libbpf-tools)
+bench_pkgs=(linux-perf bpftrace libbpf-tools bc)
 pkgs=("${build_pkgs[@]}")
 case "$profile" in
   build) ;;

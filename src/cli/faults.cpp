@@ -325,8 +325,13 @@ Subcommand setup_faults(CLI::App& parent) {
   app->add_option("--duration", o->duration_s,
                   "Stop after SECONDS (default: until the processes exit or Ctrl-C)")
       ->check(CLI::PositiveNumber);
-  app->add_flag("--follow-children,!--no-follow-children", o->follow_children,
-                "Also trace processes the targets fork (default: on for COMMAND, off for -p)");
+  auto* follow = app->add_flag_callback(
+      "--follow-children", [o] { o->follow_children = true; },
+      "Also trace processes the targets fork (default: on for COMMAND, off for -p)");
+  auto* no_follow = app->add_flag_callback(
+      "--no-follow-children", [o] { o->follow_children = false; },
+      "Trace only the target processes, not what they fork");
+  follow->excludes(no_follow);
   app->add_option("--rows", o->rows, "Plot height in lines (default 30)");
   app->add_option("--cols", o->cols, "Plot width in characters (default 70)");
   app->add_flag("--by-segment", o->by_segment, "One plot per segment that had faults");

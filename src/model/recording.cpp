@@ -457,6 +457,8 @@ RecordingWriter::~RecordingWriter() {
 
 Result<RecordingWriter> RecordingWriter::create(const std::string& path, const RecordingMeta& meta,
                                                 const RecordingWriterOptions& options) {
+  if (meta.command_line.size() > kMaxCommandLineArgs || meta.target_pids.size() > kMaxTargetPids)
+    return make_error(fmt::format("recording {}: metadata too large", path));
   RecordingWriter w;
   w.path_ = path;
   w.options_ = options;
@@ -482,8 +484,6 @@ Result<RecordingWriter> RecordingWriter::create(const std::string& path, const R
   put_u32(header, crc32_of(header.data(), header.size()));
   KSCOPE_TRY(w.write_bytes(header.data(), header.size()));
 
-  if (meta.command_line.size() > kMaxCommandLineArgs || meta.target_pids.size() > kMaxTargetPids)
-    return make_error(fmt::format("recording {}: metadata too large", path));
   KSCOPE_TRY(w.write_block(kBlockMeta, 1, encode_meta(meta)));
   return w;
 }

@@ -605,30 +605,46 @@ void ElfBinary::describe_source(uint64_t vaddr, bool inline_frames, Symbol& out)
   }
   if (!inline_frames) return;
 
-  // Scopes come innermost first: lexical blocks, inlined subroutines, then the subprogram.
+  // dwarf_getscopes() lists the scopes at vaddr innermost first, but once it reaches an inlined
+  // instance it continues with the scopes around that function's abstract definition (what a
+  // debugger needs to look up variables), not with its callers. So it is used only to find the
+  // innermost inlined instance; dwarf_getscopes_die() then walks the concrete tree outwards from
+  // there: inlined callers, then the real subprogram.
   Dwarf_Die* scopes = nullptr;
   int count = dwarf_getscopes(cudie, vaddr, &scopes);
-  Dwarf_Files* files = nullptr;
-  size_t file_count = 0;
-  bool have_files = dwarf_getsrcfiles(cudie, &files, &file_count) == 0;
+  int innermost = -1;
   for (int i = 0; i < count; ++i) {
     int tag = dwarf_tag(&scopes[i]);
     if (tag == DW_TAG_subprogram) break;
-    if (tag != DW_TAG_inlined_subroutine) continue;
+    if (tag == DW_TAG_inlined_subroutine) {
+      innermost = i;
+      break;
+    }
+  }
+  Dwarf_Die* chain = nullptr;
+  int chain_count = innermost >= 0 ? dwarf_getscopes_die(&scopes[innermost], &chain) : 0;
+  Dwarf_Files* files = nullptr;
+  size_t file_count = 0;
+  bool have_files = chain_count > 0 && dwarf_getsrcfiles(cudie, &files, &file_count) == 0;
+  for (int i = 0; i < chain_count; ++i) {
+    int tag = dwarf_tag(&chain[i]);
+    if (tag == DW_TAG_subprogram) break;
+    if (tag != DW_TAG_inlined_subroutine) continue;  // lexical blocks between them
     InlineFrame frame;
-    frame.function = die_function_name(&scopes[i]);
+    frame.function = die_function_name(&chain[i]);
     Dwarf_Attribute attr;
     Dwarf_Word value = 0;
-    if (have_files && dwarf_attr(&scopes[i], DW_AT_call_file, &attr) &&
+    if (have_files && dwarf_attr(&chain[i], DW_AT_call_file, &attr) &&
         dwarf_formudata(&attr, &value) == 0 && value < file_count) {
       if (const char* name = dwarf_filesrc(files, value, nullptr, nullptr)) frame.call_file = name;
     }
-    if (dwarf_attr(&scopes[i], DW_AT_call_line, &attr) && dwarf_formudata(&attr, &value) == 0 &&
+    if (dwarf_attr(&chain[i], DW_AT_call_line, &attr) && dwarf_formudata(&attr, &value) == 0 &&
         value > 0 && value <= INT32_MAX) {
       frame.call_line = static_cast<int>(value);
     }
     out.inlined.push_back(std::move(frame));
   }
+  std::free(chain);
   std::free(scopes);
 }
 

@@ -4,7 +4,7 @@
 //
 // Output, one "key value" per line, then the maps text:
 //   func <name> <hex address>
-//   pc <name> <hex address>      a return address inside an inlined function
+//   pc <name> <hex address>      a return address inside inlined functions
 //   line <name> <source line>
 //   maps
 //   <contents of /proc/self/maps>
@@ -29,11 +29,19 @@ __attribute__((noinline)) void sym_target_record_caller(void) {
   __asm__ volatile("" ::: "memory");
 }
 
-enum { kInnerCallLine = __LINE__ + 3 };
-static inline __attribute__((always_inline)) int sym_target_inner(int x) {
+// Two levels of inlining: sym_target_outer <- sym_target_inner <- sym_target_innermost. The
+// enums record the source line of each call, for the inline-chain assertions.
+enum { kInnermostCallLine = __LINE__ + 3 };
+static inline __attribute__((always_inline)) int sym_target_innermost(int x) {
   sym_target_sink += x;
   sym_target_record_caller();
   return sym_target_sink * 3;
+}
+
+enum { kInnerCallLine = __LINE__ + 3 };
+static inline __attribute__((always_inline)) int sym_target_inner(int x) {
+  sym_target_sink -= 1;
+  return sym_target_innermost(x) * 5;
 }
 
 enum { kOuterCallLine = __LINE__ + 2 };
@@ -58,7 +66,8 @@ int main(void) {
   printf("func sym_target_beta %p\n", (void*)&sym_target_beta);
   printf("func sym_target_outer %p\n", (void*)&sym_target_outer);
   printf("func main %p\n", (void*)&main);
-  printf("pc sym_target_inner_call %p\n", sym_target_seen_return);
+  printf("pc sym_target_record_call %p\n", sym_target_seen_return);
+  printf("line sym_target_innermost_call %d\n", (int)kInnermostCallLine);
   printf("line sym_target_inner_call %d\n", (int)kInnerCallLine);
   printf("line sym_target_outer_call %d\n", (int)kOuterCallLine);
   printf("maps\n");

@@ -49,9 +49,11 @@ struct ParsedPlot {
   const std::string& row_margin(int row) const { return margins[rows - 1 - row]; }
   char row_border(int row) const { return borders[rows - 1 - row]; }
   int count_breaks() const { return static_cast<int>(std::count(borders.begin(), borders.end(), '~')); }
-  int count_marked_cells() const {
+  int count_marked_cells() const {  // in data rows; break rows are all '~'
     int n = 0;
-    for (const std::string& c : cells) n += static_cast<int>(cols - std::count(c.begin(), c.end(), ' '));
+    for (size_t i = 0; i < cells.size(); ++i) {
+      if (borders[i] == '|') n += static_cast<int>(cols - std::count(cells[i].begin(), cells[i].end(), ' '));
+    }
     return n;
   }
   const std::string& tick_labels() const { return lines.at(axis_line + 1); }
@@ -584,7 +586,8 @@ TEST(ScatterPlotTest, BySegmentOmitsEmptySegmentsAndTitlesTheRest) {
   // at the top (code: 6 pages on 10 rows, page +5 at row 9). 3 ms on 0..20 ms over 40 columns:
   // floor(3000000 * 40 / 20000001) = 5.
   EXPECT_EQ(code->at(9, 5), 'M') << (*plots)[0].text;
-  EXPECT_EQ(code->at(1, 1), '.') << (*plots)[0].text;  // page +1: floor(1 * 9 / 5) = 1
+  EXPECT_EQ(code->at(0, 1), '.') << (*plots)[0].text;  // page +0 at 1 ms
+  EXPECT_EQ(code->at(1, 3), '.') << (*plots)[0].text;  // page +1 (floor(1 * 9 / 5) = 1) at 2 ms
   EXPECT_EQ(stack->at(9, 39), '.') << (*plots)[1].text;
 
   options.title = "demo";

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# make bench: overhead of tracing every page fault, against untraced runs and against perf and
+# bpftrace on the same workload. Interleaved rounds, medians, ratios; never a single run.
+#   ROUNDS (default 7)  PAGES (default 262144 = 1 GiB, one fault per page)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD_DIR:-build}
+KSCOPE=$BUILD/kscope
+PROG=$BUILD/progs/faultprog
+ROUNDS=${ROUNDS:-7}
+PAGES=${PAGES:-262144}
+OUT=bench/results
+mkdir -p "$OUT"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+if [[ $(id -u) -ne 0 ]]; then echo "bench: needs root (BPF, perf)" >&2; exit 1; fi
+have() { command -v "$1" >/dev/null 2>&1; }
+
+configs=(untraced kscope)
+have perf && configs+=(perf-record)
+have bpftrace && configs+=(bpftrace-printf)
+
+# Runs one configuration; prints the workload's own elapsed_ns (the touch loop only, so tool
+# start-up and teardown are not counted) and, for kscope, the records it lost.
+run_one() {
+  local cfg=$1 log=$tmp/$1.log
+  case $cfg in
+    untraced) "$PROG" touch "$PAGES" > "$log" ;;
+    kscope) "$KSCOPE" faults --no-plot -o "$tmp/rec.kscope" -- "$PROG" touch "$PAGES" > "$log" 2>&1 ;;
+    perf-record) perf record -q -e minor-faults -c 1 -d -o "$tmp/perf.data" -- "$PROG" touch "$PAGES" > "$log" 2>&1 ;;
+    bpftrace-printf)
+      bpftrace -c "$PROG touch $PAGES" -e 'tracepoint:exceptions:page_fault_user /pid == cpid/ { printf("%lx\n", args->address); }' > "$log" 2>&1 ;;
+  esac
+  local ns lost=""
+  ns=$(grep -m1 -o 'elapsed_ns [0-9]*' "$log" | awk '{print $2}')
+  if [[ $cfg == kscope ]]; then
+    lost=$(grep -m1 -o 'lost records: [0-9,]*' "$log" | awk '{print $3}' | tr -d ,)
+  fi
+  echo "$ns $lost"
+}
+
+declare -A samples lostv
+echo "bench: $ROUNDS interleaved rounds of: ${configs[*]} (workload: $PAGES page faults)" >&2
+for ((r = 1; r <= ROUNDS; r++)); do
+  for cfg in "${configs[@]}"; do
+    read -r ns lost < <(run_one "$cfg")
+    [[ -n "$ns" ]] || { echo "bench: $cfg produced no measurement, see its output:" >&2; cat "$tmp/$cfg.log" >&2; exit 1; }
+    samples[$cfg]+="$ns "
+    [[ -n "$lost" ]] && lostv[$cfg]=$(( ${lostv[$cfg]:-0} + lost ))
+  done
+  echo "bench: round $r/$ROUNDS done" >&2
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print int((a[NR/2]+a[NR/2+1])/2)}'; }
+base=$(echo "${samples[untraced]}" | median)
+report=$OUT/faults-$(date +%Y%m%d-%H%M%S).md
+{
+  echo "### Page-fault tracing overhead ($(date -u +%Y-%m-%d), $ROUNDS interleaved rounds)"
+  echo
+  echo "Machine: $(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  echo "Workload: \`faultprog touch $PAGES\` (anonymous mmap, write each 4 KiB page once; the program times its own loop)"
+  echo
+  echo "| set-up | median loop time | slowdown vs untraced | all runs (ms) | records lost |"
+  echo "| --- | --- | --- | --- | --- |"
+  for cfg in "${configs[@]}"; do
+    m=$(echo "${samples[$cfg]}" | median)
+    runs=$(for x in ${samples[$cfg]}; do printf '%.0f ' "$(echo "$x / 1000000" | bc -l)"; done)
+    ratio=$(echo "scale=3; $m / $base" | bc -l)
+    printf '| %s | %.1f ms | %.2fx | %s| %s |\n' "$cfg" "$(echo "$m / 1000000" | bc -l)" "$ratio" "$runs" "${lostv[$cfg]:-n/a}"
+  done
+} | tee "$report"
+echo "bench: written to $report" >&2
