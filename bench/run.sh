@@ -17,6 +17,11 @@ trap 'rm -rf "$tmp"' EXIT
 if [[ $(id -u) -ne 0 ]]; then echo "bench: needs root (BPF, perf)" >&2; exit 1; fi
 have() { command -v "$1" >/dev/null 2>&1; }
 
+# bpftrace resolves tracepoints through tracefs, which this VM does not mount by default.
+if [[ ! -d /sys/kernel/tracing/events ]]; then
+  mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || echo "bench: cannot mount tracefs; bpftrace will fail" >&2
+fi
+
 configs=(untraced kscope)
 have perf && configs+=(perf-record)
 have bpftrace && configs+=(bpftrace-printf)
@@ -33,7 +38,7 @@ run_one() {
       bpftrace -c "$PROG touch $PAGES" -e 'tracepoint:exceptions:page_fault_user /pid == cpid/ { printf("%lx\n", args->address); }' > "$log" 2>&1 ;;
   esac
   local ns lost=""
-  ns=$(grep -m1 -o 'elapsed_ns [0-9]*' "$log" | awk '{print $2}')
+  ns=$(grep -m1 -o 'elapsed_ns [0-9]*' "$log" | awk '{print $2}' || true)
   if [[ $cfg == kscope ]]; then
     lost=$(grep -m1 -o 'lost records: [0-9,]*' "$log" | awk '{print $3}' | tr -d ,)
   fi
@@ -47,7 +52,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     read -r ns lost < <(run_one "$cfg")
     [[ -n "$ns" ]] || { echo "bench: $cfg produced no measurement, see its output:" >&2; cat "$tmp/$cfg.log" >&2; exit 1; }
     samples[$cfg]+="$ns "
-    [[ -n "$lost" ]] && lostv[$cfg]=$(( ${lostv[$cfg]:-0} + lost ))
+    if [[ -n "$lost" ]]; then lostv[$cfg]=$(( ${lostv[$cfg]:-0} + lost )); fi
   done
   echo "bench: round $r/$ROUNDS done" >&2
 done

@@ -36,7 +36,10 @@ function(bpf_object NAME SOURCE)
   set(src ${CMAKE_SOURCE_DIR}/bpf/${SOURCE})
   set(obj ${BPF_GEN_DIR}/${NAME}.bpf.o)
   set(skel ${BPF_GEN_DIR}/${NAME}.skel.h)
-  set(deps ${VMLINUX_H})
+  # vmlinux.h is reached through the vmlinux_h target, not as a file dependency: with the
+  # Makefile generator every target listing a generated file runs its rule, and two BPF objects
+  # built in parallel would race writing it.
+  set(deps "")
   foreach(h ${BPF_HEADERS})
     list(APPEND deps ${CMAKE_SOURCE_DIR}/${h})
   endforeach()
@@ -55,6 +58,7 @@ function(bpf_object NAME SOURCE)
     COMMENT "Generating BPF skeleton ${NAME}.skel.h"
     VERBATIM)
   add_custom_target(${NAME}_skel_gen DEPENDS ${skel})
+  add_dependencies(${NAME}_skel_gen vmlinux_h)
   add_library(${NAME}_skel INTERFACE)
   add_dependencies(${NAME}_skel ${NAME}_skel_gen)
   target_include_directories(${NAME}_skel INTERFACE ${BPF_GEN_DIR})

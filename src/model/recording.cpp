@@ -568,7 +568,7 @@ Status RecordingWriter::add_fault(const FaultRecord& fault) {
 namespace {
 // Process entries are buffered like faults; the block goes out when it is as big as a fault
 // block would be, so memory stays bounded however many processes come and go.
-constexpr size_t kProcessBlockBytes = 64 * 1024;
+constexpr size_t kProcessBlockBytes = size_t{64} * 1024;
 }  // namespace
 
 Status RecordingWriter::add_thread(const ThreadInfo& thread) {
@@ -842,7 +842,7 @@ Status read_exact(int fd, uint64_t offset, uint8_t* buf, size_t size, const std:
 // when the file size was updated but the data never reached the disk (power loss). Such a tail
 // is a truncation, not corruption.
 Result<bool> zero_tail(int fd, uint64_t offset, uint64_t end, const std::string& path) {
-  std::vector<uint8_t> chunk(64 * 1024);
+  std::vector<uint8_t> chunk(size_t{64} * 1024);
   while (offset < end) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), end - offset));
     KSCOPE_TRY(read_exact(fd, offset, chunk.data(), n, path));

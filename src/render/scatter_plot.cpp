@@ -1,12 +1,12 @@
 #include "render/scatter_plot.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <string_view>
 #include <utility>
-
-#include <fmt/format.h>
 
 namespace kscope {
 namespace {
@@ -162,8 +162,9 @@ void allot_rows(std::vector<PageRange>& ranges, uint32_t data_rows) {
 // `content` pages (the span minus the cut gaps), so the next gap would take
 // gap * (rows - k) / content rows if left in. It is cut when that is more than kGapCutRows and
 // the content does not fit in the rows page by page anyway. Gaps are tried largest first and
-// `content` only shrinks, so the first gap that is not worth cutting ends the search. At most rows / kRowsPerBreak gaps are cut; when a process has more
-// separate clusters than that, the largest gaps win and smaller ones stay drawn to scale.
+// `content` only shrinks, so the first gap that is not worth cutting ends the search. At most rows
+// / kRowsPerBreak gaps are cut; when a process has more separate clusters than that, the largest
+// gaps win and smaller ones stay drawn to scale.
 std::vector<PageRange> compressed_ranges(const std::vector<uint64_t>& pages, uint32_t rows) {
   struct Gap {
     uint64_t empty_pages;  // pages without faults between pages[index - 1] and pages[index]
@@ -225,8 +226,8 @@ std::array<uint64_t, kDensityMarks.size()> density_thresholds(uint64_t max_count
   std::array<uint64_t, kDensityMarks.size()> thresholds{};
   thresholds[0] = 1;
   for (size_t k = 1; k < thresholds.size(); ++k) {
-    const double geometric = std::pow(static_cast<double>(max_count),
-                                      static_cast<double>(k) / kDensityMarks.size());
+    const double geometric =
+        std::pow(static_cast<double>(max_count), static_cast<double>(k) / kDensityMarks.size());
     thresholds[k] = std::max(thresholds[k - 1] + 1, static_cast<uint64_t>(std::llround(geometric)));
   }
   return thresholds;
@@ -360,7 +361,8 @@ size_t max_line_width(int cols) { return static_cast<size_t>(cols) + 24; }
 // The title line, on one line and cut to `width`.
 std::string title_line(std::string_view title, size_t width) {
   std::string line(title);
-  std::replace_if(line.begin(), line.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
+  std::replace_if(
+      line.begin(), line.end(), [](char c) { return c == '\n' || c == '\r'; }, ' ');
   if (line.size() > width) line = line.substr(0, width - 3) + "...";
   return line + '\n';
 }
@@ -450,8 +452,7 @@ std::string render_selection(std::span<const PlotPoint> points, const ScatterOpt
     if (i + 1 < ranges.size()) {
       const uint32_t break_row = r.first_row + r.rows;
       const uint64_t skipped_pages = ranges[i + 1].lo - r.hi - 1;
-      margin[break_row] =
-          format_bytes(static_cast<u128>(skipped_pages) << kPageShift) + " gap";
+      margin[break_row] = format_bytes(static_cast<u128>(skipped_pages) << kPageShift) + " gap";
       border[break_row] = kBreakMark;
     }
   }
@@ -504,9 +505,8 @@ std::string render_selection(std::span<const PlotPoint> points, const ScatterOpt
   out += fmt::format("{:>{}} +{}+\n", "", margin_width, axis);
   out += labels;
   out += '\n';
-  const size_t x_label_start = margin_width + 2 + (cols > kXAxisLabel.size()
-                                                       ? (cols - kXAxisLabel.size()) / 2
-                                                       : 0);
+  const size_t x_label_start =
+      margin_width + 2 + (cols > kXAxisLabel.size() ? (cols - kXAxisLabel.size()) / 2 : 0);
   out += std::string(std::min(x_label_start, text_width - kXAxisLabel.size()), ' ');
   out += kXAxisLabel;
   out += '\n';
@@ -519,8 +519,8 @@ std::string render_selection(std::span<const PlotPoint> points, const ScatterOpt
     } else if (thresholds[k + 1] - 1 == thresholds[k]) {
       legend.push_back(fmt::format("{}={}", kDensityMarks[k], thresholds[k]));
     } else {
-      legend.push_back(fmt::format("{}={}-{}", kDensityMarks[k], thresholds[k],
-                                   thresholds[k + 1] - 1));
+      legend.push_back(
+          fmt::format("{}={}-{}", kDensityMarks[k], thresholds[k], thresholds[k + 1] - 1));
     }
   }
   legend.push_back(fmt::format("{}=any major fault", kMajorMark));
@@ -580,8 +580,8 @@ Result<std::vector<SegmentPlot>> render_scatter_by_segment(std::span<const PlotP
     const std::string title = options.title.empty()
                                   ? std::string(to_string(segment))
                                   : fmt::format("{}: {}", options.title, to_string(segment));
-    plots.push_back({segment, render_selection(points, options, Selection{segment, *window},
-                                               title, kNoFaults)});
+    plots.push_back({segment, render_selection(points, options, Selection{segment, *window}, title,
+                                               kNoFaults)});
   }
   return plots;
 }

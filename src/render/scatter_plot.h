@@ -50,10 +50,10 @@ inline constexpr int kScatterMaxRows = 1000;
 inline constexpr int kScatterMaxCols = 1000;
 
 struct ScatterOptions {
-  int rows = 30;         // height of the plot area in lines, break rows included
-  int cols = 70;         // width of the plot area in characters
-  bool linear = false;   // true: Y is min..max page proportionally, no gap compression
-  std::string title;     // first line of the output when not empty
+  int rows = 30;        // height of the plot area in lines, break rows included
+  int cols = 70;        // width of the plot area in characters
+  bool linear = false;  // true: Y is min..max page proportionally, no gap compression
+  std::string title;    // first line of the output when not empty
   std::optional<TimeWindow> time_range;  // empty: 0 (start of tracing) .. the last fault
 };
 

@@ -471,7 +471,7 @@ Status ElfBinary::load(const struct stat* file) {
   } else if (debug_elf_ && debug_scan.has_debug_info) {
     dwarf_elf_ = debug_elf_;
   }
-  if (dwarf_elf_ != main_elf_ && image_.empty()) {
+  if (dwarf_elf_ != main_elf_) {
     elf_end(main_elf_);
     main_elf_ = nullptr;
   }

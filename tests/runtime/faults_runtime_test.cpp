@@ -309,7 +309,12 @@ TEST_F(FaultsRuntime, AttachesToARunningProcessAndMatchesItsKernelCounters) {
   ASSERT_TRUE(c.found) << read_file(path("kscope.out"));
   ASSERT_TRUE(truth_.has_counters);
   // Ground truth: the process's own counters at the end minus what /proc said before attach.
-  EXPECT_EQ(c.kernel, truth_.minflt + truth_.majflt - before->minflt - before->majflt);
+  // The program reads its counters just before _exit(); the exit path itself (fflush of the
+  // truth file, do_exit touching the robust-futex list and clear_child_tid) can still fault
+  // once or twice after that reading, so the kernel's final delta may exceed it by that much.
+  uint64_t self_measured = truth_.minflt + truth_.majflt - before->minflt - before->majflt;
+  EXPECT_GE(c.kernel, self_measured);
+  EXPECT_LE(c.kernel, self_measured + 2);
   EXPECT_LE(c.unseen, 2u) << "a plain process has no get_user_pages faults";
 }
 

@@ -3,9 +3,12 @@
 // here from the documented mapping, not against the renderer's own helpers.
 #include "render/scatter_plot.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
-#include <cstdint>
 #include <cctype>
+#include <cstdint>
 #include <limits>
 #include <map>
 #include <optional>
@@ -14,9 +17,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 namespace kscope {
 namespace {
@@ -48,11 +48,14 @@ struct ParsedPlot {
   const std::string& row_cells(int row) const { return cells[rows - 1 - row]; }
   const std::string& row_margin(int row) const { return margins[rows - 1 - row]; }
   char row_border(int row) const { return borders[rows - 1 - row]; }
-  int count_breaks() const { return static_cast<int>(std::count(borders.begin(), borders.end(), '~')); }
+  int count_breaks() const {
+    return static_cast<int>(std::count(borders.begin(), borders.end(), '~'));
+  }
   int count_marked_cells() const {  // in data rows; break rows are all '~'
     int n = 0;
     for (size_t i = 0; i < cells.size(); ++i) {
-      if (borders[i] == '|') n += static_cast<int>(cols - std::count(cells[i].begin(), cells[i].end(), ' '));
+      if (borders[i] == '|')
+        n += static_cast<int>(cols - std::count(cells[i].begin(), cells[i].end(), ' '));
     }
     return n;
   }
@@ -150,9 +153,12 @@ constexpr uint64_t kStackPage = 0x7ffc12340;  // 8 pages
 std::vector<PlotPoint> three_clusters() {
   std::vector<PlotPoint> points;
   uint64_t t = 0;
-  for (uint64_t i = 0; i < 64; ++i) points.push_back(point(t += 1000, kCodePage + i, false, Segment::kCode));
-  for (uint64_t i = 0; i < 128; ++i) points.push_back(point(t += 1000, kLibPage + i, false, Segment::kFile));
-  for (uint64_t i = 0; i < 8; ++i) points.push_back(point(t += 1000, kStackPage + i, false, Segment::kStack));
+  for (uint64_t i = 0; i < 64; ++i)
+    points.push_back(point(t += 1000, kCodePage + i, false, Segment::kCode));
+  for (uint64_t i = 0; i < 128; ++i)
+    points.push_back(point(t += 1000, kLibPage + i, false, Segment::kFile));
+  for (uint64_t i = 0; i < 8; ++i)
+    points.push_back(point(t += 1000, kStackPage + i, false, Segment::kStack));
   return points;
 }
 
@@ -230,12 +236,9 @@ TEST(ScatterPlotTest, PointsLandInComputedCells) {
     int row, col;
   };
   const std::vector<Case> cases = {
-      {0, 0, 0, 0},              // first column, bottom row
-      {69999, 299, 29, 69},      // last column, top row
-      {35000, 150, 15, 35},
-      {12345, 42, 4, 12},
-      {68999, 9, 0, 68},
-      {1000, 290, 29, 1},
+      {0, 0, 0, 0},          // first column, bottom row
+      {69999, 299, 29, 69},  // last column, top row
+      {35000, 150, 15, 35}, {12345, 42, 4, 12}, {68999, 9, 0, 68}, {1000, 290, 29, 1},
   };
   std::vector<PlotPoint> points;
   for (const Case& c : cases) points.push_back(point(c.time_ns, lo + c.page_offset));
@@ -245,8 +248,8 @@ TEST(ScatterPlotTest, PointsLandInComputedCells) {
   auto plot = parse_plot(text, 30, 70);
   ASSERT_TRUE(plot);
   for (const Case& c : cases) {
-    EXPECT_EQ(plot->at(c.row, c.col), '.') << "t=" << c.time_ns << " page+" << c.page_offset
-                                            << "\n" << text;
+    EXPECT_EQ(plot->at(c.row, c.col), '.') << "t=" << c.time_ns << " page+" << c.page_offset << "\n"
+                                           << text;
   }
   EXPECT_EQ(plot->count_marked_cells(), static_cast<int>(cases.size())) << text;
   // Linear axis labels: bottom row is the lowest page, top row the highest, and row 4 starts at
@@ -603,8 +606,8 @@ TEST(ScatterPlotTest, BySegmentOmitsEmptySegmentsAndTitlesTheRest) {
 
 TEST(ScatterPlotTest, InvalidOptionsAreUsageErrors) {
   const auto points = three_clusters();
-  for (auto [rows, cols] : {std::pair{3, 70}, {30, 9}, {0, 0}, {-5, 70}, {30, -1}, {1001, 70},
-                            {30, 1001}}) {
+  for (auto [rows, cols] :
+       {std::pair{3, 70}, {30, 9}, {0, 0}, {-5, 70}, {30, -1}, {1001, 70}, {30, 1001}}) {
     ScatterOptions options;
     options.rows = rows;
     options.cols = cols;

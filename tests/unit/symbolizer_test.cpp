@@ -138,6 +138,10 @@ class TempDir {
 
 std::string prog(const std::string& name) { return kProgsDir + "/" + name; }
 
+// The unit test target does not depend on the test programs; say so when one is missing.
+constexpr const char* kNotBuilt =
+    "could not run the test program; build them with `cmake --build <dir>` (tests/progs)";
+
 // ---------------------------------------------------------------------------------------------
 // Symbol
 
@@ -385,7 +389,7 @@ TEST(SymbolizerUser, ResolvesPieFunctionsAfterTheProcessExited) {
   std::string path = prog("sym_target");
   ASSERT_EQ(elf_type(path), 3) << "expected a PIE (ET_DYN) test program";
   auto run = run_target(path);
-  ASSERT_TRUE(run.has_value());
+  ASSERT_TRUE(run.has_value()) << kNotBuilt;
   const Mapping* text = mapping_of(run->mappings, run->funcs.at("sym_target_alpha"));
   ASSERT_NE(text, nullptr);
   EXPECT_NE(text->offset, 0u) << "text is usually not at file offset 0 (separate-code layout)";
@@ -410,7 +414,7 @@ TEST(SymbolizerUser, ResolvesPieFunctionsAfterTheProcessExited) {
 
 TEST(SymbolizerUser, InlineChainAndSourceLines) {
   auto run = run_target(prog("sym_target"));
-  ASSERT_TRUE(run.has_value());
+  ASSERT_TRUE(run.has_value()) << kNotBuilt;
   Symbolizer symbolizer;
   symbolizer.set_mappings(kExitedPid, run->mappings);
   // A return address points after the call; the call itself is one byte earlier.
@@ -445,7 +449,7 @@ TEST(SymbolizerUser, InlineChainAndSourceLines) {
 
 TEST(SymbolizerUser, DemanglesCxx) {
   auto run = run_target(prog("sym_cxx_target"));
-  ASSERT_TRUE(run.has_value());
+  ASSERT_TRUE(run.has_value()) << kNotBuilt;
   Symbolizer symbolizer;
   symbolizer.set_mappings(kExitedPid, run->mappings);
   EXPECT_EQ(symbolizer.resolve_user(kExitedPid, run->funcs.at("namespaced") + 2).format(),
@@ -504,7 +508,7 @@ TEST(SymbolizerUser, OwnBinaryAndVdso) {
 
 TEST(SymbolizerUser, UnresolvedAddressesKeepWhatIsKnown) {
   auto run = run_target(prog("sym_target"));
-  ASSERT_TRUE(run.has_value());
+  ASSERT_TRUE(run.has_value()) << kNotBuilt;
   Symbolizer symbolizer;
   symbolizer.set_mappings(kExitedPid, run->mappings);
 
@@ -537,7 +541,7 @@ TEST(SymbolizerUser, BinaryGoneGivesModuleAndFileOffset) {
   std::string copy = dir / "sym_gone";
   fs::copy_file(prog("sym_target"), copy);
   auto run = run_target(copy);
-  ASSERT_TRUE(run.has_value());
+  ASSERT_TRUE(run.has_value()) << kNotBuilt;
   fs::remove(copy);
   Symbolizer symbolizer;
   symbolizer.set_mappings(kExitedPid, run->mappings);
@@ -553,7 +557,7 @@ TEST(SymbolizerUser, DeletedPathIsUsedOnlyIfItIsStillTheSameFile) {
   std::string copy = dir / "sym_replaced";
   fs::copy_file(prog("sym_target"), copy);
   auto run = run_target(copy);
-  ASSERT_TRUE(run.has_value());
+  ASSERT_TRUE(run.has_value()) << kNotBuilt;
   // As if the process had still been running when the file was unlinked.
   std::vector<Mapping> deleted = run->mappings;
   for (Mapping& m : deleted) {
@@ -596,7 +600,7 @@ TEST(SymbolizerUser, StrippedBinaryGivesModuleAndFileOffset) {
                 .status,
             0);
   auto run = run_target(stripped);
-  ASSERT_TRUE(run.has_value());
+  ASSERT_TRUE(run.has_value()) << kNotBuilt;
   Symbolizer symbolizer(SymbolizerOptions{DebugSearchPaths{{}, false}});
   symbolizer.set_mappings(kExitedPid, run->mappings);
   uint64_t alpha = run->funcs.at("sym_target_alpha");
@@ -629,7 +633,7 @@ class SymbolizerNonPie : public ::testing::Test {
 TEST_F(SymbolizerNonPie, ResolvesAndFallsBackToDynsymWhenStripped) {
   ASSERT_EQ(elf_type(binary_), 2) << "expected ET_EXEC";
   auto run = run_target(binary_);
-  ASSERT_TRUE(run.has_value());
+  ASSERT_TRUE(run.has_value()) << kNotBuilt;
   uint64_t alpha = run->funcs.at("sym_target_alpha");
   EXPECT_LT(alpha, 0x10000000u) << "non-PIE code sits at its link address";
   {
@@ -645,7 +649,7 @@ TEST_F(SymbolizerNonPie, ResolvesAndFallsBackToDynsymWhenStripped) {
   ASSERT_EQ(run_command("strip --strip-all -o " + shell_quote(stripped) + " " + shell_quote(binary_)).status,
             0);
   auto stripped_run = run_target(stripped);
-  ASSERT_TRUE(stripped_run.has_value());
+  ASSERT_TRUE(stripped_run.has_value()) << kNotBuilt;
   Symbolizer symbolizer(SymbolizerOptions{DebugSearchPaths{{}, false}});
   symbolizer.set_mappings(kExitedPid, stripped_run->mappings);
   Symbol s = symbolizer.resolve_user(kExitedPid, stripped_run->funcs.at("sym_target_beta") + 1);
@@ -678,7 +682,7 @@ class SymbolizerDebugFile : public ::testing::Test {
   }
   void expect_resolves_with_lines(const SymbolizerOptions& options, const std::string& where) {
     auto run = run_target(binary_);
-    ASSERT_TRUE(run.has_value());
+    ASSERT_TRUE(run.has_value()) << kNotBuilt;
     Symbolizer symbolizer(options);
     symbolizer.set_mappings(kExitedPid, run->mappings);
     Symbol s = symbolizer.resolve_user(kExitedPid, run->funcs.at("sym_target_beta") + 2);
@@ -708,7 +712,7 @@ TEST_F(SymbolizerDebugFile, FoundByGnuDebuglinkInDotDebug) {
   options.debug_search.use_debuglink = false;
   Symbolizer symbolizer(options);
   auto run = run_target(binary_);
-  ASSERT_TRUE(run.has_value());
+  ASSERT_TRUE(run.has_value()) << kNotBuilt;
   symbolizer.set_mappings(kExitedPid, run->mappings);
   EXPECT_FALSE(symbolizer.resolve_user(kExitedPid, run->funcs.at("sym_target_beta")).resolved);
 }
@@ -744,6 +748,41 @@ TEST_F(SymbolizerDebugFile, DebugFileOfAnotherBuildIsIgnored) {
   auto binary = ElfBinary::open(binary_, options.debug_search);
   ASSERT_TRUE(binary.ok());
   EXPECT_EQ((*binary)->debug_file(), "");
+}
+
+// Without a build-id, only the CRC recorded in .gnu_debuglink says the debug file matches.
+TEST(SymbolizerDebuglinkCrc, AcceptsMatchingRejectsModified) {
+  if (!have_tool("cc") || !have_tool("objcopy") || !have_tool("strip")) {
+    GTEST_SKIP() << "needs cc and binutils";
+  }
+  TempDir dir;
+  std::string full = dir / "sym_noid_full";
+  std::string binary = dir / "sym_noid";
+  std::string debug = dir / "sym_noid.debug";
+  CommandResult built =
+      run_command("cc -O1 -g -Wl,--build-id=none -o " + shell_quote(full) + " " +
+                  shell_quote(kSourceDir + "/tests/progs/sym_target.c") + " 2>&1");
+  if (built.status != 0) GTEST_SKIP() << "cannot build: " << built.out;
+  ASSERT_EQ(run_command("objcopy --only-keep-debug " + shell_quote(full) + " " +
+                        shell_quote(debug) + " && strip --strip-all -o " + shell_quote(binary) +
+                        " " + shell_quote(full) + " && objcopy --add-gnu-debuglink=" +
+                        shell_quote(debug) + " " + shell_quote(binary))
+                .status,
+            0);
+  ASSERT_FALSE(read_build_id(binary).ok());
+  DebugSearchPaths search{{dir / "empty-root"}, true};
+  {
+    auto opened = ElfBinary::open(binary, search);
+    ASSERT_TRUE(opened.ok());
+    EXPECT_EQ((*opened)->debug_file(), debug);
+    EXPECT_EQ((*opened)->symbol_source(), ElfBinary::SymbolSource::kDebugFileSymtab);
+  }
+  // Still a valid ELF file, but not the bytes the link was made for.
+  std::ofstream(debug, std::ios::app) << "x";
+  auto opened = ElfBinary::open(binary, search);
+  ASSERT_TRUE(opened.ok());
+  EXPECT_EQ((*opened)->debug_file(), "");
+  EXPECT_EQ((*opened)->function_count(), 0u);
 }
 
 TEST(SymbolizerBuildId, MatchesReadelf) {
@@ -808,7 +847,10 @@ TEST(SymbolizerPerf, LookupThroughput) {
 
   auto kernel = KernelSymbols::parse(kKallsymsFixture);
   ASSERT_TRUE(kernel.ok());
+  t0 = Clock::now();
   auto real_kernel = KernelSymbols::load();
+  double kallsyms_load_ms =
+      std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   const KernelSymbols& k = real_kernel.ok() ? *real_kernel : *kernel;
   uint64_t kbase = 0xffffffff81000000;
   t0 = Clock::now();
@@ -822,8 +864,10 @@ TEST(SymbolizerPerf, LookupThroughput) {
       "[ perf     ] user, same address:          %7.1f ns/resolve\n"
       "[ perf     ] user, 4096 addresses:        %7.1f ns/resolve (function only)\n"
       "[ perf     ] user, 4096 addresses:        %7.1f ns/resolve (with file:line)\n"
-      "[ perf     ] kernel, spread (%zu symbols): %7.1f ns/resolve\n",
-      same_ns, spread_ns, lines_ns, k.size(), kernel_ns);
+      "[ perf     ] kernel, spread (%zu symbols): %7.1f ns/resolve\n"
+      "[ perf     ] /proc/kallsyms read+parse:   %7.1f ms (%s)\n",
+      same_ns, spread_ns, lines_ns, k.size(), kernel_ns, kallsyms_load_ms,
+      real_kernel.ok() ? "ok" : "unavailable, fixture used");
 }
 
 }  // namespace
