@@ -112,7 +112,7 @@ class FaultCollector : public FaultSink {
     std::map<std::string, uint64_t> merged;
     for (const auto& [key, count] : summary_.top_locations(n * 4)) {
       Symbol sym = key.kernel ? symbolizer.resolve_kernel(key.ip)
-                              : symbolizer.resolve_user(key.pid, key.ip);
+                              : symbolizer.resolve_user(key.pid, key.ip, SymbolDetail::kFunction);
       std::string text = sym.format();
       if (key.kernel && text.find("(") == std::string::npos) text += " (kernel)";
       merged[text] += count;
