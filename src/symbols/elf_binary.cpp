@@ -121,8 +121,9 @@ std::optional<DebugLink> parse_debuglink(Elf_Data* data, bool big_endian) {
   size_t crc_at = (len + 1 + 3) & ~size_t{3};
   if (crc_at + 4 > size) return std::nullopt;
   const unsigned char* c = p + crc_at;
-  uint32_t crc = big_endian ? (uint32_t{c[0]} << 24 | uint32_t{c[1]} << 16 | uint32_t{c[2]} << 8 | c[3])
-                            : (uint32_t{c[3]} << 24 | uint32_t{c[2]} << 16 | uint32_t{c[1]} << 8 | c[0]);
+  uint32_t crc = big_endian
+                     ? (uint32_t{c[0]} << 24 | uint32_t{c[1]} << 16 | uint32_t{c[2]} << 8 | c[3])
+                     : (uint32_t{c[3]} << 24 | uint32_t{c[2]} << 16 | uint32_t{c[1]} << 8 | c[0]);
   std::string name(reinterpret_cast<const char*>(p), len);
   // Only a file name is meaningful here; refuse anything that walks directories.
   if (name.find('/') != std::string::npos || name == "." || name == "..") return std::nullopt;
@@ -188,7 +189,7 @@ SectionScan scan_sections(Elf* elf) {
 
 struct RawFunction {
   uint64_t start;
-  uint64_t end;  // 0 when the symbol has no size
+  uint64_t end;    // 0 when the symbol has no size
   uint64_t limit;  // end of its section: a size-less symbol never extends past it
   std::string_view name;
   uint32_t rank;  // lower is preferred among symbols at one address
@@ -231,8 +232,7 @@ void collect_functions(Elf* elf, Elf_Scn* scn, const std::vector<SectionBounds>&
     int binding = GELF_ST_BIND(sym.st_info);
     uint32_t binding_rank = binding == STB_GLOBAL ? 0 : binding == STB_WEAK ? 1 : 2;
     uint32_t rank = (is_function ? 0 : 100000) +
-                    static_cast<uint32_t>(std::min<size_t>(underscores, 9)) * 1000 +
-                    binding_rank;
+                    static_cast<uint32_t>(std::min<size_t>(underscores, 9)) * 1000 + binding_rank;
     uint64_t limit = section && section->end > sym.st_value ? section->end : UINT64_MAX;
     uint64_t end = sym.st_size ? sym.st_value + sym.st_size : 0;
     out.push_back(RawFunction{sym.st_value, end, limit, name, rank});
@@ -287,14 +287,13 @@ struct FoundDebugFile {
 };
 
 FoundDebugFile find_debug_file(const std::string& binary_path, const struct stat& binary,
-                               const std::string& build_id,
-                               const std::optional<DebugLink>& link,
+                               const std::string& build_id, const std::optional<DebugLink>& link,
                                const DebugSearchPaths& search) {
   // By build-id: <root>/.build-id/ab/cdef....debug
   if (build_id.size() > 2) {
     for (const std::string& root : search.debug_dirs) {
-      std::string candidate = fmt::format("{}/.build-id/{}/{}.debug", root,
-                                          build_id.substr(0, 2), build_id.substr(2));
+      std::string candidate =
+          fmt::format("{}/.build-id/{}/{}.debug", root, build_id.substr(0, 2), build_id.substr(2));
       if (ElfHandle elf = open_matching_debug_file(candidate, build_id, std::nullopt, binary)) {
         return {std::move(elf), candidate};
       }
@@ -546,8 +545,8 @@ bool ElfBinary::ensure_dwarf() {
   if (!scan.altlink_build_id.empty()) {
     std::string alt_id = to_hex(scan.altlink_build_id.data(), scan.altlink_build_id.size());
     for (const std::string& root : search_.debug_dirs) {
-      std::string candidate = fmt::format("{}/.build-id/{}/{}.debug", root, alt_id.substr(0, 2),
-                                          alt_id.substr(2));
+      std::string candidate =
+          fmt::format("{}/.build-id/{}/{}.debug", root, alt_id.substr(0, 2), alt_id.substr(2));
       auto alt_elf = open_elf_file(candidate);
       if (!alt_elf || find_build_id(alt_elf->get()) != alt_id) continue;
       Dwarf* alt = dwarf_begin_elf(alt_elf->get(), DWARF_C_READ, nullptr);

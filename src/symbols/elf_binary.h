@@ -52,16 +52,15 @@ class ElfBinary {
   static Result<std::unique_ptr<ElfBinary>> open(const std::string& path,
                                                  const DebugSearchPaths& search);
   // An ELF image already in memory (the vDSO); `name` stands for its path.
-  static Result<std::unique_ptr<ElfBinary>> from_image(std::string name,
-                                                       std::vector<char> image);
+  static Result<std::unique_ptr<ElfBinary>> from_image(std::string name, std::vector<char> image);
 
   ~ElfBinary();
   ElfBinary(const ElfBinary&) = delete;
   ElfBinary& operator=(const ElfBinary&) = delete;
 
   const std::string& path() const { return path_; }
-  const std::string& build_id() const { return build_id_; }       // hex; empty when none
-  const std::string& debug_file() const { return debug_path_; }   // empty when none was used
+  const std::string& build_id() const { return build_id_; }      // hex; empty when none
+  const std::string& debug_file() const { return debug_path_; }  // empty when none was used
   SymbolSource symbol_source() const { return symbol_source_; }
   size_t function_count() const { return functions_.size(); }
 
@@ -104,15 +103,15 @@ class ElfBinary {
   std::string debug_path_;
   SymbolSource symbol_source_ = SymbolSource::kNone;
   std::vector<Segment> segments_;
-  std::vector<FunctionEntry> functions_;  // sorted by start, one per start address
-  std::string names_;                     // symbol names, as in the ELF (mangled)
+  std::vector<FunctionEntry> functions_;                 // sorted by start, one per start address
+  std::string names_;                                    // symbol names, as in the ELF (mangled)
   std::unordered_map<uint32_t, std::string> demangled_;  // by functions_ index
   mutable size_t last_hit_ = SIZE_MAX;
 
-  std::vector<char> image_;         // backing memory for from_image()
-  Elf* main_elf_ = nullptr;         // owned; kept only while it holds the DWARF
-  Elf* debug_elf_ = nullptr;        // owned; the separate debug file, when one was used
-  Elf* dwarf_elf_ = nullptr;        // one of the above when it has .debug_info; not owned
+  std::vector<char> image_;   // backing memory for from_image()
+  Elf* main_elf_ = nullptr;   // owned; kept only while it holds the DWARF
+  Elf* debug_elf_ = nullptr;  // owned; the separate debug file, when one was used
+  Elf* dwarf_elf_ = nullptr;  // one of the above when it has .debug_info; not owned
   std::unique_ptr<DwarfState> dwarf_;
   bool dwarf_tried_ = false;
   DebugSearchPaths search_;

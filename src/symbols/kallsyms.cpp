@@ -82,11 +82,10 @@ Result<KernelSymbols> KernelSymbols::parse(std::string_view text, size_t* malfor
     uint64_t addr = 0;
     auto [ptr, ec] =
         std::from_chars(addr_text.data(), addr_text.data() + addr_text.size(), addr, 16);
-    bool ok = ec == std::errc() && ptr == addr_text.data() + addr_text.size() &&
-              type_text.size() == 1 && !name.empty() && name.size() <= UINT16_MAX &&
-              next_token(line).empty() &&
-              (module.empty() || (module.size() > 2 && module.front() == '[' &&
-                                  module.back() == ']'));
+    bool ok =
+        ec == std::errc() && ptr == addr_text.data() + addr_text.size() && type_text.size() == 1 &&
+        !name.empty() && name.size() <= UINT16_MAX && next_token(line).empty() &&
+        (module.empty() || (module.size() > 2 && module.front() == '[' && module.back() == ']'));
     if (!ok) {
       ++malformed;
       continue;
@@ -122,8 +121,7 @@ Result<KernelSymbols> KernelSymbols::parse(std::string_view text, size_t* malfor
           "kernel symbols are unavailable: no kallsyms line parses ({} malformed)", malformed));
     }
     return make_error(
-        "kernel symbols are unavailable: /proc/kallsyms shows no addresses",
-        0,
+        "kernel symbols are unavailable: /proc/kallsyms shows no addresses", 0,
         "kernel.kptr_restrict hides them; run as root, or set sysctl kernel.kptr_restrict=0 "
         "(1 shows them to CAP_SYSLOG only)");
   }

@@ -48,7 +48,7 @@ class KernelSymbols {
     uint64_t addr;
     uint32_t name_offset;  // into names_
     uint16_t name_length;
-    uint16_t module;       // index into modules_; 0 is "kernel"
+    uint16_t module;  // index into modules_; 0 is "kernel"
     bool text;
   };
   std::vector<Entry> entries_;  // sorted by addr, one per address

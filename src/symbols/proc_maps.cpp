@@ -63,9 +63,9 @@ bool parse_line(std::string_view line, Mapping& m) {
   uint64_t major = 0, minor = 0;
   std::string_view perms;
   if (!r.take_hex(m.start) || !r.take_char('-') || !r.take_hex(m.end) || !r.take_blanks() ||
-      !r.take_word(4, perms) || !valid_perms(perms) || !r.take_blanks() ||
-      !r.take_hex(m.offset) || !r.take_blanks() || !r.take_hex(major) || !r.take_char(':') ||
-      !r.take_hex(minor) || !r.take_blanks() || !r.take_dec(m.inode)) {
+      !r.take_word(4, perms) || !valid_perms(perms) || !r.take_blanks() || !r.take_hex(m.offset) ||
+      !r.take_blanks() || !r.take_hex(major) || !r.take_char(':') || !r.take_hex(minor) ||
+      !r.take_blanks() || !r.take_dec(m.inode)) {
     return false;
   }
   if (m.start >= m.end || major > UINT32_MAX || minor > UINT32_MAX) return false;
@@ -98,8 +98,8 @@ Result<std::vector<Mapping>> parse_proc_maps(std::string_view text, size_t* malf
   }
   if (malformed_lines) *malformed_lines = malformed;
   if (mappings.empty() && malformed > 0) {
-    return make_error(fmt::format("not a /proc/PID/maps text: none of its {} lines parse",
-                                  malformed));
+    return make_error(
+        fmt::format("not a /proc/PID/maps text: none of its {} lines parse", malformed));
   }
   return mappings;
 }
@@ -109,9 +109,8 @@ Result<std::vector<Mapping>> read_proc_maps(uint32_t pid, size_t* malformed_line
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     if (errno == ENOENT || errno == ESRCH) {
-      return make_error(fmt::format("cannot read the mappings of process {}: it does not exist",
-                                    pid),
-                        errno);
+      return make_error(
+          fmt::format("cannot read the mappings of process {}: it does not exist", pid), errno);
     }
     return Error{fmt::format("cannot open {}", path), errno, ExitCode::kFailure,
                  errno == EACCES ? "run kscope as root (or with CAP_SYS_PTRACE)" : ""};

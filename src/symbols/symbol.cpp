@@ -1,11 +1,10 @@
 #include "symbols/symbol.h"
 
 #include <cxxabi.h>
+#include <fmt/format.h>
 
 #include <cstdlib>
 #include <memory>
-
-#include <fmt/format.h>
 
 namespace kscope {
 

@@ -13,9 +13,9 @@ namespace kscope {
 // DW_TAG_inlined_subroutine). It records where it was called from: the call site lies in the
 // next (outer) frame of Symbol::inlined, or in Symbol::function for the outermost one.
 struct InlineFrame {
-  std::string function;                 // demangled when C++
-  std::optional<std::string> call_file; // DW_AT_call_file
-  std::optional<int> call_line;         // DW_AT_call_line
+  std::string function;                  // demangled when C++
+  std::optional<std::string> call_file;  // DW_AT_call_file
+  std::optional<int> call_line;          // DW_AT_call_line
   bool operator==(const InlineFrame&) const = default;
 };
 
@@ -29,14 +29,14 @@ struct SourceFrame {
 };
 
 struct Symbol {
-  uint64_t addr = 0;         // the address that was resolved
-  std::string function;      // demangled; empty when not resolved
+  uint64_t addr = 0;     // the address that was resolved
+  std::string function;  // demangled; empty when not resolved
   // resolved: addr - start of `function`. Not resolved but module known: the file offset of addr
   // in module_path (stable across runs, ASLR and processes). Otherwise 0.
   uint64_t offset = 0;
-  std::string module;        // basename of the binary, kernel module name, "kernel", or "[vdso]"
-  std::string module_path;   // full path of the binary; empty for kernel code
-  bool resolved = false;     // true when `function` is set
+  std::string module;       // basename of the binary, kernel module name, "kernel", or "[vdso]"
+  std::string module_path;  // full path of the binary; empty for kernel code
+  bool resolved = false;    // true when `function` is set
   // Source position of addr from the DWARF line table (the innermost one when code was
   // inlined). Present only when asked for and the binary or its debug file has DWARF.
   std::optional<std::string> file;

@@ -22,10 +22,10 @@ std::string_view basename_of(std::string_view path) {
 }  // namespace
 
 struct Symbolizer::Process {
-  std::vector<Mapping> mappings;           // sorted by start
-  std::vector<ElfBinary*> binaries;        // per mapping, valid when looked_up
+  std::vector<Mapping> mappings;     // sorted by start
+  std::vector<ElfBinary*> binaries;  // per mapping, valid when looked_up
   std::vector<bool> looked_up;
-  size_t last = SIZE_MAX;                  // index of the mapping that held the previous address
+  size_t last = SIZE_MAX;  // index of the mapping that held the previous address
 };
 
 size_t Symbolizer::FileKeyHash::operator()(const FileKey& k) const {
@@ -112,8 +112,7 @@ Symbol Symbolizer::resolve_user_uncached(uint32_t pid, uint64_t ip, SymbolDetail
 ElfBinary* Symbolizer::binary_for(Process& process, size_t index) {
   if (!process.looked_up[index]) {
     const Mapping& mapping = process.mappings[index];
-    process.binaries[index] =
-        mapping.path == kVdsoPath ? load_vdso(mapping) : load_file(mapping);
+    process.binaries[index] = mapping.path == kVdsoPath ? load_vdso(mapping) : load_file(mapping);
     process.looked_up[index] = true;
   }
   return process.binaries[index];

@@ -42,9 +42,9 @@ struct SymbolizerOptions {
 };
 
 struct SymbolizerStats {
-  size_t processes = 0;            // processes with mappings
-  size_t binaries_loaded = 0;      // distinct ELF files read
-  size_t binaries_unavailable = 0; // mapped files that could not be used (gone, not ELF, ...)
+  size_t processes = 0;             // processes with mappings
+  size_t binaries_loaded = 0;       // distinct ELF files read
+  size_t binaries_unavailable = 0;  // mapped files that could not be used (gone, not ELF, ...)
 };
 
 class Symbolizer {

@@ -2,7 +2,10 @@
 // Symbolizer facade. The ground truth is programs built from tests/progs/sym_*.{c,cpp}: they print
 // the runtime addresses of their own functions and their /proc/self/maps, then exit; the tests
 // resolve those addresses afterwards, as kscope does for processes that are gone.
+#include "symbols/symbolizer.h"
+
 #include <dlfcn.h>
+#include <gtest/gtest.h>
 #include <sys/auxv.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,13 +21,10 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "symbols/elf_binary.h"
 #include "symbols/kallsyms.h"
 #include "symbols/proc_maps.h"
 #include "symbols/symbol.h"
-#include "symbols/symbolizer.h"
 
 // A function of this test binary with a known name, resolved from our own mappings.
 __attribute__((noinline)) int kscope_symbolizer_test_marker(int x) {
@@ -190,7 +190,8 @@ constexpr std::string_view kMapsFixture =
     "7f1000000000-7f1000021000 rw-p 00000000 00:00 0 \n"
     "7f1000100000-7f1000200000 r-xp 00002000 103:02 98765                     "
     "/opt/My App/lib with spaces.so (deleted)\n"
-    "7f1000300000-7f1000301000 rw-s 00000000 00:01 4242                       /memfd:jit (deleted)\n"
+    "7f1000300000-7f1000301000 rw-s 00000000 00:01 4242                       /memfd:jit "
+    "(deleted)\n"
     "7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]\n"
     "7ffd00100000-7ffd00102000 r-xp 00000000 00:00 0                          [vdso]\n"
     "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n";
@@ -500,8 +501,7 @@ TEST(SymbolizerUser, OwnBinaryAndVdso) {
   if (!fn) GTEST_SKIP() << "vDSO has no __vdso_clock_gettime";
   Symbol s = symbolizer.resolve_user(pid, reinterpret_cast<uint64_t>(fn) + 1);
   ASSERT_TRUE(s.resolved) << s.format();
-  EXPECT_TRUE(s.function == "clock_gettime" || s.function == "__vdso_clock_gettime")
-      << s.function;
+  EXPECT_TRUE(s.function == "clock_gettime" || s.function == "__vdso_clock_gettime") << s.function;
   EXPECT_EQ(s.offset, 1u);
   EXPECT_EQ(s.module, "[vdso]");
 }
@@ -579,8 +579,7 @@ TEST(SymbolizerUser, DeletedPathIsUsedOnlyIfItIsStillTheSameFile) {
     symbolizer.set_mappings(kExitedPid, deleted);
     Symbol s = symbolizer.resolve_user(kExitedPid, alpha);
     EXPECT_FALSE(s.resolved) << s.format();
-    EXPECT_EQ(s.format(),
-              fmt::format("sym_replaced+{:#x}", file_offset_of(run->mappings, alpha)));
+    EXPECT_EQ(s.format(), fmt::format("sym_replaced+{:#x}", file_offset_of(run->mappings, alpha)));
   }
   {
     SymbolizerOptions strict;
@@ -619,10 +618,11 @@ class SymbolizerNonPie : public ::testing::Test {
   void SetUp() override {
     if (!have_tool("cc")) GTEST_SKIP() << "no C compiler to build the non-PIE variant";
     binary_ = dir_ / "sym_target_nopie";
-    std::string command = "cc -O1 -g -fno-omit-frame-pointer -fno-pie -no-pie -rdynamic "
-                          "-Wl,-z,noseparate-code -o " +
-                          shell_quote(binary_) + " " + shell_quote(kSourceDir + "/tests/progs/sym_target.c") +
-                          " 2>&1";
+    std::string command =
+        "cc -O1 -g -fno-omit-frame-pointer -fno-pie -no-pie -rdynamic "
+        "-Wl,-z,noseparate-code -o " +
+        shell_quote(binary_) + " " + shell_quote(kSourceDir + "/tests/progs/sym_target.c") +
+        " 2>&1";
     CommandResult built = run_command(command);
     if (built.status != 0) GTEST_SKIP() << "cannot build non-PIE: " << built.out;
   }
@@ -646,8 +646,10 @@ TEST_F(SymbolizerNonPie, ResolvesAndFallsBackToDynsymWhenStripped) {
   }
   if (!have_tool("strip")) GTEST_SKIP() << "strip is not installed";
   std::string stripped = dir_ / "sym_nopie_stripped";
-  ASSERT_EQ(run_command("strip --strip-all -o " + shell_quote(stripped) + " " + shell_quote(binary_)).status,
-            0);
+  ASSERT_EQ(
+      run_command("strip --strip-all -o " + shell_quote(stripped) + " " + shell_quote(binary_))
+          .status,
+      0);
   auto stripped_run = run_target(stripped);
   ASSERT_TRUE(stripped_run.has_value()) << kNotBuilt;
   Symbolizer symbolizer(SymbolizerOptions{DebugSearchPaths{{}, false}});
@@ -701,9 +703,10 @@ TEST_F(SymbolizerDebugFile, FoundByGnuDebuglinkInDotDebug) {
   std::string linked = dir_ / "bin/.debug/sym_split.debug";
   fs::copy_file(debug_, linked);
   // The link records the debug file's name and CRC; it is added after stripping.
-  ASSERT_EQ(run_command("objcopy --add-gnu-debuglink=" + shell_quote(linked) + " " + shell_quote(binary_))
-                .status,
-            0);
+  ASSERT_EQ(
+      run_command("objcopy --add-gnu-debuglink=" + shell_quote(linked) + " " + shell_quote(binary_))
+          .status,
+      0);
   SymbolizerOptions options;
   options.debug_search.debug_dirs = {dir_ / "empty-root"};
   expect_resolves_with_lines(options, linked);
@@ -740,9 +743,10 @@ TEST_F(SymbolizerDebugFile, DebugFileOfAnotherBuildIsIgnored) {
       root + "/.build-id/" + build_id_.substr(0, 2) + "/" + build_id_.substr(2) + ".debug";
   fs::create_directories(fs::path(by_id).parent_path());
   fs::copy_file(wrong, by_id);
-  ASSERT_EQ(run_command("objcopy --add-gnu-debuglink=" + shell_quote(debug_) + " " + shell_quote(binary_))
-                .status,
-            0);
+  ASSERT_EQ(
+      run_command("objcopy --add-gnu-debuglink=" + shell_quote(debug_) + " " + shell_quote(binary_))
+          .status,
+      0);
   SymbolizerOptions options;
   options.debug_search.debug_dirs = {root};
   auto binary = ElfBinary::open(binary_, options.debug_search);
@@ -763,10 +767,10 @@ TEST(SymbolizerDebuglinkCrc, AcceptsMatchingRejectsModified) {
       run_command("cc -O1 -g -Wl,--build-id=none -o " + shell_quote(full) + " " +
                   shell_quote(kSourceDir + "/tests/progs/sym_target.c") + " 2>&1");
   if (built.status != 0) GTEST_SKIP() << "cannot build: " << built.out;
-  ASSERT_EQ(run_command("objcopy --only-keep-debug " + shell_quote(full) + " " +
-                        shell_quote(debug) + " && strip --strip-all -o " + shell_quote(binary) +
-                        " " + shell_quote(full) + " && objcopy --add-gnu-debuglink=" +
-                        shell_quote(debug) + " " + shell_quote(binary))
+  ASSERT_EQ(run_command(
+                "objcopy --only-keep-debug " + shell_quote(full) + " " + shell_quote(debug) +
+                " && strip --strip-all -o " + shell_quote(binary) + " " + shell_quote(full) +
+                " && objcopy --add-gnu-debuglink=" + shell_quote(debug) + " " + shell_quote(binary))
                 .status,
             0);
   ASSERT_FALSE(read_build_id(binary).ok());
@@ -783,6 +787,44 @@ TEST(SymbolizerDebuglinkCrc, AcceptsMatchingRejectsModified) {
   ASSERT_TRUE(opened.ok());
   EXPECT_EQ((*opened)->debug_file(), "");
   EXPECT_EQ((*opened)->function_count(), 0u);
+}
+
+// Binaries are untrusted input too: truncated or corrupted files must fail cleanly or resolve
+// nothing, never crash (run under -DKSCOPE_SANITIZE=ON to catch out-of-bounds reads).
+TEST(SymbolizerRobustness, TruncatedAndCorruptedFiles) {
+  std::ifstream in(prog("sym_target"), std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 4096u) << kNotBuilt;
+  TempDir dir;
+  std::string path = dir / "damaged";
+  DebugSearchPaths search{{dir / "empty-root"}, true};
+  auto exercise = [&](const std::string& content) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << content;
+    auto binary = ElfBinary::open(path, search);
+    if (!binary.ok()) return;
+    for (uint64_t off = 0; off < bytes.size(); off += 97) {
+      if (auto vaddr = (*binary)->file_offset_to_vaddr(off, true)) {
+        (*binary)->find_function(*vaddr);
+        Symbol out;
+        (*binary)->describe_source(*vaddr, true, out);
+      }
+    }
+  };
+  for (size_t len : {size_t{0}, size_t{4}, size_t{52}, size_t{64}, size_t{1000}, bytes.size() / 3,
+                     bytes.size() / 2, bytes.size() - 200, bytes.size() - 1}) {
+    exercise(bytes.substr(0, len));
+  }
+  // Deterministic byte scribbles over the headers and the tail (section headers, .symtab).
+  uint32_t state = 12345;
+  for (int round = 0; round < 40; ++round) {
+    std::string damaged = bytes;
+    for (int i = 0; i < 64; ++i) {
+      state = state * 1103515245 + 12345;
+      size_t at = round % 2 == 0 ? state % 256 : bytes.size() - 1 - state % 8192;
+      damaged[at] = static_cast<char>(state >> 16);
+    }
+    exercise(damaged);
+  }
 }
 
 TEST(SymbolizerBuildId, MatchesReadelf) {
@@ -833,15 +875,15 @@ TEST(SymbolizerPerf, LookupThroughput) {
   }
   t0 = Clock::now();
   for (int i = 0; i < kLookups; ++i) {
-    resolved += symbolizer.resolve_user(pid, addrs[i % addrs.size()], SymbolDetail::kFunction)
-                    .resolved;
+    resolved +=
+        symbolizer.resolve_user(pid, addrs[i % addrs.size()], SymbolDetail::kFunction).resolved;
   }
   double spread_ns = per_lookup_ns(Clock::now() - t0);
 
   t0 = Clock::now();
   for (int i = 0; i < kLookups; ++i) {
-    resolved += symbolizer.resolve_user(pid, addrs[i % addrs.size()], SymbolDetail::kSourceLine)
-                    .resolved;
+    resolved +=
+        symbolizer.resolve_user(pid, addrs[i % addrs.size()], SymbolDetail::kSourceLine).resolved;
   }
   double lines_ns = per_lookup_ns(Clock::now() - t0);
 
@@ -849,8 +891,7 @@ TEST(SymbolizerPerf, LookupThroughput) {
   ASSERT_TRUE(kernel.ok());
   t0 = Clock::now();
   auto real_kernel = KernelSymbols::load();
-  double kallsyms_load_ms =
-      std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  double kallsyms_load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   const KernelSymbols& k = real_kernel.ok() ? *real_kernel : *kernel;
   uint64_t kbase = 0xffffffff81000000;
   t0 = Clock::now();
