@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: GPL-2.0
+/* kscope top: exact on-CPU time, schedule-ins, voluntary/involuntary switches and run-queue wait
+ * per thread and per kernel+user stack, measured at every context switch.
+ *
+ * sched_switch (tp_btf, runs on the CPU doing the switch, in the context of `prev`):
+ *  - prev (switched out): the slice that just ended, [switch-in, now), is added to the account
+ *    (tgid, tid, kernel stack, user stack) of prev's stacks at this moment, with the schedule-in
+ *    and run-queue wait that started the slice; voluntary iff !preempt && prev_state != 0, the
+ *    same test __schedule() uses to pick nvcsw over nivcsw.
+ *  - next (switched in): the slice start and the run-queue wait (wakeup or preemption to now).
+ * sched_wakeup / sched_wakeup_new mark when a task became runnable.
+ * Slice and wakeup state lives in task storage, so migrations cannot corrupt it. A per-CPU copy
+ * of the running slice lets user space add the time of slices still in progress.
+ */
+#include "kscope_common.bpf.h"
+#include "kscope/abi/top.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+/* Set by user space between open and load. */
+const volatile bool filter_pids = false;  /* only tgids in `filter_tgids` */
+const volatile bool filter_comm = false;  /* only threads named `comm_filter` */
+const volatile char comm_filter[16] = {};
+const volatile bool include_idle = false; /* the idle tasks (pid 0) */
+const volatile bool collect_kstack = true;
+const volatile bool collect_ustack = true;
+const volatile bool record_slices = false;
+const volatile __u64 wakeup_bytes = 1 << 20;
+
+/* Set by user space after load, before attach: the time tracing starts (bpf_ktime_get_ns). */
+__u64 start_ns = 0;
+
+struct task_state {
+	__u64 since_ns;     /* switch-in time of the running slice, 0 when not running/unknown */
+	__u64 wake_ts;      /* became runnable at, 0 when not waiting */
+	__u64 pending_wait; /* run-queue wait before the running slice */
+	__s32 last_kstack;
+	__s32 last_ustack;
+	__u8 switched_in;   /* the running slice began with a switch-in we saw */
+	__u8 have_last;     /* last_kstack/last_ustack are set */
+	__u8 announced;     /* a process event was sent for this thread */
+	__u8 pad;
+	__u32 pad2;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+} task_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* resized by user space */
+	__type(key, struct kscope_top_key);
+	__type(value, struct kscope_top_value);
+} accounts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 16384); /* resized by user space */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 127 * sizeof(__u64));
+} stacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} filter_tgids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kscope_top_cpu);
+} cpu_state SEC(".maps");
+
+/* Time of the last context switch on each CPU: the start of whatever runs there now. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} last_switch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KSCOPE_TOP_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22); /* resized by user space */
+} events SEC(".maps");
+
+static __always_inline void count(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += n;
+}
+
+static __always_inline bool tracked(struct task_struct *t)
+{
+	if (t->pid == 0)
+		return include_idle;
+	if (filter_pids) {
+		__u32 tgid = t->tgid;
+		if (!bpf_map_lookup_elem(&filter_tgids, &tgid))
+			return false;
+	}
+	if (filter_comm) {
+		for (int i = 0; i < 16; i++) {
+			char c = t->comm[i];
+			if (c != comm_filter[i])
+				return false;
+			if (c == 0)
+				break;
+		}
+	}
+	return true;
+}
+
+static __always_inline void announce(struct task_struct *t, struct task_state *st, __u16 exec,
+				     __u64 now)
+{
+	struct kscope_top_process_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(KSCOPE_TOP_EVENTS_LOST, 1);
+		return;
+	}
+	e->type = KSCOPE_TOP_REC_PROCESS;
+	e->exec = exec;
+	e->pid = t->tgid;
+	e->tid = t->pid;
+	e->pad = 0;
+	e->time_ns = now;
+	__builtin_memcpy(e->comm, t->comm, sizeof(e->comm));
+	/* Rare (once per thread and per exec), and user space must read the mappings while the
+	 * process lives: wake it now. */
+	bpf_ringbuf_submit(e, 0);
+	if (st)
+		st->announced = 1;
+}
+
+static __always_inline __s32 stack_id(void *ctx, __u64 flags, __u32 collision_idx, __u32 error_idx)
+{
+	long id = bpf_get_stackid(ctx, &stacks, flags);
+	if (id >= 0)
+		return (__s32)id;
+	if (id == -EEXIST) {
+		count(collision_idx, 1);
+		return KSCOPE_STACK_COLLISION;
+	}
+	count(error_idx, 1);
+	return KSCOPE_STACK_ERROR;
+}
+
+static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool preempt,
+				       unsigned int prev_state, __u64 now, __u64 cpu_start)
+{
+	struct task_state *st = bpf_task_storage_get(&task_state, prev, 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	__u64 start = cpu_start, wait = 0, switched_in = 0;
+	if (st && st->since_ns) {
+		start = st->since_ns;
+		wait = st->pending_wait;
+		switched_in = st->switched_in;
+	}
+	if (start > now)
+		start = now;
+	__u64 slice = now - start;
+	bool voluntary = !preempt && prev_state != 0;
+
+	struct kscope_top_key key = {
+		.pid = prev->tgid,
+		.tid = prev->pid,
+		.kstack = KSCOPE_STACK_NONE,
+		.ustack = KSCOPE_STACK_NONE,
+	};
+	if (collect_kstack)
+		key.kstack = stack_id(ctx, 0, KSCOPE_TOP_KSTACK_COLLISION, KSCOPE_TOP_KSTACK_ERROR);
+	if (collect_ustack && prev->mm && !(prev->flags & PF_KTHREAD))
+		key.ustack = stack_id(ctx, BPF_F_USER_STACK, KSCOPE_TOP_USTACK_COLLISION,
+				      KSCOPE_TOP_USTACK_ERROR);
+
+	struct kscope_top_value *val = bpf_map_lookup_elem(&accounts, &key);
+	if (!val) {
+		struct kscope_top_value zero = {};
+		bpf_map_update_elem(&accounts, &key, &zero, BPF_NOEXIST);
+		val = bpf_map_lookup_elem(&accounts, &key);
+	}
+	if (val) {
+		__sync_fetch_and_add(&val->oncpu_ns, slice);
+		__sync_fetch_and_add(&val->runq_wait_ns, wait);
+		if (switched_in)
+			__sync_fetch_and_add(&val->switches, 1);
+		if (voluntary)
+			__sync_fetch_and_add(&val->voluntary, 1);
+		else
+			__sync_fetch_and_add(&val->involuntary, 1);
+	} else {
+		count(KSCOPE_TOP_ACCOUNTS_FULL, 1);
+		count(KSCOPE_TOP_ACCOUNTS_FULL_NS, slice);
+	}
+	count(KSCOPE_TOP_TRACKED_SWITCHES, 1);
+
+	if (st) {
+		if (!st->announced)
+			announce(prev, st, 0, now);
+		st->since_ns = 0;
+		st->pending_wait = 0;
+		st->switched_in = 0;
+		st->last_kstack = key.kstack;
+		st->last_ustack = key.ustack;
+		st->have_last = 1;
+		/* Preempted: still runnable, waiting on the run queue from now. Blocked: a wakeup
+		 * will start the wait (and a wakeup that came while it ran is void). */
+		st->wake_ts = voluntary ? 0 : now;
+	} else {
+		count(KSCOPE_TOP_STORAGE_FAIL, 1);
+	}
+
+	if (record_slices) {
+		struct kscope_top_slice_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+		if (!e) {
+			count(KSCOPE_TOP_SLICES_LOST, 1);
+			return;
+		}
+		e->type = KSCOPE_TOP_REC_SLICE;
+		e->cpu = (__u16)bpf_get_smp_processor_id();
+		e->pid = prev->tgid;
+		e->tid = prev->pid;
+		e->flags = voluntary ? KSCOPE_TOP_SLICE_VOLUNTARY : 0;
+		e->start_ns = start;
+		e->end_ns = now;
+		__builtin_memcpy(e->comm, prev->comm, sizeof(e->comm));
+		bpf_ringbuf_submit(e, kscope_rb_flags(&events, wakeup_bytes));
+	}
+}
+
+static __always_inline void switch_in(struct task_struct *next, __u64 now,
+				      struct kscope_top_cpu *cpu)
+{
+	struct task_state *st = bpf_task_storage_get(&task_state, next, 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		count(KSCOPE_TOP_STORAGE_FAIL, 1);
+		return;
+	}
+	st->since_ns = now;
+	st->switched_in = 1;
+	if (st->wake_ts && st->wake_ts <= now)
+		st->pending_wait += now - st->wake_ts;
+	st->wake_ts = 0;
+	cpu->since_ns = now;
+	cpu->pending_wait_ns = st->pending_wait;
+	cpu->pid = next->tgid;
+	cpu->tid = next->pid;
+	cpu->kstack = st->have_last ? st->last_kstack : KSCOPE_STACK_UNKNOWN;
+	cpu->ustack = st->have_last ? st->last_ustack : KSCOPE_STACK_UNKNOWN;
+	cpu->switched_in = 1;
+	cpu->tracked = 1;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(top_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u32 zero = 0;
+	struct kscope_top_cpu *cpu = bpf_map_lookup_elem(&cpu_state, &zero);
+	__u64 *last = bpf_map_lookup_elem(&last_switch, &zero);
+	if (!cpu || !last)
+		return 0;
+	/* Whatever ran here started at the previous switch on this CPU, or before tracing. */
+	__u64 cpu_start = *last ? *last : start_ns;
+	*last = now;
+	count(KSCOPE_TOP_SWITCHES, 1);
+
+	if (tracked(prev))
+		switch_out(ctx, prev, preempt, prev_state, now, cpu_start);
+	cpu->tracked = 0;
+	if (tracked(next))
+		switch_in(next, now, cpu);
+	return 0;
+}
+
+static __always_inline void on_wakeup(struct task_struct *p)
+{
+	if (!tracked(p))
+		return;
+	struct task_state *st = bpf_task_storage_get(&task_state, p, 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (st && !st->wake_ts)
+		st->wake_ts = bpf_ktime_get_ns();
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(top_sched_wakeup, struct task_struct *p)
+{
+	on_wakeup(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(top_sched_wakeup_new, struct task_struct *p)
+{
+	on_wakeup(p);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(top_sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	if (!tracked(p))
+		return 0;
+	struct task_state *st = bpf_task_storage_get(&task_state, p, 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	announce(p, st, 1, bpf_ktime_get_ns());
+	return 0;
+}

@@ -1,0 +1,125 @@
+#include "model/top_model.h"
+
+#include <fmt/format.h>
+
+namespace kscope {
+
+namespace {
+uint64_t sat_sub(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+}  // namespace
+
+TopValues& TopValues::operator+=(const TopValues& o) {
+  oncpu_ns += o.oncpu_ns;
+  runq_wait_ns += o.runq_wait_ns;
+  switches += o.switches;
+  voluntary += o.voluntary;
+  involuntary += o.involuntary;
+  return *this;
+}
+
+TopValues TopValues::minus(const TopValues& o) const {
+  return TopValues{sat_sub(oncpu_ns, o.oncpu_ns), sat_sub(runq_wait_ns, o.runq_wait_ns),
+                   sat_sub(switches, o.switches), sat_sub(voluntary, o.voluntary),
+                   sat_sub(involuntary, o.involuntary)};
+}
+
+TopCounters TopCounters::minus(const TopCounters& o) const {
+  TopCounters r;
+  r.switches_total = sat_sub(switches_total, o.switches_total);
+  r.tracked_switches = sat_sub(tracked_switches, o.tracked_switches);
+  r.kstack_collisions = sat_sub(kstack_collisions, o.kstack_collisions);
+  r.ustack_collisions = sat_sub(ustack_collisions, o.ustack_collisions);
+  r.kstack_errors = sat_sub(kstack_errors, o.kstack_errors);
+  r.ustack_errors = sat_sub(ustack_errors, o.ustack_errors);
+  r.accounts_full = sat_sub(accounts_full, o.accounts_full);
+  r.accounts_full_ns = sat_sub(accounts_full_ns, o.accounts_full_ns);
+  r.storage_failures = sat_sub(storage_failures, o.storage_failures);
+  r.slices_lost = sat_sub(slices_lost, o.slices_lost);
+  r.events_lost = sat_sub(events_lost, o.events_lost);
+  return r;
+}
+
+const char* to_string(TopGroupBy g) {
+  switch (g) {
+    case TopGroupBy::kStack:
+      return "stack";
+    case TopGroupBy::kTid:
+      return "tid";
+    case TopGroupBy::kPid:
+      return "pid";
+    case TopGroupBy::kComm:
+      return "comm";
+  }
+  return "stack";
+}
+
+std::optional<TopGroupBy> parse_group_by(const std::string& s) {
+  if (s == "stack") return TopGroupBy::kStack;
+  if (s == "tid") return TopGroupBy::kTid;
+  if (s == "pid") return TopGroupBy::kPid;
+  if (s == "comm") return TopGroupBy::kComm;
+  return std::nullopt;
+}
+
+const char* to_string(TopSortKey k) {
+  switch (k) {
+    case TopSortKey::kOnCpu:
+      return "ON-CPU";
+    case TopSortKey::kSwitches:
+      return "SWITCHES";
+    case TopSortKey::kVoluntary:
+      return "VOL";
+    case TopSortKey::kInvoluntary:
+      return "INVOL";
+    case TopSortKey::kAvgSlice:
+      return "AVG SLICE";
+    case TopSortKey::kRunqWait:
+      return "RUNQ WAIT";
+    case TopSortKey::kPid:
+      return "PID";
+    case TopSortKey::kComm:
+      return "COMM";
+  }
+  return "ON-CPU";
+}
+
+TopGroupBy next_group_by(TopGroupBy g) {
+  switch (g) {
+    case TopGroupBy::kStack:
+      return TopGroupBy::kTid;
+    case TopGroupBy::kTid:
+      return TopGroupBy::kPid;
+    case TopGroupBy::kPid:
+      return TopGroupBy::kComm;
+    case TopGroupBy::kComm:
+      return TopGroupBy::kStack;
+  }
+  return TopGroupBy::kStack;
+}
+
+TopSortKey next_sort_key(TopSortKey k) {
+  return k == TopSortKey::kComm ? TopSortKey::kOnCpu
+                                : static_cast<TopSortKey>(static_cast<uint8_t>(k) + 1);
+}
+
+std::string TopFrameView::display() const {
+  std::string s = offset ? fmt::format("{}+{:#x}", symbol, offset) : symbol;
+  if (!module.empty() && resolved) s += fmt::format(" [{}]", module);
+  return s;
+}
+
+std::string format_duration_ns(uint64_t ns) {
+  if (ns == 0) return "0";
+  if (ns < 1000) return fmt::format("{}ns", ns);
+  if (ns < 1000000) return fmt::format("{:.1f}us", ns / 1e3);
+  if (ns < 1000000000) return fmt::format("{:.1f}ms", ns / 1e6);
+  return fmt::format("{:.2f}s", ns / 1e9);
+}
+
+std::string format_count(uint64_t n) {
+  if (n < 100000) return std::to_string(n);
+  if (n < 100000000) return fmt::format("{:.1f}k", n / 1e3);
+  return fmt::format("{:.1f}M", n / 1e6);
+}
+
+}  // namespace kscope

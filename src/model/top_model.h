@@ -1,0 +1,150 @@
+// kscope top's model: cumulative per-account values read from the kernel (TopSample), grouped
+// and differenced into the table one refresh shows (TopTable). No libbpf here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace kscope {
+
+// Stack ids that are not ids of the kernel's stack map (include/kscope/abi/top.h).
+inline constexpr int32_t kStackNone = -1;       // not collected
+inline constexpr int32_t kStackCollision = -2;  // lost to a stack-map collision
+inline constexpr int32_t kStackError = -3;      // could not be read
+inline constexpr int32_t kStackUnknown = -4;    // running since before tracing started
+
+// One account: a thread and the kernel+user stack it had when switched out.
+struct TopAccountKey {
+  uint32_t pid = 0;  // thread group id
+  uint32_t tid = 0;
+  int32_t kstack = kStackNone;
+  int32_t ustack = kStackNone;
+  bool operator==(const TopAccountKey&) const = default;
+  auto operator<=>(const TopAccountKey&) const = default;
+};
+struct TopAccountKeyHash {
+  size_t operator()(const TopAccountKey& k) const {
+    uint64_t a = (uint64_t{k.pid} << 32) | k.tid;
+    uint64_t b = (uint64_t{static_cast<uint32_t>(k.kstack)} << 32) | static_cast<uint32_t>(k.ustack);
+    return std::hash<uint64_t>{}(a * 0x9E3779B97F4A7C15ull ^ b);
+  }
+};
+
+struct TopValues {
+  uint64_t oncpu_ns = 0;
+  uint64_t runq_wait_ns = 0;
+  uint64_t switches = 0;  // schedule-ins
+  uint64_t voluntary = 0;
+  uint64_t involuntary = 0;
+  TopValues& operator+=(const TopValues& o);
+  // Saturating difference (an account can shrink when an in-progress slice ends up in another
+  // account of the same thread).
+  TopValues minus(const TopValues& o) const;
+  bool empty() const { return !oncpu_ns && !runq_wait_ns && !switches && !voluntary && !involuntary; }
+  bool operator==(const TopValues&) const = default;
+};
+
+// Drops and totals counted in the kernel (sums over CPUs), cumulative since tracing started.
+struct TopCounters {
+  uint64_t switches_total = 0;    // every context switch on every CPU
+  uint64_t tracked_switches = 0;  // switch-outs of tracked tasks
+  uint64_t kstack_collisions = 0;
+  uint64_t ustack_collisions = 0;
+  uint64_t kstack_errors = 0;
+  uint64_t ustack_errors = 0;
+  uint64_t accounts_full = 0;     // slices not accounted because the map was full
+  uint64_t accounts_full_ns = 0;
+  uint64_t storage_failures = 0;
+  uint64_t slices_lost = 0;       // slice records lost (recording)
+  uint64_t events_lost = 0;       // process events lost
+  // Everything that made a number less than exact, for the "lost" field.
+  uint64_t lost() const {
+    return kstack_collisions + ustack_collisions + accounts_full + storage_failures + slices_lost +
+           events_lost;
+  }
+  TopCounters minus(const TopCounters& o) const;
+};
+
+// Everything read from the kernel at one moment: cumulative values since tracing started, with
+// the slices still running at that moment included.
+struct TopSample {
+  uint64_t time_ns = 0;  // CLOCK_MONOTONIC
+  std::unordered_map<TopAccountKey, TopValues, TopAccountKeyHash> accounts;
+  TopCounters counters;
+};
+
+enum class TopGroupBy : uint8_t { kStack, kTid, kPid, kComm };
+enum class TopSortKey : uint8_t {
+  kOnCpu,      // default
+  kSwitches,
+  kVoluntary,
+  kInvoluntary,
+  kAvgSlice,
+  kRunqWait,
+  kPid,
+  kComm,
+};
+const char* to_string(TopGroupBy g);           // "stack", "tid", "pid", "comm"
+std::optional<TopGroupBy> parse_group_by(const std::string& s);
+const char* to_string(TopSortKey k);           // the column title: "ON-CPU", "SWITCHES", ...
+TopGroupBy next_group_by(TopGroupBy g);        // stack -> tid -> pid -> comm -> stack
+TopSortKey next_sort_key(TopSortKey k);
+
+// One row of the table: a group's values over the interval. With --by stack a row is one
+// account; with --by tid/pid/comm, kstack/ustack/stack_pid are those of the group's account
+// with the most on-CPU time (tid is 0 for pid and comm groups).
+struct TopRow {
+  uint32_t pid = 0;
+  uint32_t tid = 0;
+  std::string comm;
+  TopValues values;
+  int32_t kstack = kStackNone;
+  int32_t ustack = kStackNone;
+  uint32_t stack_pid = 0;  // process whose address space the user stack belongs to
+  // A stable identity for UI selection/expansion across refreshes.
+  std::string id;
+  uint64_t avg_slice_ns() const {
+    uint64_t n = values.voluntary + values.involuntary;
+    return n ? values.oncpu_ns / n : values.oncpu_ns;
+  }
+};
+
+struct TopTable {
+  uint64_t interval_ns = 0;     // wall time covered
+  uint64_t end_time_ns = 0;     // CLOCK_MONOTONIC at the sample
+  TopGroupBy group_by = TopGroupBy::kStack;
+  TopSortKey sort = TopSortKey::kOnCpu;
+  std::vector<TopRow> rows;     // ranked, all of them (the view truncates)
+  TopValues total;              // over all rows
+  TopCounters counters;         // over the interval
+  uint64_t switches_all = 0;    // all context switches on all CPUs in the interval
+  double cpu_busy = -1;         // fraction of all CPUs busy (from /proc/stat), -1 unknown
+  int ncpus = 0;
+};
+
+// One frame of a displayed stack, already symbolized.
+struct TopFrameView {
+  uint64_t addr = 0;
+  std::string symbol;  // function, or module+0xoff when unresolved
+  uint64_t offset = 0;
+  std::string module;
+  bool kernel = false;
+  bool resolved = false;
+  std::string display() const;  // "function+0xoff [module]"
+};
+struct TopStackView {
+  std::vector<TopFrameView> kernel;  // leaf first
+  std::vector<TopFrameView> user;    // leaf first
+  std::string note;                  // e.g. "[stack lost: map collision]"; empty when none
+};
+
+// Formatting shared by the text table and the screen.
+std::string format_duration_ns(uint64_t ns);  // "998.1ms", "12us", "1.50s", "0"
+std::string format_count(uint64_t n);          // "1234", "12.3k", "4.5M"
+
+}  // namespace kscope
