@@ -3,6 +3,7 @@
 // Real functions instead of ncurses' macros (move(), erase(), timeout() would clash with std::).
 #define NCURSES_NOMACROS 1
 #include <curses.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,8 +13,6 @@
 #include <map>
 #include <optional>
 #include <string_view>
-
-#include <fmt/format.h>
 
 namespace kscope {
 
@@ -107,8 +106,19 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep) {
 
 // ---- the table's columns -----------------------------------------------------------------------
 
-enum class Col { kRank, kPid, kTid, kComm, kSwitches, kVol, kInvol, kOnCpu, kCpuPct, kAvgSlice,
-                 kRunqWait };
+enum class Col {
+  kRank,
+  kPid,
+  kTid,
+  kComm,
+  kSwitches,
+  kVol,
+  kInvol,
+  kOnCpu,
+  kCpuPct,
+  kAvgSlice,
+  kRunqWait
+};
 
 struct ColumnSpec {
   Col col;
@@ -118,23 +128,28 @@ struct ColumnSpec {
 };
 
 constexpr ColumnSpec kColumns[] = {
-    {Col::kRank, "RANK", 4, false},      {Col::kPid, "PID", 7, false},
-    {Col::kTid, "TID", 7, false},        {Col::kComm, "COMM", 16, true},
-    {Col::kSwitches, "SWITCHES", 9, false}, {Col::kVol, "VOL", 7, false},
-    {Col::kInvol, "INVOL", 7, false},    {Col::kOnCpu, "ON-CPU", 8, false},
-    {Col::kCpuPct, "%CPU", 6, false},    {Col::kAvgSlice, "AVG SLICE", 10, false},
+    {Col::kRank, "RANK", 4, false},
+    {Col::kPid, "PID", 7, false},
+    {Col::kTid, "TID", 7, false},
+    {Col::kComm, "COMM", 16, true},
+    {Col::kSwitches, "SWITCHES", 9, false},
+    {Col::kVol, "VOL", 7, false},
+    {Col::kInvol, "INVOL", 7, false},
+    {Col::kOnCpu, "ON-CPU", 8, false},
+    {Col::kCpuPct, "%CPU", 6, false},
+    {Col::kAvgSlice, "AVG SLICE", 10, false},
     {Col::kRunqWait, "RUNQ WAIT", 10, false},
 };
 
 // When the terminal is too narrow for every column, these go first (COMM and the sorted column
 // stay; COMM then shrinks down to kMinCommWidth, and what still does not fit is cut off).
-constexpr Col kDropOrder[] = {Col::kRank,   Col::kVol,     Col::kInvol,  Col::kAvgSlice,
+constexpr Col kDropOrder[] = {Col::kRank,   Col::kVol,      Col::kInvol,    Col::kAvgSlice,
                               Col::kTid,    Col::kRunqWait, Col::kSwitches, Col::kPid,
                               Col::kCpuPct, Col::kOnCpu};
 constexpr int kMinCommWidth = 6;
-constexpr int kGutter = 1;         // '>' marks the selected row
-constexpr int kFrameIndent = 6;    // inline stack frames under an expanded row
-constexpr int kPaneMinBody = 14;   // body lines needed before the bottom pane appears
+constexpr int kGutter = 1;        // '>' marks the selected row
+constexpr int kFrameIndent = 6;   // inline stack frames under an expanded row
+constexpr int kPaneMinBody = 14;  // body lines needed before the bottom pane appears
 
 std::optional<Col> sort_column(TopSortKey k) {
   switch (k) {
@@ -249,8 +264,9 @@ std::string header_line(const TopTable& table, int width) {
   parts.push_back(fmt::format("interval {}", format_duration_ns(table.interval_ns)));
   std::string switches = fmt::format("switches {}", format_count(table.switches_all));
   if (table.interval_ns) {
-    switches += fmt::format(" ({}/s)", format_count(static_cast<uint64_t>(
-                                           static_cast<double>(table.switches_all) * 1e9 /
+    switches += fmt::format(
+        " ({}/s)",
+        format_count(static_cast<uint64_t>(static_cast<double>(table.switches_all) * 1e9 /
                                            static_cast<double>(table.interval_ns))));
   }
   parts.push_back(switches);
@@ -274,10 +290,9 @@ std::string totals_line(const TopTable& table, size_t shown) {
   std::string rows = table.rows.size() == shown
                          ? fmt::format("rows {}", shown)
                          : fmt::format("rows {} of {}", shown, table.rows.size());
-  return fmt::format("on-CPU {}  runq wait {}  schedule-ins {}  {}",
-                     format_duration_ns(table.total.oncpu_ns),
-                     format_duration_ns(table.total.runq_wait_ns),
-                     format_count(table.total.switches), rows);
+  return fmt::format(
+      "on-CPU {}  runq wait {}  schedule-ins {}  {}", format_duration_ns(table.total.oncpu_ns),
+      format_duration_ns(table.total.runq_wait_ns), format_count(table.total.switches), rows);
 }
 
 // Every drop and error by cause, wrapped at item boundaries into lines of `width`; empty when
@@ -297,7 +312,8 @@ std::vector<std::string> drops_lines(const TopCounters& c, int width) {
   add(c.storage_failures, "task storage failures");
   add(c.slices_lost, "slices lost");
   add(c.events_lost, "process events lost");
-  if (!items.empty()) items.front() = fmt::format("LOST {}: {}", format_count(c.lost()), items.front());
+  if (!items.empty())
+    items.front() = fmt::format("LOST {}: {}", format_count(c.lost()), items.front());
   // Not counted in lost(): the rows are there, their stacks show "[stack error]".
   if (c.kstack_errors || c.ustack_errors) {
     std::vector<std::string> errors;
@@ -323,8 +339,7 @@ std::string status_line(const TopUiState& state) {
   if (!state.filter.empty()) parts.push_back(fmt::format("filter \"{}\"", state.filter));
   parts.push_back(fmt::format("by {}", to_string(state.group_by)));
   parts.push_back(fmt::format("sort {}", to_string(state.sort)));
-  parts.push_back(
-      "| q quit  Up/Dn select  Enter stack  s sort  g group  p pause  / filter");
+  parts.push_back("| q quit  Up/Dn select  Enter stack  s sort  g group  p pause  / filter");
   return sanitize(join(parts, "  "));
 }
 
@@ -394,15 +409,16 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
 
   if (width < kTopMinWidth || height < kTopMinHeight) {
     add("terminal too small", TopLineStyle::kWarning);
-    if (height > 1) add(fmt::format("need {}x{}", kTopMinWidth, kTopMinHeight), TopLineStyle::kNormal);
+    if (height > 1)
+      add(fmt::format("need {}x{}", kTopMinWidth, kTopMinHeight), TopLineStyle::kNormal);
     while (static_cast<int>(lines.size()) < height) add("", TopLineStyle::kNormal);
     out.scroll = state.scroll;
     return out;
   }
 
   // Header: the drop breakdown wins over the totals when lines are scarce.
-  add(header_line(table, width), table.counters.lost() ? TopLineStyle::kWarning
-                                                        : TopLineStyle::kHeader);
+  add(header_line(table, width),
+      table.counters.lost() ? TopLineStyle::kWarning : TopLineStyle::kHeader);
   // The breakdown gets one line from height 7, all of its lines from height 14.
   const std::vector<std::string> drops = drops_lines(table.counters, width);
   for (size_t i = 0; i < drops.size(); ++i) {
@@ -430,9 +446,7 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
     }
     return it->second;
   };
-  auto is_expanded = [&](size_t k) {
-    return state.expanded.count(table.rows[filtered[k]].id) > 0;
-  };
+  auto is_expanded = [&](size_t k) { return state.expanded.count(table.rows[filtered[k]].id) > 0; };
   // Lines row k takes: itself and, when expanded, its stack. Never calls the provider for a row
   // whose own line would not fit in `room`.
   auto row_height = [&](size_t k, int room) {
@@ -711,7 +725,8 @@ Result<std::unique_ptr<TopScreen>> TopScreen::create(TopUiState initial) {
     return make_error(fmt::format("TERM is {}: the interactive top screen needs a terminal "
                                   "that can move the cursor",
                                   term && *term ? term : "not set"),
-                      0, "set TERM (e.g. TERM=xterm-256color) or redirect stdout for the batch table");
+                      0,
+                      "set TERM (e.g. TERM=xterm-256color) or redirect stdout for the batch table");
   }
   if (g_screen_active.exchange(true)) {
     return make_error("the interactive top screen is already open in this process");

@@ -30,8 +30,8 @@ struct TopUiState {
   TopGroupBy group_by = TopGroupBy::kStack;
   TopSortKey sort = TopSortKey::kOnCpu;
   bool paused = false;
-  std::string filter;       // substring of comm, case-sensitive; empty shows every row
-  std::string selected_id;  // TopRow::id of the selected row; empty selects the first row
+  std::string filter;              // substring of comm, case-sensitive; empty shows every row
+  std::string selected_id;         // TopRow::id of the selected row; empty selects the first row
   std::set<std::string> expanded;  // TopRow::id of the rows whose stacks are shown inline
   bool quit = false;
 
@@ -58,17 +58,17 @@ enum class TopEvent {
 // is marked '>' and the sort column '*'), so monochrome terminals and tmux captures lose nothing.
 enum class TopLineStyle : uint8_t {
   kNormal,
-  kHeader,       // interval, switches, CPU busy, lost
-  kWarning,      // drop breakdown: something was lost
-  kTitles,       // column titles
+  kHeader,   // interval, switches, CPU busy, lost
+  kWarning,  // drop breakdown: something was lost
+  kTitles,   // column titles
   kRow,
   kSelectedRow,
   kKernelFrame,
   kUserFrame,
-  kNote,         // TopStackView::note, "(no stack)"
-  kPaneTitle,    // separator above the bottom stack pane
-  kStatus,       // key help, grouping, sort, PAUSED, filter
-  kInput,        // the '/' filter input line
+  kNote,       // TopStackView::note, "(no stack)"
+  kPaneTitle,  // separator above the bottom stack pane
+  kStatus,     // key help, grouping, sort, PAUSED, filter
+  kInput,      // the '/' filter input line
 };
 
 struct TopScreenLine {

@@ -4,10 +4,12 @@
 // ranking is stable: "postgres" (pid 2001) leads, "nginx" follows.
 //
 //   top_screen_demo [--interval-ms N]      q quits with status 0
+#include <fmt/format.h>
+
 #include <algorithm>
-#include <csignal>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,8 +17,6 @@
 #include <string>
 #include <tuple>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "model/top_model.h"
 #include "render/top_screen.h"
@@ -36,7 +36,7 @@ struct Account {
   uint32_t pid, tid;
   const char* comm;
   int32_t kstack, ustack;
-  double oncpu_ms;  // per second
+  double oncpu_ms;    // per second
   uint64_t switches;  // per second
   double voluntary_share;
   double runq_ms;
@@ -139,8 +139,8 @@ TopTable make_table(uint64_t tick, uint64_t interval_ns, TopGroupBy group_by, To
   std::sort(table.rows.begin(), table.rows.end(),
             [&](const TopRow& a, const TopRow& b) { return sorts_before(a, b, sort); });
   table.switches_all = table.total.switches + 37;
-  table.cpu_busy = static_cast<double>(table.total.oncpu_ns) /
-                   (static_cast<double>(interval_ns) * table.ncpus);
+  table.cpu_busy =
+      static_cast<double>(table.total.oncpu_ns) / (static_cast<double>(interval_ns) * table.ncpus);
   // Some drops, so the header's LOST field and breakdown are on show.
   table.counters.switches_total = table.switches_all;
   table.counters.kstack_collisions = 2;
@@ -184,10 +184,9 @@ TopStackView synthetic_stack(const TopRow& row) {
                   frame("irqentry_exit", 0x31, "kernel", true)};
       break;
     case 4:
-      s.kernel = {frame("__schedule", 0x2c4, "kernel", true),
-                  frame("schedule", 0x5e, "kernel", true),
-                  frame("worker_thread", 0xc3, "kernel", true),
-                  frame("kthread", 0xe8, "kernel", true)};
+      s.kernel = {
+          frame("__schedule", 0x2c4, "kernel", true), frame("schedule", 0x5e, "kernel", true),
+          frame("worker_thread", 0xc3, "kernel", true), frame("kthread", 0xe8, "kernel", true)};
       break;
     case kscope::kStackCollision:
       s.note = "[kernel stack lost: map collision]";

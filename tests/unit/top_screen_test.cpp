@@ -282,7 +282,7 @@ TEST(TopScreenLayout, ExpandedRowShowsKernelThenUserFramesBelowIt) {
   EXPECT_THAT(lines[row + 3], HasSubstr("u worker_database+0x12 [/usr/bin/database]"));
   EXPECT_EQ(layout.lines[row + 1].style, TopLineStyle::kKernelFrame);
   EXPECT_EQ(layout.lines[row + 3].style, TopLineStyle::kUserFrame);
-  EXPECT_THAT(lines[row + 1], StartsWith("      "));  // indented under the row
+  EXPECT_THAT(lines[row + 1], StartsWith("      "));    // indented under the row
   EXPECT_EQ(row_line_of(lines, "webworker"), row + 4);  // the next row follows the stack
   // Stacks asked for: the expanded row and the selected row (bottom pane), nothing else.
   std::sort(asked.begin(), asked.end());
@@ -339,9 +339,8 @@ TEST(TopScreenLayout, SelectionFollowsTheRowIdThenFallsBackToItsRank) {
   auto lines = texts(layout);
   EXPECT_EQ(words(lines[row_line_of(lines, "database")])[0], ">");
   EXPECT_EQ(layout.lines[row_line_of(lines, "database")].style, TopLineStyle::kSelectedRow);
-  EXPECT_EQ(std::count_if(lines.begin(), lines.end(), [](const std::string& l) {
-              return !l.empty() && l[0] == '>';
-            }),
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                          [](const std::string& l) { return !l.empty() && l[0] == '>'; }),
             1);
 
   // Next refresh: database is now last; the selection goes with it.

@@ -55,8 +55,15 @@ int selected_line(const std::vector<std::string>& lines) {
 // A tmux server of our own (its own socket, no user config), killed at the end.
 class Tmux {
  public:
-  Tmux() : socket_("kscope-topui-" + std::to_string(getpid())) {}
-  ~Tmux() { run({"kill-server"}); }
+  explicit Tmux(std::string name) : socket_(name + "-" + std::to_string(getpid())) {}
+  ~Tmux() {
+    run({"kill-server"});
+    // The server leaves its socket file behind; -L puts it in $TMUX_TMPDIR/tmux-UID (tmux(1)).
+    const char* tmpdir = std::getenv("TMUX_TMPDIR");
+    std::filesystem::path dir = tmpdir != nullptr && *tmpdir ? tmpdir : "/tmp";
+    std::error_code ignored;
+    std::filesystem::remove(dir / ("tmux-" + std::to_string(getuid())) / socket_, ignored);
+  }
 
   testing::RunResult run(std::vector<std::string> args) {
     std::vector<std::string> argv = {"tmux", "-L", socket_, "-f", "/dev/null"};
@@ -91,14 +98,52 @@ class Tmux {
   std::string socket_;
 };
 
-TEST(TopScreenTmux, WhatAPersonSees) {
-  if (testing::run({"tmux", "-V"}, 10).exit_code != 0) {
-    const char* require = std::getenv("KSCOPE_REQUIRE_BPF");
-    if (require != nullptr && std::string(require) == "1") {
-      FAIL() << "tmux is not installed (KSCOPE_REQUIRE_BPF=1 requires this test to run)";
-    }
-    GTEST_SKIP() << "tmux is not installed; scripts/deps.sh installs it in the check profile";
+#define KSCOPE_REQUIRE_TMUX()                                                                    \
+  do {                                                                                           \
+    if (testing::run({"tmux", "-V"}, 10).exit_code != 0) {                                       \
+      const char* require = std::getenv("KSCOPE_REQUIRE_BPF");                                   \
+      if (require != nullptr && std::string(require) == "1") {                                   \
+        FAIL() << "tmux is not installed (KSCOPE_REQUIRE_BPF=1 requires this test to run)";      \
+      }                                                                                          \
+      GTEST_SKIP() << "tmux is not installed; scripts/deps.sh installs it in the check profile"; \
+    }                                                                                            \
+  } while (0)
+
+// Without a terminal the screen is refused with a message, and nothing is written to stdout.
+TEST(TopScreenTmux, RefusedWithoutATerminal) {
+  auto r = testing::run({KSCOPE_TOP_SCREEN_DEMO}, 10);  // stdin /dev/null, stdout a pipe
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, HasSubstr("needs a terminal on stdin and stdout"));
+}
+
+// A terminal whose type terminfo does not know: an error and exit 1, not ncurses' own exit.
+TEST(TopScreenTmux, RefusedWithAnUnknownTerm) {
+  KSCOPE_REQUIRE_TMUX();
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / ("kscope-topui-term-" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const fs::path status_file = dir / "status";
+  const fs::path err_file = dir / "stderr";
+  Tmux tmux("kscope-topui-term");
+  const std::string command = "TERM=kscope-no-such-terminal '" KSCOPE_TOP_SCREEN_DEMO "' 2>'" +
+                              err_file.string() + "'; echo $? > '" + status_file.string() + "'";
+  ASSERT_EQ(
+      tmux.run({"new-session", "-d", "-s", "demo", "-x", "80", "-y", "24", command}).exit_code, 0);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!fs::exists(status_file) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(fs::exists(status_file));
+  EXPECT_EQ(testing::read_file(status_file.string()), "1\n");
+  EXPECT_THAT(testing::read_file(err_file.string()),
+              HasSubstr("terminal type 'kscope-no-such-terminal' is not in the terminfo database"));
+  fs::remove_all(dir);
+}
+
+TEST(TopScreenTmux, WhatAPersonSees) {
+  KSCOPE_REQUIRE_TMUX();
   namespace fs = std::filesystem;
   fs::path dir = fs::temp_directory_path() / ("kscope-topui-" + std::to_string(getpid()));
   fs::create_directories(dir);
@@ -106,12 +151,11 @@ TEST(TopScreenTmux, WhatAPersonSees) {
   const fs::path err_file = dir / "stderr";
   fs::remove(status_file);
 
-  Tmux tmux;
+  Tmux tmux("kscope-topui");
   const std::string command = "'" KSCOPE_TOP_SCREEN_DEMO "' 2>'" + err_file.string() +
                               "'; echo $? > '" + status_file.string() + "'";
-  ASSERT_EQ(tmux.run({"new-session", "-d", "-s", "demo", "-x", "120", "-y", "40", command})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      tmux.run({"new-session", "-d", "-s", "demo", "-x", "120", "-y", "40", command}).exit_code, 0);
 
   // First screen: header, drop counters, column titles, the ranking, the selection on row 1.
   auto s = tmux.wait_for(
@@ -160,12 +204,12 @@ TEST(TopScreenTmux, WhatAPersonSees) {
     for (int i = sel + 1; i < static_cast<int>(s.size()) && s[i].rfind("      ", 0) == 0; ++i) {
       stack.push_back(s[i].substr(6));
     }
-    EXPECT_EQ(stack, (std::vector<std::string>{
-                         "k __schedule+0x2c4 [kernel]", "k schedule+0x5e [kernel]",
-                         "k schedule_hrtimeout_range+0xb1 [kernel]",
-                         "k do_epoll_wait+0x4b6 [kernel]", "k do_syscall_64+0x5c [kernel]",
-                         "u epoll_wait+0x5e [libc.so.6]",
-                         "u ngx_process_events+0x1b2 [/usr/sbin/nginx]"}));
+    EXPECT_EQ(stack,
+              (std::vector<std::string>{
+                  "k __schedule+0x2c4 [kernel]", "k schedule+0x5e [kernel]",
+                  "k schedule_hrtimeout_range+0xb1 [kernel]", "k do_epoll_wait+0x4b6 [kernel]",
+                  "k do_syscall_64+0x5c [kernel]", "u epoll_wait+0x5e [libc.so.6]",
+                  "u ngx_process_events+0x1b2 [/usr/sbin/nginx]"}));
     EXPECT_EQ(words(s[sel + 1 + static_cast<int>(stack.size())]).at(0), "3");  // next row
   }
 
