@@ -39,12 +39,13 @@ struct task_state {
 	__u64 since_ns;     /* switch-in time of the running slice, 0 when not running/unknown */
 	__u64 wake_ts;      /* became runnable at, 0 when not waiting */
 	__u64 pending_wait; /* run-queue wait before the running slice */
+	__u64 last_sum;     /* se.sum_exec_runtime at the last observation */
 	__s32 last_kstack;
 	__s32 last_ustack;
 	__u8 switched_in;   /* the running slice began with a switch-in we saw */
 	__u8 have_last;     /* last_kstack/last_ustack are set */
 	__u8 announced;     /* a process event was sent for this thread */
-	__u8 pad;
+	__u8 have_sum;      /* last_sum is set */
 	__u32 pad2;
 };
 
@@ -179,7 +180,15 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 	}
 	if (start > now)
 		start = now;
+	/* On-CPU time is the kernel's own: the growth of se.sum_exec_runtime (what schedstat and
+	 * CLOCK_THREAD_CPUTIME_ID report) since the task was last seen. The kernel charges a
+	 * switch partly after this tracepoint; that tail is counted with the next slice instead
+	 * of being lost. A task running since before tracing has no baseline: its first slice is
+	 * measured from the clock. */
+	__u64 sum = prev->se.sum_exec_runtime;
 	__u64 slice = now - start;
+	if (st && st->have_sum && prev->pid != 0) /* the idle task keeps no sum */
+		slice = sum >= st->last_sum ? sum - st->last_sum : 0;
 	bool voluntary = !preempt && prev_state != 0;
 
 	struct kscope_top_key key = {
@@ -219,6 +228,8 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 		if (!st->announced)
 			announce(prev, st, 0, now);
 		st->since_ns = 0;
+		st->last_sum = sum;
+		st->have_sum = 1;
 		st->pending_wait = 0;
 		st->switched_in = 0;
 		st->last_kstack = key.kstack;
@@ -260,6 +271,10 @@ static __always_inline void switch_in(struct task_struct *next, __u64 now,
 	}
 	st->since_ns = now;
 	st->switched_in = 1;
+	if (!st->have_sum) {
+		st->last_sum = next->se.sum_exec_runtime;
+		st->have_sum = 1;
+	}
 	if (st->wake_ts && st->wake_ts <= now)
 		st->pending_wait += now - st->wake_ts;
 	st->wake_ts = 0;

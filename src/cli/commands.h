@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "model/recording.h"
 #include "util/result.h"
 
 namespace kscope::cli {
@@ -25,6 +26,10 @@ struct Subcommand {
 Subcommand setup_faults(CLI::App& parent);
 Subcommand setup_plot(CLI::App& parent);
 Subcommand setup_doctor(CLI::App& parent);
+Subcommand setup_top(CLI::App& parent);
+
+// Metadata of a recording made now by this process (argv, host, kernel, wall-clock start).
+RecordingMeta make_recording_meta(const std::vector<uint32_t>& pids);
 
 // Prints "kscope: <message>" (and the hint) on stderr, returns the exit code to use.
 int report_error(const Error& error);

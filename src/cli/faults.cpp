@@ -154,33 +154,6 @@ class FaultCollector : public FaultSink {
   std::mt19937_64 rng_{0x6b73636f7065ull};
 };
 
-RecordingMeta make_meta(const std::vector<uint32_t>& pids) {
-  RecordingMeta meta;
-  meta.kscope_version = KSCOPE_VERSION;
-  if (auto cmdline = proc::read_text_file("/proc/self/cmdline")) {
-    std::string arg;
-    for (char c : *cmdline) {
-      if (c == '\0') {
-        meta.command_line.push_back(arg);
-        arg.clear();
-      } else {
-        arg.push_back(c);
-      }
-    }
-  }
-  char host[256] = {};
-  gethostname(host, sizeof(host) - 1);
-  meta.hostname = host;
-  utsname u{};
-  uname(&u);
-  meta.kernel_release = u.release;
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  meta.start_wall_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
-                       static_cast<uint64_t>(ts.tv_nsec);
-  meta.target_pids = pids;
-  return meta;
-}
 
 Result<std::string> render_plots(const std::vector<PlotPoint>& points, int rows, int cols,
                                  bool by_segment, bool linear) {
@@ -252,7 +225,7 @@ Result<int> run_faults(const FaultsOptions& o) {
   std::optional<RecordingWriter> recording;
   if (!o.output_path.empty()) {
     std::vector<uint32_t> pids(topts.pids.begin(), topts.pids.end());
-    KSCOPE_ASSIGN_OR_RETURN(auto writer, RecordingWriter::create(o.output_path, make_meta(pids)));
+    KSCOPE_ASSIGN_OR_RETURN(auto writer, RecordingWriter::create(o.output_path, make_recording_meta(pids)));
     recording.emplace(std::move(writer));
   }
 

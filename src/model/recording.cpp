@@ -1,6 +1,7 @@
 // Recording file writer and reader. The byte layout is specified in docs/recording-format.md;
 // the comments here explain the choices, the document the bytes.
 #include "model/recording.h"
+#include "model/wire.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -63,6 +64,7 @@ std::string_view block_type_name(uint16_t type) {
     case kBlockTrailer:
       return "trailer";
   }
+  if (type >= kFirstExtensionBlockType) return "extension";
   return "unknown";
 }
 
@@ -71,156 +73,7 @@ uint32_t crc32_of(const uint8_t* data, size_t size) {
   return static_cast<uint32_t>(::crc32(::crc32(0L, Z_NULL, 0), data, static_cast<uInt>(size)));
 }
 
-// ---- Encoding ----
-
-using Bytes = std::vector<uint8_t>;
-
-void put_u16(Bytes& out, uint16_t v) {
-  out.push_back(static_cast<uint8_t>(v));
-  out.push_back(static_cast<uint8_t>(v >> 8));
-}
-void put_u32(Bytes& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-uint16_t get_u16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t get_u32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) |
-         (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
-}
-
-// Unsigned LEB128: 7 bits per byte, low bits first, high bit set on all but the last byte.
-void put_varint(Bytes& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<uint8_t>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<uint8_t>(v));
-}
-
-// Zigzag maps a two's-complement delta to an unsigned value that is small when the delta is
-// small in either direction (0,-1,1,-2,... -> 0,1,2,3,...). Deltas are computed modulo 2^64,
-// so every pair of 64-bit values round-trips.
-uint64_t zigzag(uint64_t delta) { return (delta << 1) ^ (0 - (delta >> 63)); }
-uint64_t unzigzag(uint64_t z) { return (z >> 1) ^ (0 - (z & 1)); }
-
-void put_string(Bytes& out, std::string_view s) {
-  put_varint(out, s.size());
-  out.insert(out.end(), s.begin(), s.end());
-}
-
-// ---- Decoding ----
-
-// Reads fields from one block payload. Errors are sticky: after the first failure every read
-// returns 0/empty and ok() is false, so decoders check once per item instead of per field.
-// Every length is checked against the bytes that remain, which bounds every allocation by the
-// payload size.
-class PayloadCursor {
- public:
-  PayloadCursor(const uint8_t* data, size_t size, uint64_t file_offset)
-      : data_(data), size_(size), file_offset_(file_offset) {}
-
-  bool ok() const { return error_.empty(); }
-  bool at_end() const { return pos_ == size_; }
-  size_t remaining() const { return size_ - pos_; }
-  uint64_t file_offset() const { return file_offset_ + pos_; }
-  const std::string& error() const { return error_; }
-  uint64_t error_offset() const { return error_offset_; }
-
-  void fail(std::string message) { fail_at(std::move(message), file_offset()); }
-  void fail_at(std::string message, uint64_t offset) {
-    if (!ok()) return;
-    error_ = std::move(message);
-    error_offset_ = offset;
-    pos_ = size_;  // nothing more to read
-  }
-
-  uint8_t u8(const char* what) {
-    if (remaining() < 1) {
-      fail(fmt::format("{} is cut off by the end of the block", what));
-      return 0;
-    }
-    return data_[pos_++];
-  }
-
-  uint64_t varint(const char* what) {
-    uint64_t value = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (remaining() < 1) {
-        fail(fmt::format("{} is cut off by the end of the block", what));
-        return 0;
-      }
-      uint8_t byte = data_[pos_];
-      // The 10th byte may only contribute the single remaining bit.
-      if (shift == 63 && byte > 1) {
-        fail(fmt::format("{} is a varint longer than 64 bits", what));
-        return 0;
-      }
-      ++pos_;
-      value |= static_cast<uint64_t>(byte & 0x7f) << shift;
-      if (!(byte & 0x80)) return value;
-    }
-    return value;  // unreachable: the loop returns or fails by the 10th byte
-  }
-
-  uint32_t varint32(const char* what) {
-    uint64_t start = file_offset();
-    uint64_t v = varint(what);
-    if (v > UINT32_MAX) {
-      fail_at(fmt::format("{} is {}, more than 32 bits", what, v), start);
-      return 0;
-    }
-    return static_cast<uint32_t>(v);
-  }
-
-  // A count of items that follow; each takes at least one byte, and `limit` caps the count so
-  // that allocations stay proportional to the file.
-  uint64_t count(const char* what, uint64_t limit) {
-    uint64_t start = file_offset();
-    uint64_t n = varint(what);
-    if (ok() && (n > remaining() || n > limit)) {
-      fail_at(fmt::format("{} of {} is impossible ({} bytes left in the block, limit {})", what, n,
-                          remaining(), limit),
-              start);
-      return 0;
-    }
-    return n;
-  }
-
-  std::string string(const char* what) {
-    uint64_t start = file_offset();
-    uint64_t n = varint(what);
-    if (!ok()) return {};
-    if (n > remaining()) {
-      fail_at(fmt::format("{} has length {} but only {} bytes are left in the block", what, n,
-                          remaining()),
-              start);
-      return {};
-    }
-    std::string s(reinterpret_cast<const char*>(data_ + pos_), n);
-    pos_ += n;
-    return s;
-  }
-
-  // A sub-cursor over the next n bytes (which this cursor skips).
-  PayloadCursor sub(uint64_t n, const char* what) {
-    if (n > remaining()) {
-      fail(fmt::format("{} has length {} but only {} bytes are left in the block", what, n,
-                       remaining()));
-      return PayloadCursor(data_, 0, file_offset_);
-    }
-    PayloadCursor c(data_ + pos_, n, file_offset());
-    pos_ += n;
-    return c;
-  }
-
- private:
-  const uint8_t* data_;
-  size_t size_;
-  size_t pos_ = 0;
-  uint64_t file_offset_;  // of data_[0]
-  std::string error_;
-  uint64_t error_offset_ = 0;
-};
+using namespace wire;  // byte encoding shared with other recording kinds (model/wire.h)
 
 // ---- Fault records ----
 //
@@ -456,7 +309,8 @@ RecordingWriter::~RecordingWriter() {
 }
 
 Result<RecordingWriter> RecordingWriter::create(const std::string& path, const RecordingMeta& meta,
-                                                const RecordingWriterOptions& options) {
+                                                const RecordingWriterOptions& options,
+                                                RecordingKind kind) {
   if (meta.command_line.size() > kMaxCommandLineArgs || meta.target_pids.size() > kMaxTargetPids)
     return make_error(fmt::format("recording {}: metadata too large", path));
   RecordingWriter w;
@@ -479,7 +333,7 @@ Result<RecordingWriter> RecordingWriter::create(const std::string& path, const R
   Bytes header(kMagic.begin(), kMagic.end());
   put_u16(header, kRecordingVersionMajor);
   put_u16(header, kRecordingVersionMinor);
-  put_u16(header, static_cast<uint16_t>(RecordingKind::kFaults));
+  put_u16(header, static_cast<uint16_t>(kind));
   put_u16(header, 0);  // header flags, reserved
   put_u32(header, crc32_of(header.data(), header.size()));
   KSCOPE_TRY(w.write_bytes(header.data(), header.size()));
@@ -619,6 +473,14 @@ Status RecordingWriter::add_mappings(const MappingSnapshot& snapshot) {
   KSCOPE_TRY(flush_process_block());
   return write_block(kBlockMappings, static_cast<uint32_t>(snapshot.mappings.size()),
                      encode_mappings(snapshot));
+}
+
+Status RecordingWriter::add_extension_block(uint16_t type, uint32_t count, const Bytes& payload) {
+  KSCOPE_TRY(check_usable());
+  if (type < kFirstExtensionBlockType)
+    return make_error(fmt::format("recording {}: block type {} is not an extension type", path_, type));
+  KSCOPE_TRY(flush());
+  return write_block(type, count, payload);
 }
 
 Status RecordingWriter::finish(const RecordingTrailer& trailer) {
@@ -903,7 +765,8 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
     return corrupt(0, "file header checksum mismatch");
   }
   uint16_t kind = get_u16(&header[12]);
-  if (kind != static_cast<uint16_t>(RecordingKind::kFaults)) {
+  if (kind != static_cast<uint16_t>(RecordingKind::kFaults) &&
+      kind != static_cast<uint16_t>(RecordingKind::kTop)) {
     return make_error(
         fmt::format("recording {} is of kind {}, which this kscope does not know", path, kind), 0,
         "it was probably written by a newer kscope");
@@ -996,6 +859,15 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
         break;
       }
       default:
+        if (type >= kFirstExtensionBlockType) {
+          KSCOPE_ASSIGN_OR_RETURN(bool known,
+                                  visitor.on_extension_block(type, count, payload.data(), length,
+                                                             pos + kBlockHeaderSize));
+          if (known) {
+            must_be_consumed = false;
+            break;
+          }
+        }
         if (flags & kBlockFlagRequired) {
           return make_error(
               fmt::format("recording {}: the block at byte {} has type {}, which this kscope "

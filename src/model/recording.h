@@ -41,8 +41,12 @@ inline constexpr uint32_t kMaxBlockPayload = 32u << 20;
 // What a recording holds. Stored in the file header; values are part of the format.
 enum class RecordingKind : uint16_t {
   kFaults = 1,  // kscope faults
-  // 2 is reserved for "top" (on-CPU accounts with stacks).
+  kTop = 2,     // kscope top: intervals, slices, the whole-run stack profile (top_recording.h)
 };
+
+// Block types from this value up belong to a recording kind's own layer (e.g. top_recording.cpp)
+// and reach the visitor through on_extension_block().
+inline constexpr uint16_t kFirstExtensionBlockType = 16;
 
 // Who/what/when of a recording; the first block of every file.
 struct RecordingMeta {
@@ -109,7 +113,8 @@ class RecordingWriter {
   // Creates (O_TRUNC, mode 0600, O_CLOEXEC) `path` and writes the file header and the metadata
   // block, so an unwritable path fails here, before tracing starts.
   static Result<RecordingWriter> create(const std::string& path, const RecordingMeta& meta,
-                                        const RecordingWriterOptions& options = {});
+                                        const RecordingWriterOptions& options = {},
+                                        RecordingKind kind = RecordingKind::kFaults);
 
   RecordingWriter(RecordingWriter&&) noexcept;
   // No move assignment: it would have to decide what happens to the assigned-to recording.
@@ -121,6 +126,9 @@ class RecordingWriter {
   Status add_mappings(const MappingSnapshot& snapshot);
   Status add_fork(const ForkEvent& fork);
   Status add_exit(const ExitEvent& exit);
+  // A block of a recording kind's own layer (type >= kFirstExtensionBlockType), written after
+  // the pending process and fault blocks.
+  Status add_extension_block(uint16_t type, uint32_t count, const std::vector<uint8_t>& payload);
 
   // Writes the pending partial blocks (no fsync: data in the page cache survives a kill).
   Status flush();
@@ -189,6 +197,14 @@ class RecordingVisitor {
   virtual Status on_exit(const ExitEvent&) { return {}; }
   virtual Status on_fault(const FaultRecord&) { return {}; }
   virtual Status on_trailer(const RecordingTrailer&) { return {}; }  // last, if present
+  // A block of type >= kFirstExtensionBlockType; `file_offset` is where its payload starts, for
+  // error messages. Returns whether the visitor knew the type; unknown types are skipped, or
+  // refused when the writer marked them as required, like any unknown block.
+  virtual Result<bool> on_extension_block(uint16_t type, uint32_t count, const uint8_t* payload,
+                                          size_t size, uint64_t file_offset) {
+    (void)type, (void)count, (void)payload, (void)size, (void)file_offset;
+    return false;
+  }
 };
 
 // Streams a recording through `visitor`, holding at most one block in memory. On corruption

@@ -103,23 +103,10 @@ TopSortKey next_sort_key(TopSortKey k) {
 }
 
 std::string TopFrameView::display() const {
-  std::string s = offset ? fmt::format("{}+{:#x}", symbol, offset) : symbol;
+  std::string s = inlined ? symbol + " (inlined)"
+                          : offset ? fmt::format("{}+{:#x}", symbol, offset) : symbol;
   if (!module.empty() && resolved) s += fmt::format(" [{}]", module);
   return s;
-}
-
-std::string format_duration_ns(uint64_t ns) {
-  if (ns == 0) return "0";
-  if (ns < 1000) return fmt::format("{}ns", ns);
-  if (ns < 1000000) return fmt::format("{:.1f}us", ns / 1e3);
-  if (ns < 1000000000) return fmt::format("{:.1f}ms", ns / 1e6);
-  return fmt::format("{:.2f}s", ns / 1e9);
-}
-
-std::string format_count(uint64_t n) {
-  if (n < 100000) return std::to_string(n);
-  if (n < 100000000) return fmt::format("{:.1f}k", n / 1e3);
-  return fmt::format("{:.1f}M", n / 1e6);
 }
 
 }  // namespace kscope

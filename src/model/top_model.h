@@ -133,9 +133,11 @@ struct TopFrameView {
   std::string symbol;  // function, or module+0xoff when unresolved
   uint64_t offset = 0;
   std::string module;
+  std::string module_path;  // full path of a user binary; empty for kernel frames
   bool kernel = false;
   bool resolved = false;
-  std::string display() const;  // "function+0xoff [module]"
+  bool inlined = false;  // a function inlined into the next frame (shares its address)
+  std::string display() const;  // "function+0xoff [module]", "function (inlined) [module]"
 };
 struct TopStackView {
   std::vector<TopFrameView> kernel;  // leaf first
@@ -143,8 +145,9 @@ struct TopStackView {
   std::string note;                  // e.g. "[stack lost: map collision]"; empty when none
 };
 
-// Formatting shared by the text table and the screen.
-std::string format_duration_ns(uint64_t ns);  // "998.1ms", "12us", "1.50s", "0"
-std::string format_count(uint64_t n);          // "1234", "12.3k", "4.5M"
+// Formatting shared by the text table, the screen and the faults summary (defined in
+// render/fault_summary_text.cpp).
+std::string format_duration_ns(uint64_t ns);  // "998.1ms", "12.0us", "1.50s", "0ns"
+std::string format_count(uint64_t n);          // "1,234,567"
 
 }  // namespace kscope

@@ -57,9 +57,9 @@ TopTable make_table() {
 
 TopStackView stack_for(const TopRow& row) {
   TopStackView s;
-  TopFrameView k1{0xffffffff81000010, "schedule", 0x4a, "kernel", true, true};
-  TopFrameView k2{0xffffffff81000020, "do_nanosleep", 0x6b, "kernel", true, true};
-  TopFrameView u1{0x401000, "worker_" + row.comm, 0x12, "/usr/bin/" + row.comm, false, true};
+  TopFrameView k1{0xffffffff81000010, "schedule", 0x4a, "kernel", "", true, true};
+  TopFrameView k2{0xffffffff81000020, "do_nanosleep", 0x6b, "kernel", "", true, true};
+  TopFrameView u1{0x401000, "worker_" + row.comm, 0x12, "/usr/bin/" + row.comm, "", false, true};
   s.kernel = {k1, k2};
   s.user = {u1};
   return s;
@@ -127,7 +127,7 @@ TEST(TopScreenLayout, HeaderShowsIntervalSwitchesCpuBusyAndLost) {
   EXPECT_THAT(header, HasSubstr("interval " + format_duration_ns(t.interval_ns)));
   EXPECT_THAT(header, HasSubstr("interval 1.00s"));
   EXPECT_THAT(header, HasSubstr("switches " + format_count(123'456)));
-  EXPECT_THAT(header, HasSubstr("switches 123.5k (123.5k/s)"));
+  EXPECT_THAT(header, HasSubstr("switches 123,456 (123,456/s)"));
   EXPECT_THAT(header, HasSubstr("CPU busy 37.5% of 8 CPUs"));
   EXPECT_THAT(header, HasSubstr("lost 0"));
   EXPECT_THAT(header, Not(HasSubstr("LOST")));

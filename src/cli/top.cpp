@@ -1,0 +1,356 @@
+// kscope top: exact on-CPU time, schedule-ins, voluntary/involuntary switches and run-queue wait
+// per task and per kernel+user stack, live (ncurses) or in batch (text/JSON), with folded stacks
+// and recordings.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/top_session.h"
+#include "export/folded.h"
+#include "model/top_aggregator.h"
+#include "trace/proc.h"
+
+namespace kscope::cli {
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+void on_stop_signal(int) { g_stop = 1; }
+
+void install_stop_handlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+struct TopCliOptions {
+  std::string pids;
+  std::string comm;
+  int rows = 20;
+  double interval_s = 1.0;
+  std::string by = "stack";
+  bool kernel_only = false;
+  bool user_only = false;
+  bool once = false;
+  double duration_s = 0;
+  std::string format = "text";
+  std::string folded_path;
+  std::string output_path;
+  bool idle = false;
+  bool batch = false;  // --batch: force batch mode even on a terminal
+  uint32_t max_accounts = 65536;
+  uint32_t max_stacks = 16384;
+};
+
+std::string lost_breakdown(const TopCounters& c) {
+  std::vector<std::string> parts;
+  if (c.kstack_collisions) parts.push_back(fmt::format("{} kernel stacks lost to stack-map collisions", c.kstack_collisions));
+  if (c.ustack_collisions) parts.push_back(fmt::format("{} user stacks lost to stack-map collisions", c.ustack_collisions));
+  if (c.accounts_full)
+    parts.push_back(fmt::format("{} slices ({}) not accounted: accounts map full", c.accounts_full,
+                                format_duration_ns(c.accounts_full_ns)));
+  if (c.storage_failures) parts.push_back(fmt::format("{} task-storage failures", c.storage_failures));
+  if (c.slices_lost) parts.push_back(fmt::format("{} slice records lost (ring buffer full)", c.slices_lost));
+  if (c.events_lost) parts.push_back(fmt::format("{} process events lost (ring buffer full)", c.events_lost));
+  std::string s;
+  for (size_t i = 0; i < parts.size(); ++i) s += (i ? ", " : "") + parts[i];
+  return s;
+}
+
+std::string header_line(const TopTable& t) {
+  std::string busy = t.cpu_busy >= 0 ? fmt::format("{:.1f}%", t.cpu_busy * 100) : "?";
+  return fmt::format(
+      "kscope top: interval {}, {} context switches on {} CPUs, CPU busy {}, grouped by {}, "
+      "sorted by {}, lost {}",
+      format_duration_ns(t.interval_ns), t.switches_all, t.ncpus, busy, to_string(t.group_by),
+      to_string(t.sort), t.counters.lost());
+}
+
+void print_frames(std::string& out, const char* label, const std::vector<TopFrameView>& frames) {
+  bool first = true;
+  for (const auto& f : frames) {
+    out += fmt::format("        {:<8}{}\n", first ? label : "", f.display());
+    first = false;
+  }
+}
+
+std::string render_text(const TopTable& t, size_t max_rows, TopSession& session) {
+  std::string out = header_line(t) + "\n";
+  if (t.counters.lost()) out += "kscope top: lost: " + lost_breakdown(t.counters) + "\n";
+  out += fmt::format("{:>4} {:>7} {:>7} {:<16} {:>8} {:>7} {:>7} {:>9} {:>6} {:>10} {:>10}\n",
+                     "RANK", "PID", "TID", "COMM", "SWITCHES", "VOL", "INVOL", "ON-CPU", "%CPU",
+                     "AVG SLICE", "RUNQ WAIT");
+  size_t n = std::min(max_rows, t.rows.size());
+  for (size_t i = 0; i < n; ++i) {
+    const TopRow& r = t.rows[i];
+    double pct = t.interval_ns ? 100.0 * static_cast<double>(r.values.oncpu_ns) /
+                                     static_cast<double>(t.interval_ns)
+                               : 0.0;
+    std::string pid = t.group_by == TopGroupBy::kComm ? "-" : std::to_string(r.pid);
+    std::string tid = (t.group_by == TopGroupBy::kStack || t.group_by == TopGroupBy::kTid)
+                          ? std::to_string(r.tid)
+                          : "-";
+    out += fmt::format("{:>4} {:>7} {:>7} {:<16} {:>8} {:>7} {:>7} {:>9} {:>6.1f} {:>10} {:>10}\n",
+                       i + 1, pid, tid, r.comm.substr(0, 16), r.values.switches, r.values.voluntary,
+                       r.values.involuntary, format_duration_ns(r.values.oncpu_ns), pct,
+                       format_duration_ns(r.avg_slice_ns()),
+                       format_duration_ns(r.values.runq_wait_ns));
+    TopStackView stack = session.stack_view(r);
+    if (!stack.note.empty()) out += "        " + stack.note + "\n";
+    print_frames(out, "kernel:", stack.kernel);
+    print_frames(out, "user:", stack.user);
+  }
+  if (t.rows.size() > n)
+    out += fmt::format("({} more rows; -n to show more)\n", t.rows.size() - n);
+  return out;
+}
+
+nlohmann::json frames_json(const std::vector<TopFrameView>& frames) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& f : frames) {
+    a.push_back({{"addr", fmt::format("{:#x}", f.addr)},
+                 {"symbol", f.symbol},
+                 {"offset", f.offset},
+                 {"module", f.module},
+                 {"resolved", f.resolved}});
+  }
+  return a;
+}
+
+std::string render_json(const TopTable& t, size_t max_rows, TopSession& session) {
+  nlohmann::json j;
+  j["interval_ns"] = t.interval_ns;
+  j["group_by"] = to_string(t.group_by);
+  j["lost"] = t.counters.lost();
+  j["drops"] = {{"kernel_stack_collisions", t.counters.kstack_collisions},
+                {"user_stack_collisions", t.counters.ustack_collisions},
+                {"kernel_stack_errors", t.counters.kstack_errors},
+                {"user_stack_errors", t.counters.ustack_errors},
+                {"accounts_full", t.counters.accounts_full},
+                {"accounts_full_ns", t.counters.accounts_full_ns},
+                {"task_storage_failures", t.counters.storage_failures},
+                {"slice_records_lost", t.counters.slices_lost},
+                {"process_events_lost", t.counters.events_lost}};
+  j["switches_all_cpus"] = t.switches_all;
+  j["ncpus"] = t.ncpus;
+  if (t.cpu_busy >= 0) j["cpu_busy"] = t.cpu_busy;
+  nlohmann::json tasks = nlohmann::json::array();
+  size_t n = std::min(max_rows, t.rows.size());
+  for (size_t i = 0; i < n; ++i) {
+    const TopRow& r = t.rows[i];
+    TopStackView stack = session.stack_view(r);
+    nlohmann::json row = {{"rank", i + 1},
+                          {"pid", r.pid},
+                          {"tid", r.tid},
+                          {"comm", r.comm},
+                          {"switches", r.values.switches},
+                          {"voluntary", r.values.voluntary},
+                          {"involuntary", r.values.involuntary},
+                          {"oncpu_ns", r.values.oncpu_ns},
+                          {"runq_wait_ns", r.values.runq_wait_ns},
+                          {"kernel_stack", frames_json(stack.kernel)},
+                          {"user_stack", frames_json(stack.user)}};
+    if (!stack.note.empty()) row["stack_note"] = stack.note;
+    tasks.push_back(std::move(row));
+  }
+  j["tasks"] = std::move(tasks);
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+Result<int> run_top(const TopCliOptions& o) {
+  // ---- Validate everything before touching the kernel ----
+  TopSessionOptions so;
+  if (!o.pids.empty()) {
+    auto pids = proc::parse_pid_list(o.pids);
+    if (!pids) return usage_error(pids.error().message);
+    so.trace.pids = *pids;
+  }
+  so.trace.comm = o.comm;
+  so.trace.include_idle = o.idle;
+  if (o.kernel_only && o.user_only) return usage_error("--kernel-only and --user-only exclude each other");
+  so.trace.kernel_stacks = !o.user_only;
+  so.trace.user_stacks = !o.kernel_only;
+  so.trace.max_accounts = o.max_accounts;
+  so.trace.max_stacks = o.max_stacks;
+  so.trace.record_slices = !o.output_path.empty();
+  so.trace.verbosity = global_options().verbose;
+  so.keep_whole_run = !o.folded_path.empty() || !o.output_path.empty();
+  so.recording_path = o.output_path;
+  {
+    std::vector<uint32_t> targets(so.trace.pids.begin(), so.trace.pids.end());
+    so.meta = make_recording_meta(targets);
+  }
+  auto group = parse_group_by(o.by);
+  if (!group) return usage_error("--by must be stack, tid, pid or comm");
+  if (o.rows < 1) return usage_error("-n must be at least 1");
+  if (!(o.interval_s >= 0.05 && o.interval_s <= 3600))
+    return usage_error("-d must be between 0.05 and 3600 seconds");
+  if (o.duration_s < 0) return usage_error("--duration must be positive");
+  bool interactive = !o.once && !o.batch && isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
+  if (o.format != "text" && interactive)
+    return usage_error("--format json is for batch mode (--once, or stdout not a terminal)");
+
+  // Outputs are opened before tracing, so an unwritable path fails first.
+  std::FILE* folded = nullptr;
+  if (!o.folded_path.empty()) {
+    folded = std::fopen(o.folded_path.c_str(), "we");
+    if (!folded) return make_error(fmt::format("cannot write '{}'", o.folded_path), errno);
+  }
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> folded_owner(folded, folded ? &std::fclose : nullptr);
+
+  KSCOPE_ASSIGN_OR_RETURN(auto session, TopSession::create(so));
+  install_stop_handlers();
+  std::fprintf(stderr, "kscope top: measuring %s (Ctrl-C to stop)\n",
+               so.trace.pids.empty() ? "all tasks" : fmt::format("PIDs {}", o.pids).c_str());
+
+  const uint64_t interval_ns = static_cast<uint64_t>(o.interval_s * 1e9);
+  const uint64_t start = session->start_ns();
+  std::optional<uint64_t> deadline;
+  if (o.once) deadline = start + static_cast<uint64_t>((o.duration_s > 0 ? o.duration_s : 1.0) * 1e9);
+  else if (o.duration_s > 0) deadline = start + static_cast<uint64_t>(o.duration_s * 1e9);
+
+  TopSortKey sort = TopSortKey::kOnCpu;
+  TopGroupBy by = *group;
+  size_t max_rows = static_cast<size_t>(o.rows);
+  std::string stop_reason = "signal";
+
+  if (interactive) {
+    KSCOPE_ASSIGN_OR_RETURN(int rc, run_top_screen(*session, by, sort, interval_ns, deadline, &g_stop));
+    (void)rc;
+    stop_reason = "quit";
+  } else if (o.once) {
+    while (!g_stop) {
+      uint64_t now = monotonic_now_ns();
+      if (now >= *deadline) {
+        stop_reason = "duration";
+        break;
+      }
+      KSCOPE_TRY(session->poll(static_cast<int>(std::min<uint64_t>((*deadline - now) / 1000000 + 1, 50))));
+      if (session->targets_gone()) {
+        stop_reason = "processes exited";
+        break;
+      }
+    }
+    KSCOPE_ASSIGN_OR_RETURN(TopTable table, session->table_since_start(by, sort));
+    std::string text = o.format == "json" ? render_json(table, max_rows, *session)
+                                          : render_text(table, max_rows, *session);
+    std::fputs(text.c_str(), stdout);
+    std::fflush(stdout);
+  } else {
+    // Batch, repeated: one table per interval (like `top -b`), until Ctrl-C, --duration or
+    // the processes exit.
+    uint64_t next = start + interval_ns;
+    while (!g_stop) {
+      uint64_t now = monotonic_now_ns();
+      if (deadline && now >= *deadline) {
+        stop_reason = "duration";
+        break;
+      }
+      if (now >= next) {
+        KSCOPE_ASSIGN_OR_RETURN(TopTable table, session->refresh(by, sort));
+        std::string text = o.format == "json" ? render_json(table, max_rows, *session)
+                                              : render_text(table, max_rows, *session) + "\n";
+        if (std::fputs(text.c_str(), stdout) < 0 || std::fflush(stdout) != 0) {
+          stop_reason = "output closed";
+          break;
+        }
+        next += interval_ns;
+        if (next <= now) next = now + interval_ns;
+        if (session->targets_gone()) {
+          stop_reason = "processes exited";
+          break;
+        }
+        continue;
+      }
+      uint64_t wait = std::min(next, deadline.value_or(next)) - now;
+      KSCOPE_TRY(session->poll(static_cast<int>(std::min<uint64_t>(wait / 1000000 + 1, 100))));
+    }
+  }
+
+  KSCOPE_ASSIGN_OR_RETURN(TopSummary summary, session->finish());
+  if (folded) {
+    KSCOPE_TRY(write_folded(summary.profile, folded));
+  }
+  if (summary.counters.lost())
+    std::fprintf(stderr, "kscope top: lost over the whole run: %s\n", lost_breakdown(summary.counters).c_str());
+  if (!o.output_path.empty())
+    std::fprintf(stderr, "kscope top: recording written to %s (%s)\n", o.output_path.c_str(),
+                 summary.recording_note.c_str());
+  if (global_options().verbose)
+    std::fprintf(stderr, "kscope top: stopped: %s\n", stop_reason.c_str());
+  return 0;
+}
+
+}  // namespace
+
+Subcommand setup_top(CLI::App& parent) {
+  auto o = std::make_shared<TopCliOptions>();
+  auto* app = parent.add_subcommand(
+      "top",
+      "Exact on-CPU time, schedule-ins, voluntary/involuntary switches and run-queue wait per "
+      "task and per kernel+user stack, measured at every context switch.\n"
+      "  kscope top [options]            live screen (stdout a terminal) or a table per interval\n"
+      "  kscope top --once [--duration S] [--format json]   measure once, print, exit");
+  app->add_option("-p,--pid", o->pids, "Only these processes (PID[,PID...])");
+  app->add_option("--comm", o->comm, "Only threads with this name (exact, as in /proc/TID/comm)");
+  app->add_option("-n,--rows", o->rows, "Rows to show (default 20)");
+  app->add_option("-d,--delay", o->interval_s, "Refresh interval in seconds (default 1)");
+  app->add_option("--by", o->by, "Group by stack (default), tid, pid or comm")
+      ->check(CLI::IsMember({"stack", "tid", "pid", "comm"}));
+  auto* ko = app->add_flag("--kernel-only", o->kernel_only, "Collect and show kernel stacks only");
+  auto* uo = app->add_flag("--user-only", o->user_only, "Collect and show user stacks only");
+  ko->excludes(uo);
+  app->add_flag("--once", o->once,
+                "Batch mode: measure for --duration (default 1 s), print one table, exit");
+  app->add_flag("--batch", o->batch, "Batch output even when stdout is a terminal");
+  app->add_option("--duration", o->duration_s,
+                  "With --once: how long to measure (default 1 s); otherwise stop after SECONDS")
+      ->check(CLI::PositiveNumber);
+  app->add_option("--format", o->format, "Batch output format: text (default) or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  app->add_option("--folded", o->folded_path,
+                  "At the end, write folded stacks of the whole run (value = on-CPU ns) to FILE");
+  app->add_option("-o,--output", o->output_path, "Save a recording to FILE for 'kscope report'");
+  app->add_flag("--idle", o->idle, "Include the idle tasks (pid 0)");
+  app->add_option("--max-accounts", o->max_accounts,
+                  "Size of the kernel's account table (default 65536; overflow is counted)")
+      ->check(CLI::Range(1024u, 1u << 24));
+  app->add_option("--max-stacks", o->max_stacks,
+                  "Size of the kernel's stack table (default 16384; collisions are counted)")
+      ->check(CLI::Range(1024u, 1u << 22));
+  app->footer(
+      "Columns: SWITCHES = schedule-ins; VOL/INVOL = switch-outs because the task blocked / was "
+      "preempted; ON-CPU = exact time on CPU; %CPU = ON-CPU / interval (100 = one CPU); AVG "
+      "SLICE = ON-CPU / switch-outs; RUNQ WAIT = time runnable but waiting for a CPU.\n"
+      "Keys (live screen): Up/Down select, Enter expand/collapse stack, s sort column, g "
+      "grouping, p pause, / filter by name, q quit.\n"
+      "JSON (--once --format json): {\"interval_ns\",\"group_by\",\"lost\",\"tasks\":[{\"rank\","
+      "\"pid\",\"tid\",\"comm\",\"switches\",\"voluntary\",\"involuntary\",\"oncpu_ns\","
+      "\"runq_wait_ns\",\"kernel_stack\":[{\"addr\",\"symbol\",\"offset\",\"module\"}],"
+      "\"user_stack\":[...]}]}\n"
+      "Exit status: 0 on success; 1 on error; 2 on bad usage.");
+  return {app, [o] {
+            auto r = run_top(*o);
+            if (!r) return report_error(r.error());
+            return *r;
+          }};
+}
+
+}  // namespace kscope::cli

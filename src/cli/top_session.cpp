@@ -1,0 +1,424 @@
+#include "cli/top_session.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "model/top_aggregator.h"
+#include "model/top_recording.h"
+#include "symbols/elf_binary.h"
+#include "symbols/proc_maps.h"
+#include "trace/proc.h"
+
+namespace kscope::cli {
+
+namespace {
+
+// Kernel frames above the scheduler that belong to the tracing machinery itself.
+bool is_tracing_frame(const std::string& fn) {
+  static const char* const kPrefixes[] = {"bpf_", "__bpf_", "__traceiter_", "trace_call_bpf",
+                                          "perf_trace_", "__perf_"};
+  for (const char* p : kPrefixes)
+    if (fn.rfind(p, 0) == 0) return true;
+  return false;
+}
+
+struct CpuTimes {
+  uint64_t busy = 0;
+  uint64_t total = 0;
+};
+
+std::optional<CpuTimes> read_cpu_times() {
+  auto text = proc::read_text_file("/proc/stat", 1 << 16);
+  if (!text || text->rfind("cpu ", 0) != 0) return std::nullopt;
+  // cpu  user nice system idle iowait irq softirq steal guest guest_nice
+  uint64_t v[8] = {};
+  size_t pos = 4;
+  for (int i = 0; i < 8; ++i) {
+    while (pos < text->size() && (*text)[pos] == ' ') ++pos;
+    size_t end = pos;
+    while (end < text->size() && (*text)[end] >= '0' && (*text)[end] <= '9') ++end;
+    if (end == pos) return std::nullopt;
+    v[i] = std::strtoull(text->c_str() + pos, nullptr, 10);
+    pos = end;
+  }
+  CpuTimes t;
+  for (uint64_t x : v) t.total += x;
+  t.busy = t.total - v[3] - v[4];
+  return t;
+}
+
+bool thread_alive(uint32_t pid, uint32_t tid) {
+  // A zombie's threads are gone from /proc/PID/task, its main thread stays until reaped.
+  std::string path = fmt::format("/proc/{}/task/{}/stat", pid, tid);
+  auto text = proc::read_text_file(path, 4096);
+  if (!text) return false;
+  auto st = proc::parse_stat(*text);
+  return st && st->state != 'Z' && st->state != 'X';
+}
+
+}  // namespace
+
+struct TopSession::Impl {
+  TopSessionOptions options;
+  std::unique_ptr<TopTracer> tracer;
+  Symbolizer symbolizer;
+  bool kernel_symbols_warned = false;
+
+  // Names: by tid (threads) from kernel events and /proc.
+  std::unordered_map<uint32_t, std::string> thread_names;
+  std::unordered_map<uint32_t, uint32_t> thread_pid;  // tid -> pid
+  std::set<uint32_t> mapped_pids;                     // mappings read at least once
+
+  std::optional<TopSample> prev;       // the last refresh's sample
+  std::optional<TopSample> prev_prev;  // the one before (to regroup the last interval)
+  std::optional<CpuTimes> cpu_prev;
+  std::optional<CpuTimes> cpu_start;
+  double last_busy = -1;
+
+  // Exited threads' final account values, for the whole-run profile.
+  std::unordered_map<TopAccountKey, TopValues, TopAccountKeyHash> retired;
+
+  std::map<int32_t, std::vector<TopFrameView>> kernel_cache;
+  std::map<std::pair<uint32_t, int32_t>, std::vector<TopFrameView>> user_cache;
+  std::map<std::string, std::string> build_ids;
+
+  std::unique_ptr<TopRecordingWriter> recording;
+
+  std::string comm_of(uint32_t pid, uint32_t tid) {
+    auto it = thread_names.find(tid);
+    if (it != thread_names.end()) return it->second;
+    std::string name;
+    if (tid == 0) {
+      name = "[idle]";
+    } else if (auto text = proc::read_text_file(fmt::format("/proc/{}/task/{}/comm", pid, tid), 64)) {
+      name = *text;
+      while (!name.empty() && (name.back() == '\n')) name.pop_back();
+    } else {
+      name = "?";  // exited before we learned its name
+    }
+    thread_names[tid] = name;
+    return name;
+  }
+
+  void read_mappings(uint32_t pid, uint64_t time_ns) {
+    if (pid == 0) return;
+    auto maps = read_proc_maps(pid);
+    if (!maps) return;
+    MappingSnapshot snap{pid, time_ns > tracer->start_ns() ? time_ns - tracer->start_ns() : 0,
+                         *maps};
+    symbolizer.set_mappings(snap);
+    mapped_pids.insert(pid);
+    for (auto it = user_cache.lower_bound({pid, INT32_MIN});
+         it != user_cache.end() && it->first.first == pid;)
+      it = user_cache.erase(it);
+    if (recording) (void)recording->add_mappings(snap);
+  }
+
+  void on_process(const TopProcessEvent& e) {
+    thread_names[e.tid] = e.comm;
+    thread_pid[e.tid] = e.pid;
+    if (recording) (void)recording->add_thread(ThreadInfo{e.pid, e.tid, e.comm});
+    if (e.exec || !mapped_pids.count(e.pid)) read_mappings(e.pid, e.time_ns);
+  }
+
+  TopFrameView frame_from(const Symbol& sym, uint64_t ip, uint64_t adjust, bool kernel) {
+    TopFrameView f;
+    f.addr = ip;
+    f.kernel = kernel;
+    f.module = sym.module;
+    f.module_path = sym.module_path;
+    if (sym.resolved) {
+      f.symbol = sym.function;
+      f.offset = sym.offset + adjust;
+      f.resolved = true;
+    } else if (!sym.module.empty()) {
+      f.symbol = sym.module;
+      f.offset = sym.offset + adjust;
+    } else {
+      f.symbol = fmt::format("{:#x}", ip);
+    }
+    return f;
+  }
+
+  const std::vector<TopFrameView>& kernel_frames(int32_t id) {
+    auto it = kernel_cache.find(id);
+    if (it != kernel_cache.end()) return it->second;
+    if (!kernel_symbols_warned) {
+      kernel_symbols_warned = true;
+      if (auto st = symbolizer.kernel_symbols_status(); !st)
+        std::fprintf(stderr, "kscope top: kernel frames stay unresolved: %s\n",
+                     st.error().describe().c_str());
+    }
+    std::vector<TopFrameView> frames;
+    std::vector<uint64_t> ips = tracer->stack(id);
+    bool leading = true;
+    for (size_t i = 0; i < ips.size(); ++i) {
+      // Return addresses point after the call: look up ip-1, show the real offset.
+      Symbol sym = symbolizer.resolve_kernel(ips[i] - 1);
+      if (leading && sym.resolved && is_tracing_frame(sym.function)) continue;
+      leading = false;
+      frames.push_back(frame_from(sym, ips[i], 1, true));
+    }
+    if (kernel_cache.size() > 65536) kernel_cache.clear();
+    return kernel_cache.emplace(id, std::move(frames)).first->second;
+  }
+
+  const std::vector<TopFrameView>& user_frames(uint32_t pid, int32_t id) {
+    auto key = std::make_pair(pid, id);
+    auto it = user_cache.find(key);
+    if (it != user_cache.end()) return it->second;
+    if (!mapped_pids.count(pid)) read_mappings(pid, monotonic_now_ns());
+    std::vector<TopFrameView> frames;
+    std::vector<uint64_t> ips = tracer->stack(id);
+    for (size_t i = 0; i < ips.size(); ++i) {
+      uint64_t adjust = i == 0 ? 0 : 1;  // frame 0 is where the thread was; the rest return addresses
+      Symbol sym = symbolizer.resolve_user(pid, ips[i] - adjust, SymbolDetail::kInlineFrames);
+      for (const auto& inl : sym.inlined) {
+        TopFrameView f;
+        f.addr = ips[i];
+        f.symbol = inl.function;
+        f.module = sym.module;
+        f.module_path = sym.module_path;
+        f.resolved = true;
+        f.inlined = true;
+        frames.push_back(std::move(f));
+      }
+      frames.push_back(frame_from(sym, ips[i], adjust, false));
+    }
+    if (user_cache.size() > 65536) user_cache.clear();
+    return user_cache.emplace(key, std::move(frames)).first->second;
+  }
+
+  static std::string stack_note(int32_t id, const char* which) {
+    switch (id) {
+      case kStackCollision:
+        return fmt::format("[{} stack lost: stack-map collision (counted in lost)]", which);
+      case kStackError:
+        return fmt::format("[{} stack unavailable]", which);
+      case kStackUnknown:
+        return "[running since before tracing started: no switch-out yet, no stack]";
+      default:
+        return {};
+    }
+  }
+
+  TopStackView view(uint32_t pid, int32_t kstack, int32_t ustack) {
+    TopStackView v;
+    std::string knote = stack_note(kstack, "kernel");
+    std::string unote = kstack == kStackUnknown ? std::string() : stack_note(ustack, "user");
+    v.note = knote.empty() ? unote : (unote.empty() ? knote : knote + " " + unote);
+    if (kstack >= 0) v.kernel = kernel_frames(kstack);
+    if (ustack >= 0) v.user = user_frames(pid, ustack);
+    return v;
+  }
+
+  void update_busy() {
+    auto now = read_cpu_times();
+    if (now && cpu_prev && now->total > cpu_prev->total)
+      last_busy = static_cast<double>(now->busy - cpu_prev->busy) /
+                  static_cast<double>(now->total - cpu_prev->total);
+    if (now) cpu_prev = now;
+  }
+
+  // Threads that exited: retire their accounts (kept for the whole-run profile when asked)
+  // and drop them from the kernel map and from `sample`, which becomes the next baseline.
+  void prune(TopSample& sample) {
+    std::map<uint32_t, uint32_t> tids;  // tid -> pid, of threads whose values did not move
+    std::unordered_map<uint32_t, uint64_t> now_oncpu, before_oncpu;
+    for (const auto& [k, v] : sample.accounts) now_oncpu[k.tid] += v.oncpu_ns + v.switches;
+    if (prev)
+      for (const auto& [k, v] : prev->accounts) before_oncpu[k.tid] += v.oncpu_ns + v.switches;
+    for (const auto& [k, v] : sample.accounts) {
+      if (k.tid == 0) continue;
+      auto b = before_oncpu.find(k.tid);
+      if (b != before_oncpu.end() && b->second == now_oncpu[k.tid]) tids.emplace(k.tid, k.pid);
+    }
+    std::vector<uint32_t> dead;
+    for (const auto& [tid, pid] : tids)
+      if (!thread_alive(pid, tid)) dead.push_back(tid);
+    if (dead.empty()) return;
+    std::unordered_set<uint32_t> dead_set(dead.begin(), dead.end());
+    for (auto it = sample.accounts.begin(); it != sample.accounts.end();) {
+      if (dead_set.count(it->first.tid)) {
+        if (options.keep_whole_run) retired[it->first] += it->second;
+        it = sample.accounts.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    tracer->forget_threads(dead);
+    for (uint32_t tid : dead) {
+      thread_names.erase(tid);
+      thread_pid.erase(tid);
+    }
+  }
+
+  TopTable make_table(const TopSample* base, const TopSample& cur, TopGroupBy by, TopSortKey sort) {
+    TopTable t = build_top_table(base, cur, tracer->start_ns(), by, sort,
+                                 [this](uint32_t pid, uint32_t tid) { return comm_of(pid, tid); });
+    t.ncpus = tracer->ncpus();
+    t.cpu_busy = last_busy;
+    return t;
+  }
+
+  std::string build_id_of(const std::string& path) {
+    if (path.empty()) return {};
+    auto it = build_ids.find(path);
+    if (it != build_ids.end()) return it->second;
+    auto id = read_build_id(path);
+    return build_ids[path] = id ? *id : std::string();
+  }
+
+  StackProfile whole_run_profile(const TopSample& final_sample) {
+    std::unordered_map<TopAccountKey, TopValues, TopAccountKeyHash> all = retired;
+    for (const auto& [k, v] : final_sample.accounts) all[k] += v;
+    StackProfile p;
+    p.value_types = {{"oncpu", "nanoseconds"},
+                     {"switches", "count"},
+                     {"runq_wait", "nanoseconds"},
+                     {"voluntary", "count"},
+                     {"involuntary", "count"}};
+    p.duration_ns = final_sample.time_ns - tracer->start_ns();
+    std::map<std::tuple<bool, uint64_t, std::string, std::string>, uint32_t> frame_index;
+    auto intern = [&](const TopFrameView& f) -> uint32_t {
+      auto key = std::make_tuple(f.kernel, f.addr, f.symbol, f.inlined ? std::string("i") : std::string());
+      auto it = frame_index.find(key);
+      if (it != frame_index.end()) return it->second;
+      ProfileFrame pf;
+      pf.addr = f.addr;
+      pf.function = f.resolved ? f.symbol : std::string();
+      pf.offset = f.offset;
+      pf.module = f.module.empty() && f.kernel ? "kernel" : f.module;
+      pf.module_path = f.module_path;
+      pf.build_id = build_id_of(f.module_path);
+      pf.kernel = f.kernel;
+      pf.resolved = f.resolved;
+      pf.inlined = f.inlined;
+      p.frames.push_back(std::move(pf));
+      uint32_t idx = static_cast<uint32_t>(p.frames.size() - 1);
+      frame_index.emplace(key, idx);
+      return idx;
+    };
+    std::vector<std::pair<TopAccountKey, TopValues>> sorted(all.begin(), all.end());
+    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [k, v] : sorted) {
+      if (v.empty()) continue;
+      ProfileSample s;
+      s.pid = k.pid;
+      s.tid = k.tid;
+      s.comm = comm_of(k.pid, k.tid);
+      TopStackView sv = view(k.pid, k.kstack, k.ustack);
+      for (const auto& f : sv.kernel) s.frames.push_back(intern(f));
+      for (const auto& f : sv.user) s.frames.push_back(intern(f));
+      s.values = {static_cast<int64_t>(v.oncpu_ns), static_cast<int64_t>(v.switches),
+                  static_cast<int64_t>(v.runq_wait_ns), static_cast<int64_t>(v.voluntary),
+                  static_cast<int64_t>(v.involuntary)};
+      p.samples.push_back(std::move(s));
+    }
+    return p;
+  }
+};
+
+TopSession::TopSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TopSession::~TopSession() = default;
+
+Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  if (!options.recording_path.empty()) {
+    // Before tracing: an unwritable path fails first.
+    KSCOPE_ASSIGN_OR_RETURN(auto writer,
+                            TopRecordingWriter::create(options.recording_path, options.meta));
+    impl->recording = std::move(writer);
+  }
+  KSCOPE_ASSIGN_OR_RETURN(impl->tracer, TopTracer::create(options.trace));
+  Impl* raw = impl.get();
+  impl->tracer->on_process([raw](const TopProcessEvent& e) { raw->on_process(e); });
+  if (impl->recording) {
+    impl->tracer->on_slice([raw](const TopSliceEvent& e) {
+      uint64_t start = raw->tracer->start_ns();
+      (void)raw->recording->add_slice(TopSlice{e.pid, e.tid, e.cpu,
+                                               e.start_ns > start ? e.start_ns - start : 0,
+                                               e.end_ns > start ? e.end_ns - start : 0,
+                                               e.voluntary, e.comm});
+    });
+  }
+  impl->cpu_prev = read_cpu_times();
+  impl->cpu_start = impl->cpu_prev;
+  for (pid_t pid : options.trace.pids) impl->read_mappings(static_cast<uint32_t>(pid), monotonic_now_ns());
+  return std::unique_ptr<TopSession>(new TopSession(std::move(impl)));
+}
+
+uint64_t TopSession::start_ns() const { return impl_->tracer->start_ns(); }
+int TopSession::ncpus() const { return impl_->tracer->ncpus(); }
+
+Status TopSession::poll(int timeout_ms) { return impl_->tracer->poll(timeout_ms); }
+
+bool TopSession::targets_gone() {
+  const auto& pids = impl_->options.trace.pids;
+  if (pids.empty()) return false;
+  for (pid_t pid : pids)
+    if (thread_alive(static_cast<uint32_t>(pid), static_cast<uint32_t>(pid))) return false;
+  return true;
+}
+
+Result<TopTable> TopSession::refresh(TopGroupBy by, TopSortKey sort) {
+  Impl& s = *impl_;
+  KSCOPE_TRY(s.tracer->poll(0));
+  KSCOPE_ASSIGN_OR_RETURN(TopSample cur, s.tracer->sample());
+  s.update_busy();
+  TopTable t = s.make_table(s.prev ? &*s.prev : nullptr, cur, by, sort);
+  if (s.recording) (void)s.recording->add_interval(t, s.tracer->start_ns());
+  s.prune(cur);
+  s.prev_prev = std::move(s.prev);
+  s.prev = std::move(cur);
+  return t;
+}
+
+TopTable TopSession::regroup(TopGroupBy by, TopSortKey sort) {
+  Impl& s = *impl_;
+  if (!s.prev) return TopTable{};
+  return s.make_table(s.prev_prev ? &*s.prev_prev : nullptr, *s.prev, by, sort);
+}
+
+Result<TopTable> TopSession::table_since_start(TopGroupBy by, TopSortKey sort) {
+  Impl& s = *impl_;
+  KSCOPE_TRY(s.tracer->poll(0));
+  KSCOPE_ASSIGN_OR_RETURN(TopSample cur, s.tracer->sample());
+  // CPU busy over the whole run.
+  s.cpu_prev = s.cpu_start;
+  s.update_busy();
+  // Exited threads' accounts were moved out by refreshes; put them back for a whole-run table.
+  for (const auto& [k, v] : s.retired) cur.accounts[k] += v;
+  TopTable t = s.make_table(nullptr, cur, by, sort);
+  if (s.recording) (void)s.recording->add_interval(t, s.tracer->start_ns());
+  return t;
+}
+
+TopStackView TopSession::stack_view(const TopRow& row) {
+  return impl_->view(row.stack_pid, row.kstack, row.ustack);
+}
+
+Result<TopSummary> TopSession::finish() {
+  Impl& s = *impl_;
+  KSCOPE_TRY(s.tracer->poll(0));
+  KSCOPE_ASSIGN_OR_RETURN(TopSample final_sample, s.tracer->sample());
+  TopSummary summary;
+  summary.counters = final_sample.counters;
+  if (s.options.keep_whole_run) summary.profile = s.whole_run_profile(final_sample);
+  if (s.recording) {
+    KSCOPE_TRY(s.recording->finish(summary.profile, summary.counters));
+    summary.recording_note = s.recording->describe();
+  }
+  return summary;
+}
+
+}  // namespace kscope::cli

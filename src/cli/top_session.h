@@ -1,0 +1,73 @@
+// One `kscope top` run: the tracer, the samples, names, symbolized stacks, the whole-run
+// profile (for --folded and recordings). Shared by the batch output and the live screen.
+#pragma once
+
+#include <signal.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "model/recording.h"
+#include "model/stack_profile.h"
+#include "model/top_model.h"
+#include "symbols/symbolizer.h"
+#include "trace/top_tracer.h"
+#include "util/result.h"
+
+namespace kscope::cli {
+
+struct TopSessionOptions {
+  TopTraceOptions trace;
+  bool keep_whole_run = false;  // keep the values of exited threads for the whole-run profile
+  std::string recording_path;   // -o
+  RecordingMeta meta;           // for the recording
+};
+
+struct TopSummary {
+  StackProfile profile;    // the whole run, value 0 = on-CPU ns
+  TopCounters counters;    // the whole run
+  std::string recording_note;
+};
+
+class TopSession {
+ public:
+  static Result<std::unique_ptr<TopSession>> create(const TopSessionOptions& options);
+  ~TopSession();
+
+  uint64_t start_ns() const;
+  int ncpus() const;
+  // Waits up to timeout_ms for kernel events (new processes: their mappings are read at once).
+  Status poll(int timeout_ms);
+  // With -p: every target process has exited.
+  bool targets_gone();
+
+  // Samples now; the table of the interval since the previous refresh (or the start).
+  Result<TopTable> refresh(TopGroupBy by, TopSortKey sort);
+  // The last refreshed interval again, grouped/sorted differently (no new sample).
+  TopTable regroup(TopGroupBy by, TopSortKey sort);
+  // Samples now; the table of everything since tracing started.
+  Result<TopTable> table_since_start(TopGroupBy by, TopSortKey sort);
+
+  // The symbolized stacks of a row (cached).
+  TopStackView stack_view(const TopRow& row);
+
+  // Final sample, whole-run profile, recording trailer. Call once, at the end.
+  Result<TopSummary> finish();
+
+  struct Impl;
+
+ private:
+  explicit TopSession(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// The live ncurses screen (src/cli/top_live.cpp). Returns when the user quits, the deadline
+// passes or *stop is set.
+Result<int> run_top_screen(TopSession& session, TopGroupBy by, TopSortKey sort,
+                           uint64_t interval_ns, std::optional<uint64_t> deadline,
+                           volatile sig_atomic_t* stop);
+
+}  // namespace kscope::cli

@@ -1,0 +1,152 @@
+#include "model/top_aggregator.h"
+
+#include <algorithm>
+#include <map>
+#include <tuple>
+
+#include <fmt/format.h>
+
+namespace kscope {
+
+namespace {
+
+struct Group {
+  TopRow row;
+  TopValues cur;
+  TopValues prev;
+  // The account with the most on-CPU time in the interval gives the group's stacks.
+  std::map<TopAccountKey, TopValues> members_cur;
+  std::map<TopAccountKey, TopValues> members_prev;
+};
+
+std::string group_id(TopGroupBy by, const TopAccountKey& k, const std::string& comm) {
+  switch (by) {
+    case TopGroupBy::kStack:
+      return fmt::format("s:{}:{}:{}:{}", k.pid, k.tid, k.kstack, k.ustack);
+    case TopGroupBy::kTid:
+      return fmt::format("t:{}", k.tid);
+    case TopGroupBy::kPid:
+      return fmt::format("p:{}", k.pid);
+    case TopGroupBy::kComm:
+      return "c:" + comm;
+  }
+  return {};
+}
+
+}  // namespace
+
+void sort_top_rows(std::vector<TopRow>& rows, TopSortKey sort) {
+  auto metric = [sort](const TopRow& r) -> uint64_t {
+    switch (sort) {
+      case TopSortKey::kOnCpu:
+        return r.values.oncpu_ns;
+      case TopSortKey::kSwitches:
+        return r.values.switches;
+      case TopSortKey::kVoluntary:
+        return r.values.voluntary;
+      case TopSortKey::kInvoluntary:
+        return r.values.involuntary;
+      case TopSortKey::kAvgSlice:
+        return r.avg_slice_ns();
+      case TopSortKey::kRunqWait:
+        return r.values.runq_wait_ns;
+      case TopSortKey::kPid:
+      case TopSortKey::kComm:
+        return 0;
+    }
+    return 0;
+  };
+  std::stable_sort(rows.begin(), rows.end(), [&](const TopRow& a, const TopRow& b) {
+    if (sort == TopSortKey::kPid) {
+      if (a.pid != b.pid) return a.pid < b.pid;
+      if (a.tid != b.tid) return a.tid < b.tid;
+    } else if (sort == TopSortKey::kComm) {
+      if (a.comm != b.comm) return a.comm < b.comm;
+    } else {
+      uint64_t ma = metric(a), mb = metric(b);
+      if (ma != mb) return ma > mb;
+    }
+    if (a.values.oncpu_ns != b.values.oncpu_ns) return a.values.oncpu_ns > b.values.oncpu_ns;
+    return std::tie(a.pid, a.tid, a.kstack, a.ustack) < std::tie(b.pid, b.tid, b.kstack, b.ustack);
+  });
+}
+
+TopTable build_top_table(const TopSample* prev, const TopSample& cur, uint64_t start_ns,
+                         TopGroupBy group_by, TopSortKey sort, const CommLookup& comm_of) {
+  TopTable table;
+  table.group_by = group_by;
+  table.sort = sort;
+  table.end_time_ns = cur.time_ns;
+  uint64_t begin = prev ? prev->time_ns : start_ns;
+  table.interval_ns = cur.time_ns > begin ? cur.time_ns - begin : 0;
+  table.counters = prev ? cur.counters.minus(prev->counters) : cur.counters;
+  table.switches_all = table.counters.switches_total;
+
+  std::map<std::string, Group> groups;
+  std::map<uint32_t, std::string> comm_cache;  // by tid (thread names) / pid (process names)
+  auto comm_for = [&](const TopAccountKey& k) -> std::string {
+    uint32_t who = group_by == TopGroupBy::kPid ? k.pid : k.tid;
+    auto it = comm_cache.find(who);
+    if (it != comm_cache.end()) return it->second;
+    std::string c = comm_of ? comm_of(k.pid, who) : std::string();
+    comm_cache.emplace(who, c);
+    return c;
+  };
+  auto visit = [&](const TopSample& s, bool is_cur) {
+    for (const auto& [k, v] : s.accounts) {
+      std::string comm = comm_for(k);
+      std::string id = group_id(group_by, k, comm);
+      auto [it, inserted] = groups.try_emplace(id);
+      Group& g = it->second;
+      if (inserted) {
+        g.row.id = id;
+        g.row.comm = comm;
+        g.row.pid = group_by == TopGroupBy::kComm ? 0 : k.pid;
+        g.row.tid = (group_by == TopGroupBy::kStack || group_by == TopGroupBy::kTid) ? k.tid : 0;
+        g.row.kstack = k.kstack;
+        g.row.ustack = k.ustack;
+        g.row.stack_pid = k.pid;
+      }
+      if (is_cur) {
+        g.cur += v;
+        if (group_by != TopGroupBy::kStack) g.members_cur[k] += v;
+      } else {
+        g.prev += v;
+        if (group_by != TopGroupBy::kStack) g.members_prev[k] += v;
+      }
+    }
+  };
+  visit(cur, true);
+  if (prev) visit(*prev, false);
+
+  for (auto& [id, g] : groups) {
+    g.row.values = g.cur.minus(g.prev);
+    if (g.row.values.empty()) continue;
+    if (group_by != TopGroupBy::kStack) {
+      // Known stacks with activity win over the placeholder of a slice running since before
+      // tracing (no stack yet); among equals, the most on-CPU time.
+      const TopAccountKey* best = nullptr;
+      std::pair<bool, uint64_t> best_rank{false, 0};
+      for (const auto& [k, v] : g.members_cur) {
+        auto p = g.members_prev.find(k);
+        uint64_t d = v.minus(p == g.members_prev.end() ? TopValues{} : p->second).oncpu_ns;
+        std::pair<bool, uint64_t> rank{k.kstack != kStackUnknown && d > 0, d};
+        if (!best || rank > best_rank) {
+          best = &k;
+          best_rank = rank;
+        }
+      }
+      if (best) {
+        g.row.kstack = best->kstack;
+        g.row.ustack = best->ustack;
+        g.row.stack_pid = best->pid;
+      }
+    }
+    table.total += g.row.values;
+    table.rows.push_back(std::move(g.row));
+  }
+  sort_top_rows(table.rows, sort);
+  return table;
+}
+
+}  // namespace kscope

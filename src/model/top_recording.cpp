@@ -1,0 +1,345 @@
+#include "model/top_recording.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "model/wire.h"
+#include "util/fd.h"
+
+namespace kscope {
+
+using namespace wire;
+
+namespace {
+
+constexpr uint32_t kSlicesPerBlock = 8192;
+constexpr uint64_t kMaxRows = 1u << 22;
+constexpr uint64_t kMaxFrames = 1u << 24;
+constexpr uint64_t kMaxValueTypes = 64;
+
+void put_values(Bytes& out, const TopValues& v) {
+  put_varint(out, v.oncpu_ns);
+  put_varint(out, v.runq_wait_ns);
+  put_varint(out, v.switches);
+  put_varint(out, v.voluntary);
+  put_varint(out, v.involuntary);
+}
+
+TopValues get_values(PayloadCursor& c) {
+  TopValues v;
+  v.oncpu_ns = c.varint("oncpu_ns");
+  v.runq_wait_ns = c.varint("runq_wait_ns");
+  v.switches = c.varint("switches");
+  v.voluntary = c.varint("voluntary");
+  v.involuntary = c.varint("involuntary");
+  return v;
+}
+
+void put_counters(Bytes& out, const TopCounters& c) {
+  for (uint64_t v : {c.switches_total, c.tracked_switches, c.kstack_collisions, c.ustack_collisions,
+                     c.kstack_errors, c.ustack_errors, c.accounts_full, c.accounts_full_ns,
+                     c.storage_failures, c.slices_lost, c.events_lost})
+    put_varint(out, v);
+}
+
+TopCounters get_counters(PayloadCursor& c) {
+  TopCounters t;
+  for (uint64_t* v : {&t.switches_total, &t.tracked_switches, &t.kstack_collisions,
+                      &t.ustack_collisions, &t.kstack_errors, &t.ustack_errors, &t.accounts_full,
+                      &t.accounts_full_ns, &t.storage_failures, &t.slices_lost, &t.events_lost})
+    *v = c.varint("drop counter");
+  return t;
+}
+
+Status cursor_error(const PayloadCursor& c, const std::string& path, const char* block) {
+  return make_error(fmt::format("recording {} is corrupted at byte {}: {} (in a top {} block)",
+                                path, c.error_offset(), c.error(), block));
+}
+
+class TopVisitor : public RecordingVisitor {
+ public:
+  TopVisitor(TopRecording& r, std::string path) : r_(r), path_(std::move(path)) {}
+  Status on_meta(const RecordingMeta& m) override {
+    r_.meta = m;
+    return {};
+  }
+  Status on_thread(const ThreadInfo& t) override {
+    r_.threads.push_back(t);
+    return {};
+  }
+  Status on_mappings(const MappingSnapshot& s) override {
+    r_.mappings.push_back(s);
+    return {};
+  }
+  Result<bool> on_extension_block(uint16_t type, uint32_t count, const uint8_t* data,
+                                  size_t size, uint64_t offset) override {
+    PayloadCursor c(data, size, offset);
+    switch (type) {
+      case kTopBlockInterval:
+        KSCOPE_TRY(interval(c));
+        return true;
+      case kTopBlockSlices:
+        KSCOPE_TRY(slices(c, count));
+        return true;
+      case kTopBlockProfile:
+        KSCOPE_TRY(profile(c));
+        return true;
+      default:
+        return false;  // a block of a newer minor version
+    }
+  }
+
+ private:
+  Status interval(PayloadCursor& c) {
+    TopInterval iv;
+    iv.end_ns = c.varint("interval end");
+    iv.interval_ns = c.varint("interval length");
+    iv.switches_all = c.varint("switch count");
+    uint64_t busy = c.varint("cpu busy");
+    iv.cpu_busy = busy == 0 ? -1 : static_cast<double>(busy - 1) / 1e6;
+    uint64_t n = c.count("row count", kMaxRows);
+    for (uint64_t i = 0; i < n && c.ok(); ++i) {
+      TopIntervalRow row;
+      row.pid = c.varint32("pid");
+      row.tid = c.varint32("tid");
+      row.comm = c.string("comm");
+      row.values = get_values(c);
+      iv.rows.push_back(std::move(row));
+    }
+    if (c.ok() && !c.at_end()) c.fail("unexpected bytes after the rows");
+    if (!c.ok()) return cursor_error(c, path_, "interval");
+    r_.intervals.push_back(std::move(iv));
+    return {};
+  }
+
+  Status slices(PayloadCursor& c, uint32_t count) {
+    if (count > c.remaining() / 5 + 1)
+      c.fail(fmt::format("impossible slice count {}", count));
+    uint64_t start = 0;
+    for (uint32_t i = 0; i < count && c.ok(); ++i) {
+      TopSlice s;
+      s.tid = c.varint32("tid");
+      s.pid = c.varint32("pid");
+      s.cpu = c.varint32("cpu");
+      start += unzigzag(c.varint("slice start"));
+      s.start_ns = start;
+      s.end_ns = start + c.varint("slice length");
+      s.voluntary = (c.u8("slice flags") & 1) != 0;
+      if (c.ok()) r_.slices.push_back(std::move(s));
+    }
+    if (c.ok() && !c.at_end()) c.fail("unexpected bytes after the slices");
+    if (!c.ok()) return cursor_error(c, path_, "slices");
+    return {};
+  }
+
+  Status profile(PayloadCursor& c) {
+    StackProfile p;
+    r_.counters = get_counters(c);
+    p.duration_ns = c.varint("duration");
+    p.start_wall_ns = c.varint("start time");
+    uint64_t nt = c.count("value type count", kMaxValueTypes);
+    for (uint64_t i = 0; i < nt && c.ok(); ++i) {
+      ProfileValueType t;
+      t.type = c.string("value type");
+      t.unit = c.string("value unit");
+      p.value_types.push_back(std::move(t));
+    }
+    uint64_t nf = c.count("frame count", kMaxFrames);
+    for (uint64_t i = 0; i < nf && c.ok(); ++i) {
+      ProfileFrame f;
+      f.addr = c.varint("frame address");
+      f.function = c.string("function");
+      f.offset = c.varint("frame offset");
+      f.module = c.string("module");
+      f.module_path = c.string("module path");
+      f.build_id = c.string("build id");
+      uint8_t flags = c.u8("frame flags");
+      f.kernel = flags & 1;
+      f.resolved = flags & 2;
+      f.inlined = flags & 4;
+      p.frames.push_back(std::move(f));
+    }
+    uint64_t ns = c.count("stack count", kMaxFrames);
+    for (uint64_t i = 0; i < ns && c.ok(); ++i) {
+      ProfileSample s;
+      s.pid = c.varint32("pid");
+      s.tid = c.varint32("tid");
+      s.comm = c.string("comm");
+      uint64_t k = c.count("stack depth", 4096);
+      for (uint64_t j = 0; j < k && c.ok(); ++j) {
+        uint64_t start = c.file_offset();
+        uint32_t idx = c.varint32("frame index");
+        if (c.ok() && idx >= p.frames.size())
+          c.fail_at(fmt::format("frame index {} of {} frames", idx, p.frames.size()), start);
+        s.frames.push_back(idx);
+      }
+      uint64_t nv = c.count("value count", kMaxValueTypes);
+      for (uint64_t j = 0; j < nv && c.ok(); ++j)
+        s.values.push_back(static_cast<int64_t>(unzigzag(c.varint("value"))));
+      p.samples.push_back(std::move(s));
+    }
+    if (c.ok() && !c.at_end()) c.fail("unexpected bytes after the profile");
+    if (!c.ok()) return cursor_error(c, path_, "profile");
+    r_.profile = std::move(p);
+    r_.has_profile = true;
+    return {};
+  }
+
+  TopRecording& r_;
+  std::string path_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<TopRecordingWriter>> TopRecordingWriter::create(const std::string& path,
+                                                                       const RecordingMeta& meta) {
+  KSCOPE_ASSIGN_OR_RETURN(auto w, RecordingWriter::create(path, meta, {}, RecordingKind::kTop));
+  return std::unique_ptr<TopRecordingWriter>(new TopRecordingWriter(std::move(w)));
+}
+
+Status TopRecordingWriter::add_thread(const ThreadInfo& t) { return writer_.add_thread(t); }
+Status TopRecordingWriter::add_mappings(const MappingSnapshot& m) { return writer_.add_mappings(m); }
+
+Status TopRecordingWriter::add_slice(const TopSlice& s) {
+  put_varint(slice_payload_, s.tid);
+  put_varint(slice_payload_, s.pid);
+  put_varint(slice_payload_, s.cpu);
+  put_varint(slice_payload_, zigzag(s.start_ns - last_slice_start_));
+  put_varint(slice_payload_, s.end_ns >= s.start_ns ? s.end_ns - s.start_ns : 0);
+  slice_payload_.push_back(s.voluntary ? 1 : 0);
+  last_slice_start_ = s.start_ns;
+  ++slice_count_;
+  ++slices_total_;
+  if (slice_count_ >= kSlicesPerBlock) return flush_slices();
+  return {};
+}
+
+Status TopRecordingWriter::flush_slices() {
+  if (slice_count_ == 0) return {};
+  KSCOPE_TRY(writer_.add_extension_block(kTopBlockSlices, slice_count_, slice_payload_));
+  slice_payload_.clear();
+  slice_count_ = 0;
+  last_slice_start_ = 0;  // each block decodes on its own
+  return {};
+}
+
+Status TopRecordingWriter::add_interval(const TopTable& table, uint64_t start_ns) {
+  std::map<std::pair<uint32_t, uint32_t>, TopIntervalRow> rows;
+  for (const auto& r : table.rows) {
+    auto& row = rows[{r.pid, r.tid}];
+    row.pid = r.pid;
+    row.tid = r.tid;
+    row.comm = r.comm;
+    row.values += r.values;
+  }
+  Bytes out;
+  put_varint(out, table.end_time_ns > start_ns ? table.end_time_ns - start_ns : 0);
+  put_varint(out, table.interval_ns);
+  put_varint(out, table.switches_all);
+  put_varint(out, table.cpu_busy < 0 ? 0 : static_cast<uint64_t>(std::llround(table.cpu_busy * 1e6)) + 1);
+  put_varint(out, rows.size());
+  for (const auto& [key, row] : rows) {
+    put_varint(out, row.pid);
+    put_varint(out, row.tid);
+    put_string(out, row.comm);
+    put_values(out, row.values);
+  }
+  ++intervals_total_;
+  KSCOPE_TRY(flush_slices());
+  return writer_.add_extension_block(kTopBlockInterval, 1, out);
+}
+
+Status TopRecordingWriter::flush() {
+  KSCOPE_TRY(flush_slices());
+  return writer_.flush();
+}
+
+Status TopRecordingWriter::finish(const StackProfile& p, const TopCounters& counters) {
+  KSCOPE_TRY(flush_slices());
+  Bytes out;
+  put_counters(out, counters);
+  put_varint(out, p.duration_ns);
+  put_varint(out, p.start_wall_ns);
+  put_varint(out, p.value_types.size());
+  for (const auto& t : p.value_types) {
+    put_string(out, t.type);
+    put_string(out, t.unit);
+  }
+  put_varint(out, p.frames.size());
+  for (const auto& f : p.frames) {
+    put_varint(out, f.addr);
+    put_string(out, f.function);
+    put_varint(out, f.offset);
+    put_string(out, f.module);
+    put_string(out, f.module_path);
+    put_string(out, f.build_id);
+    out.push_back(static_cast<uint8_t>((f.kernel ? 1 : 0) | (f.resolved ? 2 : 0) | (f.inlined ? 4 : 0)));
+  }
+  put_varint(out, p.samples.size());
+  for (const auto& s : p.samples) {
+    put_varint(out, s.pid);
+    put_varint(out, s.tid);
+    put_string(out, s.comm);
+    put_varint(out, s.frames.size());
+    for (uint32_t idx : s.frames) put_varint(out, idx);
+    put_varint(out, s.values.size());
+    for (int64_t v : s.values) put_varint(out, zigzag(static_cast<uint64_t>(v)));
+  }
+  if (out.size() > kMaxBlockPayload)
+    return make_error("the top profile is too large for one recording block");
+  KSCOPE_TRY(writer_.add_extension_block(kTopBlockProfile, 1, out));
+  RecordingTrailer trailer;
+  trailer.drop_counters = {{"kernel_stack_collisions", counters.kstack_collisions},
+                           {"user_stack_collisions", counters.ustack_collisions},
+                           {"accounts_full", counters.accounts_full},
+                           {"task_storage_failures", counters.storage_failures},
+                           {"slice_records_lost", counters.slices_lost},
+                           {"process_events_lost", counters.events_lost}};
+  return writer_.finish(trailer);
+}
+
+std::string TopRecordingWriter::describe() const {
+  return fmt::format("{} intervals, {} slices, {} bytes", intervals_total_, slices_total_,
+                     writer_.bytes_written());
+}
+
+Result<TopRecording> read_top_recording(const std::string& path) {
+  KSCOPE_ASSIGN_OR_RETURN(RecordingKind kind, recording_kind(path));
+  if (kind != RecordingKind::kTop)
+    return make_error(fmt::format("{} is a 'kscope faults' recording, not a 'kscope top' one", path));
+  TopRecording r;
+  TopVisitor visitor(r, path);
+  KSCOPE_ASSIGN_OR_RETURN(r.summary, visit_recording(path, visitor));
+  std::map<uint32_t, std::string> names;
+  for (const auto& t : r.threads) names[t.tid] = t.comm;
+  for (auto& s : r.slices) {
+    auto it = names.find(s.tid);
+    if (it != names.end()) s.comm = it->second;
+  }
+  return r;
+}
+
+Result<RecordingKind> recording_kind(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return make_error(fmt::format("cannot open recording {}", path), errno);
+  std::array<uint8_t, 20> h{};
+  ssize_t n = ::pread(fd.get(), h.data(), h.size(), 0);
+  if (n < 0) return make_error(fmt::format("cannot read recording {}", path), errno);
+  static const uint8_t kMagic[8] = {'K', 'S', 'C', 'O', 'P', 'E', 0, 0};
+  if (n < 14 || !std::equal(std::begin(kMagic), std::end(kMagic), h.begin()))
+    return make_error(fmt::format("{} is not a kscope recording (bad magic at byte 0)", path));
+  uint16_t kind = get_u16(&h[12]);
+  if (kind != static_cast<uint16_t>(RecordingKind::kFaults) &&
+      kind != static_cast<uint16_t>(RecordingKind::kTop))
+    return make_error(fmt::format("recording {} is of kind {}, which this kscope does not know", path, kind));
+  return static_cast<RecordingKind>(kind);
+}
+
+}  // namespace kscope

@@ -1,0 +1,268 @@
+#include "trace/top_tracer.h"
+
+#include <bpf/bpf.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "bpf/libbpf_util.h"
+#include "kscope/abi/top.h"
+#include "top.skel.h"
+#include "trace/privileges.h"
+#include "trace/proc.h"
+
+namespace kscope {
+
+static_assert(sizeof(kscope_top_key) == 16, "kscope_top_key layout changed");
+static_assert(sizeof(kscope_top_value) == 40, "kscope_top_value layout changed");
+static_assert(sizeof(kscope_top_cpu) == 40, "kscope_top_cpu layout changed");
+static_assert(sizeof(kscope_top_process_event) == 40, "kscope_top_process_event layout changed");
+static_assert(sizeof(kscope_top_slice_event) == 48, "kscope_top_slice_event layout changed");
+static_assert(kStackNone == KSCOPE_STACK_NONE && kStackCollision == KSCOPE_STACK_COLLISION &&
+                  kStackError == KSCOPE_STACK_ERROR && kStackUnknown == KSCOPE_STACK_UNKNOWN,
+              "stack id sentinels differ between the ABI and the model");
+
+uint64_t monotonic_now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns()
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+namespace {
+struct SkeletonDeleter {
+  void operator()(top_bpf* s) const { top_bpf__destroy(s); }
+};
+constexpr size_t kMaxStackDepth = 127;
+std::string bounded(const char* s, size_t max) { return std::string(s, strnlen(s, max)); }
+}  // namespace
+
+struct TopTracer::Impl {
+  TopTraceOptions options;
+  std::unique_ptr<top_bpf, SkeletonDeleter> skel;
+  std::unique_ptr<bpf::RingBuffer> rb;
+  std::function<void(const TopProcessEvent&)> process_handler;
+  std::function<void(const TopSliceEvent&)> slice_handler;
+  uint64_t start_ns = 0;
+  int ncpus = 0;
+  bool batch_supported = true;
+
+  void handle(const void* data, size_t size) {
+    if (size < sizeof(uint16_t)) return;
+    uint16_t type;
+    std::memcpy(&type, data, sizeof(type));
+    if (type == KSCOPE_TOP_REC_PROCESS && size >= sizeof(kscope_top_process_event)) {
+      kscope_top_process_event e;
+      std::memcpy(&e, data, sizeof(e));
+      if (process_handler)
+        process_handler(TopProcessEvent{e.pid, e.tid, e.exec != 0, e.time_ns,
+                                        bounded(e.comm, sizeof(e.comm))});
+    } else if (type == KSCOPE_TOP_REC_SLICE && size >= sizeof(kscope_top_slice_event)) {
+      kscope_top_slice_event e;
+      std::memcpy(&e, data, sizeof(e));
+      if (slice_handler)
+        slice_handler(TopSliceEvent{e.pid, e.tid, e.cpu, (e.flags & KSCOPE_TOP_SLICE_VOLUNTARY) != 0,
+                                    e.start_ns, e.end_ns, bounded(e.comm, sizeof(e.comm))});
+    }
+  }
+
+  Status read_accounts(TopSample& out) {
+    int fd = bpf_map__fd(skel->maps.accounts);
+    if (batch_supported) {
+      constexpr uint32_t kBatch = 4096;
+      std::vector<kscope_top_key> keys(kBatch);
+      std::vector<kscope_top_value> values(kBatch);
+      kscope_top_key out_batch{};
+      bool first = true;
+      while (true) {
+        uint32_t count = kBatch;
+        LIBBPF_OPTS(bpf_map_batch_opts, opts);
+        int err = bpf_map_lookup_batch(fd, first ? nullptr : &out_batch, &out_batch, keys.data(),
+                                       values.data(), &count, &opts);
+        int saved = errno;
+        for (uint32_t i = 0; i < count; ++i) add(out, keys[i], values[i]);
+        first = false;
+        if (err == 0) continue;
+        if (saved == ENOENT) return {};
+        if (saved == EINVAL || saved == ENOTSUP || saved == EOPNOTSUPP) {
+          // Old kernels: fall back to key iteration, from scratch.
+          out.accounts.clear();
+          batch_supported = false;
+          break;
+        }
+        return make_error("reading the BPF accounts map failed", saved);
+      }
+    }
+    kscope_top_key key{}, next{};
+    kscope_top_key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      kscope_top_value v{};
+      if (bpf_map_lookup_elem(fd, &next, &v) == 0) add(out, next, v);
+      key = next;
+      prev = &key;
+    }
+    return {};
+  }
+
+  static void add(TopSample& out, const kscope_top_key& k, const kscope_top_value& v) {
+    TopValues& dst = out.accounts[TopAccountKey{k.pid, k.tid, k.kstack, k.ustack}];
+    dst += TopValues{v.oncpu_ns, v.runq_wait_ns, v.switches, v.voluntary, v.involuntary};
+  }
+
+  Status read_running(TopSample& out, uint64_t now) {
+    std::vector<kscope_top_cpu> cpus(static_cast<size_t>(ncpus));
+    uint32_t zero = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.cpu_state), &zero, cpus.data()) != 0)
+      return make_error("reading the per-CPU slice state failed", errno);
+    for (const auto& c : cpus) {
+      if (!c.tracked || c.since_ns == 0 || c.since_ns > now) continue;
+      TopValues& dst = out.accounts[TopAccountKey{c.pid, c.tid, c.kstack, c.ustack}];
+      dst += TopValues{now - c.since_ns, c.pending_wait_ns, c.switched_in ? 1u : 0u, 0, 0};
+    }
+    return {};
+  }
+
+  Status read_counters(TopCounters& c) {
+    int fd = bpf_map__fd(skel->maps.counters);
+    auto sum = [&](uint32_t idx) -> Result<uint64_t> {
+      KSCOPE_ASSIGN_OR_RETURN(auto values, bpf::read_percpu_u64(fd, idx));
+      uint64_t s = 0;
+      for (uint64_t v : values) s += v;
+      return s;
+    };
+    KSCOPE_ASSIGN_OR_RETURN(c.switches_total, sum(KSCOPE_TOP_SWITCHES));
+    KSCOPE_ASSIGN_OR_RETURN(c.tracked_switches, sum(KSCOPE_TOP_TRACKED_SWITCHES));
+    KSCOPE_ASSIGN_OR_RETURN(c.kstack_collisions, sum(KSCOPE_TOP_KSTACK_COLLISION));
+    KSCOPE_ASSIGN_OR_RETURN(c.ustack_collisions, sum(KSCOPE_TOP_USTACK_COLLISION));
+    KSCOPE_ASSIGN_OR_RETURN(c.kstack_errors, sum(KSCOPE_TOP_KSTACK_ERROR));
+    KSCOPE_ASSIGN_OR_RETURN(c.ustack_errors, sum(KSCOPE_TOP_USTACK_ERROR));
+    KSCOPE_ASSIGN_OR_RETURN(c.accounts_full, sum(KSCOPE_TOP_ACCOUNTS_FULL));
+    KSCOPE_ASSIGN_OR_RETURN(c.accounts_full_ns, sum(KSCOPE_TOP_ACCOUNTS_FULL_NS));
+    KSCOPE_ASSIGN_OR_RETURN(c.storage_failures, sum(KSCOPE_TOP_STORAGE_FAIL));
+    KSCOPE_ASSIGN_OR_RETURN(c.slices_lost, sum(KSCOPE_TOP_SLICES_LOST));
+    KSCOPE_ASSIGN_OR_RETURN(c.events_lost, sum(KSCOPE_TOP_EVENTS_LOST));
+    return {};
+  }
+};
+
+TopTracer::TopTracer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TopTracer::~TopTracer() = default;
+
+Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& options) {
+  for (pid_t pid : options.pids) {
+    if (pid <= 0) return usage_error(fmt::format("invalid PID {}", pid));
+    if (!proc::process_exists(pid)) return make_error(fmt::format("no such process: {}", pid));
+  }
+  if (options.comm.size() > 15)
+    return usage_error(fmt::format(
+        "--comm '{}' is longer than 15 characters; the kernel keeps only the first 15 of a "
+        "thread's name, so nothing could match",
+        options.comm));
+  auto privileges = check_bpf_privileges();
+  if (!privileges.sufficient) return privilege_error("top", privileges);
+
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  bpf::install_libbpf_logger(options.verbosity);
+  impl->skel.reset(top_bpf__open());
+  if (!impl->skel) return bpf::libbpf_error("opening the top BPF object failed", errno);
+  auto* skel = impl->skel.get();
+  skel->rodata->filter_pids = !options.pids.empty();
+  skel->rodata->filter_comm = !options.comm.empty();
+  std::memset(const_cast<char*>(skel->rodata->comm_filter), 0, sizeof(skel->rodata->comm_filter));
+  std::memcpy(const_cast<char*>(skel->rodata->comm_filter), options.comm.data(),
+              std::min(options.comm.size(), sizeof(skel->rodata->comm_filter) - 1));
+  skel->rodata->include_idle = options.include_idle;
+  skel->rodata->collect_kstack = options.kernel_stacks;
+  skel->rodata->collect_ustack = options.user_stacks;
+  skel->rodata->record_slices = options.record_slices;
+  skel->rodata->wakeup_bytes = std::max<uint64_t>(options.ringbuf_bytes / 8, 4096);
+  if (int err = bpf_map__set_max_entries(skel->maps.accounts, options.max_accounts))
+    return bpf::libbpf_error("sizing the accounts map failed", err);
+  if (int err = bpf_map__set_max_entries(skel->maps.stacks, options.max_stacks))
+    return bpf::libbpf_error("sizing the stack map failed", err);
+  if (int err = bpf_map__set_max_entries(skel->maps.events, options.ringbuf_bytes))
+    return bpf::libbpf_error("sizing the ring buffer failed", err);
+  if (int err = top_bpf__load(skel)) return bpf::load_error("top", err);
+
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) return bpf::libbpf_error("cannot count the possible CPUs", ncpus);
+  impl->ncpus = ncpus;
+
+  int filter_fd = bpf_map__fd(skel->maps.filter_tgids);
+  for (pid_t pid : options.pids) {
+    uint32_t key = static_cast<uint32_t>(pid);
+    uint8_t value = 1;
+    if (bpf_map_update_elem(filter_fd, &key, &value, BPF_ANY) != 0)
+      return make_error("adding the process to the BPF filter failed", errno);
+  }
+  Impl* raw = impl.get();
+  KSCOPE_ASSIGN_OR_RETURN(impl->rb, bpf::RingBuffer::open(bpf_map__fd(skel->maps.events),
+                                                          [raw](const void* d, size_t n) {
+                                                            raw->handle(d, n);
+                                                          }));
+  impl->start_ns = monotonic_now_ns();
+  skel->bss->start_ns = impl->start_ns;
+  if (int err = top_bpf__attach(skel)) {
+    return make_error("attaching the scheduler tracepoints failed", -err,
+                      "run 'kscope doctor' to check tp_btf/sched_switch and sched_wakeup");
+  }
+  return std::unique_ptr<TopTracer>(new TopTracer(std::move(impl)));
+}
+
+Result<TopSample> TopTracer::sample() {
+  Impl& s = *impl_;
+  TopSample out;
+  KSCOPE_TRY(s.read_counters(out.counters));
+  KSCOPE_TRY(s.read_accounts(out));
+  out.time_ns = monotonic_now_ns();
+  KSCOPE_TRY(s.read_running(out, out.time_ns));
+  return out;
+}
+
+std::vector<uint64_t> TopTracer::stack(int32_t id) {
+  if (id < 0) return {};
+  std::vector<uint64_t> ips(kMaxStackDepth, 0);
+  uint32_t key = static_cast<uint32_t>(id);
+  if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.stacks), &key, ips.data()) != 0) return {};
+  auto end = std::find(ips.begin(), ips.end(), 0ull);
+  ips.erase(end, ips.end());
+  return ips;
+}
+
+Status TopTracer::poll(int timeout_ms) {
+  KSCOPE_TRY(impl_->rb->poll(timeout_ms));
+  return {};
+}
+
+void TopTracer::on_process(std::function<void(const TopProcessEvent&)> handler) {
+  impl_->process_handler = std::move(handler);
+}
+void TopTracer::on_slice(std::function<void(const TopSliceEvent&)> handler) {
+  impl_->slice_handler = std::move(handler);
+}
+
+void TopTracer::forget_threads(const std::vector<uint32_t>& tids) {
+  if (tids.empty()) return;
+  std::unordered_set<uint32_t> dead(tids.begin(), tids.end());
+  int fd = bpf_map__fd(impl_->skel->maps.accounts);
+  std::vector<kscope_top_key> doomed;
+  kscope_top_key key{}, next{};
+  kscope_top_key* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    if (dead.count(next.tid)) doomed.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  for (const auto& k : doomed) bpf_map_delete_elem(fd, &k);
+}
+
+uint64_t TopTracer::start_ns() const { return impl_->start_ns; }
+int TopTracer::ncpus() const { return impl_->ncpus; }
+
+}  // namespace kscope

@@ -1,0 +1,85 @@
+// Loads bpf/top.bpf.c and reads its accounts: kscope top's kernel side. Everything the kernel
+// measured comes out as a TopSample (cumulative since attach, running slices included).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/top_model.h"
+#include "util/result.h"
+
+namespace kscope {
+
+struct TopTraceOptions {
+  std::vector<pid_t> pids;     // -p: only these processes (empty: all)
+  std::string comm;            // --comm: only threads with this name (empty: all)
+  bool include_idle = false;   // --idle
+  bool kernel_stacks = true;   // false with --user-only
+  bool user_stacks = true;     // false with --kernel-only
+  bool record_slices = false;  // stream every on-CPU slice (for recordings)
+  uint32_t max_accounts = 65536;
+  uint32_t max_stacks = 16384;
+  uint32_t ringbuf_bytes = 8u << 20;
+  int verbosity = 0;
+};
+
+// A thread the kernel saw for the first time, or a process that called exec.
+struct TopProcessEvent {
+  uint32_t pid = 0;
+  uint32_t tid = 0;
+  bool exec = false;
+  uint64_t time_ns = 0;  // CLOCK_MONOTONIC
+  std::string comm;      // the thread's name
+};
+
+// One on-CPU slice of a traced thread (only with record_slices).
+struct TopSliceEvent {
+  uint32_t pid = 0;
+  uint32_t tid = 0;
+  uint32_t cpu = 0;
+  bool voluntary = false;
+  uint64_t start_ns = 0;  // CLOCK_MONOTONIC
+  uint64_t end_ns = 0;
+  std::string comm;
+};
+
+class TopTracer {
+ public:
+  // Checks targets and privileges, loads and attaches. Measuring starts here.
+  static Result<std::unique_ptr<TopTracer>> create(const TopTraceOptions& options);
+  ~TopTracer();
+
+  // Everything measured so far. Accounts are read before the running slices so a slice that
+  // ends in between is counted later, never twice.
+  Result<TopSample> sample();
+
+  // The addresses of a stack id from the accounts (leaf first); empty when it was evicted.
+  std::vector<uint64_t> stack(int32_t id);
+
+  // Waits up to timeout_ms for process/slice events and hands them to the handlers.
+  Status poll(int timeout_ms);
+  void on_process(std::function<void(const TopProcessEvent&)> handler);
+  void on_slice(std::function<void(const TopSliceEvent&)> handler);
+
+  // Removes the accounts of threads that exited (after a sample() showed their last values),
+  // so the maps stay bounded on long runs.
+  void forget_threads(const std::vector<uint32_t>& tids);
+
+  uint64_t start_ns() const;  // CLOCK_MONOTONIC when measuring started
+  int ncpus() const;
+
+  struct Impl;
+
+ private:
+  explicit TopTracer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+uint64_t monotonic_now_ns();
+
+}  // namespace kscope

@@ -1,0 +1,262 @@
+// kscope top against ground truth: tests/progs/topprog runs named threads with known CPU
+// behaviour and reads the kernel's own counters (schedstat, voluntary/nonvoluntary switches)
+// and its threads' own CPU clocks around the measured work.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "model/top_recording.h"
+#include "runtime_env.h"
+#include "subprocess.h"
+
+namespace kscope::testing {
+namespace {
+
+const std::string kTopprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/topprog";
+const std::string kKscope = KSCOPE_BINARY;
+
+struct Truth {
+  uint32_t tid = 0;
+  uint64_t cpu_ns = 0;       // schedstat delta
+  uint64_t self_cpu_ns = 0;  // the thread's own CLOCK_THREAD_CPUTIME_ID over its work
+  uint64_t vol = 0, invol = 0;
+};
+
+std::map<std::string, Truth> read_truth(const std::string& path) {
+  std::map<std::string, Truth> out;
+  std::ifstream in(path);
+  std::string word, name;
+  while (in >> word >> name) {
+    Truth t;
+    in >> t.tid >> t.cpu_ns >> t.self_cpu_ns >> t.vol >> t.invol;
+    out[name] = t;
+  }
+  return out;
+}
+
+bool wait_for_text(const std::string& path, const std::string& needle, double timeout_s) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (read_file(path).find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+class TopRuntime : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kscope-top-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (prog_pid_ > 0) {
+      kill(prog_pid_, SIGKILL);
+      wait_for(prog_pid_, 5);
+    }
+    std::filesystem::remove_all(dir_);
+  }
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // Starts topprog, then kscope top -p on it with `args`, releases the workers once kscope is
+  // attached, waits for kscope to finish. Returns kscope's stdout.
+  std::string run_measured(const std::vector<std::string>& args, int spin_ms, int sleeps,
+                           double duration_s) {
+    prog_pid_ = spawn({kTopprog, path("truth"), std::to_string(spin_ms), std::to_string(sleeps)},
+                      path("prog.out"), path("prog.err"));
+    EXPECT_TRUE(wait_for_text(path("prog.out"), "ready", 10)) << read_file(path("prog.err"));
+    std::vector<std::string> argv = {kKscope, "top", "-p", std::to_string(prog_pid_), "--once",
+                                     "--duration", std::to_string(duration_s)};
+    argv.insert(argv.end(), args.begin(), args.end());
+    int k = spawn(argv, path("top.out"), path("top.err"));
+    EXPECT_TRUE(wait_for_text(path("top.err"), "measuring", 10)) << read_file(path("top.err"));
+    kill(prog_pid_, SIGUSR1);
+    EXPECT_TRUE(wait_for_text(path("prog.out"), "done", 30)) << read_file(path("prog.err"));
+    int rc = wait_for(k, duration_s + 30);
+    EXPECT_EQ(rc, 0) << read_file(path("top.err"));
+    return read_file(path("top.out"));
+  }
+
+  std::filesystem::path dir_;
+  int prog_pid_ = -1;
+};
+
+struct Measured {
+  uint64_t oncpu_ns = 0, switches = 0, vol = 0, invol = 0, runq = 0;
+};
+
+std::map<uint32_t, Measured> per_tid(const nlohmann::json& j) {
+  std::map<uint32_t, Measured> out;
+  for (const auto& t : j.at("tasks")) {
+    auto& m = out[t.at("tid").get<uint32_t>()];
+    m.oncpu_ns += t.at("oncpu_ns").get<uint64_t>();
+    m.switches += t.at("switches").get<uint64_t>();
+    m.vol += t.at("voluntary").get<uint64_t>();
+    m.invol += t.at("involuntary").get<uint64_t>();
+    m.runq += t.at("runq_wait_ns").get<uint64_t>();
+  }
+  return out;
+}
+
+void expect_within(uint64_t measured, uint64_t truth, double rel, uint64_t abs_ns,
+                   const std::string& what) {
+  double diff = std::fabs(static_cast<double>(measured) - static_cast<double>(truth));
+  EXPECT_LE(diff, rel * static_cast<double>(truth) + static_cast<double>(abs_ns))
+      << what << ": kscope " << measured << " ns, truth " << truth << " ns";
+}
+
+// The core promise: exact on-CPU time and switch counts per thread, equal to the kernel's own.
+TEST_F(TopRuntime, PerThreadTimesAndSwitchesMatchKernelCounters) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  std::string out = run_measured({"--by", "tid", "--format", "json", "-n", "100"}, 600, 200, 4);
+  auto j = nlohmann::json::parse(out);  // --once --format json parses
+  EXPECT_EQ(j.at("group_by"), "tid");
+  EXPECT_EQ(j.at("lost").get<uint64_t>(), 0u);
+  EXPECT_GE(j.at("interval_ns").get<uint64_t>(), 3000000000ull);
+  auto truth = read_truth(path("truth"));
+  ASSERT_EQ(truth.size(), 3u) << read_file(path("prog.err"));
+  auto got = per_tid(j);
+  for (const auto& [name, t] : truth) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(got.count(t.tid)) << "thread " << name << " missing from kscope's table";
+    const Measured& m = got[t.tid];
+    // On-CPU time: schedstat (the kernel's sum_exec_runtime) and the thread's own clock.
+    expect_within(m.oncpu_ns, t.cpu_ns, 0.02, 20000, "on-CPU vs schedstat");
+    expect_within(m.oncpu_ns, t.self_cpu_ns, 0.02, 100000, "on-CPU vs CLOCK_THREAD_CPUTIME_ID");
+    // Switch-outs: the kernel's voluntary/nonvoluntary counters, exactly.
+    EXPECT_EQ(m.vol, t.vol) << "voluntary switches";
+    EXPECT_EQ(m.invol, t.invol) << "involuntary switches";
+    // Every measured slice began with a schedule-in (the threads were blocked before and after).
+    EXPECT_EQ(m.switches, t.vol + t.invol) << "schedule-ins";
+  }
+  // The known shape: spin_full spun 600 ms, spin_third 200 ms, the sleeper blocked 200 times.
+  EXPECT_NEAR(static_cast<double>(got[truth["spin_full"].tid].oncpu_ns), 600e6, 600e6 * 0.05);
+  EXPECT_NEAR(static_cast<double>(got[truth["spin_third"].tid].oncpu_ns), 200e6, 200e6 * 0.05);
+  EXPECT_GE(got[truth["sleeper"].tid].vol, 200u);
+  // Runnable time: two spinners and a sleeper on this machine's CPUs wait at least a little.
+  EXPECT_GT(got[truth["spin_full"].tid].runq + got[truth["spin_third"].tid].runq, 0u);
+}
+
+// The sleeping thread's stacks hold the kernel's sleep path and the program's own functions;
+// the per-stack rows add up to the same per-thread truth.
+TEST_F(TopRuntime, StacksNameTheSleepPathAndTheProgramsFunctions) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  std::string folded = path("out.folded");
+  std::string out = run_measured(
+      {"--by", "stack", "--format", "json", "-n", "1000", "--folded", folded}, 150, 100, 3);
+  auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j.at("group_by"), "stack");
+  auto truth = read_truth(path("truth"));
+  ASSERT_EQ(truth.size(), 3u);
+  const Truth& sleeper = truth["sleeper"];
+  bool found = false;
+  for (const auto& t : j.at("tasks")) {
+    if (t.at("tid").get<uint32_t>() != sleeper.tid) continue;
+    std::string kernel, user;
+    for (const auto& f : t.at("kernel_stack")) kernel += f.at("symbol").get<std::string>() + ";";
+    for (const auto& f : t.at("user_stack")) user += f.at("symbol").get<std::string>() + ";";
+    if (kernel.find("nanosleep") != std::string::npos &&
+        kernel.find("schedule") != std::string::npos &&
+        user.find("sleep_1ms") != std::string::npos &&
+        user.find("sleeper_loop") != std::string::npos) {
+      found = true;
+      EXPECT_GE(t.at("voluntary").get<uint64_t>(), 100u) << kernel << " | " << user;
+      for (const auto& f : t.at("kernel_stack")) {
+        EXPECT_EQ(f.at("addr").get<std::string>().rfind("0x", 0), 0u);
+        EXPECT_TRUE(f.contains("offset") && f.contains("module"));
+      }
+    }
+  }
+  EXPECT_TRUE(found) << "no stack of the sleeper with nanosleep and sleeper_loop:\n" << out;
+  auto got = per_tid(j);
+  for (const auto& [name, t] : truth) {
+    SCOPED_TRACE(name);
+    expect_within(got[t.tid].oncpu_ns, t.cpu_ns, 0.02, 20000, "sum of stack rows vs schedstat");
+    EXPECT_EQ(got[t.tid].vol + got[t.tid].invol, t.vol + t.invol);
+  }
+  // Folded stacks of the whole run: the sleeper's path appears with on-CPU ns as the value.
+  std::string text = read_file(folded);
+  EXPECT_NE(text.find("sleeper;"), std::string::npos) << text.substr(0, 2000);
+  EXPECT_NE(text.find("sleeper_loop;sleep_1ms;"), std::string::npos) << text.substr(0, 2000);
+  uint64_t sum = 0;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.rfind("spin_full;", 0) != 0) continue;
+    sum += std::stoull(line.substr(line.rfind(' ') + 1));
+  }
+  expect_within(sum, truth["spin_full"].cpu_ns, 0.02, 20000, "folded spin_full total");
+}
+
+// A recording holds the per-thread table, every slice and the symbolized profile.
+TEST_F(TopRuntime, RecordingHoldsSlicesAndProfile) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  std::string rec = path("top.ksr");
+  run_measured({"--by", "tid", "--format", "json", "-o", rec}, 200, 50, 3);
+  auto truth = read_truth(path("truth"));
+  auto r = read_top_recording(rec);
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_TRUE(r->summary.complete);
+  EXPECT_TRUE(r->has_profile);
+  ASSERT_FALSE(r->intervals.empty());
+  const Truth& full = truth["spin_full"];
+  uint64_t slices = 0, slice_ns = 0;
+  for (const auto& s : r->slices) {
+    if (s.tid != full.tid) continue;
+    ++slices;
+    slice_ns += s.end_ns - s.start_ns;
+    EXPECT_EQ(s.comm, "spin_full");
+  }
+  EXPECT_EQ(slices, full.vol + full.invol);
+  // Slices are wall-clock intervals (they include interrupt time the kernel's sum leaves out).
+  expect_within(slice_ns, full.cpu_ns, 0.05, 1000000, "slice durations vs schedstat");
+  uint64_t profile_ns = 0;
+  for (const auto& s : r->profile.samples)
+    if (s.tid == full.tid) profile_ns += static_cast<uint64_t>(s.values.at(0));
+  expect_within(profile_ns, full.cpu_ns, 0.02, 20000, "profile on-CPU vs schedstat");
+  EXPECT_EQ(r->profile.value_types.at(0).type, "oncpu");
+  EXPECT_EQ(r->counters.lost(), 0u);
+}
+
+TEST_F(TopRuntime, NoSuchPidIsAClearError) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  // The PID of a child that has exited and been reaped (PIDs are not reused right away).
+  int gone = spawn({"/bin/true"});
+  ASSERT_EQ(wait_for(gone, 10), 0);
+  auto r = run({kKscope, "top", "-p", std::to_string(gone), "--once"}, 30);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("no such process: " + std::to_string(gone)), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty());
+}
+
+// A process that exits while shown: kscope notices, prints what it measured and ends cleanly.
+TEST_F(TopRuntime, ProcessExitingWhileShownEndsTheRun) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int victim = spawn({"/bin/sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.6"});
+  auto start = std::chrono::steady_clock::now();
+  auto r = run({kKscope, "top", "-p", std::to_string(victim), "-d", "0.2", "--by", "pid"}, 30);
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  wait_for(victim, 5);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LT(took, 10.0);
+  // stdout is not a terminal: one table per interval, with the shell's row while it lived.
+  EXPECT_NE(r.out.find("kscope top: interval"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" sh "), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace kscope::testing
