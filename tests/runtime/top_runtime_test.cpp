@@ -258,5 +258,51 @@ TEST_F(TopRuntime, ProcessExitingWhileShownEndsTheRun) {
   EXPECT_NE(r.out.find(" sh "), std::string::npos) << r.out;
 }
 
+// The live screen as a person sees it: real kscope top in tmux, on a program with named threads.
+TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  if (run({"tmux", "-V"}, 10).exit_code != 0) {
+    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
+    GTEST_SKIP() << "tmux is not installed";
+  }
+  prog_pid_ = spawn({kTopprog, path("truth"), "3000", "3000"}, path("prog.out"), path("prog.err"));
+  ASSERT_TRUE(wait_for_text(path("prog.out"), "ready", 10));
+  kill(prog_pid_, SIGUSR1);  // the workers spin and sleep for a few seconds
+  const std::string sock = "kscope-top-rt-" + std::to_string(getpid());
+  auto tmux = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {"tmux", "-L", sock, "-f", "/dev/null"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, 10);
+  };
+  std::string cmd = kKscope + " top -p " + std::to_string(prog_pid_) + " -d 0.3 --by tid; echo kscope-exit=$?; sleep 5";
+  ASSERT_EQ(tmux({"new-session", "-d", "-s", "t", "-x", "120", "-y", "40", cmd}).exit_code, 0);
+  auto capture = [&] { return tmux({"capture-pane", "-p", "-t", "t"}).out; };
+  auto wait_screen = [&](const std::string& needle) {
+    std::string screen;
+    for (int i = 0; i < 100; ++i) {
+      screen = capture();
+      if (screen.find(needle) != std::string::npos) return screen;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return screen;
+  };
+  std::string screen = wait_screen("spin_full");
+  EXPECT_NE(screen.find("kscope top"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("ON-CPU"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("RUNQ WAIT"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("spin_full"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("sleeper"), std::string::npos) << screen;
+  // Filter to the sleeper, expand it: its stack shows the kernel's sleep path.
+  tmux({"send-keys", "-t", "t", "/", "sleeper", "Enter"});
+  tmux({"send-keys", "-t", "t", "Enter"});
+  screen = wait_screen("nanosleep");
+  EXPECT_NE(screen.find("nanosleep"), std::string::npos) << screen;
+  EXPECT_EQ(screen.find("spin_full"), std::string::npos) << "filter did not hide spin_full:\n" << screen;
+  tmux({"send-keys", "-t", "t", "q"});
+  screen = wait_screen("kscope-exit=");
+  EXPECT_NE(screen.find("kscope-exit=0"), std::string::npos) << screen;
+  tmux({"kill-server"});
+}
+
 }  // namespace
 }  // namespace kscope::testing
