@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
       setup_faults(app),
       setup_plot(app),
       setup_doctor(app),
+      setup_export(app),
   };
 
   try {
