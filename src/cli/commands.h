@@ -26,6 +26,7 @@ Subcommand setup_faults(CLI::App& parent);
 Subcommand setup_plot(CLI::App& parent);
 Subcommand setup_doctor(CLI::App& parent);
 Subcommand setup_export(CLI::App& parent);
+Subcommand setup_report(CLI::App& parent);
 
 // Prints "kscope: <message>" (and the hint) on stderr, returns the exit code to use.
 int report_error(const Error& error);
