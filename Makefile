@@ -5,7 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 KSCOPE := $(BUILD_DIR)/kscope
 
-.PHONY: all build deps deps-check deps-bench configure demo check unit-test runtime-test bench clean
+.PHONY: all build deps deps-check deps-bench configure demo check unit-test runtime-test bench fault-patterns clean
 
 all: build
 
@@ -42,6 +42,11 @@ runtime-test: build
 
 bench: deps-bench build
 	@bench/run.sh
+
+# Re-traces the real programs of docs/fault-patterns.md and rewrites its figures (root).
+fault-patterns: build
+	@scripts/deps.sh fault-patterns
+	@scripts/fault-patterns.sh
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log

@@ -76,3 +76,28 @@ report=$OUT/faults-$(date +%Y%m%d-%H%M%S).md
   done
 } | tee "$report"
 echo "bench: written to $report" >&2
+
+# ---- kscope report on a 1,000,000-fault recording (docs/PERFORMANCE.md, "kscope report").
+# Target: under 5 s and under 15 MB. The recording is synthetic (bench/synth_recording.cpp).
+SYNTH=$BUILD/bench/synth_recording
+REPORT_FAULTS=${REPORT_FAULTS:-1000000}
+if [[ -x $SYNTH ]]; then
+  "$SYNTH" "$tmp/synth.kscope" "$REPORT_FAULTS"
+  times=()
+  for ((r = 1; r <= 5; r++)); do
+    s=$(date +%s%N)
+    "$KSCOPE" report "$tmp/synth.kscope" -o "$tmp/synth.html"
+    times+=($(( ($(date +%s%N) - s) / 1000000 )))
+  done
+  med=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 3p)
+  {
+    echo
+    echo "### kscope report ($(date -u +%Y-%m-%d), $REPORT_FAULTS faults, 5 runs)"
+    echo
+    echo "| recording | report time (median) | all runs (ms) | HTML size |"
+    echo "| --- | --- | --- | --- |"
+    echo "| $(stat -c %s "$tmp/synth.kscope") bytes | ${med} ms | ${times[*]} | $(stat -c %s "$tmp/synth.html") bytes |"
+  } | tee -a "$report"
+else
+  echo "bench: $SYNTH not built; skipping the report timing" >&2
+fi

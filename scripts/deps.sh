@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Install the Debian packages kscope needs to build and test, only those that are missing.
-# Quiet when nothing is missing. Usage: scripts/deps.sh [build|check|bench]
+# Quiet when nothing is missing. Usage: scripts/deps.sh [build|check|bench|fault-patterns]
 set -euo pipefail
 profile=${1:-build}
 build_pkgs=(cmake make g++ clang llvm pkg-config libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
   libzstd-dev libcli11-dev libfmt-dev nlohmann-json3-dev libncurses-dev libsqlite3-dev
   libgtest-dev libgmock-dev)
-check_pkgs=(procps python3 tmux)
+# check: go tool pprof reads the pprof export, sqlite3 the database, chromium renders the report.
+check_pkgs=(procps python3 tmux golang-go sqlite3 chromium)
 bench_pkgs=(linux-perf bpftrace libbpf-tools bc)
+# make fault-patterns: the real programs of docs/fault-patterns.md, and chromium for the PNGs.
+pattern_pkgs=(g++ sysbench iperf3 chromium)
 pkgs=("${build_pkgs[@]}")
 case "$profile" in
   build) ;;
   check) pkgs+=("${check_pkgs[@]}") ;;
   bench) pkgs+=("${check_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  *) echo "deps.sh: unknown profile '$profile' (build|check|bench)" >&2; exit 2 ;;
+  fault-patterns) pkgs+=("${pattern_pkgs[@]}") ;;
+  *) echo "deps.sh: unknown profile '$profile' (build|check|bench|fault-patterns)" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
       setup_plot(app),
       setup_doctor(app),
       setup_top(app),
+      setup_export(app),
+      setup_report(app),
   };
 
   try {

@@ -30,6 +30,8 @@ Subcommand setup_top(CLI::App& parent);
 
 // Metadata of a recording made now by this process (argv, host, kernel, wall-clock start).
 RecordingMeta make_recording_meta(const std::vector<uint32_t>& pids);
+Subcommand setup_export(CLI::App& parent);
+Subcommand setup_report(CLI::App& parent);
 
 // Prints "kscope: <message>" (and the hint) on stderr, returns the exit code to use.
 int report_error(const Error& error);

@@ -586,4 +586,13 @@ Result<std::vector<SegmentPlot>> render_scatter_by_segment(std::span<const PlotP
   return plots;
 }
 
+std::vector<PageAxisRange> compress_page_axis(const std::vector<uint64_t>& pages, uint32_t rows) {
+  std::vector<PageAxisRange> out;
+  if (pages.empty() || rows == 0) return out;
+  for (const PageRange& r : compressed_ranges(pages, rows)) {
+    out.push_back({r.lo, r.hi, r.rows, r.first_row});
+  }
+  return out;
+}
+
 }  // namespace kscope

@@ -77,4 +77,16 @@ struct SegmentPlot {
 Result<std::vector<SegmentPlot>> render_scatter_by_segment(std::span<const PlotPoint> points,
                                                            const ScatterOptions& options);
 
+// The gap-compressed page axis the plots above use, for other renderers (the HTML report) that
+// must draw the same axis. `pages` must be sorted, distinct and non-empty; `rows` >= 1 is the
+// number of axis units to distribute. Ranges are bottom-up; one unit (a break) separates
+// neighbours: range i covers units [first_row, first_row + rows).
+struct PageAxisRange {
+  uint64_t lo = 0;  // lowest faulting page of the range
+  uint64_t hi = 0;  // highest faulting page
+  uint32_t rows = 0;
+  uint32_t first_row = 0;
+};
+std::vector<PageAxisRange> compress_page_axis(const std::vector<uint64_t>& pages, uint32_t rows);
+
 }  // namespace kscope

@@ -1,0 +1,47 @@
+// Turns the faults of a recording into the shared stack model: every distinct faulting location
+// (instruction address resolved with the mappings stored in the recording) becomes one
+// ProfileFrame, and a StackProfile has one single-frame "stack" per (process, location) with the
+// values faults and major_faults. Used by the pprof, folded, sqlite and HTML report outputs, so
+// they all name locations the same way.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "model/recording.h"
+#include "model/stack_profile.h"
+
+namespace kscope {
+
+class Symbolizer;
+
+struct FaultLocations {
+  std::vector<ProfileFrame> frames;       // distinct locations
+  std::vector<uint32_t> frame_of_fault;   // per Recording::faults index, into frames
+};
+
+// Resolves the ip of every fault. User ips use the last mapping snapshot of their process in the
+// recording (as `kscope faults` does at the end of a run); kernel ips use kallsyms. Locations that
+// resolve to the same function+offset in the same binary share a frame. Build-ids are read from
+// the binaries when they still exist.
+FaultLocations resolve_fault_locations(const Recording& recording, Symbolizer& symbolizer);
+
+// value_types: {"faults","count"}, {"major_faults","count"}. One sample per (pid, frame), comm =
+// the process's name (its main thread's last known comm).
+StackProfile fault_stack_profile(const Recording& recording, const FaultLocations& locations);
+
+// pid -> name of the process (main thread's last comm, else any thread's), tid -> thread comm.
+std::map<uint32_t, std::string> process_names(const Recording& recording);
+std::map<uint32_t, std::string> thread_names(const Recording& recording);
+
+// Sum of the final kernel counters of each process's exited threads, from the exit events.
+struct ProcessKernelCounts {
+  uint64_t minflt = 0;
+  uint64_t majflt = 0;
+  uint64_t threads = 0;  // threads whose exit was recorded
+};
+std::map<uint32_t, ProcessKernelCounts> kernel_counts_by_process(const Recording& recording);
+
+}  // namespace kscope

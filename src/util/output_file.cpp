@@ -1,0 +1,60 @@
+#include "util/output_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <utility>
+
+namespace kscope {
+
+unsigned current_umask() {
+  mode_t m = ::umask(0);
+  ::umask(m);
+  return m;
+}
+
+Result<OutputFile> OutputFile::open(const std::string& path, bool allow_stdout) {
+  if (path.empty()) return usage_error("no output file given (-o FILE)");
+  if (path == "-") {
+    if (!allow_stdout) return usage_error("this format cannot be written to stdout; give -o FILE");
+    return OutputFile(stdout, "-");
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) return errno_error(fmt::format("cannot write {}", path));
+  std::FILE* f = ::fdopen(fd, "w");
+  if (!f) {
+    ::close(fd);
+    return errno_error("fdopen");
+  }
+  return OutputFile(f, path);
+}
+
+OutputFile::OutputFile(OutputFile&& o) noexcept
+    : file_(std::exchange(o.file_, nullptr)), path_(std::move(o.path_)) {}
+
+OutputFile::~OutputFile() { (void)close(); }
+
+Status OutputFile::write(std::string_view data) {
+  if (std::fwrite(data.data(), 1, data.size(), file_) != data.size())
+    return errno_error(fmt::format("cannot write {}", path_));
+  return {};
+}
+
+Status OutputFile::close() {
+  if (!file_) return {};
+  std::FILE* f = std::exchange(file_, nullptr);
+  bool failed = std::ferror(f) != 0;
+  if (f == stdout) {
+    if (std::fflush(f) != 0) failed = true;
+  } else if (std::fclose(f) != 0) {
+    failed = true;
+  }
+  if (failed) return errno_error(fmt::format("cannot write {}", path_));
+  return {};
+}
+
+}  // namespace kscope
