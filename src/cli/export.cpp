@@ -5,6 +5,9 @@
 #include <cstdio>
 #include <memory>
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
 #include "cli/recording_input.h"
 #include "export/chrome_trace.h"
@@ -13,6 +16,7 @@
 #include "export/pprof.h"
 #include "export/sqlite_export.h"
 #include "model/fault_profile.h"
+#include "model/top_recording.h"
 #include "symbols/symbolizer.h"
 #include "util/output_file.h"
 
@@ -49,12 +53,106 @@ class EventExportVisitor : public RecordingVisitor {
   uint64_t n_ = 0;
 };
 
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+// A `kscope top` recording: its whole-run profile (accounts per kernel+user stack) and slices.
+Result<int> export_top(ExportOptions& o, OutputFile& out) {
+  const std::string& fmt_name = o.format;
+  auto loaded = read_top_recording(o.path);
+  if (!loaded) {
+    Error e = std::move(loaded).error();
+    e.message = "export: " + e.message;
+    return e;
+  }
+  TopRecording& rec = *loaded;
+  if (!rec.summary.warning.empty()) std::fprintf(stderr, "kscope: %s\n", rec.summary.warning.c_str());
+  if (!rec.has_profile && fmt_name != "chrome-trace")
+    return make_error("export: " + o.path + " has no profile block (kscope top did not shut down cleanly)", 0,
+                      "--format chrome-trace still exports the slices that were written");
+  const StackProfile& p = rec.profile;
+  if (fmt_name == "csv" || fmt_name == "jsonl") {
+    // One row per account: a thread and its kernel+user stack (root first, ';'-separated).
+    bool csv = fmt_name == "csv";
+    std::string text;
+    if (csv) text = "pid,tid,comm,oncpu_ns,switches,runq_wait_ns,voluntary,involuntary,stack\n";
+    for (const auto& s : p.samples) {
+      std::string stack;
+      for (auto it = s.frames.rbegin(); it != s.frames.rend(); ++it) {
+        if (*it >= p.frames.size()) continue;
+        stack += (stack.empty() ? "" : ";") + folded_frame_name(p.frames[*it], true);
+      }
+      auto v = [&](size_t i) { return i < s.values.size() ? s.values[i] : 0; };
+      if (csv) {
+        text += fmt::format("{},{},{},{},{},{},{},{},{}\n", s.pid, s.tid, csv_field(s.comm), v(0), v(1),
+                            v(2), v(3), v(4), csv_field(stack));
+      } else {
+        nlohmann::json j = {{"pid", s.pid}, {"tid", s.tid}, {"comm", s.comm}, {"oncpu_ns", v(0)},
+                            {"switches", v(1)}, {"runq_wait_ns", v(2)}, {"voluntary", v(3)},
+                            {"involuntary", v(4)}, {"stack", stack}};
+        text += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+      }
+    }
+    KSCOPE_TRY(out.write(text));
+    KSCOPE_TRY(out.close());
+    return 0;
+  }
+  if (fmt_name == "folded") {
+    KSCOPE_TRY(write_folded(p, out.get()));
+    KSCOPE_TRY(out.close());
+    return 0;
+  }
+  if (fmt_name == "pprof") {
+    KSCOPE_ASSIGN_OR_RETURN(std::string bytes, encode_pprof(p));
+    KSCOPE_TRY(out.write(bytes));
+    KSCOPE_TRY(out.close());
+    return 0;
+  }
+  if (fmt_name == "sqlite") {
+    std::string path = out.path();
+    KSCOPE_TRY(out.close());
+    SqliteExportInput in;
+    in.profile = &p;
+    Status st = write_sqlite(in, path);
+    if (!st) {
+      ::unlink(path.c_str());
+      return std::move(st).error();
+    }
+    return 0;
+  }
+  if (fmt_name == "chrome-trace") {
+    std::vector<SchedSlice> slices;
+    slices.reserve(rec.slices.size());
+    for (const auto& s : rec.slices) slices.push_back(SchedSlice{s.pid, s.tid, s.cpu, s.start_ns, s.end_ns, s.comm});
+    ChromeTraceInput in;
+    in.slices = slices;
+    for (const auto& t : rec.threads) {
+      in.thread_names[t.tid] = t.comm;
+      if (t.tid == t.pid) in.process_names[t.pid] = t.comm;
+    }
+    in.metadata["kscope_recording"] = o.path;
+    in.metadata["hostname"] = rec.meta.hostname;
+    in.metadata["kernel_release"] = rec.meta.kernel_release;
+    in.metadata["start_wall_ns"] = std::to_string(rec.meta.start_wall_ns);
+    KSCOPE_TRY(write_chrome_trace(in, out.get()));
+    KSCOPE_TRY(out.close());
+    return 0;
+  }
+  return usage_error("unknown --format " + fmt_name);
+}
+
 Result<int> run_export(ExportOptions& o) {
   const std::string& fmt_name = o.format;
   const bool binary = fmt_name == "sqlite" || fmt_name == "pprof";
   // Fail on an unwritable path before reading anything.
   KSCOPE_ASSIGN_OR_RETURN(OutputFile out, OutputFile::open(o.output, !binary));
   o.opened_output = !out.is_stdout();
+  KSCOPE_ASSIGN_OR_RETURN(RecordingKind kind, recording_kind(o.path));
+  if (kind == RecordingKind::kTop) return export_top(o, out);
 
   if (fmt_name == "csv" || fmt_name == "jsonl") {
     FaultEventWriter writer(out.get(), fmt_name == "csv" ? EventFormat::kCsv : EventFormat::kJsonl);
@@ -73,7 +171,6 @@ Result<int> run_export(ExportOptions& o) {
   }
 
   KSCOPE_ASSIGN_OR_RETURN(Recording rec, load_recording_for(o.path, "export"));
-  if (rec.summary.kind != RecordingKind::kFaults) return top_not_supported("export");
 
   if (fmt_name == "folded") {
     return make_error(
@@ -137,7 +234,7 @@ Subcommand setup_export(CLI::App& parent) {
       "export",
       "Write a recording in a format other tools read.\n"
       "  kscope export RECORDING --format FORMAT -o FILE");
-  app->add_option("recording", o->path, "Recording file (kscope faults -o)")->required();
+  app->add_option("recording", o->path, "Recording file (kscope faults -o or kscope top -o)")->required();
   app->add_option("--format", o->format,
                   "csv | jsonl: one line per fault (the columns of 'faults --events'); "
                   "sqlite: a database (tables meta, processes, threads, mappings, faults, frames, "

@@ -8,7 +8,9 @@
 
 #include "cli/commands.h"
 #include "cli/recording_input.h"
+#include "model/top_recording.h"
 #include "render/report_html.h"
+#include "render/top_report.h"
 #include "symbols/symbolizer.h"
 #include "util/output_file.h"
 
@@ -43,7 +45,7 @@ Result<int> run_report(ReportCliOptions& o) {
   o.opened_output = !out.is_stdout();
   if (!o.svg_dir.empty()) KSCOPE_TRY(prepare_svg_dir(o.svg_dir));
 
-  KSCOPE_ASSIGN_OR_RETURN(Recording rec, load_recording_for(o.path, "report"));
+  KSCOPE_ASSIGN_OR_RETURN(RecordingKind kind, recording_kind(o.path));
   ReportOptions ro;
   ro.title = o.title;
   ro.source_path = o.path;
@@ -51,13 +53,23 @@ Result<int> run_report(ReportCliOptions& o) {
   ro.density_threshold = o.density_threshold;
   Symbolizer symbolizer;
   ReportOutput report;
-  switch (rec.summary.kind) {
-    case RecordingKind::kFaults: {
-      KSCOPE_ASSIGN_OR_RETURN(report, build_fault_report(rec, ro, symbolizer, !o.svg_dir.empty()));
-      break;
+  bool empty = false;
+  if (kind == RecordingKind::kTop) {
+    auto top = read_top_recording(o.path);
+    if (!top) {
+      Error e = std::move(top).error();
+      e.message = "report: " + e.message;
+      return e;
     }
-    default:
-      return top_not_supported("report");
+    if (!top->summary.warning.empty()) std::fprintf(stderr, "kscope: %s\n", top->summary.warning.c_str());
+    KSCOPE_ASSIGN_OR_RETURN(report, build_top_report(*top, ro, !o.svg_dir.empty()));
+    empty = top->profile.samples.empty();
+    if (empty) std::fprintf(stderr, "kscope: report: no on-CPU time recorded in %s\n", o.path.c_str());
+  } else {
+    KSCOPE_ASSIGN_OR_RETURN(Recording rec, load_recording_for(o.path, "report"));
+    KSCOPE_ASSIGN_OR_RETURN(report, build_fault_report(rec, ro, symbolizer, !o.svg_dir.empty()));
+    empty = rec.faults.empty();
+    if (empty) std::fprintf(stderr, "kscope: report: no faults recorded in %s\n", o.path.c_str());
   }
   KSCOPE_TRY(out.write(report.html));
   KSCOPE_TRY(out.close());
@@ -67,7 +79,6 @@ Result<int> run_report(ReportCliOptions& o) {
     KSCOPE_TRY(f->write(fig.svg));
     KSCOPE_TRY(f->close());
   }
-  if (rec.faults.empty()) std::fprintf(stderr, "kscope: report: no faults recorded in %s\n", o.path.c_str());
   return 0;
 }
 
@@ -81,7 +92,7 @@ Subcommand setup_report(CLI::App& parent) {
       "and kernel-counter reconciliation, zoomable fault scatter (all and per segment), cumulative "
       "faults, latency histogram, top functions and pages, a flame graph.\n"
       "  kscope report RECORDING -o report.html [--svg DIR]");
-  app->add_option("recording", o->path, "Recording file (kscope faults -o)")->required();
+  app->add_option("recording", o->path, "Recording file (kscope faults -o or kscope top -o)")->required();
   app->add_option("-o,--output", o->output, "HTML file to write ('-' = stdout); created 0666 minus umask")
       ->required();
   app->add_option("--svg", o->svg_dir, "Also write every figure as a standalone SVG file into DIR");

@@ -230,6 +230,38 @@ TEST_F(TopRuntime, RecordingHoldsSlicesAndProfile) {
   expect_within(profile_ns, full.cpu_ns, 0.02, 20000, "profile on-CPU vs schedstat");
   EXPECT_EQ(r->profile.value_types.at(0).type, "oncpu");
   EXPECT_EQ(r->counters.lost(), 0u);
+
+  // The formats others read, from the same recording.
+  auto ok = run({kKscope, "export", rec, "--format", "folded", "-o", path("f.folded")});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(read_file(path("f.folded")).find("spin_full;"), std::string::npos);
+  ok = run({kKscope, "export", rec, "--format", "chrome-trace", "-o", path("t.json")});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  auto trace = nlohmann::json::parse(read_file(path("t.json")));
+  uint64_t complete_events = 0;
+  for (const auto& e : trace.at("traceEvents"))
+    if (e.value("ph", "") == "X" && e.value("tid", 0u) == full.tid) ++complete_events;
+  EXPECT_EQ(complete_events, slices) << "one complete event per slice of spin_full";
+  ok = run({kKscope, "report", rec, "-o", path("r.html")});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  std::string html = read_file(path("r.html"));
+  EXPECT_NE(html.find("On-CPU time by kernel+user stack"), std::string::npos);
+  EXPECT_NE(html.find("spin_full"), std::string::npos);
+  std::string go;
+  for (const char* c : {"/usr/bin/go", "/usr/lib/go/bin/go"})
+    if (access(c, X_OK) == 0) go = c;
+  if (go.empty()) {
+    if (bpf_required()) FAIL() << "KSCOPE_REQUIRE_BPF=1 but go (golang-go) is missing";
+    GTEST_SKIP() << "go not found (Debian package golang-go): pprof part skipped";
+  }
+  ok = run({kKscope, "export", rec, "--format", "pprof", "-o", path("p.pb.gz")});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  ok = run({"/usr/bin/env", "HOME=" + path(""), "GOCACHE=" + path("cache"), "GOPATH=" + path("go"),
+            "GOTOOLCHAIN=local", "GOFLAGS=", "GOPROXY=off", go, "tool", "pprof", "-top", path("p.pb.gz")},
+           120);
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  // spin_full spent most of the recorded on-CPU time in spin_until (or what it called).
+  EXPECT_NE(ok.out.find("spin_until"), std::string::npos) << ok.out;
 }
 
 TEST_F(TopRuntime, NoSuchPidIsAClearError) {
