@@ -190,6 +190,9 @@ Result<int> run_top(const TopCliOptions& o) {
   so.trace.max_accounts = o.max_accounts;
   so.trace.max_stacks = o.max_stacks;
   so.trace.record_slices = !o.output_path.empty();
+  // Without a recording the ring buffer carries only rare process events: keep it small (its
+  // pages are mapped into this process and count in its RSS).
+  so.trace.ringbuf_bytes = so.trace.record_slices ? (8u << 20) : (256u << 10);
   so.trace.verbosity = global_options().verbose;
   so.keep_whole_run = !o.folded_path.empty() || !o.output_path.empty();
   so.recording_path = o.output_path;

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# make bench, kscope top part: (1) overhead on a context-switch-heavy workload (perf bench sched
+# pipe) untraced, under kscope top, BCC's offcputime, perf sched record and a bpftrace
+# kstack+ustack count, interleaved rounds, medians, ratios; (2) kscope top's own CPU use and RSS
+# while its live screen refreshes every second with 500 processes waking up.
+#   ROUNDS (default 5)  LOOPS (default 200000 pipe round trips)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD_DIR:-build}
+KSCOPE=$PWD/$BUILD/kscope
+ROUNDS=${ROUNDS:-5}
+LOOPS=${LOOPS:-200000}
+OUT=bench/results
+mkdir -p "$OUT"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"; tmux -L kscope-bench kill-server 2>/dev/null || true' EXIT
+have() { command -v "$1" >/dev/null 2>&1; }
+if [[ $(id -u) -ne 0 ]]; then echo "bench: needs root" >&2; exit 1; fi
+have perf || { echo "bench: perf (linux-perf) is required for the workload" >&2; exit 1; }
+[[ -d /sys/kernel/tracing/events ]] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
+
+configs=(untraced kscope-top)
+have offcputime && configs+=(offcputime)
+configs+=(perf-sched-record)
+have bpftrace && configs+=(bpftrace-stacks)
+
+workload() { perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}'; }
+
+# Starts a tracer in the background, waits until it is attached (its output says so).
+start_bg() {  # log needle cmd...
+  local log=$1 needle=$2
+  shift 2
+  "$@" > "$log" 2>&1 &
+  bg_pid=$!
+  for _ in $(seq 100); do grep -q "$needle" "$log" 2>/dev/null && return 0; sleep 0.1; done
+  echo "bench: '$*' did not start:" >&2; cat "$log" >&2; return 1
+}
+stop_bg() { kill -INT "$bg_pid" 2>/dev/null || true; wait "$bg_pid" 2>/dev/null || true; }
+
+run_one() {
+  local cfg=$1 t
+  case $cfg in
+    untraced) t=$(workload) ;;
+    kscope-top)
+      start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600
+      t=$(workload); stop_bg
+      grep -q "RANK" "$tmp/k.log" || { echo "bench: kscope top printed no table" >&2; cat "$tmp/k.log" >&2; exit 1; } ;;
+    offcputime)
+      start_bg "$tmp/o.log" "Tracing" offcputime 600
+      t=$(workload); stop_bg ;;
+    perf-sched-record)
+      t=$(perf sched record -q -o "$tmp/sched.data" -- perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}') ;;
+    bpftrace-stacks)
+      start_bg "$tmp/b.log" "Attaching" bpftrace -e 'tracepoint:sched:sched_switch { @[kstack, ustack] = count(); }'
+      t=$(workload); stop_bg ;;
+  esac
+  echo "$t"
+}
+
+declare -A samples
+echo "bench: $ROUNDS interleaved rounds of: ${configs[*]} (perf bench sched pipe -l $LOOPS)" >&2
+for ((r = 1; r <= ROUNDS; r++)); do
+  for cfg in "${configs[@]}"; do
+    t=$(run_one "$cfg")
+    [[ -n "$t" ]] || { echo "bench: $cfg produced no time" >&2; exit 1; }
+    samples[$cfg]+="$t "
+  done
+  echo "bench: round $r/$ROUNDS done" >&2
+done
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+base=$(echo "${samples[untraced]}" | median)
+
+# ---- kscope top's own cost with 500 processes waking up every 100 ms, live screen at 1 s.
+SLEEPERS=${SLEEPERS:-500}
+SECS=${SECS:-30}
+"$BUILD/progs/sleepers" "$SLEEPERS" 100 $((SECS + 10)) &
+sl=$!
+sleep 2
+tmux -L kscope-bench new-session -d -x 160 -y 50 "$KSCOPE top -d 1"
+sleep 3
+kpid=$(pgrep -n -f "$KSCOPE top -d 1")
+ticks() { awk '{print $14 + $15}' "/proc/$kpid/stat"; }
+t0=$(ticks); s0=$(date +%s.%N)
+sleep "$SECS"
+t1=$(ticks); s1=$(date +%s.%N)
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$kpid/status")
+rss=$(awk '/VmRSS/ {print $2}' "/proc/$kpid/status")
+tmux -L kscope-bench send-keys q
+sleep 1
+kill "$sl" 2>/dev/null || true; pkill -P "$sl" 2>/dev/null || true; wait "$sl" 2>/dev/null || true
+hz=$(getconf CLK_TCK)
+cpu_pct=$(echo "scale=2; 100 * ($t1 - $t0) / $hz / ($s1 - $s0)" | bc -l)
+
+report=$OUT/top-$(date +%Y%m%d-%H%M%S).md
+{
+  echo "### kscope top overhead ($(date -u +%Y-%m-%d), $ROUNDS interleaved rounds)"
+  echo
+  echo "Machine: $(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  echo "Workload: \`perf bench sched pipe -l $LOOPS\` (two processes ping-ponging over pipes: $((LOOPS * 2)) context switches at least); its own Total time"
+  echo
+  echo "| set-up | median time | slowdown vs untraced | all runs (s) |"
+  echo "| --- | --- | --- | --- |"
+  for cfg in "${configs[@]}"; do
+    m=$(echo "${samples[$cfg]}" | median)
+    printf '| %s | %.3f s | %.2fx | %s|\n' "$cfg" "$m" "$(echo "scale=3; $m / $base" | bc -l)" "${samples[$cfg]}"
+  done
+  echo
+  echo "kscope top live screen (\`kscope top -d 1\` in a 160x50 tmux), $SLEEPERS processes each waking every 100 ms, ${SECS} s: kscope's own CPU ${cpu_pct}% of one core, RSS ${rss} kB (peak ${hwm} kB)."
+} | tee "$report"
+echo "bench: written to $report" >&2
