@@ -48,6 +48,7 @@ struct TopCliOptions {
   std::string by = "stack";
   bool kernel_only = false;
   bool user_only = false;
+  bool no_stacks = false;
   bool once = false;
   double duration_s = 0;
   std::string format = "text";
@@ -185,8 +186,8 @@ Result<int> run_top(const TopCliOptions& o) {
   so.trace.comm = o.comm;
   so.trace.include_idle = o.idle;
   if (o.kernel_only && o.user_only) return usage_error("--kernel-only and --user-only exclude each other");
-  so.trace.kernel_stacks = !o.user_only;
-  so.trace.user_stacks = !o.kernel_only;
+  so.trace.kernel_stacks = !o.user_only && !o.no_stacks;
+  so.trace.user_stacks = !o.kernel_only && !o.no_stacks;
   so.trace.max_accounts = o.max_accounts;
   so.trace.max_stacks = o.max_stacks;
   so.trace.record_slices = !o.output_path.empty();
@@ -320,6 +321,10 @@ Subcommand setup_top(CLI::App& parent) {
   auto* ko = app->add_flag("--kernel-only", o->kernel_only, "Collect and show kernel stacks only");
   auto* uo = app->add_flag("--user-only", o->user_only, "Collect and show user stacks only");
   ko->excludes(uo);
+  auto* ns = app->add_flag("--no-stacks", o->no_stacks,
+                           "Collect no stacks: per-thread accounting only, the cheapest mode");
+  ns->excludes(ko);
+  ns->excludes(uo);
   app->add_flag("--once", o->once,
                 "Batch mode: measure for --duration (default 1 s), print one table, exit");
   app->add_flag("--batch", o->batch, "Batch output even when stdout is a terminal");
