@@ -151,6 +151,27 @@ TEST_F(TopRuntime, PerThreadTimesAndSwitchesMatchKernelCounters) {
   EXPECT_GT(got[truth["spin_full"].tid].runq + got[truth["spin_third"].tid].runq, 0u);
 }
 
+// Without stacks the per-thread numbers are the same; rows carry no frames.
+TEST_F(TopRuntime, NoStacksKeepsExactPerThreadCounts) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  std::string out =
+      run_measured({"--by", "tid", "--no-stacks", "--format", "json", "-n", "100"}, 200, 100, 3);
+  auto j = nlohmann::json::parse(out);
+  auto truth = read_truth(path("truth"));
+  ASSERT_EQ(truth.size(), 3u);
+  auto got = per_tid(j);
+  for (const auto& [name, t] : truth) {
+    SCOPED_TRACE(name);
+    expect_within(got[t.tid].oncpu_ns, t.cpu_ns, 0.02, 20000, "on-CPU vs schedstat");
+    EXPECT_EQ(got[t.tid].vol, t.vol);
+    EXPECT_EQ(got[t.tid].invol, t.invol);
+  }
+  for (const auto& task : j.at("tasks")) {
+    EXPECT_TRUE(task.at("kernel_stack").empty());
+    EXPECT_TRUE(task.at("user_stack").empty());
+  }
+}
+
 // The sleeping thread's stacks hold the kernel's sleep path and the program's own functions;
 // the per-stack rows add up to the same per-thread truth.
 TEST_F(TopRuntime, StacksNameTheSleepPathAndTheProgramsFunctions) {
