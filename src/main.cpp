@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
       setup_faults(app),
       setup_plot(app),
       setup_doctor(app),
+      setup_monitor(app),
+      setup_study(app),
   };
 
   try {

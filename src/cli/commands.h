@@ -25,6 +25,8 @@ struct Subcommand {
 Subcommand setup_faults(CLI::App& parent);
 Subcommand setup_plot(CLI::App& parent);
 Subcommand setup_doctor(CLI::App& parent);
+Subcommand setup_monitor(CLI::App& parent);
+Subcommand setup_study(CLI::App& parent);
 
 // Prints "kscope: <message>" (and the hint) on stderr, returns the exit code to use.
 int report_error(const Error& error);
