@@ -263,8 +263,10 @@ class MonitorProcess {
   std::string socket_;
 };
 
-// Starts the workers (stopped at their exec gate), moves them into `cgroup_procs` when given,
-// registers them with a fresh monitor, releases them together and waits for all to exit.
+// Starts the workers one after another: each is created stopped at its exec gate, moved into
+// `cgroup_procs` when given, registered with a fresh monitor, then released. (Releasing them all
+// at once is not possible: a worker still at its gate holds a copy of the gate pipes of the
+// workers forked before it, so those would never see their gate close.) Waits for all to exit.
 Result<RunResult> run_experiment(const std::string& out_dir, const std::string& name,
                                  const std::string& work_binary,
                                  const std::vector<WorkerSpec>& specs, int period_ms,
@@ -278,6 +280,7 @@ Result<RunResult> run_experiment(const std::string& out_dir, const std::string& 
                        period_ms));
   std::vector<LaunchedCommand> cmds;
   std::vector<std::string> logs;
+  double t0 = mono_s();
   for (size_t i = 0; i < specs.size(); ++i) {
     std::vector<std::string> argv = {work_binary};
     argv.insert(argv.end(), specs[i].args.begin(), specs[i].args.end());
@@ -296,9 +299,8 @@ Result<RunResult> run_experiment(const std::string& out_dir, const std::string& 
     if (!cgroup_procs.empty())
       KSCOPE_TRY(write_sysfs(cgroup_procs, std::to_string(cmds.back().pid())));
     KSCOPE_TRY(mon.register_pid(cmds.back().pid()));
+    KSCOPE_TRY(cmds.back().release());
   }
-  double t0 = mono_s();
-  for (auto& c : cmds) KSCOPE_TRY(c.release());
   std::vector<double> exit_time(cmds.size(), -1);
   size_t remaining = cmds.size();
   while (remaining > 0) {
