@@ -35,7 +35,10 @@ SampleRow compute_row(const ProcReading& prev, const ProcReading& cur, uint64_t 
   uint64_t cpu_ns = delta(prev.cpu_ticks, cur.cpu_ticks) * units.tick_ns;
   r.cpu_time_ns = cpu_ns;
   r.cpu_util = wall_ns > 0 ? static_cast<double>(cpu_ns) / static_cast<double>(wall_ns) : 0.0;
-  r.rss_kb = cur.rss_pages > 0 ? static_cast<uint64_t>(cur.rss_pages) * units.page_kb : 0;
+  if (cur.vm_rss_kb)
+    r.rss_kb = *cur.vm_rss_kb;
+  else
+    r.rss_kb = cur.rss_pages > 0 ? static_cast<uint64_t>(cur.rss_pages) * units.page_kb : 0;
   return r;
 }
 
@@ -60,6 +63,22 @@ Result<ProcReading> parse_reading(std::string_view stat_text) {
   return r;
 }
 
+std::optional<uint64_t> parse_vm_rss_kb(std::string_view text) {
+  size_t p = text.find("\nVmRSS:");
+  if (p == std::string_view::npos) return std::nullopt;
+  p += 7;
+  while (p < text.size() && (text[p] == ' ' || text[p] == '\t')) ++p;
+  uint64_t v = 0;
+  size_t digits = 0;
+  while (p < text.size() && text[p] >= '0' && text[p] <= '9' && digits < 19) {
+    v = v * 10 + static_cast<uint64_t>(text[p] - '0');
+    ++p;
+    ++digits;
+  }
+  if (digits == 0 || text.substr(p, 3) != " kB") return std::nullopt;
+  return v;
+}
+
 Result<ReadOutcome> read_tracked(TrackedProcess& p, ProcReading& out) {
   char buf[2048];
   ssize_t n;
@@ -75,6 +94,14 @@ Result<ReadOutcome> read_tracked(TrackedProcess& p, ProcReading& out) {
   if (!r) return make_error(fmt::format("/proc/{}/stat: {}", p.pid, r.error().message));
   out = std::move(*r);
   if (out.state == 'Z' || out.state == 'X') return ReadOutcome::kExited;
+  if (p.status_fd) {
+    char sbuf[4096];
+    ssize_t m;
+    do {
+      m = ::pread(p.status_fd.get(), sbuf, sizeof(sbuf) - 1, 0);
+    } while (m < 0 && errno == EINTR);
+    if (m > 0) out.vm_rss_kb = parse_vm_rss_kb(std::string_view(sbuf, static_cast<size_t>(m)));
+  }
   return ReadOutcome::kOk;
 }
 
@@ -91,6 +118,7 @@ Result<const TrackedProcess*> Registry::add(pid_t pid, uint64_t now_ns) {
     if (errno == ENOENT) return make_error(fmt::format("no process with pid {}", pid));
     return errno_error(fmt::format("cannot open /proc/{}/stat", pid));
   }
+  p.status_fd.reset(::open(fmt::format("/proc/{}/status", pid).c_str(), O_RDONLY | O_CLOEXEC));
   struct stat st;
   if (::fstat(p.stat_fd.get(), &st) == 0) p.uid = st.st_uid;
   ProcReading first;

@@ -26,6 +26,7 @@ struct ProcReading {
   uint64_t cpu_ticks = 0;  // utime + stime, in clock ticks (USER_HZ)
   int64_t rss_pages = 0;
   uint64_t starttime_ticks = 0;
+  std::optional<uint64_t> vm_rss_kb;  // from /proc/PID/status when read; preferred over rss_pages
 };
 
 // One row of the series: a process in one period, or the aggregate (pid 0, comm "*").
@@ -63,10 +64,14 @@ void accumulate(SampleRow& aggregate, const SampleRow& row);
 // Parses /proc/PID/stat text into a reading (never trusts it to be well-formed).
 Result<ProcReading> parse_reading(std::string_view stat_text);
 
+// VmRSS in KiB from /proc/PID/status text; nullopt when absent (a zombie has no mm).
+std::optional<uint64_t> parse_vm_rss_kb(std::string_view status_text);
+
 // A registered process: its kept-open stat fd and its last reading.
 struct TrackedProcess {
   pid_t pid = 0;
   Fd stat_fd;
+  Fd status_fd;  // for VmRSS: exact, where stat's rss field is an approximate per-CPU sum
   ProcReading last;
   uint64_t last_time_ns = 0;
   std::optional<SampleRow> latest;  // the most recent row (for status and /metrics)

@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   uint64_t mb = 0, accesses = 0, iterations = 20, seed = 1;
   std::string pattern;
   bool do_register = false;
+  uint64_t hold_ms = 0;
   std::string socket;
   app.add_option("--mb", mb, "MiB to allocate (1..1048576)")->required();
   app.add_option("--pattern", pattern, "random | locality | sequential")
@@ -70,6 +71,8 @@ int main(int argc, char** argv) {
   app.add_option("--accesses", accesses, "Accesses per iteration (1..1e10)")->required();
   app.add_option("--iterations", iterations, "Iterations (default 20)");
   app.add_option("--seed", seed, "Seed of the pseudo-random choices (default 1)");
+  app.add_option("--hold-ms", hold_ms,
+                 "After the last access, keep the memory and sleep this long before reporting");
   app.add_flag("--register", do_register,
                "Register with a running kscope monitor at start, unregister at exit");
   app.add_option("--socket", socket, "The monitor's control socket (default as kscope monitor)");
@@ -132,6 +135,7 @@ int main(int argc, char** argv) {
       ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
              -1, 0));
   int rc = 0;
+  double work_end = 0;  // elapsed time excludes --hold-ms
   if (region == MAP_FAILED) {
     std::perror("kscope-work: mmap");
     rc = 1;
@@ -159,9 +163,15 @@ int main(int argc, char** argv) {
         if ((a & 0xffff) == 0 && g_stop) break;
       }
     }
+    work_end = now_ms();
+    // Holding: the counters stay still, so a monitor's totals can be compared with /proc.
+    for (uint64_t slept = 0; slept < hold_ms && !g_stop; slept += 10) {
+      timespec ts{0, 10'000'000};
+      nanosleep(&ts, nullptr);
+    }
     ::munmap(const_cast<uint8_t*>(region), bytes);
   }
-  double elapsed = now_ms() - t0;
+  double elapsed = (work_end > 0 ? work_end : now_ms()) - t0;
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   double cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +

@@ -36,6 +36,17 @@ TEST(MonitorSampler, DeltasTotalsAndUtilization) {
   EXPECT_EQ(r.rss_kb, 4800u);
 }
 
+TEST(MonitorSampler, VmRssFromStatusIsPreferred) {
+  EXPECT_EQ(parse_vm_rss_kb("Name:\tx\nVmRSS:\t   69108 kB\nRssAnon: 1 kB\n"), 69108u);
+  EXPECT_FALSE(parse_vm_rss_kb("Name:\tx\nState:\tZ\n").has_value());
+  EXPECT_FALSE(parse_vm_rss_kb("Name:\tx\nVmRSS:\t   12 MB\n").has_value());
+  EXPECT_FALSE(parse_vm_rss_kb("Name:\tx\nVmRSS:\t   \n").has_value());
+  ProcReading a{"w", 'R', 0, 0, 0, 1000, 0};
+  ProcReading b = a;
+  b.vm_rss_kb = 3996;
+  EXPECT_EQ(compute_row(a, b, 1, units100hz()).rss_kb, 3996u);
+}
+
 TEST(MonitorSampler, CountersGoingBackwardsGiveZeroNotAWrap) {
   ProcReading a{"w", 'R', 500, 9, 20, 10, 0};
   ProcReading b{"w", 'R', 400, 2, 10, -1, 0};
