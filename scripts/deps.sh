@@ -6,7 +6,7 @@ profile=${1:-build}
 build_pkgs=(cmake make g++ clang llvm pkg-config libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
   libzstd-dev libcli11-dev libfmt-dev nlohmann-json3-dev libncurses-dev libsqlite3-dev
   libgtest-dev libgmock-dev)
-check_pkgs=(procps python3 tmux)
+check_pkgs=(procps python3 tmux prometheus util-linux)
 bench_pkgs=(linux-perf bpftrace libbpf-tools bc)
 pkgs=("${build_pkgs[@]}")
 case "$profile" in

@@ -266,7 +266,9 @@ class MonitorProcess {
 // Starts the workers one after another: each is created stopped at its exec gate, moved into
 // `cgroup_procs` when given, registered with a fresh monitor, then released. (Releasing them all
 // at once is not possible: a worker still at its gate holds a copy of the gate pipes of the
-// workers forked before it, so those would never see their gate close.) Waits for all to exit.
+// workers forked before it, so those would never see their gate close.) Released workers wait
+// on a start pipe (kscope-work --start-fd) that is closed once all are ready, so they begin
+// their work at the same moment. Waits for all to exit.
 Result<RunResult> run_experiment(const std::string& out_dir, const std::string& name,
                                  const std::string& work_binary,
                                  const std::vector<WorkerSpec>& specs, int period_ms,
@@ -278,11 +280,15 @@ Result<RunResult> run_experiment(const std::string& out_dir, const std::string& 
   MonitorProcess mon;
   KSCOPE_TRY(mon.start(socket, result.csv_path, fmt::format("{}/.{}.monitor.log", out_dir, name),
                        period_ms));
+  int start_pipe[2];
+  if (::pipe(start_pipe) != 0) return errno_error("pipe");
+  Fd start_read(start_pipe[0]);   // inherited by the workers
+  Fd start_write(start_pipe[1]);  // closed at their exec, and by us to start them
+  ::fcntl(start_write.get(), F_SETFD, FD_CLOEXEC);
   std::vector<LaunchedCommand> cmds;
   std::vector<std::string> logs;
-  double t0 = mono_s();
   for (size_t i = 0; i < specs.size(); ++i) {
-    std::vector<std::string> argv = {work_binary};
+    std::vector<std::string> argv = {work_binary, "--start-fd", std::to_string(start_read.get())};
     argv.insert(argv.end(), specs[i].args.begin(), specs[i].args.end());
     std::string log = fmt::format("{}/.{}.worker{}.out", out_dir, name, i);
     logs.push_back(log);
@@ -301,6 +307,9 @@ Result<RunResult> run_experiment(const std::string& out_dir, const std::string& 
     KSCOPE_TRY(mon.register_pid(cmds.back().pid()));
     KSCOPE_TRY(cmds.back().release());
   }
+  start_read.reset();
+  double t0 = mono_s();
+  start_write.reset();  // all workers start now
   std::vector<double> exit_time(cmds.size(), -1);
   size_t remaining = cmds.size();
   while (remaining > 0) {

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
   std::string pattern;
   bool do_register = false;
   uint64_t hold_ms = 0;
+  int start_fd = -1;
   std::string socket;
   app.add_option("--mb", mb, "MiB to allocate (1..1048576)")->required();
   app.add_option("--pattern", pattern, "random | locality | sequential")
@@ -73,6 +75,9 @@ int main(int argc, char** argv) {
   app.add_option("--seed", seed, "Seed of the pseudo-random choices (default 1)");
   app.add_option("--hold-ms", hold_ms,
                  "After the last access, keep the memory and sleep this long before reporting");
+  app.add_option("--start-fd", start_fd,
+                 "Wait until file descriptor FD (an inherited pipe) reaches end-of-file before "
+                 "allocating: lets a driver start many processes at the same moment");
   app.add_flag("--register", do_register,
                "Register with a running kscope monitor at start, unregister at exit");
   app.add_option("--socket", socket, "The monitor's control socket (default as kscope monitor)");
@@ -126,6 +131,19 @@ int main(int argc, char** argv) {
                    r ? r->message.c_str() : r.error().describe().c_str());
       return 1;
     }
+  }
+
+  if (start_fd >= 0) {
+    char b;
+    ssize_t n;
+    while ((n = ::read(start_fd, &b, 1)) != 0) {
+      if (n < 0 && errno != EINTR) {
+        std::perror("kscope-work: --start-fd");
+        return 2;
+      }
+      if (g_stop) return 130;
+    }
+    ::close(start_fd);
   }
 
   uint64_t bytes = mb << 20;

@@ -91,8 +91,9 @@ struct Monitor {
 
 struct Child {
   int pid = -1;
-  explicit Child(const std::vector<std::string>& argv, const std::string& out = {}) {
-    pid = spawn(argv, out);
+  explicit Child(const std::vector<std::string>& argv, const std::string& out = {},
+                 const std::string& err = {}) {
+    pid = spawn(argv, out, err);
   }
   int wait(double t = 60) {
     int st = wait_for(pid, t);
@@ -429,7 +430,8 @@ TEST(MonitorRuntime, SmallRingLapsAReaderAndItSaysSo) {
   ASSERT_TRUE(m.call(fmt::format("register {}", sleeper2.pid)).ok);
   // 3 rows per 5 ms period into 4 slots: a reader polling every 2.5 ms, stopped by SIGSTOP for a
   // while, must be lapped.
-  Child reader({kKscope, "monitor", "read", "--follow", "--shm", shm}, dir / "read.csv");
+  Child reader({kKscope, "monitor", "read", "--follow", "--shm", shm}, dir / "read.csv",
+               dir / "read.err");
   sleep_s(0.2);
   ::kill(reader.pid, SIGSTOP);
   sleep_s(0.3);
@@ -438,8 +440,12 @@ TEST(MonitorRuntime, SmallRingLapsAReaderAndItSaysSo) {
   EXPECT_EQ(m.stop(), 0);
   EXPECT_EQ(reader.wait(10), 0);
   ::shm_unlink(("/" + shm).c_str());
-  // The reader's stderr went to /dev/null via spawn; check it through a rerun instead: the
-  // rows it printed must have a gap in period times.
+  std::string err = read_file(dir / "read.err");
+  EXPECT_NE(err.find("reader lapped by the monitor"), std::string::npos) << err;
+  std::smatch mm;
+  ASSERT_TRUE(std::regex_search(err, mm, std::regex("(\\d+) lost to lapping"))) << err;
+  EXPECT_GT(std::stoull(mm[1]), 30u) << "0.3 s stopped at 600 rows/s";
+  // The rows it printed have a gap where it was lapped.
   auto rows = parse_csv(read_file(dir / "read.csv"));
   ASSERT_GT(rows.size(), 5u);
   double max_gap = 0;
