@@ -5,7 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 KSCOPE := $(BUILD_DIR)/kscope
 
-.PHONY: all build deps deps-check deps-bench configure demo check unit-test runtime-test bench clean
+.PHONY: all build deps deps-check deps-bench configure demo check unit-test runtime-test bench studies clean
 
 all: build
 
@@ -42,6 +42,14 @@ runtime-test: build
 
 bench: deps-bench build
 	@bench/run.sh
+
+# The two kscope monitor case studies at full size, into docs/studies/ (thrashing needs root; it
+# sets up a memory cgroup and zram swap and restores both).
+studies: build
+	@$(KSCOPE) study locality --out docs/studies > /dev/null
+	@$(KSCOPE) study thrashing --out docs/studies > /dev/null
+	@rm -f docs/studies/.*.out docs/studies/.*.log
+	@echo "studies: written to docs/studies/" >&2
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log

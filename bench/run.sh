@@ -76,3 +76,7 @@ report=$OUT/faults-$(date +%Y%m%d-%H%M%S).md
   done
 } | tee "$report"
 echo "bench: written to $report" >&2
+
+# kscope monitor: sampling-period jitter and the monitor's own CPU (bench/monitor.sh, also
+# runnable on its own).
+bench/monitor.sh

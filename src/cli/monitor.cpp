@@ -82,7 +82,6 @@ Result<int> run_monitor_main(const MonitorCliOptions& c) {
     o.listen = addr;
   }
   KSCOPE_ASSIGN_OR_RETURN(o.socket_path, resolve_socket(c.socket, &o.socket_default_dir));
-  if (c.output == "-" ) o.quiet = o.quiet;  // CSV to stdout; messages stay on stderr
   return run_monitor(o);
 }
 

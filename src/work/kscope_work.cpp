@@ -192,8 +192,9 @@ int main(int argc, char** argv) {
   double elapsed = (work_end > 0 ? work_end : now_ms()) - t0;
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  double cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
-                  (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+  double user_ms = ru.ru_utime.tv_sec * 1e3 + ru.ru_utime.tv_usec / 1e3;
+  double sys_ms = ru.ru_stime.tv_sec * 1e3 + ru.ru_stime.tv_usec / 1e3;
+  double cpu_ms = user_ms + sys_ms;
   if (do_register) {
     auto r = kscope::monitor::call_monitor(socket_path, fmt::format("unregister {}", ::getpid()));
     if (!r || !r->ok)
@@ -201,11 +202,12 @@ int main(int argc, char** argv) {
                    r ? r->message.c_str() : r.error().describe().c_str());
   }
   std::printf("kscope-work: pid=%d pattern=%s mb=%llu accesses=%llu iterations=%llu "
-              "elapsed_ms=%.3f min_faults=%ld maj_faults=%ld cpu_ms=%.1f%s\n",
+              "elapsed_ms=%.3f min_faults=%ld maj_faults=%ld cpu_ms=%.1f user_ms=%.1f "
+              "sys_ms=%.1f%s\n",
               static_cast<int>(::getpid()), pattern.c_str(), static_cast<unsigned long long>(mb),
               static_cast<unsigned long long>(accesses),
               static_cast<unsigned long long>(iterations), elapsed, ru.ru_minflt, ru.ru_majflt,
-              cpu_ms, g_stop ? " interrupted=1" : "");
+              cpu_ms, user_ms, sys_ms, g_stop ? " interrupted=1" : "");
   std::fflush(stdout);
   return rc ? rc : (g_stop ? 130 : 0);
 }

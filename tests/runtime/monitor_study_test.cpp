@@ -109,11 +109,16 @@ TEST(StudyRuntime, ShortThrashingStudyCreatesPressureAndRestoresIt) {
   EXPECT_EQ(t[0][0], "n");
   EXPECT_EQ(t[1][0], "1");
   EXPECT_EQ(t[2][0], "4");
-  uint64_t maj1 = std::stoull(t[1][4]), maj4 = std::stoull(t[2][4]);
-  EXPECT_EQ(maj1, 0u) << "16 MiB fit in a 40 MiB limit";
+  ASSERT_EQ(t[0].size(), 8u);
+  uint64_t maj1 = std::stoull(t[1][5]), maj4 = std::stoull(t[2][5]);
+  // 16 MiB fit in a 40 MiB limit (a few major faults can come from the binary's own pages,
+  // evicted from the page cache by the cgroup's earlier pressure).
+  EXPECT_LT(maj1, 100u);
   EXPECT_GT(maj4, 500u) << "4 x 16 MiB do not: pages go to swap and come back as major faults";
-  EXPECT_EQ(t[1][6], "0");
-  EXPECT_EQ(t[2][6], "0");
+  EXPECT_EQ(t[1][7], "0");
+  EXPECT_EQ(t[2][7], "0");
+  std::string md = read_file(dir / "thrashing.md");
+  EXPECT_NE(md.find("Total CPU utilization (monitor) peaks at N = "), std::string::npos) << md;
   // The monitor saw the major faults too.
   uint64_t seen = 0;
   for (const auto& row : read_csv(dir / "thrashing-n4.csv"))
