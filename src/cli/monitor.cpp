@@ -32,6 +32,8 @@ struct MonitorCliOptions {
   uint32_t ring_slots = 65536;
   size_t max_procs = 1024;
   bool quiet = false;
+  bool exact_rss = false;
+  bool no_realtime = false;
   std::vector<std::string> command;
 };
 
@@ -69,6 +71,8 @@ Result<int> run_monitor_main(const MonitorCliOptions& c) {
   o.csv_path = c.output;
   o.command = c.command;
   o.quiet = c.quiet;
+  o.exact_rss = c.exact_rss;
+  o.realtime = !c.no_realtime;
   o.ring_slots = c.ring_slots;
   if (c.no_shm && !c.shm.empty()) return usage_error("--shm and --no-shm exclude each other");
   if (!c.no_shm) {
@@ -193,6 +197,13 @@ Subcommand setup_monitor(CLI::App& parent) {
   app->add_option("--duration", o->duration_s, "Stop after SECONDS (default: until Ctrl-C)");
   app->add_option("--max-procs", o->max_procs, "At most this many registered processes (1024)");
   app->add_flag("-q,--quiet", o->quiet, "No message per registration/exit on stderr");
+  app->add_flag("--exact-rss", o->exact_rss,
+                "RSS from VmRSS of /proc/PID/status (exact) instead of the rss field of "
+                "/proc/PID/stat (the kernel's per-CPU counter read without summing: off by at "
+                "most 32 pages per CPU); doubles the sampling cost");
+  app->add_flag("--no-realtime", o->no_realtime,
+                "As root, do not run the sampling loop SCHED_FIFO (default: it does, so the "
+                "period holds on a saturated machine)");
   app->add_option("command", o->command,
                   "COMMAND [ARGS...] to start (as the invoking user) and monitor; the monitor "
                   "ends when it exits");

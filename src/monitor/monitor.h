@@ -33,6 +33,8 @@ struct MonitorOptions {
   double duration_s = 0;          // 0: until stopped (or COMMAND exits)
   size_t max_processes = 1024;
   bool quiet = false;             // no per-event messages on stderr
+  bool exact_rss = false;         // VmRSS from /proc/PID/status (else stat's approximate rss)
+  bool realtime = true;           // as root: SCHED_FIFO for the sampling loop (not inherited)
 };
 
 // The CSV header, exactly.

@@ -118,7 +118,8 @@ Result<const TrackedProcess*> Registry::add(pid_t pid, uint64_t now_ns) {
     if (errno == ENOENT) return make_error(fmt::format("no process with pid {}", pid));
     return errno_error(fmt::format("cannot open /proc/{}/stat", pid));
   }
-  p.status_fd.reset(::open(fmt::format("/proc/{}/status", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  if (exact_rss_)
+    p.status_fd.reset(::open(fmt::format("/proc/{}/status", pid).c_str(), O_RDONLY | O_CLOEXEC));
   struct stat st;
   if (::fstat(p.stat_fd.get(), &st) == 0) p.uid = st.st_uid;
   ProcReading first;

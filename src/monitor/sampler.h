@@ -71,7 +71,7 @@ std::optional<uint64_t> parse_vm_rss_kb(std::string_view status_text);
 struct TrackedProcess {
   pid_t pid = 0;
   Fd stat_fd;
-  Fd status_fd;  // for VmRSS: exact, where stat's rss field is an approximate per-CPU sum
+  Fd status_fd;  // for VmRSS (--exact-rss): exact, where stat's rss is an approximate read
   ProcReading last;
   uint64_t last_time_ns = 0;
   std::optional<SampleRow> latest;  // the most recent row (for status and /metrics)
@@ -86,7 +86,10 @@ Result<ReadOutcome> read_tracked(TrackedProcess& p, ProcReading& out);
 
 class Registry {
  public:
-  explicit Registry(size_t max_processes) : max_(max_processes) {}
+  // exact_rss: read VmRSS from /proc/PID/status (exact, about 2x the cost of reading stat);
+  // otherwise stat's rss field (the kernel's approximate per-CPU counter, off by a few pages).
+  explicit Registry(size_t max_processes, bool exact_rss = false)
+      : max_(max_processes), exact_rss_(exact_rss) {}
 
   // Errors: no such process, kernel thread, already registered, registry full.
   Result<const TrackedProcess*> add(pid_t pid, uint64_t now_ns);
@@ -109,6 +112,7 @@ class Registry {
 
  private:
   size_t max_;
+  bool exact_rss_;
   std::map<pid_t, TrackedProcess> procs_;
   SampleRow totals_;
 };

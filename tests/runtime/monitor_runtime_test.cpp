@@ -312,7 +312,7 @@ TEST(MonitorRuntime, ExitedProcessLeavesTheListAndSamplingResumes) {
 
 TEST(MonitorRuntime, CumulativeTotalsEqualProc) {
   TempDir dir;
-  Monitor m(dir, {"--no-shm", "-o", dir / "s.csv"});
+  Monitor m(dir, {"--no-shm", "--exact-rss", "-o", dir / "s.csv"});
   ASSERT_TRUE(m.ready()) << m.err();
   Child work({kWork, "--mb", "64", "--pattern", "random", "--accesses", "30000", "--iterations",
               "4", "--hold-ms", "20000"});
@@ -363,7 +363,38 @@ TEST(MonitorRuntime, CumulativeTotalsEqualProc) {
   for (const auto& r : rows)
     if (r.pid != "all") per_time[r.time_ms] += r.min;
   for (const auto& r : rows)
-    if (r.pid == "all") EXPECT_EQ(r.min, per_time[r.time_ms]) << r.time_ms;
+    if (r.pid == "all") {
+      EXPECT_EQ(r.min, per_time[r.time_ms]) << r.time_ms;
+    }
+}
+
+TEST(MonitorRuntime, DefaultRssIsWithinThePerCpuCounterError) {
+  TempDir dir;
+  Monitor m(dir, {"--no-shm"});
+  ASSERT_TRUE(m.ready()) << m.err();
+  Child work({kWork, "--mb", "64", "--pattern", "sequential", "--accesses", "1100000",
+              "--iterations", "1", "--hold-ms", "20000"});
+  ASSERT_TRUE(m.call(fmt::format("register {}", work.pid)).ok);
+  uint64_t rss = 0;
+  for (int i = 0; i < 100 && rss < 60000; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    rss = vm_rss_kb(work.pid);
+  }
+  sleep_s(0.3);
+  rss = vm_rss_kb(work.pid);
+  auto status = m.call("status");
+  std::smatch mm;
+  ASSERT_TRUE(std::regex_search(status.body, mm,
+                                std::regex(fmt::format("\\n{},kscope-work,[^,]*,[^,]*,[^,]*,[^,]*,(\\d+),",
+                                                       work.pid))))
+      << status.body;
+  int64_t seen = std::stoll(mm[1]);
+  // stat's rss reads the mm's per-CPU counters without summing them: at most 32 pages per CPU
+  // (percpu_counter_batch) plus what moved between the two readings.
+  int64_t bound = 32 * 4 * ::sysconf(_SC_NPROCESSORS_CONF) + 64;
+  EXPECT_LE(std::llabs(seen - static_cast<int64_t>(rss)), bound) << seen << " vs VmRSS " << rss;
+  EXPECT_GT(rss, 64u * 1024 * 9 / 10);
+  EXPECT_EQ(m.stop(), 0);
 }
 
 TEST(MonitorRuntime, CommandModeEndsWithTheCommandAndItsFinalCounters) {
