@@ -48,7 +48,8 @@ bench: deps-bench build
 studies: build
 	@$(KSCOPE) study locality --out docs/studies > /dev/null
 	@$(KSCOPE) study thrashing --out docs/studies > /dev/null
-	@rm -f docs/studies/.*.out docs/studies/.*.log
+	@$(KSCOPE) study thrashing --swap file --out docs/studies/swap-file > /dev/null
+	@rm -f docs/studies/.*.out docs/studies/.*.log docs/studies/swap-file/.*.out docs/studies/swap-file/.*.log
 	@echo "studies: written to docs/studies/" >&2
 
 clean:

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <time.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -107,6 +108,11 @@ int run_client(const std::string& socket, const std::string& request) {
 }
 
 volatile sig_atomic_t g_read_stop = 0;
+
+bool writer_alive(uint32_t pid) {
+  if (pid == 0) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
+}
 void on_read_stop(int) { g_read_stop = 1; }
 
 Result<int> run_read(const std::string& shm, bool follow) {
@@ -153,6 +159,11 @@ Result<int> run_read(const std::string& shm, bool follow) {
     if (!batch.rows.empty() && std::fflush(stdout) != 0) return errno_error("cannot write to stdout");
     if (!follow || g_read_stop) break;
     if (batch.rows.empty() && closed) break;
+    if (batch.rows.empty() && !writer_alive(reader.header().writer_pid)) {
+      std::fprintf(stderr, "kscope: the monitor (pid %u) is gone without closing the ring "
+                           "(killed?); stopping\n", reader.header().writer_pid);
+      break;
+    }
     if (batch.rows.empty()) {
       timespec ts{static_cast<time_t>(poll_ns / 1'000'000'000ull),
                   static_cast<long>(poll_ns % 1'000'000'000ull)};

@@ -1,7 +1,9 @@
 // kscope study locality|thrashing: the two classic virtual-memory case studies, run end to end
 // with kscope monitor and kscope-work on this machine: raw CSV, SVG plots, a markdown summary.
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/swap.h>
 #include <sys/wait.h>
@@ -224,6 +226,7 @@ class MonitorProcess {
     pid_ = ::fork();
     if (pid_ < 0) return errno_error("fork");
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // no orphaned monitor if the study is killed
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       if (fd >= 0) ::dup2(fd, 2);
       std::string exe = self_exe();
@@ -501,12 +504,18 @@ struct ThrashingOptions {
   std::string work;
 };
 
-constexpr const char* kStudyStatePath = "/run/kscope/study-state";
+// One state file per running study: /run/kscope/study-state.PID.
+constexpr const char* kStudyStateDir = "/run/kscope";
+constexpr const char* kStudyStatePrefix = "study-state.";
+
+std::string study_state_path(pid_t pid) {
+  return fmt::format("{}/{}{}", kStudyStateDir, kStudyStatePrefix, pid);
+}
 
 // The memory pressure of the thrashing study: a memory cgroup with a limit and swap (zram, or a
 // file on disk when zram is not available). Everything is undone by the destructor; the undo
-// steps are also written to /run/kscope/study-state first, so a study killed with SIGKILL is
-// cleaned up by the next one.
+// steps are also written to /run/kscope/study-state.PID before each change, so a study killed
+// with SIGKILL is cleaned up by the next one.
 class Pressure {
  public:
   ~Pressure() { restore(); }
@@ -546,12 +555,24 @@ class Pressure {
         sleep_ms(100);
       cgroup_dir_.clear();
     }
-    ::unlink(kStudyStatePath);
+    ::unlink(study_state_path(::getpid()).c_str());
   }
 
-  // Undoes what a study killed with SIGKILL left behind (its state file names it).
+  // Undoes what studies killed with SIGKILL left behind (their state files name it).
   static void recover_leftovers() {
-    auto text = proc::read_text_file(kStudyStatePath, 4096);
+    DIR* dir = ::opendir(kStudyStateDir);
+    if (!dir) return;
+    std::vector<std::string> files;
+    while (auto* e = ::readdir(dir)) {
+      std::string name = e->d_name;
+      if (name.rfind(kStudyStatePrefix, 0) == 0) files.push_back(std::string(kStudyStateDir) + "/" + name);
+    }
+    ::closedir(dir);
+    for (const auto& f : files) recover_one(f);
+  }
+
+  static void recover_one(const std::string& path) {
+    auto text = proc::read_text_file(path, 4096);
     if (!text) return;
     std::istringstream in(*text);
     std::string key, value;
@@ -563,6 +584,18 @@ class Pressure {
     }
     if (owner > 0 && ::kill(owner, 0) == 0) return;  // still running
     std::fprintf(stderr, "kscope: cleaning up after a study that did not finish (pid %d)\n", owner);
+    // Its workers may still run inside the cgroup: stop them first, or swapoff and rmdir fail.
+    for (auto& [k, v] : steps) {
+      if (k != "cgroup") continue;
+      for (int round = 0; round < 50; ++round) {
+        auto procs = proc::read_text_file(v + "/cgroup.procs", 1 << 16);
+        if (!procs || procs->empty()) break;
+        std::istringstream ps(*procs);
+        pid_t p;
+        while (ps >> p) ::kill(p, SIGKILL);
+        sleep_ms(100);
+      }
+    }
     for (auto& [k, v] : steps)
       if (k == "swap") ::swapoff(v.c_str());
     for (auto& [k, v] : steps) {
@@ -580,7 +613,7 @@ class Pressure {
         ::rmdir(v.c_str());
       }
     }
-    ::unlink(kStudyStatePath);
+    ::unlink(path.c_str());
   }
 
  private:
@@ -591,8 +624,8 @@ class Pressure {
       s += fmt::format("{} {}\n", zram_hot_added_ ? "zram" : "zram-reused", zram_index_);
     if (!swap_file_.empty()) s += "swapfile " + swap_file_ + "\n";
     if (swap_on_) s += "swap " + swap_path_ + "\n";
-    ::mkdir("/run/kscope", 0755);
-    auto ignored = write_file(kStudyStatePath, s);
+    ::mkdir(kStudyStateDir, 0755);
+    auto ignored = write_file(study_state_path(::getpid()), s);
     (void)ignored;
   }
 

@@ -165,6 +165,8 @@ Result<Reply> call_monitor(const std::string& socket_path, const std::string& re
     ssize_t n = ::send(fd.get(), req.data() + off, req.size() - off, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
+      // The monitor may answer (e.g. refuse the peer) and close before reading: read its reply.
+      if (errno == EPIPE || errno == ECONNRESET) break;
       return errno_error("cannot send the request to the monitor");
     }
     off += static_cast<size_t>(n);
@@ -184,6 +186,7 @@ Result<Reply> call_monitor(const std::string& socket_path, const std::string& re
     ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == ECONNRESET && !reply.empty()) break;
       return errno_error("cannot read the monitor's reply");
     }
     if (n == 0) break;

@@ -285,6 +285,57 @@ TEST(MonitorRuntime, SocketOfARunningMonitorIsNotStolenStaleOneIsReplaced) {
   EXPECT_EQ(read_file(file), "precious");
 }
 
+TEST(MonitorRuntime, KilledMonitorsRingIsReplacedAndAFollowingReaderStops) {
+  TempDir dir;
+  std::string shm = unique_shm("kill");
+  Monitor first(dir, {"--shm", shm}, "k");
+  ASSERT_TRUE(first.ready()) << first.err();
+  Child sleeper({"/bin/sleep", "30"});
+  ASSERT_TRUE(first.call(fmt::format("register {}", sleeper.pid)).ok);
+  // A second monitor may not take a ring whose writer is alive.
+  auto r = run({kKscope, "monitor", "--socket", dir / "other.sock", "--shm", shm, "--duration", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("in use by another running monitor"), std::string::npos) << r.err;
+  Child reader({kKscope, "monitor", "read", "--follow", "--shm", shm}, dir / "read.csv",
+               dir / "read.err");
+  sleep_s(0.3);
+  ::kill(first.pid, SIGKILL);
+  wait_for(first.pid, 10);
+  first.pid = -1;
+  EXPECT_EQ(reader.wait(10), 0) << "a follower notices the writer died";
+  EXPECT_NE(read_file(dir / "read.err").find("is gone without closing the ring"), std::string::npos)
+      << read_file(dir / "read.err");
+  // The next start replaces both the stale socket and the stale ring.
+  Monitor second(dir, {"--shm", shm}, "k");
+  ASSERT_TRUE(second.ready()) << second.err();
+  EXPECT_TRUE(second.call(fmt::format("register {}", sleeper.pid)).ok);
+  EXPECT_EQ(second.stop(), 0);
+  ::shm_unlink(("/" + shm).c_str());
+}
+
+TEST(MonitorRuntime, PeersOfAnotherUserAreRefused) {
+  if (::geteuid() != 0 || ::access("/usr/bin/setpriv", X_OK) != 0)
+    GTEST_SKIP() << "needs root and setpriv to act as another user";
+  TempDir dir;
+  ::chmod(dir.path.c_str(), 0755);
+  Monitor m(dir, {"--no-shm"});
+  ASSERT_TRUE(m.ready()) << m.err();
+  std::vector<std::string> as_nobody = {"/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534",
+                                        "--clear-groups", kKscope, "monitor", "status",
+                                        "--socket", m.socket};
+  // The socket is 0600: the kernel refuses the connection.
+  auto r = run(as_nobody);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+  // Even if its mode were opened up, SO_PEERCRED refuses other users.
+  ASSERT_EQ(::chmod(m.socket.c_str(), 0666), 0);
+  r = run(as_nobody);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("this monitor belongs to another user"), std::string::npos) << r.err;
+  EXPECT_TRUE(m.call("status").ok);
+  EXPECT_EQ(m.stop(), 0);
+}
+
 TEST(MonitorRuntime, ExitedProcessLeavesTheListAndSamplingResumes) {
   TempDir dir;
   Monitor m(dir, {"--no-shm", "-o", dir / "s.csv"});

@@ -100,7 +100,8 @@ TEST(StudyRuntime, ShortThrashingStudyCreatesPressureAndRestoresIt) {
                240);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(machine_state(), before) << "swap, zram and the cgroup are restored";
-  EXPECT_FALSE(exists("/run/kscope/study-state"));
+  for (const auto& e : std::filesystem::directory_iterator("/run/kscope"))
+    EXPECT_NE(e.path().filename().string().rfind("study-state.", 0), 0u) << e.path();
   for (const char* f : {"thrashing.csv", "thrashing.md", "thrashing-cpu.svg", "thrashing-time.svg",
                         "thrashing-faults.svg", "thrashing-n1.csv", "thrashing-n4.csv"})
     EXPECT_TRUE(exists(dir / f)) << f;
@@ -126,6 +127,73 @@ TEST(StudyRuntime, ShortThrashingStudyCreatesPressureAndRestoresIt) {
   // (Its final counters are the zombies': a few more than the workers counted before printing.)
   EXPECT_GE(seen, maj4 * 9 / 10);
   EXPECT_LE(seen, maj4 + 500);
+}
+
+TEST(StudyRuntime, SwapFileFallbackIsRestoredToo) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  TempDir dir;
+  std::string before = machine_state();
+  auto r = run({kKscope, "study", "thrashing", "--out", dir.path, "--n", "3", "--mb", "16",
+                "--accesses", "5000", "--iterations", "20", "--limit-mb", "32", "--swap", "file"},
+               240);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("swap: a 560 MiB file on disk"), std::string::npos) << r.err;
+  EXPECT_EQ(machine_state(), before);
+  bool leftover = false;
+  for (const auto& e : std::filesystem::directory_iterator("/var/tmp"))
+    leftover |= e.path().filename().string().rfind("kscope-study-swap-", 0) == 0;
+  EXPECT_FALSE(leftover) << "the swap file is removed";
+  auto t = read_csv(dir / "thrashing.csv");
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_GT(std::stoull(t[1][5]), 100u) << "3 x 16 MiB in 32 MiB swap to the file";
+}
+
+TEST(StudyRuntime, InterruptedStudyStillRestores) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  TempDir dir;
+  std::string before = machine_state();
+  // Long enough to be interrupted in the middle of N=6.
+  int pid = spawn({kKscope, "study", "thrashing", "--out", dir.path, "--n", "6", "--mb", "32",
+                   "--accesses", "100000", "--iterations", "1000", "--limit-mb", "64"},
+                  dir / "out", dir / "err");
+  bool running = false;
+  for (int i = 0; i < 100 && !running; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    running = read_file(dir / "err").find("N=6 ...") != std::string::npos;
+  }
+  ASSERT_TRUE(running) << read_file(dir / "err");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_NE(machine_state(), before) << "pressure is set up while it runs";
+  ::kill(pid, SIGINT);
+  int status = wait_for(pid, 60);
+  EXPECT_EQ(status, 130) << read_file(dir / "err");
+  EXPECT_NE(read_file(dir / "err").find("interrupted"), std::string::npos);
+  EXPECT_EQ(machine_state(), before) << "restored after Ctrl-C";
+}
+
+TEST(StudyRuntime, StudyKilledWithSigkillIsCleanedUpByTheNext) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  TempDir dir;
+  std::string before = machine_state();
+  int pid = spawn({kKscope, "study", "thrashing", "--out", dir / "a", "--n", "6", "--mb", "32",
+                   "--accesses", "100000", "--iterations", "1000", "--limit-mb", "64"},
+                  dir / "out", dir / "err");
+  bool running = false;
+  for (int i = 0; i < 100 && !running; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    running = read_file(dir / "err").find("N=6 ...") != std::string::npos;
+  }
+  ASSERT_TRUE(running) << read_file(dir / "err");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ::kill(pid, SIGKILL);
+  wait_for(pid, 10);
+  EXPECT_NE(machine_state(), before) << "a killed study cannot restore anything itself";
+  auto r = run({kKscope, "study", "thrashing", "--out", dir / "b", "--n", "1", "--mb", "8",
+                "--accesses", "1000", "--iterations", "2", "--limit-mb", "64"},
+               120);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("cleaning up after a study that did not finish"), std::string::npos) << r.err;
+  EXPECT_EQ(machine_state(), before) << "the next study restored everything";
 }
 
 TEST(StudyRuntime, ThrashingNeedsRootAndSaysSo) {
