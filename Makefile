@@ -5,7 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 KSCOPE := $(BUILD_DIR)/kscope
 
-.PHONY: all build deps deps-check deps-bench configure demo check unit-test runtime-test bench fault-patterns clean
+.PHONY: all build deps deps-check deps-bench configure demo check unit-test runtime-test bench fault-patterns studies clean
 
 all: build
 
@@ -47,6 +47,15 @@ bench: deps-bench build
 fault-patterns: build
 	@scripts/deps.sh fault-patterns
 	@scripts/fault-patterns.sh
+
+# The two kscope monitor case studies at full size, into docs/studies/ (thrashing needs root; it
+# sets up a memory cgroup and zram swap and restores both).
+studies: build
+	@$(KSCOPE) study locality --out docs/studies > /dev/null
+	@$(KSCOPE) study thrashing --out docs/studies > /dev/null
+	@$(KSCOPE) study thrashing --swap file --out docs/studies/swap-file > /dev/null
+	@rm -f docs/studies/.*.out docs/studies/.*.log docs/studies/swap-file/.*.out docs/studies/swap-file/.*.log
+	@echo "studies: written to docs/studies/" >&2
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log

@@ -101,3 +101,10 @@ if [[ -x $SYNTH ]]; then
 else
   echo "bench: $SYNTH not built; skipping the report timing" >&2
 fi
+# kscope monitor: sampling-period jitter and the monitor's own CPU (bench/monitor.sh, also
+# runnable on its own).
+bench/monitor.sh
+
+# kscope top: context-switch overhead against offcputime, perf sched, bpftrace; screen CPU/RSS
+# with 500 processes (bench/top.sh, also runnable on its own).
+bench/top.sh

@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
       setup_top(app),
       setup_export(app),
       setup_report(app),
+      setup_monitor(app),
+      setup_study(app),
   };
 
   try {

@@ -32,6 +32,8 @@ Subcommand setup_top(CLI::App& parent);
 RecordingMeta make_recording_meta(const std::vector<uint32_t>& pids);
 Subcommand setup_export(CLI::App& parent);
 Subcommand setup_report(CLI::App& parent);
+Subcommand setup_monitor(CLI::App& parent);
+Subcommand setup_study(CLI::App& parent);
 
 // Prints "kscope: <message>" (and the hint) on stderr, returns the exit code to use.
 int report_error(const Error& error);

@@ -1,0 +1,188 @@
+#include "monitor/sampler.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "trace/proc.h"
+
+namespace kscope::monitor {
+
+ClockUnits ClockUnits::system() {
+  ClockUnits u;
+  long hz = ::sysconf(_SC_CLK_TCK);
+  if (hz > 0) u.tick_ns = 1'000'000'000ull / static_cast<uint64_t>(hz);
+  long page = ::sysconf(_SC_PAGESIZE);
+  if (page > 0) u.page_kb = static_cast<uint64_t>(page) / 1024;
+  return u;
+}
+
+namespace {
+uint64_t delta(uint64_t prev, uint64_t cur) { return cur >= prev ? cur - prev : 0; }
+}  // namespace
+
+SampleRow compute_row(const ProcReading& prev, const ProcReading& cur, uint64_t wall_ns,
+                      const ClockUnits& units) {
+  SampleRow r;
+  r.comm = cur.comm;
+  r.min_faults = delta(prev.minflt, cur.minflt);
+  r.maj_faults = delta(prev.majflt, cur.majflt);
+  r.min_faults_total = cur.minflt;
+  r.maj_faults_total = cur.majflt;
+  r.cpu_time_ns_total = cur.cpu_ticks * units.tick_ns;
+  uint64_t cpu_ns = delta(prev.cpu_ticks, cur.cpu_ticks) * units.tick_ns;
+  r.cpu_time_ns = cpu_ns;
+  r.cpu_util = wall_ns > 0 ? static_cast<double>(cpu_ns) / static_cast<double>(wall_ns) : 0.0;
+  if (cur.vm_rss_kb)
+    r.rss_kb = *cur.vm_rss_kb;
+  else
+    r.rss_kb = cur.rss_pages > 0 ? static_cast<uint64_t>(cur.rss_pages) * units.page_kb : 0;
+  return r;
+}
+
+void accumulate(SampleRow& a, const SampleRow& row) {
+  a.min_faults += row.min_faults;
+  a.maj_faults += row.maj_faults;
+  a.cpu_time_ns += row.cpu_time_ns;
+  a.cpu_util += row.cpu_util;
+  a.rss_kb += row.rss_kb;
+}
+
+Result<ProcReading> parse_reading(std::string_view stat_text) {
+  KSCOPE_ASSIGN_OR_RETURN(auto s, proc::parse_stat(stat_text));
+  ProcReading r;
+  r.comm = s.comm.substr(0, 15);
+  r.state = s.state;
+  r.minflt = s.minflt;
+  r.majflt = s.majflt;
+  r.cpu_ticks = s.utime_ticks + s.stime_ticks;
+  r.rss_pages = s.rss_pages;
+  r.starttime_ticks = s.starttime_ticks;
+  return r;
+}
+
+std::optional<uint64_t> parse_vm_rss_kb(std::string_view text) {
+  size_t p = text.find("\nVmRSS:");
+  if (p == std::string_view::npos) return std::nullopt;
+  p += 7;
+  while (p < text.size() && (text[p] == ' ' || text[p] == '\t')) ++p;
+  uint64_t v = 0;
+  size_t digits = 0;
+  while (p < text.size() && text[p] >= '0' && text[p] <= '9' && digits < 19) {
+    v = v * 10 + static_cast<uint64_t>(text[p] - '0');
+    ++p;
+    ++digits;
+  }
+  if (digits == 0 || text.substr(p, 3) != " kB") return std::nullopt;
+  return v;
+}
+
+Result<ReadOutcome> read_tracked(TrackedProcess& p, ProcReading& out) {
+  char buf[2048];
+  ssize_t n;
+  do {
+    n = ::pread(p.stat_fd.get(), buf, sizeof(buf) - 1, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == ESRCH) return ReadOutcome::kExited;  // reaped: the pid is gone
+    return errno_error(fmt::format("cannot read /proc/{}/stat", p.pid));
+  }
+  if (n == 0) return ReadOutcome::kExited;
+  auto r = parse_reading(std::string_view(buf, static_cast<size_t>(n)));
+  if (!r) return make_error(fmt::format("/proc/{}/stat: {}", p.pid, r.error().message));
+  out = std::move(*r);
+  if (out.state == 'Z' || out.state == 'X') return ReadOutcome::kExited;
+  if (p.status_fd) {
+    char sbuf[4096];
+    ssize_t m;
+    do {
+      m = ::pread(p.status_fd.get(), sbuf, sizeof(sbuf) - 1, 0);
+    } while (m < 0 && errno == EINTR);
+    if (m > 0) out.vm_rss_kb = parse_vm_rss_kb(std::string_view(sbuf, static_cast<size_t>(m)));
+  }
+  return ReadOutcome::kOk;
+}
+
+Result<const TrackedProcess*> Registry::add(pid_t pid, uint64_t now_ns) {
+  if (pid <= 0) return usage_error(fmt::format("invalid PID {}", pid));
+  if (procs_.count(pid)) return make_error(fmt::format("pid {} is already registered", pid));
+  if (procs_.size() >= max_)
+    return make_error(fmt::format("cannot register pid {}: already {} processes registered "
+                                  "(the limit, --max-procs)", pid, max_));
+  TrackedProcess p;
+  p.pid = pid;
+  p.stat_fd.reset(::open(fmt::format("/proc/{}/stat", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!p.stat_fd) {
+    if (errno == ENOENT) return make_error(fmt::format("no process with pid {}", pid));
+    return errno_error(fmt::format("cannot open /proc/{}/stat", pid));
+  }
+  if (exact_rss_)
+    p.status_fd.reset(::open(fmt::format("/proc/{}/status", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat st;
+  if (::fstat(p.stat_fd.get(), &st) == 0) p.uid = st.st_uid;
+  ProcReading first;
+  KSCOPE_ASSIGN_OR_RETURN(auto outcome, read_tracked(p, first));
+  if (outcome == ReadOutcome::kExited)
+    return make_error(fmt::format("no process with pid {} (it has exited)", pid));
+  auto full = proc::read_stat(pid);
+  if (full && proc::is_kernel_thread(*full))
+    return make_error(fmt::format("pid {} is a kernel thread: it has no user memory", pid));
+  p.last = first;
+  p.last_time_ns = now_ns;
+  auto [it, ok] = procs_.emplace(pid, std::move(p));
+  return &it->second;
+}
+
+Status Registry::remove(pid_t pid) {
+  if (procs_.erase(pid) == 0) return make_error(fmt::format("pid {} is not registered", pid));
+  return {};
+}
+
+Registry::PeriodResult Registry::sample_all(uint64_t now_ns, uint64_t period_index,
+                                            const ClockUnits& units) {
+  PeriodResult out;
+  SampleRow agg;
+  agg.aggregate = true;
+  agg.comm = "*";
+  agg.time_ns = now_ns;
+  agg.period_index = period_index;
+  std::vector<pid_t> gone;
+  for (auto& [pid, p] : procs_) {
+    ProcReading cur;
+    auto outcome = read_tracked(p, cur);
+    if (!outcome || (*outcome == ReadOutcome::kExited && cur.comm.empty())) {
+      // Reaped before we could read its final counters: nothing more to report.
+      gone.push_back(pid);
+      out.exited.emplace_back(pid, p.last.comm);
+      continue;
+    }
+    SampleRow row = compute_row(p.last, cur, now_ns - p.last_time_ns, units);
+    row.time_ns = now_ns;
+    row.period_index = period_index;
+    row.pid = pid;
+    p.last = cur;
+    p.last_time_ns = now_ns;
+    p.latest = row;
+    accumulate(agg, row);
+    totals_.min_faults_total += row.min_faults;
+    totals_.maj_faults_total += row.maj_faults;
+    totals_.cpu_time_ns_total += row.cpu_time_ns;
+    out.rows.push_back(std::move(row));
+    if (*outcome == ReadOutcome::kExited) {
+      gone.push_back(pid);
+      out.exited.emplace_back(pid, cur.comm);
+    }
+  }
+  if (!out.rows.empty()) {
+    agg.min_faults_total = totals_.min_faults_total;
+    agg.maj_faults_total = totals_.maj_faults_total;
+    agg.cpu_time_ns_total = totals_.cpu_time_ns_total;
+    out.rows.push_back(agg);
+  }
+  for (pid_t pid : gone) procs_.erase(pid);
+  return out;
+}
+
+}  // namespace kscope::monitor

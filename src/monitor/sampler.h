@@ -1,0 +1,120 @@
+// Per-process sampling of the kernel's own counters (/proc/PID/stat: minflt, majflt, utime,
+// stime, rss), the arithmetic that turns two readings into one sample row, and the registry of
+// processes being sampled. /proc/PID/stat is opened once at registration and re-read with
+// pread(): cheap at 20 Hz, and the kept fd pins the process (a recycled pid reads as ESRCH).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/fd.h"
+#include "util/result.h"
+
+namespace kscope::monitor {
+
+// One reading of a process's counters.
+struct ProcReading {
+  std::string comm;
+  char state = '?';
+  uint64_t minflt = 0;
+  uint64_t majflt = 0;
+  uint64_t cpu_ticks = 0;  // utime + stime, in clock ticks (USER_HZ)
+  int64_t rss_pages = 0;
+  uint64_t starttime_ticks = 0;
+  std::optional<uint64_t> vm_rss_kb;  // from /proc/PID/status when read; preferred over rss_pages
+};
+
+// One row of the series: a process in one period, or the aggregate (pid 0, comm "*").
+struct SampleRow {
+  uint64_t time_ns = 0;  // since the monitor started (CLOCK_MONOTONIC)
+  uint64_t period_index = 0;
+  pid_t pid = 0;
+  bool aggregate = false;
+  std::string comm;
+  uint64_t min_faults = 0;  // since the previous sample of this process
+  uint64_t maj_faults = 0;
+  uint64_t min_faults_total = 0;  // the kernel's minflt (aggregate: sum of deltas since start)
+  uint64_t maj_faults_total = 0;
+  uint64_t cpu_time_ns = 0;        // utime+stime during this period
+  uint64_t cpu_time_ns_total = 0;  // utime+stime (aggregate: sum of deltas since start)
+  double cpu_util = 0;             // CPU time / wall time over the period
+  uint64_t rss_kb = 0;
+};
+
+struct ClockUnits {
+  uint64_t tick_ns = 10'000'000;  // 1e9 / sysconf(_SC_CLK_TCK)
+  uint64_t page_kb = 4;
+  static ClockUnits system();
+};
+
+// The arithmetic of one sample: deltas between two readings of the same process, over a wall
+// interval of wall_ns. Counters never go backwards in the kernel; if a reading does (it cannot
+// unless /proc lies), the delta is 0 rather than a huge unsigned wrap.
+SampleRow compute_row(const ProcReading& prev, const ProcReading& cur, uint64_t wall_ns,
+                      const ClockUnits& units);
+
+// Adds a process row into an aggregate row (sums; cpu_util sums, so 2.0 = two full cores).
+void accumulate(SampleRow& aggregate, const SampleRow& row);
+
+// Parses /proc/PID/stat text into a reading (never trusts it to be well-formed).
+Result<ProcReading> parse_reading(std::string_view stat_text);
+
+// VmRSS in KiB from /proc/PID/status text; nullopt when absent (a zombie has no mm).
+std::optional<uint64_t> parse_vm_rss_kb(std::string_view status_text);
+
+// A registered process: its kept-open stat fd and its last reading.
+struct TrackedProcess {
+  pid_t pid = 0;
+  Fd stat_fd;
+  Fd status_fd;  // for VmRSS (--exact-rss): exact, where stat's rss is an approximate read
+  ProcReading last;
+  uint64_t last_time_ns = 0;
+  std::optional<SampleRow> latest;  // the most recent row (for status and /metrics)
+  uid_t uid = 0;
+};
+
+enum class ReadOutcome { kOk, kExited };
+
+// Reads the process's stat through its kept fd. kExited when the process is gone or a zombie
+// (the reading is still filled in for a zombie: its final counters).
+Result<ReadOutcome> read_tracked(TrackedProcess& p, ProcReading& out);
+
+class Registry {
+ public:
+  // exact_rss: read VmRSS from /proc/PID/status (exact, about 2x the cost of reading stat);
+  // otherwise stat's rss field (the kernel's approximate per-CPU counter, off by a few pages).
+  explicit Registry(size_t max_processes, bool exact_rss = false)
+      : max_(max_processes), exact_rss_(exact_rss) {}
+
+  // Errors: no such process, kernel thread, already registered, registry full.
+  Result<const TrackedProcess*> add(pid_t pid, uint64_t now_ns);
+  Status remove(pid_t pid);
+  bool contains(pid_t pid) const { return procs_.count(pid) != 0; }
+  bool empty() const { return procs_.empty(); }
+  size_t size() const { return procs_.size(); }
+  const std::map<pid_t, TrackedProcess>& processes() const { return procs_; }
+
+  struct PeriodResult {
+    std::vector<SampleRow> rows;  // one per process sampled, then the aggregate (if any)
+    std::vector<std::pair<pid_t, std::string>> exited;  // left the list this period
+  };
+  // Samples every registered process at now_ns; processes that exited give their final row and
+  // leave the list.
+  PeriodResult sample_all(uint64_t now_ns, uint64_t period_index, const ClockUnits& units);
+
+  // Running sums over everything sampled since start (the aggregate's totals).
+  const SampleRow& aggregate_totals() const { return totals_; }
+
+ private:
+  size_t max_;
+  bool exact_rss_;
+  std::map<pid_t, TrackedProcess> procs_;
+  SampleRow totals_;
+};
+
+}  // namespace kscope::monitor
