@@ -173,6 +173,8 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 	struct task_state *st = bpf_task_storage_get(&task_state, prev, 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
 	__u64 start = cpu_start, wait = 0, switched_in = 0;
+	if (st && !st->since_ns)
+		count(KSCOPE_TOP_DIAG_NO_SWITCHIN, 1);
 	if (st && st->since_ns) {
 		start = st->since_ns;
 		wait = st->pending_wait;
@@ -269,6 +271,8 @@ static __always_inline void switch_in(struct task_struct *next, __u64 now,
 		count(KSCOPE_TOP_STORAGE_FAIL, 1);
 		return;
 	}
+	if (st->since_ns)
+		count(KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN, 1);
 	st->since_ns = now;
 	st->switched_in = 1;
 	if (!st->have_sum) {

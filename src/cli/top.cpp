@@ -70,6 +70,8 @@ std::string lost_breakdown(const TopCounters& c) {
   if (c.storage_failures) parts.push_back(fmt::format("{} task-storage failures", c.storage_failures));
   if (c.slices_lost) parts.push_back(fmt::format("{} slice records lost (ring buffer full)", c.slices_lost));
   if (c.events_lost) parts.push_back(fmt::format("{} process events lost (ring buffer full)", c.events_lost));
+  if (c.prog_misses)
+    parts.push_back(fmt::format("{} scheduler events not seen (the kernel skipped the BPF program: recursion)", c.prog_misses));
   std::string s;
   for (size_t i = 0; i < parts.size(); ++i) s += (i ? ", " : "") + parts[i];
   return s;
@@ -148,7 +150,8 @@ std::string render_json(const TopTable& t, size_t max_rows, TopSession& session)
                 {"accounts_full_ns", t.counters.accounts_full_ns},
                 {"task_storage_failures", t.counters.storage_failures},
                 {"slice_records_lost", t.counters.slices_lost},
-                {"process_events_lost", t.counters.events_lost}};
+                {"process_events_lost", t.counters.events_lost},
+                {"bpf_program_misses", t.counters.prog_misses}};
   j["switches_all_cpus"] = t.switches_all;
   j["ncpus"] = t.ncpus;
   if (t.cpu_busy >= 0) j["cpu_busy"] = t.cpu_busy;

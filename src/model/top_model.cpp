@@ -36,6 +36,7 @@ TopCounters TopCounters::minus(const TopCounters& o) const {
   r.storage_failures = sat_sub(storage_failures, o.storage_failures);
   r.slices_lost = sat_sub(slices_lost, o.slices_lost);
   r.events_lost = sat_sub(events_lost, o.events_lost);
+  r.prog_misses = sat_sub(prog_misses, o.prog_misses);
   return r;
 }
 

@@ -62,10 +62,11 @@ struct TopCounters {
   uint64_t storage_failures = 0;
   uint64_t slices_lost = 0;       // slice records lost (recording)
   uint64_t events_lost = 0;       // process events lost
+  uint64_t prog_misses = 0;       // program runs the kernel skipped (recursion protection)
   // Everything that made a number less than exact, for the "lost" field.
   uint64_t lost() const {
     return kstack_collisions + ustack_collisions + accounts_full + storage_failures + slices_lost +
-           events_lost;
+           events_lost + prog_misses;
   }
   TopCounters minus(const TopCounters& o) const;
 };

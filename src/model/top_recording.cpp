@@ -45,7 +45,7 @@ TopValues get_values(PayloadCursor& c) {
 void put_counters(Bytes& out, const TopCounters& c) {
   for (uint64_t v : {c.switches_total, c.tracked_switches, c.kstack_collisions, c.ustack_collisions,
                      c.kstack_errors, c.ustack_errors, c.accounts_full, c.accounts_full_ns,
-                     c.storage_failures, c.slices_lost, c.events_lost})
+                     c.storage_failures, c.slices_lost, c.events_lost, c.prog_misses})
     put_varint(out, v);
 }
 
@@ -53,7 +53,8 @@ TopCounters get_counters(PayloadCursor& c) {
   TopCounters t;
   for (uint64_t* v : {&t.switches_total, &t.tracked_switches, &t.kstack_collisions,
                       &t.ustack_collisions, &t.kstack_errors, &t.ustack_errors, &t.accounts_full,
-                      &t.accounts_full_ns, &t.storage_failures, &t.slices_lost, &t.events_lost})
+                      &t.accounts_full_ns, &t.storage_failures, &t.slices_lost, &t.events_lost,
+                      &t.prog_misses})
     *v = c.varint("drop counter");
   return t;
 }
@@ -301,7 +302,8 @@ Status TopRecordingWriter::finish(const StackProfile& p, const TopCounters& coun
                            {"accounts_full", counters.accounts_full},
                            {"task_storage_failures", counters.storage_failures},
                            {"slice_records_lost", counters.slices_lost},
-                           {"process_events_lost", counters.events_lost}};
+                           {"process_events_lost", counters.events_lost},
+                           {"bpf_program_misses", counters.prog_misses}};
   return writer_.finish(trailer);
 }
 

@@ -312,6 +312,7 @@ std::vector<std::string> drops_lines(const TopCounters& c, int width) {
   add(c.storage_failures, "task storage failures");
   add(c.slices_lost, "slices lost");
   add(c.events_lost, "process events lost");
+  add(c.prog_misses, "scheduler events skipped (BPF recursion)");
   if (!items.empty())
     items.front() = fmt::format("LOST {}: {}", format_count(c.lost()), items.front());
   // Not counted in lost(): the rows are there, their stacks show "[stack error]".

@@ -146,6 +146,15 @@ struct TopTracer::Impl {
     KSCOPE_ASSIGN_OR_RETURN(c.storage_failures, sum(KSCOPE_TOP_STORAGE_FAIL));
     KSCOPE_ASSIGN_OR_RETURN(c.slices_lost, sum(KSCOPE_TOP_SLICES_LOST));
     KSCOPE_ASSIGN_OR_RETURN(c.events_lost, sum(KSCOPE_TOP_EVENTS_LOST));
+    // Runs the kernel skipped because the program was already active on that CPU: a switch or
+    // wakeup not seen at all.
+    for (bpf_program* prog : {skel->progs.top_sched_switch, skel->progs.top_sched_wakeup,
+                              skel->progs.top_sched_wakeup_new}) {
+      bpf_prog_info info{};
+      uint32_t len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0)
+        c.prog_misses += info.recursion_misses;
+    }
     return {};
   }
 };
