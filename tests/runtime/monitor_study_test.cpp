@@ -135,8 +135,10 @@ TEST(StudyRuntime, ShortThrashingStudyCreatesPressureAndRestoresIt) {
   // (Its final counters are the zombies': a few more than the workers counted before printing.
   // A killed worker printed nothing, so then only the lower bound holds.)
   EXPECT_GE(seen, maj4 * 9 / 10);
+  // After its report a worker still exits, and in a sanitizer build LeakSanitizer scans its
+  // (partly swapped-out) heap at exit: up to about 1% more major faults.
   if (!failed4) {
-    EXPECT_LE(seen, maj4 + 500);
+    EXPECT_LE(seen, maj4 + maj4 / 50 + 500);
   }
 }
 
