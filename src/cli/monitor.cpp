@@ -1,5 +1,7 @@
 // kscope monitor: sample minor/major faults, CPU time and RSS of registered processes every
 // period; register/unregister/status talk to a running monitor; read follows its shm ring.
+#include "monitor/monitor.h"
+
 #include <poll.h>
 #include <signal.h>
 #include <time.h>
@@ -11,7 +13,6 @@
 #include <memory>
 
 #include "cli/commands.h"
-#include "monitor/monitor.h"
 #include "monitor/ring.h"
 #include "trace/proc.h"
 
@@ -45,8 +46,8 @@ Result<uint64_t> parse_period_ms(const std::string& text) {
   double v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (text.empty() || ec != std::errc() || p != text.data() + text.size() || !std::isfinite(v))
-    return usage_error(fmt::format("invalid --period-ms '{}': expected a number of milliseconds",
-                                   text));
+    return usage_error(
+        fmt::format("invalid --period-ms '{}': expected a number of milliseconds", text));
   if (v < 1 || v > 60000)
     return usage_error(fmt::format("--period-ms {} is out of range: use 1 to 60000 ms", text));
   return static_cast<uint64_t>(v * 1e6 + 0.5);
@@ -156,12 +157,15 @@ Result<int> run_read(const std::string& shm, bool follow) {
         return errno_error("cannot write to stdout");
       ++rows;
     }
-    if (!batch.rows.empty() && std::fflush(stdout) != 0) return errno_error("cannot write to stdout");
+    if (!batch.rows.empty() && std::fflush(stdout) != 0)
+      return errno_error("cannot write to stdout");
     if (!follow || g_read_stop) break;
     if (batch.rows.empty() && closed) break;
     if (batch.rows.empty() && !writer_alive(reader.header().writer_pid)) {
-      std::fprintf(stderr, "kscope: the monitor (pid %u) is gone without closing the ring "
-                           "(killed?); stopping\n", reader.header().writer_pid);
+      std::fprintf(stderr,
+                   "kscope: the monitor (pid %u) is gone without closing the ring "
+                   "(killed?); stopping\n",
+                   reader.header().writer_pid);
       break;
     }
     if (batch.rows.empty()) {
@@ -233,8 +237,8 @@ Subcommand setup_monitor(CLI::App& parent) {
   auto* unreg = app->add_subcommand("unregister", "Unregister PID from the running monitor");
   unreg->add_option("pid", *unreg_pid, "Process id")->required();
   unreg->add_option("--socket", *socket_opt, "Control socket of the monitor");
-  auto* status = app->add_subcommand("status",
-                                     "List registered processes with their latest counters");
+  auto* status =
+      app->add_subcommand("status", "List registered processes with their latest counters");
   status->add_option("--socket", *socket_opt, "Control socket of the monitor");
   auto read_shm = std::make_shared<std::string>();
   auto follow = std::make_shared<bool>(false);
@@ -247,8 +251,9 @@ Subcommand setup_monitor(CLI::App& parent) {
               const std::string& text = reg->parsed() ? *reg_pid : *unreg_pid;
               auto pid = parse_pid(text);
               if (!pid) return report_error(pid.error());
-              return run_client(*socket_opt,
-                                fmt::format("{} {}", reg->parsed() ? "register" : "unregister", *pid));
+              return run_client(
+                  *socket_opt,
+                  fmt::format("{} {}", reg->parsed() ? "register" : "unregister", *pid));
             }
             if (status->parsed()) return run_client(*socket_opt, "status");
             if (read->parsed()) {

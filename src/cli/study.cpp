@@ -177,7 +177,7 @@ Result<std::vector<CsvRow>> read_monitor_csv(const std::string& path) {
 // ---- one experiment: a monitor and some workers ---------------------------------------------
 
 struct WorkerSpec {
-  std::string label;  // e.g. "A: random 1024 MB x 50000"
+  std::string label;              // e.g. "A: random 1024 MB x 50000"
   std::vector<std::string> args;  // kscope-work arguments
 };
 
@@ -249,7 +249,8 @@ class MonitorProcess {
     return make_error(fmt::format("the monitor did not come up; see {}", log));
   }
   Status register_pid(pid_t pid) {
-    KSCOPE_ASSIGN_OR_RETURN(auto r, monitor::call_monitor(socket_, fmt::format("register {}", pid)));
+    KSCOPE_ASSIGN_OR_RETURN(auto r,
+                            monitor::call_monitor(socket_, fmt::format("register {}", pid)));
     if (!r.ok) return make_error(fmt::format("monitor refused pid {}: {}", pid, r.message));
     return {};
   }
@@ -445,7 +446,9 @@ Result<int> run_locality(const LocalityOptions& o) {
     KSCOPE_TRY(write_file(fmt::format("{}/locality-run{}.svg", o.out, i + 1),
                           render_svg_chart(series, co)));
     md += fmt::format("## Run {}\n\n![run {}](locality-run{}.svg)\n\n", i + 1, i + 1, i + 1);
-    md += "| process | completion (s) | minor faults | major faults | CPU (s) | monitor's last minor total |\n";
+    md +=
+        "| process | completion (s) | minor faults | major faults | CPU (s) | monitor's last minor "
+        "total |\n";
     md += "| --- | ---: | ---: | ---: | ---: | ---: |\n";
     for (const auto& w : r.workers) {
       uint64_t last = 0;
@@ -466,8 +469,8 @@ Result<int> run_locality(const LocalityOptions& o) {
   co.x_label = "time since the monitor started (s)";
   co.y_label = "cumulative minor faults (count)";
   co.x_from_zero = true;
-  KSCOPE_TRY(write_file(fmt::format("{}/locality-compare.svg", o.out),
-                        render_svg_chart({s1, s2}, co)));
+  KSCOPE_TRY(
+      write_file(fmt::format("{}/locality-compare.svg", o.out), render_svg_chart({s1, s2}, co)));
   md += "## Comparison\n\n![compare](locality-compare.svg)\n\n";
   double ratio = lb.min_faults ? static_cast<double>(rb.min_faults) / lb.min_faults : 0;
   md += fmt::format(
@@ -476,14 +479,15 @@ Result<int> run_locality(const LocalityOptions& o) {
       "({:.1f}x fewer) and finished in {:.2f} s. Process A (random, {} accesses) took {} and {} "
       "minor faults and finished in {:.2f} s and {:.2f} s. Major faults: {} / {} (run 1) and "
       "{} / {} (run 2): the machine has enough memory, so every fault is a first touch.\n",
-      rb.min_faults, rb.elapsed_ms / 1e3, lb.min_faults, ratio, lb.elapsed_ms / 1e3,
-      o.accesses_a, results[0].workers[0].min_faults, results[1].workers[0].min_faults,
+      rb.min_faults, rb.elapsed_ms / 1e3, lb.min_faults, ratio, lb.elapsed_ms / 1e3, o.accesses_a,
+      results[0].workers[0].min_faults, results[1].workers[0].min_faults,
       results[0].workers[0].elapsed_ms / 1e3, results[1].workers[0].elapsed_ms / 1e3,
       results[0].workers[0].maj_faults, rb.maj_faults, results[1].workers[0].maj_faults,
       lb.maj_faults);
-  md += "\nFault counts, completion time and CPU are what each `kscope-work` reported about "
-        "itself (getrusage); the plots are the monitor's samples. Raw samples: `locality-run1.csv`, "
-        "`locality-run2.csv`.\n";
+  md +=
+      "\nFault counts, completion time and CPU are what each `kscope-work` reported about "
+      "itself (getrusage); the plots are the monitor's samples. Raw samples: `locality-run1.csv`, "
+      "`locality-run2.csv`.\n";
   KSCOPE_TRY(write_file(o.out + "/locality.md", md));
   std::fputs(md.c_str(), stdout);
   return 0;
@@ -539,8 +543,8 @@ class Pressure {
     if (zram_index_ >= 0) {
       auto ignored = write_sysfs(fmt::format("/sys/block/zram{}/reset", zram_index_), "1");
       if (zram_hot_added_) {
-        auto ignored2 = write_sysfs("/sys/class/zram-control/hot_remove",
-                                    std::to_string(zram_index_));
+        auto ignored2 =
+            write_sysfs("/sys/class/zram-control/hot_remove", std::to_string(zram_index_));
         (void)ignored2;
       }
       (void)ignored;
@@ -565,7 +569,8 @@ class Pressure {
     std::vector<std::string> files;
     while (auto* e = ::readdir(dir)) {
       std::string name = e->d_name;
-      if (name.rfind(kStudyStatePrefix, 0) == 0) files.push_back(std::string(kStudyStateDir) + "/" + name);
+      if (name.rfind(kStudyStatePrefix, 0) == 0)
+        files.push_back(std::string(kStudyStateDir) + "/" + name);
     }
     ::closedir(dir);
     for (const auto& f : files) recover_one(f);
@@ -579,8 +584,10 @@ class Pressure {
     pid_t owner = 0;
     std::vector<std::pair<std::string, std::string>> steps;
     while (in >> key >> value) {
-      if (key == "pid") owner = std::atoi(value.c_str());
-      else steps.emplace_back(key, value);
+      if (key == "pid")
+        owner = std::atoi(value.c_str());
+      else
+        steps.emplace_back(key, value);
     }
     if (owner > 0 && ::kill(owner, 0) == 0) return;  // still running
     std::fprintf(stderr, "kscope: cleaning up after a study that did not finish (pid %d)\n", owner);
@@ -639,7 +646,8 @@ class Pressure {
         return errno_error("cannot create a memory cgroup under /sys/fs/cgroup/memory");
       }
       save_state();
-      KSCOPE_TRY(write_sysfs(cgroup_dir_ + "/memory.limit_in_bytes", std::to_string(limit_mb << 20)));
+      KSCOPE_TRY(
+          write_sysfs(cgroup_dir_ + "/memory.limit_in_bytes", std::to_string(limit_mb << 20)));
       procs_file_ = cgroup_dir_ + "/cgroup.procs";
     } else {
       std::string root;
@@ -716,7 +724,8 @@ class Pressure {
                            std::to_string(swap_mb << 20)));
     if (run_quiet({"mkswap", dev}) != 0) return make_error(fmt::format("mkswap {} failed", dev));
     swap_path_ = dev;
-    if (::swapon(dev.c_str(), SWAP_FLAG_PREFER | ((100 << SWAP_FLAG_PRIO_SHIFT) & SWAP_FLAG_PRIO_MASK)) != 0)
+    if (::swapon(dev.c_str(),
+                 SWAP_FLAG_PREFER | ((100 << SWAP_FLAG_PRIO_SHIFT) & SWAP_FLAG_PRIO_MASK)) != 0)
       return errno_error(fmt::format("swapon {}", dev));
     swap_on_ = true;
     save_state();
@@ -744,8 +753,10 @@ Result<int> run_thrashing(const ThrashingOptions& o) {
     return usage_error("--swap must be auto, zram or file");
   if (o.period_ms < 1 || o.period_ms > 60000) return usage_error("--period-ms must be 1..60000");
   if (::geteuid() != 0)
-    return make_error("kscope study thrashing needs root: it creates a memory cgroup and enables "
-                      "swap for the run", 0, "run it with sudo");
+    return make_error(
+        "kscope study thrashing needs root: it creates a memory cgroup and enables "
+        "swap for the run",
+        0, "run it with sudo");
   KSCOPE_TRY(ensure_out_dir(o.out));
   KSCOPE_ASSIGN_OR_RETURN(auto work, find_work_binary(o.work));
   uint64_t max_n = *std::max_element(ns.begin(), ns.end());
@@ -766,6 +777,7 @@ Result<int> run_thrashing(const ThrashingOptions& o) {
     double util_user;     // the same, user-mode time only: the work itself
     uint64_t maj, min;
     int failed;
+    std::string failed_status;  // exit statuses of the failed workers
   };
   std::vector<Point> points;
   std::string table =
@@ -788,7 +800,10 @@ Result<int> run_thrashing(const ThrashingOptions& o) {
       p.maj += w.maj_faults;
       p.min += w.min_faults;
       cpu_ms += w.cpu_ms;
-      if (w.exit_status != 0) ++p.failed;
+      if (w.exit_status != 0) {
+        ++p.failed;
+        p.failed_status += (p.failed_status.empty() ? "" : ", ") + std::to_string(w.exit_status);
+      }
     }
     // Mean of the aggregate utilization over the active interval: from the first period with
     // CPU use to the last (the workers are registered before they start, so the first rows are
@@ -805,8 +820,8 @@ Result<int> run_thrashing(const ThrashingOptions& o) {
     p.util_self = r.wall_s > 0 ? 100.0 * cpu_ms / 1e3 / r.wall_s / ncpu : 0;
     p.util_user = r.wall_s > 0 ? 100.0 * user_ms / 1e3 / r.wall_s / ncpu : 0;
     points.push_back(p);
-    table += fmt::format("{},{:.3f},{:.1f},{:.1f},{:.1f},{},{},{}\n", p.n, p.wall_s,
-                         p.util_monitor, p.util_self, p.util_user, p.maj, p.min, p.failed);
+    table += fmt::format("{},{:.3f},{:.1f},{:.1f},{:.1f},{},{},{}\n", p.n, p.wall_s, p.util_monitor,
+                         p.util_self, p.util_user, p.maj, p.min, p.failed);
     std::fprintf(stderr,
                  "kscope: study thrashing: N=%d done in %.2f s, CPU %.1f%%, %llu major faults%s\n",
                  n, p.wall_s, p.util_monitor, static_cast<unsigned long long>(p.maj),
@@ -833,7 +848,8 @@ Result<int> run_thrashing(const ThrashingOptions& o) {
   co.title = fmt::format("Thrashing: total CPU utilization vs N ({} MiB each, {} MiB limit)", o.mb,
                          o.limit_mb);
   co.y_label = fmt::format("CPU utilization (% of {} CPUs)", ncpu);
-  KSCOPE_TRY(write_file(o.out + "/thrashing-cpu.svg", render_svg_chart({util, util_self, util_user}, co)));
+  KSCOPE_TRY(
+      write_file(o.out + "/thrashing-cpu.svg", render_svg_chart({util, util_self, util_user}, co)));
   co.title = "Thrashing: completion time vs N";
   co.y_label = "completion time (s)";
   KSCOPE_TRY(write_file(o.out + "/thrashing-time.svg", render_svg_chart({wall}, co)));
@@ -847,14 +863,16 @@ Result<int> run_thrashing(const ThrashingOptions& o) {
       "{}, in a {} (set up by the study and removed afterwards). Sampled by `kscope monitor` every "
       "{} ms. {} CPUs online.\n\n",
       o.mb, o.accesses, o.iterations, o.n_list, pressure.describe(), o.period_ms, ncpu);
-  md += "| N | completion (s) | CPU utilization, monitor (% of all CPUs) | same, workers' getrusage "
-        "| user-mode part | major faults | minor faults | failed |\n"
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+  md +=
+      "| N | completion (s) | CPU utilization, monitor (% of all CPUs) | same, workers' getrusage "
+      "| user-mode part | major faults | minor faults | failed |\n"
+      "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
   for (const auto& p : points)
     md += fmt::format("| {} | {:.2f} | {:.1f} | {:.1f} | {:.1f} | {} | {} | {} |\n", p.n, p.wall_s,
                       p.util_monitor, p.util_self, p.util_user, p.maj, p.min, p.failed);
-  md += "\n![CPU utilization](thrashing-cpu.svg)\n\n![completion time](thrashing-time.svg)\n\n"
-        "![major faults](thrashing-faults.svg)\n\n";
+  md +=
+      "\n![CPU utilization](thrashing-cpu.svg)\n\n![completion time](thrashing-time.svg)\n\n"
+      "![major faults](thrashing-faults.svg)\n\n";
   // Where it peaks and where it collapses (below 70% of the peak), for total and user-mode CPU.
   auto describe = [&](const char* what, double Point::*field) {
     auto peak = std::max_element(points.begin(), points.end(), [&](const Point& a, const Point& b) {
@@ -873,6 +891,13 @@ Result<int> run_thrashing(const ThrashingOptions& o) {
   };
   md += describe("Total CPU utilization (monitor)", &Point::util_monitor) + " " +
         describe("User-mode CPU utilization, the workers' actual work,", &Point::util_user) + "\n";
+  for (const auto& p : points)
+    if (p.failed)
+      md += fmt::format(
+          "\nAt N = {}, {} worker(s) did not finish normally (exit status {}; 137 = killed by "
+          "SIGKILL, here the cgroup's OOM killer when reclaim cannot keep up): their own counts "
+          "are missing from the totals, the monitor's samples still have them.\n",
+          p.n, p.failed, p.failed_status);
   auto fastest = points.front();
   auto slowest = points.back();
   if (points.size() > 1 && fastest.n > 0 && slowest.n > 0)
@@ -881,12 +906,13 @@ Result<int> run_thrashing(const ThrashingOptions& o) {
         "({:.0f}x).\n",
         fastest.wall_s / fastest.n, fastest.n, slowest.wall_s / slowest.n, slowest.n,
         fastest.wall_s > 0 ? (slowest.wall_s / slowest.n) / (fastest.wall_s / fastest.n) : 0.0);
-  md += "\nUtilization is the workers' user+system CPU time divided by wall time and by the "
-        "number of CPUs. Reclaiming and swapping a process's pages (including zram compression "
-        "and decompression) is done by the kernel in that process's context and counted as its "
-        "system time: with swap on zram the CPUs stay busy under thrashing, but with the kernel's "
-        "paging rather than the work. The user-mode part is what collapses, together with the "
-        "completion time.\n";
+  md +=
+      "\nUtilization is the workers' user+system CPU time divided by wall time and by the "
+      "number of CPUs. Reclaiming and swapping a process's pages (including zram compression "
+      "and decompression) is done by the kernel in that process's context and counted as its "
+      "system time: with swap on zram the CPUs stay busy under thrashing, but with the kernel's "
+      "paging rather than the work. The user-mode part is what collapses, together with the "
+      "completion time.\n";
   KSCOPE_TRY(write_file(o.out + "/thrashing.md", md));
   std::fputs(md.c_str(), stdout);
   return 0;
@@ -900,11 +926,12 @@ Subcommand setup_study(CLI::App& parent) {
       "Run a classic virtual-memory case study end to end with kscope monitor and kscope-work: "
       "raw CSV, SVG plots and a markdown summary in --out DIR.\n"
       "  kscope study locality [--out DIR] [--mb 1024] [--accesses-a 50000] [--accesses-b 10000]\n"
-      "  kscope study thrashing [--out DIR] [--n 1,5,11,21,28] [--mb 200] [--limit-mb 1536] (root)");
+      "  kscope study thrashing [--out DIR] [--n 1,5,11,21,28] [--mb 200] [--limit-mb 1536] "
+      "(root)");
   app->require_subcommand(1);
   auto lo = std::make_shared<LocalityOptions>();
-  auto* loc = app->add_subcommand(
-      "locality", "Two runs of two processes: random+random, then random+locality");
+  auto* loc = app->add_subcommand("locality",
+                                  "Two runs of two processes: random+random, then random+locality");
   loc->add_option("--out", lo->out, "Output directory (default study-locality)");
   loc->add_option("--mb", lo->mb, "MiB per process (default 1024)");
   loc->add_option("--accesses-a", lo->accesses_a, "Accesses per iteration of process A (50000)");

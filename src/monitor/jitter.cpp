@@ -46,8 +46,8 @@ uint64_t JitterStats::quantile_ns(double q) const {
 }
 
 std::string JitterStats::describe() const {
-  return fmt::format("n={} p50={:.3f}ms p99={:.3f}ms max={:.3f}ms", count_,
-                     quantile_ns(0.5) / 1e6, quantile_ns(0.99) / 1e6, max_ns_ / 1e6);
+  return fmt::format("n={} p50={:.3f}ms p99={:.3f}ms max={:.3f}ms", count_, quantile_ns(0.5) / 1e6,
+                     quantile_ns(0.99) / 1e6, max_ns_ / 1e6);
 }
 
 }  // namespace kscope::monitor

@@ -1,8 +1,8 @@
 #include "monitor/monitor.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -10,9 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
-#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -50,7 +50,8 @@ uint64_t realtime_ns() {
 double self_cpu_seconds() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 std::string csv_field(const std::string& s) {
@@ -119,19 +120,25 @@ class Monitor {
   std::optional<LaunchedCommand> command_;
   uint64_t start_ns_ = 0;
   bool timer_armed_ = false;
-  uint64_t arm_base_index_ = 0;     // period index of the first deadline after arming
-  uint64_t expirations_ = 0;        // since arming
-  uint64_t periods_ = 0;            // periods sampled
-  uint64_t missed_ = 0;             // periods skipped (woke more than a period late)
+  uint64_t arm_base_index_ = 0;  // period index of the first deadline after arming
+  uint64_t expirations_ = 0;     // since arming
+  uint64_t periods_ = 0;         // periods sampled
+  uint64_t missed_ = 0;          // periods skipped (woke more than a period late)
   uint64_t rows_ = 0;
   uint64_t csv_dropped_ = 0;
-  uint64_t sample_ns_total_ = 0;    // time spent inside sample()
+  uint64_t sample_ns_total_ = 0;  // time spent inside sample()
   uint64_t sample_ns_max_ = 0;
   SampleRow last_aggregate_;
   Owner owner_ = Owner::current();
 };
 
-enum Tag : uint64_t { kTagTimer = 1, kTagWake = 2, kTagControl = 3, kTagHttp = 4, kTagConnBase = 16 };
+enum Tag : uint64_t {
+  kTagTimer = 1,
+  kTagWake = 2,
+  kTagControl = 3,
+  kTagHttp = 4,
+  kTagConnBase = 16
+};
 
 Status Monitor::add_fd(int fd, uint32_t events, uint64_t tag) {
   epoll_event ev{};
@@ -163,9 +170,9 @@ Status Monitor::setup() {
 
   // Outputs first: a bad path fails before anything is started.
   if (!o_.csv_path.empty()) {
-    int fd = o_.csv_path == "-" ? ::dup(1)
-                                : ::open(o_.csv_path.c_str(),
-                                         O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = o_.csv_path == "-"
+                 ? ::dup(1)
+                 : ::open(o_.csv_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return errno_error(fmt::format("cannot write {}", o_.csv_path));
     if (o_.csv_path != "-" && ::geteuid() == 0 && owner_.uid != 0) {
       int ignored = ::fchown(fd, owner_.uid, owner_.gid);
@@ -176,8 +183,8 @@ Status Monitor::setup() {
     std::fprintf(csv_, "%s\n", kCsvHeader);
     std::fflush(csv_);
   }
-  KSCOPE_ASSIGN_OR_RETURN(auto listener, ControlListener::open(o_.socket_path, owner_,
-                                                               o_.socket_default_dir));
+  KSCOPE_ASSIGN_OR_RETURN(auto listener,
+                          ControlListener::open(o_.socket_path, owner_, o_.socket_default_dir));
   control_.emplace(std::move(listener));
   KSCOPE_TRY(add_fd(control_->fd(), EPOLLIN, kTagControl));
   if (!o_.shm_name.empty()) {
@@ -191,13 +198,16 @@ Status Monitor::setup() {
     if (!http_) return errno_error("socket");
     int one = 1;
     ::setsockopt(http_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (::bind(http_.get(), reinterpret_cast<const sockaddr*>(&o_.listen->addr), o_.listen->len) != 0)
+    if (::bind(http_.get(), reinterpret_cast<const sockaddr*>(&o_.listen->addr), o_.listen->len) !=
+        0)
       return errno_error(fmt::format("cannot listen on {}", o_.listen->text));
     if (::listen(http_.get(), 16) != 0) return errno_error("listen");
     KSCOPE_TRY(add_fd(http_.get(), EPOLLIN, kTagHttp));
     if (!o_.listen->loopback)
-      std::fprintf(stderr, "kscope: warning: /metrics is reachable from the network on %s and "
-                           "has no authentication\n", o_.listen->text.c_str());
+      std::fprintf(stderr,
+                   "kscope: warning: /metrics is reachable from the network on %s and "
+                   "has no authentication\n",
+                   o_.listen->text.c_str());
   }
   for (pid_t pid : o_.pids) {
     auto r = do_register(pid, nullptr);
@@ -222,8 +232,10 @@ Status Monitor::setup() {
     if (::sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0)
       sched_note = ", SCHED_FIFO";
     else
-      std::fprintf(stderr, "kscope: note: cannot use SCHED_FIFO (%s); sampling may be late "
-                           "when the CPUs are saturated\n", std::strerror(errno));
+      std::fprintf(stderr,
+                   "kscope: note: cannot use SCHED_FIFO (%s); sampling may be late "
+                   "when the CPUs are saturated\n",
+                   std::strerror(errno));
   }
   std::fprintf(stderr, "kscope: monitor listening on %s", o_.socket_path.c_str());
   if (ring_) std::fprintf(stderr, ", ring /dev/shm/%s", o_.shm_name.c_str());
@@ -276,8 +288,8 @@ void Monitor::on_timer() {
 std::string format_csv_row_impl(const SampleRow& r) {
   return fmt::format("{:.3f},{},{},{},{},{},{},{:.4f},{}", r.time_ns / 1e6,
                      r.aggregate ? std::string("all") : std::to_string(r.pid),
-                     r.aggregate ? std::string("*") : csv_field(r.comm), r.min_faults,
-                     r.maj_faults, r.min_faults_total, r.maj_faults_total, r.cpu_util, r.rss_kb);
+                     r.aggregate ? std::string("*") : csv_field(r.comm), r.min_faults, r.maj_faults,
+                     r.min_faults_total, r.maj_faults_total, r.cpu_util, r.rss_kb);
 }
 
 void Monitor::sample(uint64_t now, uint64_t period_index) {
@@ -295,7 +307,8 @@ void Monitor::sample(uint64_t now, uint64_t period_index) {
   }
   if (csv_ && std::fflush(csv_) != 0) clearerr(csv_);
   if (ring_) ring_->set_periods(periods_, missed_);
-  for (auto& [pid, comm] : result.exited) note(fmt::format("pid {} ({}) exited; unregistered", pid, comm));
+  for (auto& [pid, comm] : result.exited)
+    note(fmt::format("pid {} ({}) exited; unregistered", pid, comm));
 }
 
 Result<std::string> Monitor::do_register(pid_t pid, const PeerCred* peer) {
@@ -354,7 +367,8 @@ void Monitor::accept_connections(int listen_fd, bool http) {
     }
     if (!http) {
       auto cred = peer_credentials(fd);
-      bool allowed = cred && (cred->uid == 0 || cred->uid == owner_.uid || cred->uid == ::geteuid());
+      bool allowed =
+          cred && (cred->uid == 0 || cred->uid == owner_.uid || cred->uid == ::geteuid());
       if (!allowed) {
         std::string deny = "error permission denied: this monitor belongs to another user\n";
         ssize_t ignored = ::send(fd, deny.data(), deny.size(), MSG_NOSIGNAL);
@@ -451,8 +465,10 @@ void Monitor::on_connection(int fd, uint32_t events) {
         if (c.in.size() > limit) break;
         continue;
       }
-      if (n == 0) eof = true;
-      else if (errno == EINTR) continue;
+      if (n == 0)
+        eof = true;
+      else if (errno == EINTR)
+        continue;
       else if (errno != EAGAIN && errno != EWOULDBLOCK) {
         close_connection(fd);
         return;
@@ -514,9 +530,10 @@ void Monitor::print_final_stats() {
                "dropped; wake-up lateness %s; sampling cost avg %.1f us max %.1f us; "
                "monitor CPU %.3f s over %.1f s (%.2f%% of a core)\n",
                static_cast<unsigned long long>(periods_), static_cast<unsigned long long>(missed_),
-               static_cast<unsigned long long>(rows_), static_cast<unsigned long long>(csv_dropped_),
-               jitter_.describe().c_str(), periods_ ? sample_ns_total_ / 1e3 / periods_ : 0.0,
-               sample_ns_max_ / 1e3, cpu, uptime, uptime > 0 ? 100.0 * cpu / uptime : 0.0);
+               static_cast<unsigned long long>(rows_),
+               static_cast<unsigned long long>(csv_dropped_), jitter_.describe().c_str(),
+               periods_ ? sample_ns_total_ / 1e3 / periods_ : 0.0, sample_ns_max_ / 1e3, cpu,
+               uptime, uptime > 0 ? 100.0 * cpu / uptime : 0.0);
 }
 
 Result<int> Monitor::run() {
@@ -548,8 +565,10 @@ Result<int> Monitor::run() {
         accept_connections(http_.get(), true);
       } else {
         int fd = static_cast<int>(tag - kTagConnBase);
-        if (events[i].events & EPOLLOUT) flush_connection(fd);
-        else on_connection(fd, events[i].events);
+        if (events[i].events & EPOLLOUT)
+          flush_connection(fd);
+        else
+          on_connection(fd, events[i].events);
       }
     }
     // Drop connections that never sent a complete request.
@@ -566,8 +585,10 @@ Result<int> Monitor::run() {
       break;
     }
   }
-  if (g_stop_signal && command_ && !command_->has_exited()) {
-    command_->terminate();
+  if (command_ && !command_status) {
+    // Stopped by a signal or --duration while the command still runs: ask it to terminate (as
+    // perf record does) and report its status.
+    if (!command_->has_exited()) command_->terminate();
     auto r = command_->reap();
     command_status = r ? *r : 1;
   }

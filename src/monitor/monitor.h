@@ -24,17 +24,17 @@ struct MonitorOptions {
   std::vector<pid_t> pids;
   std::vector<std::string> command;
   uint64_t period_ns = 50'000'000;
-  std::string csv_path;           // empty: no CSV
-  std::string socket_path;        // resolved
+  std::string csv_path;             // empty: no CSV
+  std::string socket_path;          // resolved
   bool socket_default_dir = false;  // create the private default directory
-  std::string shm_name;           // empty: no ring
+  std::string shm_name;             // empty: no ring
   uint32_t ring_slots = 65536;
   std::optional<ListenAddress> listen;
-  double duration_s = 0;          // 0: until stopped (or COMMAND exits)
+  double duration_s = 0;  // 0: until stopped (or COMMAND exits)
   size_t max_processes = 1024;
-  bool quiet = false;             // no per-event messages on stderr
-  bool exact_rss = false;         // VmRSS from /proc/PID/status (else stat's approximate rss)
-  bool realtime = true;           // as root: SCHED_FIFO for the sampling loop (not inherited)
+  bool quiet = false;      // no per-event messages on stderr
+  bool exact_rss = false;  // VmRSS from /proc/PID/status (else stat's approximate rss)
+  bool realtime = true;    // as root: SCHED_FIFO for the sampling loop (not inherited)
 };
 
 // The CSV header, exactly.

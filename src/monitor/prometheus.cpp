@@ -31,15 +31,17 @@ Result<ListenAddress> parse_listen_address(std::string_view text) {
   auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (port_text.empty() || ec != std::errc() || p != port_text.data() + port_text.size() ||
       port == 0 || port > 65535)
-    return usage_error(fmt::format("--listen '{}': the port must be a number from 1 to 65535", text));
+    return usage_error(
+        fmt::format("--listen '{}': the port must be a number from 1 to 65535", text));
   ListenAddress a;
   if (host.empty() || host == "localhost") host = "127.0.0.1";
   in_addr v4{};
   in6_addr v6{};
   if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) {
     if (v4.s_addr == htonl(INADDR_ANY))
-      return usage_error("--listen: refusing the wildcard address 0.0.0.0; give the address of "
-                         "one interface (metrics are unauthenticated)");
+      return usage_error(
+          "--listen: refusing the wildcard address 0.0.0.0; give the address of "
+          "one interface (metrics are unauthenticated)");
     auto* sin = reinterpret_cast<sockaddr_in*>(&a.addr);
     sin->sin_family = AF_INET;
     sin->sin_port = htons(static_cast<uint16_t>(port));
@@ -49,8 +51,9 @@ Result<ListenAddress> parse_listen_address(std::string_view text) {
     a.text = fmt::format("{}:{}", host, port);
   } else if (::inet_pton(AF_INET6, host.c_str(), &v6) == 1) {
     if (IN6_IS_ADDR_UNSPECIFIED(&v6))
-      return usage_error("--listen: refusing the wildcard address ::; give the address of one "
-                         "interface (metrics are unauthenticated)");
+      return usage_error(
+          "--listen: refusing the wildcard address ::; give the address of one "
+          "interface (metrics are unauthenticated)");
     auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a.addr);
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons(static_cast<uint16_t>(port));
@@ -68,10 +71,14 @@ Result<ListenAddress> parse_listen_address(std::string_view text) {
 std::string escape_label_value(std::string_view v) {
   std::string out;
   for (char c : v) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -181,15 +188,16 @@ HttpParse parse_http_request(std::string_view received) {
 }
 
 std::string format_http_response(const HttpAnswer& a) {
-  const char* reason = a.status == 200 ? "OK"
+  const char* reason = a.status == 200   ? "OK"
                        : a.status == 400 ? "Bad Request"
                        : a.status == 404 ? "Not Found"
                        : a.status == 405 ? "Method Not Allowed"
                        : a.status == 413 ? "Payload Too Large"
                                          : "Error";
-  return fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
-                     "Connection: close\r\n\r\n{}",
-                     a.status, reason, a.content_type, a.body.size(), a.body);
+  return fmt::format(
+      "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
+      "Connection: close\r\n\r\n{}",
+      a.status, reason, a.content_type, a.body.size(), a.body);
 }
 
 }  // namespace kscope::monitor

@@ -63,8 +63,8 @@ Result<pid_t> parse_pid(std::string_view text) {
   text = trim(text);
   unsigned long v = 0;
   if (!parse_unsigned(text, v))
-    return usage_error(fmt::format("invalid PID '{}': expected a positive decimal number",
-                                   printable(text)));
+    return usage_error(
+        fmt::format("invalid PID '{}': expected a positive decimal number", printable(text)));
   if (v == 0 || v > 4194304)
     return usage_error(fmt::format("invalid PID '{}': out of range (1..4194304)", printable(text)));
   return static_cast<pid_t>(v);
@@ -72,7 +72,8 @@ Result<pid_t> parse_pid(std::string_view text) {
 
 Result<Request> parse_request(std::string_view line) {
   line = trim(line);
-  if (line.empty()) return usage_error("empty request (expected register PID, unregister PID or status)");
+  if (line.empty())
+    return usage_error("empty request (expected register PID, unregister PID or status)");
   for (char c : line)
     if (static_cast<unsigned char>(c) < 0x20 && c != '\t')
       return usage_error("malformed request: control characters");
@@ -206,8 +207,9 @@ Status ensure_private_dir(const std::string& dir, const Owner& owner) {
   if (!S_ISDIR(st.st_mode)) return make_error(fmt::format("{} is not a directory", dir));
   if (st.st_uid != owner.uid) {
     if (::geteuid() != 0 || st.st_uid != 0)
-      return make_error(fmt::format("{} belongs to uid {}, not to uid {}", dir, st.st_uid,
-                                    owner.uid), 0, "remove it, or pass --socket PATH");
+      return make_error(
+          fmt::format("{} belongs to uid {}, not to uid {}", dir, st.st_uid, owner.uid), 0,
+          "remove it, or pass --socket PATH");
     if (::lchown(dir.c_str(), owner.uid, owner.gid) != 0)
       return errno_error(fmt::format("cannot hand {} to uid {}", dir, owner.uid));
   }
@@ -249,7 +251,8 @@ Result<ControlListener> ControlListener::open(const std::string& path, const Own
     if (::fstat(l.lock_.get(), &held) == 0 && ::stat(lock_path.c_str(), &now) == 0 &&
         held.st_dev == now.st_dev && held.st_ino == now.st_ino)
       break;
-    if (attempt > 10) return make_error(fmt::format("cannot lock {}: it keeps changing", lock_path));
+    if (attempt > 10)
+      return make_error(fmt::format("cannot lock {}: it keeps changing", lock_path));
   }
   if (::geteuid() == 0 && owner.uid != 0) {
     int ignored = ::fchown(l.lock_.get(), owner.uid, owner.gid);

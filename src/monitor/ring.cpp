@@ -67,16 +67,17 @@ Status validate_ring(const void* mem, size_t size) {
   if (load_acquire(&h->magic) != KSCOPE_RING_MAGIC)
     return make_error("not a kscope monitor ring (bad magic)");
   if (h->version != KSCOPE_RING_VERSION)
-    return make_error(fmt::format(
-        "ring layout version {} is not supported (this reader understands version {})",
-        h->version, KSCOPE_RING_VERSION), 0, "use a kscope of the same version as the monitor");
+    return make_error(
+        fmt::format("ring layout version {} is not supported (this reader understands version {})",
+                    h->version, KSCOPE_RING_VERSION),
+        0, "use a kscope of the same version as the monitor");
   if (h->header_size < sizeof(kscope_ring_header) || h->slot_size < sizeof(kscope_ring_slot) ||
       h->slot_size % 8 != 0 || h->slot_count < 2 || (h->slot_count & (h->slot_count - 1)) != 0)
     return make_error("ring header has inconsistent sizes");
   uint64_t need = h->header_size + static_cast<uint64_t>(h->slot_size) * h->slot_count;
   if (need > size)
-    return make_error(fmt::format("ring file truncated: header says {} bytes, file has {}", need,
-                                  size));
+    return make_error(
+        fmt::format("ring file truncated: header says {} bytes, file has {}", need, size));
   return {};
 }
 
@@ -172,8 +173,8 @@ Status validate_shm_name(const std::string& name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '_' || c == '-';
     if (!ok)
-      return usage_error(fmt::format(
-          "invalid --shm name '{}': use letters, digits, '.', '_' and '-' only", name));
+      return usage_error(
+          fmt::format("invalid --shm name '{}': use letters, digits, '.', '_' and '-' only", name));
   }
   if (name == "." || name == "..") return usage_error("invalid --shm name");
   return {};
@@ -208,9 +209,8 @@ bool ring_in_use(const std::string& shm_name) {
 
 }  // namespace
 
-Result<ShmMapping> create_shm_ring(const std::string& name, uint32_t slot_count,
-                                   uint64_t period_ns, uint64_t start_realtime_ns,
-                                   uid_t owner_uid, gid_t owner_gid) {
+Result<ShmMapping> create_shm_ring(const std::string& name, uint32_t slot_count, uint64_t period_ns,
+                                   uint64_t start_realtime_ns, uid_t owner_uid, gid_t owner_gid) {
   KSCOPE_TRY(validate_shm_name(name));
   if (slot_count < 2 || (slot_count & (slot_count - 1)) != 0 || slot_count > (1u << 24))
     return usage_error("--ring-slots must be a power of two between 2 and 16777216");
@@ -241,8 +241,8 @@ Result<ShmMapping> open_shm_ring(const std::string& name) {
   KSCOPE_TRY(validate_shm_name(name));
   Fd fd(::shm_open(("/" + name).c_str(), O_RDONLY | O_CLOEXEC, 0));
   if (!fd)
-    return errno_error(fmt::format("cannot open /dev/shm/{} (is a monitor running with --shm {}?)",
-                                   name, name));
+    return errno_error(
+        fmt::format("cannot open /dev/shm/{} (is a monitor running with --shm {}?)", name, name));
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return errno_error("fstat");
   size_t size = static_cast<size_t>(st.st_size);

@@ -47,8 +47,8 @@ struct RingBatch {
 class RingReader {
  public:
   // `next` is the first row to read (0 = from the oldest still possible, see start_at_oldest).
-  RingReader(const void* mem, uint64_t next) : hdr_(static_cast<const kscope_ring_header*>(mem)),
-                                               next_(next) {}
+  RingReader(const void* mem, uint64_t next)
+      : hdr_(static_cast<const kscope_ring_header*>(mem)), next_(next) {}
   // Position at the oldest row still in the ring.
   void start_at_oldest();
   // Position after the newest row (only rows written from now on).
@@ -89,9 +89,8 @@ Status validate_shm_name(const std::string& name);
 // Creates /dev/shm/NAME for writing (mode 0600, owned by `owner_uid`). An existing file of a
 // monitor that is still running (writer pid alive, not closed) is refused; a left-over one
 // (clean exit or SIGKILL) is unlinked first, so readers that still map it keep their copy.
-Result<ShmMapping> create_shm_ring(const std::string& name, uint32_t slot_count,
-                                   uint64_t period_ns, uint64_t start_realtime_ns,
-                                   uid_t owner_uid, gid_t owner_gid);
+Result<ShmMapping> create_shm_ring(const std::string& name, uint32_t slot_count, uint64_t period_ns,
+                                   uint64_t start_realtime_ns, uid_t owner_uid, gid_t owner_gid);
 
 // Maps /dev/shm/NAME read-only and validates its layout.
 Result<ShmMapping> open_shm_ring(const std::string& name);

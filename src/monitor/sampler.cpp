@@ -109,8 +109,10 @@ Result<const TrackedProcess*> Registry::add(pid_t pid, uint64_t now_ns) {
   if (pid <= 0) return usage_error(fmt::format("invalid PID {}", pid));
   if (procs_.count(pid)) return make_error(fmt::format("pid {} is already registered", pid));
   if (procs_.size() >= max_)
-    return make_error(fmt::format("cannot register pid {}: already {} processes registered "
-                                  "(the limit, --max-procs)", pid, max_));
+    return make_error(
+        fmt::format("cannot register pid {}: already {} processes registered "
+                    "(the limit, --max-procs)",
+                    pid, max_));
   TrackedProcess p;
   p.pid = pid;
   p.stat_fd.reset(::open(fmt::format("/proc/{}/stat", pid).c_str(), O_RDONLY | O_CLOEXEC));

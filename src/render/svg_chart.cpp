@@ -1,10 +1,10 @@
 #include "render/svg_chart.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
-
-#include <fmt/format.h>
 
 namespace kscope {
 
@@ -12,11 +12,21 @@ std::string svg_escape(std::string_view text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
       default:
         out += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
     }
@@ -99,38 +109,44 @@ std::string render_svg_chart(const std::vector<ChartSeries>& series, const Chart
       "viewBox=\"0 0 {0:.0f} {1:.0f}\" font-family=\"sans-serif\" font-size=\"12\">\n"
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
       W, total_h);
-  out += fmt::format("<text x=\"{:.1f}\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" "
-                     "font-weight=\"bold\">{}</text>\n",
-                     W / 2, svg_escape(o.title));
+  out += fmt::format(
+      "<text x=\"{:.1f}\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" "
+      "font-weight=\"bold\">{}</text>\n",
+      W / 2, svg_escape(o.title));
   // Grid and ticks.
   for (double v : xt) {
     double x = px(v);
-    out += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\" "
-                       "stroke=\"#e0e0e0\"/>\n",
-                       x, top, top + ph);
+    out += fmt::format(
+        "<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{0:.1f}\" y2=\"{2:.1f}\" "
+        "stroke=\"#e0e0e0\"/>\n",
+        x, top, top + ph);
     out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", x,
                        top + ph + 16, svg_escape(format_tick(v, xstep)));
   }
   for (double v : yt) {
     double y = py(v);
-    out += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\" "
-                       "stroke=\"#e0e0e0\"/>\n",
-                       left, y, left + pw);
-    out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n",
-                       left - 6, y + 4, svg_escape(format_tick(v, ystep)));
+    out += fmt::format(
+        "<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\" "
+        "stroke=\"#e0e0e0\"/>\n",
+        left, y, left + pw);
+    out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 6,
+                       y + 4, svg_escape(format_tick(v, ystep)));
   }
-  out += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" "
-                     "fill=\"none\" stroke=\"black\"/>\n",
-                     left, top, pw, ph);
+  out += fmt::format(
+      "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" "
+      "fill=\"none\" stroke=\"black\"/>\n",
+      left, top, pw, ph);
   out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n",
                      left + pw / 2, top + ph + 36, svg_escape(o.x_label));
-  out += fmt::format("<text x=\"18\" y=\"{0:.1f}\" text-anchor=\"middle\" "
-                     "transform=\"rotate(-90 18 {0:.1f})\">{1}</text>\n",
-                     top + ph / 2, svg_escape(o.y_label));
+  out += fmt::format(
+      "<text x=\"18\" y=\"{0:.1f}\" text-anchor=\"middle\" "
+      "transform=\"rotate(-90 18 {0:.1f})\">{1}</text>\n",
+      top + ph / 2, svg_escape(o.y_label));
   if (empty)
-    out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#888\">"
-                       "no data</text>\n",
-                       left + pw / 2, top + ph / 2);
+    out += fmt::format(
+        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#888\">"
+        "no data</text>\n",
+        left + pw / 2, top + ph / 2);
   // Series.
   for (size_t i = 0; i < series.size(); ++i) {
     const auto& s = series[i];
@@ -140,17 +156,19 @@ std::string render_svg_chart(const std::vector<ChartSeries>& series, const Chart
       if (!std::isfinite(x) || !std::isfinite(y)) continue;
       pts += fmt::format("{:.1f},{:.1f} ", px(x), py(y));
     }
-    out += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{} points=\"{}\"/>\n",
-                       color, s.dashed ? " stroke-dasharray=\"6 4\"" : "", pts);
+    out +=
+        fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\"{} points=\"{}\"/>\n",
+                    color, s.dashed ? " stroke-dasharray=\"6 4\"" : "", pts);
     if (s.markers)
       for (auto [x, y] : s.points)
         if (std::isfinite(x) && std::isfinite(y))
           out += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" fill=\"{}\"/>\n", px(x),
                              py(y), color);
     double ly = top + ph + 56 + 18.0 * static_cast<double>(i);
-    out += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\" "
-                       "stroke=\"{3}\" stroke-width=\"2\"{4}/>\n",
-                       left, ly - 4, left + 28, color, s.dashed ? " stroke-dasharray=\"6 4\"" : "");
+    out += fmt::format(
+        "<line x1=\"{0:.1f}\" y1=\"{1:.1f}\" x2=\"{2:.1f}\" y2=\"{1:.1f}\" "
+        "stroke=\"{3}\" stroke-width=\"2\"{4}/>\n",
+        left, ly - 4, left + 28, color, s.dashed ? " stroke-dasharray=\"6 4\"" : "");
     out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", left + 36, ly,
                        svg_escape(s.name));
   }

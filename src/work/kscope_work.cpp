@@ -15,12 +15,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "monitor/protocol.h"
 
@@ -149,9 +148,8 @@ int main(int argc, char** argv) {
   uint64_t bytes = mb << 20;
   uint64_t pages = bytes / kPage;
   double t0 = now_ms();
-  auto* region = static_cast<volatile uint8_t*>(
-      ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-             -1, 0));
+  auto* region = static_cast<volatile uint8_t*>(::mmap(
+      nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
   int rc = 0;
   double work_end = 0;  // elapsed time excludes --hold-ms
   if (region == MAP_FAILED) {
@@ -201,13 +199,13 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "kscope-work: note: unregister: %s\n",
                    r ? r->message.c_str() : r.error().describe().c_str());
   }
-  std::printf("kscope-work: pid=%d pattern=%s mb=%llu accesses=%llu iterations=%llu "
-              "elapsed_ms=%.3f min_faults=%ld maj_faults=%ld cpu_ms=%.1f user_ms=%.1f "
-              "sys_ms=%.1f%s\n",
-              static_cast<int>(::getpid()), pattern.c_str(), static_cast<unsigned long long>(mb),
-              static_cast<unsigned long long>(accesses),
-              static_cast<unsigned long long>(iterations), elapsed, ru.ru_minflt, ru.ru_majflt,
-              cpu_ms, user_ms, sys_ms, g_stop ? " interrupted=1" : "");
+  std::printf(
+      "kscope-work: pid=%d pattern=%s mb=%llu accesses=%llu iterations=%llu "
+      "elapsed_ms=%.3f min_faults=%ld maj_faults=%ld cpu_ms=%.1f user_ms=%.1f "
+      "sys_ms=%.1f%s\n",
+      static_cast<int>(::getpid()), pattern.c_str(), static_cast<unsigned long long>(mb),
+      static_cast<unsigned long long>(accesses), static_cast<unsigned long long>(iterations),
+      elapsed, ru.ru_minflt, ru.ru_majflt, cpu_ms, user_ms, sys_ms, g_stop ? " interrupted=1" : "");
   std::fflush(stdout);
   return rc ? rc : (g_stop ? 130 : 0);
 }

@@ -1,11 +1,11 @@
 // The shared-memory ring on a plain buffer: layout, the seqlock protocol, lapped readers,
 // torn reads, and readers of another layout version.
+#include <gtest/gtest.h>
+
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "monitor/ring.h"
 
@@ -18,8 +18,10 @@ struct Ring {
     EXPECT_TRUE(init_ring(mem.data(), ring_bytes(slots), slots, 50'000'000, 1, 99).ok());
   }
   void* data() { return mem.data(); }
-  size_t size() const { return ring_bytes(static_cast<uint32_t>(
-      (mem.size() * 8 - sizeof(kscope_ring_header)) / sizeof(kscope_ring_slot))); }
+  size_t size() const {
+    return ring_bytes(static_cast<uint32_t>((mem.size() * 8 - sizeof(kscope_ring_header)) /
+                                            sizeof(kscope_ring_slot)));
+  }
 };
 
 kscope_ring_slot row(uint64_t i) {
@@ -75,7 +77,7 @@ TEST(MonitorRing, LappedReaderCountsWhatItLost) {
   RingWriter w(r.data());
   RingReader reader(r.data(), 0);
   for (uint64_t i = 0; i < 3; ++i) w.append(row(i));
-  ASSERT_EQ(reader.poll(2).rows.size(), 2u);  // read rows 0,1; row 2 pending
+  ASSERT_EQ(reader.poll(2).rows.size(), 2u);           // read rows 0,1; row 2 pending
   for (uint64_t i = 3; i < 20; ++i) w.append(row(i));  // 20 written, ring holds 12..19
   auto b = reader.poll();
   EXPECT_EQ(b.lost, 10u);  // rows 2..11
@@ -137,7 +139,8 @@ TEST(MonitorRing, ValidationGivesClearErrors) {
 
 TEST(MonitorRing, ShmNames) {
   EXPECT_TRUE(validate_shm_name("kscope-monitor-0").ok());
-  for (const char* bad : {"", "a/b", "..", "a b", "x\n"}) EXPECT_FALSE(validate_shm_name(bad).ok()) << bad;
+  for (const char* bad : {"", "a/b", "..", "a b", "x\n"})
+    EXPECT_FALSE(validate_shm_name(bad).ok()) << bad;
 }
 
 }  // namespace

@@ -1,10 +1,9 @@
 // The monitor's arithmetic and parsers, fed with fixtures: deltas, utilization, aggregate sums,
 // jitter quantiles, the socket protocol, CSV rows, the Prometheus exposition, --listen.
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "monitor/jitter.h"
 #include "monitor/monitor.h"
@@ -30,7 +29,7 @@ TEST(MonitorSampler, DeltasTotalsAndUtilization) {
   EXPECT_EQ(r.maj_faults, 2u);
   EXPECT_EQ(r.min_faults_total, 350u);
   EXPECT_EQ(r.maj_faults_total, 5u);
-  EXPECT_EQ(r.cpu_time_ns, 50'000'000u);       // 5 ticks of 10 ms
+  EXPECT_EQ(r.cpu_time_ns, 50'000'000u);         // 5 ticks of 10 ms
   EXPECT_EQ(r.cpu_time_ns_total, 150'000'000u);  // 15 ticks
   EXPECT_DOUBLE_EQ(r.cpu_util, 1.0);             // 50 ms of CPU in 50 ms of wall time
   EXPECT_EQ(r.rss_kb, 4800u);
@@ -102,7 +101,8 @@ TEST(MonitorSampler, ParsesStatWithHostileComm) {
 TEST(MonitorSampler, RejectsMalformedStat) {
   EXPECT_FALSE(parse_reading("").ok());
   EXPECT_FALSE(parse_reading("12 (x) S 1 2 3").ok());
-  EXPECT_FALSE(parse_reading("12 x S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22").ok());
+  EXPECT_FALSE(
+      parse_reading("12 x S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22").ok());
   EXPECT_FALSE(parse_reading("12 (x) S 1 1 1 0 -1 0 abc 0 0 0 0 0 0 0 20 0 1 0 1 1 1").ok());
 }
 
@@ -135,8 +135,8 @@ TEST(MonitorJitter, QuantilesAreBucketUpperBounds) {
   JitterStats j;
   EXPECT_EQ(j.quantile_ns(0.99), 0u);
   for (int i = 0; i < 98; ++i) j.add(100'000);  // 100 us
-  j.add(3'000'000);                               // 3 ms
-  j.add(250'000'000);                             // 250 ms: overflow bucket
+  j.add(3'000'000);                             // 3 ms
+  j.add(250'000'000);                           // 250 ms: overflow bucket
   EXPECT_EQ(j.count(), 100u);
   EXPECT_EQ(j.quantile_ns(0.5), 101'000u);
   EXPECT_EQ(j.quantile_ns(0.99), 3'100'000u);
@@ -158,9 +158,9 @@ TEST(MonitorProtocol, ParsesRequests) {
 }
 
 TEST(MonitorProtocol, RejectsBadRequests) {
-  for (const char* bad : {"", "register", "register -1", "register 0", "register 12x",
-                          "register 99999999999", "register 4194305", "bogus 1", "status 1",
-                          "register 1\x01", "unregister abc"}) {
+  for (const char* bad :
+       {"", "register", "register -1", "register 0", "register 12x", "register 99999999999",
+        "register 4194305", "bogus 1", "status 1", "register 1\x01", "unregister abc"}) {
     auto r = parse_request(bad);
     EXPECT_FALSE(r.ok()) << bad;
     if (!r.ok()) {
@@ -224,8 +224,9 @@ TEST(MonitorPrometheus, ExpositionHasHelpTypeAndEscapedLabels) {
   EXPECT_NE(text.find("# HELP kscope_monitor_minor_faults_total "), std::string::npos);
   EXPECT_NE(text.find("# TYPE kscope_monitor_resident_memory_bytes gauge"), std::string::npos);
   EXPECT_NE(text.find("# TYPE kscope_monitor_cpu_utilization_ratio gauge"), std::string::npos);
-  EXPECT_NE(text.find("kscope_monitor_minor_faults_total{pid=\"7\",comm=\"we\\\"ird\\\\na\\nme\"} 11\n"),
-            std::string::npos)
+  EXPECT_NE(
+      text.find("kscope_monitor_minor_faults_total{pid=\"7\",comm=\"we\\\"ird\\\\na\\nme\"} 11\n"),
+      std::string::npos)
       << text;
   EXPECT_NE(text.find("kscope_monitor_cpu_seconds_total{pid=\"7\""), std::string::npos);
   EXPECT_NE(text.find("} 1.500\n"), std::string::npos);

@@ -1,8 +1,8 @@
-#include <algorithm>
+#include "render/svg_chart.h"
 
 #include <gtest/gtest.h>
 
-#include "render/svg_chart.h"
+#include <algorithm>
 
 namespace kscope {
 namespace {
