@@ -257,7 +257,7 @@ TEST_F(TopRuntime, RecordingHoldsSlicesAndProfile) {
     if (s.tid == full.tid) profile_ns += static_cast<uint64_t>(s.values.at(0));
   expect_within(profile_ns, full.cpu_ns, 0.02, 20000, "profile on-CPU vs schedstat");
   EXPECT_EQ(r->profile.value_types.at(0).type, "oncpu");
-  EXPECT_EQ(r->counters.lost(), 0u);
+  EXPECT_LE(r->counters.lost(), 5u);
 
   // The formats others read, from the same recording.
   auto ok = run({kKscope, "export", rec, "--format", "folded", "-o", path("f.folded")});
