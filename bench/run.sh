@@ -108,3 +108,4 @@ bench/monitor.sh
 # kscope top: context-switch overhead against offcputime, perf sched, bpftrace; screen CPU/RSS
 # with 500 processes (bench/top.sh, also runnable on its own).
 bench/top.sh
+PIN=1 SKIP_SCREEN=1 bench/top.sh

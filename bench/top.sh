@@ -19,12 +19,17 @@ if [[ $(id -u) -ne 0 ]]; then echo "bench: needs root" >&2; exit 1; fi
 have perf || { echo "bench: perf (linux-perf) is required for the workload" >&2; exit 1; }
 [[ -d /sys/kernel/tracing/events ]] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
 
-configs=(untraced kscope-top)
+configs=(untraced kscope-top kscope-top-no-stacks)
 have offcputime && configs+=(offcputime)
 configs+=(perf-sched-record)
 have bpftrace && configs+=(bpftrace-stacks)
 
-workload() { perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}'; }
+# PIN=1: both pipe processes on one CPU, so the time is the cost of the switches themselves, not
+# of cross-CPU wake-ups out of idle (which dominate on this VM and which tracing can even hide).
+PIN=${PIN:-0}
+pin=()
+[[ $PIN == 1 ]] && pin=(taskset -c 1)
+workload() { "${pin[@]}" perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}'; }
 
 # Starts a tracer in the background, waits until it is attached (its output says so).
 start_bg() {  # log needle cmd...
@@ -45,11 +50,14 @@ run_one() {
       start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600
       t=$(workload); stop_bg
       grep -q "RANK" "$tmp/k.log" || { echo "bench: kscope top printed no table" >&2; cat "$tmp/k.log" >&2; exit 1; } ;;
+    kscope-top-no-stacks)
+      start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600 --no-stacks
+      t=$(workload); stop_bg ;;
     offcputime)
       start_bg "$tmp/o.log" "Tracing" offcputime 600
       t=$(workload); stop_bg ;;
     perf-sched-record)
-      t=$(perf sched record -q -o "$tmp/sched.data" -- perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}') ;;
+      t=$(perf sched record -q -o "$tmp/sched.data" -- "${pin[@]}" perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}') ;;
     bpftrace-stacks)
       start_bg "$tmp/b.log" "Attaching" bpftrace -e 'tracepoint:sched:sched_switch { @[kstack, ustack] = count(); }'
       t=$(workload); stop_bg ;;
@@ -70,6 +78,13 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 base=$(echo "${samples[untraced]}" | median)
 
+if [[ ${SKIP_SCREEN:-0} == 1 ]]; then
+  for cfg in "${configs[@]}"; do
+    m=$(echo "${samples[$cfg]}" | median)
+    printf '| %s | %.3f s | %.2fx | %s|\n' "$cfg" "$m" "$(echo "scale=3; $m / $base" | bc -l)" "${samples[$cfg]}"
+  done | tee "$OUT/top-pinned-$(date +%Y%m%d-%H%M%S).md"
+  exit 0
+fi
 # ---- kscope top's own cost with 500 processes waking up every 100 ms, live screen at 1 s.
 SLEEPERS=${SLEEPERS:-500}
 SECS=${SECS:-30}
@@ -96,7 +111,7 @@ report=$OUT/top-$(date +%Y%m%d-%H%M%S).md
   echo "### kscope top overhead ($(date -u +%Y-%m-%d), $ROUNDS interleaved rounds)"
   echo
   echo "Machine: $(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-  echo "Workload: \`perf bench sched pipe -l $LOOPS\` (two processes ping-ponging over pipes: $((LOOPS * 2)) context switches at least); its own Total time"
+  echo "Workload: \`${pin[*]} perf bench sched pipe -l $LOOPS\` (two processes ping-ponging over pipes: $((LOOPS * 2)) context switches at least); its own Total time"
   echo
   echo "| set-up | median time | slowdown vs untraced | all runs (s) |"
   echo "| --- | --- | --- | --- |"
