@@ -88,9 +88,10 @@ Subcommand setup_report(CLI::App& parent) {
   auto o = std::make_shared<ReportCliOptions>();
   auto* app = parent.add_subcommand(
       "report",
-      "Write a self-contained HTML report of a recording (no network needed to open it): summary "
-      "and kernel-counter reconciliation, zoomable fault scatter (all and per segment), cumulative "
-      "faults, latency histogram, top functions and pages, a flame graph.\n"
+      "Write a self-contained HTML report of a recording (no network needed to open it). Faults: "
+      "summary and kernel-counter reconciliation, zoomable fault scatter (all and per segment), "
+      "cumulative faults, latency histogram, top functions and pages, a flame graph. Top: an "
+      "on-CPU flame graph, the per-task table, schedule-in and run-queue-wait figures.\n"
       "  kscope report RECORDING -o report.html [--svg DIR]");
   app->add_option("recording", o->path, "Recording file (kscope faults -o or kscope top -o)")->required();
   app->add_option("-o,--output", o->output, "HTML file to write ('-' = stdout); created 0666 minus umask")
