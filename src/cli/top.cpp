@@ -300,8 +300,14 @@ Result<int> run_top(const TopCliOptions& o) {
   if (!o.output_path.empty())
     std::fprintf(stderr, "kscope top: recording written to %s (%s)\n", o.output_path.c_str(),
                  summary.recording_note.c_str());
-  if (global_options().verbose)
+  if (global_options().verbose) {
     std::fprintf(stderr, "kscope top: stopped: %s\n", stop_reason.c_str());
+    std::fprintf(stderr,
+                 "kscope top: diagnostics: %llu switch-outs without a seen switch-in (includes "
+                 "slices running at start), %llu switch-ins while a slice was open\n",
+                 static_cast<unsigned long long>(summary.diagnostics.first),
+                 static_cast<unsigned long long>(summary.diagnostics.second));
+  }
   return 0;
 }
 

@@ -413,6 +413,7 @@ Result<TopSummary> TopSession::finish() {
   KSCOPE_ASSIGN_OR_RETURN(TopSample final_sample, s.tracer->sample());
   TopSummary summary;
   summary.counters = final_sample.counters;
+  summary.diagnostics = s.tracer->diagnostics();
   if (s.options.keep_whole_run) summary.profile = s.whole_run_profile(final_sample);
   if (s.recording) {
     KSCOPE_TRY(s.recording->finish(summary.profile, summary.counters));

@@ -30,6 +30,7 @@ struct TopSummary {
   StackProfile profile;    // the whole run, value 0 = on-CPU ns
   TopCounters counters;    // the whole run
   std::string recording_note;
+  std::pair<uint64_t, uint64_t> diagnostics;  // see TopTracer::diagnostics()
 };
 
 class TopSession {

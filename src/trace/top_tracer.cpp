@@ -271,6 +271,17 @@ void TopTracer::forget_threads(const std::vector<uint32_t>& tids) {
   for (const auto& k : doomed) bpf_map_delete_elem(fd, &k);
 }
 
+std::pair<uint64_t, uint64_t> TopTracer::diagnostics() {
+  auto sum = [&](uint32_t idx) -> uint64_t {
+    auto v = bpf::read_percpu_u64(bpf_map__fd(impl_->skel->maps.counters), idx);
+    uint64_t s = 0;
+    if (v)
+      for (uint64_t x : *v) s += x;
+    return s;
+  };
+  return {sum(KSCOPE_TOP_DIAG_NO_SWITCHIN), sum(KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN)};
+}
+
 uint64_t TopTracer::start_ns() const { return impl_->start_ns; }
 int TopTracer::ncpus() const { return impl_->ncpus; }
 

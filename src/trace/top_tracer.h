@@ -70,6 +70,10 @@ class TopTracer {
   // so the maps stay bounded on long runs.
   void forget_threads(const std::vector<uint32_t>& tids);
 
+  // Consistency diagnostics from the kernel side (for -v): switch-outs whose switch-in was not
+  // seen (besides slices running at attach), and switch-ins while a slice was still open.
+  std::pair<uint64_t, uint64_t> diagnostics();
+
   uint64_t start_ns() const;  // CLOCK_MONOTONIC when measuring started
   int ncpus() const;
 
