@@ -3,6 +3,8 @@
 // returns the function main() calls when that subcommand was chosen.
 #pragma once
 
+#include <signal.h>
+
 #include <functional>
 #include <string>
 #include <vector>
@@ -34,6 +36,11 @@ Subcommand setup_export(CLI::App& parent);
 Subcommand setup_report(CLI::App& parent);
 Subcommand setup_monitor(CLI::App& parent);
 Subcommand setup_study(CLI::App& parent);
+
+// Ctrl-C, SIGTERM and SIGHUP set the returned flag (so tracing stops, flushes and reports);
+// SIGPIPE is ignored so a closed output pipe surfaces as EPIPE on write instead of killing us
+// before the summary.
+volatile sig_atomic_t* install_stop_handlers();
 
 // Prints "kscope: <message>" (and the hint) on stderr, returns the exit code to use.
 int report_error(const Error& error);

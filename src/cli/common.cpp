@@ -11,6 +11,22 @@
 
 namespace kscope::cli {
 
+namespace {
+volatile sig_atomic_t g_stop = 0;
+void on_stop_signal(int) { g_stop = 1; }
+}  // namespace
+
+volatile sig_atomic_t* install_stop_handlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGHUP, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return &g_stop;
+}
+
 int report_error(const Error& error) {
   std::fprintf(stderr, "kscope: %s\n", error.describe().c_str());
   if (!error.hint.empty()) std::fprintf(stderr, "kscope: %s\n", error.hint.c_str());

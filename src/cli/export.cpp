@@ -53,6 +53,19 @@ class EventExportVisitor : public RecordingVisitor {
   uint64_t n_ = 0;
 };
 
+// write_sqlite replaces the (now empty, closed) output file atomically; on failure nothing is
+// left behind.
+Result<int> export_sqlite(OutputFile& out, const SqliteExportInput& in) {
+  std::string path = out.path();
+  KSCOPE_TRY(out.close());
+  Status st = write_sqlite(in, path);
+  if (!st) {
+    ::unlink(path.c_str());
+    return std::move(st).error();
+  }
+  return 0;
+}
+
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string q = "\"";
@@ -113,16 +126,9 @@ Result<int> export_top(ExportOptions& o, OutputFile& out) {
     return 0;
   }
   if (fmt_name == "sqlite") {
-    std::string path = out.path();
-    KSCOPE_TRY(out.close());
     SqliteExportInput in;
     in.profile = &p;
-    Status st = write_sqlite(in, path);
-    if (!st) {
-      ::unlink(path.c_str());
-      return std::move(st).error();
-    }
-    return 0;
+    return export_sqlite(out, in);
   }
   if (fmt_name == "chrome-trace") {
     std::vector<SchedSlice> slices;
@@ -191,18 +197,11 @@ Result<int> run_export(ExportOptions& o) {
     return 0;
   }
   if (fmt_name == "sqlite") {
-    std::string path = out.path();
-    KSCOPE_TRY(out.close());  // write_sqlite replaces the (now empty) file atomically
     SqliteExportInput in;
     in.recording = &rec;
     in.frame_of_fault = locations.frame_of_fault;
     in.profile = &profile;
-    Status st = write_sqlite(in, path);
-    if (!st) {
-      ::unlink(path.c_str());
-      return std::move(st).error();
-    }
-    return 0;
+    return export_sqlite(out, in);
   }
   if (fmt_name == "chrome-trace") {
     std::vector<std::string> functions(rec.faults.size());

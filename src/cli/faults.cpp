@@ -24,21 +24,6 @@ namespace kscope::cli {
 
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-
-void on_stop_signal(int) { g_stop = 1; }
-
-void install_stop_handlers() {
-  struct sigaction sa = {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
-  // A closed --events pipe must surface as EPIPE on write, not kill us before the summary.
-  signal(SIGPIPE, SIG_IGN);
-}
-
 struct FaultsOptions {
   std::string pids;
   std::vector<std::string> command;
@@ -230,8 +215,8 @@ Result<int> run_faults(const FaultsOptions& o) {
   }
 
   FaultCollector collector(events ? &*events : nullptr, recording ? &*recording : nullptr);
-  install_stop_handlers();
-  KSCOPE_ASSIGN_OR_RETURN(auto outcome, tracer->run(collector, &g_stop));
+  volatile sig_atomic_t* stop = install_stop_handlers();
+  KSCOPE_ASSIGN_OR_RETURN(auto outcome, tracer->run(collector, stop));
   tracer.reset();  // detach before the (possibly slow) rendering
 
   Status output_status = collector.status();

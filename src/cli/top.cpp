@@ -27,19 +27,6 @@ namespace kscope::cli {
 
 namespace {
 
-volatile sig_atomic_t g_stop = 0;
-void on_stop_signal(int) { g_stop = 1; }
-
-void install_stop_handlers() {
-  struct sigaction sa = {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-}
-
 struct TopCliOptions {
   std::string pids;
   std::string comm;
@@ -223,7 +210,7 @@ Result<int> run_top(const TopCliOptions& o) {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> folded_owner(folded, folded ? &std::fclose : nullptr);
 
   KSCOPE_ASSIGN_OR_RETURN(auto session, TopSession::create(so));
-  install_stop_handlers();
+  volatile sig_atomic_t* stop = install_stop_handlers();
   std::fprintf(stderr, "kscope top: measuring %s (Ctrl-C to stop)\n",
                so.trace.pids.empty() ? "all tasks" : fmt::format("PIDs {}", o.pids).c_str());
 
@@ -239,11 +226,11 @@ Result<int> run_top(const TopCliOptions& o) {
   std::string stop_reason = "signal";
 
   if (interactive) {
-    KSCOPE_ASSIGN_OR_RETURN(int rc, run_top_screen(*session, by, sort, interval_ns, deadline, &g_stop));
+    KSCOPE_ASSIGN_OR_RETURN(int rc, run_top_screen(*session, by, sort, interval_ns, deadline, stop));
     (void)rc;
     stop_reason = "quit";
   } else if (o.once) {
-    while (!g_stop) {
+    while (!*stop) {
       uint64_t now = monotonic_now_ns();
       if (now >= *deadline) {
         stop_reason = "duration";
@@ -264,7 +251,7 @@ Result<int> run_top(const TopCliOptions& o) {
     // Batch, repeated: one table per interval (like `top -b`), until Ctrl-C, --duration or
     // the processes exit.
     uint64_t next = start + interval_ns;
-    while (!g_stop) {
+    while (!*stop) {
       uint64_t now = monotonic_now_ns();
       if (deadline && now >= *deadline) {
         stop_reason = "duration";
