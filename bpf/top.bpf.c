@@ -3,12 +3,12 @@
  * per thread and per kernel+user stack, measured at every context switch.
  *
  * sched_switch (tp_btf, runs on the CPU doing the switch, in the context of `prev`):
- *  - prev (switched out): the slice that just ended, [switch-in, now), is added to the account
- *    (tgid, tid, kernel stack, user stack) of prev's stacks at this moment, with the schedule-in
- *    and run-queue wait that started the slice; voluntary iff !preempt && prev_state != 0, the
- *    same test __schedule() uses to pick nvcsw over nivcsw.
- *  - next (switched in): the slice start and the run-queue wait (wakeup or preemption to now).
- * sched_wakeup / sched_wakeup_new mark when a task became runnable.
+ *  - prev (switched out): what prev did since it was last observed is added to the account
+ *    (tgid, tid, kernel stack, user stack) of prev's stacks at this moment: the growth of its
+ *    own kernel counters (on-CPU time, schedule-ins, run-queue wait, voluntary and involuntary
+ *    switches), so the account equals schedstat and status even if an event was missed.
+ *  - next (switched in): the slice start (for in-progress time and slice records).
+ * sched_wakeup / sched_wakeup_new give a task's counters a starting point before it runs.
  * Slice and wakeup state lives in task storage, so migrations cannot corrupt it. A per-CPU copy
  * of the running slice lets user space add the time of slices still in progress.
  */
@@ -37,17 +37,64 @@ __u64 start_ns = 0;
 
 struct task_state {
 	__u64 since_ns;     /* switch-in time of the running slice, 0 when not running/unknown */
-	__u64 wake_ts;      /* became runnable at, 0 when not waiting */
-	__u64 pending_wait; /* run-queue wait before the running slice */
-	__u64 last_sum;     /* se.sum_exec_runtime at the last observation */
+	__u64 wake_ts;      /* became runnable at, 0 when not waiting (without sched_info only) */
+	__u64 pending_wait; /* run-queue wait before the running slice (without sched_info only) */
+	/* The task's own kernel counters when it was last observed: each switch-out adds their
+	 * growth since then to the account of its stacks at that moment. */
+	__u64 last_sum;       /* se.sum_exec_runtime */
+	__u64 last_pcount;    /* sched_info.pcount: schedule-ins (schedstat field 3) */
+	__u64 last_run_delay; /* sched_info.run_delay: run-queue wait (schedstat field 2) */
+	__u64 last_nvcsw;     /* voluntary switches (status voluntary_ctxt_switches) */
+	__u64 last_nivcsw;    /* involuntary switches */
 	__s32 last_kstack;
 	__s32 last_ustack;
 	__u8 switched_in;   /* the running slice began with a switch-in we saw */
 	__u8 have_last;     /* last_kstack/last_ustack are set */
 	__u8 announced;     /* a process event was sent for this thread */
-	__u8 have_sum;      /* last_sum is set */
+	__u8 have_base;     /* the last_* counters are set */
 	__u32 pad2;
 };
+
+/* The kernel's own per-task counters. sched_info exists with CONFIG_SCHED_INFO (schedstat,
+ * delay accounting: every distribution kernel); without it, switch-ins and run-queue wait come
+ * from the events this program sees. */
+struct kcounters {
+	__u64 sum, pcount, run_delay, nvcsw, nivcsw;
+};
+
+static __always_inline bool have_sched_info(void)
+{
+	return bpf_core_field_exists(struct task_struct, sched_info.pcount) &&
+	       bpf_core_field_exists(struct task_struct, sched_info.run_delay);
+}
+
+static __always_inline void read_kcounters(struct task_struct *t, struct kcounters *c)
+{
+	c->sum = t->se.sum_exec_runtime;
+	c->nvcsw = t->nvcsw;
+	c->nivcsw = t->nivcsw;
+	c->pcount = 0;
+	c->run_delay = 0;
+	if (have_sched_info()) {
+		c->pcount = BPF_CORE_READ(t, sched_info.pcount);
+		c->run_delay = BPF_CORE_READ(t, sched_info.run_delay);
+	}
+}
+
+static __always_inline void set_base(struct task_state *st, const struct kcounters *c)
+{
+	st->last_sum = c->sum;
+	st->last_pcount = c->pcount;
+	st->last_run_delay = c->run_delay;
+	st->last_nvcsw = c->nvcsw;
+	st->last_nivcsw = c->nivcsw;
+	st->have_base = 1;
+}
+
+static __always_inline __u64 growth(__u64 now, __u64 then)
+{
+	return now >= then ? now - then : 0;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -172,26 +219,55 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 {
 	struct task_state *st = bpf_task_storage_get(&task_state, prev, 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
-	__u64 start = cpu_start, wait = 0, switched_in = 0;
-	if (st && !st->since_ns)
-		count(KSCOPE_TOP_DIAG_NO_SWITCHIN, 1);
+	struct kcounters kc;
+	__u64 slice, wait = 0, ins = 0, vol = 0, invol = 0, seen_in = 0;
+	__u64 start = cpu_start;
+
+	read_kcounters(prev, &kc);
 	if (st && st->since_ns) {
 		start = st->since_ns;
-		wait = st->pending_wait;
-		switched_in = st->switched_in;
+		seen_in = st->switched_in;
 	}
 	if (start > now)
 		start = now;
-	/* On-CPU time is the kernel's own: the growth of se.sum_exec_runtime (what schedstat and
-	 * CLOCK_THREAD_CPUTIME_ID report) since the task was last seen. The kernel charges a
-	 * switch partly after this tracepoint; that tail is counted with the next slice instead
-	 * of being lost. A task running since before tracing has no baseline: its first slice is
-	 * measured from the clock. */
-	__u64 sum = prev->se.sum_exec_runtime;
-	__u64 slice = now - start;
-	if (st && st->have_sum && prev->pid != 0) /* the idle task keeps no sum */
-		slice = sum >= st->last_sum ? sum - st->last_sum : 0;
-	bool voluntary = !preempt && prev_state != 0;
+
+	if (st && st->have_base && prev->pid != 0) {
+		/* The kernel's own counters: on-CPU time is the growth of se.sum_exec_runtime
+		 * (what schedstat and CLOCK_THREAD_CPUTIME_ID report; the kernel charges part of a
+		 * switch after this tracepoint, and that tail is counted with the next slice), and
+		 * switch-ins, run-queue wait and voluntary/involuntary switches are the growth of
+		 * schedstat's and status's counters. They are right even when a sched_switch event
+		 * is missing: some kernels do not trace switches out of certain tasks (seen on
+		 * Firecracker guests for the init's threads), which hides the switch-in that
+		 * follows. */
+		slice = growth(kc.sum, st->last_sum);
+		vol = growth(kc.nvcsw, st->last_nvcsw);
+		invol = growth(kc.nivcsw, st->last_nivcsw);
+		if (have_sched_info()) {
+			ins = growth(kc.pcount, st->last_pcount);
+			wait = growth(kc.run_delay, st->last_run_delay);
+			if (ins > seen_in)
+				count(KSCOPE_TOP_DIAG_NO_SWITCHIN, ins - seen_in);
+		} else {
+			ins = seen_in;
+			wait = st->pending_wait;
+		}
+		/* A slice whose switch-in was not seen ran for (at least) its on-CPU time. */
+		if (!st->since_ns && slice <= now - start)
+			start = now - slice;
+	} else {
+		/* First sight of a task that was running when tracing started (or of the idle task,
+		 * which keeps no counters): measured from the clock, its switch-in not counted. */
+		slice = now - start;
+		ins = seen_in;
+		if (st)
+			wait = st->pending_wait;
+		if (!preempt && prev_state != 0)
+			vol = 1;
+		else
+			invol = 1;
+	}
+	bool voluntary = vol > 0 && invol == 0;
 
 	struct kscope_top_key key = {
 		.pid = prev->tgid,
@@ -214,12 +290,9 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 	if (val) {
 		__sync_fetch_and_add(&val->oncpu_ns, slice);
 		__sync_fetch_and_add(&val->runq_wait_ns, wait);
-		if (switched_in)
-			__sync_fetch_and_add(&val->switches, 1);
-		if (voluntary)
-			__sync_fetch_and_add(&val->voluntary, 1);
-		else
-			__sync_fetch_and_add(&val->involuntary, 1);
+		__sync_fetch_and_add(&val->switches, ins);
+		__sync_fetch_and_add(&val->voluntary, vol);
+		__sync_fetch_and_add(&val->involuntary, invol);
 	} else {
 		count(KSCOPE_TOP_ACCOUNTS_FULL, 1);
 		count(KSCOPE_TOP_ACCOUNTS_FULL_NS, slice);
@@ -230,15 +303,15 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 		if (!st->announced)
 			announce(prev, st, 0, now);
 		st->since_ns = 0;
-		st->last_sum = sum;
-		st->have_sum = 1;
+		if (prev->pid != 0)
+			set_base(st, &kc);
 		st->pending_wait = 0;
 		st->switched_in = 0;
 		st->last_kstack = key.kstack;
 		st->last_ustack = key.ustack;
 		st->have_last = 1;
-		/* Preempted: still runnable, waiting on the run queue from now. Blocked: a wakeup
-		 * will start the wait (and a wakeup that came while it ran is void). */
+		/* Without sched_info: preempted, the task waits on the run queue from now; blocked,
+		 * a wakeup will start the wait (and a wakeup that came while it ran is void). */
 		st->wake_ts = voluntary ? 0 : now;
 	} else {
 		count(KSCOPE_TOP_STORAGE_FAIL, 1);
@@ -275,13 +348,18 @@ static __always_inline void switch_in(struct task_struct *next, __u64 now,
 		count(KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN, 1);
 	st->since_ns = now;
 	st->switched_in = 1;
-	if (!st->have_sum) {
-		st->last_sum = next->se.sum_exec_runtime;
-		st->have_sum = 1;
+	/* The kernel updates schedstat for this switch-in after the tracepoint: counters read
+	 * now do not include it yet, so the next switch-out counts it. */
+	if (!st->have_base && next->pid != 0) {
+		struct kcounters kc;
+		read_kcounters(next, &kc);
+		set_base(st, &kc);
 	}
-	if (st->wake_ts && st->wake_ts <= now)
-		st->pending_wait += now - st->wake_ts;
-	st->wake_ts = 0;
+	if (!have_sched_info()) {
+		if (st->wake_ts && st->wake_ts <= now)
+			st->pending_wait += now - st->wake_ts;
+		st->wake_ts = 0;
+	}
 	cpu->since_ns = now;
 	cpu->pending_wait_ns = st->pending_wait;
 	cpu->pid = next->tgid;
@@ -321,7 +399,16 @@ static __always_inline void on_wakeup(struct task_struct *p)
 		return;
 	struct task_state *st = bpf_task_storage_get(&task_state, p, 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (st && !st->wake_ts)
+	if (!st)
+		return;
+	/* A waking task's counters are a clean starting point: its next switch-in (even one no
+	 * event shows) is counted at its next switch-out. */
+	if (!st->have_base && p->pid != 0) {
+		struct kcounters kc;
+		read_kcounters(p, &kc);
+		set_base(st, &kc);
+	}
+	if (!have_sched_info() && !st->wake_ts)
 		st->wake_ts = bpf_ktime_get_ns();
 }
 

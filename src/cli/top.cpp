@@ -290,8 +290,9 @@ Result<int> run_top(const TopCliOptions& o) {
   if (global_options().verbose) {
     std::fprintf(stderr, "kscope top: stopped: %s\n", stop_reason.c_str());
     std::fprintf(stderr,
-                 "kscope top: diagnostics: %llu switch-outs without a seen switch-in (includes "
-                 "slices running at start), %llu switch-ins while a slice was open\n",
+                 "kscope top: diagnostics: %llu schedule-ins no sched_switch event showed (counted "
+                 "from schedstat), %llu switch-ins while a slice was open (a switch-out no event "
+                 "showed)\n",
                  static_cast<unsigned long long>(summary.diagnostics.first),
                  static_cast<unsigned long long>(summary.diagnostics.second));
   }

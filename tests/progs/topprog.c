@@ -10,8 +10,9 @@
  * Then: reads every worker's /proc/self/task/TID/schedstat and status (baseline) while they are
  * blocked, releases them, waits until they have all finished and are blocked again (state S),
  * reads the counters again, and writes TRUTH_FILE:
- *   thread NAME TID cpu_ns(schedstat delta) self_cpu_ns(thread's own clock) vol invol runs
- * (runs: schedstat's count of times the thread was scheduled in)
+ *   thread NAME TID cpu_ns(schedstat delta) self_cpu_ns(thread's own clock) vol invol runs wait
+ * (runs: schedstat's count of times the thread was scheduled in; wait: schedstat's run-queue
+ * wait in ns)
  * then sleeps until killed, so its threads stay idle while the tracer finishes.
  */
 #define _GNU_SOURCE
@@ -31,8 +32,8 @@ struct worker {
 	const char *name;
 	pid_t tid;
 	uint64_t self_cpu_ns;
-	uint64_t base_cpu, base_vol, base_invol, base_runs;
-	uint64_t end_cpu, end_vol, end_invol, end_runs;
+	uint64_t base_cpu, base_wait, base_vol, base_invol, base_runs;
+	uint64_t end_cpu, end_wait, end_vol, end_invol, end_runs;
 };
 
 static struct worker workers[NWORKERS] = {{"spin_full"}, {"spin_third"}, {"sleeper"}};
@@ -126,16 +127,17 @@ static uint64_t status_field(const char *text, const char *key)
 	return p ? strtoull(p + strlen(key), NULL, 10) : 0;
 }
 
-static void read_counters(pid_t tid, uint64_t *cpu, uint64_t *vol, uint64_t *invol, uint64_t *runs)
+static void read_counters(pid_t tid, uint64_t *cpu, uint64_t *wait, uint64_t *vol, uint64_t *invol,
+			  uint64_t *runs)
 {
 	char path[128], buf[4096];
 	snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
-	*cpu = *runs = 0;
+	*cpu = *wait = *runs = 0;
 	if (read_file(path, buf, sizeof(buf)) == 0) {
 		/* on-CPU ns, run-queue wait ns, number of times scheduled in */
 		char *p = buf;
 		*cpu = strtoull(p, &p, 10);
-		(void)strtoull(p, &p, 10);
+		*wait = strtoull(p, &p, 10);
 		*runs = strtoull(p, &p, 10);
 	}
 	snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
@@ -202,7 +204,8 @@ int main(int argc, char **argv)
 	sigwait(&set, &sig);
 
 	for (int i = 0; i < NWORKERS; i++)
-		read_counters(workers[i].tid, &workers[i].base_cpu, &workers[i].base_vol,
+		read_counters(workers[i].tid, &workers[i].base_cpu, &workers[i].base_wait,
+			      &workers[i].base_vol,
 			      &workers[i].base_invol, &workers[i].base_runs);
 	pthread_mutex_lock(&lock);
 	go = 1;
@@ -212,7 +215,8 @@ int main(int argc, char **argv)
 	pthread_mutex_unlock(&lock);
 	wait_blocked();
 	for (int i = 0; i < NWORKERS; i++)
-		read_counters(workers[i].tid, &workers[i].end_cpu, &workers[i].end_vol,
+		read_counters(workers[i].tid, &workers[i].end_cpu, &workers[i].end_wait,
+			      &workers[i].end_vol,
 			      &workers[i].end_invol, &workers[i].end_runs);
 
 	FILE *f = fopen(argv[1], "w");
@@ -222,12 +226,13 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < NWORKERS; i++) {
 		struct worker *w = &workers[i];
-		fprintf(f, "thread %s %d %llu %llu %llu %llu %llu\n", w->name, w->tid,
+		fprintf(f, "thread %s %d %llu %llu %llu %llu %llu %llu\n", w->name, w->tid,
 			(unsigned long long)(w->end_cpu - w->base_cpu),
 			(unsigned long long)w->self_cpu_ns,
 			(unsigned long long)(w->end_vol - w->base_vol),
 			(unsigned long long)(w->end_invol - w->base_invol),
-			(unsigned long long)(w->end_runs - w->base_runs));
+			(unsigned long long)(w->end_runs - w->base_runs),
+			(unsigned long long)(w->end_wait - w->base_wait));
 	}
 	fclose(f);
 	printf("done\n");

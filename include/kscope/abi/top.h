@@ -55,8 +55,8 @@ enum kscope_top_counter {
 	KSCOPE_TOP_STORAGE_FAIL,        /* task storage could not be created */
 	KSCOPE_TOP_SLICES_LOST,         /* slice records lost: ring buffer full */
 	KSCOPE_TOP_EVENTS_LOST,         /* process events lost: ring buffer full */
-	KSCOPE_TOP_DIAG_NO_SWITCHIN,    /* diagnostics: switch-out of a slice whose switch-in was not seen */
-	KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN,/* diagnostics: switch-in while a slice was already open */
+	KSCOPE_TOP_DIAG_NO_SWITCHIN,    /* diagnostics: schedule-ins (from sched_info.pcount) no sched_switch event showed */
+	KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN,/* diagnostics: switch-in while a slice was open (a switch-out no event showed) */
 	KSCOPE_TOP_COUNTER_MAX,
 };
 
