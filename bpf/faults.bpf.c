@@ -25,6 +25,9 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u64 wakeup_bytes = 1 << 20;
 const volatile bool follow_children = false;
 
+/* Set by user space: 1 while tracing, 0 once it stops (threads keep their task storage). */
+__u32 tracing_enabled = 0;
+
 /* x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h). */
 #define X86_PF_WRITE (1UL << 1)
 #define X86_PF_INSTR (1UL << 4)
@@ -35,7 +38,8 @@ struct pending_fault {
 	__u64 addr;
 	__u64 ip;
 	__u16 flags; /* access, mode and segment, as in kscope_fault_event.flags */
-	__u16 valid;
+	__u8 valid;
+	__u8 announced; /* a task (or exec) record has named this thread */
 	/* The last VMA this thread faulted in, valid while mm->mm_lock_seq is unchanged: every
 	 * mmap_write_unlock() bumps it, so no mmap/munmap/mprotect/brk happened in between. */
 	__u16 cache_segment;
@@ -61,14 +65,6 @@ struct {
 	__type(value, __u32);
 } traced_tgids SEC(".maps");
 
-/* Threads whose name user space already has. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32);
-	__type(value, __u32);
-} known_tids SEC(".maps");
-
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 16 << 20);
@@ -81,11 +77,75 @@ struct {
 	__type(value, __u64);
 } fault_counters SEC(".maps");
 
-static __always_inline void count(__u32 idx)
+static __always_inline void count_n(__u32 idx, __u64 n)
 {
 	__u64 *v = bpf_map_lookup_elem(&fault_counters, &idx);
 	if (v)
-		*v += 1;
+		*v += n;
+}
+
+static __always_inline void count(__u32 idx)
+{
+	count_n(idx, 1);
+}
+
+/* This CPU's batch of fault records (see KSCOPE_FAULT_BATCH): the header and records are laid
+ * out as the ring-buffer record they become. */
+struct fault_batch {
+	struct kscope_fault_batch_header hdr;
+	struct kscope_fault_event ev[KSCOPE_FAULT_BATCH];
+	/* Set while this CPU writes the batch: the flush program may interrupt it (it runs in an
+	 * IPI) and must then leave the batch alone. */
+	__u32 busy;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fault_batch);
+} batches SEC(".maps");
+
+#define barrier() asm volatile("" ::: "memory")
+
+/* Writes the batch to the ring buffer (the caller owns it: busy set, or in the flush IPI with
+ * busy clear). */
+static __always_inline void write_batch(struct fault_batch *b)
+{
+	__u32 n = b->hdr.count;
+	if (n == 0)
+		return;
+	if (n > KSCOPE_FAULT_BATCH)
+		n = KSCOPE_FAULT_BATCH;
+	b->hdr.type = KSCOPE_REC_FAULT_BATCH;
+	b->hdr.pad = 0;
+	b->hdr.count = n;
+	__u64 size = sizeof(b->hdr) + (__u64)n * sizeof(struct kscope_fault_event);
+	/* Hide the arithmetic from clang (it turns "+ 8" into "| 8", which the verifier cannot
+	 * bound) and bound it for the verifier. */
+	asm volatile("" : "+r"(size));
+	if (size > sizeof(b->hdr) + sizeof(b->ev))
+		size = sizeof(b->hdr) + sizeof(b->ev);
+	if (bpf_ringbuf_output(&events, b, size, kscope_rb_flags(&events, wakeup_bytes)) == 0)
+		count_n(KSCOPE_CNT_FAULT_EMITTED, n);
+	else
+		count_n(KSCOPE_CNT_FAULT_DROPPED, n);
+	b->hdr.count = 0;
+}
+
+/* Control records keep their order relative to this CPU's faults: write the batch first. */
+static __always_inline void flush_this_cpu(void)
+{
+	__u32 zero = 0;
+	struct fault_batch *b = bpf_map_lookup_elem(&batches, &zero);
+	if (!b || b->busy)
+		return;
+	b->busy = 1;
+	barrier();
+	write_batch(b);
+	barrier();
+	b->busy = 0;
 }
 
 static __always_inline bool is_traced(__u32 tgid)
@@ -96,6 +156,7 @@ static __always_inline bool is_traced(__u32 tgid)
 
 static __always_inline void emit_task(struct task_struct *task, __u32 tgid, __u32 tid, __u64 now)
 {
+	flush_this_cpu();
 	struct kscope_task_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(KSCOPE_CNT_CTRL_DROPPED);
@@ -141,11 +202,28 @@ static long classify_vma(struct task_struct *task, struct vm_area_struct *vma, v
  * the VMA second. */
 /* mm->mm_lock_seq exists with CONFIG_PER_VMA_LOCK (6.4+); an int before 6.12, a seqcount_t
  * (whose first member is the sequence) after: read its first 32 bits either way. */
+struct seqcount___kscope {
+	unsigned int sequence;
+};
+struct mm_struct___seqcount {
+	struct seqcount___kscope mm_lock_seq;
+} __attribute__((preserve_access_index));
+struct mm_struct___int {
+	int mm_lock_seq;
+} __attribute__((preserve_access_index));
+
 static __always_inline bool read_mm_seq(struct mm_struct *mm, __u32 *seq)
 {
-	if (!bpf_core_field_exists(mm->mm_lock_seq))
-		return false;
-	return bpf_core_read(seq, sizeof(*seq), &mm->mm_lock_seq) == 0;
+	/* A direct load (mm is a BTF pointer), not a probe-read helper call: this runs per fault. */
+	if (bpf_core_field_exists(struct mm_struct___seqcount, mm_lock_seq.sequence)) {
+		*seq = ((struct mm_struct___seqcount *)mm)->mm_lock_seq.sequence;
+		return true;
+	}
+	if (bpf_core_field_exists(struct mm_struct___int, mm_lock_seq)) {
+		*seq = (__u32)((struct mm_struct___int *)mm)->mm_lock_seq;
+		return true;
+	}
+	return false;
 }
 
 static __always_inline __u16 classify_segment(struct task_struct *task, __u64 addr,
@@ -203,23 +281,29 @@ static __always_inline __u16 classify_segment(struct task_struct *task, __u64 ad
 static __always_inline int on_fault_entry(unsigned long address, struct pt_regs *regs,
 					  unsigned long error_code, bool kernel_mode)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	struct task_struct *task;
 	struct pending_fault *p;
 	__u16 flags;
 
-	if (!is_traced(tgid))
+	if (!tracing_enabled)
 		return 0;
 	/* page_fault_kernel also fires for faults on kernel addresses (vmalloc, ...): only faults on
 	 * user memory belong to the process. Kernel addresses have the top bit set. */
 	if ((long)address < 0)
 		return 0;
 
+	/* A thread of a traced process has task storage from its first fault on: one lookup, no
+	 * hash-map lookup per fault. Other threads fall through to the traced-process filter. */
 	task = bpf_get_current_task_btf();
-	p = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	p = bpf_task_storage_get(&pending, task, 0, 0);
 	if (!p) {
-		count(KSCOPE_CNT_NO_STORAGE);
-		return 0;
+		if (!is_traced(bpf_get_current_pid_tgid() >> 32))
+			return 0;
+		p = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!p) {
+			count(KSCOPE_CNT_NO_STORAGE);
+			return 0;
+		}
 	}
 	if (p->valid)
 		count(KSCOPE_CNT_FAILED_ENTRY);
@@ -267,27 +351,40 @@ static __always_inline int on_fault_done(struct bpf_perf_event_data *ctx, bool m
 	struct pending_fault *p;
 	__u64 now;
 
-	if (!is_traced(tgid))
+	if (!tracing_enabled)
 		return 0;
+	/* Only threads of traced processes have task storage (see on_fault_entry). */
 	task = bpf_get_current_task_btf();
 	p = bpf_task_storage_get(&pending, task, 0, 0);
-	if (!p || !p->valid || p->addr != ctx->addr) {
+	if (!p)
+		return 0;
+	if (!p->valid || p->addr != ctx->addr) {
 		count(KSCOPE_CNT_NO_ENTRY);
 		return 0;
 	}
 	p->valid = 0;
 	now = bpf_ktime_get_ns();
 
-	if (!bpf_map_lookup_elem(&known_tids, &tid)) {
-		bpf_map_update_elem(&known_tids, &tid, &tgid, BPF_ANY);
+	if (!p->announced) {
+		p->announced = 1;
 		emit_task(task, tgid, tid, now);
 	}
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
+	__u32 zero = 0;
+	struct fault_batch *b = bpf_map_lookup_elem(&batches, &zero);
+	if (!b || b->busy) {
+		/* Cannot happen (nothing that writes faults nests on a CPU); counted, not silent. */
 		count(KSCOPE_CNT_FAULT_DROPPED);
 		return 0;
 	}
+	b->busy = 1;
+	barrier();
+	__u32 n = b->hdr.count;
+	if (n >= KSCOPE_FAULT_BATCH) {
+		write_batch(b);
+		n = 0;
+	}
+	e = &b->ev[n];
 	e->type = KSCOPE_REC_FAULT;
 	/* mm_account_fault() runs in process context with interrupts on; a stack fault below the
 	 * stack VMA has been expanded into it by now. */
@@ -300,8 +397,28 @@ static __always_inline int on_fault_done(struct bpf_perf_event_data *ctx, bool m
 	e->pid = tgid;
 	e->tid = tid;
 	e->latency_ns = now - p->ts_ns;
-	bpf_ringbuf_submit(e, kscope_rb_flags(&events, wakeup_bytes));
-	count(KSCOPE_CNT_FAULT_EMITTED);
+	b->hdr.count = n + 1;
+	if (n + 1 >= KSCOPE_FAULT_BATCH)
+		write_batch(b);
+	barrier();
+	b->busy = 0;
+	return 0;
+}
+
+/* Run by user space on each CPU (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU, which calls it
+ * in an IPI on that CPU): writes out the CPU's partial batch so records are never held back
+ * longer than one poll interval, and none are left behind at the end. */
+SEC("raw_tp")
+int flush_batches(void *ctx)
+{
+	__u32 zero = 0;
+	struct fault_batch *b = bpf_map_lookup_elem(&batches, &zero);
+	if (!b)
+		return 0;
+	/* busy: this IPI interrupted the CPU while it wrote a record; tell the caller to retry. */
+	if (b->busy)
+		return 1;
+	write_batch(b);
 	return 0;
 }
 
@@ -317,6 +434,15 @@ int fault_done_major(struct bpf_perf_event_data *ctx)
 	return on_fault_done(ctx, true);
 }
 
+/* The thread's name is in a record user space has (exec, rename): no task record needed. */
+static __always_inline void mark_announced(struct task_struct *t)
+{
+	struct pending_fault *p = bpf_task_storage_get(&pending, t, 0,
+						       BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (p)
+		p->announced = 1;
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -328,6 +454,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	bpf_map_update_elem(&traced_tgids, &child_tgid, &traced, BPF_ANY);
 
+	flush_this_cpu();
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(KSCOPE_CNT_CTRL_DROPPED);
@@ -359,7 +486,8 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		*state = KSCOPE_TGID_TRACED;
 		armed_now = true;
 	}
-	bpf_map_update_elem(&known_tids, &tid, &tgid, BPF_ANY);
+	mark_announced(p);
+	flush_this_cpu();
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(KSCOPE_CNT_CTRL_DROPPED);
@@ -390,7 +518,8 @@ int BPF_PROG(on_rename, struct task_struct *task, const char *comm)
 
 	if (!is_traced(tgid))
 		return 0;
-	bpf_map_update_elem(&known_tids, &tid, &tgid, BPF_ANY);
+	mark_announced(task);
+	flush_this_cpu();
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(KSCOPE_CNT_CTRL_DROPPED);
@@ -426,8 +555,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 			bpf_map_delete_elem(&traced_tgids, &tgid);
 		return 0;
 	}
-	bpf_map_delete_elem(&known_tids, &tid);
-
+	flush_this_cpu();
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(KSCOPE_CNT_CTRL_DROPPED);

@@ -76,6 +76,12 @@ struct FaultTracer::Impl {
   FaultSink* sink = nullptr;
   FaultRunTotals totals;
   uint64_t lost_control_seen = 0;
+  int ncpus = 0;                       // possible CPUs (per-CPU map layout)
+  std::vector<unsigned char> batch_buf;  // the per-CPU batches map, read by flush_batches()
+  // Fault records wait here until no earlier record of the same thread can still arrive: a
+  // thread's records sit in the batch of the CPU it faulted on, so after a migration its later
+  // records can reach the ring buffer before its earlier ones. See release_faults().
+  std::vector<FaultRecord> held;
 
   uint64_t rel(uint64_t ts) const { return ts > start_ns ? ts - start_ns : 0; }
 
@@ -114,6 +120,16 @@ struct FaultTracer::Impl {
     uint16_t type;
     std::memcpy(&type, data, sizeof(type));
     switch (type) {
+      case KSCOPE_REC_FAULT_BATCH: {
+        kscope_fault_batch_header h;
+        if (size < sizeof(h)) return;
+        std::memcpy(&h, data, sizeof(h));
+        size_t n = std::min<size_t>(h.count, (size - sizeof(h)) / sizeof(kscope_fault_event));
+        const auto* records = static_cast<const unsigned char*>(data) + sizeof(h);
+        for (size_t i = 0; i < n; i++)
+          handle(records + i * sizeof(kscope_fault_event), sizeof(kscope_fault_event));
+        break;
+      }
       case KSCOPE_REC_FAULT: {
         if (size < sizeof(kscope_fault_event)) return;
         kscope_fault_event e;
@@ -137,7 +153,7 @@ struct FaultTracer::Impl {
           auto it = processes.find(static_cast<pid_t>(r.pid));
           if (it != processes.end() && !covered(it->second, r.ip)) it->second.maps_dirty = true;
         }
-        sink->on_fault(r);
+        held.push_back(r);
         break;
       }
       case KSCOPE_REC_TASK: {
@@ -208,7 +224,56 @@ struct FaultTracer::Impl {
     return true;
   }
 
+  // Writes out the per-CPU batches of fault records that hold any (see KSCOPE_FAULT_BATCH):
+  // the flush program runs on that CPU, in an IPI, and reports a CPU caught writing a record,
+  // which is retried up to `attempts` times. With `stuck`, the records left in each CPU's batch
+  // (lost) are added to it.
+  // Passes on, in time order, the held records that started before `limit_ns` (relative
+  // time). Called with the start of a flush of all CPUs once the ring buffer has been drained
+  // after it: every record completed before that moment has then been read. A thread's faults
+  // are sequential, so any earlier fault of a thread whose record started before the flush also
+  // completed before it: releasing by start time keeps each thread's faults in order.
+  void release_faults(uint64_t limit_ns) {
+    auto mid = std::partition(held.begin(), held.end(),
+                              [limit_ns](const FaultRecord& r) { return r.time_ns < limit_ns; });
+    std::stable_sort(held.begin(), mid, [](const FaultRecord& a, const FaultRecord& b) {
+      return a.time_ns < b.time_ns;
+    });
+    for (auto it = held.begin(); it != mid; ++it) sink->on_fault(*it);
+    held.erase(held.begin(), mid);
+  }
+
+  // Returns true when every CPU's batch was written (none was caught mid-record).
+  bool flush_batches(int attempts = 1, std::vector<uint64_t>* stuck = nullptr) {
+    int map_fd = bpf_map__fd(skel->maps.batches);
+    size_t value_size = (bpf_map__value_size(skel->maps.batches) + 7) & ~size_t{7};
+    uint32_t zero = 0;
+    batch_buf.resize(static_cast<size_t>(ncpus) * value_size);
+    if (bpf_map_lookup_elem(map_fd, &zero, batch_buf.data()) != 0) return false;
+    int prog_fd = bpf_program__fd(skel->progs.flush_batches);
+    bool all = true;
+    for (int cpu = 0; cpu < ncpus; cpu++) {
+      kscope_fault_batch_header h;
+      std::memcpy(&h, batch_buf.data() + static_cast<size_t>(cpu) * value_size, sizeof(h));
+      if (h.count == 0) continue;
+      bool done = false;
+      for (int i = 0; i < attempts && !done; i++) {
+        LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU,
+                    .cpu = static_cast<uint32_t>(cpu));
+        done = bpf_prog_test_run_opts(prog_fd, &opts) == 0 && opts.retval == 0;
+        if (!done && i + 1 < attempts) ::usleep(1000);
+      }
+      if (!done && stuck) {
+        if (stuck->size() < static_cast<size_t>(ncpus)) stuck->resize(static_cast<size_t>(ncpus));
+        (*stuck)[static_cast<size_t>(cpu)] += std::min<uint32_t>(h.count, KSCOPE_FAULT_BATCH);
+      }
+      all = all && done;
+    }
+    return all;
+  }
+
   void stop_recording() {
+    __atomic_store_n(&skel->bss->tracing_enabled, 0u, __ATOMIC_SEQ_CST);
     int fd = bpf_map__fd(skel->maps.traced_tgids);
     for (auto& [pid, ps] : processes) {
       uint32_t key = static_cast<uint32_t>(pid);
@@ -263,6 +328,8 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
   if (int err = bpf_map__set_max_entries(skel->maps.events, options.ringbuf_bytes))
     return bpf::libbpf_error("sizing the ring buffer failed", err);
   if (int err = faults_bpf__load(skel)) return bpf::load_error("faults", err);
+  impl->ncpus = libbpf_num_possible_cpus();
+  if (impl->ncpus <= 0) return bpf::libbpf_error("cannot count the possible CPUs", impl->ncpus);
   if (int err = faults_bpf__attach(skel)) {
     return make_error("attaching the page-fault tracepoints failed", -err,
                       "run 'kscope doctor' to check tp_btf/page_fault_user and the sched "
@@ -305,6 +372,7 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
                                                 [&s](const void* d, size_t n) { s.handle(d, n); }));
   s.start_ns = monotonic_ns();
   int tgids_fd = bpf_map__fd(s.skel->maps.traced_tgids);
+  __atomic_store_n(&s.skel->bss->tracing_enabled, 1u, __ATOMIC_SEQ_CST);
   for (pid_t pid : s.options.pids) {
     uint32_t key = static_cast<uint32_t>(pid), value = KSCOPE_TGID_TRACED;
     if (bpf_map_update_elem(tgids_fd, &key, &value, BPF_ANY) != 0)
@@ -327,7 +395,10 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
   uint64_t last_tick = s.start_ns;
   uint64_t stop_deadline = 0;  // set when we asked the command to stop
   while (true) {
+    uint64_t flush_start = monotonic_ns();
+    bool flushed = s.flush_batches();
     KSCOPE_TRY(s.rb->poll(20));
+    if (flushed) s.release_faults(s.rel(flush_start));
     uint64_t now = monotonic_ns();
     if (s.all_exited()) {
       if (outcome.stop_reason.empty()) outcome.stop_reason = "process exited";
@@ -359,6 +430,11 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
   }
   uint64_t end_ns = monotonic_ns();
   s.stop_recording();
+  // A fault that was being handled while the filter was cleared may still add a record: give
+  // it a moment, then write out every CPU's batch (retrying a CPU caught mid-record).
+  ::usleep(2000);
+  std::vector<uint64_t> stuck;
+  s.flush_batches(100, &stuck);
 
   // Threads still alive: their counters now are final. Maps too, for symbolization.
   for (auto& [pid, ps] : s.processes) {
@@ -371,11 +447,14 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
     s.snapshot_maps(pid, ps);
   }
   KSCOPE_TRY(s.rb->drain());
+  s.release_faults(UINT64_MAX);
   if (!sink_status) return std::move(sink_status).error();
 
   auto& totals = s.totals;
   totals.duration_s = static_cast<double>(end_ns - s.start_ns) / 1e9;
   s.counter_sum(KSCOPE_CNT_FAULT_DROPPED, &totals.lost_per_cpu);
+  if (totals.lost_per_cpu.size() < stuck.size()) totals.lost_per_cpu.resize(stuck.size());
+  for (size_t i = 0; i < stuck.size(); i++) totals.lost_per_cpu[i] += stuck[i];
   totals.lost_control = s.counter_sum(KSCOPE_CNT_CTRL_DROPPED);
   totals.failed_entries = s.counter_sum(KSCOPE_CNT_FAILED_ENTRY);
   totals.unmatched = s.counter_sum(KSCOPE_CNT_NO_ENTRY) + s.counter_sum(KSCOPE_CNT_NO_STORAGE);

@@ -3,6 +3,7 @@
  *
  * Usage: faultprog MODE [ARGS...] [--truth FILE]
  *   anon-write N SEED  mmap N anonymous pages, write one byte to each in a permuted order
+ *   anon-write-migrate N SEED   the same, moving to another CPU every 37 pages
  *   anon-read N        mmap N anonymous pages, read each (untouched memory)
  *   segments           touch pages of .data, .bss, the brk heap and the main stack
  *   file-major N DIR   create an N-page file in DIR, evict it from the page cache, map it with
@@ -13,8 +14,9 @@
  *   fork-touch N       fork a child that writes N pages; the parent waits for it
  *   loop-touch         write a fresh page every millisecond until killed
  *   threads T N        T threads each write N pages of their own mapping
- *   touch N            mmap N anonymous pages, write each once in address order, print
- *                      "elapsed_ns T" for that loop alone (the benchmark workload)
+ *   touch N [CHUNK]    write N fresh anonymous pages once each in address order, CHUNK pages
+ *                      per mmap (unmapped after; default all N in one), and print
+ *                      "elapsed_ns T" for the write loops alone (the benchmark workload)
  *   demo               a mix of all of the above, for a readable plot
  * With --truth FILE it writes what it did to FILE, one fact per line:
  *   page ADDR          a page written or read, in order
@@ -26,6 +28,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -70,6 +73,31 @@ static void *map_anon(size_t pages, int extra_flags)
 }
 
 /* Writes one byte to each page, in a permutation of 0..n-1 fixed by seed. */
+/* Moves the calling thread to the next CPU it may run on (for `anon-write-migrate`). */
+static void migrate_to_next_cpu(void)
+{
+	static cpu_set_t allowed;
+	static int have_allowed, current = -1;
+	if (!have_allowed) {
+		if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+			return;
+		have_allowed = 1;
+	}
+	for (int i = 1; i <= CPU_SETSIZE; i++) {
+		int cpu = (current + i + CPU_SETSIZE) % CPU_SETSIZE;
+		if (!CPU_ISSET(cpu, &allowed))
+			continue;
+		cpu_set_t one;
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (sched_setaffinity(0, sizeof(one), &one) == 0)
+			current = cpu;
+		return;
+	}
+}
+
+static size_t migrate_every; /* anon-write-migrate: change CPU every this many pages */
+
 __attribute__((noinline)) void touch_pages_permuted(volatile char *base, size_t n, unsigned seed)
 {
 	size_t *order = malloc(n * sizeof(*order));
@@ -85,8 +113,11 @@ __attribute__((noinline)) void touch_pages_permuted(volatile char *base, size_t 
 	/* Record the order first: writing the truth file must not fault between the touches. */
 	for (size_t i = 0; i < n; i++)
 		fact("page %p\n", (void *)(base + order[i] * PAGE));
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		if (migrate_every && i % migrate_every == 0)
+			migrate_to_next_cpu();
 		base[order[i] * PAGE] = 1;
+	}
 	free(order);
 }
 
@@ -235,6 +266,11 @@ int main(int argc, char **argv)
 		size_t n = ARG(1, 256);
 		char *p = map_anon(n, 0);
 		touch_pages_permuted(p, n, (unsigned)ARG(2, 1));
+	} else if (!strcmp(mode, "anon-write-migrate")) {
+		size_t n = ARG(1, 256);
+		char *p = map_anon(n, 0);
+		migrate_every = 37;
+		touch_pages_permuted(p, n, (unsigned)ARG(2, 1));
 	} else if (!strcmp(mode, "anon-read")) {
 		size_t n = ARG(1, 64);
 		read_pages(map_anon(n, 0), n);
@@ -294,14 +330,23 @@ int main(int argc, char **argv)
 			pthread_join(th[i], NULL);
 	} else if (!strcmp(mode, "touch")) {
 		size_t n = ARG(1, 262144);
-		volatile char *p = map_anon(n, 0);
-		struct timespec t0, t1;
-		clock_gettime(CLOCK_MONOTONIC, &t0);
-		for (size_t i = 0; i < n; i++)
-			p[i * PAGE] = 1;
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		printf("elapsed_ns %lld\n", (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL +
-						(t1.tv_nsec - t0.tv_nsec));
+		size_t chunk = ARG(2, n);
+		if (chunk == 0 || chunk > n)
+			chunk = n;
+		long long elapsed = 0;
+		for (size_t done = 0; done < n; done += chunk) {
+			size_t m = n - done < chunk ? n - done : chunk;
+			volatile char *p = map_anon(m, 0);
+			struct timespec t0, t1;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			for (size_t i = 0; i < m; i++)
+				p[i * PAGE] = 1;
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			elapsed += (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL +
+				   (t1.tv_nsec - t0.tv_nsec);
+			munmap((void *)p, m * PAGE);
+		}
+		printf("elapsed_ns %lld\n", elapsed);
 		fflush(stdout);
 	} else if (!strcmp(mode, "demo")) {
 		truth = NULL;

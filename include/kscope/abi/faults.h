@@ -17,6 +17,7 @@ enum kscope_fault_record_type {
 	KSCOPE_REC_FORK = 3,  /* struct kscope_fork_event: a traced process forked a new process */
 	KSCOPE_REC_EXIT = 4,  /* struct kscope_exit_event: a traced thread exited */
 	KSCOPE_REC_EXEC = 5,  /* struct kscope_exec_event: a traced process called execve */
+	KSCOPE_REC_FAULT_BATCH = 6, /* struct kscope_fault_batch: up to KSCOPE_FAULT_BATCH faults */
 };
 
 /* kscope_fault_event.flags */
@@ -46,6 +47,18 @@ struct kscope_fault_event {
 	__u32 pid;        /* thread group id */
 	__u32 tid;
 	__u64 latency_ns; /* entry to resolution */
+};
+
+/* Fault records are gathered per CPU and written to the ring buffer in batches: one ring-buffer
+ * reservation (a lock and an atomic commit, the costly part) per batch instead of per fault. A
+ * batch is written when full, before any other record from the same CPU, and when user space
+ * asks (KSCOPE_FLUSH program, run on each CPU every poll interval and at the end). */
+#define KSCOPE_FAULT_BATCH 64
+
+struct kscope_fault_batch_header {
+	__u16 type; /* KSCOPE_REC_FAULT_BATCH */
+	__u16 pad;
+	__u32 count; /* records that follow */
 };
 
 struct kscope_task_event {
