@@ -54,7 +54,7 @@ run_one() {
       start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600 --no-stacks
       t=$(workload); stop_bg ;;
     offcputime)
-      start_bg "$tmp/o.log" "Tracing" offcputime 600
+      start_bg "$tmp/o.log" "Tracing" stdbuf -oL offcputime 600  # line-buffered: it says "Tracing" once attached
       t=$(workload); stop_bg ;;
     perf-sched-record)
       t=$(perf sched record -q -o "$tmp/sched.data" -- "${pin[@]}" perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}') ;;

@@ -75,9 +75,11 @@ static __always_inline void read_kcounters(struct task_struct *t, struct kcounte
 	c->nivcsw = t->nivcsw;
 	c->pcount = 0;
 	c->run_delay = 0;
+	/* Direct loads through the BTF pointer (no probe-read helper call); without the fields the
+	 * branch is dead and libbpf's relocation of it never runs. */
 	if (have_sched_info()) {
-		c->pcount = BPF_CORE_READ(t, sched_info.pcount);
-		c->run_delay = BPF_CORE_READ(t, sched_info.run_delay);
+		c->pcount = t->sched_info.pcount;
+		c->run_delay = t->sched_info.run_delay;
 	}
 }
 
@@ -287,12 +289,21 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 		bpf_map_update_elem(&accounts, &key, &zero, BPF_NOEXIST);
 		val = bpf_map_lookup_elem(&accounts, &key);
 	}
-	if (val) {
+	if (val && prev->pid == 0) {
+		/* The idle tasks of all CPUs share pid 0 and so this account. */
 		__sync_fetch_and_add(&val->oncpu_ns, slice);
 		__sync_fetch_and_add(&val->runq_wait_ns, wait);
 		__sync_fetch_and_add(&val->switches, ins);
 		__sync_fetch_and_add(&val->voluntary, vol);
 		__sync_fetch_and_add(&val->involuntary, invol);
+	} else if (val) {
+		/* An account belongs to one thread, which switches out on one CPU at a time (the
+		 * scheduler orders its switch-outs): plain adds, no locked instructions. */
+		val->oncpu_ns += slice;
+		val->runq_wait_ns += wait;
+		val->switches += ins;
+		val->voluntary += vol;
+		val->involuntary += invol;
 	} else {
 		count(KSCOPE_TOP_ACCOUNTS_FULL, 1);
 		count(KSCOPE_TOP_ACCOUNTS_FULL_NS, slice);
