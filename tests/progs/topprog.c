@@ -11,8 +11,9 @@
  * blocked, releases them, waits until they have all finished and are blocked again (state S),
  * reads the counters again, and writes TRUTH_FILE:
  *   thread NAME TID cpu_ns(schedstat delta) self_cpu_ns(thread's own clock) vol invol runs wait
+ *          wall_ns
  * (runs: schedstat's count of times the thread was scheduled in; wait: schedstat's run-queue
- * wait in ns)
+ * wait in ns; wall_ns: CLOCK_MONOTONIC time from the start to the end of its work)
  * then sleeps until killed, so its threads stay idle while the tracer finishes.
  */
 #define _GNU_SOURCE
@@ -32,6 +33,7 @@ struct worker {
 	const char *name;
 	pid_t tid;
 	uint64_t self_cpu_ns;
+	uint64_t wall_ns; /* CLOCK_MONOTONIC from its first to its last running moment, about */
 	uint64_t base_cpu, base_wait, base_vol, base_invol, base_runs;
 	uint64_t end_cpu, end_wait, end_vol, end_invol, end_runs;
 };
@@ -49,6 +51,13 @@ static uint64_t thread_cpu_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -92,6 +101,7 @@ static void *worker_main(void *arg)
 		pthread_cond_wait(&go_cond, &lock);
 	pthread_mutex_unlock(&lock);
 
+	uint64_t w0 = mono_ns();
 	uint64_t t0 = thread_cpu_ns();
 	if (strcmp(w->name, "spin_full") == 0)
 		spin_until(spin_ms * 1000000ull);
@@ -100,6 +110,7 @@ static void *worker_main(void *arg)
 	else
 		sleeper_loop(sleeps);
 	w->self_cpu_ns = thread_cpu_ns() - t0;
+	w->wall_ns = mono_ns() - w0;
 
 	pthread_mutex_lock(&lock);
 	done++;
@@ -226,13 +237,14 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < NWORKERS; i++) {
 		struct worker *w = &workers[i];
-		fprintf(f, "thread %s %d %llu %llu %llu %llu %llu %llu\n", w->name, w->tid,
+		fprintf(f, "thread %s %d %llu %llu %llu %llu %llu %llu %llu\n", w->name, w->tid,
 			(unsigned long long)(w->end_cpu - w->base_cpu),
 			(unsigned long long)w->self_cpu_ns,
 			(unsigned long long)(w->end_vol - w->base_vol),
 			(unsigned long long)(w->end_invol - w->base_invol),
 			(unsigned long long)(w->end_runs - w->base_runs),
-			(unsigned long long)(w->end_wait - w->base_wait));
+			(unsigned long long)(w->end_wait - w->base_wait),
+			(unsigned long long)w->wall_ns);
 	}
 	fclose(f);
 	printf("done\n");
