@@ -20,7 +20,7 @@ have perf || { echo "bench: perf (linux-perf) is required for the workload" >&2;
 [[ -d /sys/kernel/tracing/events ]] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || true
 
 configs=(untraced kscope-top kscope-top-no-stacks)
-have offcputime && configs+=(offcputime)
+have offcputime && have bpftool && configs+=(offcputime)
 configs+=(perf-sched-record)
 have bpftrace && configs+=(bpftrace-stacks)
 
@@ -40,6 +40,17 @@ start_bg() {  # log needle cmd...
   for _ in $(seq 100); do grep -q "$needle" "$log" 2>/dev/null && return 0; sleep 0.1; done
   echo "bench: '$*' did not start:" >&2; cat "$log" >&2; return 1
 }
+# offcputime prints nothing until it exits: it is attached once its tp_btf program (named
+# sched_switch; kscope's is top_sched_switch) is loaded.
+start_offcputime() {
+  offcputime 600 > "$tmp/o.log" 2>&1 &
+  bg_pid=$!
+  for _ in $(seq 100); do
+    bpftool prog show name sched_switch 2>/dev/null | grep -q tracing && { sleep 0.2; return 0; }
+    sleep 0.1
+  done
+  echo "bench: offcputime did not attach:" >&2; cat "$tmp/o.log" >&2; return 1
+}
 stop_bg() { kill -INT "$bg_pid" 2>/dev/null || true; wait "$bg_pid" 2>/dev/null || true; }
 
 run_one() {
@@ -54,7 +65,7 @@ run_one() {
       start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600 --no-stacks
       t=$(workload); stop_bg ;;
     offcputime)
-      start_bg "$tmp/o.log" "Tracing" stdbuf -oL offcputime 600  # line-buffered: it says "Tracing" once attached
+      start_offcputime
       t=$(workload); stop_bg ;;
     perf-sched-record)
       t=$(perf sched record -q -o "$tmp/sched.data" -- "${pin[@]}" perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}') ;;
