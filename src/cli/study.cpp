@@ -25,6 +25,7 @@
 #include "render/svg_chart.h"
 #include "trace/command_launcher.h"
 #include "trace/proc.h"
+#include "util/csv.h"
 #include "util/fd.h"
 
 namespace kscope::cli {
@@ -118,33 +119,6 @@ struct CsvRow {
   uint64_t rss_kb = 0;
 };
 
-std::vector<std::string> split_csv_line(const std::string& line) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        cur += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        cur += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  out.push_back(cur);
-  return out;
-}
 
 Result<std::vector<CsvRow>> read_monitor_csv(const std::string& path) {
   std::ifstream in(path);

@@ -20,6 +20,7 @@
 #include "runtime_env.h"
 #include "subprocess.h"
 #include "trace/proc.h"
+#include "util/csv.h"
 
 namespace kscope::testing {
 namespace {
@@ -34,33 +35,6 @@ struct CsvFault {
   std::string access, mode, kind, segment, latency;
 };
 
-std::vector<std::string> split_csv(const std::string& line) {
-  std::vector<std::string> out;
-  std::string cur;
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    char c = line[i];
-    if (quoted) {
-      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-        cur += '"';
-        ++i;
-      } else if (c == '"') {
-        quoted = false;
-      } else {
-        cur += c;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  out.push_back(cur);
-  return out;
-}
 
 std::vector<CsvFault> parse_events_csv(const std::string& text) {
   std::vector<CsvFault> out;
@@ -69,7 +43,7 @@ std::vector<CsvFault> parse_events_csv(const std::string& text) {
   std::getline(in, line);
   EXPECT_EQ(line, "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns");
   while (std::getline(in, line)) {
-    auto f = split_csv(line);
+    auto f = split_csv_line(line);
     EXPECT_EQ(f.size(), 11u) << line;
     if (f.size() != 11) continue;
     out.push_back(CsvFault{std::stoull(f[0]), static_cast<uint32_t>(std::stoul(f[1])),
