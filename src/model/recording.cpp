@@ -908,21 +908,9 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
 }
 
 namespace {
-class CollectingVisitor : public RecordingVisitor {
+class CollectingVisitor : public CommonBlocksCollector<Recording> {
  public:
-  explicit CollectingVisitor(Recording& r) : r_(r) {}
-  Status on_meta(const RecordingMeta& m) override {
-    r_.meta = m;
-    return {};
-  }
-  Status on_thread(const ThreadInfo& t) override {
-    r_.threads.push_back(t);
-    return {};
-  }
-  Status on_mappings(const MappingSnapshot& s) override {
-    r_.mappings.push_back(s);
-    return {};
-  }
+  using CommonBlocksCollector::CommonBlocksCollector;
   Status on_fork(const ForkEvent& f) override {
     r_.forks.push_back(f);
     return {};
@@ -939,9 +927,6 @@ class CollectingVisitor : public RecordingVisitor {
     r_.trailer = t;
     return {};
   }
-
- private:
-  Recording& r_;
 };
 }  // namespace
 

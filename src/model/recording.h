@@ -207,6 +207,29 @@ class RecordingVisitor {
   }
 };
 
+// A visitor that keeps the blocks every recording kind has (metadata, threads, mappings) in
+// `r`'s fields meta, threads and mappings; the loaders of each kind add the rest.
+template <class R>
+class CommonBlocksCollector : public RecordingVisitor {
+ public:
+  explicit CommonBlocksCollector(R& r) : r_(r) {}
+  Status on_meta(const RecordingMeta& m) override {
+    r_.meta = m;
+    return {};
+  }
+  Status on_thread(const ThreadInfo& t) override {
+    r_.threads.push_back(t);
+    return {};
+  }
+  Status on_mappings(const MappingSnapshot& s) override {
+    r_.mappings.push_back(s);
+    return {};
+  }
+
+ protected:
+  R& r_;
+};
+
 // Streams a recording through `visitor`, holding at most one block in memory. On corruption
 // the visitor has already seen the items before the bad block and an Error is returned.
 Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& visitor);

@@ -64,21 +64,10 @@ Status cursor_error(const PayloadCursor& c, const std::string& path, const char*
                                 path, c.error_offset(), c.error(), block));
 }
 
-class TopVisitor : public RecordingVisitor {
+class TopVisitor : public CommonBlocksCollector<TopRecording> {
  public:
-  TopVisitor(TopRecording& r, std::string path) : r_(r), path_(std::move(path)) {}
-  Status on_meta(const RecordingMeta& m) override {
-    r_.meta = m;
-    return {};
-  }
-  Status on_thread(const ThreadInfo& t) override {
-    r_.threads.push_back(t);
-    return {};
-  }
-  Status on_mappings(const MappingSnapshot& s) override {
-    r_.mappings.push_back(s);
-    return {};
-  }
+  TopVisitor(TopRecording& r, std::string path)
+      : CommonBlocksCollector(r), path_(std::move(path)) {}
   Result<bool> on_extension_block(uint16_t type, uint32_t count, const uint8_t* data,
                                   size_t size, uint64_t offset) override {
     PayloadCursor c(data, size, offset);
@@ -193,7 +182,6 @@ class TopVisitor : public RecordingVisitor {
     return {};
   }
 
-  TopRecording& r_;
   std::string path_;
 };
 
