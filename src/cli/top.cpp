@@ -48,19 +48,8 @@ struct TopCliOptions {
 };
 
 std::string lost_breakdown(const TopCounters& c) {
-  std::vector<std::string> parts;
-  if (c.kstack_collisions) parts.push_back(fmt::format("{} kernel stacks lost to stack-map collisions", c.kstack_collisions));
-  if (c.ustack_collisions) parts.push_back(fmt::format("{} user stacks lost to stack-map collisions", c.ustack_collisions));
-  if (c.accounts_full)
-    parts.push_back(fmt::format("{} slices ({}) not accounted: accounts map full", c.accounts_full,
-                                format_duration_ns(c.accounts_full_ns)));
-  if (c.storage_failures) parts.push_back(fmt::format("{} task-storage failures", c.storage_failures));
-  if (c.slices_lost) parts.push_back(fmt::format("{} slice records lost (ring buffer full)", c.slices_lost));
-  if (c.events_lost) parts.push_back(fmt::format("{} process events lost (ring buffer full)", c.events_lost));
-  if (c.prog_misses)
-    parts.push_back(fmt::format("{} scheduler events not seen (the kernel skipped the BPF program: recursion)", c.prog_misses));
   std::string s;
-  for (size_t i = 0; i < parts.size(); ++i) s += (i ? ", " : "") + parts[i];
+  for (const auto& item : lost_items(c)) s += (s.empty() ? "" : ", ") + item;
   return s;
 }
 

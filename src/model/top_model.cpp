@@ -110,4 +110,22 @@ std::string TopFrameView::display() const {
   return s;
 }
 
+std::vector<std::string> lost_items(const TopCounters& c) {
+  std::vector<std::string> items;
+  auto add = [&](uint64_t n, std::string_view what) {
+    if (n) items.push_back(fmt::format("{} {}", what, format_count(n)));
+  };
+  add(c.kstack_collisions, "kernel stack collisions");
+  add(c.ustack_collisions, "user stack collisions");
+  if (c.accounts_full)
+    items.push_back(fmt::format("accounts map full {} ({} on-CPU unaccounted)",
+                                format_count(c.accounts_full),
+                                format_duration_ns(c.accounts_full_ns)));
+  add(c.storage_failures, "task-storage failures");
+  add(c.slices_lost, "slice records lost");
+  add(c.events_lost, "process events lost");
+  add(c.prog_misses, "scheduler events skipped (BPF recursion)");
+  return items;
+}
+
 }  // namespace kscope

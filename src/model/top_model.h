@@ -71,6 +71,10 @@ struct TopCounters {
   TopCounters minus(const TopCounters& o) const;
 };
 
+// The causes behind TopCounters::lost(), one item per non-zero cause, in one wording for the
+// batch text and the live screen: "kernel stack collisions 3".
+std::vector<std::string> lost_items(const TopCounters& c);
+
 // Everything read from the kernel at one moment: cumulative values since tracing started, with
 // the slices still running at that moment included.
 struct TopSample {

@@ -298,21 +298,7 @@ std::string totals_line(const TopTable& table, size_t shown) {
 // Every drop and error by cause, wrapped at item boundaries into lines of `width`; empty when
 // there was none.
 std::vector<std::string> drops_lines(const TopCounters& c, int width) {
-  std::vector<std::string> items;
-  auto add = [&](uint64_t n, std::string_view what) {
-    if (n) items.push_back(fmt::format("{} {}", what, format_count(n)));
-  };
-  add(c.kstack_collisions, "kernel stack collisions");
-  add(c.ustack_collisions, "user stack collisions");
-  if (c.accounts_full) {
-    items.push_back(fmt::format("accounts full {} ({} on-CPU unaccounted)",
-                                format_count(c.accounts_full),
-                                format_duration_ns(c.accounts_full_ns)));
-  }
-  add(c.storage_failures, "task storage failures");
-  add(c.slices_lost, "slices lost");
-  add(c.events_lost, "process events lost");
-  add(c.prog_misses, "scheduler events skipped (BPF recursion)");
+  std::vector<std::string> items = lost_items(c);
   if (!items.empty())
     items.front() = fmt::format("LOST {}: {}", format_count(c.lost()), items.front());
   // Not counted in lost(): the rows are there, their stacks show "[stack error]".

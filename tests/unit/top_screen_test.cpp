@@ -166,8 +166,8 @@ TEST(TopScreenLayout, LostCountsLeadTheHeaderWithABreakdown) {
   EXPECT_EQ(layout.lines[2].style, TopLineStyle::kWarning);
   const std::string breakdown = lines[1] + " " + lines[2];
   EXPECT_THAT(breakdown, HasSubstr("kernel stack collisions 3, user stack collisions 4"));
-  EXPECT_THAT(breakdown, HasSubstr("accounts full 2 (1.5ms on-CPU unaccounted)"));
-  EXPECT_THAT(breakdown, HasSubstr("slices lost 1"));
+  EXPECT_THAT(breakdown, HasSubstr("accounts map full 2 (1.5ms on-CPU unaccounted)"));
+  EXPECT_THAT(breakdown, HasSubstr("slice records lost 1"));
   EXPECT_THAT(breakdown, HasSubstr("stack read errors: user 6"));
   EXPECT_THAT(breakdown, Not(HasSubstr("storage")));  // zero causes are left out
   EXPECT_THAT(lines[3], HasSubstr("schedule-ins"));

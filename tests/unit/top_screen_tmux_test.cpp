@@ -164,7 +164,7 @@ TEST(TopScreenTmux, WhatAPersonSees) {
   ASSERT_FALSE(s.empty());
   EXPECT_THAT(s[0], StartsWith("LOST 3  kscope top  interval 200.0ms  switches "));
   EXPECT_THAT(s[0], HasSubstr("CPU busy "));
-  EXPECT_THAT(s[1], StartsWith("LOST 3: kernel stack collisions 2, accounts full 1"));
+  EXPECT_THAT(s[1], StartsWith("LOST 3: kernel stack collisions 2, accounts map full 1"));
   int titles = line_with(s, "RANK");
   ASSERT_GE(titles, 0);
   EXPECT_EQ(words(s[titles]),
