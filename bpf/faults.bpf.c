@@ -154,7 +154,8 @@ static __always_inline bool is_traced(__u32 tgid)
 	return state && *state == KSCOPE_TGID_TRACED;
 }
 
-static __always_inline void emit_task(struct task_struct *task, __u32 tgid, __u32 tid, __u64 now)
+/* A thread's name (`comm`: the task's, or a new one being set) for user space. */
+static __always_inline void emit_task(const char *comm, __u32 tgid, __u32 tid, __u64 now)
 {
 	flush_this_cpu();
 	struct kscope_task_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -168,7 +169,7 @@ static __always_inline void emit_task(struct task_struct *task, __u32 tgid, __u3
 	e->tid = tid;
 	e->pad2 = 0;
 	e->ts_ns = now;
-	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), task->comm);
+	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), comm);
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -367,7 +368,8 @@ static __always_inline int on_fault_done(struct bpf_perf_event_data *ctx, bool m
 
 	if (!p->announced) {
 		p->announced = 1;
-		emit_task(task, tgid, tid, now);
+		/* Stamped with the fault's start, so user space orders it before the fault. */
+		emit_task(task->comm, tgid, tid, p->ts_ns);
 	}
 
 	__u32 zero = 0;
@@ -513,26 +515,10 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 SEC("tp_btf/task_rename")
 int BPF_PROG(on_rename, struct task_struct *task, const char *comm)
 {
-	__u32 tgid = task->tgid, tid = task->pid;
-	struct kscope_task_event *e;
-
-	if (!is_traced(tgid))
+	if (!is_traced(task->tgid))
 		return 0;
 	mark_announced(task);
-	flush_this_cpu();
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(KSCOPE_CNT_CTRL_DROPPED);
-		return 0;
-	}
-	e->type = KSCOPE_REC_TASK;
-	e->pad = 0;
-	e->pid = tgid;
-	e->tid = tid;
-	e->pad2 = 0;
-	e->ts_ns = bpf_ktime_get_ns();
-	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), comm);
-	bpf_ringbuf_submit(e, 0);
+	emit_task(comm, task->tgid, task->pid, bpf_ktime_get_ns());
 	return 0;
 }
 

@@ -80,8 +80,15 @@ struct FaultTracer::Impl {
   std::vector<unsigned char> batch_buf;  // the per-CPU batches map, read by flush_batches()
   // Fault records wait here until no earlier record of the same thread can still arrive: a
   // thread's records sit in the batch of the CPU it faulted on, so after a migration its later
-  // records can reach the ring buffer before its earlier ones. See release_faults().
-  std::vector<FaultRecord> held;
+  // records can reach the ring buffer before its earlier ones. Thread names wait with them, so
+  // each fault is passed on under the name the thread had when it faulted. See
+  // release_faults().
+  struct Held {
+    uint64_t time_ns;
+    std::optional<FaultRecord> fault;  // else `thread`
+    ThreadInfo thread;
+  };
+  std::vector<Held> held;
 
   uint64_t rel(uint64_t ts) const { return ts > start_ns ? ts - start_ns : 0; }
 
@@ -153,7 +160,7 @@ struct FaultTracer::Impl {
           auto it = processes.find(static_cast<pid_t>(r.pid));
           if (it != processes.end() && !covered(it->second, r.ip)) it->second.maps_dirty = true;
         }
-        held.push_back(r);
+        held.push_back(Held{r.time_ns, r, {}});
         break;
       }
       case KSCOPE_REC_TASK: {
@@ -162,7 +169,7 @@ struct FaultTracer::Impl {
         std::memcpy(&e, data, sizeof(e));
         std::string comm = bounded_string(e.comm, sizeof(e.comm));
         if (e.pid == e.tid) totals.process_names[e.pid] = comm;
-        sink->on_thread(ThreadInfo{e.pid, e.tid, comm});
+        held.push_back(Held{rel(e.ts_ns), std::nullopt, ThreadInfo{e.pid, e.tid, comm}});
         break;
       }
       case KSCOPE_REC_FORK: {
@@ -197,7 +204,7 @@ struct FaultTracer::Impl {
         }
         std::string comm = bounded_string(e.comm, sizeof(e.comm));
         if (e.pid == e.tid) totals.process_names[e.pid] = comm;
-        sink->on_thread(ThreadInfo{e.pid, e.tid, comm});
+        held.push_back(Held{rel(e.ts_ns), std::nullopt, ThreadInfo{e.pid, e.tid, comm}});
         snapshot_maps(static_cast<pid_t>(e.pid), ps);
         break;
       }
@@ -234,12 +241,17 @@ struct FaultTracer::Impl {
   // are sequential, so any earlier fault of a thread whose record started before the flush also
   // completed before it: releasing by start time keeps each thread's faults in order.
   void release_faults(uint64_t limit_ns) {
-    auto mid = std::partition(held.begin(), held.end(),
-                              [limit_ns](const FaultRecord& r) { return r.time_ns < limit_ns; });
-    std::stable_sort(held.begin(), mid, [](const FaultRecord& a, const FaultRecord& b) {
-      return a.time_ns < b.time_ns;
-    });
-    for (auto it = held.begin(); it != mid; ++it) sink->on_fault(*it);
+    // stable_partition and stable_sort: a name and the first fault it announces share a time.
+    auto mid = std::stable_partition(held.begin(), held.end(),
+                                     [limit_ns](const Held& h) { return h.time_ns < limit_ns; });
+    std::stable_sort(held.begin(), mid,
+                     [](const Held& a, const Held& b) { return a.time_ns < b.time_ns; });
+    for (auto it = held.begin(); it != mid; ++it) {
+      if (it->fault)
+        sink->on_fault(*it->fault);
+      else
+        sink->on_thread(it->thread);
+    }
     held.erase(held.begin(), mid);
   }
 

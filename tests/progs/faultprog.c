@@ -13,7 +13,8 @@
  *   wait-touch N       print "ready" on stdout, wait for SIGUSR1, write N pages, exit
  *   fork-touch N       fork a child that writes N pages; the parent waits for it
  *   loop-touch         write a fresh page every millisecond until killed
- *   threads T N        T threads each write N pages of their own mapping
+ *   threads T N        T threads each write N pages of their own mapping: the first under
+ *                      the inherited name, the rest after renaming themselves toucher-0..
  *   touch N [CHUNK]    write N fresh anonymous pages once each in address order, CHUNK pages
  *                      per mmap (unmapped after; default all N in one), and print
  *                      "elapsed_ns T" for the write loops alone (the benchmark workload)
@@ -206,12 +207,17 @@ static void on_usr1(int sig) { (void)sig; got_usr1 = 1; }
 struct thread_arg {
 	size_t pages;
 	char *base;
+	char name[16];
 };
 
 static void *thread_main(void *p)
 {
 	struct thread_arg *a = p;
-	for (size_t i = 0; i < a->pages; i++)
+	/* The first page under the inherited name, the rest after a rename (the task_rename
+	 * tracepoint). */
+	a->base[0] = 1;
+	pthread_setname_np(pthread_self(), a->name);
+	for (size_t i = 1; i < a->pages; i++)
 		a->base[i * PAGE] = 1;
 	return NULL;
 }
@@ -324,8 +330,12 @@ int main(int argc, char **argv)
 		for (size_t i = 0; i < t; i++) {
 			a[i].pages = n;
 			a[i].base = map_anon(n, 0);
-			pthread_create(&th[i], NULL, thread_main, &a[i]);
+			snprintf(a[i].name, sizeof(a[i].name), "toucher-%zu", i);
+			fact("range %s %p %p\n", a[i].name, (void *)a[i].base,
+			     (void *)(a[i].base + n * PAGE));
 		}
+		for (size_t i = 0; i < t; i++)
+			pthread_create(&th[i], NULL, thread_main, &a[i]);
 		for (size_t i = 0; i < t; i++)
 			pthread_join(th[i], NULL);
 	} else if (!strcmp(mode, "touch")) {

@@ -174,6 +174,36 @@ TEST_F(FaultsRuntime, OrderHoldsWhileTheThreadMigratesBetweenCpus) {
   }
 }
 
+// Threads that write the first page of their own mapping, rename themselves
+// (pthread_setname_np), then write the rest: each range is written by exactly one thread, once
+// per page, the first page under the inherited name and the others under the new one.
+TEST_F(FaultsRuntime, EachThreadsPagesCarryItsTidAndNewName) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = trace_prog({"threads", "3", "200"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::set<uint32_t> tids;
+  for (int i = 0; i < 3; ++i) {
+    std::string name = "toucher-" + std::to_string(i);
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(truth_.ranges.count(name));
+    auto [lo, hi] = truth_.ranges[name];
+    std::vector<CsvFault> in;
+    for (const auto& f : events_)
+      if (f.addr >= lo && f.addr < hi) in.push_back(f);
+    ASSERT_EQ(in.size(), 200u);
+    std::sort(in.begin(), in.end(), [](const auto& a, const auto& b) { return a.addr < b.addr; });
+    for (const auto& f : in) {
+      EXPECT_EQ(f.comm, &f == &in.front() ? std::string("faultprog") : name) << std::hex << f.addr;
+      EXPECT_EQ(f.tid, in.front().tid);
+      EXPECT_NE(f.tid, f.pid) << "written by the thread, not the main thread";
+      EXPECT_EQ(f.access, "write");
+      EXPECT_EQ(f.segment, "anon");
+    }
+    tids.insert(in.front().tid);
+  }
+  EXPECT_EQ(tids.size(), 3u);
+}
+
 TEST_F(FaultsRuntime, ReadsOfUntouchedAnonymousMemoryAreReads) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   auto r = trace_prog({"anon-read", "64"});

@@ -158,8 +158,12 @@ TEST(TopScreenTmux, WhatAPersonSees) {
       tmux.run({"new-session", "-d", "-s", "demo", "-x", "120", "-y", "40", command}).exit_code, 0);
 
   // First screen: header, drop counters, column titles, the ranking, the selection on row 1.
+  // (Waits for the footer too: a capture can land while curses is still drawing.)
   auto s = tmux.wait_for(
-      [](const auto& s) { return line_with(s, "RANK") >= 0 && selected_line(s) >= 0; },
+      [](const auto& s) {
+        return line_with(s, "RANK") >= 0 && selected_line(s) >= 0 && !s.empty() &&
+               s.back().rfind("by stack", 0) == 0;
+      },
       "the first table");
   ASSERT_FALSE(s.empty());
   EXPECT_THAT(s[0], StartsWith("LOST 3  kscope top  interval 200.0ms  switches "));
