@@ -80,15 +80,22 @@ struct FaultTracer::Impl {
   std::vector<unsigned char> batch_buf;  // the per-CPU batches map, read by flush_batches()
   // Fault records wait here until no earlier record of the same thread can still arrive: a
   // thread's records sit in the batch of the CPU it faulted on, so after a migration its later
-  // records can reach the ring buffer before its earlier ones. Thread names wait with them, so
-  // each fault is passed on under the name the thread had when it faulted. See
-  // release_faults().
+  // records can reach the ring buffer before its earlier ones. Names, forks and exits wait with
+  // them, so the sink sees everything in time order: each fault under the name its thread had
+  // then, a thread's exit after its last fault. See release_faults().
   struct Held {
+    enum Kind { kFault, kThread, kFork, kExit } kind;
     uint64_t time_ns;
-    std::optional<FaultRecord> fault;  // else `thread`
-    ThreadInfo thread;
+    FaultRecord fault;
+    ThreadInfo thread;                  // kThread
+    uint32_t pid = 0, tid = 0;          // kFork: parent, child; kExit: pid, tid
+    uint64_t minflt = 0, majflt = 0;    // kExit
   };
   std::vector<Held> held;
+  void hold_thread(uint64_t ts, ThreadInfo t) {
+    Held h{Held::kThread, rel(ts), {}, std::move(t)};
+    held.push_back(std::move(h));
+  }
 
   uint64_t rel(uint64_t ts) const { return ts > start_ns ? ts - start_ns : 0; }
 
@@ -160,7 +167,7 @@ struct FaultTracer::Impl {
           auto it = processes.find(static_cast<pid_t>(r.pid));
           if (it != processes.end() && !covered(it->second, r.ip)) it->second.maps_dirty = true;
         }
-        held.push_back(Held{r.time_ns, r, {}});
+        held.push_back(Held{Held::kFault, r.time_ns, r, {}});
         break;
       }
       case KSCOPE_REC_TASK: {
@@ -169,7 +176,7 @@ struct FaultTracer::Impl {
         std::memcpy(&e, data, sizeof(e));
         std::string comm = bounded_string(e.comm, sizeof(e.comm));
         if (e.pid == e.tid) totals.process_names[e.pid] = comm;
-        held.push_back(Held{rel(e.ts_ns), std::nullopt, ThreadInfo{e.pid, e.tid, comm}});
+        hold_thread(e.ts_ns, ThreadInfo{e.pid, e.tid, comm});
         break;
       }
       case KSCOPE_REC_FORK: {
@@ -178,7 +185,10 @@ struct FaultTracer::Impl {
         std::memcpy(&e, data, sizeof(e));
         // A child's fault counters start at zero in copy_process(): its baseline is zero.
         auto& ps = add_process(static_cast<pid_t>(e.child_pid));
-        sink->on_fork(rel(e.ts_ns), e.parent_pid, e.child_pid);
+        Held h{Held::kFork, rel(e.ts_ns), {}, {}};
+        h.pid = e.parent_pid;
+        h.tid = e.child_pid;
+        held.push_back(std::move(h));
         snapshot_maps(static_cast<pid_t>(e.child_pid), ps);
         break;
       }
@@ -188,7 +198,12 @@ struct FaultTracer::Impl {
         std::memcpy(&e, data, sizeof(e));
         auto& ps = add_process(static_cast<pid_t>(e.pid));
         ps.final[e.tid] = Counts{e.min_flt, e.maj_flt};
-        sink->on_exit(rel(e.ts_ns), e.pid, e.tid, e.min_flt, e.maj_flt);
+        Held h{Held::kExit, rel(e.ts_ns), {}, {}};
+        h.pid = e.pid;
+        h.tid = e.tid;
+        h.minflt = e.min_flt;
+        h.majflt = e.maj_flt;
+        held.push_back(std::move(h));
         break;
       }
       case KSCOPE_REC_EXEC: {
@@ -204,7 +219,7 @@ struct FaultTracer::Impl {
         }
         std::string comm = bounded_string(e.comm, sizeof(e.comm));
         if (e.pid == e.tid) totals.process_names[e.pid] = comm;
-        held.push_back(Held{rel(e.ts_ns), std::nullopt, ThreadInfo{e.pid, e.tid, comm}});
+        hold_thread(e.ts_ns, ThreadInfo{e.pid, e.tid, comm});
         snapshot_maps(static_cast<pid_t>(e.pid), ps);
         break;
       }
@@ -247,10 +262,14 @@ struct FaultTracer::Impl {
     std::stable_sort(held.begin(), mid,
                      [](const Held& a, const Held& b) { return a.time_ns < b.time_ns; });
     for (auto it = held.begin(); it != mid; ++it) {
-      if (it->fault)
-        sink->on_fault(*it->fault);
-      else
-        sink->on_thread(it->thread);
+      switch (it->kind) {
+        case Held::kFault: sink->on_fault(it->fault); break;
+        case Held::kThread: sink->on_thread(it->thread); break;
+        case Held::kFork: sink->on_fork(it->time_ns, it->pid, it->tid); break;
+        case Held::kExit:
+          sink->on_exit(it->time_ns, it->pid, it->tid, it->minflt, it->majflt);
+          break;
+      }
     }
     held.erase(held.begin(), mid);
   }
