@@ -427,7 +427,7 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
   uint64_t stop_deadline = 0;  // set when we asked the command to stop
   while (true) {
     uint64_t flush_start = monotonic_ns();
-    bool flushed = s.flush_batches();
+    bool flushed = s.flush_batches(3);  // a CPU caught mid-record is retried
     KSCOPE_TRY(s.rb->poll(20));
     if (flushed) s.release_faults(s.rel(flush_start));
     uint64_t now = monotonic_ns();
