@@ -122,3 +122,11 @@ int BPF_PROG(probe_stackid, bool preempt, struct task_struct *prev, struct task_
 	bpf_get_stackid(ctx, &probe_stacks, BPF_F_USER_STACK);
 	return 0;
 }
+
+/* kscope faults flushes its per-CPU batches by running a raw_tp program on each CPU
+ * (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU). */
+SEC("raw_tp")
+int probe_test_run_on_cpu(void *ctx)
+{
+	return 7;
+}

@@ -8,9 +8,12 @@
 #include <cstring>
 #include <memory>
 
+#include <bpf/bpf.h>
+
 #include "bpf/libbpf_util.h"
 #include "cli/commands.h"
 #include "probes.skel.h"
+#include "trace/mmap_watch.h"
 #include "trace/privileges.h"
 
 namespace kscope::cli {
@@ -82,6 +85,45 @@ Check try_perf_event(const std::string& name, const std::string& used_by, uint64
   return c;
 }
 
+// Runs the raw_tp probe on CPU 0 the way kscope faults flushes its batches.
+Check try_test_run_on_cpu() {
+  Check c{"test-run a program on a given CPU", "faults"};
+  std::unique_ptr<probes_bpf, ProbesDeleter> skel(probes_bpf__open());
+  if (!skel) {
+    c.detail = fmt::format("cannot open BPF object: {}", std::strerror(errno));
+    return c;
+  }
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel->obj) {
+    bpf_program__set_autoload(prog, prog == skel->progs.probe_test_run_on_cpu);
+  }
+  if (int err = probes_bpf__load(skel.get())) {
+    c.detail = fmt::format("load failed: {}", std::strerror(-err));
+    return c;
+  }
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU, .cpu = 0);
+  if (bpf_prog_test_run_opts(bpf_program__fd(skel->progs.probe_test_run_on_cpu), &opts) != 0) {
+    c.detail = fmt::format("test run failed: {}", std::strerror(errno));
+    return c;
+  }
+  c.ok = opts.retval == 7;
+  if (!c.ok) c.detail = "the program did not run";
+  return c;
+}
+
+// A dummy software event reporting executable mmaps (how kscope faults learns the libraries of
+// processes that exit quickly).
+Check try_mmap_records() {
+  Check c{"perf mmap records (dummy software event)", "faults"};
+  auto w = MmapWatcher::open(1);
+  if (!w) {
+    c.detail = w.error().describe();
+    return c;
+  }
+  c.ok = true;
+  return c;
+}
+
 int run_doctor() {
   std::vector<Check> checks;
   utsname u{};
@@ -124,6 +166,8 @@ int run_doctor() {
                                     PERF_COUNT_SW_PAGE_FAULTS_MIN));
     checks.push_back(try_perf_event("perf_event major-faults (software)", "faults",
                                     PERF_COUNT_SW_PAGE_FAULTS_MAJ));
+    checks.push_back(try_mmap_records());
+    checks.push_back(try_test_run_on_cpu());
   }
 
   bool faults_ok = true;

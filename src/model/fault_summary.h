@@ -62,6 +62,7 @@ struct FaultRunTotals {
   uint64_t failed_entries = 0;             // faults that never completed (SIGSEGV, spurious)
   uint64_t unmatched = 0;                  // completions without an entry (not recorded)
   uint64_t vma_busy = 0;                   // segment unknown: mmap_lock contended
+  uint64_t mmap_records_lost = 0;          // perf mmap records lost (libraries may not resolve)
   uint64_t plot_sampled_from = 0;          // >0: the plot shows a uniform sample of this many
 };
 

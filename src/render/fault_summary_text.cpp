@@ -117,6 +117,10 @@ std::string render_fault_summary(const FaultSummary& s, const FaultRunTotals& to
                    "because mmap_lock was busy\n",
                    format_count(totals.failed_entries), format_count(totals.unmatched),
                    format_count(totals.vma_busy));
+  if (totals.mmap_records_lost)
+    fmt::format_to(out,
+                   "mmap records lost: {} (libraries mapped then may show as addresses)\n",
+                   format_count(totals.mmap_records_lost));
   if (totals.plot_sampled_from > 0)
     fmt::format_to(out, "plot: drawn from a uniform sample of the {} faults\n",
                    format_count(totals.plot_sampled_from));

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <cstring>
 #include <map>
 
@@ -17,6 +18,7 @@
 #include "symbols/proc_maps.h"
 #include "trace/command_launcher.h"
 #include "trace/privileges.h"
+#include "trace/mmap_watch.h"
 #include "trace/proc.h"
 #include "util/fd.h"
 
@@ -56,6 +58,9 @@ struct ProcessState {
   std::vector<std::pair<uint64_t, uint64_t>> exec_ranges;  // executable mappings, sorted
   bool maps_dirty = false;
   uint64_t last_maps_read_ns = 0;
+  std::vector<Mapping> maps;       // the last mappings passed to the sink
+  uint64_t exec_ts = 0;            // ktime of the last execve (older mmap records are void)
+  std::vector<MmapEvent> pending;  // mmap records of an armed command whose execve is unseen
 };
 
 Fd open_pidfd(pid_t pid) {
@@ -72,6 +77,7 @@ struct FaultTracer::Impl {
   std::optional<LaunchedCommand> command;
   std::map<pid_t, ProcessState> processes;
   std::unique_ptr<bpf::RingBuffer> rb;
+  std::unique_ptr<MmapWatcher> mmaps;
   uint64_t start_ns = 0;
   FaultSink* sink = nullptr;
   FaultRunTotals totals;
@@ -105,11 +111,65 @@ struct FaultTracer::Impl {
     ps.maps_dirty = false;
     auto maps = read_proc_maps(pid);
     if (!maps) return;  // the process is gone; keep the last snapshot
+    ps.maps = std::move(*maps);
+    publish_maps(pid, ps, now);
+  }
+
+  void publish_maps(pid_t pid, ProcessState& ps, uint64_t now) {
     ps.exec_ranges.clear();
-    for (const auto& m : *maps)
+    for (const auto& m : ps.maps)
       if (m.executable()) ps.exec_ranges.emplace_back(m.start, m.end);
     std::sort(ps.exec_ranges.begin(), ps.exec_ranges.end());
-    sink->on_mappings(MappingSnapshot{static_cast<uint32_t>(pid), rel(now), std::move(*maps)});
+    sink->on_mappings(MappingSnapshot{static_cast<uint32_t>(pid), rel(now), ps.maps});
+  }
+
+  // A new executable mapping replaces whatever it overlaps (as mmap does).
+  static void apply_mmap(std::vector<Mapping>& maps, const Mapping& m) {
+    std::vector<Mapping> out;
+    out.reserve(maps.size() + 2);
+    for (const auto& old : maps) {
+      if (old.end <= m.start || old.start >= m.end) {
+        out.push_back(old);
+        continue;
+      }
+      if (old.start < m.start) {  // the part below survives
+        Mapping below = old;
+        below.end = m.start;
+        out.push_back(below);
+      }
+      if (old.end > m.end) {  // the part above survives, its file offset moved along
+        Mapping above = old;
+        if (!above.path.empty() && above.path[0] == '/') above.offset += m.end - old.start;
+        above.start = m.end;
+        out.push_back(above);
+      }
+    }
+    out.push_back(m);
+    std::sort(out.begin(), out.end(),
+              [](const Mapping& a, const Mapping& b) { return a.start < b.start; });
+    maps = std::move(out);
+  }
+
+  // Executable mappings the kernel reported (perf mmap records) for the traced processes: a
+  // library the loader maps after execve is known even if the process is gone before its
+  // /proc/PID/maps could be read. One snapshot per process per call.
+  void drain_mmaps() {
+    if (!mmaps) return;
+    std::set<pid_t> changed;
+    mmaps->drain([&](const MmapEvent& e) {
+      auto it = processes.find(static_cast<pid_t>(e.pid));
+      if (it == processes.end()) return;
+      ProcessState& ps = it->second;
+      if (!ps.baseline_known) {  // an armed command: keep what follows its execve
+        ps.pending.push_back(e);
+        return;
+      }
+      if (e.time_ns < ps.exec_ts) return;  // the image before execve
+      apply_mmap(ps.maps, e.mapping);
+      changed.insert(it->first);
+    });
+    uint64_t now = monotonic_ns();
+    for (pid_t pid : changed) publish_maps(pid, processes[pid], now);
   }
 
   bool covered(const ProcessState& ps, uint64_t ip) const {
@@ -220,7 +280,15 @@ struct FaultTracer::Impl {
         std::string comm = bounded_string(e.comm, sizeof(e.comm));
         if (e.pid == e.tid) totals.process_names[e.pid] = comm;
         hold_thread(e.ts_ns, ThreadInfo{e.pid, e.tid, comm});
+        ps.exec_ts = e.ts_ns;
         snapshot_maps(static_cast<pid_t>(e.pid), ps);
+        // mmap records that arrived before this one: those after the execve still count.
+        if (!ps.pending.empty()) {
+          for (const auto& m : ps.pending)
+            if (m.time_ns >= ps.exec_ts) apply_mmap(ps.maps, m.mapping);
+          ps.pending.clear();
+          publish_maps(static_cast<pid_t>(e.pid), ps, monotonic_ns());
+        }
         break;
       }
       default:
@@ -374,6 +442,9 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
                           bpf::attach_sw_event_all_cpus(skel->progs.fault_done_major,
                                                         PERF_COUNT_SW_PAGE_FAULTS_MAJ,
                                                         "major-faults"));
+  // Executable mappings as they are made (perf mmap records), so libraries of a process that
+  // exits before /proc/PID/maps is read again still resolve.
+  KSCOPE_ASSIGN_OR_RETURN(impl->mmaps, MmapWatcher::open());
 
   // -p: each thread's counters now are the baseline. Read before arming, so a fault racing
   // with attach is counted by the kernel but possibly not seen, never the other way round.
@@ -429,6 +500,7 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
     uint64_t flush_start = monotonic_ns();
     bool flushed = s.flush_batches(3);  // a CPU caught mid-record is retried
     KSCOPE_TRY(s.rb->poll(20));
+    s.drain_mmaps();
     if (flushed) s.release_faults(s.rel(flush_start));
     uint64_t now = monotonic_ns();
     if (s.all_exited()) {
@@ -478,6 +550,7 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
     s.snapshot_maps(pid, ps);
   }
   KSCOPE_TRY(s.rb->drain());
+  s.drain_mmaps();
   s.release_faults(UINT64_MAX);
   if (!sink_status) return std::move(sink_status).error();
 
@@ -490,6 +563,7 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
   totals.failed_entries = s.counter_sum(KSCOPE_CNT_FAILED_ENTRY);
   totals.unmatched = s.counter_sum(KSCOPE_CNT_NO_ENTRY) + s.counter_sum(KSCOPE_CNT_NO_STORAGE);
   totals.vma_busy = s.counter_sum(KSCOPE_CNT_VMA_BUSY);
+  if (s.mmaps) totals.mmap_records_lost = s.mmaps->lost();
 
   for (auto& [pid, ps] : s.processes) {
     KernelFaultCounts k;

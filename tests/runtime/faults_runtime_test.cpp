@@ -342,6 +342,36 @@ TEST_F(FaultsRuntime, AttachesToARunningProcessAndMatchesItsKernelCounters) {
   EXPECT_LE(c.unseen, 2u) << "a plain process has no get_user_pages faults";
 }
 
+// A command that is gone within milliseconds: the libraries the loader mapped after execve were
+// never in a /proc/PID/maps read kscope could make, yet every user-mode fault's instruction must
+// lie in an executable mapping of the recording (learned from the kernel's mmap records), so it
+// resolves to a binary.
+TEST_F(FaultsRuntime, ShortLivedCommandsLibrariesAreKnown) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = trace_prog({"anon-write", "8", "1"}, {"-o", path("rec.kscope")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto rec = read_recording(path("rec.kscope"));
+  ASSERT_TRUE(rec) << rec.error().describe();
+  ASSERT_FALSE(rec->faults.empty());
+  uint32_t pid = rec->faults.front().pid;
+  std::vector<Mapping> latest;
+  for (const auto& snap : rec->mappings)
+    if (snap.pid == pid) latest = snap.mappings;
+  bool libc = false;
+  for (const auto& m : latest)
+    if (m.executable() && m.path.find("libc.so") != std::string::npos) libc = true;
+  EXPECT_TRUE(libc) << "libc's executable mapping is missing from the recording";
+  size_t user = 0;
+  for (const auto& f : rec->faults) {
+    if (f.pid != pid || f.mode != FaultMode::kUser) continue;
+    ++user;
+    bool in_exec = false;
+    for (const auto& m : latest) in_exec = in_exec || (m.executable() && m.contains(f.ip));
+    EXPECT_TRUE(in_exec) << std::hex << "ip 0x" << f.ip << " is in no executable mapping";
+  }
+  EXPECT_GT(user, 8u);
+}
+
 TEST_F(FaultsRuntime, FollowsChildrenOnlyWhenAsked) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   auto r = trace_prog({"fork-touch", "64"});

@@ -1,0 +1,164 @@
+#include "trace/mmap_watch.h"
+
+#include <linux/perf_event.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "bpf/libbpf_util.h"
+#include "util/fd.h"
+
+namespace kscope {
+
+struct MmapWatcher::Ring {
+  Fd fd;
+  void* base = MAP_FAILED;
+  size_t map_size = 0;
+  size_t data_size = 0;
+  std::vector<uint8_t> record;  // a record that wraps around the end of the ring
+  ~Ring() {
+    if (base != MAP_FAILED) ::munmap(base, map_size);
+  }
+};
+
+namespace {
+
+// sample_id_all with sample_type TID|TIME appends {u32 pid, u32 tid, u64 time} to every
+// non-sample record.
+constexpr size_t kSampleIdSize = 16;
+
+std::string perms_of(uint32_t prot, uint32_t flags) {
+  std::string p = "----";
+  if (prot & PROT_READ) p[0] = 'r';
+  if (prot & PROT_WRITE) p[1] = 'w';
+  if (prot & PROT_EXEC) p[2] = 'x';
+  p[3] = (flags & MAP_SHARED) ? 's' : 'p';
+  return p;
+}
+
+}  // namespace
+
+bool parse_mmap2_record(const uint8_t* data, size_t size, MmapEvent* out) {
+  // header, pid, tid, addr, len, pgoff, maj, min, ino, ino_generation, prot, flags = 72 bytes
+  constexpr size_t kFixed = sizeof(perf_event_header) + 8 + 24 + 24 + 8;
+  if (size < kFixed + kSampleIdSize) return false;
+  perf_event_header h;
+  std::memcpy(&h, data, sizeof(h));
+  if (h.type != PERF_RECORD_MMAP2 || h.size != size) return false;
+  const uint8_t* p = data + sizeof(h);
+  uint32_t pid, tid, maj, min, prot, flags;
+  uint64_t addr, len, pgoff, ino, ino_gen;
+  std::memcpy(&pid, p, 4);
+  std::memcpy(&tid, p + 4, 4);
+  std::memcpy(&addr, p + 8, 8);
+  std::memcpy(&len, p + 16, 8);
+  std::memcpy(&pgoff, p + 24, 8);
+  std::memcpy(&maj, p + 32, 4);
+  std::memcpy(&min, p + 36, 4);
+  std::memcpy(&ino, p + 40, 8);
+  std::memcpy(&ino_gen, p + 48, 8);
+  std::memcpy(&prot, p + 56, 4);
+  std::memcpy(&flags, p + 60, 4);
+  (void)tid, (void)ino_gen;
+  if (len == 0 || addr + len < addr) return false;
+  // The file name runs from the end of the fixed part to the sample id, NUL-padded.
+  const char* name = reinterpret_cast<const char*>(data + kFixed);
+  size_t name_max = size - kFixed - kSampleIdSize;
+  size_t name_len = strnlen(name, name_max);
+  uint64_t time;
+  std::memcpy(&time, data + size - 8, 8);
+  out->pid = pid;
+  out->time_ns = time;
+  Mapping& m = out->mapping;
+  m.start = addr;
+  m.end = addr + len;
+  m.offset = pgoff;
+  m.inode = (h.misc & PERF_RECORD_MISC_MMAP_BUILD_ID) ? 0 : ino;
+  m.dev_major = (h.misc & PERF_RECORD_MISC_MMAP_BUILD_ID) ? 0 : maj;
+  m.dev_minor = (h.misc & PERF_RECORD_MISC_MMAP_BUILD_ID) ? 0 : min;
+  m.perms = perms_of(prot, flags);
+  m.path.assign(name, name_len);
+  if (m.path == "//anon") m.path.clear();  // anonymous, as /proc/PID/maps shows it
+  return true;
+}
+
+Result<std::unique_ptr<MmapWatcher>> MmapWatcher::open(size_t pages) {
+  if (pages == 0 || (pages & (pages - 1)) != 0)
+    return make_error("the mmap-record ring size must be a power of two pages");
+  KSCOPE_ASSIGN_OR_RETURN(auto cpus, bpf::online_cpus());
+  std::unique_ptr<MmapWatcher> w(new MmapWatcher());
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  for (int cpu : cpus) {
+    perf_event_attr attr{};
+    attr.size = sizeof(attr);
+    attr.type = PERF_TYPE_SOFTWARE;
+    attr.config = PERF_COUNT_SW_DUMMY;
+    attr.sample_type = PERF_SAMPLE_TID | PERF_SAMPLE_TIME;
+    attr.sample_id_all = 1;
+    attr.mmap = 1;   // executable mappings only (mmap_data stays 0)
+    attr.mmap2 = 1;  // with device, inode, protection and flags
+    attr.use_clockid = 1;
+    attr.clockid = CLOCK_MONOTONIC;  // the clock of the BPF records' timestamps
+    attr.exclude_kernel = 1;
+    long fd = ::syscall(SYS_perf_event_open, &attr, -1, cpu, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0)
+      return make_error(fmt::format("perf_event_open(dummy, mmap records) on CPU {} failed", cpu),
+                        errno, "run 'kscope doctor' to check which perf events this kernel offers");
+    auto ring = std::make_unique<Ring>();
+    ring->fd.reset(static_cast<int>(fd));
+    ring->data_size = pages * page;
+    ring->map_size = ring->data_size + page;
+    ring->base = ::mmap(nullptr, ring->map_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                        ring->fd.get(), 0);
+    if (ring->base == MAP_FAILED)
+      return errno_error(fmt::format("mapping the mmap-record ring of CPU {} failed", cpu));
+    w->rings_.push_back(std::move(ring));
+  }
+  return w;
+}
+
+MmapWatcher::~MmapWatcher() = default;
+
+void MmapWatcher::drain(const std::function<void(const MmapEvent&)>& fn) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  for (auto& ring : rings_) {
+    auto* meta = static_cast<perf_event_mmap_page*>(ring->base);
+    const uint8_t* data = static_cast<const uint8_t*>(ring->base) + page;
+    uint64_t head = __atomic_load_n(&meta->data_head, __ATOMIC_ACQUIRE);
+    uint64_t tail = meta->data_tail;
+    while (tail + sizeof(perf_event_header) <= head) {
+      size_t off = static_cast<size_t>(tail % ring->data_size);
+      perf_event_header h;
+      // The header itself may wrap: copy byte by byte through the ring.
+      for (size_t i = 0; i < sizeof(h); ++i)
+        reinterpret_cast<uint8_t*>(&h)[i] = data[(off + i) % ring->data_size];
+      if (h.size < sizeof(h) || tail + h.size > head) break;  // torn: never expected
+      const uint8_t* rec = data + off;
+      if (off + h.size > ring->data_size) {
+        ring->record.resize(h.size);
+        size_t first = ring->data_size - off;
+        std::memcpy(ring->record.data(), data + off, first);
+        std::memcpy(ring->record.data() + first, data, h.size - first);
+        rec = ring->record.data();
+      }
+      if (h.type == PERF_RECORD_MMAP2) {
+        MmapEvent e;
+        if (parse_mmap2_record(rec, h.size, &e)) fn(e);
+      } else if (h.type == PERF_RECORD_LOST && h.size >= sizeof(h) + 16) {
+        uint64_t lost;
+        std::memcpy(&lost, rec + sizeof(h) + 8, 8);
+        lost_ += lost;
+      }
+      tail += h.size;
+    }
+    __atomic_store_n(&meta->data_tail, tail, __ATOMIC_RELEASE);
+  }
+}
+
+}  // namespace kscope

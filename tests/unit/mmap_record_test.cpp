@@ -1,0 +1,101 @@
+// PERF_RECORD_MMAP2 parsing (src/trace/mmap_watch.cpp): the records kscope faults reads to learn
+// the executable mappings of processes that exit before /proc/PID/maps can be read.
+#include <linux/perf_event.h>
+#include <sys/mman.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "trace/mmap_watch.h"
+
+namespace kscope {
+namespace {
+
+// A record as the kernel writes it for sample_type TID|TIME with sample_id_all.
+std::vector<uint8_t> mmap2_record(uint32_t pid, uint64_t addr, uint64_t len, uint64_t pgoff,
+                                  uint32_t prot, uint32_t flags, const std::string& name,
+                                  uint64_t time) {
+  std::vector<uint8_t> r(sizeof(perf_event_header) + 64);
+  auto put = [&](size_t off, const void* v, size_t n) { std::memcpy(r.data() + off, v, n); };
+  size_t o = sizeof(perf_event_header);
+  uint32_t tid = pid + 1, maj = 8, min = 1;
+  uint64_t ino = 1234, gen = 0;
+  put(o, &pid, 4);
+  put(o + 4, &tid, 4);
+  put(o + 8, &addr, 8);
+  put(o + 16, &len, 8);
+  put(o + 24, &pgoff, 8);
+  put(o + 32, &maj, 4);
+  put(o + 36, &min, 4);
+  put(o + 40, &ino, 8);
+  put(o + 48, &gen, 8);
+  put(o + 56, &prot, 4);
+  put(o + 60, &flags, 4);
+  size_t name_size = (name.size() + 1 + 7) / 8 * 8;  // NUL-terminated, padded to 8
+  r.resize(r.size() + name_size, 0);
+  std::memcpy(r.data() + sizeof(perf_event_header) + 64, name.data(), name.size());
+  uint32_t ids[2] = {pid, tid};
+  size_t id_off = r.size();
+  r.resize(r.size() + 16);
+  put(id_off, ids, 8);
+  put(id_off + 8, &time, 8);
+  perf_event_header h{PERF_RECORD_MMAP2, 0, static_cast<uint16_t>(r.size())};
+  put(0, &h, sizeof(h));
+  return r;
+}
+
+TEST(MmapRecord, ParsesAnExecutableLibraryMapping) {
+  auto r = mmap2_record(4242, 0x7f0000001000, 0x2000, 0x1000, PROT_READ | PROT_EXEC, MAP_PRIVATE,
+                        "/usr/lib/x86_64-linux-gnu/libc.so.6", 123456789);
+  MmapEvent e;
+  ASSERT_TRUE(parse_mmap2_record(r.data(), r.size(), &e));
+  EXPECT_EQ(e.pid, 4242u);
+  EXPECT_EQ(e.time_ns, 123456789u);
+  EXPECT_EQ(e.mapping.start, 0x7f0000001000u);
+  EXPECT_EQ(e.mapping.end, 0x7f0000003000u);
+  EXPECT_EQ(e.mapping.offset, 0x1000u);
+  EXPECT_EQ(e.mapping.inode, 1234u);
+  EXPECT_EQ(e.mapping.dev_major, 8u);
+  EXPECT_EQ(e.mapping.perms, "r-xp");
+  EXPECT_EQ(e.mapping.path, "/usr/lib/x86_64-linux-gnu/libc.so.6");
+  EXPECT_TRUE(e.mapping.executable());
+}
+
+TEST(MmapRecord, SharedWritableAndAnonymousNames) {
+  auto r = mmap2_record(1, 0x1000, 0x1000, 0, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_SHARED,
+                        "//anon", 1);
+  MmapEvent e;
+  ASSERT_TRUE(parse_mmap2_record(r.data(), r.size(), &e));
+  EXPECT_EQ(e.mapping.perms, "rwxs");
+  EXPECT_EQ(e.mapping.path, "") << "anonymous, as in /proc/PID/maps";
+}
+
+TEST(MmapRecord, MalformedRecordsAreRefused) {
+  auto good = mmap2_record(1, 0x1000, 0x1000, 0, PROT_EXEC, MAP_PRIVATE, "/bin/x", 1);
+  MmapEvent e;
+  // Shorter than the header says, or than the fixed part.
+  EXPECT_FALSE(parse_mmap2_record(good.data(), good.size() - 8, &e));
+  EXPECT_FALSE(parse_mmap2_record(good.data(), 40, &e));
+  // Another record type.
+  auto other = good;
+  perf_event_header h;
+  std::memcpy(&h, other.data(), sizeof(h));
+  h.type = PERF_RECORD_MMAP;
+  std::memcpy(other.data(), &h, sizeof(h));
+  EXPECT_FALSE(parse_mmap2_record(other.data(), other.size(), &e));
+  // A length that wraps the address space.
+  auto wraps = mmap2_record(1, ~0ull - 0xfff, 0x2000, 0, PROT_EXEC, MAP_PRIVATE, "/bin/x", 1);
+  EXPECT_FALSE(parse_mmap2_record(wraps.data(), wraps.size(), &e));
+  // A name without its NUL is cut at the sample id, not read past it.
+  auto unterminated = good;
+  size_t name_off = sizeof(perf_event_header) + 64;
+  std::memset(unterminated.data() + name_off, 'A', unterminated.size() - name_off - 16);
+  ASSERT_TRUE(parse_mmap2_record(unterminated.data(), unterminated.size(), &e));
+  EXPECT_EQ(e.mapping.path, std::string(unterminated.size() - name_off - 16, 'A'));
+}
+
+}  // namespace
+}  // namespace kscope
