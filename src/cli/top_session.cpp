@@ -15,6 +15,7 @@
 #include "model/top_recording.h"
 #include "symbols/elf_binary.h"
 #include "symbols/proc_maps.h"
+#include "trace/mmap_watch.h"
 #include "trace/proc.h"
 
 namespace kscope::cli {
@@ -77,6 +78,15 @@ struct TopSession::Impl {
   std::unordered_map<uint32_t, uint32_t> thread_pid;  // tid -> pid
   std::set<uint32_t> mapped_pids;                     // mappings read at least once
 
+  // Executable mappings as processes make them (perf mmap records): they keep a process's
+  // mappings current after the one /proc read, and stand in for it when the process is gone
+  // before it could be read (a command that runs for milliseconds).
+  std::unique_ptr<MmapWatcher> mmaps;
+  std::unordered_map<uint32_t, std::vector<Mapping>> maps;  // what the symbolizer has, per pid
+  std::unordered_map<uint32_t, uint64_t> exec_ts;           // ktime of the last execve seen
+  std::map<uint32_t, std::vector<MmapEvent>> early;         // pids not mapped yet
+  static constexpr size_t kEarlyPids = 4096, kEarlyPerPid = 256;
+
   std::optional<TopSample> prev;       // the last refresh's sample
   std::optional<TopSample> prev_prev;  // the one before (to regroup the last interval)
   std::optional<CpuTimes> cpu_prev;
@@ -110,23 +120,68 @@ struct TopSession::Impl {
 
   void read_mappings(uint32_t pid, uint64_t time_ns) {
     if (pid == 0) return;
-    auto maps = read_proc_maps(pid);
-    if (!maps) return;
-    MappingSnapshot snap{pid, time_ns > tracer->start_ns() ? time_ns - tracer->start_ns() : 0,
-                         *maps};
-    symbolizer.set_mappings(snap);
+    auto proc_maps = read_proc_maps(pid);
+    auto early_it = early.find(pid);
+    if (proc_maps) {
+      maps[pid] = std::move(*proc_maps);
+    } else if (early_it != early.end()) {
+      // Gone already: what the kernel reported it mapped since its execve is what there is.
+      std::vector<Mapping> known;
+      uint64_t since = exec_ts.count(pid) ? exec_ts[pid] : 0;
+      for (const auto& e : early_it->second)
+        if (e.time_ns >= since) apply_mmap(known, e.mapping);
+      maps[pid] = std::move(known);
+    } else {
+      return;
+    }
+    if (early_it != early.end()) early.erase(early_it);
     mapped_pids.insert(pid);
+    publish_mappings(pid, time_ns);
+  }
+
+  void publish_mappings(uint32_t pid, uint64_t time_ns) {
+    MappingSnapshot snap{pid, time_ns > tracer->start_ns() ? time_ns - tracer->start_ns() : 0,
+                         maps[pid]};
+    symbolizer.set_mappings(snap);
     for (auto it = user_cache.lower_bound({pid, INT32_MIN});
          it != user_cache.end() && it->first.first == pid;)
       it = user_cache.erase(it);
     if (recording) (void)recording->add_mappings(snap);
   }
 
+  void drain_mmaps() {
+    if (!mmaps) return;
+    std::set<uint32_t> changed;
+    mmaps->drain([&](const MmapEvent& e) {
+      if (e.pid == 0) return;
+      if (mapped_pids.count(e.pid)) {
+        auto t = exec_ts.find(e.pid);
+        if (t != exec_ts.end() && e.time_ns < t->second) return;  // the image before execve
+        apply_mmap(maps[e.pid], e.mapping);
+        changed.insert(e.pid);
+        return;
+      }
+      // Not announced yet: keep a bounded number, for a process gone before its /proc read.
+      if (early.size() >= kEarlyPids && !early.count(e.pid)) early.erase(early.begin());
+      auto& v = early[e.pid];
+      if (v.size() < kEarlyPerPid) v.push_back(e);
+    });
+    uint64_t now = monotonic_now_ns();
+    for (uint32_t pid : changed) publish_mappings(pid, now);
+  }
+
   void on_process(const TopProcessEvent& e) {
     thread_names[e.tid] = e.comm;
     thread_pid[e.tid] = e.pid;
     if (recording) (void)recording->add_thread(ThreadInfo{e.pid, e.tid, e.comm});
-    if (e.exec || !mapped_pids.count(e.pid)) read_mappings(e.pid, e.time_ns);
+    if (e.exec) {
+      exec_ts[e.pid] = e.time_ns;
+      mapped_pids.erase(e.pid);  // a new image: read again
+    }
+    if (!mapped_pids.count(e.pid)) {
+      drain_mmaps();  // what it mapped until now, in case it is gone before /proc is read
+      read_mappings(e.pid, e.time_ns);
+    }
   }
 
   TopFrameView frame_from(const Symbol& sym, uint64_t ip, uint64_t adjust, bool kernel) {
@@ -259,6 +314,15 @@ struct TopSession::Impl {
       thread_names.erase(tid);
       thread_pid.erase(tid);
     }
+    // Processes with no thread left: no more mmap records will come for them.
+    std::unordered_set<uint32_t> live_pids;
+    for (const auto& [tid, pid] : thread_pid) live_pids.insert(pid);
+    for (const auto& [tid, pid] : tids)
+      if (!live_pids.count(pid) && !thread_alive(pid, pid)) {
+        maps.erase(pid);
+        exec_ts.erase(pid);
+        mapped_pids.erase(pid);  // a process reusing the pid is read afresh
+      }
   }
 
   TopTable make_table(const TopSample* base, const TopSample& cur, TopGroupBy by, TopSortKey sort) {
@@ -340,6 +404,7 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
     impl->recording = std::move(writer);
   }
   KSCOPE_ASSIGN_OR_RETURN(impl->tracer, TopTracer::create(options.trace));
+  KSCOPE_ASSIGN_OR_RETURN(impl->mmaps, MmapWatcher::open());
   Impl* raw = impl.get();
   impl->tracer->on_process([raw](const TopProcessEvent& e) { raw->on_process(e); });
   if (impl->recording) {
@@ -360,7 +425,11 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
 uint64_t TopSession::start_ns() const { return impl_->tracer->start_ns(); }
 int TopSession::ncpus() const { return impl_->tracer->ncpus(); }
 
-Status TopSession::poll(int timeout_ms) { return impl_->tracer->poll(timeout_ms); }
+Status TopSession::poll(int timeout_ms) {
+  KSCOPE_TRY(impl_->tracer->poll(timeout_ms));
+  impl_->drain_mmaps();
+  return {};
+}
 
 bool TopSession::targets_gone() {
   const auto& pids = impl_->options.trace.pids;
@@ -373,6 +442,7 @@ bool TopSession::targets_gone() {
 Result<TopTable> TopSession::refresh(TopGroupBy by, TopSortKey sort) {
   Impl& s = *impl_;
   KSCOPE_TRY(s.tracer->poll(0));
+  s.drain_mmaps();
   KSCOPE_ASSIGN_OR_RETURN(TopSample cur, s.tracer->sample());
   s.update_busy();
   TopTable t = s.make_table(s.prev ? &*s.prev : nullptr, cur, by, sort);
@@ -392,6 +462,7 @@ TopTable TopSession::regroup(TopGroupBy by, TopSortKey sort) {
 Result<TopTable> TopSession::table_since_start(TopGroupBy by, TopSortKey sort) {
   Impl& s = *impl_;
   KSCOPE_TRY(s.tracer->poll(0));
+  s.drain_mmaps();
   KSCOPE_ASSIGN_OR_RETURN(TopSample cur, s.tracer->sample());
   // CPU busy over the whole run.
   s.cpu_prev = s.cpu_start;
@@ -410,6 +481,7 @@ TopStackView TopSession::stack_view(const TopRow& row) {
 Result<TopSummary> TopSession::finish() {
   Impl& s = *impl_;
   KSCOPE_TRY(s.tracer->poll(0));
+  s.drain_mmaps();
   KSCOPE_ASSIGN_OR_RETURN(TopSample final_sample, s.tracer->sample());
   TopSummary summary;
   summary.counters = final_sample.counters;

@@ -123,33 +123,6 @@ struct FaultTracer::Impl {
     sink->on_mappings(MappingSnapshot{static_cast<uint32_t>(pid), rel(now), ps.maps});
   }
 
-  // A new executable mapping replaces whatever it overlaps (as mmap does).
-  static void apply_mmap(std::vector<Mapping>& maps, const Mapping& m) {
-    std::vector<Mapping> out;
-    out.reserve(maps.size() + 2);
-    for (const auto& old : maps) {
-      if (old.end <= m.start || old.start >= m.end) {
-        out.push_back(old);
-        continue;
-      }
-      if (old.start < m.start) {  // the part below survives
-        Mapping below = old;
-        below.end = m.start;
-        out.push_back(below);
-      }
-      if (old.end > m.end) {  // the part above survives, its file offset moved along
-        Mapping above = old;
-        if (!above.path.empty() && above.path[0] == '/') above.offset += m.end - old.start;
-        above.start = m.end;
-        out.push_back(above);
-      }
-    }
-    out.push_back(m);
-    std::sort(out.begin(), out.end(),
-              [](const Mapping& a, const Mapping& b) { return a.start < b.start; });
-    maps = std::move(out);
-  }
-
   // Executable mappings the kernel reported (perf mmap records) for the traced processes: a
   // library the loader maps after execve is known even if the process is gone before its
   // /proc/PID/maps could be read. One snapshot per process per call.

@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <ctime>
@@ -86,6 +87,32 @@ bool parse_mmap2_record(const uint8_t* data, size_t size, MmapEvent* out) {
   m.path.assign(name, name_len);
   if (m.path == "//anon") m.path.clear();  // anonymous, as /proc/PID/maps shows it
   return true;
+}
+
+void apply_mmap(std::vector<Mapping>& maps, const Mapping& m) {
+  std::vector<Mapping> out;
+  out.reserve(maps.size() + 2);
+  for (const auto& old : maps) {
+    if (old.end <= m.start || old.start >= m.end) {
+      out.push_back(old);
+      continue;
+    }
+    if (old.start < m.start) {  // the part below survives
+      Mapping below = old;
+      below.end = m.start;
+      out.push_back(below);
+    }
+    if (old.end > m.end) {  // the part above survives, its file offset moved along
+      Mapping above = old;
+      if (!above.path.empty() && above.path[0] == '/') above.offset += m.end - old.start;
+      above.start = m.end;
+      out.push_back(above);
+    }
+  }
+  out.push_back(m);
+  std::sort(out.begin(), out.end(),
+            [](const Mapping& a, const Mapping& b) { return a.start < b.start; });
+  maps = std::move(out);
 }
 
 Result<std::unique_ptr<MmapWatcher>> MmapWatcher::open(size_t pages) {

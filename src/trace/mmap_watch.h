@@ -43,6 +43,10 @@ class MmapWatcher {
   uint64_t lost_ = 0;
 };
 
+// Adds a new mapping to a process's mappings the way mmap does: whatever it overlaps is cut
+// away (a file mapping cut at its start keeps its file offsets right). Keeps them sorted.
+void apply_mmap(std::vector<Mapping>& maps, const Mapping& m);
+
 // Parses one PERF_RECORD_MMAP2 record (header included, `size` bytes) of an event opened with
 // sample_type TID|TIME and sample_id_all; false when it is malformed. Exposed for tests.
 bool parse_mmap2_record(const uint8_t* data, size_t size, MmapEvent* out);

@@ -97,5 +97,33 @@ TEST(MmapRecord, MalformedRecordsAreRefused) {
   EXPECT_EQ(e.mapping.path, std::string(unterminated.size() - name_off - 16, 'A'));
 }
 
+Mapping map(uint64_t start, uint64_t end, uint64_t offset, const std::string& path,
+            const std::string& perms = "r-xp") {
+  Mapping m;
+  m.start = start;
+  m.end = end;
+  m.offset = offset;
+  m.path = path;
+  m.perms = perms;
+  return m;
+}
+
+TEST(ApplyMmap, AddsInOrderAndCutsWhatItOverlaps) {
+  std::vector<Mapping> maps = {map(0x1000, 0x5000, 0, "/lib/a.so", "r--p"),
+                               map(0x9000, 0xa000, 0, "/bin/x")};
+  // The loader maps a library's text over the middle of its first, read-only mapping.
+  apply_mmap(maps, map(0x2000, 0x3000, 0x1000, "/lib/a.so"));
+  ASSERT_EQ(maps.size(), 4u);
+  EXPECT_EQ(maps[0], map(0x1000, 0x2000, 0, "/lib/a.so", "r--p"));
+  EXPECT_EQ(maps[1], map(0x2000, 0x3000, 0x1000, "/lib/a.so"));
+  EXPECT_EQ(maps[2], map(0x3000, 0x5000, 0x2000, "/lib/a.so", "r--p"));  // offset moved along
+  EXPECT_EQ(maps[3], map(0x9000, 0xa000, 0, "/bin/x"));
+  // A mapping that covers others entirely replaces them.
+  apply_mmap(maps, map(0x0, 0x6000, 0, "/lib/b.so"));
+  ASSERT_EQ(maps.size(), 2u);
+  EXPECT_EQ(maps[0].path, "/lib/b.so");
+  EXPECT_EQ(maps[1].path, "/bin/x");
+}
+
 }  // namespace
 }  // namespace kscope
