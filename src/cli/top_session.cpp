@@ -82,10 +82,8 @@ struct TopSession::Impl {
   // mappings current after the one /proc read, and stand in for it when the process is gone
   // before it could be read (a command that runs for milliseconds).
   std::unique_ptr<MmapWatcher> mmaps;
-  std::unordered_map<uint32_t, std::vector<Mapping>> maps;  // what the symbolizer has, per pid
-  std::unordered_map<uint32_t, uint64_t> exec_ts;           // ktime of the last execve seen
-  std::map<uint32_t, std::vector<MmapEvent>> early;         // pids not mapped yet
-  static constexpr size_t kEarlyPids = 4096, kEarlyPerPid = 256;
+  std::map<uint32_t, ProcessMappings> procmaps;  // per pid, also of pids not announced yet
+  static constexpr size_t kMaxPids = 8192;
 
   std::optional<TopSample> prev;       // the last refresh's sample
   std::optional<TopSample> prev_prev;  // the one before (to regroup the last interval)
@@ -120,28 +118,22 @@ struct TopSession::Impl {
 
   void read_mappings(uint32_t pid, uint64_t time_ns) {
     if (pid == 0) return;
+    uint64_t now = monotonic_now_ns();
     auto proc_maps = read_proc_maps(pid);
-    auto early_it = early.find(pid);
-    if (proc_maps) {
-      maps[pid] = std::move(*proc_maps);
-    } else if (early_it != early.end()) {
-      // Gone already: what the kernel reported it mapped since its execve is what there is.
-      std::vector<Mapping> known;
-      uint64_t since = exec_ts.count(pid) ? exec_ts[pid] : 0;
-      for (const auto& e : early_it->second)
-        if (e.time_ns >= since) apply_mmap(known, e.mapping);
-      maps[pid] = std::move(known);
-    } else {
+    auto& pm = procmaps[pid];
+    // Gone already (a zombie reads as no mappings): what the kernel reported it mapped since
+    // its execve is what there is.
+    if (proc_maps && !proc_maps->empty())
+      pm.set_snapshot(std::move(*proc_maps), now);
+    else if (!pm.known())
       return;
-    }
-    if (early_it != early.end()) early.erase(early_it);
     mapped_pids.insert(pid);
     publish_mappings(pid, time_ns);
   }
 
   void publish_mappings(uint32_t pid, uint64_t time_ns) {
     MappingSnapshot snap{pid, time_ns > tracer->start_ns() ? time_ns - tracer->start_ns() : 0,
-                         maps[pid]};
+                         procmaps[pid].current()};
     symbolizer.set_mappings(snap);
     for (auto it = user_cache.lower_bound({pid, INT32_MIN});
          it != user_cache.end() && it->first.first == pid;)
@@ -152,19 +144,21 @@ struct TopSession::Impl {
   void drain_mmaps() {
     if (!mmaps) return;
     std::set<uint32_t> changed;
+    const auto& only = options.trace.pids;
     mmaps->drain([&](const MmapEvent& e) {
       if (e.pid == 0) return;
-      if (mapped_pids.count(e.pid)) {
-        auto t = exec_ts.find(e.pid);
-        if (t != exec_ts.end() && e.time_ns < t->second) return;  // the image before execve
-        apply_mmap(maps[e.pid], e.mapping);
-        changed.insert(e.pid);
+      if (!only.empty() && std::find(only.begin(), only.end(), static_cast<pid_t>(e.pid)) == only.end())
         return;
+      if (!procmaps.count(e.pid) && procmaps.size() >= kMaxPids) {
+        // Bounded: forget a process never announced (it never ran a tracked switch).
+        for (auto it = procmaps.begin(); it != procmaps.end(); ++it)
+          if (!mapped_pids.count(it->first)) {
+            procmaps.erase(it);
+            break;
+          }
       }
-      // Not announced yet: keep a bounded number, for a process gone before its /proc read.
-      if (early.size() >= kEarlyPids && !early.count(e.pid)) early.erase(early.begin());
-      auto& v = early[e.pid];
-      if (v.size() < kEarlyPerPid) v.push_back(e);
+      procmaps[e.pid].add(e);
+      if (mapped_pids.count(e.pid)) changed.insert(e.pid);
     });
     uint64_t now = monotonic_now_ns();
     for (uint32_t pid : changed) publish_mappings(pid, now);
@@ -174,10 +168,7 @@ struct TopSession::Impl {
     thread_names[e.tid] = e.comm;
     thread_pid[e.tid] = e.pid;
     if (recording) (void)recording->add_thread(ThreadInfo{e.pid, e.tid, e.comm});
-    if (e.exec) {
-      exec_ts[e.pid] = e.time_ns;
-      mapped_pids.erase(e.pid);  // a new image: read again
-    }
+    if (e.exec) mapped_pids.erase(e.pid);  // a new image: read again
     if (!mapped_pids.count(e.pid)) {
       drain_mmaps();  // what it mapped until now, in case it is gone before /proc is read
       read_mappings(e.pid, e.time_ns);
@@ -319,8 +310,7 @@ struct TopSession::Impl {
     for (const auto& [tid, pid] : thread_pid) live_pids.insert(pid);
     for (const auto& [tid, pid] : tids)
       if (!live_pids.count(pid) && !thread_alive(pid, pid)) {
-        maps.erase(pid);
-        exec_ts.erase(pid);
+        procmaps.erase(pid);
         mapped_pids.erase(pid);  // a process reusing the pid is read afresh
       }
   }

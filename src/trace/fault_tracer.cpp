@@ -58,9 +58,7 @@ struct ProcessState {
   std::vector<std::pair<uint64_t, uint64_t>> exec_ranges;  // executable mappings, sorted
   bool maps_dirty = false;
   uint64_t last_maps_read_ns = 0;
-  std::vector<Mapping> maps;       // the last mappings passed to the sink
-  uint64_t exec_ts = 0;            // ktime of the last execve (older mmap records are void)
-  std::vector<MmapEvent> pending;  // mmap records of an armed command whose execve is unseen
+  ProcessMappings mappings;  // /proc reads and the kernel's mmap records
 };
 
 Fd open_pidfd(pid_t pid) {
@@ -110,17 +108,20 @@ struct FaultTracer::Impl {
     ps.last_maps_read_ns = now;
     ps.maps_dirty = false;
     auto maps = read_proc_maps(pid);
-    if (!maps) return;  // the process is gone; keep the last snapshot
-    ps.maps = std::move(*maps);
-    publish_maps(pid, ps, now);
+    // An exited process (a zombie until reaped) reads as no mappings at all: that is not a
+    // snapshot. Gone, what the mmap records say stands (a command can exit before any read).
+    bool read = maps && !maps->empty();
+    if (read) ps.mappings.set_snapshot(std::move(*maps), now);
+    if (read || ps.mappings.known()) publish_maps(pid, ps, now);
   }
 
   void publish_maps(pid_t pid, ProcessState& ps, uint64_t now) {
+    std::vector<Mapping> current = ps.mappings.current();
     ps.exec_ranges.clear();
-    for (const auto& m : ps.maps)
+    for (const auto& m : current)
       if (m.executable()) ps.exec_ranges.emplace_back(m.start, m.end);
     std::sort(ps.exec_ranges.begin(), ps.exec_ranges.end());
-    sink->on_mappings(MappingSnapshot{static_cast<uint32_t>(pid), rel(now), ps.maps});
+    sink->on_mappings(MappingSnapshot{static_cast<uint32_t>(pid), rel(now), std::move(current)});
   }
 
   // Executable mappings the kernel reported (perf mmap records) for the traced processes: a
@@ -132,13 +133,7 @@ struct FaultTracer::Impl {
     mmaps->drain([&](const MmapEvent& e) {
       auto it = processes.find(static_cast<pid_t>(e.pid));
       if (it == processes.end()) return;
-      ProcessState& ps = it->second;
-      if (!ps.baseline_known) {  // an armed command: keep what follows its execve
-        ps.pending.push_back(e);
-        return;
-      }
-      if (e.time_ns < ps.exec_ts) return;  // the image before execve
-      apply_mmap(ps.maps, e.mapping);
+      it->second.mappings.add(e);
       changed.insert(it->first);
     });
     uint64_t now = monotonic_ns();
@@ -253,15 +248,7 @@ struct FaultTracer::Impl {
         std::string comm = bounded_string(e.comm, sizeof(e.comm));
         if (e.pid == e.tid) totals.process_names[e.pid] = comm;
         hold_thread(e.ts_ns, ThreadInfo{e.pid, e.tid, comm});
-        ps.exec_ts = e.ts_ns;
         snapshot_maps(static_cast<pid_t>(e.pid), ps);
-        // mmap records that arrived before this one: those after the execve still count.
-        if (!ps.pending.empty()) {
-          for (const auto& m : ps.pending)
-            if (m.time_ns >= ps.exec_ts) apply_mmap(ps.maps, m.mapping);
-          ps.pending.clear();
-          publish_maps(static_cast<pid_t>(e.pid), ps, monotonic_ns());
-        }
         break;
       }
       default:

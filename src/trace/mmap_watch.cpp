@@ -115,6 +115,38 @@ void apply_mmap(std::vector<Mapping>& maps, const Mapping& m) {
   maps = std::move(out);
 }
 
+void ProcessMappings::set_snapshot(std::vector<Mapping> maps, uint64_t time_ns) {
+  snapshot_ = std::move(maps);
+  snapshot_ns_ = time_ns;
+  have_snapshot_ = true;
+  records_.erase(std::remove_if(records_.begin(), records_.end(),
+                                [time_ns](const MmapEvent& e) { return e.time_ns < time_ns; }),
+                 records_.end());
+}
+
+void ProcessMappings::add(const MmapEvent& e) {
+  if (e.exec) {
+    last_exec_ns_ = std::max(last_exec_ns_, e.time_ns);
+    return;
+  }
+  if (have_snapshot_ && e.time_ns < snapshot_ns_) return;  // already in the snapshot
+  if (records_.size() >= kMaxRecords) records_.erase(records_.begin());
+  records_.push_back(e);
+}
+
+std::vector<Mapping> ProcessMappings::current() const {
+  bool exec_after_snapshot = !have_snapshot_ || last_exec_ns_ > snapshot_ns_;
+  std::vector<Mapping> maps = exec_after_snapshot ? std::vector<Mapping>{} : snapshot_;
+  uint64_t from = exec_after_snapshot ? last_exec_ns_ : snapshot_ns_;
+  std::vector<const MmapEvent*> later;
+  for (const auto& r : records_)
+    if (r.time_ns >= from) later.push_back(&r);
+  std::stable_sort(later.begin(), later.end(),
+                   [](const MmapEvent* a, const MmapEvent* b) { return a->time_ns < b->time_ns; });
+  for (const MmapEvent* r : later) apply_mmap(maps, r->mapping);
+  return maps;
+}
+
 Result<std::unique_ptr<MmapWatcher>> MmapWatcher::open(size_t pages) {
   if (pages == 0 || (pages & (pages - 1)) != 0)
     return make_error("the mmap-record ring size must be a power of two pages");
@@ -130,6 +162,7 @@ Result<std::unique_ptr<MmapWatcher>> MmapWatcher::open(size_t pages) {
     attr.sample_id_all = 1;
     attr.mmap = 1;   // executable mappings only (mmap_data stays 0)
     attr.mmap2 = 1;  // with device, inode, protection and flags
+    attr.comm = 1;   // COMM_EXEC marks where a new image begins
     attr.use_clockid = 1;
     attr.clockid = CLOCK_MONOTONIC;  // the clock of the BPF records' timestamps
     attr.exclude_kernel = 1;
@@ -177,6 +210,13 @@ void MmapWatcher::drain(const std::function<void(const MmapEvent&)>& fn) {
       if (h.type == PERF_RECORD_MMAP2) {
         MmapEvent e;
         if (parse_mmap2_record(rec, h.size, &e)) fn(e);
+      } else if (h.type == PERF_RECORD_COMM && (h.misc & PERF_RECORD_MISC_COMM_EXEC) &&
+                 h.size >= sizeof(h) + 8 + kSampleIdSize) {
+        MmapEvent e;
+        std::memcpy(&e.pid, rec + sizeof(h), 4);
+        std::memcpy(&e.time_ns, rec + h.size - 8, 8);
+        e.exec = true;
+        fn(e);
       } else if (h.type == PERF_RECORD_LOST && h.size >= sizeof(h) + 16) {
         uint64_t lost;
         std::memcpy(&lost, rec + sizeof(h) + 8, 8);

@@ -20,7 +20,29 @@ namespace kscope {
 struct MmapEvent {
   uint32_t pid = 0;
   uint64_t time_ns = 0;  // CLOCK_MONOTONIC
+  bool exec = false;     // an execve began (the kernel's COMM_EXEC record): `mapping` is empty
   Mapping mapping;
+};
+
+// A process's mappings from a /proc/PID/maps read plus the mmap records that came after it (or
+// after its last execve): current while it lives, and still right when it is gone before it
+// could be read again.
+class ProcessMappings {
+ public:
+  // A /proc/PID/maps read that began at `time_ns`; records older than it are in it.
+  void set_snapshot(std::vector<Mapping> maps, uint64_t time_ns);
+  void add(const MmapEvent& e);
+  // The snapshot (unless an execve came after it) with the later records applied in time order.
+  std::vector<Mapping> current() const;
+  bool known() const { return have_snapshot_ || !records_.empty() || last_exec_ns_ != 0; }
+
+ private:
+  static constexpr size_t kMaxRecords = 4096;
+  std::vector<Mapping> snapshot_;
+  uint64_t snapshot_ns_ = 0;
+  bool have_snapshot_ = false;
+  uint64_t last_exec_ns_ = 0;
+  std::vector<MmapEvent> records_;  // mapping records after the snapshot
 };
 
 class MmapWatcher {

@@ -125,5 +125,60 @@ TEST(ApplyMmap, AddsInOrderAndCutsWhatItOverlaps) {
   EXPECT_EQ(maps[1].path, "/bin/x");
 }
 
+MmapEvent rec(uint64_t t, const Mapping& m) {
+  MmapEvent e;
+  e.pid = 7;
+  e.time_ns = t;
+  e.mapping = m;
+  return e;
+}
+
+MmapEvent exec_at(uint64_t t) {
+  MmapEvent e;
+  e.pid = 7;
+  e.time_ns = t;
+  e.exec = true;
+  return e;
+}
+
+TEST(ProcessMappings, SnapshotPlusTheRecordsAfterIt) {
+  ProcessMappings pm;
+  EXPECT_FALSE(pm.known());
+  pm.add(rec(50, map(0x1000, 0x2000, 0, "/old.so")));  // before the read: already in it
+  pm.set_snapshot({map(0x1000, 0x2000, 0, "/old.so"), map(0x9000, 0xa000, 0, "/bin/x")}, 100);
+  pm.add(rec(150, map(0x5000, 0x6000, 0, "/lib/new.so")));
+  pm.add(rec(120, map(0x3000, 0x4000, 0, "/lib/mid.so")));  // out of order across CPUs
+  auto cur = pm.current();
+  ASSERT_EQ(cur.size(), 4u);
+  EXPECT_EQ(cur[0].path, "/old.so");
+  EXPECT_EQ(cur[1].path, "/lib/mid.so");
+  EXPECT_EQ(cur[2].path, "/lib/new.so");
+  EXPECT_EQ(cur[3].path, "/bin/x");
+}
+
+TEST(ProcessMappings, AnExecveAfterTheSnapshotStartsOver) {
+  ProcessMappings pm;
+  pm.set_snapshot({map(0x1000, 0x2000, 0, "/kscope")}, 100);
+  pm.add(rec(110, map(0x7000, 0x8000, 0, "/lib/before-exec.so")));
+  pm.add(exec_at(200));
+  pm.add(rec(210, map(0x4000, 0x5000, 0, "/bin/command")));
+  pm.add(rec(220, map(0x7f00, 0x7f10, 0, "/lib/libc.so.6")));
+  auto cur = pm.current();
+  ASSERT_EQ(cur.size(), 2u);
+  EXPECT_EQ(cur[0].path, "/bin/command");
+  EXPECT_EQ(cur[1].path, "/lib/libc.so.6");
+  // A read after the execve is the new base again.
+  pm.set_snapshot({map(0x4000, 0x5000, 0, "/bin/command")}, 300);
+  EXPECT_EQ(pm.current().size(), 1u);
+}
+
+TEST(ProcessMappings, WithoutAnyReadTheRecordsAreAllThereIs) {
+  ProcessMappings pm;
+  pm.add(rec(10, map(0x4000, 0x5000, 0, "/bin/command")));
+  EXPECT_TRUE(pm.known());
+  ASSERT_EQ(pm.current().size(), 1u);
+  EXPECT_EQ(pm.current()[0].path, "/bin/command");
+}
+
 }  // namespace
 }  // namespace kscope
