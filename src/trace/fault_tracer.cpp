@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <set>
+#include <variant>
 #include <cstring>
 #include <map>
 
@@ -16,6 +17,7 @@
 #include "faults.skel.h"
 #include "kscope/abi/faults.h"
 #include "symbols/proc_maps.h"
+#include "model/recording.h"
 #include "trace/command_launcher.h"
 #include "trace/privileges.h"
 #include "trace/mmap_watch.h"
@@ -88,18 +90,10 @@ struct FaultTracer::Impl {
   // them, so the sink sees everything in time order: each fault under the name its thread had
   // then, a thread's exit after its last fault. See release_faults().
   struct Held {
-    enum Kind { kFault, kThread, kFork, kExit } kind;
-    uint64_t time_ns;
-    FaultRecord fault;
-    ThreadInfo thread;                  // kThread
-    uint32_t pid = 0, tid = 0;          // kFork: parent, child; kExit: pid, tid
-    uint64_t minflt = 0, majflt = 0;    // kExit
+    uint64_t time_ns;  // since tracing started
+    std::variant<FaultRecord, ThreadInfo, ForkEvent, ExitEvent> item;
   };
   std::vector<Held> held;
-  void hold_thread(uint64_t ts, ThreadInfo t) {
-    Held h{Held::kThread, rel(ts), {}, std::move(t)};
-    held.push_back(std::move(h));
-  }
 
   uint64_t rel(uint64_t ts) const { return ts > start_ns ? ts - start_ns : 0; }
 
@@ -195,7 +189,7 @@ struct FaultTracer::Impl {
           auto it = processes.find(static_cast<pid_t>(r.pid));
           if (it != processes.end() && !covered(it->second, r.ip)) it->second.maps_dirty = true;
         }
-        held.push_back(Held{Held::kFault, r.time_ns, r, {}});
+        held.push_back(Held{r.time_ns, r});
         break;
       }
       case KSCOPE_REC_TASK: {
@@ -204,7 +198,7 @@ struct FaultTracer::Impl {
         std::memcpy(&e, data, sizeof(e));
         std::string comm = bounded_string(e.comm, sizeof(e.comm));
         if (e.pid == e.tid) totals.process_names[e.pid] = comm;
-        hold_thread(e.ts_ns, ThreadInfo{e.pid, e.tid, comm});
+        held.push_back(Held{rel(e.ts_ns), ThreadInfo{e.pid, e.tid, comm}});
         break;
       }
       case KSCOPE_REC_FORK: {
@@ -213,10 +207,7 @@ struct FaultTracer::Impl {
         std::memcpy(&e, data, sizeof(e));
         // A child's fault counters start at zero in copy_process(): its baseline is zero.
         auto& ps = add_process(static_cast<pid_t>(e.child_pid));
-        Held h{Held::kFork, rel(e.ts_ns), {}, {}};
-        h.pid = e.parent_pid;
-        h.tid = e.child_pid;
-        held.push_back(std::move(h));
+        held.push_back(Held{rel(e.ts_ns), ForkEvent{rel(e.ts_ns), e.parent_pid, e.child_pid}});
         snapshot_maps(static_cast<pid_t>(e.child_pid), ps);
         break;
       }
@@ -226,12 +217,8 @@ struct FaultTracer::Impl {
         std::memcpy(&e, data, sizeof(e));
         auto& ps = add_process(static_cast<pid_t>(e.pid));
         ps.final[e.tid] = Counts{e.min_flt, e.maj_flt};
-        Held h{Held::kExit, rel(e.ts_ns), {}, {}};
-        h.pid = e.pid;
-        h.tid = e.tid;
-        h.minflt = e.min_flt;
-        h.majflt = e.maj_flt;
-        held.push_back(std::move(h));
+        held.push_back(
+            Held{rel(e.ts_ns), ExitEvent{rel(e.ts_ns), e.pid, e.tid, e.min_flt, e.maj_flt}});
         break;
       }
       case KSCOPE_REC_EXEC: {
@@ -247,7 +234,7 @@ struct FaultTracer::Impl {
         }
         std::string comm = bounded_string(e.comm, sizeof(e.comm));
         if (e.pid == e.tid) totals.process_names[e.pid] = comm;
-        hold_thread(e.ts_ns, ThreadInfo{e.pid, e.tid, comm});
+        held.push_back(Held{rel(e.ts_ns), ThreadInfo{e.pid, e.tid, comm}});
         snapshot_maps(static_cast<pid_t>(e.pid), ps);
         break;
       }
@@ -290,13 +277,14 @@ struct FaultTracer::Impl {
     std::stable_sort(held.begin(), mid,
                      [](const Held& a, const Held& b) { return a.time_ns < b.time_ns; });
     for (auto it = held.begin(); it != mid; ++it) {
-      switch (it->kind) {
-        case Held::kFault: sink->on_fault(it->fault); break;
-        case Held::kThread: sink->on_thread(it->thread); break;
-        case Held::kFork: sink->on_fork(it->time_ns, it->pid, it->tid); break;
-        case Held::kExit:
-          sink->on_exit(it->time_ns, it->pid, it->tid, it->minflt, it->majflt);
-          break;
+      if (auto* f = std::get_if<FaultRecord>(&it->item)) {
+        sink->on_fault(*f);
+      } else if (auto* t = std::get_if<ThreadInfo>(&it->item)) {
+        sink->on_thread(*t);
+      } else if (auto* k = std::get_if<ForkEvent>(&it->item)) {
+        sink->on_fork(k->time_ns, k->parent_pid, k->child_pid);
+      } else if (auto* x = std::get_if<ExitEvent>(&it->item)) {
+        sink->on_exit(x->time_ns, x->pid, x->tid, x->min_flt, x->maj_flt);
       }
     }
     held.erase(held.begin(), mid);
