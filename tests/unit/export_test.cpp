@@ -13,26 +13,17 @@
 #include "export/fault_event_writer.h"
 #include "export/pprof.h"
 #include "subprocess.h"
-#include "synthetic_recording.h"
+#include "synthetic_fixture.h"
 #include "tools.h"
 
 namespace kscope::testing {
 namespace {
 
-class ExportTest : public ::testing::Test {
+class ExportTest : public SyntheticRecordingTest {
  protected:
-  void SetUp() override {
-    dir_ = temp_dir();
-    rec_ = dir_ + "/rec.kscope";
-    data_ = make_synthetic(4000);
-    ASSERT_EQ(write_synthetic(rec_, data_), "");
-  }
-  void TearDown() override { run({"/bin/rm", "-rf", dir_}); }
   RunResult kscope_export(const std::string& format, const std::string& out) {
     return run({KSCOPE_BINARY, "export", rec_, "--format", format, "-o", out});
   }
-  std::string dir_, rec_;
-  SyntheticRecording data_;
 };
 
 TEST_F(ExportTest, CsvAndJsonlAreTheEventsOfTheRecording) {

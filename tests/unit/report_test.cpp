@@ -14,7 +14,7 @@
 #include "render/scatter_plot.h"
 #include "subprocess.h"
 #include "symbols/symbolizer.h"
-#include "synthetic_recording.h"
+#include "synthetic_fixture.h"
 #include "tools.h"
 
 namespace kscope::testing {
@@ -86,18 +86,7 @@ TEST(FlameGraph, SvgAndHtmlEscapeNames) {
   EXPECT_EQ(count_of(html, "</script>"), 1u) << "only the data block's own end tag";
 }
 
-class ReportTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = temp_dir();
-    rec_ = dir_ + "/rec.kscope";
-    data_ = make_synthetic(4000);
-    ASSERT_EQ(write_synthetic(rec_, data_), "");
-  }
-  void TearDown() override { run({"/bin/rm", "-rf", dir_}); }
-  std::string dir_, rec_;
-  SyntheticRecording data_;
-};
+using ReportTest = SyntheticRecordingTest;
 
 TEST_F(ReportTest, HtmlShowsTheRecordingsNumbersAndEscapesNames) {
   auto r = run({KSCOPE_BINARY, "report", rec_, "-o", dir_ + "/r.html", "--svg", dir_ + "/svg"});
