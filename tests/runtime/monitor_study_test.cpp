@@ -165,20 +165,28 @@ TEST(StudyRuntime, SwapFileFallbackIsRestoredToo) {
   EXPECT_EQ(t[1][0], "2");
 }
 
+// Starts a thrashing study long enough to be interrupted in the middle of N=6 (its stdout and
+// stderr go to DIR/out and DIR/err) and waits until it got there. Returns its pid, or -1 when
+// it did not get there in 10 s.
+int start_long_thrashing(const std::string& out_dir, const TempDir& dir) {
+  int pid = spawn({kKscope, "study", "thrashing", "--out", out_dir, "--n", "6", "--mb", "32",
+                   "--accesses", "100000", "--iterations", "1000", "--limit-mb", "64"},
+                  dir / "out", dir / "err");
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (read_file(dir / "err").find("N=6 ...") != std::string::npos) return pid;
+  }
+  ::kill(pid, SIGINT);
+  wait_for(pid, 60);
+  return -1;
+}
+
 TEST(StudyRuntime, InterruptedStudyStillRestores) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   TempDir dir;
   std::string before = machine_state();
-  // Long enough to be interrupted in the middle of N=6.
-  int pid = spawn({kKscope, "study", "thrashing", "--out", dir.path, "--n", "6", "--mb", "32",
-                   "--accesses", "100000", "--iterations", "1000", "--limit-mb", "64"},
-                  dir / "out", dir / "err");
-  bool running = false;
-  for (int i = 0; i < 100 && !running; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    running = read_file(dir / "err").find("N=6 ...") != std::string::npos;
-  }
-  ASSERT_TRUE(running) << read_file(dir / "err");
+  int pid = start_long_thrashing(dir.path, dir);
+  ASSERT_GT(pid, 0) << read_file(dir / "err");
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_NE(machine_state(), before) << "pressure is set up while it runs";
   ::kill(pid, SIGINT);
@@ -192,15 +200,8 @@ TEST(StudyRuntime, StudyKilledWithSigkillIsCleanedUpByTheNext) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   TempDir dir;
   std::string before = machine_state();
-  int pid = spawn({kKscope, "study", "thrashing", "--out", dir / "a", "--n", "6", "--mb", "32",
-                   "--accesses", "100000", "--iterations", "1000", "--limit-mb", "64"},
-                  dir / "out", dir / "err");
-  bool running = false;
-  for (int i = 0; i < 100 && !running; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    running = read_file(dir / "err").find("N=6 ...") != std::string::npos;
-  }
-  ASSERT_TRUE(running) << read_file(dir / "err");
+  int pid = start_long_thrashing(dir / "a", dir);
+  ASSERT_GT(pid, 0) << read_file(dir / "err");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   ::kill(pid, SIGKILL);
   wait_for(pid, 10);
