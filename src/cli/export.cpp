@@ -24,6 +24,14 @@ namespace kscope::cli {
 
 namespace {
 
+// Either kind of recording, as a gzipped pprof profile.
+Result<int> write_pprof(OutputFile& out, const StackProfile& profile) {
+  KSCOPE_ASSIGN_OR_RETURN(std::string bytes, encode_pprof(profile));
+  KSCOPE_TRY(out.write(bytes));
+  KSCOPE_TRY(out.close());
+  return 0;
+}
+
 struct ExportOptions {
   std::string path;
   std::string format;
@@ -119,12 +127,7 @@ Result<int> export_top(ExportOptions& o, OutputFile& out) {
     KSCOPE_TRY(out.close());
     return 0;
   }
-  if (fmt_name == "pprof") {
-    KSCOPE_ASSIGN_OR_RETURN(std::string bytes, encode_pprof(p));
-    KSCOPE_TRY(out.write(bytes));
-    KSCOPE_TRY(out.close());
-    return 0;
-  }
+  if (fmt_name == "pprof") return write_pprof(out, p);
   if (fmt_name == "sqlite") {
     SqliteExportInput in;
     in.profile = &p;
@@ -190,12 +193,7 @@ Result<int> run_export(ExportOptions& o) {
   FaultLocations locations = resolve_fault_locations(rec, symbolizer);
   StackProfile profile = fault_stack_profile(rec, locations);
 
-  if (fmt_name == "pprof") {
-    KSCOPE_ASSIGN_OR_RETURN(std::string bytes, encode_pprof(profile));
-    KSCOPE_TRY(out.write(bytes));
-    KSCOPE_TRY(out.close());
-    return 0;
-  }
+  if (fmt_name == "pprof") return write_pprof(out, profile);
   if (fmt_name == "sqlite") {
     SqliteExportInput in;
     in.recording = &rec;
