@@ -5,7 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 KSCOPE := $(BUILD_DIR)/kscope
 
-.PHONY: all build deps deps-check deps-bench configure demo check unit-test runtime-test bench fault-patterns studies clean
+.PHONY: all build deps deps-check deps-bench configure demo check format format-check unit-test runtime-test bench fault-patterns studies clean
 
 all: build
 
@@ -31,8 +31,17 @@ build: deps configure
 demo: build
 	@$(KSCOPE) faults --by-segment -- $(BUILD_DIR)/progs/faultprog demo
 
-check: deps-check build
+check: deps-check format-check build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j1 --timeout 300
+
+# The C++ tree (not bpf/, which is kernel C style) must be clang-formatted: `make format` fixes it.
+CXX_SOURCES = $(shell git ls-files '*.cpp' '*.h' 2>/dev/null | grep -v '^bpf/')
+format-check:
+	@clang-format --dry-run --Werror $(CXX_SOURCES) || \
+		{ echo "kscope: C++ sources are not clang-formatted; run 'make format'" >&2; exit 1; }
+
+format:
+	@clang-format -i $(CXX_SOURCES)
 
 unit-test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -LE runtime

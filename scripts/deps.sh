@@ -8,7 +8,7 @@ build_pkgs=(cmake make g++ clang llvm pkg-config libbpf-dev bpftool libelf-dev l
   libgtest-dev libgmock-dev)
 # check: go tool pprof reads the pprof export, sqlite3 the database, chromium renders the report,
 # prometheus scrapes kscope monitor --listen.
-check_pkgs=(procps python3 tmux golang-go sqlite3 chromium prometheus util-linux)
+check_pkgs=(clang-format procps python3 tmux golang-go sqlite3 chromium prometheus util-linux)
 bench_pkgs=(linux-perf bpftrace libbpf-tools bc)
 # make fault-patterns: the real programs of docs/fault-patterns.md, and chromium for the PNGs.
 pattern_pkgs=(g++ sysbench iperf3 chromium)

@@ -18,14 +18,8 @@ int main(int argc, char** argv) {
   app.fallthrough();
 
   std::vector<Subcommand> subcommands = {
-      setup_faults(app),
-      setup_plot(app),
-      setup_doctor(app),
-      setup_top(app),
-      setup_export(app),
-      setup_report(app),
-      setup_monitor(app),
-      setup_study(app),
+      setup_faults(app), setup_plot(app),   setup_doctor(app),  setup_top(app),
+      setup_export(app), setup_report(app), setup_monitor(app), setup_study(app),
   };
 
   try {

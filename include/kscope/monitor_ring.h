@@ -56,19 +56,19 @@ struct kscope_ring_header {
 };
 
 struct kscope_ring_slot {
-  uint64_t seq;              /* 2*row+2 when complete, odd while being written */
-  uint64_t time_ns;          /* CLOCK_MONOTONIC time of the sample, since the monitor started */
-  uint64_t period_index;     /* which sampling period this row belongs to */
-  int32_t pid;               /* the process; 0 for an aggregate row */
-  uint32_t kind;             /* KSCOPE_RING_KIND_* */
-  char comm[16];             /* NUL-terminated process name; "*" for aggregate rows */
-  uint64_t min_faults;       /* minor faults since the previous sample of this process */
-  uint64_t maj_faults;       /* major faults since the previous sample */
-  uint64_t min_faults_total; /* kernel minflt of the process (aggregate: sum of deltas) */
-  uint64_t maj_faults_total; /* kernel majflt of the process (aggregate: sum of deltas) */
+  uint64_t seq;               /* 2*row+2 when complete, odd while being written */
+  uint64_t time_ns;           /* CLOCK_MONOTONIC time of the sample, since the monitor started */
+  uint64_t period_index;      /* which sampling period this row belongs to */
+  int32_t pid;                /* the process; 0 for an aggregate row */
+  uint32_t kind;              /* KSCOPE_RING_KIND_* */
+  char comm[16];              /* NUL-terminated process name; "*" for aggregate rows */
+  uint64_t min_faults;        /* minor faults since the previous sample of this process */
+  uint64_t maj_faults;        /* major faults since the previous sample */
+  uint64_t min_faults_total;  /* kernel minflt of the process (aggregate: sum of deltas) */
+  uint64_t maj_faults_total;  /* kernel majflt of the process (aggregate: sum of deltas) */
   uint64_t cpu_time_ns_total; /* utime+stime of the process in ns (kernel clock-tick resolution) */
-  uint64_t rss_kb;           /* resident set size in KiB */
-  uint32_t cpu_util_ppm;     /* CPU time / wall time over the period, parts per million */
+  uint64_t rss_kb;            /* resident set size in KiB */
+  uint32_t cpu_util_ppm;      /* CPU time / wall time over the period, parts per million */
   uint32_t reserved0;
   uint8_t reserved[24];
 };

@@ -61,8 +61,9 @@ Error load_error(const std::string& tool, int err) {
   // kernel, so say that instead.
   std::string hint;
   if (err == EPERM || err == EACCES)
-    hint = "loading BPF programs needs root or CAP_BPF+CAP_PERFMON; run with sudo, and see "
-           "'kscope doctor'";
+    hint =
+        "loading BPF programs needs root or CAP_BPF+CAP_PERFMON; run with sudo, and see "
+        "'kscope doctor'";
   else
     hint = "run 'kscope doctor' to see which kernel feature is missing, or -v for libbpf's log";
   return make_error(fmt::format("loading the {} BPF programs failed", tool), err, hint);
@@ -120,7 +121,8 @@ Result<std::vector<int>> online_cpus() {
   while (*p && *p != '\n') {
     char* end = nullptr;
     long a = std::strtol(p, &end, 10);
-    if (end == p || a < 0 || a > 65535) return make_error("malformed /sys/devices/system/cpu/online");
+    if (end == p || a < 0 || a > 65535)
+      return make_error("malformed /sys/devices/system/cpu/online");
     long b = a;
     p = end;
     if (*p == '-') {
@@ -147,8 +149,8 @@ Result<PerfEventLinks> attach_sw_event_all_cpus(bpf_program* prog, unsigned long
     attr.type = PERF_TYPE_SOFTWARE;
     attr.config = config;
     attr.sample_period = 1;  // every fault
-    long fd = syscall(SYS_perf_event_open, &attr, -1 /* all processes */, cpu, -1,
-                      PERF_FLAG_FD_CLOEXEC);
+    long fd =
+        syscall(SYS_perf_event_open, &attr, -1 /* all processes */, cpu, -1, PERF_FLAG_FD_CLOEXEC);
     if (fd < 0) {
       int err = errno;
       std::string hint = (err == EACCES || err == EPERM)
@@ -160,8 +162,8 @@ Result<PerfEventLinks> attach_sw_event_all_cpus(bpf_program* prog, unsigned long
     result.fds.push_back(static_cast<int>(fd));
     bpf_link* link = bpf_program__attach_perf_event(prog, static_cast<int>(fd));
     if (!link)
-      return libbpf_error(fmt::format("attaching to the {} perf event on CPU {} failed",
-                                      event_name, cpu), errno);
+      return libbpf_error(
+          fmt::format("attaching to the {} perf event on CPU {} failed", event_name, cpu), errno);
     result.links.emplace_back(link);
   }
   return result;

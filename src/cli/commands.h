@@ -5,11 +5,10 @@
 
 #include <signal.h>
 
+#include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "model/recording.h"
 #include "util/result.h"

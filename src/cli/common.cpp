@@ -4,10 +4,9 @@
 
 #include <cstdio>
 
+#include "cli/commands.h"
 #include "kscope/version.h"
 #include "trace/proc.h"
-
-#include "cli/commands.h"
 
 namespace kscope::cli {
 
@@ -55,8 +54,8 @@ RecordingMeta make_recording_meta(const std::vector<uint32_t>& pids) {
   meta.kernel_release = u.release;
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  meta.start_wall_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull +
-                       static_cast<uint64_t>(ts.tv_nsec);
+  meta.start_wall_ns =
+      static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
   meta.target_pids = pids;
   return meta;
 }

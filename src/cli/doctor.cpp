@@ -1,4 +1,5 @@
 // kscope doctor: which kernel features kscope needs are here, found out by trying each one.
+#include <bpf/bpf.h>
 #include <linux/perf_event.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -7,8 +8,6 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-
-#include <bpf/bpf.h>
 
 #include "bpf/libbpf_util.h"
 #include "cli/commands.h"
@@ -132,7 +131,8 @@ int run_doctor() {
 
   Check btf{"BTF (/sys/kernel/btf/vmlinux)", "all"};
   btf.ok = access("/sys/kernel/btf/vmlinux", R_OK) == 0;
-  if (!btf.ok) btf.detail = "kernel built without CONFIG_DEBUG_INFO_BTF: CO-RE programs cannot load";
+  if (!btf.ok)
+    btf.detail = "kernel built without CONFIG_DEBUG_INFO_BTF: CO-RE programs cannot load";
   checks.push_back(btf);
 
   auto privileges = check_bpf_privileges();
@@ -143,7 +143,8 @@ int run_doctor() {
 
   bpf::install_libbpf_logger(global_options().verbose);
   if (btf.ok && priv.ok) {
-    checks.push_back(try_program("tp_btf/page_fault_user", "faults", "probe_page_fault_user", true));
+    checks.push_back(
+        try_program("tp_btf/page_fault_user", "faults", "probe_page_fault_user", true));
     checks.push_back(
         try_program("tp_btf/page_fault_kernel", "faults", "probe_page_fault_kernel", true));
     checks.push_back(
@@ -158,10 +159,11 @@ int run_doctor() {
     checks.push_back(try_program("tp_btf/sched_wakeup_new", "top", "probe_sched_wakeup_new", true));
     checks.push_back(try_program("perf_event program type", "faults", "probe_perf_event", false));
     checks.push_back(try_program("bpf_find_vma helper", "faults", "probe_find_vma", false));
-    checks.push_back(try_program("task storage map", "faults,top", "probe_task_storage_prog", false));
+    checks.push_back(
+        try_program("task storage map", "faults,top", "probe_task_storage_prog", false));
     checks.push_back(try_program("ring buffer map", "faults,top", "probe_ringbuf", false));
-    checks.push_back(try_program("bpf_get_stackid (kernel+user stacks)", "top", "probe_stackid",
-                                 false));
+    checks.push_back(
+        try_program("bpf_get_stackid (kernel+user stacks)", "top", "probe_stackid", false));
     checks.push_back(try_perf_event("perf_event minor-faults (software)", "faults",
                                     PERF_COUNT_SW_PAGE_FAULTS_MIN));
     checks.push_back(try_perf_event("perf_event major-faults (software)", "faults",
@@ -172,8 +174,8 @@ int run_doctor() {
 
   bool faults_ok = true;
   for (const auto& c : checks) {
-    std::printf("%-8s %-40s [%s]%s%s\n", c.ok ? "ok" : "missing", c.name.c_str(),
-                c.used_by.c_str(), c.detail.empty() ? "" : "  ", c.detail.c_str());
+    std::printf("%-8s %-40s [%s]%s%s\n", c.ok ? "ok" : "missing", c.name.c_str(), c.used_by.c_str(),
+                c.detail.empty() ? "" : "  ", c.detail.c_str());
     bool needed_by_faults = c.used_by == "all" || c.used_by.find("faults") != std::string::npos;
     if (!c.ok && needed_by_faults) faults_ok = false;
   }

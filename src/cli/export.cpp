@@ -1,11 +1,10 @@
 // kscope export: a recording in formats other tools read (csv, jsonl, sqlite, pprof, folded,
 // chrome-trace). Formats are documented in docs/export-formats.md.
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <memory>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -91,10 +90,12 @@ Result<int> export_top(ExportOptions& o, OutputFile& out) {
     return e;
   }
   TopRecording& rec = *loaded;
-  if (!rec.summary.warning.empty()) std::fprintf(stderr, "kscope: %s\n", rec.summary.warning.c_str());
+  if (!rec.summary.warning.empty())
+    std::fprintf(stderr, "kscope: %s\n", rec.summary.warning.c_str());
   if (!rec.has_profile && fmt_name != "chrome-trace")
-    return make_error("export: " + o.path + " has no profile block (kscope top did not shut down cleanly)", 0,
-                      "--format chrome-trace still exports the slices that were written");
+    return make_error(
+        "export: " + o.path + " has no profile block (kscope top did not shut down cleanly)", 0,
+        "--format chrome-trace still exports the slices that were written");
   const StackProfile& p = rec.profile;
   if (fmt_name == "csv" || fmt_name == "jsonl") {
     // One row per account: a thread and its kernel+user stack (root first, ';'-separated).
@@ -109,12 +110,12 @@ Result<int> export_top(ExportOptions& o, OutputFile& out) {
       }
       auto v = [&](size_t i) { return i < s.values.size() ? s.values[i] : 0; };
       if (csv) {
-        text += fmt::format("{},{},{},{},{},{},{},{},{}\n", s.pid, s.tid, csv_field(s.comm), v(0), v(1),
-                            v(2), v(3), v(4), csv_field(stack));
+        text += fmt::format("{},{},{},{},{},{},{},{},{}\n", s.pid, s.tid, csv_field(s.comm), v(0),
+                            v(1), v(2), v(3), v(4), csv_field(stack));
       } else {
-        nlohmann::json j = {{"pid", s.pid}, {"tid", s.tid}, {"comm", s.comm}, {"oncpu_ns", v(0)},
-                            {"switches", v(1)}, {"runq_wait_ns", v(2)}, {"voluntary", v(3)},
-                            {"involuntary", v(4)}, {"stack", stack}};
+        nlohmann::json j = {{"pid", s.pid},      {"tid", s.tid},        {"comm", s.comm},
+                            {"oncpu_ns", v(0)},  {"switches", v(1)},    {"runq_wait_ns", v(2)},
+                            {"voluntary", v(3)}, {"involuntary", v(4)}, {"stack", stack}};
         text += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
       }
     }
@@ -136,7 +137,8 @@ Result<int> export_top(ExportOptions& o, OutputFile& out) {
   if (fmt_name == "chrome-trace") {
     std::vector<SchedSlice> slices;
     slices.reserve(rec.slices.size());
-    for (const auto& s : rec.slices) slices.push_back(SchedSlice{s.pid, s.tid, s.cpu, s.start_ns, s.end_ns, s.comm});
+    for (const auto& s : rec.slices)
+      slices.push_back(SchedSlice{s.pid, s.tid, s.cpu, s.start_ns, s.end_ns, s.comm});
     ChromeTraceInput in;
     in.slices = slices;
     for (const auto& t : rec.threads) {
@@ -185,8 +187,9 @@ Result<int> run_export(ExportOptions& o) {
     return make_error(
         "export: a faults recording has no stacks (only the instruction that faulted), so it "
         "cannot be written as folded stacks",
-        0, "folded stacks need a 'kscope top' recording; for fault counts by code location use "
-           "--format pprof or --format sqlite");
+        0,
+        "folded stacks need a 'kscope top' recording; for fault counts by code location use "
+        "--format pprof or --format sqlite");
   }
 
   Symbolizer symbolizer;
@@ -206,7 +209,8 @@ Result<int> run_export(ExportOptions& o) {
     std::vector<std::string> labels;
     labels.reserve(profile.frames.size());
     for (const auto& f : profile.frames) labels.push_back(f.display());
-    for (size_t i = 0; i < rec.faults.size(); ++i) functions[i] = labels[locations.frame_of_fault[i]];
+    for (size_t i = 0; i < rec.faults.size(); ++i)
+      functions[i] = labels[locations.frame_of_fault[i]];
     ChromeTraceInput in;
     in.faults = rec.faults;
     in.fault_functions = functions;
@@ -227,11 +231,11 @@ Result<int> run_export(ExportOptions& o) {
 
 Subcommand setup_export(CLI::App& parent) {
   auto o = std::make_shared<ExportOptions>();
-  auto* app = parent.add_subcommand(
-      "export",
-      "Write a recording in a format other tools read.\n"
-      "  kscope export RECORDING --format FORMAT -o FILE");
-  app->add_option("recording", o->path, "Recording file (kscope faults -o or kscope top -o)")->required();
+  auto* app = parent.add_subcommand("export",
+                                    "Write a recording in a format other tools read.\n"
+                                    "  kscope export RECORDING --format FORMAT -o FILE");
+  app->add_option("recording", o->path, "Recording file (kscope faults -o or kscope top -o)")
+      ->required();
   app->add_option("--format", o->format,
                   "csv | jsonl: one line per fault (the columns of 'faults --events'); "
                   "sqlite: a database (tables meta, processes, threads, mappings, faults, frames, "
@@ -244,14 +248,14 @@ Subcommand setup_export(CLI::App& parent) {
   app->add_option("-o,--output", o->output,
                   "Output file ('-' = stdout for the text formats); created 0666 minus umask")
       ->required();
-  app->footer("Formats and the sqlite schema: docs/export-formats.md. Exit status: 0 on success, "
-              "1 on error, 2 on bad usage.");
+  app->footer(
+      "Formats and the sqlite schema: docs/export-formats.md. Exit status: 0 on success, "
+      "1 on error, 2 on bad usage.");
   return {app, [o] {
             auto r = run_export(*o);
             if (!r) {
               // No half-written or empty output left behind for a failed export.
-              if (o->opened_output)
-                ::unlink(o->output.c_str());
+              if (o->opened_output) ::unlink(o->output.c_str());
               return report_error(r.error());
             }
             return *r;

@@ -139,7 +139,6 @@ class FaultCollector : public FaultSink {
   std::mt19937_64 rng_{0x6b73636f7065ull};
 };
 
-
 Result<std::string> render_plots(const std::vector<PlotPoint>& points, int rows, int cols,
                                  bool by_segment, bool linear) {
   ScatterOptions opts;
@@ -162,11 +161,11 @@ Result<std::string> render_plots(const std::vector<PlotPoint>& points, int rows,
 
 Status validate_plot_size(int rows, int cols) {
   if (rows < kScatterMinRows || rows > kScatterMaxRows)
-    return usage_error(fmt::format("--rows must be between {} and {}", kScatterMinRows,
-                                   kScatterMaxRows));
+    return usage_error(
+        fmt::format("--rows must be between {} and {}", kScatterMinRows, kScatterMaxRows));
   if (cols < kScatterMinCols || cols > kScatterMaxCols)
-    return usage_error(fmt::format("--cols must be between {} and {}", kScatterMinCols,
-                                   kScatterMaxCols));
+    return usage_error(
+        fmt::format("--cols must be between {} and {}", kScatterMinCols, kScatterMaxCols));
   return {};
 }
 
@@ -210,7 +209,8 @@ Result<int> run_faults(const FaultsOptions& o) {
   std::optional<RecordingWriter> recording;
   if (!o.output_path.empty()) {
     std::vector<uint32_t> pids(topts.pids.begin(), topts.pids.end());
-    KSCOPE_ASSIGN_OR_RETURN(auto writer, RecordingWriter::create(o.output_path, make_recording_meta(pids)));
+    KSCOPE_ASSIGN_OR_RETURN(auto writer,
+                            RecordingWriter::create(o.output_path, make_recording_meta(pids)));
     recording.emplace(std::move(writer));
   }
 
@@ -326,14 +326,16 @@ Subcommand setup_plot(CLI::App& parent) {
     bool linear = false;
   };
   auto o = std::make_shared<PlotOptions>();
-  auto* app = parent.add_subcommand("plot", "Re-draw the fault plots of a recording (kscope faults -o)");
+  auto* app =
+      parent.add_subcommand("plot", "Re-draw the fault plots of a recording (kscope faults -o)");
   app->add_option("recording", o->path, "Recording file")->required();
   app->add_option("--rows", o->rows, "Plot height in lines (default 30)");
   app->add_option("--cols", o->cols, "Plot width in characters (default 70)");
   app->add_flag("--by-segment", o->by_segment, "One plot per segment that had faults");
   app->add_flag("--linear", o->linear, "Plot the raw address range (no gap compression)");
   return {app, [o]() -> int {
-            if (auto st = validate_plot_size(o->rows, o->cols); !st) return report_error(st.error());
+            if (auto st = validate_plot_size(o->rows, o->cols); !st)
+              return report_error(st.error());
             auto rec = read_recording(o->path);
             if (!rec) return report_error(rec.error());
             if (!rec->summary.warning.empty())

@@ -34,7 +34,8 @@ Status prepare_svg_dir(const std::string& dir) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return make_error("--svg " + dir + " is not a directory");
-  if (::access(dir.c_str(), W_OK) != 0) return errno_error("cannot write into --svg directory " + dir);
+  if (::access(dir.c_str(), W_OK) != 0)
+    return errno_error("cannot write into --svg directory " + dir);
   return {};
 }
 
@@ -61,10 +62,12 @@ Result<int> run_report(ReportCliOptions& o) {
       e.message = "report: " + e.message;
       return e;
     }
-    if (!top->summary.warning.empty()) std::fprintf(stderr, "kscope: %s\n", top->summary.warning.c_str());
+    if (!top->summary.warning.empty())
+      std::fprintf(stderr, "kscope: %s\n", top->summary.warning.c_str());
     KSCOPE_ASSIGN_OR_RETURN(report, build_top_report(*top, ro, !o.svg_dir.empty()));
     empty = top->profile.samples.empty();
-    if (empty) std::fprintf(stderr, "kscope: report: no on-CPU time recorded in %s\n", o.path.c_str());
+    if (empty)
+      std::fprintf(stderr, "kscope: report: no on-CPU time recorded in %s\n", o.path.c_str());
   } else {
     KSCOPE_ASSIGN_OR_RETURN(Recording rec, load_recording_for(o.path, "report"));
     KSCOPE_ASSIGN_OR_RETURN(report, build_fault_report(rec, ro, symbolizer, !o.svg_dir.empty()));
@@ -93,16 +96,21 @@ Subcommand setup_report(CLI::App& parent) {
       "cumulative faults, latency histogram, top functions and pages, a flame graph. Top: an "
       "on-CPU flame graph, the per-task table, schedule-in and run-queue-wait figures.\n"
       "  kscope report RECORDING -o report.html [--svg DIR]");
-  app->add_option("recording", o->path, "Recording file (kscope faults -o or kscope top -o)")->required();
-  app->add_option("-o,--output", o->output, "HTML file to write ('-' = stdout); created 0666 minus umask")
+  app->add_option("recording", o->path, "Recording file (kscope faults -o or kscope top -o)")
+      ->required();
+  app->add_option("-o,--output", o->output,
+                  "HTML file to write ('-' = stdout); created 0666 minus umask")
       ->required();
   app->add_option("--svg", o->svg_dir, "Also write every figure as a standalone SVG file into DIR");
   app->add_option("--title", o->title, "Page title (default: 'kscope report: RECORDING')");
   app->add_option("--top", o->top, "Rows of the top functions / top pages tables (default 25)")
       ->check(CLI::Range(1, 10000));
-  app->add_option("--density-threshold", o->density_threshold,
-                  "Faults in view above which the scatter draws a density heatmap (default 200000)");
-  app->footer("What each panel shows: docs/report.md. Exit status: 0 on success, 1 on error, 2 on bad usage.");
+  app->add_option(
+      "--density-threshold", o->density_threshold,
+      "Faults in view above which the scatter draws a density heatmap (default 200000)");
+  app->footer(
+      "What each panel shows: docs/report.md. Exit status: 0 on success, 1 on error, 2 on bad "
+      "usage.");
   return {app, [o] {
             auto r = run_report(*o);
             if (!r) {

@@ -119,7 +119,6 @@ struct CsvRow {
   uint64_t rss_kb = 0;
 };
 
-
 Result<std::vector<CsvRow>> read_monitor_csv(const std::string& path) {
   std::ifstream in(path);
   if (!in) return make_error(fmt::format("cannot read {}", path));

@@ -1,6 +1,7 @@
 // kscope top: exact on-CPU time, schedule-ins, voluntary/involuntary switches and run-queue wait
 // per task and per kernel+user stack, live (ncurses) or in batch (text/JSON), with folded stacks
 // and recordings.
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -10,12 +11,10 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <unordered_map>
-
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/top_session.h"
@@ -96,8 +95,7 @@ std::string render_text(const TopTable& t, size_t max_rows, TopSession& session)
     print_frames(out, "kernel:", stack.kernel);
     print_frames(out, "user:", stack.user);
   }
-  if (t.rows.size() > n)
-    out += fmt::format("({} more rows; -n to show more)\n", t.rows.size() - n);
+  if (t.rows.size() > n) out += fmt::format("({} more rows; -n to show more)\n", t.rows.size() - n);
   return out;
 }
 
@@ -164,7 +162,8 @@ Result<int> run_top(const TopCliOptions& o) {
   }
   so.trace.comm = o.comm;
   so.trace.include_idle = o.idle;
-  if (o.kernel_only && o.user_only) return usage_error("--kernel-only and --user-only exclude each other");
+  if (o.kernel_only && o.user_only)
+    return usage_error("--kernel-only and --user-only exclude each other");
   so.trace.kernel_stacks = !o.user_only && !o.no_stacks;
   so.trace.user_stacks = !o.kernel_only && !o.no_stacks;
   so.trace.max_accounts = o.max_accounts;
@@ -196,7 +195,8 @@ Result<int> run_top(const TopCliOptions& o) {
     folded = std::fopen(o.folded_path.c_str(), "we");
     if (!folded) return make_error(fmt::format("cannot write '{}'", o.folded_path), errno);
   }
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> folded_owner(folded, folded ? &std::fclose : nullptr);
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> folded_owner(folded,
+                                                               folded ? &std::fclose : nullptr);
 
   KSCOPE_ASSIGN_OR_RETURN(auto session, TopSession::create(so));
   volatile sig_atomic_t* stop = install_stop_handlers();
@@ -206,8 +206,10 @@ Result<int> run_top(const TopCliOptions& o) {
   const uint64_t interval_ns = static_cast<uint64_t>(o.interval_s * 1e9);
   const uint64_t start = session->start_ns();
   std::optional<uint64_t> deadline;
-  if (o.once) deadline = start + static_cast<uint64_t>((o.duration_s > 0 ? o.duration_s : 1.0) * 1e9);
-  else if (o.duration_s > 0) deadline = start + static_cast<uint64_t>(o.duration_s * 1e9);
+  if (o.once)
+    deadline = start + static_cast<uint64_t>((o.duration_s > 0 ? o.duration_s : 1.0) * 1e9);
+  else if (o.duration_s > 0)
+    deadline = start + static_cast<uint64_t>(o.duration_s * 1e9);
 
   TopSortKey sort = TopSortKey::kOnCpu;
   TopGroupBy by = *group;
@@ -215,7 +217,8 @@ Result<int> run_top(const TopCliOptions& o) {
   std::string stop_reason = "signal";
 
   if (interactive) {
-    KSCOPE_ASSIGN_OR_RETURN(int rc, run_top_screen(*session, by, sort, interval_ns, deadline, stop));
+    KSCOPE_ASSIGN_OR_RETURN(int rc,
+                            run_top_screen(*session, by, sort, interval_ns, deadline, stop));
     (void)rc;
     stop_reason = "quit";
   } else if (o.once) {
@@ -225,7 +228,8 @@ Result<int> run_top(const TopCliOptions& o) {
         stop_reason = "duration";
         break;
       }
-      KSCOPE_TRY(session->poll(static_cast<int>(std::min<uint64_t>((*deadline - now) / 1000000 + 1, 50))));
+      KSCOPE_TRY(
+          session->poll(static_cast<int>(std::min<uint64_t>((*deadline - now) / 1000000 + 1, 50))));
       if (session->targets_gone()) {
         stop_reason = "processes exited";
         break;
@@ -272,7 +276,8 @@ Result<int> run_top(const TopCliOptions& o) {
     KSCOPE_TRY(write_folded(summary.profile, folded));
   }
   if (summary.counters.lost())
-    std::fprintf(stderr, "kscope top: lost over the whole run: %s\n", lost_breakdown(summary.counters).c_str());
+    std::fprintf(stderr, "kscope top: lost over the whole run: %s\n",
+                 lost_breakdown(summary.counters).c_str());
   if (!o.output_path.empty())
     std::fprintf(stderr, "kscope top: recording written to %s (%s)\n", o.output_path.c_str(),
                  summary.recording_note.c_str());

@@ -29,8 +29,8 @@ Result<int> run_top_screen(TopSession& session, TopGroupBy by, TopSortKey sort,
     if (now >= next) {
       if (!screen->state().paused) {
         // While paused the last table stays; the next one covers the whole pause.
-        KSCOPE_ASSIGN_OR_RETURN(table, session.refresh(screen->state().group_by,
-                                                       screen->state().sort));
+        KSCOPE_ASSIGN_OR_RETURN(table,
+                                session.refresh(screen->state().group_by, screen->state().sort));
         screen->draw(table, stacks);
       }
       next += interval_ns;

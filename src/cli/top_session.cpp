@@ -1,5 +1,6 @@
 #include "cli/top_session.h"
 
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <map>
 #include <set>
 #include <unordered_set>
-
-#include <fmt/format.h>
 
 #include "model/top_aggregator.h"
 #include "model/top_recording.h"
@@ -24,8 +23,8 @@ namespace {
 
 // Kernel frames above the scheduler that belong to the tracing machinery itself.
 bool is_tracing_frame(const std::string& fn) {
-  static const char* const kPrefixes[] = {"bpf_", "__bpf_", "__traceiter_", "trace_call_bpf",
-                                          "perf_trace_", "__perf_"};
+  static const char* const kPrefixes[] = {"bpf_",           "__bpf_",      "__traceiter_",
+                                          "trace_call_bpf", "perf_trace_", "__perf_"};
   for (const char* p : kPrefixes)
     if (fn.rfind(p, 0) == 0) return true;
   return false;
@@ -106,7 +105,8 @@ struct TopSession::Impl {
     std::string name;
     if (tid == 0) {
       name = "[idle]";
-    } else if (auto text = proc::read_text_file(fmt::format("/proc/{}/task/{}/comm", pid, tid), 64)) {
+    } else if (auto text =
+                   proc::read_text_file(fmt::format("/proc/{}/task/{}/comm", pid, tid), 64)) {
       name = *text;
       while (!name.empty() && (name.back() == '\n')) name.pop_back();
     } else {
@@ -147,7 +147,8 @@ struct TopSession::Impl {
     const auto& only = options.trace.pids;
     mmaps->drain([&](const MmapEvent& e) {
       if (e.pid == 0) return;
-      if (!only.empty() && std::find(only.begin(), only.end(), static_cast<pid_t>(e.pid)) == only.end())
+      if (!only.empty() &&
+          std::find(only.begin(), only.end(), static_cast<pid_t>(e.pid)) == only.end())
         return;
       if (!procmaps.count(e.pid) && procmaps.size() >= kMaxPids) {
         // Bounded: forget a process never announced (it never ran a tracked switch).
@@ -225,7 +226,8 @@ struct TopSession::Impl {
     std::vector<TopFrameView> frames;
     std::vector<uint64_t> ips = tracer->stack(id);
     for (size_t i = 0; i < ips.size(); ++i) {
-      uint64_t adjust = i == 0 ? 0 : 1;  // frame 0 is where the thread was; the rest return addresses
+      uint64_t adjust =
+          i == 0 ? 0 : 1;  // frame 0 is where the thread was; the rest return addresses
       Symbol sym = symbolizer.resolve_user(pid, ips[i] - adjust, SymbolDetail::kInlineFrames);
       for (const auto& inl : sym.inlined) {
         TopFrameView f;
@@ -343,7 +345,8 @@ struct TopSession::Impl {
     p.duration_ns = final_sample.time_ns - tracer->start_ns();
     std::map<std::tuple<bool, uint64_t, std::string, std::string>, uint32_t> frame_index;
     auto intern = [&](const TopFrameView& f) -> uint32_t {
-      auto key = std::make_tuple(f.kernel, f.addr, f.symbol, f.inlined ? std::string("i") : std::string());
+      auto key =
+          std::make_tuple(f.kernel, f.addr, f.symbol, f.inlined ? std::string("i") : std::string());
       auto it = frame_index.find(key);
       if (it != frame_index.end()) return it->second;
       ProfileFrame pf;
@@ -362,7 +365,8 @@ struct TopSession::Impl {
       return idx;
     };
     std::vector<std::pair<TopAccountKey, TopValues>> sorted(all.begin(), all.end());
-    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::sort(sorted.begin(), sorted.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
     for (const auto& [k, v] : sorted) {
       if (v.empty()) continue;
       ProfileSample s;
@@ -400,15 +404,15 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
   if (impl->recording) {
     impl->tracer->on_slice([raw](const TopSliceEvent& e) {
       uint64_t start = raw->tracer->start_ns();
-      (void)raw->recording->add_slice(TopSlice{e.pid, e.tid, e.cpu,
-                                               e.start_ns > start ? e.start_ns - start : 0,
-                                               e.end_ns > start ? e.end_ns - start : 0,
-                                               e.voluntary, e.comm});
+      (void)raw->recording->add_slice(
+          TopSlice{e.pid, e.tid, e.cpu, e.start_ns > start ? e.start_ns - start : 0,
+                   e.end_ns > start ? e.end_ns - start : 0, e.voluntary, e.comm});
     });
   }
   impl->cpu_prev = read_cpu_times();
   impl->cpu_start = impl->cpu_prev;
-  for (pid_t pid : options.trace.pids) impl->read_mappings(static_cast<uint32_t>(pid), monotonic_now_ns());
+  for (pid_t pid : options.trace.pids)
+    impl->read_mappings(static_cast<uint32_t>(pid), monotonic_now_ns());
   return std::unique_ptr<TopSession>(new TopSession(std::move(impl)));
 }
 

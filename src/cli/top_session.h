@@ -27,8 +27,8 @@ struct TopSessionOptions {
 };
 
 struct TopSummary {
-  StackProfile profile;    // the whole run, value 0 = on-CPU ns
-  TopCounters counters;    // the whole run
+  StackProfile profile;  // the whole run, value 0 = on-CPU ns
+  TopCounters counters;  // the whole run
   std::string recording_note;
   std::pair<uint64_t, uint64_t> diagnostics;  // see TopTracer::diagnostics()
 };

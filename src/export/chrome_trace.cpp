@@ -71,16 +71,20 @@ Status write_chrome_trace(const ChromeTraceInput& in, std::FILE* f) {
   }
   for (uint32_t pid : pids) {
     sep();
-    fmt::format_to(it, "{{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":{},\"tid\":{},\"args\":{{\"name\":",
-                   pid, pid);
+    fmt::format_to(
+        it,
+        "{{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":{},\"tid\":{},\"args\":{{\"name\":", pid,
+        pid);
     auto n = in.process_names.find(pid);
     append_json_string(b, n == in.process_names.end() ? fmt::format("pid {}", pid) : n->second);
     fmt::format_to(it, "}}}}");
   }
   for (const auto& [tid, pid] : tids) {
     sep();
-    fmt::format_to(it, "{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":{},\"tid\":{},\"args\":{{\"name\":",
-                   pid, tid);
+    fmt::format_to(
+        it,
+        "{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":{},\"tid\":{},\"args\":{{\"name\":", pid,
+        tid);
     auto n = in.thread_names.find(tid);
     append_json_string(b, n == in.thread_names.end() ? fmt::format("tid {}", tid) : n->second);
     fmt::format_to(it, "}}}}");
@@ -101,13 +105,16 @@ Status write_chrome_trace(const ChromeTraceInput& in, std::FILE* f) {
   for (size_t i = 0; i < in.faults.size(); ++i) {
     const FaultRecord& r = in.faults[i];
     sep();
-    fmt::format_to(it, "{{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"fault\",\"name\":\"{} fault\",\"pid\":{},\"tid\":{},\"ts\":",
+    fmt::format_to(it,
+                   "{{\"ph\":\"i\",\"s\":\"t\",\"cat\":\"fault\",\"name\":\"{} "
+                   "fault\",\"pid\":{},\"tid\":{},\"ts\":",
                    to_string(r.kind), r.pid, r.tid);
     append_us(b, r.time_ns);
-    fmt::format_to(it,
-                   ",\"args\":{{\"addr\":\"{:#x}\",\"ip\":\"{:#x}\",\"access\":\"{}\",\"mode\":\"{}\","
-                   "\"segment\":\"{}\",\"cpu\":{}",
-                   r.addr, r.ip, to_string(r.access), to_string(r.mode), to_string(r.segment), r.cpu);
+    fmt::format_to(
+        it,
+        ",\"args\":{{\"addr\":\"{:#x}\",\"ip\":\"{:#x}\",\"access\":\"{}\",\"mode\":\"{}\","
+        "\"segment\":\"{}\",\"cpu\":{}",
+        r.addr, r.ip, to_string(r.access), to_string(r.mode), to_string(r.segment), r.cpu);
     if (r.latency_ns) fmt::format_to(it, ",\"latency_ns\":{}", *r.latency_ns);
     if (i < in.fault_functions.size() && !in.fault_functions[i].empty()) {
       fmt::format_to(it, ",\"function\":");

@@ -29,11 +29,21 @@ void append_json_string(fmt::memory_buffer& buf, std::string_view s) {
   buf.push_back('"');
   for (unsigned char c : s) {
     switch (c) {
-      case '"': buf.append(std::string_view("\\\"")); break;
-      case '\\': buf.append(std::string_view("\\\\")); break;
-      case '\n': buf.append(std::string_view("\\n")); break;
-      case '\r': buf.append(std::string_view("\\r")); break;
-      case '\t': buf.append(std::string_view("\\t")); break;
+      case '"':
+        buf.append(std::string_view("\\\""));
+        break;
+      case '\\':
+        buf.append(std::string_view("\\\\"));
+        break;
+      case '\n':
+        buf.append(std::string_view("\\n"));
+        break;
+      case '\r':
+        buf.append(std::string_view("\\r"));
+        break;
+      case '\t':
+        buf.append(std::string_view("\\t"));
+        break;
       default:
         if (c < 0x20 || c >= 0x7f) {
           // comm is raw bytes: escape everything non-ASCII so the output is always valid JSON.
@@ -54,13 +64,16 @@ FaultEventWriter::~FaultEventWriter() { (void)flush(); }
 void FaultEventWriter::write_header() {
   auto out = std::back_inserter(buf_);
   switch (format_) {
-    case EventFormat::kCsv: fmt::format_to(out, "{}\n", kFaultCsvHeader); break;
+    case EventFormat::kCsv:
+      fmt::format_to(out, "{}\n", kFaultCsvHeader);
+      break;
     case EventFormat::kText:
       fmt::format_to(out, "{:>14} {:>7} {:>7} {:<15} {:>18} {:>18} {:<6} {:<6} {:<5} {:<7} {}\n",
                      "TIME(s)", "PID", "TID", "COMM", "ADDR", "IP", "ACCESS", "MODE", "KIND",
                      "SEGMENT", "LATENCY(ns)");
       break;
-    case EventFormat::kJsonl: break;
+    case EventFormat::kJsonl:
+      break;
   }
 }
 

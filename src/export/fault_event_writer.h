@@ -2,11 +2,11 @@
 // order is the output contract: time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <string>
 #include <string_view>
-
-#include <fmt/format.h>
 
 #include "model/fault_record.h"
 #include "util/result.h"

@@ -20,7 +20,8 @@ std::string folded_frame_name(const ProfileFrame& frame, bool annotate_kernel) {
 
 Status write_folded(const StackProfile& profile, std::FILE* out, const FoldedOptions& options) {
   if (options.value_index >= profile.value_types.size() && !profile.samples.empty()) {
-    return make_error("folded: the profile has no value column " + std::to_string(options.value_index));
+    return make_error("folded: the profile has no value column " +
+                      std::to_string(options.value_index));
   }
   std::map<std::string, int64_t> lines;
   std::string line;

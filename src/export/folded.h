@@ -12,8 +12,8 @@
 namespace kscope {
 
 struct FoldedOptions {
-  size_t value_index = 0;     // which of StackProfile::value_types to write
-  bool include_comm = true;   // the process/thread name as the root frame
+  size_t value_index = 0;       // which of StackProfile::value_types to write
+  bool include_comm = true;     // the process/thread name as the root frame
   bool annotate_kernel = true;  // suffix kernel frames with "_[k]"
 };
 

@@ -109,9 +109,10 @@ Result<std::string> encode_pprof(const StackProfile& profile, const PprofOptions
   std::vector<uint64_t> mapping_of_frame(profile.frames.size(), 0);
   for (size_t i = 0; i < profile.frames.size(); ++i) {
     const ProfileFrame& f = profile.frames[i];
-    std::string key = f.kernel ? "[kernel.kallsyms]"
-                               : (!f.module_path.empty() ? f.module_path
-                                                         : (f.module.empty() ? "[unknown]" : f.module));
+    std::string key = f.kernel
+                          ? "[kernel.kallsyms]"
+                          : (!f.module_path.empty() ? f.module_path
+                                                    : (f.module.empty() ? "[unknown]" : f.module));
     auto [it, inserted] = mappings.emplace(key, MappingInfo{});
     MappingInfo& m = it->second;
     if (inserted) {

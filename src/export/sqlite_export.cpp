@@ -1,10 +1,9 @@
 #include "export/sqlite_export.h"
 
+#include <fmt/format.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 #include <cstdio>
 #include <map>
@@ -67,7 +66,8 @@ class Db {
     return {};
   }
   Status fail(const std::string& what) {
-    return make_error(fmt::format("sqlite: {}: {}", what, db_ ? sqlite3_errmsg(db_) : "out of memory"));
+    return make_error(
+        fmt::format("sqlite: {}: {}", what, db_ ? sqlite3_errmsg(db_) : "out of memory"));
   }
   sqlite3* get() { return db_; }
 
@@ -166,7 +166,10 @@ Status fill(Db& db, const SqliteExportInput& in) {
     Insert procs(db, "INSERT INTO processes VALUES(?,?,?,?,?,?,?)");
     for (const auto& [pid, unused] : pids) {
       procs.i(pid);
-      if (auto it = names.find(pid); it != names.end()) procs.t(it->second); else procs.null();
+      if (auto it = names.find(pid); it != names.end())
+        procs.t(it->second);
+      else
+        procs.null();
       auto c = per_pid[pid];
       procs.i(c.first).i(c.second);
       if (auto it = kernel.find(pid); it != kernel.end())
@@ -179,8 +182,17 @@ Status fill(Db& db, const SqliteExportInput& in) {
     Insert maps(db, "INSERT INTO mappings VALUES(?,?,?,?,?,?,?,?,?,?)");
     for (const auto& snap : rec->mappings)
       for (const auto& m : snap.mappings)
-        KSCOPE_TRY(maps.i(snap.pid).u(snap.time_ns).u(m.start).u(m.end).u(m.offset).u(m.inode)
-                       .i(m.dev_major).i(m.dev_minor).t(m.perms).t(m.path).step());
+        KSCOPE_TRY(maps.i(snap.pid)
+                       .u(snap.time_ns)
+                       .u(m.start)
+                       .u(m.end)
+                       .u(m.offset)
+                       .u(m.inode)
+                       .i(m.dev_major)
+                       .i(m.dev_minor)
+                       .t(m.perms)
+                       .t(m.path)
+                       .step());
   }
 
   if (in.profile) {
@@ -188,9 +200,18 @@ Status fill(Db& db, const SqliteExportInput& in) {
     for (size_t i = 0; i < in.profile->frames.size(); ++i) {
       const ProfileFrame& f = in.profile->frames[i];
       frames.i(static_cast<int64_t>(i)).u(f.addr);
-      if (f.resolved) frames.t(f.function); else frames.null();
-      KSCOPE_TRY(frames.u(f.offset).t(f.module).t(f.module_path).t(f.build_id).i(f.kernel)
-                     .i(f.resolved).t(f.display()).step());
+      if (f.resolved)
+        frames.t(f.function);
+      else
+        frames.null();
+      KSCOPE_TRY(frames.u(f.offset)
+                     .t(f.module)
+                     .t(f.module_path)
+                     .t(f.build_id)
+                     .i(f.kernel)
+                     .i(f.resolved)
+                     .t(f.display())
+                     .step());
     }
     // Identical frame lists share one stack id.
     std::map<std::vector<uint32_t>, int64_t> stack_ids;
@@ -204,8 +225,14 @@ Status fill(Db& db, const SqliteExportInput& in) {
       }
       for (size_t v = 0; v < s.values.size() && v < in.profile->value_types.size(); ++v) {
         const auto& vt = in.profile->value_types[v];
-        KSCOPE_TRY(accounts.i(it->second).i(s.pid).i(s.tid).t(s.comm).t(vt.type).t(vt.unit)
-                       .i(s.values[v]).step());
+        KSCOPE_TRY(accounts.i(it->second)
+                       .i(s.pid)
+                       .i(s.tid)
+                       .t(s.comm)
+                       .t(vt.type)
+                       .t(vt.unit)
+                       .i(s.values[v])
+                       .step());
       }
     }
   }
@@ -217,12 +244,26 @@ Status fill(Db& db, const SqliteExportInput& in) {
     for (size_t i = 0; i < rec->faults.size(); ++i) {
       const FaultRecord& f = rec->faults[i];
       faults.i(static_cast<int64_t>(i)).u(f.time_ns).i(f.pid).i(f.tid);
-      if (auto it = tnames.find(f.tid); it != tnames.end()) faults.t(it->second); else faults.null();
-      faults.u(f.addr).u(f.addr >> 12).u(f.ip).t(to_string(f.access)).t(to_string(f.mode))
-          .t(to_string(f.kind)).t(to_string(f.segment));
-      if (f.latency_ns) faults.u(*f.latency_ns); else faults.null();
+      if (auto it = tnames.find(f.tid); it != tnames.end())
+        faults.t(it->second);
+      else
+        faults.null();
+      faults.u(f.addr)
+          .u(f.addr >> 12)
+          .u(f.ip)
+          .t(to_string(f.access))
+          .t(to_string(f.mode))
+          .t(to_string(f.kind))
+          .t(to_string(f.segment));
+      if (f.latency_ns)
+        faults.u(*f.latency_ns);
+      else
+        faults.null();
       faults.i(f.cpu);
-      if (i < in.frame_of_fault.size()) faults.i(in.frame_of_fault[i]); else faults.null();
+      if (i < in.frame_of_fault.size())
+        faults.i(in.frame_of_fault[i]);
+      else
+        faults.null();
       KSCOPE_TRY(faults.step());
     }
   }

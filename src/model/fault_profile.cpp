@@ -20,7 +20,8 @@ struct IpKey {
 };
 struct IpKeyHash {
   size_t operator()(const IpKey& k) const {
-    return std::hash<uint64_t>()(k.ip * 0x9E3779B97F4A7C15ull ^ k.pid ^ (k.kernel ? 1ull << 63 : 0));
+    return std::hash<uint64_t>()(k.ip * 0x9E3779B97F4A7C15ull ^ k.pid ^
+                                 (k.kernel ? 1ull << 63 : 0));
   }
 };
 
@@ -52,9 +53,9 @@ FaultLocations resolve_fault_locations(const Recording& recording, Symbolizer& s
     Symbol sym = kernel ? symbolizer.resolve_kernel(f.ip)
                         : symbolizer.resolve_user(f.pid, f.ip, SymbolDetail::kFunction);
     // Unresolved and without a module, an address only means something inside its process.
-    auto sk = std::make_tuple(kernel, sym.module_path.empty() ? sym.module : sym.module_path,
-                              sym.function, sym.offset,
-                              sym.resolved || !sym.module.empty() ? 0 : f.ip);
+    auto sk =
+        std::make_tuple(kernel, sym.module_path.empty() ? sym.module : sym.module_path,
+                        sym.function, sym.offset, sym.resolved || !sym.module.empty() ? 0 : f.ip);
     auto [sit, inserted] = by_symbol.emplace(sk, static_cast<uint32_t>(out.frames.size()));
     if (inserted) {
       ProfileFrame frame;

@@ -18,8 +18,8 @@ namespace kscope {
 class Symbolizer;
 
 struct FaultLocations {
-  std::vector<ProfileFrame> frames;       // distinct locations
-  std::vector<uint32_t> frame_of_fault;   // per Recording::faults index, into frames
+  std::vector<ProfileFrame> frames;      // distinct locations
+  std::vector<uint32_t> frame_of_fault;  // per Recording::faults index, into frames
 };
 
 // Resolves the ip of every fault. User ips use the last mapping snapshot of their process in the

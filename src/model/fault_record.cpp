@@ -11,9 +11,12 @@ constexpr std::array<std::string_view, kSegmentCount> kSegmentNames = {
 
 std::string_view to_string(Access a) {
   switch (a) {
-    case Access::kRead: return "read";
-    case Access::kWrite: return "write";
-    case Access::kExec: return "exec";
+    case Access::kRead:
+      return "read";
+    case Access::kWrite:
+      return "write";
+    case Access::kExec:
+      return "exec";
   }
   return "?";
 }

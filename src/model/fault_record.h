@@ -30,8 +30,8 @@ struct FaultRecord {
   uint64_t time_ns = 0;  // since tracing started (fault entry time)
   uint32_t pid = 0;      // thread group id
   uint32_t tid = 0;
-  uint64_t addr = 0;     // faulting virtual address
-  uint64_t ip = 0;       // instruction pointer at the fault (kernel address when mode is kernel)
+  uint64_t addr = 0;  // faulting virtual address
+  uint64_t ip = 0;    // instruction pointer at the fault (kernel address when mode is kernel)
   Access access = Access::kRead;
   FaultMode mode = FaultMode::kUser;
   FaultKind kind = FaultKind::kMinor;

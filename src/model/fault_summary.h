@@ -23,7 +23,8 @@ struct FaultLocationKey {
 };
 struct FaultLocationKeyHash {
   size_t operator()(const FaultLocationKey& k) const {
-    return std::hash<uint64_t>()(k.ip * 0x9E3779B97F4A7C15ull ^ k.pid ^ (k.kernel ? 1ull << 63 : 0));
+    return std::hash<uint64_t>()(k.ip * 0x9E3779B97F4A7C15ull ^ k.pid ^
+                                 (k.kernel ? 1ull << 63 : 0));
   }
 };
 
@@ -31,7 +32,8 @@ struct FaultLocationKeyHash {
 struct KernelFaultCounts {
   uint64_t minflt = 0;
   uint64_t majflt = 0;
-  bool exact = true;  // false when a thread's final count could not be read (e.g. a lost exit record)
+  bool exact =
+      true;  // false when a thread's final count could not be read (e.g. a lost exit record)
 };
 
 struct FaultSummary {
@@ -53,17 +55,17 @@ struct FaultSummary {
 
 // Everything the end-of-run report shows besides the per-fault data.
 struct FaultRunTotals {
-  double duration_s = 0;                   // wall time traced
+  double duration_s = 0;                         // wall time traced
   std::map<uint32_t, KernelFaultCounts> kernel;  // per traced process
   std::map<uint32_t, std::string> process_names;
-  std::map<uint32_t, uint64_t> seen_by_pid;      // faults kscope recorded per process
-  std::vector<uint64_t> lost_per_cpu;      // fault records lost because the ring buffer was full
-  uint64_t lost_control = 0;               // task/fork/exit records lost
-  uint64_t failed_entries = 0;             // faults that never completed (SIGSEGV, spurious)
-  uint64_t unmatched = 0;                  // completions without an entry (not recorded)
-  uint64_t vma_busy = 0;                   // segment unknown: mmap_lock contended
-  uint64_t mmap_records_lost = 0;          // perf mmap records lost (libraries may not resolve)
-  uint64_t plot_sampled_from = 0;          // >0: the plot shows a uniform sample of this many
+  std::map<uint32_t, uint64_t> seen_by_pid;  // faults kscope recorded per process
+  std::vector<uint64_t> lost_per_cpu;        // fault records lost because the ring buffer was full
+  uint64_t lost_control = 0;                 // task/fork/exit records lost
+  uint64_t failed_entries = 0;               // faults that never completed (SIGSEGV, spurious)
+  uint64_t unmatched = 0;                    // completions without an entry (not recorded)
+  uint64_t vma_busy = 0;                     // segment unknown: mmap_lock contended
+  uint64_t mmap_records_lost = 0;            // perf mmap records lost (libraries may not resolve)
+  uint64_t plot_sampled_from = 0;            // >0: the plot shows a uniform sample of this many
 };
 
 }  // namespace kscope

@@ -19,12 +19,12 @@ struct ThreadInfo {
 struct Mapping {
   uint64_t start = 0;
   uint64_t end = 0;
-  uint64_t offset = 0;   // file offset of `start`
+  uint64_t offset = 0;  // file offset of `start`
   uint64_t inode = 0;
   uint32_t dev_major = 0;
   uint32_t dev_minor = 0;
-  std::string perms;     // "r-xp"
-  std::string path;      // file path, "[stack]", "[vdso]", or empty for anonymous
+  std::string perms;  // "r-xp"
+  std::string path;   // file path, "[stack]", "[vdso]", or empty for anonymous
   bool operator==(const Mapping&) const = default;
   bool contains(uint64_t addr) const { return addr >= start && addr < end; }
   bool executable() const { return perms.size() >= 3 && perms[2] == 'x'; }

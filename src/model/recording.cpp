@@ -1,7 +1,6 @@
 // Recording file writer and reader. The byte layout is specified in docs/recording-format.md;
 // the comments here explain the choices, the document the bytes.
 #include "model/recording.h"
-#include "model/wire.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -15,6 +14,8 @@
 #include <cstring>
 #include <string_view>
 #include <unordered_map>
+
+#include "model/wire.h"
 
 namespace kscope {
 
@@ -478,7 +479,8 @@ Status RecordingWriter::add_mappings(const MappingSnapshot& snapshot) {
 Status RecordingWriter::add_extension_block(uint16_t type, uint32_t count, const Bytes& payload) {
   KSCOPE_TRY(check_usable());
   if (type < kFirstExtensionBlockType)
-    return make_error(fmt::format("recording {}: block type {} is not an extension type", path_, type));
+    return make_error(
+        fmt::format("recording {}: block type {} is not an extension type", path_, type));
   KSCOPE_TRY(flush());
   return write_block(type, count, payload);
 }

@@ -9,7 +9,7 @@
 namespace kscope {
 
 struct SchedSlice {
-  uint32_t pid = 0;       // thread group id
+  uint32_t pid = 0;  // thread group id
   uint32_t tid = 0;
   uint32_t cpu = 0;
   uint64_t start_ns = 0;  // since tracing started

@@ -10,15 +10,15 @@
 namespace kscope {
 
 struct ProfileFrame {
-  uint64_t addr = 0;         // the instruction address (user: as sampled; kernel: kernel VA)
-  std::string function;      // demangled; empty when not resolved
-  uint64_t offset = 0;       // addr - function start when resolved, else offset in module
-  std::string module;        // "kernel", a kernel module name, or a binary's basename
-  std::string module_path;   // full path of the binary; empty for kernel code
-  std::string build_id;      // hex GNU build-id of module_path when known
-  bool kernel = false;       // a kernel frame
-  bool resolved = false;     // function is set
-  bool inlined = false;      // an inlined function shown as its own frame (no own address)
+  uint64_t addr = 0;        // the instruction address (user: as sampled; kernel: kernel VA)
+  std::string function;     // demangled; empty when not resolved
+  uint64_t offset = 0;      // addr - function start when resolved, else offset in module
+  std::string module;       // "kernel", a kernel module name, or a binary's basename
+  std::string module_path;  // full path of the binary; empty for kernel code
+  std::string build_id;     // hex GNU build-id of module_path when known
+  bool kernel = false;      // a kernel frame
+  bool resolved = false;    // function is set
+  bool inlined = false;     // an inlined function shown as its own frame (no own address)
 
   // "function+0xoff" when resolved, else "module+0xoff" (or "0xaddr" when nothing is known).
   std::string label() const;

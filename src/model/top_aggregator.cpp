@@ -1,10 +1,10 @@
 #include "model/top_aggregator.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
 #include <tuple>
-
-#include <fmt/format.h>
 
 namespace kscope {
 

@@ -104,8 +104,9 @@ TopSortKey next_sort_key(TopSortKey k) {
 }
 
 std::string TopFrameView::display() const {
-  std::string s = inlined ? symbol + " (inlined)"
-                          : offset ? fmt::format("{}+{:#x}", symbol, offset) : symbol;
+  std::string s = inlined  ? symbol + " (inlined)"
+                  : offset ? fmt::format("{}+{:#x}", symbol, offset)
+                           : symbol;
   if (!module.empty() && resolved) s += fmt::format(" [{}]", module);
   return s;
 }

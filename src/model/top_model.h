@@ -30,7 +30,8 @@ struct TopAccountKey {
 struct TopAccountKeyHash {
   size_t operator()(const TopAccountKey& k) const {
     uint64_t a = (uint64_t{k.pid} << 32) | k.tid;
-    uint64_t b = (uint64_t{static_cast<uint32_t>(k.kstack)} << 32) | static_cast<uint32_t>(k.ustack);
+    uint64_t b =
+        (uint64_t{static_cast<uint32_t>(k.kstack)} << 32) | static_cast<uint32_t>(k.ustack);
     return std::hash<uint64_t>{}(a * 0x9E3779B97F4A7C15ull ^ b);
   }
 };
@@ -45,7 +46,9 @@ struct TopValues {
   // Saturating difference (an account can shrink when an in-progress slice ends up in another
   // account of the same thread).
   TopValues minus(const TopValues& o) const;
-  bool empty() const { return !oncpu_ns && !runq_wait_ns && !switches && !voluntary && !involuntary; }
+  bool empty() const {
+    return !oncpu_ns && !runq_wait_ns && !switches && !voluntary && !involuntary;
+  }
   bool operator==(const TopValues&) const = default;
 };
 
@@ -57,12 +60,12 @@ struct TopCounters {
   uint64_t ustack_collisions = 0;
   uint64_t kstack_errors = 0;
   uint64_t ustack_errors = 0;
-  uint64_t accounts_full = 0;     // slices not accounted because the map was full
+  uint64_t accounts_full = 0;  // slices not accounted because the map was full
   uint64_t accounts_full_ns = 0;
   uint64_t storage_failures = 0;
-  uint64_t slices_lost = 0;       // slice records lost (recording)
-  uint64_t events_lost = 0;       // process events lost
-  uint64_t prog_misses = 0;       // program runs the kernel skipped (recursion protection)
+  uint64_t slices_lost = 0;  // slice records lost (recording)
+  uint64_t events_lost = 0;  // process events lost
+  uint64_t prog_misses = 0;  // program runs the kernel skipped (recursion protection)
   // Everything that made a number less than exact, for the "lost" field.
   uint64_t lost() const {
     return kstack_collisions + ustack_collisions + accounts_full + storage_failures + slices_lost +
@@ -85,7 +88,7 @@ struct TopSample {
 
 enum class TopGroupBy : uint8_t { kStack, kTid, kPid, kComm };
 enum class TopSortKey : uint8_t {
-  kOnCpu,      // default
+  kOnCpu,  // default
   kSwitches,
   kVoluntary,
   kInvoluntary,
@@ -94,10 +97,10 @@ enum class TopSortKey : uint8_t {
   kPid,
   kComm,
 };
-const char* to_string(TopGroupBy g);           // "stack", "tid", "pid", "comm"
+const char* to_string(TopGroupBy g);  // "stack", "tid", "pid", "comm"
 std::optional<TopGroupBy> parse_group_by(const std::string& s);
-const char* to_string(TopSortKey k);           // the column title: "ON-CPU", "SWITCHES", ...
-TopGroupBy next_group_by(TopGroupBy g);        // stack -> tid -> pid -> comm -> stack
+const char* to_string(TopSortKey k);     // the column title: "ON-CPU", "SWITCHES", ...
+TopGroupBy next_group_by(TopGroupBy g);  // stack -> tid -> pid -> comm -> stack
 TopSortKey next_sort_key(TopSortKey k);
 
 // One row of the table: a group's values over the interval. With --by stack a row is one
@@ -120,15 +123,15 @@ struct TopRow {
 };
 
 struct TopTable {
-  uint64_t interval_ns = 0;     // wall time covered
-  uint64_t end_time_ns = 0;     // CLOCK_MONOTONIC at the sample
+  uint64_t interval_ns = 0;  // wall time covered
+  uint64_t end_time_ns = 0;  // CLOCK_MONOTONIC at the sample
   TopGroupBy group_by = TopGroupBy::kStack;
   TopSortKey sort = TopSortKey::kOnCpu;
-  std::vector<TopRow> rows;     // ranked, all of them (the view truncates)
-  TopValues total;              // over all rows
-  TopCounters counters;         // over the interval
-  uint64_t switches_all = 0;    // all context switches on all CPUs in the interval
-  double cpu_busy = -1;         // fraction of all CPUs busy (from /proc/stat), -1 unknown
+  std::vector<TopRow> rows;   // ranked, all of them (the view truncates)
+  TopValues total;            // over all rows
+  TopCounters counters;       // over the interval
+  uint64_t switches_all = 0;  // all context switches on all CPUs in the interval
+  double cpu_busy = -1;       // fraction of all CPUs busy (from /proc/stat), -1 unknown
   int ncpus = 0;
 };
 
@@ -141,7 +144,7 @@ struct TopFrameView {
   std::string module_path;  // full path of a user binary; empty for kernel frames
   bool kernel = false;
   bool resolved = false;
-  bool inlined = false;  // a function inlined into the next frame (shares its address)
+  bool inlined = false;         // a function inlined into the next frame (shares its address)
   std::string display() const;  // "function+0xoff [module]", "function (inlined) [module]"
 };
 struct TopStackView {
@@ -153,6 +156,6 @@ struct TopStackView {
 // Formatting shared by the text table, the screen and the faults summary (defined in
 // render/fault_summary_text.cpp).
 std::string format_duration_ns(uint64_t ns);  // "998.1ms", "12.0us", "1.50s", "0ns"
-std::string format_count(uint64_t n);          // "1,234,567"
+std::string format_count(uint64_t n);         // "1,234,567"
 
 }  // namespace kscope

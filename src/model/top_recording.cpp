@@ -1,14 +1,13 @@
 #include "model/top_recording.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <cmath>
 #include <map>
-
-#include <fmt/format.h>
 
 #include "model/wire.h"
 #include "util/fd.h"
@@ -51,10 +50,10 @@ void put_counters(Bytes& out, const TopCounters& c) {
 
 TopCounters get_counters(PayloadCursor& c) {
   TopCounters t;
-  for (uint64_t* v : {&t.switches_total, &t.tracked_switches, &t.kstack_collisions,
-                      &t.ustack_collisions, &t.kstack_errors, &t.ustack_errors, &t.accounts_full,
-                      &t.accounts_full_ns, &t.storage_failures, &t.slices_lost, &t.events_lost,
-                      &t.prog_misses})
+  for (uint64_t* v :
+       {&t.switches_total, &t.tracked_switches, &t.kstack_collisions, &t.ustack_collisions,
+        &t.kstack_errors, &t.ustack_errors, &t.accounts_full, &t.accounts_full_ns,
+        &t.storage_failures, &t.slices_lost, &t.events_lost, &t.prog_misses})
     *v = c.varint("drop counter");
   return t;
 }
@@ -68,8 +67,8 @@ class TopVisitor : public CommonBlocksCollector<TopRecording> {
  public:
   TopVisitor(TopRecording& r, std::string path)
       : CommonBlocksCollector(r), path_(std::move(path)) {}
-  Result<bool> on_extension_block(uint16_t type, uint32_t count, const uint8_t* data,
-                                  size_t size, uint64_t offset) override {
+  Result<bool> on_extension_block(uint16_t type, uint32_t count, const uint8_t* data, size_t size,
+                                  uint64_t offset) override {
     PayloadCursor c(data, size, offset);
     switch (type) {
       case kTopBlockInterval:
@@ -110,8 +109,7 @@ class TopVisitor : public CommonBlocksCollector<TopRecording> {
   }
 
   Status slices(PayloadCursor& c, uint32_t count) {
-    if (count > c.remaining() / 5 + 1)
-      c.fail(fmt::format("impossible slice count {}", count));
+    if (count > c.remaining() / 5 + 1) c.fail(fmt::format("impossible slice count {}", count));
     uint64_t start = 0;
     for (uint32_t i = 0; i < count && c.ok(); ++i) {
       TopSlice s;
@@ -194,7 +192,9 @@ Result<std::unique_ptr<TopRecordingWriter>> TopRecordingWriter::create(const std
 }
 
 Status TopRecordingWriter::add_thread(const ThreadInfo& t) { return writer_.add_thread(t); }
-Status TopRecordingWriter::add_mappings(const MappingSnapshot& m) { return writer_.add_mappings(m); }
+Status TopRecordingWriter::add_mappings(const MappingSnapshot& m) {
+  return writer_.add_mappings(m);
+}
 
 Status TopRecordingWriter::add_slice(const TopSlice& s) {
   put_varint(slice_payload_, s.tid);
@@ -232,7 +232,8 @@ Status TopRecordingWriter::add_interval(const TopTable& table, uint64_t start_ns
   put_varint(out, table.end_time_ns > start_ns ? table.end_time_ns - start_ns : 0);
   put_varint(out, table.interval_ns);
   put_varint(out, table.switches_all);
-  put_varint(out, table.cpu_busy < 0 ? 0 : static_cast<uint64_t>(std::llround(table.cpu_busy * 1e6)) + 1);
+  put_varint(
+      out, table.cpu_busy < 0 ? 0 : static_cast<uint64_t>(std::llround(table.cpu_busy * 1e6)) + 1);
   put_varint(out, rows.size());
   for (const auto& [key, row] : rows) {
     put_varint(out, row.pid);
@@ -269,7 +270,8 @@ Status TopRecordingWriter::finish(const StackProfile& p, const TopCounters& coun
     put_string(out, f.module);
     put_string(out, f.module_path);
     put_string(out, f.build_id);
-    out.push_back(static_cast<uint8_t>((f.kernel ? 1 : 0) | (f.resolved ? 2 : 0) | (f.inlined ? 4 : 0)));
+    out.push_back(
+        static_cast<uint8_t>((f.kernel ? 1 : 0) | (f.resolved ? 2 : 0) | (f.inlined ? 4 : 0)));
   }
   put_varint(out, p.samples.size());
   for (const auto& s : p.samples) {
@@ -303,7 +305,8 @@ std::string TopRecordingWriter::describe() const {
 Result<TopRecording> read_top_recording(const std::string& path) {
   KSCOPE_ASSIGN_OR_RETURN(RecordingKind kind, recording_kind(path));
   if (kind != RecordingKind::kTop)
-    return make_error(fmt::format("{} is a 'kscope faults' recording, not a 'kscope top' one", path));
+    return make_error(
+        fmt::format("{} is a 'kscope faults' recording, not a 'kscope top' one", path));
   TopRecording r;
   TopVisitor visitor(r, path);
   KSCOPE_ASSIGN_OR_RETURN(r.summary, visit_recording(path, visitor));
@@ -328,7 +331,8 @@ Result<RecordingKind> recording_kind(const std::string& path) {
   uint16_t kind = get_u16(&h[12]);
   if (kind != static_cast<uint16_t>(RecordingKind::kFaults) &&
       kind != static_cast<uint16_t>(RecordingKind::kTop))
-    return make_error(fmt::format("recording {} is of kind {}, which this kscope does not know", path, kind));
+    return make_error(
+        fmt::format("recording {} is of kind {}, which this kscope does not know", path, kind));
   return static_cast<RecordingKind>(kind);
 }
 

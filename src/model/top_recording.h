@@ -46,10 +46,10 @@ struct TopIntervalRow {
 };
 
 struct TopInterval {
-  uint64_t end_ns = 0;       // since tracing started
+  uint64_t end_ns = 0;  // since tracing started
   uint64_t interval_ns = 0;
   uint64_t switches_all = 0;
-  double cpu_busy = -1;      // -1 when unknown
+  double cpu_busy = -1;              // -1 when unknown
   std::vector<TopIntervalRow> rows;  // per thread
   bool operator==(const TopInterval&) const = default;
 };
@@ -73,7 +73,7 @@ class TopRecordingWriter {
                                                             const RecordingMeta& meta);
   Status add_thread(const ThreadInfo& t);
   Status add_mappings(const MappingSnapshot& m);
-  Status add_slice(const TopSlice& s);       // buffered, written in blocks
+  Status add_slice(const TopSlice& s);                            // buffered, written in blocks
   Status add_interval(const TopTable& table, uint64_t start_ns);  // rows merged per thread
   Status flush();
   Status finish(const StackProfile& profile, const TopCounters& counters);

@@ -33,17 +33,19 @@ struct Frame {
   int left = 70, right = 160, top = 34, bottom = 44;
   double x0 = 0, x1 = 1, y0 = 0, y1 = 1;
   double px(double x) const { return left + (x - x0) / (x1 - x0) * (width - left - right); }
-  double py(double y) const { return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom); }
+  double py(double y) const {
+    return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom);
+  }
 };
 
 void time_axis(std::string& out, const Frame& f, const char* label = "time since start") {
   double step = nice_step(f.x1 - f.x0, 6);
   for (double t = std::ceil(f.x0 / step) * step; t <= f.x1 + step * 1e-9; t += step) {
     double x = f.px(t);
-    out += fmt::format("<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#ddd\"/>"
-                       "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>\n",
-                       x, f.top, f.height - f.bottom, f.height - f.bottom + 16,
-                       xml_escape(format_time_label(t)));
+    out += fmt::format(
+        "<line x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\" stroke=\"#ddd\"/>"
+        "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4}</text>\n",
+        x, f.top, f.height - f.bottom, f.height - f.bottom + 16, xml_escape(format_time_label(t)));
   }
   out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#444\">{}</text>\n",
                      (f.left + f.width - f.right) / 2, f.height - 6, label);
@@ -53,14 +55,15 @@ void count_axis(std::string& out, const Frame& f, const char* label) {
   double step = nice_step(f.y1 - f.y0, 5);
   for (double v = 0; v <= f.y1 + step * 1e-9; v += step) {
     double y = f.py(v);
-    out += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#ddd\"/>"
-                       "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5}</text>\n",
-                       f.left, f.width - f.right, y, f.left - 6, y + 4,
-                       xml_escape(format_short_count(v)));
+    out += fmt::format(
+        "<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#ddd\"/>"
+        "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5}</text>\n",
+        f.left, f.width - f.right, y, f.left - 6, y + 4, xml_escape(format_short_count(v)));
   }
-  out += fmt::format("<text transform=\"translate(14,{}) rotate(-90)\" text-anchor=\"middle\" "
-                     "fill=\"#444\">{}</text>\n",
-                     (f.top + f.height - f.bottom) / 2, label);
+  out += fmt::format(
+      "<text transform=\"translate(14,{}) rotate(-90)\" text-anchor=\"middle\" "
+      "fill=\"#444\">{}</text>\n",
+      (f.top + f.height - f.bottom) / 2, label);
 }
 
 void title(std::string& out, const Frame& f, std::string_view text) {
@@ -90,12 +93,15 @@ std::string lines_svg(std::string_view heading, const std::vector<Series>& serie
   for (const auto& s : series) {
     std::string d;
     for (size_t i = 0; i < s.points.size(); ++i)
-      d += fmt::format("{}{:.1f},{:.1f}", i ? " L" : "M", f.px(s.points[i].first), f.py(s.points[i].second));
-    out += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", d, s.color);
-    out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>"
-                       "<text x=\"{}\" y=\"{}\">{}</text>\n",
-                       f.width - f.right + 10, legend_y - 10, s.color, f.width - f.right + 27,
-                       legend_y, xml_escape(s.name.size() > 20 ? s.name.substr(0, 19) + "…" : s.name));
+      d += fmt::format("{}{:.1f},{:.1f}", i ? " L" : "M", f.px(s.points[i].first),
+                       f.py(s.points[i].second));
+    out += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n", d,
+                       s.color);
+    out += fmt::format(
+        "<rect x=\"{}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>"
+        "<text x=\"{}\" y=\"{}\">{}</text>\n",
+        f.width - f.right + 10, legend_y - 10, s.color, f.width - f.right + 27, legend_y,
+        xml_escape(s.name.size() > 20 ? s.name.substr(0, 19) + "…" : s.name));
     legend_y += 18;
   }
   out += kSvgClose;
@@ -227,9 +233,8 @@ std::string scatter_svg(const FaultReportModel& m, std::optional<Segment> segmen
   f.height = 460;
   f.left = 130;
   f.right = 110;
-  const std::string heading =
-      segment ? fmt::format("page faults: {} segment", to_string(*segment))
-              : std::string("page faults: virtual page over time");
+  const std::string heading = segment ? fmt::format("page faults: {} segment", to_string(*segment))
+                                      : std::string("page faults: virtual page over time");
   std::string out = svg_open(f.width, f.height, heading);
   title(out, f, heading);
   const uint32_t units = axis_units(axis);
@@ -254,7 +259,8 @@ std::string scatter_svg(const FaultReportModel& m, std::optional<Segment> segmen
   for (const auto& fr : rec.faults) {
     if (segment && fr.segment != *segment) continue;
     double y = axis_position(axis, fr.addr >> kPageShift);
-    int gx = std::min(gw - 1, static_cast<int>((f.px(static_cast<double>(fr.time_ns)) - f.left) / cell));
+    int gx =
+        std::min(gw - 1, static_cast<int>((f.px(static_cast<double>(fr.time_ns)) - f.left) / cell));
     int gy = std::min(gh - 1, static_cast<int>((f.py(y) - f.top) / cell));
     gx = std::max(gx, 0);
     gy = std::max(gy, 0);
@@ -271,54 +277,66 @@ std::string scatter_svg(const FaultReportModel& m, std::optional<Segment> segmen
       if (!counts[c]) continue;
       size_t best = std::max_element(segs[c].begin(), segs[c].end()) - segs[c].begin();
       double alpha = 0.35 + 0.65 * std::log1p(counts[c]) / log_max;
-      out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" "
-                         "fill-opacity=\"{:.2f}\"/>\n",
-                         f.left + gx * cell, f.top + gy * cell, cell, cell,
-                         segment_color(static_cast<Segment>(best)), alpha);
+      out += fmt::format(
+          "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\" "
+          "fill-opacity=\"{:.2f}\"/>\n",
+          f.left + gx * cell, f.top + gy * cell, cell, cell,
+          segment_color(static_cast<Segment>(best)), alpha);
     }
   }
   for (const auto& [x, y] : majors)
-    out += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"none\" stroke=\"#000\" "
-                       "stroke-width=\"1.2\"/>\n", x, y);
+    out += fmt::format(
+        "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"none\" stroke=\"#000\" "
+        "stroke-width=\"1.2\"/>\n",
+        x, y);
   // Y axis: each range labelled with its first and last page; breaks as dashed lines with the
   // size of the gap, like the terminal plot's '~' rows.
   for (size_t i = 0; i < axis.size(); ++i) {
     const auto& r = axis[i];
     double yb = f.py(r.first_row), yt = f.py(r.first_row + r.rows);
-    out += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\" font-size=\"10\">{:#x}</text>\n",
-                       f.left - 4, yb - 1, r.lo);
+    out += fmt::format(
+        "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\" font-size=\"10\">{:#x}</text>\n",
+        f.left - 4, yb - 1, r.lo);
     if (r.hi != r.lo && yb - yt > 14)
-      out += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\" font-size=\"10\">{:#x}</text>\n",
-                         f.left - 4, yt + 9, r.hi);
+      out += fmt::format(
+          "<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\" font-size=\"10\">{:#x}</text>\n",
+          f.left - 4, yt + 9, r.hi);
     if (i + 1 < axis.size()) {
       double yg = f.py(r.first_row + r.rows + 0.5);
       uint64_t gap = (axis[i + 1].lo - r.hi - 1) << kPageShift;
-      out += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#999\" "
-                         "stroke-dasharray=\"4 3\"/><text x=\"{}\" y=\"{:.1f}\" font-size=\"10\" "
-                         "fill=\"#666\">{:.3g} MiB gap</text>\n",
-                         f.left, f.width - f.right, yg, yg, f.width - f.right + 4, yg + 3,
-                         static_cast<double>(gap) / 1048576.0);
+      out += fmt::format(
+          "<line x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#999\" "
+          "stroke-dasharray=\"4 3\"/><text x=\"{}\" y=\"{:.1f}\" font-size=\"10\" "
+          "fill=\"#666\">{:.3g} MiB gap</text>\n",
+          f.left, f.width - f.right, yg, yg, f.width - f.right + 4, yg + 3,
+          static_cast<double>(gap) / 1048576.0);
     }
   }
-  out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n",
-                     f.left, f.top, f.width - f.left - f.right, f.height - f.top - f.bottom);
-  out += fmt::format("<text transform=\"translate(12,{}) rotate(-90)\" text-anchor=\"middle\" "
-                     "fill=\"#444\">virtual page (gaps cut)</text>\n", f.height / 2);
+  out += fmt::format(
+      "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n",
+      f.left, f.top, f.width - f.left - f.right, f.height - f.top - f.bottom);
+  out += fmt::format(
+      "<text transform=\"translate(12,{}) rotate(-90)\" text-anchor=\"middle\" "
+      "fill=\"#444\">virtual page (gaps cut)</text>\n",
+      f.height / 2);
   // Legend: segments present, and the major-fault mark.
   int ly = f.top + 40;
   std::array<uint64_t, kSegmentCount> per{};
-  for (const auto& fr : rec.faults) ++per[std::min<size_t>(static_cast<size_t>(fr.segment), kSegmentCount - 1)];
+  for (const auto& fr : rec.faults)
+    ++per[std::min<size_t>(static_cast<size_t>(fr.segment), kSegmentCount - 1)];
   for (int s = 0; s < kSegmentCount; ++s) {
     if (!per[s] || (segment && static_cast<int>(*segment) != s)) continue;
-    out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" "
-                       "y=\"{}\" font-size=\"11\">{}</text>\n",
-                       f.width - f.right + 50, ly - 9, segment_color(static_cast<Segment>(s)),
-                       f.width - f.right + 64, ly, to_string(static_cast<Segment>(s)));
+    out += fmt::format(
+        "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" "
+        "y=\"{}\" font-size=\"11\">{}</text>\n",
+        f.width - f.right + 50, ly - 9, segment_color(static_cast<Segment>(s)),
+        f.width - f.right + 64, ly, to_string(static_cast<Segment>(s)));
     ly += 16;
   }
-  out += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"none\" stroke=\"#000\"/><text x=\"{}\" "
-                     "y=\"{}\" font-size=\"11\">major</text>\n",
-                     f.width - f.right + 55, ly - 4, f.width - f.right + 64, ly);
+  out += fmt::format(
+      "<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"none\" stroke=\"#000\"/><text x=\"{}\" "
+      "y=\"{}\" font-size=\"11\">major</text>\n",
+      f.width - f.right + 55, ly - 4, f.width - f.right + 64, ly);
   out += kSvgClose;
   return out;
 }
@@ -346,7 +364,8 @@ std::vector<Series> cumulative(const FaultReportModel& m,
     out[s].points.emplace_back(0, 0);
     for (int b = 0; b <= kSteps; ++b) {
       total += bins[s][b];
-      out[s].points.emplace_back(std::min(t_max, (b + 1) * t_max / kSteps), static_cast<double>(total));
+      out[s].points.emplace_back(std::min(t_max, (b + 1) * t_max / kSteps),
+                                 static_cast<double>(total));
     }
   }
   return out;
@@ -374,16 +393,20 @@ std::string cumulative_by_process_svg(const FaultReportModel& m) {
     other = static_cast<int>(names.size());
     names.emplace_back("other processes", kPalette[7]);
   }
-  auto series = cumulative(m, [&](const FaultRecord& f) {
-    auto it = index.find(f.pid);
-    return it == index.end() ? other : it->second;
-  }, names);
+  auto series = cumulative(
+      m,
+      [&](const FaultRecord& f) {
+        auto it = index.find(f.pid);
+        return it == index.end() ? other : it->second;
+      },
+      names);
   return lines_svg("cumulative faults per process", series, static_cast<double>(m.t_max), "faults");
 }
 
 std::string cumulative_by_kind_svg(const FaultReportModel& m) {
-  auto series = cumulative(m, [](const FaultRecord& f) { return f.kind == FaultKind::kMajor ? 1 : 0; },
-                           {{"minor", "#2c7bb6"}, {"major", "#d7191c"}});
+  auto series =
+      cumulative(m, [](const FaultRecord& f) { return f.kind == FaultKind::kMajor ? 1 : 0; },
+                 {{"minor", "#2c7bb6"}, {"major", "#d7191c"}});
   return lines_svg("cumulative faults per kind", series, static_cast<double>(m.t_max), "faults");
 }
 
@@ -426,24 +449,35 @@ std::string latency_histogram_svg(const FaultReportModel& m) {
     double y_minor = f.py(static_cast<double>(h[b][0]));
     double y_all = f.py(static_cast<double>(h[b][0] + h[b][1]));
     uint64_t low = uint64_t{64} << b;
-    std::string range = b == 0 ? "< 128 ns" : fmt::format("{} to {}", format_time_label(low), format_time_label(low * 2));
-    out += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"#2c7bb6\">"
-                       "<title>{}: {} minor</title></rect>\n",
-                       x, y_minor, w, f.py(0) - y_minor, xml_escape(range), h[b][0]);
+    std::string range =
+        b == 0 ? "< 128 ns"
+               : fmt::format("{} to {}", format_time_label(low), format_time_label(low * 2));
+    out += fmt::format(
+        "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"#2c7bb6\">"
+        "<title>{}: {} minor</title></rect>\n",
+        x, y_minor, w, f.py(0) - y_minor, xml_escape(range), h[b][0]);
     if (h[b][1])
-      out += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"#d7191c\">"
-                         "<title>{}: {} major</title></rect>\n",
-                         x, y_all, w, y_minor - y_all, xml_escape(range), h[b][1]);
+      out += fmt::format(
+          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"#d7191c\">"
+          "<title>{}: {} major</title></rect>\n",
+          x, y_all, w, y_minor - y_all, xml_escape(range), h[b][1]);
     if ((b - lo) % 2 == 0)
-      out += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\" font-size=\"10\">{}</text>\n",
-                         f.px(b), f.height - f.bottom + 14, xml_escape(format_time_label(static_cast<double>(b == 0 ? 0 : low))));
+      out += fmt::format(
+          "<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\" font-size=\"10\">{}</text>\n",
+          f.px(b), f.height - f.bottom + 14,
+          xml_escape(format_time_label(static_cast<double>(b == 0 ? 0 : low))));
   }
-  out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#444\">latency (log2 "
-                     "buckets); {} faults with a known latency</text>\n",
-                     (f.left + f.width - f.right) / 2, f.height - 6, known);
-  out += fmt::format("<rect x=\"{}\" y=\"44\" width=\"12\" height=\"12\" fill=\"#2c7bb6\"/><text x=\"{}\" y=\"55\">minor</text>"
-                     "<rect x=\"{}\" y=\"62\" width=\"12\" height=\"12\" fill=\"#d7191c\"/><text x=\"{}\" y=\"73\">major</text>\n",
-                     f.width - f.right + 10, f.width - f.right + 27, f.width - f.right + 10, f.width - f.right + 27);
+  out += fmt::format(
+      "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#444\">latency (log2 "
+      "buckets); {} faults with a known latency</text>\n",
+      (f.left + f.width - f.right) / 2, f.height - 6, known);
+  out += fmt::format(
+      "<rect x=\"{}\" y=\"44\" width=\"12\" height=\"12\" fill=\"#2c7bb6\"/><text x=\"{}\" "
+      "y=\"55\">minor</text>"
+      "<rect x=\"{}\" y=\"62\" width=\"12\" height=\"12\" fill=\"#d7191c\"/><text x=\"{}\" "
+      "y=\"73\">major</text>\n",
+      f.width - f.right + 10, f.width - f.right + 27, f.width - f.right + 10,
+      f.width - f.right + 27);
   out += kSvgClose;
   return out;
 }
@@ -465,16 +499,19 @@ std::string top_functions_svg(const FaultReportModel& m, size_t n) {
     const auto& e = top[i];
     int y = f.top + static_cast<int>(i) * row;
     std::string label = e.label.size() > 48 ? e.label.substr(0, 47) + "…" : e.label;
-    out += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\">{} <tspan "
-                       "fill=\"#777\">{}</tspan></text>\n",
-                       f.left - 6, y + 15, xml_escape(label), xml_escape(e.detail));
+    out += fmt::format(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\">{} <tspan "
+        "fill=\"#777\">{}</tspan></text>\n",
+        f.left - 6, y + 15, xml_escape(label), xml_escape(e.detail));
     double w = f.px(static_cast<double>(e.count)) - f.left;
     double wm = f.px(static_cast<double>(e.major)) - f.left;
-    out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"#2c7bb6\"/>\n",
-                       f.left, y + 3, std::max(1.0, w), row - 6);
+    out +=
+        fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"#2c7bb6\"/>\n",
+                    f.left, y + 3, std::max(1.0, w), row - 6);
     if (e.major)
-      out += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"#d7191c\"/>\n",
-                         f.left, y + 3, std::max(1.0, wm), row - 6);
+      out +=
+          fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"#d7191c\"/>\n",
+                      f.left, y + 3, std::max(1.0, wm), row - 6);
     out += fmt::format("<text x=\"{:.1f}\" y=\"{}\" font-size=\"11\">{}</text>\n",
                        f.left + std::max(1.0, w) + 4, y + 15, e.count);
   }

@@ -20,12 +20,12 @@ inline constexpr uint32_t kReportAxisRows = 240;
 
 struct FaultReportModel {
   const Recording* recording = nullptr;
-  std::vector<uint32_t> order;           // fault indices sorted by time
+  std::vector<uint32_t> order;  // fault indices sorted by time
   FaultLocations locations;
   std::vector<std::string> location_labels;  // per frame: "function+0xoff [module]"
   FaultSummary summary;
-  uint64_t t_max = 0;                    // last fault time (X axis spans 0..t_max)
-  std::vector<PageAxisRange> axis;       // all faults
+  uint64_t t_max = 0;               // last fault time (X axis spans 0..t_max)
+  std::vector<PageAxisRange> axis;  // all faults
   std::array<std::vector<PageAxisRange>, kSegmentCount> segment_axis;  // empty: no faults
   std::map<uint32_t, std::string> process_names;
 };

@@ -44,7 +44,8 @@ std::string render_fault_summary(const FaultSummary& s, const FaultRunTotals& to
                  totals.kernel.size() == 1 ? "" : "es");
   if (s.total > 0) {
     fmt::format_to(out, "  by kind:     minor {} ({})  major {} ({})\n", format_count(s.by_kind[0]),
-                   pct(s.by_kind[0], s.total), format_count(s.by_kind[1]), pct(s.by_kind[1], s.total));
+                   pct(s.by_kind[0], s.total), format_count(s.by_kind[1]),
+                   pct(s.by_kind[1], s.total));
     fmt::format_to(out, "  by access:   read {}  write {}  exec {}\n", format_count(s.by_access[0]),
                    format_count(s.by_access[1]), format_count(s.by_access[2]));
     fmt::format_to(out, "  by segment: ");
@@ -99,8 +100,8 @@ std::string render_fault_summary(const FaultSummary& s, const FaultRunTotals& to
                      l.location);
   }
 
-  uint64_t lost = std::accumulate(totals.lost_per_cpu.begin(), totals.lost_per_cpu.end(),
-                                  uint64_t{0});
+  uint64_t lost =
+      std::accumulate(totals.lost_per_cpu.begin(), totals.lost_per_cpu.end(), uint64_t{0});
   fmt::format_to(out, "lost records: {}", format_count(lost));
   if (lost > 0) {
     fmt::format_to(out, " (ring buffer full; per CPU:");
@@ -118,8 +119,7 @@ std::string render_fault_summary(const FaultSummary& s, const FaultRunTotals& to
                    format_count(totals.failed_entries), format_count(totals.unmatched),
                    format_count(totals.vma_busy));
   if (totals.mmap_records_lost)
-    fmt::format_to(out,
-                   "mmap records lost: {} (libraries mapped then may show as addresses)\n",
+    fmt::format_to(out, "mmap records lost: {} (libraries mapped then may show as addresses)\n",
                    format_count(totals.mmap_records_lost));
   if (totals.plot_sampled_from > 0)
     fmt::format_to(out, "plot: drawn from a uniform sample of the {} faults\n",

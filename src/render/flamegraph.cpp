@@ -38,10 +38,16 @@ std::string frame_color(const FlameNode& n) {
   for (unsigned char c : n.name) h = (h ^ c) * 16777619u;
   const double v = (h % 1000) / 1000.0;
   switch (n.kind) {
-    case 1: return fmt::format("rgb({},{},{})", 80 + static_cast<int>(60 * v), 140 + static_cast<int>(50 * v), 230);
-    case 2: return "rgb(190,190,190)";
-    case 3: return "rgb(220,220,220)";
-    default: return fmt::format("rgb({},{},{})", 230, 100 + static_cast<int>(110 * v), 40 + static_cast<int>(40 * v));
+    case 1:
+      return fmt::format("rgb({},{},{})", 80 + static_cast<int>(60 * v),
+                         140 + static_cast<int>(50 * v), 230);
+    case 2:
+      return "rgb(190,190,190)";
+    case 3:
+      return "rgb(220,220,220)";
+    default:
+      return fmt::format("rgb({},{},{})", 230, 100 + static_cast<int>(110 * v),
+                         40 + static_cast<int>(40 * v));
   }
 }
 
@@ -90,11 +96,14 @@ std::string render_flamegraph_section(const StackProfile& profile, const FlameGr
     data.push_back(n.kind);
     data.push_back(n.parent);
   }
-  std::string unit = o.value_index < profile.value_types.size() ? profile.value_types[o.value_index].unit : "";
-  std::string type = o.value_index < profile.value_types.size() ? profile.value_types[o.value_index].type : "";
+  std::string unit =
+      o.value_index < profile.value_types.size() ? profile.value_types[o.value_index].unit : "";
+  std::string type =
+      o.value_index < profile.value_types.size() ? profile.value_types[o.value_index].type : "";
   nlohmann::json j = {{"names", names}, {"nodes", data}, {"unit", unit}, {"type", type}};
   std::string id = xml_escape(o.id);
-  std::string out = fmt::format("<section class=\"panel\" id=\"{0}-section\"><h2>{1}</h2>\n", id, xml_escape(o.title));
+  std::string out = fmt::format("<section class=\"panel\" id=\"{0}-section\"><h2>{1}</h2>\n", id,
+                                xml_escape(o.title));
   if (!o.note.empty()) out += fmt::format("<p class=\"note\">{}</p>\n", xml_escape(o.note));
   if (nodes.size() <= 1) {
     out += "<p class=\"empty\">no samples</p></section>\n";
@@ -130,7 +139,8 @@ std::string render_flamegraph_svg(const StackProfile& profile, const FlameGraphO
   // x offsets: children laid out left to right inside their parent, in pre-order.
   std::vector<double> x(nodes.size(), 0), next(nodes.size(), 0);
   const double scale = static_cast<double>(width - 2 * pad) / static_cast<double>(nodes[0].value);
-  const std::string unit = o.value_index < profile.value_types.size() ? profile.value_types[o.value_index].unit : "";
+  const std::string unit =
+      o.value_index < profile.value_types.size() ? profile.value_types[o.value_index].unit : "";
   for (size_t i = 0; i < nodes.size(); ++i) {
     const auto& n = nodes[i];
     if (n.parent >= 0) {
@@ -144,10 +154,10 @@ std::string render_flamegraph_svg(const StackProfile& profile, const FlameGraphO
     if (w < 0.3) continue;
     const double y = height - pad - (n.depth + 1) * row;
     const double pct = 100.0 * static_cast<double>(n.value) / static_cast<double>(nodes[0].value);
-    out += fmt::format("<g><title>{} ({} {}, {:.2f}%)</title><rect x=\"{:.2f}\" y=\"{}\" width=\"{:.2f}\" "
-                       "height=\"{}\" fill=\"{}\" rx=\"2\"/>",
-                       xml_escape(n.name), n.value, xml_escape(unit), pct, x[i], y, w, row - 1,
-                       frame_color(n));
+    out += fmt::format(
+        "<g><title>{} ({} {}, {:.2f}%)</title><rect x=\"{:.2f}\" y=\"{}\" width=\"{:.2f}\" "
+        "height=\"{}\" fill=\"{}\" rx=\"2\"/>",
+        xml_escape(n.name), n.value, xml_escape(unit), pct, x[i], y, w, row - 1, frame_color(n));
     const size_t fit = static_cast<size_t>(w / 7);
     if (fit >= 3) {
       std::string text = n.name.size() <= fit ? n.name : n.name.substr(0, fit - 2) + "..";

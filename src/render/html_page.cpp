@@ -13,13 +13,21 @@ std::string json_script(std::string_view id, const nlohmann::json& value) {
   safe.reserve(text.size() + 16);
   for (char c : text) {
     switch (c) {
-      case '<': safe += "\\u003c"; break;
-      case '>': safe += "\\u003e"; break;
-      case '&': safe += "\\u0026"; break;
-      default: safe.push_back(c);
+      case '<':
+        safe += "\\u003c";
+        break;
+      case '>':
+        safe += "\\u003e";
+        break;
+      case '&':
+        safe += "\\u0026";
+        break;
+      default:
+        safe.push_back(c);
     }
   }
-  return fmt::format("<script type=\"application/json\" id=\"{}\">{}</script>\n", xml_escape(id), safe);
+  return fmt::format("<script type=\"application/json\" id=\"{}\">{}</script>\n", xml_escape(id),
+                     safe);
 }
 
 std::string base64_encode(std::string_view in) {
@@ -58,8 +66,10 @@ std::string html_page(std::string_view title, std::string_view body) {
   out += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
   // No network: a CSP that forbids any fetch, so a hostile recording cannot make the page load
   // anything even if escaping had a hole.
-  out += "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-         "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src data:\">\n";
+  out +=
+      "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+      "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; connect-src "
+      "data:\">\n";
   out += fmt::format("<title>{}</title>\n<style>\n", xml_escape(title));
   out += assets::kReportCss;
   out += "</style></head><body>\n";

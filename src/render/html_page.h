@@ -3,10 +3,9 @@
 // <script type="application/json"> blocks, nothing is fetched from the network.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace kscope {
 

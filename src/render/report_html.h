@@ -14,9 +14,9 @@ namespace kscope {
 class Symbolizer;
 
 struct ReportOptions {
-  std::string title;                       // page title; default "kscope report: <path>"
-  std::string source_path;                 // the recording's path, shown in the header
-  size_t top = 25;                         // rows in the top-functions and top-pages tables
+  std::string title;        // page title; default "kscope report: <path>"
+  std::string source_path;  // the recording's path, shown in the header
+  size_t top = 25;          // rows in the top-functions and top-pages tables
   // Above this many points in view, the scatter draws a density heatmap instead of points.
   size_t density_threshold = 200'000;
 };
@@ -38,6 +38,7 @@ Result<ReportOutput> build_fault_report(const Recording& recording, const Report
                                         Symbolizer& symbolizer, bool want_svg);
 
 // The HTML only (convenience for callers that do not write figures).
-Result<std::string> build_fault_report_html(const Recording& recording, const ReportOptions& options);
+Result<std::string> build_fault_report_html(const Recording& recording,
+                                            const ReportOptions& options);
 
 }  // namespace kscope

@@ -16,14 +16,26 @@ std::string xml_escape(std::string_view s) {
     unsigned char c = p[i];
     if (c < 0x80) {
       switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&quot;"; break;
-        case '\'': out += "&#39;"; break;
+        case '&':
+          out += "&amp;";
+          break;
+        case '<':
+          out += "&lt;";
+          break;
+        case '>':
+          out += "&gt;";
+          break;
+        case '"':
+          out += "&quot;";
+          break;
+        case '\'':
+          out += "&#39;";
+          break;
         default:
-          if (c < 0x20 && c != '\t' && c != '\n') out += "\xEF\xBF\xBD";
-          else out.push_back(static_cast<char>(c));
+          if (c < 0x20 && c != '\t' && c != '\n')
+            out += "\xEF\xBF\xBD";
+          else
+            out.push_back(static_cast<char>(c));
       }
       ++i;
       continue;
@@ -84,7 +96,8 @@ std::string format_short_count(double v) {
 
 std::string svg_open(int width, int height, std::string_view title) {
   return fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} "
+      "{1}\" "
       "font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\" font-size=\"12\">\n"
       "<title>{2}</title>\n<rect width=\"{0}\" height=\"{1}\" fill=\"#ffffff\"/>\n",
       width, height, xml_escape(title));

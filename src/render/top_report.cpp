@@ -1,9 +1,9 @@
 #include "render/top_report.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <map>
-
-#include <fmt/format.h>
 
 #include "model/top_model.h"
 #include "render/flamegraph.h"
@@ -18,12 +18,13 @@ int64_t value_at(const ProfileSample& s, size_t i) { return i < s.values.size() 
 
 // A horizontal bar chart of one value per task (the top `n`), standalone SVG.
 std::string bar_chart_svg(const std::vector<TopTaskTotal>& tasks, const std::string& title,
-                          const std::string& unit_label,
-                          uint64_t (*value)(const TopTaskTotal&), bool as_time, size_t n) {
+                          const std::string& unit_label, uint64_t (*value)(const TopTaskTotal&),
+                          bool as_time, size_t n) {
   std::vector<const TopTaskTotal*> rows;
   for (const auto& t : tasks)
     if (value(t) > 0) rows.push_back(&t);
-  std::sort(rows.begin(), rows.end(), [&](const auto* a, const auto* b) { return value(*a) > value(*b); });
+  std::sort(rows.begin(), rows.end(),
+            [&](const auto* a, const auto* b) { return value(*a) > value(*b); });
   if (rows.size() > n) rows.resize(n);
   const int width = 760, left = 230, right = 90, top = 40, bar = 18, gap = 6;
   const int height = top + static_cast<int>(std::max<size_t>(rows.size(), 1)) * (bar + gap) + 40;
@@ -31,7 +32,8 @@ std::string bar_chart_svg(const std::vector<TopTaskTotal>& tasks, const std::str
   o += fmt::format("<text x=\"{}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n", 10,
                    xml_escape(title));
   if (rows.empty()) {
-    o += fmt::format("<text x=\"10\" y=\"{}\" font-size=\"13\">nothing recorded</text>\n", top + 14);
+    o +=
+        fmt::format("<text x=\"10\" y=\"{}\" font-size=\"13\">nothing recorded</text>\n", top + 14);
     return o + std::string(kSvgClose);
   }
   double max = static_cast<double>(value(*rows.front()));
@@ -42,9 +44,12 @@ std::string bar_chart_svg(const std::vector<TopTaskTotal>& tasks, const std::str
     std::string v = as_time ? format_duration_ns(value(*t)) : format_count(value(*t));
     o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"end\">{}</text>\n",
                      left - 6, y + bar - 5, xml_escape(label));
-    o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"#4e79a7\"><title>{}: {}</title></rect>\n",
-                     left, y, std::max(w, 1.0), bar, xml_escape(label), v);
-    o += fmt::format("<text x=\"{:.1f}\" y=\"{}\" font-size=\"12\">{}</text>\n", left + w + 4, y + bar - 5, v);
+    o += fmt::format(
+        "<rect x=\"{}\" y=\"{}\" width=\"{:.1f}\" height=\"{}\" fill=\"#4e79a7\"><title>{}: "
+        "{}</title></rect>\n",
+        left, y, std::max(w, 1.0), bar, xml_escape(label), v);
+    o += fmt::format("<text x=\"{:.1f}\" y=\"{}\" font-size=\"12\">{}</text>\n", left + w + 4,
+                     y + bar - 5, v);
     y += bar + gap;
   }
   o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">{}</text>\n",
@@ -58,7 +63,8 @@ std::string over_time_svg(const std::vector<TopInterval>& intervals, bool runq) 
                                  : "Context switches per interval (all traced tasks)";
   const int width = 760, height = 260, left = 70, right = 20, top = 36, bottom = 40;
   std::string o = svg_open(width, height, title);
-  o += fmt::format("<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n", xml_escape(title));
+  o += fmt::format("<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
+                   xml_escape(title));
   std::vector<std::pair<double, double>> pts;
   for (const auto& iv : intervals) {
     uint64_t v = 0;
@@ -69,24 +75,32 @@ std::string over_time_svg(const std::vector<TopInterval>& intervals, bool runq) 
   for (auto [x, y] : pts) xmax = std::max(xmax, x), ymax = std::max(ymax, y);
   auto X = [&](double x) { return left + (width - left - right) * x / xmax; };
   auto Y = [&](double y) { return height - bottom - (height - top - bottom) * y / ymax; };
-  o += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#333\"/>\n", left, height - bottom, width - right, height - bottom);
-  o += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#333\"/>\n", left, top, left, height - bottom);
+  o += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#333\"/>\n", left,
+                   height - bottom, width - right, height - bottom);
+  o += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#333\"/>\n", left, top,
+                   left, height - bottom);
   for (int i = 0; i <= 4; ++i) {
     double yv = ymax * i / 4, xv = xmax * i / 4;
-    o += fmt::format("<text x=\"{}\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"end\">{}</text>\n", left - 4, Y(yv) + 4,
-                     runq ? format_time_label(yv) : format_short_count(yv));
-    o += fmt::format("<text x=\"{:.1f}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>\n", X(xv), height - bottom + 14,
-                     format_time_label(xv));
+    o += fmt::format("<text x=\"{}\" y=\"{:.1f}\" font-size=\"11\" text-anchor=\"end\">{}</text>\n",
+                     left - 4, Y(yv) + 4, runq ? format_time_label(yv) : format_short_count(yv));
+    o += fmt::format(
+        "<text x=\"{:.1f}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{}</text>\n", X(xv),
+        height - bottom + 14, format_time_label(xv));
   }
-  o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">time since start</text>\n",
-                   left + (width - left - right) / 2, height - 6);
+  o += fmt::format(
+      "<text x=\"{}\" y=\"{}\" font-size=\"12\" text-anchor=\"middle\">time since start</text>\n",
+      left + (width - left - right) / 2, height - 6);
   std::string path;
-  for (auto [x, y] : pts) path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", X(x), Y(y));
-  if (!path.empty())
-    o += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"#e15759\" stroke-width=\"2\"/>\n", path);
   for (auto [x, y] : pts)
-    o += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"#e15759\"><title>{}: {}</title></circle>\n", X(x), Y(y),
-                     format_time_label(x), runq ? format_time_label(y) : format_short_count(y));
+    path += fmt::format("{}{:.1f},{:.1f}", path.empty() ? "M" : " L", X(x), Y(y));
+  if (!path.empty())
+    o +=
+        fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"#e15759\" stroke-width=\"2\"/>\n", path);
+  for (auto [x, y] : pts)
+    o += fmt::format(
+        "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"#e15759\"><title>{}: "
+        "{}</title></circle>\n",
+        X(x), Y(y), format_time_label(x), runq ? format_time_label(y) : format_short_count(y));
   return o + std::string(kSvgClose);
 }
 
@@ -117,56 +131,76 @@ std::vector<TopTaskTotal> top_task_totals(const StackProfile& profile) {
 Result<ReportOutput> build_top_report(const TopRecording& rec, const ReportOptions& options,
                                       bool want_svg) {
   ReportOutput out;
-  std::string title = options.title.empty() ? "kscope report: " + options.source_path : options.title;
-  std::string body = fmt::format("<header><h1>{}</h1><p class=\"note\">kscope top recording, host {}, kernel {}, {} measured</p>"
-                                 "<nav><a href=\"#flame-section\">flame graph</a> <a href=\"#tasks\">tasks</a> "
-                                 "<a href=\"#switches\">switches and run-queue wait</a></nav></header>\n",
-                                 xml_escape(title), xml_escape(rec.meta.hostname),
-                                 xml_escape(rec.meta.kernel_release),
-                                 format_duration_ns(rec.profile.duration_ns));
+  std::string title =
+      options.title.empty() ? "kscope report: " + options.source_path : options.title;
+  std::string body = fmt::format(
+      "<header><h1>{}</h1><p class=\"note\">kscope top recording, host {}, kernel {}, {} "
+      "measured</p>"
+      "<nav><a href=\"#flame-section\">flame graph</a> <a href=\"#tasks\">tasks</a> "
+      "<a href=\"#switches\">switches and run-queue wait</a></nav></header>\n",
+      xml_escape(title), xml_escape(rec.meta.hostname), xml_escape(rec.meta.kernel_release),
+      format_duration_ns(rec.profile.duration_ns));
   if (!rec.has_profile) {
-    body += "<section class=\"panel\"><p class=\"empty\">this recording has no profile block: kscope top did not "
-            "shut down cleanly; only the slices and intervals written before are available</p></section>\n";
+    body +=
+        "<section class=\"panel\"><p class=\"empty\">this recording has no profile block: kscope "
+        "top did not "
+        "shut down cleanly; only the slices and intervals written before are "
+        "available</p></section>\n";
   }
   const TopCounters& c = rec.counters;
-  body += fmt::format("<section class=\"panel\" id=\"summary\"><h2>Summary</h2><table>"
-                      "<tr><th>context switches (all CPUs)</th><td>{}</td></tr>"
-                      "<tr><th>switch-outs of traced tasks</th><td>{}</td></tr>"
-                      "<tr><th>lost (stack collisions, accounts full, storage, ring buffer)</th><td>{}</td></tr>"
-                      "<tr><th>kernel / user stack collisions</th><td>{} / {}</td></tr>"
-                      "<tr><th>slices recorded</th><td>{}</td></tr></table></section>\n",
-                      format_count(c.switches_total), format_count(c.tracked_switches), format_count(c.lost()),
-                      c.kstack_collisions, c.ustack_collisions, format_count(rec.slices.size()));
+  body += fmt::format(
+      "<section class=\"panel\" id=\"summary\"><h2>Summary</h2><table>"
+      "<tr><th>context switches (all CPUs)</th><td>{}</td></tr>"
+      "<tr><th>switch-outs of traced tasks</th><td>{}</td></tr>"
+      "<tr><th>lost (stack collisions, accounts full, storage, ring buffer)</th><td>{}</td></tr>"
+      "<tr><th>kernel / user stack collisions</th><td>{} / {}</td></tr>"
+      "<tr><th>slices recorded</th><td>{}</td></tr></table></section>\n",
+      format_count(c.switches_total), format_count(c.tracked_switches), format_count(c.lost()),
+      c.kstack_collisions, c.ustack_collisions, format_count(rec.slices.size()));
   auto tasks = top_task_totals(rec.profile);
   if (tasks.empty()) {
-    body += "<section class=\"panel\"><p class=\"empty\" id=\"no-samples\">no on-CPU time recorded</p></section>\n";
+    body +=
+        "<section class=\"panel\"><p class=\"empty\" id=\"no-samples\">no on-CPU time "
+        "recorded</p></section>\n";
     out.html = html_page(title, body);
     return out;
   }
   FlameGraphOptions fg;
   fg.title = "On-CPU time by kernel+user stack";
-  fg.note = "Width: exact on-CPU ns measured at every context switch; kernel frames and user frames coloured apart; click to zoom, search to highlight.";
+  fg.note =
+      "Width: exact on-CPU ns measured at every context switch; kernel frames and user frames "
+      "coloured apart; click to zoom, search to highlight.";
   body += render_flamegraph_section(rec.profile, fg);
 
-  body += "<section class=\"panel\" id=\"tasks\"><h2>Tasks</h2><table class=\"wide\"><tr><th>pid</th><th>tid</th><th>comm</th>"
-          "<th>on-CPU</th><th>schedule-ins</th><th>voluntary</th><th>involuntary</th><th>avg slice</th><th>run-queue wait</th></tr>\n";
+  body +=
+      "<section class=\"panel\" id=\"tasks\"><h2>Tasks</h2><table "
+      "class=\"wide\"><tr><th>pid</th><th>tid</th><th>comm</th>"
+      "<th>on-CPU</th><th>schedule-ins</th><th>voluntary</th><th>involuntary</th><th>avg "
+      "slice</th><th>run-queue wait</th></tr>\n";
   size_t shown = 0;
   for (const auto& t : tasks) {
     if (shown++ >= std::max<size_t>(options.top, 1) * 4) break;
     uint64_t outs = t.values.voluntary + t.values.involuntary;
-    body += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-                        t.pid, t.tid, xml_escape(t.comm), format_duration_ns(t.values.oncpu_ns),
-                        t.values.switches, t.values.voluntary, t.values.involuntary,
-                        format_duration_ns(outs ? t.values.oncpu_ns / outs : t.values.oncpu_ns),
-                        format_duration_ns(t.values.runq_wait_ns));
+    body += fmt::format(
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</"
+        "td><td>{}</td></tr>\n",
+        t.pid, t.tid, xml_escape(t.comm), format_duration_ns(t.values.oncpu_ns), t.values.switches,
+        t.values.voluntary, t.values.involuntary,
+        format_duration_ns(outs ? t.values.oncpu_ns / outs : t.values.oncpu_ns),
+        format_duration_ns(t.values.runq_wait_ns));
   }
   body += "</table></section>\n";
 
-  std::string sw = bar_chart_svg(tasks, "Schedule-ins per task", "schedule-ins",
-                                 [](const TopTaskTotal& t) { return t.values.switches; }, false, options.top);
-  std::string rq = bar_chart_svg(tasks, "Run-queue wait per task", "time runnable but waiting for a CPU",
-                                 [](const TopTaskTotal& t) { return t.values.runq_wait_ns; }, true, options.top);
-  body += "<section class=\"panel\" id=\"switches\"><h2>Switches and run-queue wait</h2><div class=\"grid\">\n" + sw + rq;
+  std::string sw = bar_chart_svg(
+      tasks, "Schedule-ins per task", "schedule-ins",
+      [](const TopTaskTotal& t) { return t.values.switches; }, false, options.top);
+  std::string rq = bar_chart_svg(
+      tasks, "Run-queue wait per task", "time runnable but waiting for a CPU",
+      [](const TopTaskTotal& t) { return t.values.runq_wait_ns; }, true, options.top);
+  body +=
+      "<section class=\"panel\" id=\"switches\"><h2>Switches and run-queue wait</h2><div "
+      "class=\"grid\">\n" +
+      sw + rq;
   std::string sw_t, rq_t;
   if (rec.intervals.size() > 1) {
     sw_t = over_time_svg(rec.intervals, false);

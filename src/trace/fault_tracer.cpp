@@ -8,19 +8,19 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <set>
-#include <variant>
 #include <cstring>
 #include <map>
+#include <set>
+#include <variant>
 
 #include "bpf/libbpf_util.h"
 #include "faults.skel.h"
 #include "kscope/abi/faults.h"
-#include "symbols/proc_maps.h"
 #include "model/recording.h"
+#include "symbols/proc_maps.h"
 #include "trace/command_launcher.h"
-#include "trace/privileges.h"
 #include "trace/mmap_watch.h"
+#include "trace/privileges.h"
 #include "trace/proc.h"
 #include "util/fd.h"
 
@@ -54,7 +54,7 @@ struct Counts {
 struct ProcessState {
   Fd pidfd;
   bool exited = false;
-  bool baseline_known = true;  // false for an armed command until its exec record arrives
+  bool baseline_known = true;           // false for an armed command until its exec record arrives
   std::map<uint32_t, Counts> baseline;  // per thread, at the start of tracing
   std::map<uint32_t, Counts> final;     // per thread, at exit or at the end of tracing
   std::vector<std::pair<uint64_t, uint64_t>> exec_ranges;  // executable mappings, sorted
@@ -63,9 +63,7 @@ struct ProcessState {
   ProcessMappings mappings;  // /proc reads and the kernel's mmap records
 };
 
-Fd open_pidfd(pid_t pid) {
-  return Fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-}
+Fd open_pidfd(pid_t pid) { return Fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0))); }
 
 }  // namespace
 
@@ -82,7 +80,7 @@ struct FaultTracer::Impl {
   FaultSink* sink = nullptr;
   FaultRunTotals totals;
   uint64_t lost_control_seen = 0;
-  int ncpus = 0;                       // possible CPUs (per-CPU map layout)
+  int ncpus = 0;                         // possible CPUs (per-CPU map layout)
   std::vector<unsigned char> batch_buf;  // the per-CPU batches map, read by flush_batches()
   // Fault records wait here until no earlier record of the same thread can still arrive: a
   // thread's records sit in the batch of the CPU it faulted on, so after a migration its later
@@ -356,8 +354,8 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
     }
     if (proc::is_kernel_thread(*stat))
       return make_error(fmt::format(
-          "process {} ({}) is a kernel thread: it has no user memory and takes no page faults",
-          pid, stat->comm));
+          "process {} ({}) is a kernel thread: it has no user memory and takes no page faults", pid,
+          stat->comm));
   }
   if (!options.command.empty()) {
     auto found = find_executable(options.command[0]);
@@ -382,14 +380,12 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
                       "run 'kscope doctor' to check tp_btf/page_fault_user and the sched "
                       "tracepoints");
   }
-  KSCOPE_ASSIGN_OR_RETURN(impl->minor_links,
-                          bpf::attach_sw_event_all_cpus(skel->progs.fault_done_minor,
-                                                        PERF_COUNT_SW_PAGE_FAULTS_MIN,
-                                                        "minor-faults"));
-  KSCOPE_ASSIGN_OR_RETURN(impl->major_links,
-                          bpf::attach_sw_event_all_cpus(skel->progs.fault_done_major,
-                                                        PERF_COUNT_SW_PAGE_FAULTS_MAJ,
-                                                        "major-faults"));
+  KSCOPE_ASSIGN_OR_RETURN(impl->minor_links, bpf::attach_sw_event_all_cpus(
+                                                 skel->progs.fault_done_minor,
+                                                 PERF_COUNT_SW_PAGE_FAULTS_MIN, "minor-faults"));
+  KSCOPE_ASSIGN_OR_RETURN(impl->major_links, bpf::attach_sw_event_all_cpus(
+                                                 skel->progs.fault_done_major,
+                                                 PERF_COUNT_SW_PAGE_FAULTS_MAJ, "major-faults"));
   // Executable mappings as they are made (perf mmap records), so libraries of a process that
   // exits before /proc/PID/maps is read again still resolve.
   KSCOPE_ASSIGN_OR_RETURN(impl->mmaps, MmapWatcher::open());
@@ -455,9 +451,9 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
       if (outcome.stop_reason.empty()) outcome.stop_reason = "process exited";
       break;
     }
-    bool want_stop = (stop && *stop) ||
-                     (s.options.duration_s &&
-                      static_cast<double>(now - s.start_ns) / 1e9 >= *s.options.duration_s);
+    bool want_stop =
+        (stop && *stop) || (s.options.duration_s &&
+                            static_cast<double>(now - s.start_ns) / 1e9 >= *s.options.duration_s);
     if (want_stop && outcome.stop_reason.empty()) {
       outcome.stop_reason = (stop && *stop) ? "signal" : "duration";
       if (!s.command) break;

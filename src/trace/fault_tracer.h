@@ -36,8 +36,8 @@ class FaultSink {
 };
 
 struct FaultTraceOptions {
-  std::vector<pid_t> pids;            // -p
-  std::vector<std::string> command;   // -- COMMAND ARGS
+  std::vector<pid_t> pids;           // -p
+  std::vector<std::string> command;  // -- COMMAND ARGS
   bool follow_children = false;
   std::optional<double> duration_s;
   uint32_t ringbuf_bytes = 16u << 20;

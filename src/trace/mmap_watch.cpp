@@ -1,5 +1,6 @@
 #include "trace/mmap_watch.h"
 
+#include <fmt/format.h>
 #include <linux/perf_event.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -9,8 +10,6 @@
 #include <atomic>
 #include <cstring>
 #include <ctime>
-
-#include <fmt/format.h>
 
 #include "bpf/libbpf_util.h"
 #include "util/fd.h"
@@ -174,8 +173,8 @@ Result<std::unique_ptr<MmapWatcher>> MmapWatcher::open(size_t pages) {
     ring->fd.reset(static_cast<int>(fd));
     ring->data_size = pages * page;
     ring->map_size = ring->data_size + page;
-    ring->base = ::mmap(nullptr, ring->map_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                        ring->fd.get(), 0);
+    ring->base =
+        ::mmap(nullptr, ring->map_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring->fd.get(), 0);
     if (ring->base == MAP_FAILED)
       return errno_error(fmt::format("mapping the mmap-record ring of CPU {} failed", cpu));
     w->rings_.push_back(std::move(ring));

@@ -1,10 +1,9 @@
 #include "trace/privileges.h"
 
+#include <fmt/format.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <fmt/format.h>
 
 namespace kscope {
 

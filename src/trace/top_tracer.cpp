@@ -1,6 +1,7 @@
 #include "trace/top_tracer.h"
 
 #include <bpf/bpf.h>
+#include <fmt/format.h>
 #include <time.h>
 
 #include <algorithm>
@@ -8,8 +9,6 @@
 #include <cstring>
 #include <set>
 #include <unordered_set>
-
-#include <fmt/format.h>
 
 #include "bpf/libbpf_util.h"
 #include "kscope/abi/top.h"
@@ -60,14 +59,15 @@ struct TopTracer::Impl {
       kscope_top_process_event e;
       std::memcpy(&e, data, sizeof(e));
       if (process_handler)
-        process_handler(TopProcessEvent{e.pid, e.tid, e.exec != 0, e.time_ns,
-                                        bounded(e.comm, sizeof(e.comm))});
+        process_handler(
+            TopProcessEvent{e.pid, e.tid, e.exec != 0, e.time_ns, bounded(e.comm, sizeof(e.comm))});
     } else if (type == KSCOPE_TOP_REC_SLICE && size >= sizeof(kscope_top_slice_event)) {
       kscope_top_slice_event e;
       std::memcpy(&e, data, sizeof(e));
       if (slice_handler)
-        slice_handler(TopSliceEvent{e.pid, e.tid, e.cpu, (e.flags & KSCOPE_TOP_SLICE_VOLUNTARY) != 0,
-                                    e.start_ns, e.end_ns, bounded(e.comm, sizeof(e.comm))});
+        slice_handler(TopSliceEvent{e.pid, e.tid, e.cpu,
+                                    (e.flags & KSCOPE_TOP_SLICE_VOLUNTARY) != 0, e.start_ns,
+                                    e.end_ns, bounded(e.comm, sizeof(e.comm))});
     }
   }
 
@@ -211,10 +211,9 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
       return make_error("adding the process to the BPF filter failed", errno);
   }
   Impl* raw = impl.get();
-  KSCOPE_ASSIGN_OR_RETURN(impl->rb, bpf::RingBuffer::open(bpf_map__fd(skel->maps.events),
-                                                          [raw](const void* d, size_t n) {
-                                                            raw->handle(d, n);
-                                                          }));
+  KSCOPE_ASSIGN_OR_RETURN(
+      impl->rb, bpf::RingBuffer::open(bpf_map__fd(skel->maps.events),
+                                      [raw](const void* d, size_t n) { raw->handle(d, n); }));
   impl->start_ns = monotonic_now_ns();
   skel->bss->start_ns = impl->start_ns;
   if (int err = top_bpf__attach(skel)) {

@@ -3,12 +3,12 @@
 // cross module boundaries, no exit() deep in the code.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <string>
 #include <utility>
 #include <variant>
-
-#include <fmt/format.h>
 
 namespace kscope {
 
@@ -23,10 +23,10 @@ enum class ExitCode : int {
 };
 
 struct Error {
-  std::string message;     // what failed and why, in words a user understands
-  int sys_errno = 0;       // errno behind it, 0 when none
+  std::string message;  // what failed and why, in words a user understands
+  int sys_errno = 0;    // errno behind it, 0 when none
   ExitCode exit_code = ExitCode::kFailure;
-  std::string hint;        // what to do about it (may be empty)
+  std::string hint;  // what to do about it (may be empty)
 
   // "message: strerror(errno)" when errno is set.
   std::string describe() const;
@@ -86,9 +86,9 @@ using Status = Result<void>;
 }  // namespace kscope
 
 // Propagate an error from an expression returning Result<...>.
-#define KSCOPE_TRY(expr)                                   \
-  do {                                                     \
-    auto kscope_try_result_ = (expr);                      \
+#define KSCOPE_TRY(expr)                                                   \
+  do {                                                                     \
+    auto kscope_try_result_ = (expr);                                      \
     if (!kscope_try_result_) return std::move(kscope_try_result_).error(); \
   } while (0)
 

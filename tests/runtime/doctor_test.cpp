@@ -10,10 +10,10 @@ TEST(DoctorRuntime, ReportsEveryMechanismFaultsNeedsAsOk) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   auto r = run({KSCOPE_BINARY, "doctor"});
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  for (const char* item : {"BTF", "tp_btf/page_fault_user", "tp_btf/page_fault_kernel",
-                           "tp_btf/sched_process_exec", "perf_event minor-faults",
-                           "perf_event major-faults", "bpf_find_vma", "task storage",
-                           "ring buffer", "privileges"}) {
+  for (const char* item :
+       {"BTF", "tp_btf/page_fault_user", "tp_btf/page_fault_kernel", "tp_btf/sched_process_exec",
+        "perf_event minor-faults", "perf_event major-faults", "bpf_find_vma", "task storage",
+        "ring buffer", "privileges"}) {
     EXPECT_NE(r.out.find(item), std::string::npos) << "doctor does not mention " << item << "\n"
                                                    << r.out;
   }

@@ -1,8 +1,7 @@
 // kscope export of a real recording against ground truth: faultprog's known behaviour and the
 // `--events csv` stream of the same run.
-#include <sqlite3.h>
-
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "runtime_env.h"
 #include "subprocess.h"
@@ -17,10 +16,10 @@ TEST(ExportRuntime, ExportsAgreeWithTheRunThatRecordedThem) {
   std::string dir = temp_dir();
   std::string rec = dir + "/run.kscope";
   // anon-write: 3000 faults in touch_pages_permuted, more than anything else in the program.
-  auto r = run({KSCOPE_BINARY, "faults", "--no-plot", "-o", rec, "--events", dir + "/events.csv",
-                "--format", "csv", "--", std::string(KSCOPE_TEST_PROGS_DIR) + "/faultprog",
-                "anon-write", "3000", "7"},
-               120);
+  auto r = run(
+      {KSCOPE_BINARY, "faults", "--no-plot", "-o", rec, "--events", dir + "/events.csv", "--format",
+       "csv", "--", std::string(KSCOPE_TEST_PROGS_DIR) + "/faultprog", "anon-write", "3000", "7"},
+      120);
   ASSERT_EQ(r.exit_code, 0) << r.err;
 
   r = run({KSCOPE_BINARY, "export", rec, "--format", "csv", "-o", dir + "/export.csv"});
@@ -30,7 +29,8 @@ TEST(ExportRuntime, ExportsAgreeWithTheRunThatRecordedThem) {
   r = run({KSCOPE_BINARY, "export", rec, "--format", "sqlite", "-o", dir + "/run.db"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2((dir + "/run.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_open_v2((dir + "/run.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
   sqlite3_stmt* stmt = nullptr;
   ASSERT_EQ(sqlite3_prepare_v2(db,
                                "SELECT fr.function, count(*) FROM faults f JOIN frames fr ON "
@@ -56,7 +56,8 @@ TEST(ExportRuntime, ExportsAgreeWithTheRunThatRecordedThem) {
           120);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string rows = r.out.substr(r.out.find('\n', r.out.find("flat%")) + 1);
-  EXPECT_NE(rows.substr(0, rows.find('\n')).find("touch_pages_permuted"), std::string::npos) << r.out;
+  EXPECT_NE(rows.substr(0, rows.find('\n')).find("touch_pages_permuted"), std::string::npos)
+      << r.out;
   EXPECT_NE(r.out.find("File: faultprog"), std::string::npos) << r.out;
   run({"/bin/rm", "-rf", dir});
 }

@@ -1,6 +1,7 @@
 // kscope faults against ground truth: tests/progs/faultprog knows which pages it touched, in
 // which order, and reads its own kernel counters; the kernel's /proc counters are read by the
 // test itself.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,8 +14,6 @@
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "model/recording.h"
 #include "runtime_env.h"
@@ -34,7 +33,6 @@ struct CsvFault {
   uint64_t addr, ip;
   std::string access, mode, kind, segment, latency;
 };
-
 
 std::vector<CsvFault> parse_events_csv(const std::string& text) {
   std::vector<CsvFault> out;
@@ -105,8 +103,8 @@ class FaultsRuntime : public ::testing::Test {
   // process (the first pid seen).
   RunResult trace_prog(const std::vector<std::string>& prog_args,
                        const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {KSCOPE_BINARY, "faults",   "--events", path("events.csv"),
-                                     "--format",    "csv",      "--no-plot"};
+    std::vector<std::string> argv = {KSCOPE_BINARY, "faults", "--events", path("events.csv"),
+                                     "--format",    "csv",    "--no-plot"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.push_back("--");
     argv.push_back(kFaultprog);
@@ -129,7 +127,7 @@ class FaultsRuntime : public ::testing::Test {
       if (set.count(f.addr & ~0xfffull)) out.push_back(f);
     if (by_time)
       std::stable_sort(out.begin(), out.end(),
-                     [](const auto& a, const auto& b) { return a.time_ns < b.time_ns; });
+                       [](const auto& a, const auto& b) { return a.time_ns < b.time_ns; });
     return out;
   }
 
@@ -306,8 +304,8 @@ TEST_F(FaultsRuntime, TracedCountEqualsKernelCountMinusGetUserPagesFaults) {
 
 TEST_F(FaultsRuntime, AttachesToARunningProcessAndMatchesItsKernelCounters) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
-  int prog = spawn({kFaultprog, "wait-touch", "128", "--truth", path("truth.txt")},
-                   path("prog.out"));
+  int prog =
+      spawn({kFaultprog, "wait-touch", "128", "--truth", path("truth.txt")}, path("prog.out"));
   ASSERT_GT(prog, 0);
   for (int i = 0; i < 500 && read_file(path("prog.out")).find("ready") == std::string::npos; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -391,9 +389,9 @@ TEST_F(FaultsRuntime, FollowsChildrenOnlyWhenAsked) {
 
 TEST_F(FaultsRuntime, CtrlCStopsFlushesAndSummarizes) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
-  int tracer = spawn({KSCOPE_BINARY, "faults", "-o", path("rec.kscope"), "--", kFaultprog,
-                      "loop-touch"},
-                     path("kscope.out"), path("kscope.err"));
+  int tracer =
+      spawn({KSCOPE_BINARY, "faults", "-o", path("rec.kscope"), "--", kFaultprog, "loop-touch"},
+            path("kscope.out"), path("kscope.err"));
   for (int i = 0; i < 1000 && read_file(path("kscope.err")).find("tracing") == std::string::npos;
        ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

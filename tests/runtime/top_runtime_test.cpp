@@ -1,6 +1,7 @@
 // kscope top against ground truth: tests/progs/topprog runs named threads with known CPU
 // behaviour and reads the kernel's own counters (schedstat, voluntary/nonvoluntary switches)
 // and its threads' own CPU clocks around the measured work.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,11 +11,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "model/top_recording.h"
 #include "runtime_env.h"
@@ -42,7 +41,8 @@ std::map<std::string, Truth> read_truth(const std::string& path) {
   std::string word, name;
   while (in >> word >> name) {
     Truth t;
-    in >> t.tid >> t.cpu_ns >> t.self_cpu_ns >> t.vol >> t.invol >> t.runs >> t.wait_ns >> t.wall_ns;
+    in >> t.tid >> t.cpu_ns >> t.self_cpu_ns >> t.vol >> t.invol >> t.runs >> t.wait_ns >>
+        t.wall_ns;
     out[name] = t;
   }
   return out;
@@ -82,8 +82,13 @@ class TopRuntime : public ::testing::Test {
     prog_pid_ = spawn({kTopprog, path("truth"), std::to_string(spin_ms), std::to_string(sleeps)},
                       path("prog.out"), path("prog.err"));
     EXPECT_TRUE(wait_for_text(path("prog.out"), "ready", 10)) << read_file(path("prog.err"));
-    std::vector<std::string> argv = {kKscope, "top", "-p", std::to_string(prog_pid_), "--once",
-                                     "--duration", std::to_string(duration_s)};
+    std::vector<std::string> argv = {kKscope,
+                                     "top",
+                                     "-p",
+                                     std::to_string(prog_pid_),
+                                     "--once",
+                                     "--duration",
+                                     std::to_string(duration_s)};
     argv.insert(argv.end(), args.begin(), args.end());
     int k = spawn(argv, path("top.out"), path("top.err"));
     EXPECT_TRUE(wait_for_text(path("top.err"), "measuring", 10)) << read_file(path("top.err"));
@@ -293,7 +298,8 @@ TEST_F(TopRuntime, RecordingHoldsSlicesAndProfile) {
   ok = run({kKscope, "export", rec, "--format", "pprof", "-o", path("p.pb.gz")});
   ASSERT_EQ(ok.exit_code, 0) << ok.err;
   ok = run({"/usr/bin/env", "HOME=" + path(""), "GOCACHE=" + path("cache"), "GOPATH=" + path("go"),
-            "GOTOOLCHAIN=local", "GOFLAGS=", "GOPROXY=off", go, "tool", "pprof", "-top", path("p.pb.gz")},
+            "GOTOOLCHAIN=local", "GOFLAGS=", "GOPROXY=off", go, "tool", "pprof", "-top",
+            path("p.pb.gz")},
            120);
   ASSERT_EQ(ok.exit_code, 0) << ok.err;
   // spin_full spent most of the recorded on-CPU time in spin_until (or what it called).
@@ -314,7 +320,8 @@ TEST_F(TopRuntime, NoSuchPidIsAClearError) {
 // A process that exits while shown: kscope notices, prints what it measured and ends cleanly.
 TEST_F(TopRuntime, ProcessExitingWhileShownEndsTheRun) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
-  int victim = spawn({"/bin/sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.6"});
+  int victim =
+      spawn({"/bin/sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.6"});
   auto start = std::chrono::steady_clock::now();
   auto r = run({kKscope, "top", "-p", std::to_string(victim), "-d", "0.2", "--by", "pid"}, 30);
   double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -342,7 +349,8 @@ TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
     argv.insert(argv.end(), args.begin(), args.end());
     return run(argv, 10);
   };
-  std::string cmd = kKscope + " top -p " + std::to_string(prog_pid_) + " -d 0.3 --by tid; echo kscope-exit=$?; sleep 5";
+  std::string cmd = kKscope + " top -p " + std::to_string(prog_pid_) +
+                    " -d 0.3 --by tid; echo kscope-exit=$?; sleep 5";
   ASSERT_EQ(tmux({"new-session", "-d", "-s", "t", "-x", "120", "-y", "40", cmd}).exit_code, 0);
   auto capture = [&] { return tmux({"capture-pane", "-p", "-t", "t"}).out; };
   auto wait_screen = [&](const std::string& needle) {
@@ -365,7 +373,8 @@ TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
   tmux({"send-keys", "-t", "t", "Enter"});
   screen = wait_screen("nanosleep");
   EXPECT_NE(screen.find("nanosleep"), std::string::npos) << screen;
-  EXPECT_EQ(screen.find("spin_full"), std::string::npos) << "filter did not hide spin_full:\n" << screen;
+  EXPECT_EQ(screen.find("spin_full"), std::string::npos) << "filter did not hide spin_full:\n"
+                                                         << screen;
   tmux({"send-keys", "-t", "t", "q"});
   screen = wait_screen("kscope-exit=");
   EXPECT_NE(screen.find("kscope-exit=0"), std::string::npos) << screen;

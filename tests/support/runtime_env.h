@@ -3,12 +3,11 @@
 // skip would hide a failure, so they fail instead.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <string>
-
-#include <gtest/gtest.h>
 
 namespace kscope::testing {
 
@@ -20,11 +19,11 @@ inline bool bpf_required() {
 }  // namespace kscope::testing
 
 // Use at the top of every runtime test.
-#define KSCOPE_REQUIRE_ROOT_OR_SKIP()                                                        \
-  do {                                                                                       \
-    if (::geteuid() != 0) {                                                                  \
-      if (::kscope::testing::bpf_required())                                                 \
-        FAIL() << "KSCOPE_REQUIRE_BPF=1 but not running as root: runtime tests cannot run"; \
+#define KSCOPE_REQUIRE_ROOT_OR_SKIP()                                                         \
+  do {                                                                                        \
+    if (::geteuid() != 0) {                                                                   \
+      if (::kscope::testing::bpf_required())                                                  \
+        FAIL() << "KSCOPE_REQUIRE_BPF=1 but not running as root: runtime tests cannot run";   \
       GTEST_SKIP() << "runtime test needs root (CAP_BPF+CAP_PERFMON); run 'sudo make check'"; \
-    }                                                                                        \
+    }                                                                                         \
   } while (0)

@@ -52,7 +52,8 @@ RunResult run(const std::vector<std::string>& argv, double timeout_s) {
   char buf[65536];
   while (open_fds > 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now()).count();
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
     if (left <= 0) {
       kill(pid, SIGKILL);
       r.timed_out = true;
@@ -84,10 +85,10 @@ int spawn(const std::vector<std::string>& argv, const std::string& out_path,
           const std::string& err_path) {
   pid_t pid = fork();
   if (pid == 0) {
-    int out = open(out_path.empty() ? "/dev/null" : out_path.c_str(),
-                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int err = open(err_path.empty() ? "/dev/null" : err_path.c_str(),
-                   O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int out =
+        open(out_path.empty() ? "/dev/null" : out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int err =
+        open(err_path.empty() ? "/dev/null" : err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     dup2(out, 1);
     dup2(err, 2);
     auto args = to_argv(argv);

@@ -7,9 +7,9 @@
 namespace kscope::testing {
 
 struct RunResult {
-  int exit_code = -1;     // exit status, or 128+signal
-  std::string out;        // stdout
-  std::string err;        // stderr
+  int exit_code = -1;  // exit status, or 128+signal
+  std::string out;     // stdout
+  std::string err;     // stderr
   bool timed_out = false;
 };
 

@@ -2,9 +2,9 @@
 // directory, for the report and export tests.
 #pragma once
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 #include "subprocess.h"
 #include "synthetic_recording.h"

@@ -41,21 +41,35 @@ inline SyntheticRecording make_synthetic(size_t n, uint32_t seed = 1) {
     const uint64_t r = next();
     switch (i % 4) {
       case 0:
-        f.pid = 100; f.tid = 100; f.segment = Segment::kHeap;
-        f.addr = 0x555600000000 + (i / 4) * 4096; f.ip = 0x555500001000; f.access = Access::kWrite;
+        f.pid = 100;
+        f.tid = 100;
+        f.segment = Segment::kHeap;
+        f.addr = 0x555600000000 + (i / 4) * 4096;
+        f.ip = 0x555500001000;
+        f.access = Access::kWrite;
         break;
       case 1:
-        f.pid = 100; f.tid = 101; f.segment = Segment::kAnon;
-        f.addr = 0x7f0000000000 + (r % 65536) * 4096; f.ip = 0x555500002000; f.access = Access::kWrite;
+        f.pid = 100;
+        f.tid = 101;
+        f.segment = Segment::kAnon;
+        f.addr = 0x7f0000000000 + (r % 65536) * 4096;
+        f.ip = 0x555500002000;
+        f.access = Access::kWrite;
         break;
       case 2:
-        f.pid = 200; f.tid = 200; f.segment = Segment::kFile;
-        f.addr = 0x7f1000000000 + (i % 512) * 4096 + 8; f.ip = 0x400100;
+        f.pid = 200;
+        f.tid = 200;
+        f.segment = Segment::kFile;
+        f.addr = 0x7f1000000000 + (i % 512) * 4096 + 8;
+        f.ip = 0x400100;
         f.kind = (i % 8 == 2) ? FaultKind::kMajor : FaultKind::kMinor;
         break;
       default:
-        f.pid = 100; f.tid = 100; f.segment = Segment::kStack;
-        f.addr = 0x7ffd00000000 - (i % 64) * 4096; f.ip = 0xffffffff81000000 + (i % 3) * 16;
+        f.pid = 100;
+        f.tid = 100;
+        f.segment = Segment::kStack;
+        f.addr = 0x7ffd00000000 - (i % 64) * 4096;
+        f.ip = 0xffffffff81000000 + (i % 3) * 16;
         f.mode = FaultMode::kKernel;
         break;
     }

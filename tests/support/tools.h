@@ -32,11 +32,11 @@ inline std::string find_tool(const std::string& name) {
 
 }  // namespace kscope::testing
 
-#define KSCOPE_REQUIRE_TOOL_OR_SKIP(var, name, package)                                        \
-  std::string var = ::kscope::testing::find_tool(name);                                       \
-  if (var.empty()) {                                                                           \
-    if (::kscope::testing::bpf_required())                                                     \
-      FAIL() << "KSCOPE_REQUIRE_BPF=1 but " name " is missing (Debian package " package        \
-                "; scripts/deps.sh check installs it)";                                        \
-    GTEST_SKIP() << name " not found (Debian package " package "); skipping";                 \
+#define KSCOPE_REQUIRE_TOOL_OR_SKIP(var, name, package)                                 \
+  std::string var = ::kscope::testing::find_tool(name);                                 \
+  if (var.empty()) {                                                                    \
+    if (::kscope::testing::bpf_required())                                              \
+      FAIL() << "KSCOPE_REQUIRE_BPF=1 but " name " is missing (Debian package " package \
+                "; scripts/deps.sh check installs it)";                                 \
+    GTEST_SKIP() << name " not found (Debian package " package "); skipping";           \
   }

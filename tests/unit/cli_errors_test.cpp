@@ -44,7 +44,8 @@ TEST(CliErrors, NoSuchProcess) {
 TEST(CliErrors, KernelThreadIsRefused) {
   // pid 2 is kthreadd on Linux.
   auto stat = proc::read_stat(2);
-  if (!stat.ok() || !proc::is_kernel_thread(*stat)) GTEST_SKIP() << "pid 2 is not a kernel thread here";
+  if (!stat.ok() || !proc::is_kernel_thread(*stat))
+    GTEST_SKIP() << "pid 2 is not a kernel thread here";
   auto r = run({KSCOPE_BINARY, "faults", "-p", "2"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("kernel thread"), std::string::npos) << r.err;
@@ -83,9 +84,10 @@ TEST(CliErrors, PlotOfMissingOrCorruptRecordingFails) {
 TEST(CliErrors, HelpListsTheDocumentedOptions) {
   auto r = run({KSCOPE_BINARY, "faults", "--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* opt : {"--events", "--format", "--output", "--duration", "--follow-children",
-                          "--no-follow-children", "--rows", "--cols", "--by-segment", "--no-plot",
-                          "--linear", "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns"})
+  for (const char* opt :
+       {"--events", "--format", "--output", "--duration", "--follow-children",
+        "--no-follow-children", "--rows", "--cols", "--by-segment", "--no-plot", "--linear",
+        "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
 }
 

@@ -1,11 +1,12 @@
 // CSV lines as kscope writes them (append_csv_field) and reads them back (split_csv_line).
+#include "util/csv.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
 #include "export/fault_event_writer.h"
-#include "util/csv.h"
 
 namespace kscope {
 namespace {
@@ -23,8 +24,8 @@ TEST(Csv, QuotedFieldsKeepCommasAndDoubledQuotes) {
 }
 
 TEST(Csv, WhatTheWriterQuotesReadsBackUnchanged) {
-  const std::vector<std::string> names = {"plain", "with,comma", "with\"quote", "\"", ",",
-                                          "tab\there", ""};
+  const std::vector<std::string> names = {
+      "plain", "with,comma", "with\"quote", "\"", ",", "tab\there", ""};
   fmt::memory_buffer buf;
   for (size_t i = 0; i < names.size(); ++i) {
     if (i) buf.push_back(',');

@@ -1,12 +1,11 @@
 // kscope export against ground truth: the records written into a synthetic recording, decoded
 // back by independent readers (sqlite3 library, nlohmann::json, go tool pprof).
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <fstream>
 #include <map>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "export/chrome_trace.h"
@@ -29,7 +28,8 @@ class ExportTest : public SyntheticRecordingTest {
 TEST_F(ExportTest, CsvAndJsonlAreTheEventsOfTheRecording) {
   std::map<uint32_t, std::string> comm;
   for (const auto& t : data_.threads) comm[t.tid] = t.comm;
-  for (auto [name, format] : {std::pair{"csv", EventFormat::kCsv}, {"jsonl", EventFormat::kJsonl}}) {
+  for (auto [name, format] :
+       {std::pair{"csv", EventFormat::kCsv}, {"jsonl", EventFormat::kJsonl}}) {
     std::string out = dir_ + "/f." + name;
     auto r = kscope_export(name, out);
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -62,7 +62,8 @@ TEST_F(ExportTest, SqliteCountsMatchTheRecording) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open_v2(out.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  EXPECT_EQ(query_int(db, "SELECT count(*) FROM faults"), static_cast<int64_t>(data_.faults.size()));
+  EXPECT_EQ(query_int(db, "SELECT count(*) FROM faults"),
+            static_cast<int64_t>(data_.faults.size()));
   std::map<std::string, int64_t> by_segment, by_pid;
   int64_t majors = 0;
   for (const auto& f : data_.faults) {
@@ -75,7 +76,8 @@ TEST_F(ExportTest, SqliteCountsMatchTheRecording) {
   for (const auto& [pid, n] : by_pid) {
     EXPECT_EQ(query_int(db, "SELECT faults FROM processes WHERE pid=" + pid), n);
     // accounts (the stack view) agree with the per-fault rows.
-    EXPECT_EQ(query_int(db, "SELECT sum(value) FROM accounts WHERE type='faults' AND pid=" + pid), n);
+    EXPECT_EQ(query_int(db, "SELECT sum(value) FROM accounts WHERE type='faults' AND pid=" + pid),
+              n);
   }
   EXPECT_EQ(query_int(db, "SELECT count(*) FROM faults WHERE kind='major'"), majors);
   EXPECT_EQ(query_int(db, "SELECT sum(value) FROM accounts WHERE type='major_faults'"), majors);
@@ -86,12 +88,18 @@ TEST_F(ExportTest, SqliteCountsMatchTheRecording) {
   EXPECT_EQ(query_int(db, "SELECT count(*) FROM faults f JOIN frames fr ON f.frame_id = fr.id"),
             static_cast<int64_t>(data_.faults.size()));
   // Kernel-mode faults resolve to kernel frames.
-  EXPECT_EQ(query_int(db, "SELECT count(*) FROM faults f JOIN frames fr ON f.frame_id = fr.id "
-                          "WHERE fr.kernel = 1"),
+  EXPECT_EQ(query_int(db,
+                      "SELECT count(*) FROM faults f JOIN frames fr ON f.frame_id = fr.id "
+                      "WHERE fr.kernel = 1"),
             by_segment["stack"]);
   // The page column is addr >> 12 and indexes exist on the obvious keys.
-  EXPECT_EQ(query_int(db, "SELECT count(*) FROM faults WHERE page * 4096 > addr OR page * 4096 + 4096 <= addr"), 0);
-  EXPECT_GE(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND tbl_name='faults'"), 4);
+  EXPECT_EQ(
+      query_int(
+          db, "SELECT count(*) FROM faults WHERE page * 4096 > addr OR page * 4096 + 4096 <= addr"),
+      0);
+  EXPECT_GE(
+      query_int(db, "SELECT count(*) FROM sqlite_master WHERE type='index' AND tbl_name='faults'"),
+      4);
   sqlite3_close(db);
 }
 
@@ -150,9 +158,17 @@ TEST(ChromeTrace, SchedSlicesBecomeCompleteEvents) {
 // go tool pprof, offline: module mode off, no toolchain download, caches in a temp dir.
 RunResult go_pprof(const std::string& go, const std::vector<std::string>& args,
                    const std::string& tmp) {
-  std::vector<std::string> argv = {"/usr/bin/env",     "HOME=" + tmp,     "GOCACHE=" + tmp + "/cache",
-                                   "GOPATH=" + tmp + "/go", "GOTOOLCHAIN=local", "GOFLAGS=",
-                                   "GOPROXY=off",      "GO111MODULE=off", go, "tool", "pprof"};
+  std::vector<std::string> argv = {"/usr/bin/env",
+                                   "HOME=" + tmp,
+                                   "GOCACHE=" + tmp + "/cache",
+                                   "GOPATH=" + tmp + "/go",
+                                   "GOTOOLCHAIN=local",
+                                   "GOFLAGS=",
+                                   "GOPROXY=off",
+                                   "GO111MODULE=off",
+                                   go,
+                                   "tool",
+                                   "pprof"};
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv, 120);
 }
@@ -226,7 +242,8 @@ TEST_F(ExportTest, UnwritableOutputFailsBeforeReading) {
   auto r = run({KSCOPE_BINARY, "export", dir_ + "/missing.kscope", "--format", "csv", "-o",
                 dir_ + "/no/such/dir/out.csv"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("cannot write " + dir_ + "/no/such/dir/out.csv"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("cannot write " + dir_ + "/no/such/dir/out.csv"), std::string::npos)
+      << r.err;
   r = run({KSCOPE_BINARY, "export", rec_, "--format", "pprof", "-o", "-"});
   EXPECT_EQ(r.exit_code, 2) << "binary formats refuse stdout";
   r = run({KSCOPE_BINARY, "export", rec_, "--format", "xml", "-o", dir_ + "/x"});
@@ -260,7 +277,8 @@ TEST(ExportEmpty, EmptyRecordingGivesHeaderOnlyCsvAndEmptyTables) {
   std::string dir = temp_dir();
   SyntheticRecording empty;
   ASSERT_EQ(write_synthetic(dir + "/e.kscope", empty), "");
-  auto r = run({KSCOPE_BINARY, "export", dir + "/e.kscope", "--format", "csv", "-o", dir + "/e.csv"});
+  auto r =
+      run({KSCOPE_BINARY, "export", dir + "/e.kscope", "--format", "csv", "-o", dir + "/e.csv"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(read_file(dir + "/e.csv"), std::string(kFaultCsvHeader) + "\n");
   r = run({KSCOPE_BINARY, "export", dir + "/e.kscope", "--format", "sqlite", "-o", dir + "/e.db"});

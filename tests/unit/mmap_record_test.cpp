@@ -1,13 +1,12 @@
 // PERF_RECORD_MMAP2 parsing (src/trace/mmap_watch.cpp): the records kscope faults reads to learn
 // the executable mappings of processes that exit before /proc/PID/maps can be read.
+#include <gtest/gtest.h>
 #include <linux/perf_event.h>
 #include <sys/mman.h>
 
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "trace/mmap_watch.h"
 

@@ -1,12 +1,11 @@
 // kscope report and the flame graph renderers: content against the recording they came from,
 // escaping of untrusted names, and the page checked in a real browser (headless chromium).
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <fstream>
-#include <regex>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "render/fault_figures.h"
 #include "render/flamegraph.h"
@@ -22,7 +21,9 @@ namespace {
 
 size_t count_of(const std::string& haystack, const std::string& needle) {
   size_t n = 0;
-  for (size_t pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + 1)) ++n;
+  for (size_t pos = haystack.find(needle); pos != std::string::npos;
+       pos = haystack.find(needle, pos + 1))
+    ++n;
   return n;
 }
 
@@ -72,7 +73,8 @@ TEST(FlameGraph, TreeMergesStacksRootFirst) {
   std::vector<int64_t> child_sum(nodes.size(), 0);
   for (const auto& n : nodes)
     if (n.parent >= 0) child_sum[n.parent] += n.value;
-  for (size_t i = 0; i < nodes.size(); ++i) EXPECT_LE(child_sum[i], nodes[i].value) << nodes[i].name;
+  for (size_t i = 0; i < nodes.size(); ++i)
+    EXPECT_LE(child_sum[i], nodes[i].value) << nodes[i].name;
 }
 
 TEST(FlameGraph, SvgAndHtmlEscapeNames) {
@@ -96,7 +98,8 @@ TEST_F(ReportTest, HtmlShowsTheRecordingsNumbersAndEscapesNames) {
   std::map<Segment, size_t> per;
   for (const auto& f : data_.faults) ++per[f.segment];
   for (auto [seg, n] : per) {
-    std::regex row(std::string("</i>") + std::string(to_string(seg)) + "</td><td class=\"n\">([0-9,]+)</td>");
+    std::regex row(std::string("</i>") + std::string(to_string(seg)) +
+                   "</td><td class=\"n\">([0-9,]+)</td>");
     std::smatch m;
     ASSERT_TRUE(std::regex_search(html, m, row)) << to_string(seg);
     std::string digits = m[1];
@@ -127,15 +130,16 @@ TEST_F(ReportTest, HtmlShowsTheRecordingsNumbersAndEscapesNames) {
   }
   EXPECT_GE(axis.size(), 4u) << "heap, anon, file and stack are far apart: gaps are cut";
   // --svg wrote one standalone SVG per figure.
-  for (const char* name : {"scatter", "scatter_heap", "scatter_anon", "scatter_file", "scatter_stack",
-                           "cumulative_by_process", "cumulative_by_kind", "latency_histogram",
-                           "top_functions", "flamegraph"}) {
+  for (const char* name : {"scatter", "scatter_heap", "scatter_anon", "scatter_file",
+                           "scatter_stack", "cumulative_by_process", "cumulative_by_kind",
+                           "latency_histogram", "top_functions", "flamegraph"}) {
     std::string svg = read_file(dir_ + "/svg/" + name + ".svg");
     EXPECT_EQ(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0), 0u) << name;
     EXPECT_NE(svg.find("</svg>"), std::string::npos) << name;
     EXPECT_EQ(svg.find("beta<script>"), std::string::npos) << name;
   }
-  EXPECT_NE(::access((dir_ + "/svg/scatter_code.svg").c_str(), F_OK), 0) << "no empty segment panels";
+  EXPECT_NE(::access((dir_ + "/svg/scatter_code.svg").c_str(), F_OK), 0)
+      << "no empty segment panels";
 }
 
 TEST_F(ReportTest, BadInput) {
@@ -163,12 +167,14 @@ TEST_F(ReportTest, BadInput) {
 }
 
 // Runs the page's own ?selftest in headless chromium and returns its JSON result.
-nlohmann::json browser_selftest(const std::string& chromium, const std::string& html, const std::string& dir) {
-  auto r = run({chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--user-data-dir=" + dir + "/chrome-profile", "--window-size=1300,1000",
-                "--virtual-time-budget=15000", "--dump-dom", "file://" + html + "?selftest"},
-               90);
+nlohmann::json browser_selftest(const std::string& chromium, const std::string& html,
+                                const std::string& dir) {
+  auto r = run(
+      {chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+       "--disable-background-networking", "--disable-component-update", "--disable-sync",
+       "--user-data-dir=" + dir + "/chrome-profile", "--window-size=1300,1000",
+       "--virtual-time-budget=15000", "--dump-dom", "file://" + html + "?selftest"},
+      90);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::smatch m;
   if (!std::regex_search(r.out, m, std::regex("<pre id=\"kscope-selftest\">(.*?)</pre>"))) {
@@ -177,8 +183,12 @@ nlohmann::json browser_selftest(const std::string& chromium, const std::string& 
   }
   std::string text = m[1];
   // textContent in the DOM dump is HTML-escaped.
-  for (auto [from, to] : {std::pair<std::string, std::string>{"&quot;", "\""}, {"&lt;", "<"}, {"&gt;", ">"}, {"&amp;", "&"}}) {
-    for (size_t pos = text.find(from); pos != std::string::npos; pos = text.find(from, pos + to.size()))
+  for (auto [from, to] : {std::pair<std::string, std::string>{"&quot;", "\""},
+                          {"&lt;", "<"},
+                          {"&gt;", ">"},
+                          {"&amp;", "&"}}) {
+    for (size_t pos = text.find(from); pos != std::string::npos;
+         pos = text.find(from, pos + to.size()))
       text.replace(pos, from.size(), to);
   }
   return nlohmann::json::parse(text);
@@ -198,7 +208,8 @@ TEST_F(ReportTest, PageRendersAndZoomsInChromium) {
     EXPECT_EQ(res["scatters"], 5) << "all + heap, anon, file, stack";
     EXPECT_EQ(res["modeBefore"], std::string(threshold) == "1000" ? "density" : "points");
     // Zoom changed the visible range: fewer points in view than before.
-    EXPECT_LT(res["zoom"]["after"]["points"].get<int>(), res["zoom"]["before"]["points"].get<int>());
+    EXPECT_LT(res["zoom"]["after"]["points"].get<int>(),
+              res["zoom"]["before"]["points"].get<int>());
     EXPECT_EQ(res["zoom"]["before"]["points"], data_.faults.size());
     size_t flame_checks = 0;
     for (const auto& c : res["checks"])

@@ -1,11 +1,10 @@
 // kscope top's arithmetic: grouping, differencing and ranking of accounts, and the top
 // recording's round trip and corruption handling.
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 #include "export/folded.h"
 #include "model/top_aggregator.h"
@@ -30,7 +29,8 @@ std::string comm(uint32_t pid, uint32_t tid) {
 TEST(TopAggregator, DifferencesIntervalsPerStack) {
   TopAccountKey a{10, 11, 1, 2}, b{10, 11, 3, 4}, c{20, 20, 5, 6};
   TopSample prev = sample(1000, {{a, {100, 10, 1, 1, 0}}, {b, {50, 0, 1, 0, 1}}});
-  TopSample cur = sample(2000, {{a, {400, 30, 3, 2, 1}}, {b, {50, 0, 1, 0, 1}}, {c, {900, 5, 2, 2, 0}}});
+  TopSample cur =
+      sample(2000, {{a, {400, 30, 3, 2, 1}}, {b, {50, 0, 1, 0, 1}}, {c, {900, 5, 2, 2, 0}}});
   TopTable t = build_top_table(&prev, cur, 0, TopGroupBy::kStack, TopSortKey::kOnCpu, comm);
   EXPECT_EQ(t.interval_ns, 1000u);
   ASSERT_EQ(t.rows.size(), 2u);  // b did not move: no row
@@ -60,8 +60,10 @@ TEST(TopAggregator, GroupsBeforeDifferencingSoMovingRunningSlicesStayExact) {
 
 TEST(TopAggregator, ByPidAndCommSumThreadsAndPickTheBusiestStack) {
   TopAccountKey a{10, 10, 1, 1}, b{10, 11, 2, 2}, c{10, 12, 3, 3}, d{30, 30, 4, 4};
-  TopSample cur = sample(5000, {{a, {100, 0, 1, 1, 0}}, {b, {700, 0, 2, 2, 0}},
-                                {c, {200, 0, 1, 0, 1}}, {d, {50, 0, 1, 1, 0}}});
+  TopSample cur = sample(5000, {{a, {100, 0, 1, 1, 0}},
+                                {b, {700, 0, 2, 2, 0}},
+                                {c, {200, 0, 1, 0, 1}},
+                                {d, {50, 0, 1, 1, 0}}});
   TopTable byp = build_top_table(nullptr, cur, 1000, TopGroupBy::kPid, TopSortKey::kOnCpu, comm);
   EXPECT_EQ(byp.interval_ns, 4000u);
   ASSERT_EQ(byp.rows.size(), 2u);
@@ -147,8 +149,8 @@ TEST(TopRecording, RoundTripAndDamage) {
   ASSERT_TRUE(w) << w.error().describe();
   ASSERT_TRUE((*w)->add_thread(ThreadInfo{10, 11, "worker"}));
   for (uint64_t i = 0; i < 20000; ++i)  // more than one slice block
-    ASSERT_TRUE((*w)->add_slice(TopSlice{10, 11, static_cast<uint32_t>(i % 2), i * 100, i * 100 + 50,
-                                         i % 3 == 0, ""}));
+    ASSERT_TRUE((*w)->add_slice(
+        TopSlice{10, 11, static_cast<uint32_t>(i % 2), i * 100, i * 100 + 50, i % 3 == 0, ""}));
   TopTable table;
   table.end_time_ns = 5000;
   table.interval_ns = 1000;
@@ -196,7 +198,8 @@ TEST(TopRecording, RoundTripAndDamage) {
   char buf[512] = {};
   size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
   std::fclose(f);
-  EXPECT_EQ(std::string(buf, n), "odd_name;main;libc.so.6+0x1000 -5\nworker;main;schedule_[k] 1000\n");
+  EXPECT_EQ(std::string(buf, n),
+            "odd_name;main;libc.so.6+0x1000 -5\nworker;main;schedule_[k] 1000\n");
 
   // A faults reader refuses it by name; damage is reported with an offset.
   std::string bytes;
@@ -212,7 +215,8 @@ TEST(TopRecording, RoundTripAndDamage) {
   }
   auto bad = read_top_recording(path);
   ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().message.find("corrupted at byte"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("corrupted at byte"), std::string::npos)
+      << bad.error().message;
   // Cut mid-block: reads what is complete and says it is truncated.
   bytes[bytes.size() / 2] ^= 0x5a;
   {

@@ -12,41 +12,41 @@
 #define KSCOPE_PATH_LEN 256
 
 enum kscope_fault_record_type {
-	KSCOPE_REC_FAULT = 1, /* struct kscope_fault_event */
-	KSCOPE_REC_TASK = 2,  /* struct kscope_task_event: a thread first seen, or renamed by exec */
-	KSCOPE_REC_FORK = 3,  /* struct kscope_fork_event: a traced process forked a new process */
-	KSCOPE_REC_EXIT = 4,  /* struct kscope_exit_event: a traced thread exited */
-	KSCOPE_REC_EXEC = 5,  /* struct kscope_exec_event: a traced process called execve */
-	KSCOPE_REC_FAULT_BATCH = 6, /* struct kscope_fault_batch: up to KSCOPE_FAULT_BATCH faults */
+  KSCOPE_REC_FAULT = 1, /* struct kscope_fault_event */
+  KSCOPE_REC_TASK = 2,  /* struct kscope_task_event: a thread first seen, or renamed by exec */
+  KSCOPE_REC_FORK = 3,  /* struct kscope_fork_event: a traced process forked a new process */
+  KSCOPE_REC_EXIT = 4,  /* struct kscope_exit_event: a traced thread exited */
+  KSCOPE_REC_EXEC = 5,  /* struct kscope_exec_event: a traced process called execve */
+  KSCOPE_REC_FAULT_BATCH = 6, /* struct kscope_fault_batch: up to KSCOPE_FAULT_BATCH faults */
 };
 
 /* kscope_fault_event.flags */
-#define KSCOPE_FAULT_ACCESS_MASK 0x3u   /* 0 read, 1 write, 2 exec */
-#define KSCOPE_FAULT_KERNEL_MODE 0x4u   /* taken while the kernel touched user memory */
-#define KSCOPE_FAULT_MAJOR 0x8u         /* reported by PERF_COUNT_SW_PAGE_FAULTS_MAJ */
-#define KSCOPE_FAULT_SEGMENT_SHIFT 8    /* enum kscope_segment in bits 8..11 */
+#define KSCOPE_FAULT_ACCESS_MASK 0x3u /* 0 read, 1 write, 2 exec */
+#define KSCOPE_FAULT_KERNEL_MODE 0x4u /* taken while the kernel touched user memory */
+#define KSCOPE_FAULT_MAJOR 0x8u       /* reported by PERF_COUNT_SW_PAGE_FAULTS_MAJ */
+#define KSCOPE_FAULT_SEGMENT_SHIFT 8  /* enum kscope_segment in bits 8..11 */
 #define KSCOPE_FAULT_SEGMENT_MASK 0xf00u
 
 enum kscope_segment {
-	KSCOPE_SEG_CODE = 0,
-	KSCOPE_SEG_DATA = 1,
-	KSCOPE_SEG_HEAP = 2,
-	KSCOPE_SEG_STACK = 3,
-	KSCOPE_SEG_FILE = 4,
-	KSCOPE_SEG_ANON = 5,
-	KSCOPE_SEG_OTHER = 6,
+  KSCOPE_SEG_CODE = 0,
+  KSCOPE_SEG_DATA = 1,
+  KSCOPE_SEG_HEAP = 2,
+  KSCOPE_SEG_STACK = 3,
+  KSCOPE_SEG_FILE = 4,
+  KSCOPE_SEG_ANON = 5,
+  KSCOPE_SEG_OTHER = 6,
 };
 
 struct kscope_fault_event {
-	__u16 type; /* KSCOPE_REC_FAULT */
-	__u16 flags;
-	__u32 cpu;        /* CPU on which the fault completed */
-	__u64 ts_ns;      /* bpf_ktime_get_ns() at fault entry */
-	__u64 addr;       /* faulting address */
-	__u64 ip;         /* instruction pointer at the fault */
-	__u32 pid;        /* thread group id */
-	__u32 tid;
-	__u64 latency_ns; /* entry to resolution */
+  __u16 type; /* KSCOPE_REC_FAULT */
+  __u16 flags;
+  __u32 cpu;   /* CPU on which the fault completed */
+  __u64 ts_ns; /* bpf_ktime_get_ns() at fault entry */
+  __u64 addr;  /* faulting address */
+  __u64 ip;    /* instruction pointer at the fault */
+  __u32 pid;   /* thread group id */
+  __u32 tid;
+  __u64 latency_ns; /* entry to resolution */
 };
 
 /* Fault records are gathered per CPU and written to the ring buffer in batches: one ring-buffer
@@ -56,54 +56,54 @@ struct kscope_fault_event {
 #define KSCOPE_FAULT_BATCH 64
 
 struct kscope_fault_batch_header {
-	__u16 type; /* KSCOPE_REC_FAULT_BATCH */
-	__u16 pad;
-	__u32 count; /* records that follow */
+  __u16 type; /* KSCOPE_REC_FAULT_BATCH */
+  __u16 pad;
+  __u32 count; /* records that follow */
 };
 
 struct kscope_task_event {
-	__u16 type; /* KSCOPE_REC_TASK */
-	__u16 pad;
-	__u32 pid;
-	__u32 tid;
-	__u32 pad2;
-	__u64 ts_ns;
-	char comm[KSCOPE_COMM_LEN];
+  __u16 type; /* KSCOPE_REC_TASK */
+  __u16 pad;
+  __u32 pid;
+  __u32 tid;
+  __u32 pad2;
+  __u64 ts_ns;
+  char comm[KSCOPE_COMM_LEN];
 };
 
 struct kscope_fork_event {
-	__u16 type; /* KSCOPE_REC_FORK */
-	__u16 pad;
-	__u32 parent_pid;
-	__u32 child_pid;
-	__u32 pad2;
-	__u64 ts_ns;
+  __u16 type; /* KSCOPE_REC_FORK */
+  __u16 pad;
+  __u32 parent_pid;
+  __u32 child_pid;
+  __u32 pad2;
+  __u64 ts_ns;
 };
 
 struct kscope_exit_event {
-	__u16 type; /* KSCOPE_REC_EXIT */
-	__u16 group_dead; /* 1 when this was the last live thread of the process */
-	__u32 pid;
-	__u32 tid;
-	__u32 pad;
-	__u64 ts_ns;
-	__u64 min_flt; /* the thread's final task->min_flt */
-	__u64 maj_flt; /* the thread's final task->maj_flt */
+  __u16 type;       /* KSCOPE_REC_EXIT */
+  __u16 group_dead; /* 1 when this was the last live thread of the process */
+  __u32 pid;
+  __u32 tid;
+  __u32 pad;
+  __u64 ts_ns;
+  __u64 min_flt; /* the thread's final task->min_flt */
+  __u64 maj_flt; /* the thread's final task->maj_flt */
 };
 
 struct kscope_exec_event {
-	__u16 type; /* KSCOPE_REC_EXEC */
-	__u16 pad;
-	__u32 pid;
-	__u32 tid;
-	__u32 pad2;
-	__u64 ts_ns;
-	__u64 min_flt; /* the thread's task->min_flt when exec completed */
-	__u64 maj_flt;
-	__u32 armed_now; /* 1 when this exec started tracing of the process (kscope faults -- CMD) */
-	__u32 pad3;
-	char comm[KSCOPE_COMM_LEN];
-	char filename[KSCOPE_PATH_LEN];
+  __u16 type; /* KSCOPE_REC_EXEC */
+  __u16 pad;
+  __u32 pid;
+  __u32 tid;
+  __u32 pad2;
+  __u64 ts_ns;
+  __u64 min_flt; /* the thread's task->min_flt when exec completed */
+  __u64 maj_flt;
+  __u32 armed_now; /* 1 when this exec started tracing of the process (kscope faults -- CMD) */
+  __u32 pad3;
+  char comm[KSCOPE_COMM_LEN];
+  char filename[KSCOPE_PATH_LEN];
 };
 
 /* traced_tgids values */
@@ -112,14 +112,14 @@ struct kscope_exec_event {
 
 /* Per-CPU counters (array map `fault_counters`), indexed by this enum. */
 enum kscope_fault_counter {
-	KSCOPE_CNT_FAULT_EMITTED = 0,      /* fault records written to the ring buffer */
-	KSCOPE_CNT_FAULT_DROPPED = 1,      /* fault records lost: ring buffer full */
-	KSCOPE_CNT_CTRL_DROPPED = 2,       /* task/fork/exit/exec records lost: ring buffer full */
-	KSCOPE_CNT_NO_ENTRY = 3,           /* completion without a matching entry (not recorded) */
-	KSCOPE_CNT_FAILED_ENTRY = 4,       /* entry never completed: invalid access, spurious fault */
-	KSCOPE_CNT_NO_STORAGE = 5,         /* task storage could not be allocated */
-	KSCOPE_CNT_VMA_BUSY = 6,           /* bpf_find_vma could not take mmap_lock: segment "other" */
-	KSCOPE_CNT_MAX = 8,
+  KSCOPE_CNT_FAULT_EMITTED = 0, /* fault records written to the ring buffer */
+  KSCOPE_CNT_FAULT_DROPPED = 1, /* fault records lost: ring buffer full */
+  KSCOPE_CNT_CTRL_DROPPED = 2,  /* task/fork/exit/exec records lost: ring buffer full */
+  KSCOPE_CNT_NO_ENTRY = 3,      /* completion without a matching entry (not recorded) */
+  KSCOPE_CNT_FAILED_ENTRY = 4,  /* entry never completed: invalid access, spurious fault */
+  KSCOPE_CNT_NO_STORAGE = 5,    /* task storage could not be allocated */
+  KSCOPE_CNT_VMA_BUSY = 6,      /* bpf_find_vma could not take mmap_lock: segment "other" */
+  KSCOPE_CNT_MAX = 8,
 };
 
 #endif /* KSCOPE_ABI_FAULTS_H */

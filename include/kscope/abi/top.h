@@ -15,78 +15,80 @@
 
 /* Key of the `accounts` hash map: one account per thread and kernel+user stack at switch-out. */
 struct kscope_top_key {
-	__u32 pid; /* thread group id */
-	__u32 tid;
-	__s32 kstack; /* id in the `stacks` map, or KSCOPE_STACK_* */
-	__s32 ustack;
+  __u32 pid; /* thread group id */
+  __u32 tid;
+  __s32 kstack; /* id in the `stacks` map, or KSCOPE_STACK_* */
+  __s32 ustack;
 };
 
 /* Cumulative values of an account since tracing started. */
 struct kscope_top_value {
-	__u64 oncpu_ns;     /* sum of the on-CPU slices that ended with this stack */
-	__u64 runq_wait_ns; /* run-queue wait (wakeup or preemption to switch-in) before them */
-	__u64 switches;     /* schedule-ins of those slices (a slice running at attach has none) */
-	__u64 voluntary;    /* switch-outs because the task blocked (kernel's nvcsw) */
-	__u64 involuntary;  /* switch-outs while runnable: preempted (kernel's nivcsw) */
+  __u64 oncpu_ns;     /* sum of the on-CPU slices that ended with this stack */
+  __u64 runq_wait_ns; /* run-queue wait (wakeup or preemption to switch-in) before them */
+  __u64 switches;     /* schedule-ins of those slices (a slice running at attach has none) */
+  __u64 voluntary;    /* switch-outs because the task blocked (kernel's nvcsw) */
+  __u64 involuntary;  /* switch-outs while runnable: preempted (kernel's nivcsw) */
 };
 
 /* The slice running on a CPU now, for user space to add in-progress time (per-CPU array). */
 struct kscope_top_cpu {
-	__u64 since_ns;      /* switch-in time (bpf_ktime_get_ns, CLOCK_MONOTONIC) */
-	__u64 pending_wait_ns;
-	__u32 pid;
-	__u32 tid;
-	__s32 kstack;        /* stacks of the task's previous switch-out, KSCOPE_STACK_UNKNOWN if none */
-	__s32 ustack;
-	__u32 tracked;       /* 1: a tracked task is on this CPU */
-	__u32 switched_in;   /* 1: its switch-in was seen (counts as a schedule-in) */
+  __u64 since_ns; /* switch-in time (bpf_ktime_get_ns, CLOCK_MONOTONIC) */
+  __u64 pending_wait_ns;
+  __u32 pid;
+  __u32 tid;
+  __s32 kstack; /* stacks of the task's previous switch-out, KSCOPE_STACK_UNKNOWN if none */
+  __s32 ustack;
+  __u32 tracked;     /* 1: a tracked task is on this CPU */
+  __u32 switched_in; /* 1: its switch-in was seen (counts as a schedule-in) */
 };
 
 /* Per-CPU counters (array map `counters`, one __u64 per CPU per index). */
 enum kscope_top_counter {
-	KSCOPE_TOP_SWITCHES = 0,        /* every context switch on the CPU, tracked or not */
-	KSCOPE_TOP_TRACKED_SWITCHES,    /* switch-outs of tracked tasks */
-	KSCOPE_TOP_KSTACK_COLLISION,    /* kernel stack lost to a stack-map collision */
-	KSCOPE_TOP_USTACK_COLLISION,
-	KSCOPE_TOP_KSTACK_ERROR,        /* other bpf_get_stackid failures */
-	KSCOPE_TOP_USTACK_ERROR,
-	KSCOPE_TOP_ACCOUNTS_FULL,       /* slices not accounted: the accounts map was full */
-	KSCOPE_TOP_ACCOUNTS_FULL_NS,    /* their on-CPU ns */
-	KSCOPE_TOP_STORAGE_FAIL,        /* task storage could not be created */
-	KSCOPE_TOP_SLICES_LOST,         /* slice records lost: ring buffer full */
-	KSCOPE_TOP_EVENTS_LOST,         /* process events lost: ring buffer full */
-	KSCOPE_TOP_DIAG_NO_SWITCHIN,    /* diagnostics: schedule-ins (from sched_info.pcount) no sched_switch event showed */
-	KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN,/* diagnostics: switch-in while a slice was open (a switch-out no event showed) */
-	KSCOPE_TOP_COUNTER_MAX,
+  KSCOPE_TOP_SWITCHES = 0,     /* every context switch on the CPU, tracked or not */
+  KSCOPE_TOP_TRACKED_SWITCHES, /* switch-outs of tracked tasks */
+  KSCOPE_TOP_KSTACK_COLLISION, /* kernel stack lost to a stack-map collision */
+  KSCOPE_TOP_USTACK_COLLISION,
+  KSCOPE_TOP_KSTACK_ERROR, /* other bpf_get_stackid failures */
+  KSCOPE_TOP_USTACK_ERROR,
+  KSCOPE_TOP_ACCOUNTS_FULL,    /* slices not accounted: the accounts map was full */
+  KSCOPE_TOP_ACCOUNTS_FULL_NS, /* their on-CPU ns */
+  KSCOPE_TOP_STORAGE_FAIL,     /* task storage could not be created */
+  KSCOPE_TOP_SLICES_LOST,      /* slice records lost: ring buffer full */
+  KSCOPE_TOP_EVENTS_LOST,      /* process events lost: ring buffer full */
+  KSCOPE_TOP_DIAG_NO_SWITCHIN, /* diagnostics: schedule-ins (from sched_info.pcount) no sched_switch
+                                  event showed */
+  KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN, /* diagnostics: switch-in while a slice was open (a switch-out no
+                                      event showed) */
+  KSCOPE_TOP_COUNTER_MAX,
 };
 
 enum kscope_top_record_type {
-	KSCOPE_TOP_REC_PROCESS = 1, /* struct kscope_top_process_event */
-	KSCOPE_TOP_REC_SLICE = 2,   /* struct kscope_top_slice_event (only when recording slices) */
+  KSCOPE_TOP_REC_PROCESS = 1, /* struct kscope_top_process_event */
+  KSCOPE_TOP_REC_SLICE = 2,   /* struct kscope_top_slice_event (only when recording slices) */
 };
 
 /* A process was seen for the first time or called exec: user space snapshots its mappings
  * while it lives, so its stacks still resolve after it exits. */
 struct kscope_top_process_event {
-	__u16 type;
-	__u16 exec; /* 1: after execve */
-	__u32 pid;  /* thread group id */
-	__u32 tid;
-	__u32 pad;
-	__u64 time_ns;
-	char comm[16];
+  __u16 type;
+  __u16 exec; /* 1: after execve */
+  __u32 pid;  /* thread group id */
+  __u32 tid;
+  __u32 pad;
+  __u64 time_ns;
+  char comm[16];
 };
 
 /* One on-CPU slice of a tracked thread. */
 struct kscope_top_slice_event {
-	__u16 type;
-	__u16 cpu;
-	__u32 pid;
-	__u32 tid;
-	__u32 flags; /* bit 0: voluntary switch-out */
-	__u64 start_ns;
-	__u64 end_ns;
-	char comm[16];
+  __u16 type;
+  __u16 cpu;
+  __u32 pid;
+  __u32 tid;
+  __u32 flags; /* bit 0: voluntary switch-out */
+  __u64 start_ns;
+  __u64 end_ns;
+  char comm[16];
 };
 
 #define KSCOPE_TOP_SLICE_VOLUNTARY 0x1u
