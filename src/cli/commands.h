@@ -12,6 +12,7 @@
 
 #include "model/recording.h"
 #include "util/result.h"
+#include "util/signals.h"
 
 namespace kscope::cli {
 
@@ -35,11 +36,6 @@ Subcommand setup_export(CLI::App& parent);
 Subcommand setup_report(CLI::App& parent);
 Subcommand setup_monitor(CLI::App& parent);
 Subcommand setup_study(CLI::App& parent);
-
-// Ctrl-C, SIGTERM and SIGHUP set the returned flag (so tracing stops, flushes and reports);
-// SIGPIPE is ignored so a closed output pipe surfaces as EPIPE on write instead of killing us
-// before the summary.
-volatile sig_atomic_t* install_stop_handlers();
 
 // Prints "kscope: <message>" (and the hint) on stderr, returns the exit code to use.
 int report_error(const Error& error);

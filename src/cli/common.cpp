@@ -7,24 +7,10 @@
 #include "cli/commands.h"
 #include "kscope/version.h"
 #include "trace/proc.h"
+#include "util/clock.h"
+#include "util/file.h"
 
 namespace kscope::cli {
-
-namespace {
-volatile sig_atomic_t g_stop = 0;
-void on_stop_signal(int) { g_stop = 1; }
-}  // namespace
-
-volatile sig_atomic_t* install_stop_handlers() {
-  struct sigaction sa = {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGHUP, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  return &g_stop;
-}
 
 int report_error(const Error& error) {
   std::fprintf(stderr, "kscope: %s\n", error.describe().c_str());
@@ -35,7 +21,7 @@ int report_error(const Error& error) {
 RecordingMeta make_recording_meta(const std::vector<uint32_t>& pids) {
   RecordingMeta meta;
   meta.kscope_version = KSCOPE_VERSION;
-  if (auto cmdline = proc::read_text_file("/proc/self/cmdline")) {
+  if (auto cmdline = read_file("/proc/self/cmdline")) {
     std::string arg;
     for (char c : *cmdline) {
       if (c == '\0') {
@@ -52,10 +38,7 @@ RecordingMeta make_recording_meta(const std::vector<uint32_t>& pids) {
   utsname u{};
   uname(&u);
   meta.kernel_release = u.release;
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  meta.start_wall_ns =
-      static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  meta.start_wall_ns = realtime_ns();
   meta.target_pids = pids;
   return meta;
 }

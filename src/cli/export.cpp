@@ -15,7 +15,9 @@
 #include "export/pprof.h"
 #include "export/sqlite_export.h"
 #include "model/fault_profile.h"
+#include "model/top_profile.h"
 #include "model/top_recording.h"
+#include "symbols/fault_locations.h"
 #include "symbols/symbolizer.h"
 #include "util/output_file.h"
 
@@ -108,14 +110,21 @@ Result<int> export_top(ExportOptions& o, OutputFile& out) {
         if (*it >= p.frames.size()) continue;
         stack += (stack.empty() ? "" : ";") + folded_frame_name(p.frames[*it], true);
       }
-      auto v = [&](size_t i) { return i < s.values.size() ? s.values[i] : 0; };
+      const TopValues v = top_values_of(p, s);
       if (csv) {
-        text += fmt::format("{},{},{},{},{},{},{},{},{}\n", s.pid, s.tid, csv_field(s.comm), v(0),
-                            v(1), v(2), v(3), v(4), csv_field(stack));
+        text +=
+            fmt::format("{},{},{},{},{},{},{},{},{}\n", s.pid, s.tid, csv_field(s.comm), v.oncpu_ns,
+                        v.switches, v.runq_wait_ns, v.voluntary, v.involuntary, csv_field(stack));
       } else {
-        nlohmann::json j = {{"pid", s.pid},      {"tid", s.tid},        {"comm", s.comm},
-                            {"oncpu_ns", v(0)},  {"switches", v(1)},    {"runq_wait_ns", v(2)},
-                            {"voluntary", v(3)}, {"involuntary", v(4)}, {"stack", stack}};
+        nlohmann::json j = {{"pid", s.pid},
+                            {"tid", s.tid},
+                            {"comm", s.comm},
+                            {"oncpu_ns", v.oncpu_ns},
+                            {"switches", v.switches},
+                            {"runq_wait_ns", v.runq_wait_ns},
+                            {"voluntary", v.voluntary},
+                            {"involuntary", v.involuntary},
+                            {"stack", stack}};
         text += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
       }
     }

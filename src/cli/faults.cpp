@@ -65,12 +65,11 @@ class FaultCollector : public FaultSink {
     latest_maps_[m.pid] = m.mappings;
     if (recording_ && status_) status_ = recording_->add_mappings(m);
   }
-  void on_fork(uint64_t t, uint32_t parent, uint32_t child) override {
-    if (recording_ && status_) status_ = recording_->add_fork(ForkEvent{t, parent, child});
+  void on_fork(const ForkEvent& fork) override {
+    if (recording_ && status_) status_ = recording_->add_fork(fork);
   }
-  void on_exit(uint64_t t, uint32_t pid, uint32_t tid, uint64_t minflt, uint64_t majflt) override {
-    if (recording_ && status_)
-      status_ = recording_->add_exit(ExitEvent{t, pid, tid, minflt, majflt, false});
+  void on_exit(const ExitEvent& exit) override {
+    if (recording_ && status_) status_ = recording_->add_exit(exit);
   }
   void on_started(const std::vector<pid_t>& pids) override {
     std::string list;

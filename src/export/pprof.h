@@ -25,7 +25,4 @@ struct PprofOptions {
 // The encoded profile (gzipped unless options.gzip is false).
 Result<std::string> encode_pprof(const StackProfile& profile, const PprofOptions& options = {});
 
-// gzip (RFC 1952) of `data` with zlib; `level` 1..9.
-Result<std::string> gzip_compress(const std::string& data, int level = 6);
-
 }  // namespace kscope

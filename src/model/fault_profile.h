@@ -1,8 +1,7 @@
 // Turns the faults of a recording into the shared stack model: every distinct faulting location
-// (instruction address resolved with the mappings stored in the recording) becomes one
-// ProfileFrame, and a StackProfile has one single-frame "stack" per (process, location) with the
-// values faults and major_faults. Used by the pprof, folded, sqlite and HTML report outputs, so
-// they all name locations the same way.
+// (resolved by symbols/fault_locations.h) becomes one ProfileFrame, and a StackProfile has one
+// single-frame "stack" per (process, location) with the values faults and major_faults. Used by the
+// pprof, folded, sqlite and HTML report outputs, so they all name locations the same way.
 #pragma once
 
 #include <cstdint>
@@ -15,18 +14,11 @@
 
 namespace kscope {
 
-class Symbolizer;
-
+// The faulting locations of a recording, resolved (symbols/fault_locations.h does it).
 struct FaultLocations {
   std::vector<ProfileFrame> frames;      // distinct locations
   std::vector<uint32_t> frame_of_fault;  // per Recording::faults index, into frames
 };
-
-// Resolves the ip of every fault. User ips use the last mapping snapshot of their process in the
-// recording (as `kscope faults` does at the end of a run); kernel ips use kallsyms. Locations that
-// resolve to the same function+offset in the same binary share a frame. Build-ids are read from
-// the binaries when they still exist.
-FaultLocations resolve_fault_locations(const Recording& recording, Symbolizer& symbolizer);
 
 // value_types: {"faults","count"}, {"major_faults","count"}. One sample per (pid, frame), comm =
 // the process's name (its main thread's last known comm).

@@ -1,5 +1,5 @@
-// What kscope knows about the processes it traced: thread names and memory mappings, kept so that
-// addresses resolve after the process is gone, and stored in recordings.
+// What kscope knows about the processes it traced: thread names, memory mappings (kept so that
+// addresses resolve after the process is gone), forks and exits; all stored in recordings.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +36,25 @@ struct MappingSnapshot {
   uint64_t time_ns = 0;
   std::vector<Mapping> mappings;
   bool operator==(const MappingSnapshot&) const = default;
+};
+
+struct ForkEvent {
+  uint64_t time_ns = 0;  // since tracing started
+  uint32_t parent_pid = 0;
+  uint32_t child_pid = 0;
+  bool operator==(const ForkEvent&) const = default;
+};
+
+// A thread exited; min_flt/maj_flt are the kernel's final counters for that thread
+// (task_struct min_flt/maj_flt), for reconciling with the faults recorded.
+struct ExitEvent {
+  uint64_t time_ns = 0;
+  uint32_t pid = 0;
+  uint32_t tid = 0;
+  uint64_t min_flt = 0;
+  uint64_t maj_flt = 0;
+  bool group_dead = false;  // the last live thread of the process exited
+  bool operator==(const ExitEvent&) const = default;
 };
 
 }  // namespace kscope

@@ -59,25 +59,6 @@ struct RecordingMeta {
   bool operator==(const RecordingMeta&) const = default;
 };
 
-struct ForkEvent {
-  uint64_t time_ns = 0;  // since tracing started
-  uint32_t parent_pid = 0;
-  uint32_t child_pid = 0;
-  bool operator==(const ForkEvent&) const = default;
-};
-
-// A thread exited; min_flt/maj_flt are the kernel's final counters for that thread
-// (task_struct min_flt/maj_flt), for reconciling with the faults recorded.
-struct ExitEvent {
-  uint64_t time_ns = 0;
-  uint32_t pid = 0;
-  uint32_t tid = 0;
-  uint64_t min_flt = 0;
-  uint64_t maj_flt = 0;
-  bool group_dead = false;  // the last live thread of the process exited
-  bool operator==(const ExitEvent&) const = default;
-};
-
 // Counters known only at clean shutdown; the last block of a complete recording.
 struct RecordingTrailer {
   std::vector<uint64_t> lost_per_cpu;             // ring-buffer records lost, index = cpu

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kscope {
@@ -43,6 +45,12 @@ struct ProfileValueType {
 
 struct StackProfile {
   std::vector<ProfileValueType> value_types;  // the first one is the default (flame graph width)
+  // Index of the value type named `type` (ProfileValueType::type), if the profile has it.
+  std::optional<size_t> value_index(std::string_view type) const {
+    for (size_t i = 0; i < value_types.size(); ++i)
+      if (value_types[i].type == type) return i;
+    return std::nullopt;
+  }
   std::vector<ProfileFrame> frames;
   std::vector<ProfileSample> samples;
   uint64_t duration_ns = 0;    // measured interval

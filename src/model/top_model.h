@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "util/units.h"
+
 namespace kscope {
 
 // Stack ids that are not ids of the kernel's stack map (include/kscope/abi/top.h).
@@ -152,10 +154,5 @@ struct TopStackView {
   std::vector<TopFrameView> user;    // leaf first
   std::string note;                  // e.g. "[stack lost: map collision]"; empty when none
 };
-
-// Formatting shared by the text table, the screen and the faults summary (defined in
-// render/fault_summary_text.cpp).
-std::string format_duration_ns(uint64_t ns);  // "998.1ms", "12.0us", "1.50s", "0ns"
-std::string format_count(uint64_t n);         // "1,234,567"
 
 }  // namespace kscope

@@ -18,34 +18,12 @@
 #include <memory>
 
 #include "trace/command_launcher.h"
+#include "util/clock.h"
+#include "util/signals.h"
 
 namespace kscope::monitor {
 
 namespace {
-
-int g_wake_pipe = -1;
-volatile sig_atomic_t g_stop_signal = 0;
-
-void on_signal(int sig) {
-  if (sig != SIGCHLD) g_stop_signal = sig;
-  int saved = errno;
-  char b = 1;
-  ssize_t ignored = ::write(g_wake_pipe, &b, 1);
-  (void)ignored;
-  errno = saved;
-}
-
-uint64_t mono_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-uint64_t realtime_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 double self_cpu_seconds() {
   rusage ru{};
@@ -111,6 +89,7 @@ class Monitor {
   Fd timer_;
   Fd wake_read_;
   Fd wake_write_;
+  volatile sig_atomic_t* stop_ = nullptr;  // set by a stop signal (util/signals.h)
   std::optional<ControlListener> control_;
   Fd http_;
   std::map<int, Connection> conns_;
@@ -149,7 +128,7 @@ Status Monitor::add_fd(int fd, uint32_t events, uint64_t tag) {
 }
 
 Status Monitor::setup() {
-  start_ns_ = mono_ns();
+  start_ns_ = monotonic_ns();
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) return errno_error("epoll_create1");
   timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
@@ -159,14 +138,10 @@ Status Monitor::setup() {
   if (::pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return errno_error("pipe");
   wake_read_.reset(p[0]);
   wake_write_.reset(p[1]);
-  g_wake_pipe = p[1];
   KSCOPE_TRY(add_fd(wake_read_.get(), EPOLLIN, kTagWake));
-  struct sigaction sa = {};
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaction(s, &sa, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // A stop signal or a child's exit writes to the wake pipe, so epoll_wait returns at once.
+  stop_ =
+      install_stop_handlers({.wake_fd = p[1], .watch_children = true, .restart_syscalls = true});
 
   // Outputs first: a bad path fails before anything is started.
   if (!o_.csv_path.empty()) {
@@ -272,14 +247,14 @@ void Monitor::disarm_timer() {
 void Monitor::on_timer() {
   uint64_t n = 0;
   if (::read(timer_.get(), &n, sizeof(n)) != sizeof(n) || n == 0) return;
-  uint64_t now = mono_ns();
+  uint64_t now = monotonic_ns();
   expirations_ += n;
   uint64_t index = arm_base_index_ + expirations_ - 1;
   uint64_t deadline = start_ns_ + index * o_.period_ns;
   jitter_.add(now > deadline ? now - deadline : 0);
   missed_ += n - 1;  // woke more than a period late: those periods are not sampled
   sample(now, index);
-  uint64_t spent = mono_ns() - now;
+  uint64_t spent = monotonic_ns() - now;
   sample_ns_total_ += spent;
   if (spent > sample_ns_max_) sample_ns_max_ = spent;
   if (registry_.empty()) disarm_timer();
@@ -312,7 +287,7 @@ void Monitor::sample(uint64_t now, uint64_t period_index) {
 }
 
 Result<std::string> Monitor::do_register(pid_t pid, const PeerCred* peer) {
-  uint64_t now = mono_ns();
+  uint64_t now = monotonic_ns();
   KSCOPE_ASSIGN_OR_RETURN(auto* p, registry_.add(pid, now - start_ns_));
   if (peer && peer->uid != 0 && p->uid != peer->uid) {
     auto ignored = registry_.remove(pid);
@@ -332,7 +307,7 @@ std::string Monitor::status_text() {
       "lateness {} sample_cost_avg_us={:.1f} self_cpu_s={:.3f} uptime_s={:.3f}\n",
       o_.period_ns / 1e6, registry_.size(), periods_, missed_, rows_, csv_dropped_,
       jitter_.describe(), periods_ ? sample_ns_total_ / 1e3 / periods_ : 0.0, self_cpu_seconds(),
-      (mono_ns() - start_ns_) / 1e9);
+      (monotonic_ns() - start_ns_) / 1e9);
   out += "pid,comm,min_faults_total,maj_faults_total,cpu_s_total,cpu_util,rss_kb,last_sample_ms\n";
   for (const auto& [pid, p] : registry_.processes()) {
     if (p.latest) {
@@ -357,7 +332,7 @@ void Monitor::accept_connections(int listen_fd, bool http) {
     Connection c;
     c.fd.reset(fd);
     c.http = http;
-    c.deadline_ns = mono_ns() + kConnectionTimeoutNs;
+    c.deadline_ns = monotonic_ns() + kConnectionTimeoutNs;
     if (conns_.size() >= kMaxConnections) {
       std::string busy = http ? format_http_response({503, "text/plain", false, "busy\n"})
                               : "error too many connections, try again\n";
@@ -523,7 +498,7 @@ void Monitor::close_connection(int fd) {
 }
 
 void Monitor::print_final_stats() {
-  double uptime = (mono_ns() - start_ns_) / 1e9;
+  double uptime = (monotonic_ns() - start_ns_) / 1e9;
   double cpu = self_cpu_seconds();
   std::fprintf(stderr,
                "kscope: monitor: %llu periods sampled, %llu missed, %llu rows, %llu CSV rows "
@@ -537,14 +512,13 @@ void Monitor::print_final_stats() {
 }
 
 Result<int> Monitor::run() {
-  g_stop_signal = 0;
   KSCOPE_TRY(setup());
   uint64_t end_ns = o_.duration_s > 0 ? start_ns_ + static_cast<uint64_t>(o_.duration_s * 1e9) : 0;
   std::optional<int> command_status;
   epoll_event events[32];
-  while (!g_stop_signal) {
+  while (!*stop_) {
     int timeout_ms = 1000;
-    uint64_t now = mono_ns();
+    uint64_t now = monotonic_ns();
     if (end_ns) {
       if (now >= end_ns) break;
       timeout_ms = static_cast<int>(std::min<uint64_t>(1000, (end_ns - now) / 1'000'000 + 1));
@@ -572,14 +546,15 @@ Result<int> Monitor::run() {
       }
     }
     // Drop connections that never sent a complete request.
-    now = mono_ns();
+    now = monotonic_ns();
     std::vector<int> expired;
     for (auto& [fd, c] : conns_)
       if (now > c.deadline_ns) expired.push_back(fd);
     for (int fd : expired) close_connection(fd);
     if (command_ && command_->has_exited()) {
       // Final counters of the command (a zombie until reaped) before it leaves.
-      if (registry_.contains(command_->pid())) sample(mono_ns(), arm_base_index_ + expirations_);
+      if (registry_.contains(command_->pid()))
+        sample(monotonic_ns(), arm_base_index_ + expirations_);
       auto r = command_->reap();
       command_status = r ? *r : 1;
       break;

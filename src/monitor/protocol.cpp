@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "util/clock.h"
+
 namespace kscope::monitor {
 
 namespace {
@@ -39,12 +41,6 @@ std::string printable(std::string_view s) {
   for (char c : s.substr(0, 40)) out += (c >= 0x20 && c < 0x7f) ? c : '?';
   if (s.size() > 40) out += "...";
   return out;
-}
-
-uint64_t monotonic_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
 }
 
 Result<sockaddr_un> make_address(const std::string& path) {
@@ -174,10 +170,10 @@ Result<Reply> call_monitor(const std::string& socket_path, const std::string& re
   }
   ::shutdown(fd.get(), SHUT_WR);
   std::string reply;
-  uint64_t deadline = monotonic_ms() + static_cast<uint64_t>(timeout_ms);
+  uint64_t deadline = (monotonic_ns() / 1000000) + static_cast<uint64_t>(timeout_ms);
   char buf[4096];
   for (;;) {
-    uint64_t now = monotonic_ms();
+    uint64_t now = (monotonic_ns() / 1000000);
     if (now >= deadline) return make_error("the monitor did not answer in time");
     pollfd p{fd.get(), POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(deadline - now));

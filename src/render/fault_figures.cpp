@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "render/svg.h"
+#include "symbols/fault_locations.h"
 #include "symbols/symbolizer.h"
 
 namespace kscope {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/fault_summary.h"
+#include "util/units.h"
 
 namespace kscope {
 
@@ -17,10 +18,5 @@ struct LocationCount {
 
 std::string render_fault_summary(const FaultSummary& summary, const FaultRunTotals& totals,
                                  const std::vector<LocationCount>& top_locations);
-
-// "1.2us", "340ns", "2.5ms", "1.20s"
-std::string format_duration_ns(uint64_t ns);
-// "12,345"
-std::string format_count(uint64_t n);
 
 }  // namespace kscope

@@ -6,13 +6,13 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
-#include "export/pprof.h"
 #include "render/fault_figures.h"
 #include "render/fault_summary_text.h"
 #include "render/flamegraph.h"
 #include "render/html_page.h"
 #include "render/svg.h"
 #include "symbols/symbolizer.h"
+#include "util/gzip.h"
 
 namespace kscope {
 

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "model/top_model.h"
+#include "model/top_profile.h"
 #include "render/flamegraph.h"
 #include "render/html_page.h"
 #include "render/svg.h"
@@ -13,8 +14,6 @@
 namespace kscope {
 
 namespace {
-
-int64_t value_at(const ProfileSample& s, size_t i) { return i < s.values.size() ? s.values[i] : 0; }
 
 // A horizontal bar chart of one value per task (the top `n`), standalone SVG.
 std::string bar_chart_svg(const std::vector<TopTaskTotal>& tasks, const std::string& title,
@@ -113,11 +112,7 @@ std::vector<TopTaskTotal> top_task_totals(const StackProfile& profile) {
     t.pid = s.pid;
     t.tid = s.tid;
     t.comm = s.comm;
-    t.values += TopValues{static_cast<uint64_t>(std::max<int64_t>(0, value_at(s, 0))),
-                          static_cast<uint64_t>(std::max<int64_t>(0, value_at(s, 2))),
-                          static_cast<uint64_t>(std::max<int64_t>(0, value_at(s, 1))),
-                          static_cast<uint64_t>(std::max<int64_t>(0, value_at(s, 3))),
-                          static_cast<uint64_t>(std::max<int64_t>(0, value_at(s, 4)))};
+    t.values += top_values_of(profile, s);
   }
   std::vector<TopTaskTotal> out;
   for (auto& [k, t] : by) out.push_back(std::move(t));

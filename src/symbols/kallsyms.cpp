@@ -8,7 +8,7 @@
 #include <charconv>
 #include <unordered_map>
 
-#include "util/fd.h"
+#include "util/file.h"
 
 namespace kscope {
 namespace {
@@ -150,19 +150,8 @@ Result<KernelSymbols> KernelSymbols::parse(std::string_view text, size_t* malfor
 }
 
 Result<KernelSymbols> KernelSymbols::load(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return errno_error(fmt::format("cannot open {}", path));
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error(fmt::format("cannot read {}", path));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
+  // About 10 MB on a distribution kernel; the bound only stops a runaway file.
+  KSCOPE_ASSIGN_OR_RETURN(auto text, read_file(path, size_t{1} << 30));
   return parse(text);
 }
 

@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <charconv>
 
-#include "util/fd.h"
+#include "util/file.h"
 
 namespace kscope {
 namespace {
@@ -106,29 +106,20 @@ Result<std::vector<Mapping>> parse_proc_maps(std::string_view text, size_t* malf
 
 Result<std::vector<Mapping>> read_proc_maps(uint32_t pid, size_t* malformed_lines) {
   std::string path = fmt::format("/proc/{}/maps", pid);
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    if (errno == ENOENT || errno == ESRCH) {
+  // The file has no size (st_size is 0); the kernel hands it out in chunks. A process that
+  // exits while it is read gives ESRCH or an empty read; both mean "gone".
+  auto text = read_file(path, size_t{1} << 30);
+  if (!text) {
+    const int err = text.error().sys_errno;
+    if (err == ENOENT || err == ESRCH)
       return make_error(
-          fmt::format("cannot read the mappings of process {}: it does not exist", pid), errno);
-    }
-    return Error{fmt::format("cannot open {}", path), errno, ExitCode::kFailure,
-                 errno == EACCES ? "run kscope as root (or with CAP_SYS_PTRACE)" : ""};
+          fmt::format("cannot read the mappings of process {}: it does not exist", pid), err);
+    if (err == EACCES)
+      return Error{fmt::format("cannot open {}", path), err, ExitCode::kFailure,
+                   "run kscope as root (or with CAP_SYS_PTRACE)"};
+    return text.error();
   }
-  // The file has no size (st_size is 0); the kernel hands it out in chunks.
-  std::string text;
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      // A process that exits while we read gives ESRCH or an empty read; both mean "gone".
-      return errno_error(fmt::format("cannot read {}", path));
-    }
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-  }
-  return parse_proc_maps(text, malformed_lines);
+  return parse_proc_maps(*text, malformed_lines);
 }
 
 bool path_is_deleted(std::string_view path) {

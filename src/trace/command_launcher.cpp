@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -78,7 +79,8 @@ Result<std::string> find_executable(const std::string& argv0) {
   return exec_error(argv0, last_err);
 }
 
-Result<LaunchedCommand> LaunchedCommand::start(const std::vector<std::string>& argv) {
+Result<LaunchedCommand> LaunchedCommand::start(const std::vector<std::string>& argv,
+                                               const LaunchOptions& options) {
   if (argv.empty()) return usage_error("no command given after '--'");
   KSCOPE_ASSIGN_OR_RETURN(auto path, find_executable(argv[0]));
 
@@ -94,7 +96,7 @@ Result<LaunchedCommand> LaunchedCommand::start(const std::vector<std::string>& a
   cargv.push_back(nullptr);
   uid_t uid = 0;
   gid_t gid = 0;
-  bool drop = ::geteuid() == 0 && sudo_ids(uid, gid);
+  bool drop = !options.keep_privileges && ::geteuid() == 0 && sudo_ids(uid, gid);
   const char* sudo_user = std::getenv("SUDO_USER");
 
   pid_t pid = ::fork();
@@ -104,6 +106,9 @@ Result<LaunchedCommand> LaunchedCommand::start(const std::vector<std::string>& a
     ::close(gate[1]);
     ::close(status[0]);
     int err = 0;
+    if (options.die_with_parent) ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (options.stdout_fd >= 0 && ::dup2(options.stdout_fd, 1) < 0) err = errno;
+    if (options.stderr_fd >= 0 && ::dup2(options.stderr_fd, 2) < 0) err = errno;
     if (drop) {
       if (sudo_user ? ::initgroups(sudo_user, gid) != 0 : ::setgroups(0, nullptr) != 0) err = errno;
       if (!err && ::setgid(gid) != 0) err = errno;

@@ -14,10 +14,18 @@
 
 namespace kscope {
 
+struct LaunchOptions {
+  int stdout_fd = -1;            // >= 0: the child's stdout (dup2'ed in the child)
+  int stderr_fd = -1;            // >= 0: the child's stderr
+  bool die_with_parent = false;  // SIGTERM to the child when kscope dies (PR_SET_PDEATHSIG)
+  bool keep_privileges = false;  // run as kscope's own user even under sudo (kscope's helpers)
+};
+
 class LaunchedCommand {
  public:
   // Fails with exit code 127 when the program cannot be found, 126 when it is not executable.
-  static Result<LaunchedCommand> start(const std::vector<std::string>& argv);
+  static Result<LaunchedCommand> start(const std::vector<std::string>& argv,
+                                       const LaunchOptions& options = {});
 
   LaunchedCommand(LaunchedCommand&& other) noexcept
       : pid_(std::exchange(other.pid_, -1)),

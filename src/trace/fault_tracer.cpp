@@ -16,12 +16,12 @@
 #include "bpf/libbpf_util.h"
 #include "faults.skel.h"
 #include "kscope/abi/faults.h"
-#include "model/recording.h"
 #include "symbols/proc_maps.h"
 #include "trace/command_launcher.h"
 #include "trace/mmap_watch.h"
 #include "trace/privileges.h"
 #include "trace/proc.h"
+#include "util/clock.h"
 #include "util/fd.h"
 
 namespace kscope {
@@ -33,12 +33,6 @@ static_assert(sizeof(kscope_exit_event) == 40, "kscope_exit_event layout changed
 static_assert(sizeof(kscope_exec_event) == 320, "kscope_exec_event layout changed");
 
 namespace {
-
-uint64_t monotonic_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns()
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 struct SkeletonDeleter {
   void operator()(faults_bpf* s) const { faults_bpf__destroy(s); }
@@ -215,8 +209,8 @@ struct FaultTracer::Impl {
         std::memcpy(&e, data, sizeof(e));
         auto& ps = add_process(static_cast<pid_t>(e.pid));
         ps.final[e.tid] = Counts{e.min_flt, e.maj_flt};
-        held.push_back(
-            Held{rel(e.ts_ns), ExitEvent{rel(e.ts_ns), e.pid, e.tid, e.min_flt, e.maj_flt}});
+        held.push_back(Held{rel(e.ts_ns), ExitEvent{rel(e.ts_ns), e.pid, e.tid, e.min_flt,
+                                                    e.maj_flt, e.group_dead != 0}});
         break;
       }
       case KSCOPE_REC_EXEC: {
@@ -280,9 +274,9 @@ struct FaultTracer::Impl {
       } else if (auto* t = std::get_if<ThreadInfo>(&it->item)) {
         sink->on_thread(*t);
       } else if (auto* k = std::get_if<ForkEvent>(&it->item)) {
-        sink->on_fork(k->time_ns, k->parent_pid, k->child_pid);
+        sink->on_fork(*k);
       } else if (auto* x = std::get_if<ExitEvent>(&it->item)) {
-        sink->on_exit(x->time_ns, x->pid, x->tid, x->min_flt, x->maj_flt);
+        sink->on_exit(*x);
       }
     }
     held.erase(held.begin(), mid);

@@ -26,9 +26,9 @@ class FaultSink {
   virtual void on_fault(const FaultRecord& r) = 0;
   virtual void on_thread(const ThreadInfo& t) = 0;
   virtual void on_mappings(const MappingSnapshot& m) = 0;
-  virtual void on_fork(uint64_t time_ns, uint32_t parent_pid, uint32_t child_pid) = 0;
-  virtual void on_exit(uint64_t time_ns, uint32_t pid, uint32_t tid, uint64_t minflt,
-                       uint64_t majflt) = 0;
+  virtual void on_fork(const ForkEvent& fork) = 0;
+  // exit.group_dead: the last live thread of its process (computed in the kernel program).
+  virtual void on_exit(const ExitEvent& exit) = 0;
   // Tracing is armed for these processes (for COMMAND: it is about to exec).
   virtual void on_started(const std::vector<pid_t>& pids) { (void)pids; }
   // About once a second while tracing: flush outputs. An error stops tracing.

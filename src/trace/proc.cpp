@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "util/fd.h"
+#include "util/file.h"
 
 namespace kscope::proc {
 
@@ -56,26 +57,9 @@ Result<StatCounters> parse_stat(std::string_view text) {
   return s;
 }
 
-Result<std::string> read_text_file(const std::string& path, size_t max_bytes) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return errno_error(fmt::format("cannot open {}", path));
-  std::string out;
-  char buf[8192];
-  while (out.size() < max_bytes) {
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno_error(fmt::format("cannot read {}", path));
-    }
-    if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
 Result<StatCounters> read_stat(pid_t pid) {
   auto path = fmt::format("/proc/{}/stat", pid);
-  KSCOPE_ASSIGN_OR_RETURN(auto text, read_text_file(path, 4096));
+  KSCOPE_ASSIGN_OR_RETURN(auto text, read_file(path, 4096));
   auto r = parse_stat(text);
   if (!r) return make_error(fmt::format("{}: {}", path, r.error().message));
   return r;
@@ -83,7 +67,7 @@ Result<StatCounters> read_stat(pid_t pid) {
 
 Result<StatCounters> read_thread_stat(pid_t pid, pid_t tid) {
   auto path = fmt::format("/proc/{}/task/{}/stat", pid, tid);
-  KSCOPE_ASSIGN_OR_RETURN(auto text, read_text_file(path, 4096));
+  KSCOPE_ASSIGN_OR_RETURN(auto text, read_file(path, 4096));
   auto r = parse_stat(text);
   if (!r) return make_error(fmt::format("{}: {}", path, r.error().message));
   return r;

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "util/file.h"
 #include "util/result.h"
 
 namespace kscope::proc {
@@ -40,8 +41,6 @@ Result<std::vector<pid_t>> list_threads(pid_t pid);
 bool process_exists(pid_t pid);
 // Kernel threads have no user memory and cannot be traced for page faults.
 bool is_kernel_thread(const StatCounters& stat);
-
-Result<std::string> read_text_file(const std::string& path, size_t max_bytes = 1 << 20);
 
 // Parses "123,456" into pids; rejects non-numeric, zero and negative values.
 Result<std::vector<pid_t>> parse_pid_list(std::string_view text);

@@ -15,6 +15,7 @@
 #include "top.skel.h"
 #include "trace/privileges.h"
 #include "trace/proc.h"
+#include "util/clock.h"
 
 namespace kscope {
 
@@ -26,12 +27,6 @@ static_assert(sizeof(kscope_top_slice_event) == 48, "kscope_top_slice_event layo
 static_assert(kStackNone == KSCOPE_STACK_NONE && kStackCollision == KSCOPE_STACK_COLLISION &&
                   kStackError == KSCOPE_STACK_ERROR && kStackUnknown == KSCOPE_STACK_UNKNOWN,
               "stack id sentinels differ between the ABI and the model");
-
-uint64_t monotonic_now_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);  // the clock of bpf_ktime_get_ns()
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 namespace {
 struct SkeletonDeleter {
@@ -214,7 +209,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   KSCOPE_ASSIGN_OR_RETURN(
       impl->rb, bpf::RingBuffer::open(bpf_map__fd(skel->maps.events),
                                       [raw](const void* d, size_t n) { raw->handle(d, n); }));
-  impl->start_ns = monotonic_now_ns();
+  impl->start_ns = monotonic_ns();
   skel->bss->start_ns = impl->start_ns;
   if (int err = top_bpf__attach(skel)) {
     return make_error("attaching the scheduler tracepoints failed", -err,
@@ -228,7 +223,7 @@ Result<TopSample> TopTracer::sample() {
   TopSample out;
   KSCOPE_TRY(s.read_counters(out.counters));
   KSCOPE_TRY(s.read_accounts(out));
-  out.time_ns = monotonic_now_ns();
+  out.time_ns = monotonic_ns();
   KSCOPE_TRY(s.read_running(out, out.time_ns));
   return out;
 }

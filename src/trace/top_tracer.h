@@ -84,6 +84,4 @@ class TopTracer {
   std::unique_ptr<Impl> impl_;
 };
 
-uint64_t monotonic_now_ns();
-
 }  // namespace kscope

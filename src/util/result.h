@@ -1,6 +1,6 @@
 // One error type for all of kscope. Functions that can fail return Result<T>; the CLI turns an
-// Error into a message on stderr and an exit code in one place (src/cli/exit.cpp). No exceptions
-// cross module boundaries, no exit() deep in the code.
+// Error into a message on stderr and an exit code in one place (report_error in
+// src/cli/common.cpp). No exceptions cross module boundaries, no exit() deep in the code.
 #pragma once
 
 #include <fmt/format.h>

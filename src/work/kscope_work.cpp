@@ -22,6 +22,7 @@
 #include <string>
 
 #include "monitor/protocol.h"
+#include "util/clock.h"
 
 namespace {
 
@@ -39,12 +40,6 @@ struct Rng {
   }
   uint64_t below(uint64_t n) { return n ? next() % n : 0; }
 };
-
-double now_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kWindowPages = 256;
@@ -147,7 +142,7 @@ int main(int argc, char** argv) {
 
   uint64_t bytes = mb << 20;
   uint64_t pages = bytes / kPage;
-  double t0 = now_ms();
+  double t0 = (kscope::monotonic_ns() / 1e6);
   auto* region = static_cast<volatile uint8_t*>(::mmap(
       nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
   int rc = 0;
@@ -179,7 +174,7 @@ int main(int argc, char** argv) {
         if ((a & 0xffff) == 0 && g_stop) break;
       }
     }
-    work_end = now_ms();
+    work_end = (kscope::monotonic_ns() / 1e6);
     // Holding: the counters stay still, so a monitor's totals can be compared with /proc.
     for (uint64_t slept = 0; slept < hold_ms && !g_stop; slept += 10) {
       timespec ts{0, 10'000'000};
@@ -187,7 +182,7 @@ int main(int argc, char** argv) {
     }
     ::munmap(const_cast<uint8_t*>(region), bytes);
   }
-  double elapsed = (work_end > 0 ? work_end : now_ms()) - t0;
+  double elapsed = (work_end > 0 ? work_end : (kscope::monotonic_ns() / 1e6)) - t0;
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   double user_ms = ru.ru_utime.tv_sec * 1e3 + ru.ru_utime.tv_usec / 1e3;

@@ -202,6 +202,30 @@ TEST_F(FaultsRuntime, EachThreadsPagesCarryItsTidAndNewName) {
   EXPECT_EQ(tids.size(), 3u);
 }
 
+// The recording keeps the kernel's group_dead flag of each thread exit: in a process whose three
+// threads are joined before main returns, exactly one exit, the last one (main's exit_group), has
+// it.
+TEST_F(FaultsRuntime, RecordingMarksOnlyTheLastThreadsExitAsGroupDead) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = trace_prog({"threads", "3", "20"}, {"-o", path("rec.kscope")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto rec = read_recording(path("rec.kscope"));
+  ASSERT_TRUE(rec.ok()) << rec.error().message;
+  ASSERT_FALSE(events_.empty());
+  const uint32_t pid = events_.front().pid;
+  std::vector<ExitEvent> exits;
+  for (const auto& e : rec->exits)
+    if (e.pid == pid) exits.push_back(e);
+  ASSERT_EQ(exits.size(), 4u) << "three threads and main";
+  std::stable_sort(exits.begin(), exits.end(),
+                   [](const auto& a, const auto& b) { return a.time_ns < b.time_ns; });
+  for (size_t i = 0; i < exits.size(); ++i) {
+    SCOPED_TRACE("exit of tid " + std::to_string(exits[i].tid));
+    EXPECT_EQ(exits[i].group_dead, i + 1 == exits.size());
+  }
+  EXPECT_EQ(exits.back().tid, pid) << "main returns after joining its threads";
+}
+
 TEST_F(FaultsRuntime, ReadsOfUntouchedAnonymousMemoryAreReads) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   auto r = trace_prog({"anon-read", "64"});

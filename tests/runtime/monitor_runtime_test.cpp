@@ -25,6 +25,7 @@
 #include "runtime_env.h"
 #include "subprocess.h"
 #include "trace/proc.h"
+#include "util/file.h"
 
 namespace kscope::testing {
 namespace {
@@ -139,7 +140,7 @@ std::vector<CsvRow> parse_csv(const std::string& text) {
 }
 
 uint64_t vm_rss_kb(int pid) {
-  auto text = proc::read_text_file(fmt::format("/proc/{}/status", pid));
+  auto text = kscope::read_file(fmt::format("/proc/{}/status", pid));
   if (!text) return 0;
   std::smatch m;
   std::regex re("VmRSS:\\s+(\\d+) kB");

@@ -1,5 +1,5 @@
 /* Records that cross the kernel boundary for `kscope faults`.
- * Shared by bpf/faults.bpf.c and the C++ decoder (src/trace/fault_events.cpp). Fixed-width
+ * Shared by bpf/faults.bpf.c and the C++ decoder (src/trace/fault_tracer.cpp). Fixed-width
  * fields only, a record type first; C++ static_asserts the sizes. */
 #ifndef KSCOPE_ABI_FAULTS_H
 #define KSCOPE_ABI_FAULTS_H

@@ -2,8 +2,6 @@
 // profile (for --folded and recordings). Shared by the batch output and the live screen.
 #pragma once
 
-#include <signal.h>
-
 #include <map>
 #include <memory>
 #include <optional>
@@ -13,11 +11,12 @@
 #include "model/recording.h"
 #include "model/stack_profile.h"
 #include "model/top_model.h"
+#include "model/top_source.h"
 #include "symbols/symbolizer.h"
 #include "trace/top_tracer.h"
 #include "util/result.h"
 
-namespace kscope::cli {
+namespace kscope {
 
 struct TopSessionOptions {
   TopTraceOptions trace;
@@ -33,27 +32,27 @@ struct TopSummary {
   std::pair<uint64_t, uint64_t> diagnostics;  // see TopTracer::diagnostics()
 };
 
-class TopSession {
+class TopSession : public TopSource {
  public:
   static Result<std::unique_ptr<TopSession>> create(const TopSessionOptions& options);
-  ~TopSession();
+  ~TopSession() override;
 
-  uint64_t start_ns() const;
-  int ncpus() const;
+  uint64_t start_ns() const override;
+  int ncpus() const override;
   // Waits up to timeout_ms for kernel events (new processes: their mappings are read at once).
-  Status poll(int timeout_ms);
+  Status poll(int timeout_ms) override;
   // With -p: every target process has exited.
   bool targets_gone();
 
   // Samples now; the table of the interval since the previous refresh (or the start).
-  Result<TopTable> refresh(TopGroupBy by, TopSortKey sort);
+  Result<TopTable> refresh(TopGroupBy by, TopSortKey sort) override;
   // The last refreshed interval again, grouped/sorted differently (no new sample).
-  TopTable regroup(TopGroupBy by, TopSortKey sort);
+  TopTable regroup(TopGroupBy by, TopSortKey sort) override;
   // Samples now; the table of everything since tracing started.
   Result<TopTable> table_since_start(TopGroupBy by, TopSortKey sort);
 
   // The symbolized stacks of a row (cached).
-  TopStackView stack_view(const TopRow& row);
+  TopStackView stack_view(const TopRow& row) override;
 
   // Final sample, whole-run profile, recording trailer. Call once, at the end.
   Result<TopSummary> finish();
@@ -65,10 +64,4 @@ class TopSession {
   std::unique_ptr<Impl> impl_;
 };
 
-// The live ncurses screen (src/cli/top_live.cpp). Returns when the user quits, the deadline
-// passes or *stop is set.
-Result<int> run_top_screen(TopSession& session, TopGroupBy by, TopSortKey sort,
-                           uint64_t interval_ns, std::optional<uint64_t> deadline,
-                           volatile sig_atomic_t* stop);
-
-}  // namespace kscope::cli
+}  // namespace kscope

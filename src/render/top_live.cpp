@@ -1,14 +1,15 @@
 // The live `kscope top` screen: refreshes the table every interval, answers keys in between.
+#include "render/top_live.h"
+
 #include <algorithm>
 
-#include "cli/top_session.h"
 #include "render/top_screen.h"
+#include "util/clock.h"
 
-namespace kscope::cli {
+namespace kscope {
 
-Result<int> run_top_screen(TopSession& session, TopGroupBy by, TopSortKey sort,
-                           uint64_t interval_ns, std::optional<uint64_t> deadline,
-                           volatile sig_atomic_t* stop) {
+Result<int> run_top_screen(TopSource& session, TopGroupBy by, TopSortKey sort, uint64_t interval_ns,
+                           std::optional<uint64_t> deadline, volatile sig_atomic_t* stop) {
   TopUiState initial;
   initial.group_by = by;
   initial.sort = sort;
@@ -24,7 +25,7 @@ Result<int> run_top_screen(TopSession& session, TopGroupBy by, TopSortKey sort,
 
   uint64_t next = session.start_ns() + interval_ns;
   while (!*stop) {
-    uint64_t now = monotonic_now_ns();
+    uint64_t now = monotonic_ns();
     if (deadline && now >= *deadline) break;
     if (now >= next) {
       if (!screen->state().paused) {
@@ -64,4 +65,4 @@ Result<int> run_top_screen(TopSession& session, TopGroupBy by, TopSortKey sort,
   return 0;
 }
 
-}  // namespace kscope::cli
+}  // namespace kscope

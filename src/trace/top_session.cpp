@@ -1,4 +1,4 @@
-#include "cli/top_session.h"
+#include "trace/top_session.h"
 
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -11,13 +11,16 @@
 #include <unordered_set>
 
 #include "model/top_aggregator.h"
+#include "model/top_profile.h"
 #include "model/top_recording.h"
 #include "symbols/elf_binary.h"
 #include "symbols/proc_maps.h"
 #include "trace/mmap_watch.h"
 #include "trace/proc.h"
+#include "util/clock.h"
+#include "util/file.h"
 
-namespace kscope::cli {
+namespace kscope {
 
 namespace {
 
@@ -36,7 +39,7 @@ struct CpuTimes {
 };
 
 std::optional<CpuTimes> read_cpu_times() {
-  auto text = proc::read_text_file("/proc/stat", 1 << 16);
+  auto text = read_file("/proc/stat", 1 << 16);
   if (!text || text->rfind("cpu ", 0) != 0) return std::nullopt;
   // cpu  user nice system idle iowait irq softirq steal guest guest_nice
   uint64_t v[8] = {};
@@ -58,7 +61,7 @@ std::optional<CpuTimes> read_cpu_times() {
 bool thread_alive(uint32_t pid, uint32_t tid) {
   // A zombie's threads are gone from /proc/PID/task, its main thread stays until reaped.
   std::string path = fmt::format("/proc/{}/task/{}/stat", pid, tid);
-  auto text = proc::read_text_file(path, 4096);
+  auto text = read_file(path, 4096);
   if (!text) return false;
   auto st = proc::parse_stat(*text);
   return st && st->state != 'Z' && st->state != 'X';
@@ -105,8 +108,7 @@ struct TopSession::Impl {
     std::string name;
     if (tid == 0) {
       name = "[idle]";
-    } else if (auto text =
-                   proc::read_text_file(fmt::format("/proc/{}/task/{}/comm", pid, tid), 64)) {
+    } else if (auto text = read_file(fmt::format("/proc/{}/task/{}/comm", pid, tid), 64)) {
       name = *text;
       while (!name.empty() && (name.back() == '\n')) name.pop_back();
     } else {
@@ -118,7 +120,7 @@ struct TopSession::Impl {
 
   void read_mappings(uint32_t pid, uint64_t time_ns) {
     if (pid == 0) return;
-    uint64_t now = monotonic_now_ns();
+    uint64_t now = monotonic_ns();
     auto proc_maps = read_proc_maps(pid);
     auto& pm = procmaps[pid];
     // Gone already (a zombie reads as no mappings): what the kernel reported it mapped since
@@ -161,7 +163,7 @@ struct TopSession::Impl {
       procmaps[e.pid].add(e);
       if (mapped_pids.count(e.pid)) changed.insert(e.pid);
     });
-    uint64_t now = monotonic_now_ns();
+    uint64_t now = monotonic_ns();
     for (uint32_t pid : changed) publish_mappings(pid, now);
   }
 
@@ -222,7 +224,7 @@ struct TopSession::Impl {
     auto key = std::make_pair(pid, id);
     auto it = user_cache.find(key);
     if (it != user_cache.end()) return it->second;
-    if (!mapped_pids.count(pid)) read_mappings(pid, monotonic_now_ns());
+    if (!mapped_pids.count(pid)) read_mappings(pid, monotonic_ns());
     std::vector<TopFrameView> frames;
     std::vector<uint64_t> ips = tracer->stack(id);
     for (size_t i = 0; i < ips.size(); ++i) {
@@ -336,52 +338,15 @@ struct TopSession::Impl {
   StackProfile whole_run_profile(const TopSample& final_sample) {
     std::unordered_map<TopAccountKey, TopValues, TopAccountKeyHash> all = retired;
     for (const auto& [k, v] : final_sample.accounts) all[k] += v;
-    StackProfile p;
-    p.value_types = {{"oncpu", "nanoseconds"},
-                     {"switches", "count"},
-                     {"runq_wait", "nanoseconds"},
-                     {"voluntary", "count"},
-                     {"involuntary", "count"}};
-    p.duration_ns = final_sample.time_ns - tracer->start_ns();
-    std::map<std::tuple<bool, uint64_t, std::string, std::string>, uint32_t> frame_index;
-    auto intern = [&](const TopFrameView& f) -> uint32_t {
-      auto key =
-          std::make_tuple(f.kernel, f.addr, f.symbol, f.inlined ? std::string("i") : std::string());
-      auto it = frame_index.find(key);
-      if (it != frame_index.end()) return it->second;
-      ProfileFrame pf;
-      pf.addr = f.addr;
-      pf.function = f.resolved ? f.symbol : std::string();
-      pf.offset = f.offset;
-      pf.module = f.module.empty() && f.kernel ? "kernel" : f.module;
-      pf.module_path = f.module_path;
-      pf.build_id = build_id_of(f.module_path);
-      pf.kernel = f.kernel;
-      pf.resolved = f.resolved;
-      pf.inlined = f.inlined;
-      p.frames.push_back(std::move(pf));
-      uint32_t idx = static_cast<uint32_t>(p.frames.size() - 1);
-      frame_index.emplace(key, idx);
-      return idx;
-    };
+    TopProfileBuilder builder([this](const std::string& path) { return build_id_of(path); });
     std::vector<std::pair<TopAccountKey, TopValues>> sorted(all.begin(), all.end());
     std::sort(sorted.begin(), sorted.end(),
               [](const auto& a, const auto& b) { return a.first < b.first; });
     for (const auto& [k, v] : sorted) {
       if (v.empty()) continue;
-      ProfileSample s;
-      s.pid = k.pid;
-      s.tid = k.tid;
-      s.comm = comm_of(k.pid, k.tid);
-      TopStackView sv = view(k.pid, k.kstack, k.ustack);
-      for (const auto& f : sv.kernel) s.frames.push_back(intern(f));
-      for (const auto& f : sv.user) s.frames.push_back(intern(f));
-      s.values = {static_cast<int64_t>(v.oncpu_ns), static_cast<int64_t>(v.switches),
-                  static_cast<int64_t>(v.runq_wait_ns), static_cast<int64_t>(v.voluntary),
-                  static_cast<int64_t>(v.involuntary)};
-      p.samples.push_back(std::move(s));
+      builder.add(k.pid, k.tid, comm_of(k.pid, k.tid), view(k.pid, k.kstack, k.ustack), v);
     }
-    return p;
+    return builder.take(final_sample.time_ns - tracer->start_ns());
   }
 };
 
@@ -412,7 +377,7 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
   impl->cpu_prev = read_cpu_times();
   impl->cpu_start = impl->cpu_prev;
   for (pid_t pid : options.trace.pids)
-    impl->read_mappings(static_cast<uint32_t>(pid), monotonic_now_ns());
+    impl->read_mappings(static_cast<uint32_t>(pid), monotonic_ns());
   return std::unique_ptr<TopSession>(new TopSession(std::move(impl)));
 }
 
@@ -488,4 +453,4 @@ Result<TopSummary> TopSession::finish() {
   return summary;
 }
 
-}  // namespace kscope::cli
+}  // namespace kscope

@@ -1,0 +1,28 @@
+// What the `kscope top` renderers (batch text/JSON, the live screen) need from a tracing session.
+// trace/top_session.h implements it with real BPF; tests implement it with fixed tables.
+#pragma once
+
+#include <cstdint>
+
+#include "model/top_model.h"
+#include "util/result.h"
+
+namespace kscope {
+
+class TopSource {
+ public:
+  virtual ~TopSource() = default;
+  // CLOCK_MONOTONIC when measuring started.
+  virtual uint64_t start_ns() const = 0;
+  virtual int ncpus() const = 0;
+  // Waits up to timeout_ms for kernel events.
+  virtual Status poll(int timeout_ms) = 0;
+  // Samples now; the table of the interval since the previous refresh (or the start).
+  virtual Result<TopTable> refresh(TopGroupBy by, TopSortKey sort) = 0;
+  // The last refreshed interval again, grouped/sorted differently (no new sample).
+  virtual TopTable regroup(TopGroupBy by, TopSortKey sort) = 0;
+  // The symbolized stacks of a row.
+  virtual TopStackView stack_view(const TopRow& row) = 0;
+};
+
+}  // namespace kscope

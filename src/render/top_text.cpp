@@ -1,0 +1,120 @@
+#include "render/top_text.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+namespace kscope {
+
+namespace {
+
+std::string header_line(const TopTable& t) {
+  std::string busy = t.cpu_busy >= 0 ? fmt::format("{:.1f}%", t.cpu_busy * 100) : "?";
+  return fmt::format(
+      "kscope top: interval {}, {} context switches on {} CPUs, CPU busy {}, grouped by {}, "
+      "sorted by {}, lost {}",
+      format_duration_ns(t.interval_ns), t.switches_all, t.ncpus, busy, to_string(t.group_by),
+      to_string(t.sort), t.counters.lost());
+}
+
+void print_frames(std::string& out, const char* label, const std::vector<TopFrameView>& frames) {
+  bool first = true;
+  for (const auto& f : frames) {
+    out += fmt::format("        {:<8}{}\n", first ? label : "", f.display());
+    first = false;
+  }
+}
+
+nlohmann::json frames_json(const std::vector<TopFrameView>& frames) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& f : frames) {
+    a.push_back({{"addr", fmt::format("{:#x}", f.addr)},
+                 {"symbol", f.symbol},
+                 {"offset", f.offset},
+                 {"module", f.module},
+                 {"resolved", f.resolved}});
+  }
+  return a;
+}
+
+}  // namespace
+
+std::string top_lost_breakdown(const TopCounters& c) {
+  std::string s;
+  for (const auto& item : lost_items(c)) s += (s.empty() ? "" : ", ") + item;
+  return s;
+}
+
+std::string render_top_text(const TopTable& t, size_t max_rows, const StackProvider& stacks) {
+  std::string out = header_line(t) + "\n";
+  if (t.counters.lost()) out += "kscope top: lost: " + top_lost_breakdown(t.counters) + "\n";
+  out += fmt::format("{:>4} {:>7} {:>7} {:<16} {:>8} {:>7} {:>7} {:>9} {:>6} {:>10} {:>10}\n",
+                     "RANK", "PID", "TID", "COMM", "SWITCHES", "VOL", "INVOL", "ON-CPU", "%CPU",
+                     "AVG SLICE", "RUNQ WAIT");
+  size_t n = std::min(max_rows, t.rows.size());
+  for (size_t i = 0; i < n; ++i) {
+    const TopRow& r = t.rows[i];
+    double pct = t.interval_ns ? 100.0 * static_cast<double>(r.values.oncpu_ns) /
+                                     static_cast<double>(t.interval_ns)
+                               : 0.0;
+    std::string pid = t.group_by == TopGroupBy::kComm ? "-" : std::to_string(r.pid);
+    std::string tid = (t.group_by == TopGroupBy::kStack || t.group_by == TopGroupBy::kTid)
+                          ? std::to_string(r.tid)
+                          : "-";
+    out += fmt::format("{:>4} {:>7} {:>7} {:<16} {:>8} {:>7} {:>7} {:>9} {:>6.1f} {:>10} {:>10}\n",
+                       i + 1, pid, tid, r.comm.substr(0, 16), r.values.switches, r.values.voluntary,
+                       r.values.involuntary, format_duration_ns(r.values.oncpu_ns), pct,
+                       format_duration_ns(r.avg_slice_ns()),
+                       format_duration_ns(r.values.runq_wait_ns));
+    TopStackView stack = stacks(r);
+    if (!stack.note.empty()) out += "        " + stack.note + "\n";
+    print_frames(out, "kernel:", stack.kernel);
+    print_frames(out, "user:", stack.user);
+  }
+  if (t.rows.size() > n) out += fmt::format("({} more rows; -n to show more)\n", t.rows.size() - n);
+  return out;
+}
+
+std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvider& stacks) {
+  nlohmann::json j;
+  j["interval_ns"] = t.interval_ns;
+  j["group_by"] = to_string(t.group_by);
+  j["lost"] = t.counters.lost();
+  j["drops"] = {{"kernel_stack_collisions", t.counters.kstack_collisions},
+                {"user_stack_collisions", t.counters.ustack_collisions},
+                {"kernel_stack_errors", t.counters.kstack_errors},
+                {"user_stack_errors", t.counters.ustack_errors},
+                {"accounts_full", t.counters.accounts_full},
+                {"accounts_full_ns", t.counters.accounts_full_ns},
+                {"task_storage_failures", t.counters.storage_failures},
+                {"slice_records_lost", t.counters.slices_lost},
+                {"process_events_lost", t.counters.events_lost},
+                {"bpf_program_misses", t.counters.prog_misses}};
+  j["switches_all_cpus"] = t.switches_all;
+  j["ncpus"] = t.ncpus;
+  if (t.cpu_busy >= 0) j["cpu_busy"] = t.cpu_busy;
+  nlohmann::json tasks = nlohmann::json::array();
+  size_t n = std::min(max_rows, t.rows.size());
+  for (size_t i = 0; i < n; ++i) {
+    const TopRow& r = t.rows[i];
+    TopStackView stack = stacks(r);
+    nlohmann::json row = {{"rank", i + 1},
+                          {"pid", r.pid},
+                          {"tid", r.tid},
+                          {"comm", r.comm},
+                          {"switches", r.values.switches},
+                          {"voluntary", r.values.voluntary},
+                          {"involuntary", r.values.involuntary},
+                          {"oncpu_ns", r.values.oncpu_ns},
+                          {"runq_wait_ns", r.values.runq_wait_ns},
+                          {"kernel_stack", frames_json(stack.kernel)},
+                          {"user_stack", frames_json(stack.user)}};
+    if (!stack.note.empty()) row["stack_note"] = stack.note;
+    tasks.push_back(std::move(row));
+  }
+  j["tasks"] = std::move(tasks);
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace kscope

@@ -1,0 +1,82 @@
+#include "symbols/fault_locations.h"
+
+#include <map>
+#include <tuple>
+#include <unordered_map>
+
+#include "symbols/elf_binary.h"
+
+namespace kscope {
+
+namespace {
+
+struct IpKey {
+  uint32_t pid;
+  uint64_t ip;
+  bool kernel;
+  bool operator==(const IpKey&) const = default;
+};
+struct IpKeyHash {
+  size_t operator()(const IpKey& k) const {
+    return std::hash<uint64_t>()(k.ip * 0x9E3779B97F4A7C15ull ^ k.pid ^
+                                 (k.kernel ? 1ull << 63 : 0));
+  }
+};
+
+}  // namespace
+
+FaultLocations resolve_fault_locations(const Recording& recording, Symbolizer& symbolizer) {
+  // The last snapshot of each process is the most complete one (mappings added while it ran).
+  std::map<uint32_t, const MappingSnapshot*> latest;
+  for (const auto& snap : recording.mappings) {
+    auto& slot = latest[snap.pid];
+    if (!slot || snap.time_ns >= slot->time_ns) slot = &snap;
+  }
+  for (const auto& [pid, snap] : latest) symbolizer.set_mappings(*snap);
+
+  FaultLocations out;
+  out.frame_of_fault.reserve(recording.faults.size());
+  std::unordered_map<IpKey, uint32_t, IpKeyHash> by_ip;
+  // Same function+offset in the same binary (or kernel) = same frame, whichever process.
+  std::map<std::tuple<bool, std::string, std::string, uint64_t, uint64_t>, uint32_t> by_symbol;
+  std::map<std::string, std::string> build_ids;
+  for (const FaultRecord& f : recording.faults) {
+    const bool kernel = f.mode == FaultMode::kKernel;
+    const IpKey key{f.pid, f.ip, kernel};
+    auto it = by_ip.find(key);
+    if (it != by_ip.end()) {
+      out.frame_of_fault.push_back(it->second);
+      continue;
+    }
+    Symbol sym = kernel ? symbolizer.resolve_kernel(f.ip)
+                        : symbolizer.resolve_user(f.pid, f.ip, SymbolDetail::kFunction);
+    // Unresolved and without a module, an address only means something inside its process.
+    auto sk =
+        std::make_tuple(kernel, sym.module_path.empty() ? sym.module : sym.module_path,
+                        sym.function, sym.offset, sym.resolved || !sym.module.empty() ? 0 : f.ip);
+    auto [sit, inserted] = by_symbol.emplace(sk, static_cast<uint32_t>(out.frames.size()));
+    if (inserted) {
+      ProfileFrame frame;
+      frame.addr = f.ip;
+      frame.function = sym.function;
+      frame.offset = sym.offset;
+      frame.module = kernel && sym.module.empty() ? "kernel" : sym.module;
+      frame.module_path = sym.module_path;
+      frame.kernel = kernel;
+      frame.resolved = sym.resolved;
+      if (!frame.module_path.empty()) {
+        auto [bit, fresh] = build_ids.emplace(frame.module_path, std::string());
+        if (fresh) {
+          if (auto id = read_build_id(frame.module_path)) bit->second = *id;
+        }
+        frame.build_id = bit->second;
+      }
+      out.frames.push_back(std::move(frame));
+    }
+    by_ip.emplace(key, sit->second);
+    out.frame_of_fault.push_back(sit->second);
+  }
+  return out;
+}
+
+}  // namespace kscope
