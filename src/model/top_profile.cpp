@@ -56,8 +56,8 @@ uint32_t TopProfileBuilder::intern(const TopFrameView& f) {
   return idx;
 }
 
-void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm,
-                            const TopStackView& stack, const TopValues& v) {
+void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm, const TopStackView& stack,
+                            const TopValues& v) {
   ProfileSample s;
   s.pid = pid;
   s.tid = tid;

@@ -35,8 +35,8 @@ Result<std::vector<CsvSample>> parse_samples_csv(const std::string& text) {
   std::vector<size_t> idx;
   // The columns this reader needs, by name (all of them are in kCsvHeader, which the writer
   // uses; a unit test checks that the writer's rows read back).
-  for (const char* name : {"time_ms", "pid", "comm", "min_faults", "maj_faults",
-                           "min_faults_total", "maj_faults_total", "cpu_util", "rss_kb"}) {
+  for (const char* name : {"time_ms", "pid", "comm", "min_faults", "maj_faults", "min_faults_total",
+                           "maj_faults_total", "cpu_util", "rss_kb"}) {
     auto it = column.find(name);
     if (it == column.end())
       return make_error(fmt::format("samples CSV: the header has no '{}' column", name));

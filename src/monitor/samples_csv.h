@@ -21,7 +21,8 @@ struct CsvSample {
 };
 
 // Parses the text of a samples CSV. Every column the reader needs must be present (in any
-// order; unknown columns are ignored); a row that does not parse is an error naming its line number.
+// order; unknown columns are ignored); a row that does not parse is an error naming its line
+// number.
 Result<std::vector<CsvSample>> parse_samples_csv(const std::string& text);
 Result<std::vector<CsvSample>> read_samples_csv(const std::string& path);
 

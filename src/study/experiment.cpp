@@ -56,13 +56,12 @@ class MonitorProcess {
     if (!log_fd) return errno_error(fmt::format("cannot write {}", log));
     LaunchOptions lo;
     lo.stderr_fd = log_fd.get();
-    lo.die_with_parent = true;   // no orphaned monitor if the study is killed
-    lo.keep_privileges = true;   // it registers (and reads /proc of) the study's workers
-    KSCOPE_ASSIGN_OR_RETURN(auto cmd,
-                            LaunchedCommand::start({kscope, "monitor", "--socket", socket,
-                                                    "--no-shm", "-q", "-o", csv, "--period-ms",
-                                                    std::to_string(period_ms)},
-                                                   lo));
+    lo.die_with_parent = true;  // no orphaned monitor if the study is killed
+    lo.keep_privileges = true;  // it registers (and reads /proc of) the study's workers
+    KSCOPE_ASSIGN_OR_RETURN(
+        auto cmd, LaunchedCommand::start({kscope, "monitor", "--socket", socket, "--no-shm", "-q",
+                                          "-o", csv, "--period-ms", std::to_string(period_ms)},
+                                         lo));
     cmd_.emplace(std::move(cmd));
     KSCOPE_TRY(cmd_->release());
     // Ready when it answers.

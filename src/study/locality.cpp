@@ -51,7 +51,7 @@ Result<int> run_locality(const LocalityOptions& o, const volatile sig_atomic_t* 
     co.y_label = "cumulative faults (count)";
     co.x_from_zero = true;
     KSCOPE_TRY(write_output(fmt::format("{}/locality-run{}.svg", o.out, i + 1),
-                          render_svg_chart(series, co)));
+                            render_svg_chart(series, co)));
     md += fmt::format("## Run {}\n\n![run {}](locality-run{}.svg)\n\n", i + 1, i + 1, i + 1);
     md +=
         "| process | completion (s) | minor faults | major faults | CPU (s) | monitor's last minor "

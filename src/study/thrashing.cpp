@@ -61,8 +61,9 @@ Result<int> run_thrashing(const ThrashingOptions& o, const volatile sig_atomic_t
                         std::to_string(o.accesses), "--iterations", std::to_string(o.iterations),
                         "--seed", std::to_string(i + 1)}});
     std::fprintf(stderr, "kscope: study thrashing: N=%d ...\n", n);
-    KSCOPE_ASSIGN_OR_RETURN(auto r, run_experiment(o.out, fmt::format("thrashing-n{}", n), programs,
-                                                   specs, o.period_ms, pressure.procs_file(), stop));
+    KSCOPE_ASSIGN_OR_RETURN(
+        auto r, run_experiment(o.out, fmt::format("thrashing-n{}", n), programs, specs, o.period_ms,
+                               pressure.procs_file(), stop));
     Point p{n, r.wall_s, 0, 0, 0, 0, 0, 0};
     double cpu_ms = 0, user_ms = 0;
     for (const auto& w : r.workers) {
@@ -118,8 +119,8 @@ Result<int> run_thrashing(const ThrashingOptions& o, const volatile sig_atomic_t
   co.title = fmt::format("Thrashing: total CPU utilization vs N ({} MiB each, {} MiB limit)", o.mb,
                          o.limit_mb);
   co.y_label = fmt::format("CPU utilization (% of {} CPUs)", ncpu);
-  KSCOPE_TRY(
-      write_output(o.out + "/thrashing-cpu.svg", render_svg_chart({util, util_self, util_user}, co)));
+  KSCOPE_TRY(write_output(o.out + "/thrashing-cpu.svg",
+                          render_svg_chart({util, util_self, util_user}, co)));
   co.title = "Thrashing: completion time vs N";
   co.y_label = "completion time (s)";
   KSCOPE_TRY(write_output(o.out + "/thrashing-time.svg", render_svg_chart({wall}, co)));

@@ -26,7 +26,7 @@ struct ProbesDeleter {
 
 // Loads (and, for tracepoints, attaches) only `wanted` from the probes object.
 FeatureCheck try_program(const std::string& name, const std::string& used_by, const char* wanted,
-                  bool attach) {
+                         bool attach) {
   FeatureCheck c{name, used_by};
   std::unique_ptr<probes_bpf, ProbesDeleter> skel(probes_bpf__open());
   if (!skel) {

@@ -102,8 +102,8 @@ TEST(Layering, IncludesGoOnlyDownTheFlow) {
         if (target_layer == "kscope") continue;  // include/kscope: the public headers
         if (!layer_deps().count(target_layer)) continue;
         EXPECT_TRUE(ok.count(target_layer))
-            << inc.file << ":" << inc.line << ": the " << layer << " layer includes "
-            << inc.target << " from the " << target_layer << " layer above it";
+            << inc.file << ":" << inc.line << ": the " << layer << " layer includes " << inc.target
+            << " from the " << target_layer << " layer above it";
       }
     }
   }
@@ -129,7 +129,7 @@ TEST(Layering, LibrariesStayInTheirLayer) {
   // header prefix -> the layers that may include it
   const std::vector<std::pair<std::string, std::set<std::string>>> rules = {
       {"curses.h", {"render"}},  {"ncurses", {"render"}}, {"sqlite3.h", {"export"}},
-      {"CLI/", {"cli", "work"}},         {"gelf.h", {"symbols"}}, {"libelf.h", {"symbols"}},
+      {"CLI/", {"cli", "work"}}, {"gelf.h", {"symbols"}}, {"libelf.h", {"symbols"}},
       {"elfutils/", {"symbols"}}};
   for (const auto& file : sources_of(kSrc)) {
     std::string layer = fs::relative(file, kSrc).begin()->string();

@@ -24,9 +24,8 @@ TEST(SamplesCsv, ReadsBackWhatTheWriterWrote) {
   b.comm = "a,\"quoted\" name";
   SampleRow c = a;
   c.aggregate = true;
-  std::string text =
-      std::string(kCsvHeader) + "\n" + format_csv_row(a) + "\n" + format_csv_row(b) + "\n" +
-                     format_csv_row(c) + "\n";
+  std::string text = std::string(kCsvHeader) + "\n" + format_csv_row(a) + "\n" + format_csv_row(b) +
+                     "\n" + format_csv_row(c) + "\n";
   auto rows = parse_samples_csv(text);
   ASSERT_TRUE(rows.ok()) << rows.error().message;
   ASSERT_EQ(rows->size(), 3u);
