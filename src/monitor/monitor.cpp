@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -265,11 +266,19 @@ void Monitor::on_timer() {
   if (registry_.empty()) disarm_timer();
 }
 
+// cpu_util as the ring holds it: parts per million, rounded (so ppm -> double -> ppm is exact).
+uint32_t util_ppm(double util) {
+  double ppm = std::round(util * 1e6);
+  return ppm < 0 ? 0 : ppm > 4e9 ? 4000000000u : static_cast<uint32_t>(ppm);
+}
+
 std::string format_csv_row_impl(const SampleRow& r) {
+  // cpu_util is printed from its ring value, so `kscope monitor read` prints exactly this line
+  // (rounding the full double to 4 decimals and the ppm value to 4 decimals can differ).
   return fmt::format("{:.3f},{},{},{},{},{},{},{:.4f},{}", r.time_ns / 1e6,
                      r.aggregate ? std::string("all") : std::to_string(r.pid),
                      r.aggregate ? std::string("*") : csv_field(r.comm), r.min_faults, r.maj_faults,
-                     r.min_faults_total, r.maj_faults_total, r.cpu_util, r.rss_kb);
+                     r.min_faults_total, r.maj_faults_total, util_ppm(r.cpu_util) / 1e6, r.rss_kb);
 }
 
 void Monitor::sample(uint64_t now, uint64_t period_index) {
@@ -616,8 +625,7 @@ kscope_ring_slot to_ring_slot(const SampleRow& r) {
   s.maj_faults_total = r.maj_faults_total;
   s.cpu_time_ns_total = r.cpu_time_ns_total;
   s.rss_kb = r.rss_kb;
-  double ppm = r.cpu_util * 1e6;
-  s.cpu_util_ppm = ppm < 0 ? 0 : ppm > 4e9 ? 4000000000u : static_cast<uint32_t>(ppm);
+  s.cpu_util_ppm = util_ppm(r.cpu_util);
   return s;
 }
 

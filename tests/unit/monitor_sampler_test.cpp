@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <deque>
 #include <map>
 #include <sstream>
@@ -341,6 +342,24 @@ TEST(MonitorCsv, RowFormat) {
   EXPECT_STREQ(kCsvHeader,
                "time_ms,pid,comm,min_faults,maj_faults,min_faults_total,maj_faults_total,"
                "cpu_util,rss_kb");
+}
+
+// `kscope monitor read` rebuilds cpu_util from the ring's parts per million: its CSV line must
+// be the monitor's own, for every value (nanosecond CPU time makes every decimal occur).
+TEST(MonitorCsv, RingReaderPrintsTheSameCpuUtil) {
+  size_t differ = 0;
+  for (int i = 0; i < 200000; ++i) {
+    SampleRow r;
+    r.pid = 1;
+    r.comm = "x";
+    r.cpu_util = i * 1.000003e-7 + 3.3e-11 * (i % 7);
+    kscope_ring_slot slot = to_ring_slot(r);
+    SampleRow back = r;
+    back.cpu_util = slot.cpu_util_ppm / 1e6;
+    if (format_csv_row(r) != format_csv_row(back)) ++differ;
+    EXPECT_LE(std::abs(back.cpu_util - r.cpu_util), 0.5e-6 + 1e-12);
+  }
+  EXPECT_EQ(differ, 0u);
 }
 
 TEST(MonitorPrometheus, ExpositionHasHelpTypeAndEscapedLabels) {
