@@ -338,12 +338,28 @@ TEST(MonitorPrometheus, ExpositionPassesPromtoolAndPerPidSumsEqualTheKernel) {
     GTEST_SKIP() << "promtool is not installed; run scripts/deps.sh check";
   }
   TempDir dir;
+  // Whatever happens, the processes of this test end with it.
+  struct Reaper {
+    std::vector<int> pids;
+    void reaped(int pid) { std::erase(pids, pid); }  // never signal a pid that may be reused
+    ~Reaper() {
+      for (int pid : pids) {
+        ::kill(pid, SIGKILL);
+        wait_for(pid, 10);
+      }
+    }
+  } reaper;
   int port = free_port();
   int a = spawn({"/bin/sleep", "60"});
+  // A process that exits while registered: it leaves the per-pid families; the observed totals
+  // keep what it did.
+  int brief = spawn({"/bin/sleep", "1.5"});
+  reaper.pids = {a, brief};
   std::string sock = dir / "m.sock";
   int mon = spawn({kKscope, "monitor", "--no-shm", "--socket", sock, "--listen",
-                   fmt::format("127.0.0.1:{}", port), "-p", std::to_string(a)},
+                   fmt::format("127.0.0.1:{}", port), "-p", fmt::format("{},{}", a, brief)},
                   "", dir / "mon.err");
+  reaper.pids.push_back(mon);
   std::string metrics;
   for (int i = 0; i < 100 && metrics.find(fmt::format("pid=\"{}\"", a)) == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -352,12 +368,7 @@ TEST(MonitorPrometheus, ExpositionPassesPromtoolAndPerPidSumsEqualTheKernel) {
   // 100,000 sequential 64-byte writes: 1563 pages faulted while registered, then it holds.
   int b = spawn({kWork, "--mb", "16", "--pattern", "sequential", "--accesses", "100000",
                  "--iterations", "1", "--hold-ms", "30000", "--register", "--socket", sock});
-  auto cleanup = [&] {
-    for (int pid : {a, b}) {
-      ::kill(pid, SIGKILL);
-      wait_for(pid, 10);
-    }
-  };
+  reaper.pids.push_back(b);
   uint64_t last = 0;
   for (int i = 0; i < 100; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -366,19 +377,18 @@ TEST(MonitorPrometheus, ExpositionPassesPromtoolAndPerPidSumsEqualTheKernel) {
     if (st->minflt == last && last > 1563) break;
     last = st->minflt;
   }
-  // A process that exits while registered: it leaves the per-pid families; the observed totals
-  // keep what it did.
-  int brief = spawn({"/bin/sleep", "0.3"});
-  auto reg = run({kKscope, "monitor", "register", std::to_string(brief), "--socket", sock});
-  EXPECT_EQ(reg.exit_code, 0) << reg.err;
   EXPECT_EQ(wait_for(brief, 10), 0);
+  reaper.reaped(brief);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   metrics = http_get(port, "/metrics");
   std::string mon_err = read_file(dir / "mon.err");
   EXPECT_NE(mon_err.find(fmt::format("registered pid {} (kscope-work)", b)), std::string::npos)
       << mon_err;
+  EXPECT_NE(mon_err.find(fmt::format("pid {} (sleep) exited", brief)), std::string::npos)
+      << mon_err;
   ::kill(mon, SIGTERM);
   EXPECT_EQ(wait_for(mon, 20), 0) << read_file(dir / "mon.err");
+  reaper.reaped(mon);
   ASSERT_FALSE(metrics.empty()) << read_file(dir / "mon.err");
 
   std::ofstream(dir / "metrics.txt") << metrics;
@@ -396,7 +406,6 @@ TEST(MonitorPrometheus, ExpositionPassesPromtoolAndPerPidSumsEqualTheKernel) {
     ASSERT_EQ(::clock_gettime(clock, &ts), 0);
     clock_s += ts.tv_sec + ts.tv_nsec / 1e9;
   }
-  cleanup();
   // Sum every sample of a family, remembering the pid labels it has.
   auto sum_family = [&](const std::string& name, std::set<std::string>& pids) {
     double sum = 0;
