@@ -66,9 +66,9 @@ struct kscope_ring_slot {
   uint64_t maj_faults;        /* major faults since the previous sample */
   uint64_t min_faults_total;  /* kernel minflt of the process (aggregate: sum of deltas) */
   uint64_t maj_faults_total;  /* kernel majflt of the process (aggregate: sum of deltas) */
-  uint64_t cpu_time_ns_total; /* utime+stime of the process in ns (kernel clock-tick resolution) */
-  uint64_t rss_kb;            /* resident set size in KiB */
-  uint32_t cpu_util_ppm;      /* CPU time / wall time over the period, parts per million */
+  uint64_t cpu_time_ns_total; /* CPU time of the process in ns: its process CPU clock */
+  uint64_t rss_kb;            /* resident set size in KiB (exited: the last live value) */
+  uint32_t cpu_util_ppm;      /* CPU time / wall time over the period, ppm, rounded */
   uint32_t reserved0;
   uint8_t reserved[24];
 };

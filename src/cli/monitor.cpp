@@ -127,7 +127,15 @@ Result<int> run_read(const std::string& shm, bool follow) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  std::printf("%s\n", kCsvHeader);
+  // A consumer that closed its end (`read --follow | head`) ends this reader quietly, as it ends
+  // `cat` (silently killed by SIGPIPE); with status 0 rather than 141, so a `set -o pipefail`
+  // pipeline does not fail: the consumer got what it wanted. Other write errors are reported.
+  auto write_failed = [](const char* what) -> Result<int> {
+    if (errno == EPIPE) return 0;
+    return errno_error(what);
+  };
+  if (std::printf("%s\n", kCsvHeader) < 0 || std::fflush(stdout) != 0)
+    return write_failed("cannot write to stdout");
   uint64_t lost = 0, rows = 0;
   uint64_t poll_ns = reader.header().period_ns / 2;
   if (poll_ns < 1'000'000) poll_ns = 1'000'000;
@@ -154,11 +162,11 @@ Result<int> run_read(const std::string& shm, bool follow) {
       r.rss_kb = s.rss_kb;
       std::string line = format_csv_row(r) + "\n";
       if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size())
-        return errno_error("cannot write to stdout");
+        return write_failed("cannot write to stdout");
       ++rows;
     }
     if (!batch.rows.empty() && std::fflush(stdout) != 0)
-      return errno_error("cannot write to stdout");
+      return write_failed("cannot write to stdout");
     if (!follow || g_read_stop) break;
     if (batch.rows.empty() && closed) break;
     if (batch.rows.empty() && !writer_alive(reader.header().writer_pid)) {
@@ -174,7 +182,7 @@ Result<int> run_read(const std::string& shm, bool follow) {
       nanosleep(&ts, nullptr);
     }
   }
-  std::fflush(stdout);
+  if (std::fflush(stdout) != 0) return write_failed("cannot write to stdout");
   std::fprintf(stderr, "kscope: read %llu rows from /dev/shm/%s, %llu lost to lapping%s\n",
                static_cast<unsigned long long>(rows), name.c_str(),
                static_cast<unsigned long long>(lost),
@@ -225,8 +233,9 @@ Subcommand setup_monitor(CLI::App& parent) {
   app->footer(
       "CSV columns: time_ms,pid,comm,min_faults,maj_faults,min_faults_total,maj_faults_total,"
       "cpu_util,rss_kb (aggregate rows: pid 'all', comm '*'; their totals are sums since the "
-      "monitor started).\nThe ring file is kept after exit for readers and replaced at the next "
-      "start. See docs/monitor.md.");
+      "monitor started). CPU time is the process CPU clock (ns, all threads); the final row of "
+      "a process that exited repeats its last live RSS.\nThe ring file is kept after exit for "
+      "readers and replaced at the next start. See docs/monitor.md.");
 
   auto socket_opt = std::make_shared<std::string>();
   auto reg_pid = std::make_shared<std::string>();

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -75,7 +76,8 @@ class Monitor {
   void flush_connection(int fd);
   void close_connection(int fd);
   std::string status_text();
-  Result<std::string> do_register(pid_t pid, const PeerCred* peer);
+  Result<std::string> do_register(pid_t pid, const PeerCred* peer, bool announce = true);
+  std::string comm_after_exec(pid_t pid, const std::string& before);
   void note(const std::string& msg) {
     if (!o_.quiet) std::fprintf(stderr, "kscope: %s\n", msg.c_str());
   }
@@ -107,7 +109,6 @@ class Monitor {
   uint64_t csv_dropped_ = 0;
   uint64_t sample_ns_total_ = 0;  // time spent inside sample()
   uint64_t sample_ns_max_ = 0;
-  SampleRow last_aggregate_;
   Owner owner_ = Owner::current();
 };
 
@@ -193,9 +194,14 @@ Status Monitor::setup() {
     ::setenv("KSCOPE_MONITOR_SOCKET", o_.socket_path.c_str(), 1);
     KSCOPE_ASSIGN_OR_RETURN(auto cmd, LaunchedCommand::start(o_.command));
     command_.emplace(std::move(cmd));
-    auto r = do_register(command_->pid(), nullptr);
+    // Registered at the gate, before its execve: it is still a copy of kscope, so it is
+    // announced under the name it has once the exec is done.
+    auto r = do_register(command_->pid(), nullptr, /*announce=*/false);
     if (!r) return std::move(r).error();
+    std::string before = registry_.processes().at(command_->pid()).last.comm;
     KSCOPE_TRY(command_->release());
+    note(fmt::format("registered pid {} ({})", command_->pid(),
+                     comm_after_exec(command_->pid(), before)));
   }
   // Sampling has to hold its period while the machine is saturated (the thrashing study runs 30
   // CPU-bound processes on 2 CPUs): as root, the loop runs SCHED_FIFO at a low RT priority. It
@@ -260,11 +266,19 @@ void Monitor::on_timer() {
   if (registry_.empty()) disarm_timer();
 }
 
+// cpu_util as the ring holds it: parts per million, rounded (so ppm -> double -> ppm is exact).
+uint32_t util_ppm(double util) {
+  double ppm = std::round(util * 1e6);
+  return ppm < 0 ? 0 : ppm > 4e9 ? 4000000000u : static_cast<uint32_t>(ppm);
+}
+
 std::string format_csv_row_impl(const SampleRow& r) {
+  // cpu_util is printed from its ring value, so `kscope monitor read` prints exactly this line
+  // (rounding the full double to 4 decimals and the ppm value to 4 decimals can differ).
   return fmt::format("{:.3f},{},{},{},{},{},{},{:.4f},{}", r.time_ns / 1e6,
                      r.aggregate ? std::string("all") : std::to_string(r.pid),
                      r.aggregate ? std::string("*") : csv_field(r.comm), r.min_faults, r.maj_faults,
-                     r.min_faults_total, r.maj_faults_total, r.cpu_util, r.rss_kb);
+                     r.min_faults_total, r.maj_faults_total, util_ppm(r.cpu_util) / 1e6, r.rss_kb);
 }
 
 void Monitor::sample(uint64_t now, uint64_t period_index) {
@@ -278,7 +292,6 @@ void Monitor::sample(uint64_t now, uint64_t period_index) {
     }
     if (ring_) ring_->append(to_ring_slot(row));
     ++rows_;
-    if (row.aggregate) last_aggregate_ = row;
   }
   if (csv_ && std::fflush(csv_) != 0) clearerr(csv_);
   if (ring_) ring_->set_periods(periods_, missed_);
@@ -286,7 +299,23 @@ void Monitor::sample(uint64_t now, uint64_t period_index) {
     note(fmt::format("pid {} ({}) exited; unregistered", pid, comm));
 }
 
-Result<std::string> Monitor::do_register(pid_t pid, const PeerCred* peer) {
+std::string Monitor::comm_after_exec(pid_t pid, const std::string& before) {
+  // release() returns when the exec has closed the CLOEXEC status pipe; begin_new_exec() does
+  // that (do_close_on_exec()) a moment before it sets the new comm (__set_task_comm()), so the
+  // name may lag by microseconds. Wait for it a little, bounded (a command may keep the name).
+  std::string comm = before;
+  for (int i = 0; i < 100; ++i) {
+    auto now = registry_.refresh_identity(pid);
+    if (!now) break;
+    comm = *now;
+    if (comm != before) break;
+    timespec ts{0, 1'000'000};
+    nanosleep(&ts, nullptr);
+  }
+  return comm;
+}
+
+Result<std::string> Monitor::do_register(pid_t pid, const PeerCred* peer, bool announce) {
   uint64_t now = monotonic_ns();
   KSCOPE_ASSIGN_OR_RETURN(auto* p, registry_.add(pid, now - start_ns_));
   if (peer && peer->uid != 0 && p->uid != peer->uid) {
@@ -297,7 +326,7 @@ Result<std::string> Monitor::do_register(pid_t pid, const PeerCred* peer) {
   }
   std::string comm = p->last.comm;
   arm_timer(now);
-  note(fmt::format("registered pid {} ({})", pid, comm));
+  if (announce) note(fmt::format("registered pid {} ({})", pid, comm));
   return fmt::format("registered pid {} ({})", pid, comm);
 }
 
@@ -312,14 +341,14 @@ std::string Monitor::status_text() {
   for (const auto& [pid, p] : registry_.processes()) {
     if (p.latest) {
       const auto& r = *p.latest;
-      out += fmt::format("{},{},{},{},{:.2f},{:.4f},{},{:.3f}\n", pid, csv_field(r.comm),
+      out += fmt::format("{},{},{},{},{:.6f},{:.4f},{},{:.3f}\n", pid, csv_field(r.comm),
                          r.min_faults_total, r.maj_faults_total, r.cpu_time_ns_total / 1e9,
                          r.cpu_util, r.rss_kb, r.time_ns / 1e6);
     } else {
       // Registered, not sampled yet: the reading taken at registration.
-      out += fmt::format("{},{},{},{},{:.2f},,{},\n", pid, csv_field(p.last.comm), p.last.minflt,
-                         p.last.majflt, p.last.cpu_ticks * units_.tick_ns / 1e9,
-                         p.last.rss_pages > 0 ? p.last.rss_pages * units_.page_kb : 0);
+      uint64_t cpu_ns = p.last.cpu_ns ? *p.last.cpu_ns : p.last.cpu_ticks * units_.tick_ns;
+      out += fmt::format("{},{},{},{},{:.6f},,{},\n", pid, csv_field(p.last.comm), p.last.minflt,
+                         p.last.majflt, cpu_ns / 1e9, rss_kb_of(p.last, units_));
     }
   }
   return out;
@@ -369,11 +398,7 @@ void Monitor::handle_request(Connection& c) {
       MetricsSnapshot s;
       for (const auto& [pid, p] : registry_.processes())
         if (p.latest) s.processes.push_back(*p.latest);
-      s.aggregate = last_aggregate_;
-      s.aggregate.aggregate = true;
-      s.aggregate.min_faults_total = registry_.aggregate_totals().min_faults_total;
-      s.aggregate.maj_faults_total = registry_.aggregate_totals().maj_faults_total;
-      s.aggregate.cpu_time_ns_total = registry_.aggregate_totals().cpu_time_ns_total;
+      s.aggregate = registry_.aggregate_totals();
       s.registered = registry_.size();
       s.periods = periods_;
       s.missed_periods = missed_;
@@ -600,8 +625,7 @@ kscope_ring_slot to_ring_slot(const SampleRow& r) {
   s.maj_faults_total = r.maj_faults_total;
   s.cpu_time_ns_total = r.cpu_time_ns_total;
   s.rss_kb = r.rss_kb;
-  double ppm = r.cpu_util * 1e6;
-  s.cpu_util_ppm = ppm < 0 ? 0 : ppm > 4e9 ? 4000000000u : static_cast<uint32_t>(ppm);
+  s.cpu_util_ppm = util_ppm(r.cpu_util);
   return s;
 }
 

@@ -90,43 +90,61 @@ void family(std::string& out, const char* name, const char* type, const char* he
 }
 
 std::string labels(const SampleRow& r) {
-  if (r.aggregate) return "{pid=\"all\",comm=\"*\"}";
   return fmt::format("{{pid=\"{}\",comm=\"{}\"}}", r.pid, escape_label_value(r.comm));
 }
 
 template <typename F>
-void per_row(std::string& out, const MetricsSnapshot& s, const char* name, F value) {
+void per_process(std::string& out, const MetricsSnapshot& s, const char* name, F value) {
   for (const auto& r : s.processes) out += fmt::format("{}{} {}\n", name, labels(r), value(r));
-  out += fmt::format("{}{} {}\n", name, labels(s.aggregate), value(s.aggregate));
 }
+
+std::string seconds(uint64_t ns) { return fmt::format("{:.9f}", static_cast<double>(ns) / 1e9); }
 
 }  // namespace
 
+// Per-process families carry only registered processes, one series per pid: sum() over a family
+// is the sum of those processes' own kernel counters. The monitor-wide totals are a different
+// quantity (what every process did while it was registered, exited ones included) and have their
+// own unlabelled names, so no sum() mixes the two.
 std::string render_metrics(const MetricsSnapshot& s) {
   std::string out;
   family(out, "kscope_monitor_minor_faults_total", "counter",
-         "Minor page faults (kernel minflt). pid=\"all\": sum over registered processes since "
-         "the monitor started.");
-  per_row(out, s, "kscope_monitor_minor_faults_total",
-          [](const SampleRow& r) { return r.min_faults_total; });
+         "Minor page faults of a registered process since it started (the kernel's minflt).");
+  per_process(out, s, "kscope_monitor_minor_faults_total",
+              [](const SampleRow& r) { return r.min_faults_total; });
   family(out, "kscope_monitor_major_faults_total", "counter",
-         "Major page faults (kernel majflt). pid=\"all\": sum over registered processes since "
-         "the monitor started.");
-  per_row(out, s, "kscope_monitor_major_faults_total",
-          [](const SampleRow& r) { return r.maj_faults_total; });
+         "Major page faults of a registered process since it started (the kernel's majflt).");
+  per_process(out, s, "kscope_monitor_major_faults_total",
+              [](const SampleRow& r) { return r.maj_faults_total; });
   family(out, "kscope_monitor_cpu_seconds_total", "counter",
-         "User+system CPU time in seconds (kernel utime+stime, clock-tick resolution).");
-  per_row(out, s, "kscope_monitor_cpu_seconds_total", [](const SampleRow& r) {
-    return fmt::format("{:.3f}", static_cast<double>(r.cpu_time_ns_total) / 1e9);
-  });
+         "CPU time (user+system) of a registered process since it started, in seconds, from "
+         "its process CPU clock (the kernel's sum_exec_runtime of all its threads).");
+  per_process(out, s, "kscope_monitor_cpu_seconds_total",
+              [](const SampleRow& r) { return seconds(r.cpu_time_ns_total); });
   family(out, "kscope_monitor_cpu_utilization_ratio", "gauge",
-         "CPU time / wall time over the latest sampling period (1 = one full core).");
-  per_row(out, s, "kscope_monitor_cpu_utilization_ratio",
-          [](const SampleRow& r) { return fmt::format("{:.6f}", r.cpu_util); });
+         "CPU time / wall time of a registered process over the latest sampling period (1 = "
+         "one full core).");
+  per_process(out, s, "kscope_monitor_cpu_utilization_ratio",
+              [](const SampleRow& r) { return fmt::format("{:.6f}", r.cpu_util); });
   family(out, "kscope_monitor_resident_memory_bytes", "gauge",
-         "Resident set size at the latest sample.");
-  per_row(out, s, "kscope_monitor_resident_memory_bytes",
-          [](const SampleRow& r) { return r.rss_kb * 1024; });
+         "Resident set size of a registered process at the latest sample.");
+  per_process(out, s, "kscope_monitor_resident_memory_bytes",
+              [](const SampleRow& r) { return r.rss_kb * 1024; });
+  family(out, "kscope_monitor_observed_minor_faults_total", "counter",
+         "Minor page faults the monitor observed since it started: the sum over every process "
+         "ever registered of its faults while registered (exited processes included).");
+  out +=
+      fmt::format("kscope_monitor_observed_minor_faults_total {}\n", s.aggregate.min_faults_total);
+  family(out, "kscope_monitor_observed_major_faults_total", "counter",
+         "Major page faults the monitor observed since it started: the sum over every process "
+         "ever registered of its faults while registered (exited processes included).");
+  out +=
+      fmt::format("kscope_monitor_observed_major_faults_total {}\n", s.aggregate.maj_faults_total);
+  family(out, "kscope_monitor_observed_cpu_seconds_total", "counter",
+         "CPU time the monitor observed since it started: the sum over every process ever "
+         "registered of its CPU time while registered (exited processes included).");
+  out += fmt::format("kscope_monitor_observed_cpu_seconds_total {}\n",
+                     seconds(s.aggregate.cpu_time_ns_total));
   family(out, "kscope_monitor_registered_processes", "gauge", "Processes being sampled.");
   out += fmt::format("kscope_monitor_registered_processes {}\n", s.registered);
   family(out, "kscope_monitor_periods_total", "counter", "Sampling periods completed.");
@@ -149,7 +167,7 @@ std::string render_metrics(const MetricsSnapshot& s) {
   }
   family(out, "kscope_monitor_self_cpu_seconds_total", "counter",
          "CPU time used by the monitor itself.");
-  out += fmt::format("kscope_monitor_self_cpu_seconds_total {:.3f}\n", s.self_cpu_seconds);
+  out += fmt::format("kscope_monitor_self_cpu_seconds_total {:.6f}\n", s.self_cpu_seconds);
   return out;
 }
 

@@ -30,7 +30,7 @@ Result<ListenAddress> parse_listen_address(std::string_view text);
 
 struct MetricsSnapshot {
   std::vector<SampleRow> processes;  // latest row of each registered process
-  SampleRow aggregate;               // totals since start; cpu_util/rss of the latest period
+  SampleRow aggregate;  // only its *_total fields: sums over every process while registered
   uint64_t registered = 0;
   uint64_t periods = 0;
   uint64_t missed_periods = 0;

@@ -21,7 +21,16 @@ ClockUnits ClockUnits::system() {
 
 namespace {
 uint64_t delta(uint64_t prev, uint64_t cur) { return cur >= prev ? cur - prev : 0; }
+
+// PF_EXITING (include/linux/sched.h): set by exit_signals() at the start of do_exit(), before
+// exit_mm() drops the memory.
+constexpr uint64_t kPfExiting = 0x00000004;
 }  // namespace
+
+uint64_t rss_kb_of(const ProcReading& r, const ClockUnits& units) {
+  if (r.vm_rss_kb) return *r.vm_rss_kb;
+  return r.rss_pages > 0 ? static_cast<uint64_t>(r.rss_pages) * units.page_kb : 0;
+}
 
 SampleRow compute_row(const ProcReading& prev, const ProcReading& cur, uint64_t wall_ns,
                       const ClockUnits& units) {
@@ -31,14 +40,18 @@ SampleRow compute_row(const ProcReading& prev, const ProcReading& cur, uint64_t 
   r.maj_faults = delta(prev.majflt, cur.majflt);
   r.min_faults_total = cur.minflt;
   r.maj_faults_total = cur.majflt;
-  r.cpu_time_ns_total = cur.cpu_ticks * units.tick_ns;
-  uint64_t cpu_ns = delta(prev.cpu_ticks, cur.cpu_ticks) * units.tick_ns;
+  uint64_t cpu_ns;
+  if (prev.cpu_ns && cur.cpu_ns) {
+    r.cpu_time_ns_total = *cur.cpu_ns;
+    cpu_ns = delta(*prev.cpu_ns, *cur.cpu_ns);
+  } else {
+    // Only when the CPU clock could not be read (never seen on Linux >= 2.6.12): 10 ms ticks.
+    r.cpu_time_ns_total = cur.cpu_ns ? *cur.cpu_ns : cur.cpu_ticks * units.tick_ns;
+    cpu_ns = delta(prev.cpu_ticks, cur.cpu_ticks) * units.tick_ns;
+  }
   r.cpu_time_ns = cpu_ns;
   r.cpu_util = wall_ns > 0 ? static_cast<double>(cpu_ns) / static_cast<double>(wall_ns) : 0.0;
-  if (cur.vm_rss_kb)
-    r.rss_kb = *cur.vm_rss_kb;
-  else
-    r.rss_kb = cur.rss_pages > 0 ? static_cast<uint64_t>(cur.rss_pages) * units.page_kb : 0;
+  r.rss_kb = rss_kb_of(cur, units);
   return r;
 }
 
@@ -60,6 +73,7 @@ Result<ProcReading> parse_reading(std::string_view stat_text) {
   r.cpu_ticks = s.utime_ticks + s.stime_ticks;
   r.rss_pages = s.rss_pages;
   r.starttime_ticks = s.starttime_ticks;
+  r.exiting = (s.flags & kPfExiting) != 0 || s.state == 'Z' || s.state == 'X';
   return r;
 }
 
@@ -80,6 +94,16 @@ std::optional<uint64_t> parse_vm_rss_kb(std::string_view text) {
 }
 
 Result<ReadOutcome> read_tracked(TrackedProcess& p, ProcReading& out) {
+  // The clock first: see the header. The kernel sums se.sum_exec_runtime over the threads
+  // (thread_group_cputime()); a thread running on another CPU at this moment has its current
+  // slice counted up to its last scheduler tick or switch (at most one tick, 4 ms at HZ=250).
+  std::optional<uint64_t> cpu_ns;
+  if (p.cpu_clock) {
+    timespec ts;
+    if (::clock_gettime(*p.cpu_clock, &ts) == 0)
+      cpu_ns =
+          static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+  }
   char buf[2048];
   ssize_t n;
   do {
@@ -93,6 +117,7 @@ Result<ReadOutcome> read_tracked(TrackedProcess& p, ProcReading& out) {
   auto r = parse_reading(std::string_view(buf, static_cast<size_t>(n)));
   if (!r) return make_error(fmt::format("/proc/{}/stat: {}", p.pid, r.error().message));
   out = std::move(*r);
+  out.cpu_ns = cpu_ns;
   if (out.state == 'Z' || out.state == 'X') return ReadOutcome::kExited;
   if (p.status_fd) {
     char sbuf[4096];
@@ -105,6 +130,28 @@ Result<ReadOutcome> read_tracked(TrackedProcess& p, ProcReading& out) {
   return ReadOutcome::kOk;
 }
 
+Result<ReadOutcome> ProcFsSource::open(TrackedProcess& p, bool exact_rss, ProcReading& first) {
+  pid_t pid = p.pid;
+  p.stat_fd.reset(::open(fmt::format("/proc/{}/stat", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!p.stat_fd) {
+    if (errno == ENOENT) return make_error(fmt::format("no process with pid {}", pid));
+    return errno_error(fmt::format("cannot open /proc/{}/stat", pid));
+  }
+  if (exact_rss)
+    p.status_fd.reset(::open(fmt::format("/proc/{}/status", pid).c_str(), O_RDONLY | O_CLOEXEC));
+  clockid_t clock;
+  if (::clock_getcpuclockid(pid, &clock) == 0) p.cpu_clock = clock;
+  struct stat st;
+  if (::fstat(p.stat_fd.get(), &st) == 0) p.uid = st.st_uid;
+  KSCOPE_ASSIGN_OR_RETURN(auto outcome, read_tracked(p, first));
+  if (outcome == ReadOutcome::kOk) {
+    auto full = proc::read_stat(pid);
+    if (full && proc::is_kernel_thread(*full))
+      return make_error(fmt::format("pid {} is a kernel thread: it has no user memory", pid));
+  }
+  return outcome;
+}
+
 Result<const TrackedProcess*> Registry::add(pid_t pid, uint64_t now_ns) {
   if (pid <= 0) return usage_error(fmt::format("invalid PID {}", pid));
   if (procs_.count(pid)) return make_error(fmt::format("pid {} is already registered", pid));
@@ -115,22 +162,10 @@ Result<const TrackedProcess*> Registry::add(pid_t pid, uint64_t now_ns) {
                     pid, max_));
   TrackedProcess p;
   p.pid = pid;
-  p.stat_fd.reset(::open(fmt::format("/proc/{}/stat", pid).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!p.stat_fd) {
-    if (errno == ENOENT) return make_error(fmt::format("no process with pid {}", pid));
-    return errno_error(fmt::format("cannot open /proc/{}/stat", pid));
-  }
-  if (exact_rss_)
-    p.status_fd.reset(::open(fmt::format("/proc/{}/status", pid).c_str(), O_RDONLY | O_CLOEXEC));
-  struct stat st;
-  if (::fstat(p.stat_fd.get(), &st) == 0) p.uid = st.st_uid;
   ProcReading first;
-  KSCOPE_ASSIGN_OR_RETURN(auto outcome, read_tracked(p, first));
-  if (outcome == ReadOutcome::kExited)
+  KSCOPE_ASSIGN_OR_RETURN(auto outcome, source_->open(p, exact_rss_, first));
+  if (outcome == ReadOutcome::kExited || first.exiting)
     return make_error(fmt::format("no process with pid {} (it has exited)", pid));
-  auto full = proc::read_stat(pid);
-  if (full && proc::is_kernel_thread(*full))
-    return make_error(fmt::format("pid {} is a kernel thread: it has no user memory", pid));
   p.last = first;
   p.last_time_ns = now_ns;
   auto [it, ok] = procs_.emplace(pid, std::move(p));
@@ -140,6 +175,22 @@ Result<const TrackedProcess*> Registry::add(pid_t pid, uint64_t now_ns) {
 Status Registry::remove(pid_t pid) {
   if (procs_.erase(pid) == 0) return make_error(fmt::format("pid {} is not registered", pid));
   return {};
+}
+
+Result<std::string> Registry::refresh_identity(pid_t pid) {
+  auto it = procs_.find(pid);
+  if (it == procs_.end()) return make_error(fmt::format("pid {} is not registered", pid));
+  TrackedProcess& p = it->second;
+  ProcReading now;
+  KSCOPE_ASSIGN_OR_RETURN(auto outcome, source_->read(p, now));
+  // Reaped already: keep what registration read (sample_all removes it next period).
+  if (now.comm.empty()) return p.last.comm;
+  p.last.comm = now.comm;
+  if (outcome == ReadOutcome::kOk && !now.exiting) {
+    p.last.rss_pages = now.rss_pages;
+    p.last.vm_rss_kb = now.vm_rss_kb;
+  }
+  return p.last.comm;
 }
 
 Registry::PeriodResult Registry::sample_all(uint64_t now_ns, uint64_t period_index,
@@ -153,7 +204,7 @@ Registry::PeriodResult Registry::sample_all(uint64_t now_ns, uint64_t period_ind
   std::vector<pid_t> gone;
   for (auto& [pid, p] : procs_) {
     ProcReading cur;
-    auto outcome = read_tracked(p, cur);
+    auto outcome = source_->read(p, cur);
     if (!outcome || (*outcome == ReadOutcome::kExited && cur.comm.empty())) {
       // Reaped before we could read its final counters: nothing more to report.
       gone.push_back(pid);
@@ -161,6 +212,11 @@ Registry::PeriodResult Registry::sample_all(uint64_t now_ns, uint64_t period_ind
       continue;
     }
     SampleRow row = compute_row(p.last, cur, now_ns - p.last_time_ns, units);
+    if (cur.exiting) {
+      // Its memory is already released (exit_mm()): stat reads rss 0 and status has no VmRSS.
+      // The final row carries the RSS of the last live reading instead of a 0 it never had.
+      row.rss_kb = p.latest ? p.latest->rss_kb : rss_kb_of(p.last, units);
+    }
     row.time_ns = now_ns;
     row.period_index = period_index;
     row.pid = pid;

@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -22,6 +24,7 @@
 
 #include "kscope/monitor_ring.h"
 #include "monitor/protocol.h"
+#include "monitor/ring.h"
 #include "runtime_env.h"
 #include "subprocess.h"
 #include "trace/proc.h"
@@ -32,6 +35,7 @@ namespace {
 
 const std::string kKscope = KSCOPE_BINARY;
 const std::string kWork = KSCOPE_WORK_BINARY;
+const std::string kCpuprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/cpuprog";
 
 void sleep_s(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
 
@@ -390,12 +394,31 @@ TEST(MonitorRuntime, CumulativeTotalsEqualProc) {
   ASSERT_TRUE(truth.ok());
   uint64_t rss = vm_rss_kb(work.pid);
   auto status = m.call("status");
-  std::string expect_prefix = fmt::format(
-      "\n{},kscope-work,{},{},{:.2f},", work.pid, truth->minflt, truth->majflt,
-      (truth->utime_ticks + truth->stime_ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK)));
+  std::string expect_prefix =
+      fmt::format("\n{},kscope-work,{},{},", work.pid, truth->minflt, truth->majflt);
   EXPECT_NE(status.body.find(expect_prefix), std::string::npos)
       << "want " << expect_prefix << " in\n"
       << status.body;
+  // CPU time: the process's CPU clock at the last sample; read here too, after the status reply.
+  // Holding, kscope-work wakes every 10 ms (about 1% of a core), so the clock has moved on by a
+  // little since that sample (at most 20 ms of CPU in 2 s). stat's utime+stime is the same time
+  // truncated to clock ticks (each of the two on its own: at most 2 ticks below).
+  clockid_t clock;
+  ASSERT_EQ(::clock_getcpuclockid(work.pid, &clock), 0);
+  timespec ts;
+  ASSERT_EQ(::clock_gettime(clock, &ts), 0);
+  double clock_s = ts.tv_sec + ts.tv_nsec / 1e9;
+  std::smatch cm;
+  ASSERT_TRUE(std::regex_search(
+      status.body, cm, std::regex(fmt::format("\\n{},kscope-work,\\d+,\\d+,([0-9.]+),", work.pid))))
+      << status.body;
+  double seen_s = std::stod(cm[1]);
+  EXPECT_LE(seen_s, clock_s + 1e-6) << status.body;
+  EXPECT_LE(clock_s - seen_s, 0.02) << status.body;
+  double tick_s = 1.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  double ticks_s = (truth->utime_ticks + truth->stime_ticks) * tick_s;
+  EXPECT_GE(seen_s, ticks_s - 0.02);
+  EXPECT_LT(seen_s, ticks_s + 2 * tick_s);
   EXPECT_NE(status.body.find(fmt::format(",{},", rss)), std::string::npos)
       << "VmRSS " << rss << " in\n"
       << status.body;
@@ -489,6 +512,101 @@ TEST(MonitorRuntime, CommandModeEndsWithTheCommandAndItsFinalCounters) {
            "/bin/sleep", "30"},
           30);
   EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.err;
+}
+
+// Ground truth: cpuprog's own CLOCK_PROCESS_CPUTIME_ID and VmRSS at its end (2 threads at 40%
+// of a core, one exiting halfway). CPU time must be the nanosecond process clock, not 10 ms
+// ticks: every period's CPU time is an arbitrary number of ns (ticks made every one a multiple
+// of 10 ms, so cpu_util moved in steps of 0.2), and the total over the run equals what the
+// process measured itself. The final row (the zombie's) carries its last live RSS, not 0, and
+// the command is announced under its own name, not kscope's.
+TEST(MonitorRuntime, CpuTimeIsTheProcessClockAndTheLastRowKeepsItsRss) {
+  TempDir dir;
+  std::string shm = unique_shm("cpu");
+  auto r = run({kKscope, "monitor", "--shm", shm, "--exact-rss", "--socket", dir / "c.sock", "-o",
+                dir / "s.csv", "--", kCpuprog, "2000", "40", "2"},
+               60);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex("pid=(\\d+) cpu_ns=(\\d+) rss_kb=(\\d+)")))
+      << r.out;
+  std::string pid = m[1];
+  uint64_t self_cpu_ns = std::stoull(m[2]);
+  uint64_t self_rss_kb = std::stoull(m[3]);
+  EXPECT_NE(r.err.find(fmt::format("registered pid {} (cpuprog)", pid)), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("(kscope)"), std::string::npos) << r.err;
+  // 2 threads x 40% over 1 s and 2 s of wall time: about 1.2 s, less on a busy machine.
+  EXPECT_GT(self_cpu_ns, 100'000'000u);
+
+  auto mapping = monitor::open_shm_ring(shm);
+  ASSERT_TRUE(mapping.ok()) << mapping.error().describe();
+  monitor::RingReader reader(mapping->data(), 0);
+  reader.start_at_oldest();
+  auto batch = reader.poll(1 << 20);
+  ::shm_unlink(("/" + shm).c_str());
+  EXPECT_EQ(batch.lost, 0u);
+  std::vector<kscope_ring_slot> slots;
+  for (const auto& s : batch.rows)
+    if (s.kind == KSCOPE_RING_KIND_PROCESS && std::to_string(s.pid) == pid) slots.push_back(s);
+  ASSERT_GE(slots.size(), 30u) << "about 40 periods in 2 s";
+  std::vector<CsvRow> csv;
+  for (const auto& row : parse_csv(read_file(dir / "s.csv")))
+    if (row.pid == pid) csv.push_back(row);
+  ASSERT_EQ(csv.size(), slots.size());
+
+  // The run as one window: the final (zombie) row's total is the process's CPU clock at exit,
+  // which is what it measured itself plus the CPU time of exiting (well below 1%).
+  uint64_t final_cpu = slots.back().cpu_time_ns_total;
+  EXPECT_GE(final_cpu, self_cpu_ns);
+  EXPECT_LE(final_cpu - std::min(final_cpu, self_cpu_ns), self_cpu_ns / 100)
+      << "monitor " << final_cpu << " ns, process " << self_cpu_ns << " ns";
+  // Each period: nanoseconds, and the CSV's cpu_util is exactly that over the period.
+  size_t busy = 0, on_tick_grid = 0;
+  for (size_t i = 1; i < slots.size(); ++i) {
+    uint64_t cpu = slots[i].cpu_time_ns_total - slots[i - 1].cpu_time_ns_total;
+    uint64_t wall = slots[i].time_ns - slots[i - 1].time_ns;
+    ASSERT_GE(slots[i].cpu_time_ns_total, slots[i - 1].cpu_time_ns_total);
+    EXPECT_NEAR(csv[i].cpu_util, static_cast<double>(cpu) / static_cast<double>(wall), 6e-5)
+        << "row " << i;
+    if (cpu == 0) continue;
+    ++busy;
+    if (cpu % 1'000'000 == 0) ++on_tick_grid;
+  }
+  EXPECT_GE(busy, 10u) << "cpuprog ran in too few periods for the test to mean anything";
+  EXPECT_LE(on_tick_grid, 1u) << "of " << busy << " periods with CPU time, " << on_tick_grid
+                              << " are whole milliseconds: tick-quantized CPU time";
+  // RSS: the zombie has no memory left to read; its final row repeats the last live reading,
+  // which is the process's own VmRSS at its end up to what changed in between: each fault of the
+  // final row maps at most 16 pages (fault-around, 64 KiB), and the exiting thread's stack is
+  // given back (a few pages).
+  EXPECT_GT(csv.back().rss_kb, 0u);
+  EXPECT_EQ(csv.back().rss_kb, csv[csv.size() - 2].rss_kb);
+  int64_t bound = 64 + 64 * static_cast<int64_t>(csv.back().min);
+  EXPECT_LE(std::llabs(static_cast<int64_t>(csv.back().rss_kb) - static_cast<int64_t>(self_rss_kb)),
+            bound)
+      << "final row " << csv.back().rss_kb << " KiB, process's VmRSS " << self_rss_kb << " KiB";
+}
+
+// `kscope monitor read --follow | head`: the reader ends when head does, quietly and with
+// status 0, as cat does (pipefail would show any other status).
+TEST(MonitorRuntime, ReaderEndsQuietlyWhenItsPipeCloses) {
+  TempDir dir;
+  std::string shm = unique_shm("pipe");
+  Monitor m(dir, {"--shm", shm, "-q"});
+  ASSERT_TRUE(m.ready()) << m.err();
+  Child sleeper({"/bin/sleep", "30"});
+  ASSERT_TRUE(m.call(fmt::format("register {}", sleeper.pid)).ok);
+  auto r = run({"/bin/bash", "-c",
+                fmt::format("set -o pipefail; '{}' monitor read --follow --shm {} | head -n 3",
+                            kKscope, shm)},
+               30);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 3) << r.out;
+  EXPECT_EQ(r.out.rfind("time_ms,pid,comm,", 0), 0u) << r.out;
+  EXPECT_EQ(m.stop(), 0);
+  ::shm_unlink(("/" + shm).c_str());
 }
 
 TEST(MonitorRuntime, RingReaderFollowsTheLiveWriter) {

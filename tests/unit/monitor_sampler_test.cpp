@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
+#include <deque>
+#include <map>
 #include <sstream>
 
 #include "monitor/jitter.h"
@@ -131,6 +134,144 @@ TEST(MonitorSampler, RegistrySamplesItselfAgainstProc) {
   EXPECT_GT(res.rows[0].min_faults_total, 0u);
 }
 
+TEST(MonitorSampler, CpuTimeInNanosecondsFromTheProcessClock) {
+  ProcReading a{"w", 'R', 0, 0, 10, 1, 0};
+  ProcReading b{"w", 'R', 0, 0, 11, 1, 0};
+  a.cpu_ns = 1'000'000'123;
+  b.cpu_ns = 1'010'234'567;
+  SampleRow r = compute_row(a, b, 50'000'000, units100hz());
+  EXPECT_EQ(r.cpu_time_ns, 10'234'444u);  // not the 10 ms of the one tick that elapsed
+  EXPECT_EQ(r.cpu_time_ns_total, 1'010'234'567u);
+  EXPECT_DOUBLE_EQ(r.cpu_util, 10'234'444 / 50e6);
+  // A clock reading going backwards (it cannot) is 0, not a wrap.
+  EXPECT_EQ(compute_row(b, a, 50'000'000, units100hz()).cpu_time_ns, 0u);
+}
+
+TEST(MonitorSampler, TicksOnlyWhenAReadingHasNoClock) {
+  ProcReading a{"w", 'R', 0, 0, 10, 1, 0};
+  ProcReading b{"w", 'R', 0, 0, 12, 1, 0};
+  b.cpu_ns = 125'000'001;
+  SampleRow r = compute_row(a, b, 50'000'000, units100hz());
+  EXPECT_EQ(r.cpu_time_ns, 20'000'000u);  // the two ticks: no mixing of the two clocks
+  EXPECT_EQ(r.cpu_time_ns_total, 125'000'001u);
+}
+
+TEST(MonitorSampler, ExitingAndZombieReadingsAreMarked) {
+  auto stat = [](char state, unsigned flags, int rss) {
+    return fmt::format("7 (x) {} 1 1 1 0 -1 {} 5 0 1 0 30 20 0 0 20 0 1 0 5555 1000000 {} 0 0 0\n",
+                       state, flags, rss);
+  };
+  auto live = parse_reading(stat('S', 4194304, 321));
+  ASSERT_TRUE(live.ok()) << live.error().message;
+  EXPECT_FALSE(live->exiting);
+  auto exiting = parse_reading(stat('R', 4194304 | 4, 0));  // PF_EXITING
+  ASSERT_TRUE(exiting.ok());
+  EXPECT_TRUE(exiting->exiting);
+  auto zombie = parse_reading(stat('Z', 4194308, 0));
+  ASSERT_TRUE(zombie.ok());
+  EXPECT_TRUE(zombie->exiting);
+}
+
+// Readings from a script instead of /proc: what the registry does with each.
+class ScriptedSource : public ProcessSource {
+ public:
+  struct Step {
+    ReadOutcome outcome;
+    ProcReading reading;
+  };
+  std::map<pid_t, std::deque<Step>> steps;
+
+  Result<ReadOutcome> open(TrackedProcess& p, bool, ProcReading& first) override {
+    return read(p, first);
+  }
+  Result<ReadOutcome> read(TrackedProcess& p, ProcReading& out) override {
+    auto& q = steps[p.pid];
+    if (q.empty()) return make_error("script exhausted");
+    out = q.front().reading;
+    ReadOutcome o = q.front().outcome;
+    q.pop_front();
+    return o;
+  }
+};
+
+ProcReading reading(const char* comm, char state, uint64_t minflt, uint64_t cpu_ns,
+                    int64_t rss_pages, bool exiting = false) {
+  ProcReading r{comm, state, minflt, 0, cpu_ns / 10'000'000, rss_pages, 0};
+  r.cpu_ns = cpu_ns;
+  r.exiting = exiting;
+  return r;
+}
+
+TEST(MonitorSampler, FinalRowOfAnExitedProcessKeepsItsLastLiveRss) {
+  auto source = std::make_unique<ScriptedSource>();
+  auto* script = source.get();
+  script->steps[42] = {
+      {ReadOutcome::kOk, reading("w", 'R', 10, 1'000'000, 100)},
+      {ReadOutcome::kOk, reading("w", 'R', 20, 31'000'007, 250)},
+      // do_exit() has dropped the mm: the process is still 'R', PF_EXITING, rss 0.
+      {ReadOutcome::kOk, reading("w", 'R', 25, 40'000'000, 0, true)},
+      // The zombie: final counters, no memory.
+      {ReadOutcome::kExited, reading("w", 'Z', 26, 40'500'000, 0, true)},
+  };
+  Registry reg(4, false, std::move(source));
+  ASSERT_TRUE(reg.add(42, 0).ok());
+  auto units = units100hz();
+  auto p1 = reg.sample_all(50'000'000, 1, units);
+  ASSERT_EQ(p1.rows.size(), 2u);
+  EXPECT_EQ(p1.rows[0].rss_kb, 1000u);
+  EXPECT_EQ(p1.rows[0].cpu_time_ns, 30'000'007u);
+  auto p2 = reg.sample_all(100'000'000, 2, units);
+  EXPECT_EQ(p2.rows[0].rss_kb, 1000u) << "exiting: the RSS of the last live reading, not 0";
+  EXPECT_EQ(p2.rows[0].min_faults, 5u) << "the counters are still the kernel's";
+  auto p3 = reg.sample_all(150'000'000, 3, units);
+  ASSERT_EQ(p3.rows.size(), 2u);
+  EXPECT_EQ(p3.rows[0].rss_kb, 1000u);
+  EXPECT_EQ(p3.rows[0].min_faults_total, 26u);
+  EXPECT_EQ(p3.rows[0].cpu_time_ns_total, 40'500'000u);
+  ASSERT_EQ(p3.exited.size(), 1u);
+  EXPECT_EQ(p3.exited[0].first, 42);
+  EXPECT_TRUE(reg.empty());
+  // A process that exits before its first sample carries the RSS read at registration.
+  auto source2 = std::make_unique<ScriptedSource>();
+  source2->steps[7] = {{ReadOutcome::kOk, reading("v", 'S', 1, 5, 30)},
+                       {ReadOutcome::kExited, reading("v", 'Z', 2, 9, 0, true)}};
+  Registry reg2(4, false, std::move(source2));
+  ASSERT_TRUE(reg2.add(7, 0).ok());
+  EXPECT_EQ(reg2.sample_all(50'000'000, 1, units).rows[0].rss_kb, 120u);
+}
+
+TEST(MonitorSampler, RegistrationRefusesExitingProcesses) {
+  auto source = std::make_unique<ScriptedSource>();
+  source->steps[9] = {{ReadOutcome::kOk, reading("w", 'R', 1, 1, 0, true)}};
+  source->steps[10] = {{ReadOutcome::kExited, reading("w", 'Z', 1, 1, 0, true)}};
+  Registry reg(4, false, std::move(source));
+  EXPECT_FALSE(reg.add(9, 0).ok());
+  EXPECT_FALSE(reg.add(10, 0).ok());
+  EXPECT_TRUE(reg.empty());
+}
+
+TEST(MonitorSampler, RefreshAfterExecTakesTheNewNameAndRssKeepsTheBaseline) {
+  auto source = std::make_unique<ScriptedSource>();
+  auto* script = source.get();
+  script->steps[5] = {
+      {ReadOutcome::kOk, reading("kscope", 'S', 100, 2'000'000, 5000)},  // at the gate
+      {ReadOutcome::kOk, reading("gzip", 'R', 180, 3'000'000, 300)},     // after execve
+      {ReadOutcome::kOk, reading("gzip", 'R', 400, 53'000'000, 320)},
+  };
+  Registry reg(4, false, std::move(source));
+  ASSERT_TRUE(reg.add(5, 0).ok());
+  auto comm = reg.refresh_identity(5);
+  ASSERT_TRUE(comm.ok());
+  EXPECT_EQ(*comm, "gzip");
+  EXPECT_EQ(reg.processes().at(5).last.comm, "gzip");
+  auto rows = reg.sample_all(50'000'000, 1, units100hz()).rows;
+  // The exec's own faults and CPU time are in the first row: the baseline is the gate's.
+  EXPECT_EQ(rows[0].min_faults, 300u);
+  EXPECT_EQ(rows[0].cpu_time_ns, 51'000'000u);
+  EXPECT_EQ(rows[0].comm, "gzip");
+  EXPECT_FALSE(reg.refresh_identity(6).ok());
+}
+
 TEST(MonitorJitter, QuantilesAreBucketUpperBounds) {
   JitterStats j;
   EXPECT_EQ(j.quantile_ns(0.99), 0u);
@@ -203,6 +344,24 @@ TEST(MonitorCsv, RowFormat) {
                "cpu_util,rss_kb");
 }
 
+// `kscope monitor read` rebuilds cpu_util from the ring's parts per million: its CSV line must
+// be the monitor's own, for every value (nanosecond CPU time makes every decimal occur).
+TEST(MonitorCsv, RingReaderPrintsTheSameCpuUtil) {
+  size_t differ = 0;
+  for (int i = 0; i < 200000; ++i) {
+    SampleRow r;
+    r.pid = 1;
+    r.comm = "x";
+    r.cpu_util = i * 1.000003e-7 + 3.3e-11 * (i % 7);
+    kscope_ring_slot slot = to_ring_slot(r);
+    SampleRow back = r;
+    back.cpu_util = slot.cpu_util_ppm / 1e6;
+    if (format_csv_row(r) != format_csv_row(back)) ++differ;
+    EXPECT_LE(std::abs(back.cpu_util - r.cpu_util), 0.5e-6 + 1e-12);
+  }
+  EXPECT_EQ(differ, 0u);
+}
+
 TEST(MonitorPrometheus, ExpositionHasHelpTypeAndEscapedLabels) {
   MetricsSnapshot s;
   SampleRow p;
@@ -229,9 +388,14 @@ TEST(MonitorPrometheus, ExpositionHasHelpTypeAndEscapedLabels) {
       std::string::npos)
       << text;
   EXPECT_NE(text.find("kscope_monitor_cpu_seconds_total{pid=\"7\""), std::string::npos);
-  EXPECT_NE(text.find("} 1.500\n"), std::string::npos);
+  EXPECT_NE(text.find("} 1.500000000\n"), std::string::npos);
   EXPECT_NE(text.find("kscope_monitor_resident_memory_bytes{pid=\"7\",comm="), std::string::npos);
-  EXPECT_NE(text.find("kscope_monitor_minor_faults_total{pid=\"all\",comm=\"*\"} 11"),
+  // The monitor-wide totals are not a series of the per-process family (sum() over it would
+  // count them twice) but families of their own.
+  EXPECT_EQ(text.find("pid=\"all\""), std::string::npos) << text;
+  EXPECT_NE(text.find("\nkscope_monitor_observed_minor_faults_total 11\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("# TYPE kscope_monitor_observed_minor_faults_total counter"),
             std::string::npos);
   // Every sample line belongs to a family declared before it.
   std::istringstream in(text);
