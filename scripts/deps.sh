@@ -7,8 +7,9 @@ build_pkgs=(cmake make g++ clang llvm pkg-config libbpf-dev bpftool libelf-dev l
   libzstd-dev libcli11-dev libfmt-dev nlohmann-json3-dev libncurses-dev libsqlite3-dev
   libgtest-dev libgmock-dev)
 # check: go tool pprof reads the pprof export, sqlite3 the database, chromium renders the report,
-# prometheus scrapes kscope monitor --listen.
-check_pkgs=(clang-format procps python3 tmux golang-go sqlite3 chromium prometheus util-linux)
+# prometheus scrapes kscope monitor --listen, mandoc and groff lint the man page.
+check_pkgs=(clang-format procps python3 tmux golang-go sqlite3 chromium prometheus util-linux
+  mandoc groff-base)
 bench_pkgs=(linux-perf bpftrace libbpf-tools bc)
 # make fault-patterns: the real programs of docs/fault-patterns.md, and chromium for the PNGs.
 pattern_pkgs=(g++ sysbench iperf3 chromium)
