@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <mutex>
 
@@ -25,7 +26,9 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
   char buf[2048];
   vsnprintf(buf, sizeof(buf), format, args);
   if (g_verbosity > 0 && (level != LIBBPF_DEBUG || g_verbosity > 1)) {
-    std::fputs("libbpf: ", stderr);
+    // libbpf's own messages already start with "libbpf: " (its pr_warn/pr_info/pr_debug add
+    // it); label only those that do not.
+    if (std::strncmp(buf, "libbpf: ", 8) != 0) std::fputs("libbpf: ", stderr);
     std::fputs(buf, stderr);
   }
   std::lock_guard<std::mutex> lock(g_log_mutex);
