@@ -25,8 +25,8 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u64 wakeup_bytes = 1 << 20;
 const volatile bool follow_children = false;
 
-/* Set by user space: 1 while tracing, 0 once it stops (threads keep their task storage). */
-__u32 tracing_enabled = 0;
+/* Set by user space: KSCOPE_TRACING_* (threads keep their task storage). */
+__u32 tracing_enabled = KSCOPE_TRACING_OFF;
 
 /* x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h). */
 #define X86_PF_WRITE (1UL << 1)
@@ -47,6 +47,10 @@ struct pending_fault {
 	__u32 cache_seq;
 	__u64 cache_start;
 	__u64 cache_end;
+	__u32 cpu;     /* CPU the pending fault was taken on */
+	__u8 base_set; /* thread_bounds has this thread's base */
+	__u8 end_set;  /* ... and its end */
+	__u16 pad;
 };
 
 struct {
@@ -64,6 +68,22 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } traced_tgids SEC(".maps");
+
+/* kscope faults -t: the traced threads (their tgid is KSCOPE_TGID_THREADS in traced_tgids). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} traced_tids SEC(".maps");
+
+/* See struct kscope_thread_bounds. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct kscope_thread_bounds);
+} thread_bounds SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -152,6 +172,45 @@ static __always_inline bool is_traced(__u32 tgid)
 {
 	__u32 *state = bpf_map_lookup_elem(&traced_tgids, &tgid);
 	return state && *state == KSCOPE_TGID_TRACED;
+}
+
+/* A thread of a traced process, or one of the threads traced by -t. */
+static __always_inline bool thread_traced(__u32 tgid, __u32 tid)
+{
+	__u32 *state = bpf_map_lookup_elem(&traced_tgids, &tgid);
+
+	if (!state)
+		return false;
+	if (*state == KSCOPE_TGID_TRACED)
+		return true;
+	return *state == KSCOPE_TGID_THREADS && bpf_map_lookup_elem(&traced_tids, &tid);
+}
+
+/* The thread's own counters now, as its base or end bound (see kscope_thread_bounds). At a
+ * fault entry the fault is not counted yet: mm_account_fault() counts it at completion. */
+static __always_inline void note_bounds(struct task_struct *task, __u32 tid, bool end)
+{
+	struct kscope_thread_bounds *b = bpf_map_lookup_elem(&thread_bounds, &tid);
+
+	if (!b) {
+		struct kscope_thread_bounds zero = {};
+
+		bpf_map_update_elem(&thread_bounds, &tid, &zero, BPF_NOEXIST);
+		b = bpf_map_lookup_elem(&thread_bounds, &tid);
+		if (!b) {
+			count(KSCOPE_CNT_BOUNDS_FULL);
+			return;
+		}
+	}
+	if (end) {
+		b->end_min_flt = task->min_flt;
+		b->end_maj_flt = task->maj_flt;
+		b->flags |= KSCOPE_BOUNDS_END;
+	} else {
+		b->base_min_flt = task->min_flt;
+		b->base_maj_flt = task->maj_flt;
+		b->flags |= KSCOPE_BOUNDS_BASE;
+	}
 }
 
 /* A thread's name (`comm`: the task's, or a new one being set) for user space. */
@@ -282,11 +341,13 @@ static __always_inline __u16 classify_segment(struct task_struct *task, __u64 ad
 static __always_inline int on_fault_entry(unsigned long address, struct pt_regs *regs,
 					  unsigned long error_code, bool kernel_mode)
 {
+	__u32 state = tracing_enabled;
 	struct task_struct *task;
 	struct pending_fault *p;
+	__u64 id;
 	__u16 flags;
 
-	if (!tracing_enabled)
+	if (state == KSCOPE_TRACING_OFF)
 		return 0;
 	/* page_fault_kernel also fires for faults on kernel addresses (vmalloc, ...): only faults on
 	 * user memory belong to the process. Kernel addresses have the top bit set. */
@@ -298,13 +359,26 @@ static __always_inline int on_fault_entry(unsigned long address, struct pt_regs 
 	task = bpf_get_current_task_btf();
 	p = bpf_task_storage_get(&pending, task, 0, 0);
 	if (!p) {
-		if (!is_traced(bpf_get_current_pid_tgid() >> 32))
+		id = bpf_get_current_pid_tgid();
+		/* Stopping: a thread that never faulted while tracing keeps no state. */
+		if (state != KSCOPE_TRACING_ON || !thread_traced(id >> 32, (__u32)id))
 			return 0;
 		p = bpf_task_storage_get(&pending, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (!p) {
 			count(KSCOPE_CNT_NO_STORAGE);
 			return 0;
 		}
+	}
+	if (state != KSCOPE_TRACING_ON) {
+		if (!p->end_set) {
+			p->end_set = 1;
+			note_bounds(task, task->pid, true);
+		}
+		return 0;
+	}
+	if (!p->base_set) {
+		p->base_set = 1;
+		note_bounds(task, task->pid, false);
 	}
 	if (p->valid)
 		count(KSCOPE_CNT_FAILED_ENTRY);
@@ -325,6 +399,7 @@ static __always_inline int on_fault_entry(unsigned long address, struct pt_regs 
 	p->addr = address;
 	p->ip = PT_REGS_IP(regs);
 	p->flags = flags;
+	p->cpu = bpf_get_smp_processor_id();
 	p->valid = 1;
 	return 0;
 }
@@ -352,7 +427,8 @@ static __always_inline int on_fault_done(struct bpf_perf_event_data *ctx, bool m
 	struct pending_fault *p;
 	__u64 now;
 
-	if (!tracing_enabled)
+	/* While stopping, faults that entered while tracing was on still complete. */
+	if (tracing_enabled == KSCOPE_TRACING_OFF)
 		return 0;
 	/* Only threads of traced processes have task storage (see on_fault_entry). */
 	task = bpf_get_current_task_btf();
@@ -392,7 +468,7 @@ static __always_inline int on_fault_done(struct bpf_perf_event_data *ctx, bool m
 	 * stack VMA has been expanded into it by now. */
 	e->flags = p->flags | (major ? KSCOPE_FAULT_MAJOR : 0) |
 		   (classify_segment(task, p->addr, p) << KSCOPE_FAULT_SEGMENT_SHIFT);
-	e->cpu = bpf_get_smp_processor_id();
+	e->cpu = p->cpu;
 	e->ts_ns = p->ts_ns;
 	e->addr = p->addr;
 	e->ip = p->ip;
@@ -404,6 +480,12 @@ static __always_inline int on_fault_done(struct bpf_perf_event_data *ctx, bool m
 		write_batch(b);
 	barrier();
 	b->busy = 0;
+	/* Stopping: this fault entered while tracing was on and is the thread's last recorded one
+	 * (no new fault starts now), so its counters now, this fault included, are its end. */
+	if (tracing_enabled != KSCOPE_TRACING_ON && !p->end_set) {
+		p->end_set = 1;
+		note_bounds(task, tid, true);
+	}
 	return 0;
 }
 
@@ -515,7 +597,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 SEC("tp_btf/task_rename")
 int BPF_PROG(on_rename, struct task_struct *task, const char *comm)
 {
-	if (!is_traced(task->tgid))
+	if (!thread_traced(task->tgid, task->pid))
 		return 0;
 	mark_announced(task);
 	emit_task(comm, task->tgid, task->pid, bpf_ktime_get_ns());
@@ -535,7 +617,13 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	if (!state)
 		return 0;
 	group_dead = p->signal->live.counter == 0;
-	if (*state != KSCOPE_TGID_TRACED) {
+	if (*state == KSCOPE_TGID_THREADS && !bpf_map_lookup_elem(&traced_tids, &tid)) {
+		/* -t: another thread of the process. The tgid stays until the process is gone. */
+		if (group_dead)
+			bpf_map_delete_elem(&traced_tgids, &tgid);
+		return 0;
+	}
+	if (*state != KSCOPE_TGID_TRACED && *state != KSCOPE_TGID_THREADS) {
 		/* Armed but never exec'd (execve failed): just forget it. */
 		if (group_dead)
 			bpf_map_delete_elem(&traced_tgids, &tgid);

@@ -24,6 +24,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Set by user space between open and load. */
 const volatile bool filter_pids = false;  /* only tgids in `filter_tgids` */
+const volatile bool filter_tids = false;  /* only threads in `filter_tid_set` (-t) */
 const volatile bool filter_comm = false;  /* only threads named `comm_filter` */
 const volatile char comm_filter[16] = {};
 const volatile bool include_idle = false; /* the idle tasks (pid 0) */
@@ -127,6 +128,13 @@ struct {
 } filter_tgids SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} filter_tid_set SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -167,6 +175,11 @@ static __always_inline bool tracked(struct task_struct *t)
 	if (filter_pids) {
 		__u32 tgid = t->tgid;
 		if (!bpf_map_lookup_elem(&filter_tgids, &tgid))
+			return false;
+	}
+	if (filter_tids) {
+		__u32 tid = t->pid;
+		if (!bpf_map_lookup_elem(&filter_tid_set, &tid))
 			return false;
 	}
 	if (filter_comm) {

@@ -40,6 +40,10 @@ Subcommand setup_study(CLI::App& parent);
 // Prints "kscope: <message>" (and the hint) on stderr, returns the exit code to use.
 int report_error(const Error& error);
 
+// --duration SECONDS for every command that has it: a positive, finite number of seconds, else
+// the usage error "--duration must be a positive number of seconds".
+CLI::Option* add_duration_option(CLI::App* app, double& seconds, const std::string& description);
+
 // Global flags shared by all subcommands.
 struct GlobalOptions {
   int verbose = 0;  // -v: libbpf's own log and debug details on stderr

@@ -2,6 +2,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -41,6 +43,22 @@ RecordingMeta make_recording_meta(const std::vector<uint32_t>& pids) {
   meta.start_wall_ns = realtime_ns();
   meta.target_pids = pids;
   return meta;
+}
+
+CLI::Option* add_duration_option(CLI::App* app, double& seconds, const std::string& description) {
+  return app
+      ->add_option_function<std::string>(
+          "--duration",
+          [&seconds](const std::string& text) {
+            double v = 0;
+            auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+            if (text.empty() || ec != std::errc() || p != text.data() + text.size() ||
+                !std::isfinite(v) || v <= 0)
+              throw CLI::ValidationError("--duration must be a positive number of seconds");
+            seconds = v;
+          },
+          description)
+      ->type_name("SECONDS");
 }
 
 GlobalOptions& global_options() {

@@ -15,10 +15,15 @@
 #include "kscope/version.h"
 #include "model/recording.h"
 #include "render/fault_summary_text.h"
+#include "render/progress_line.h"
 #include "render/scatter_plot.h"
+#include "symbols/symbol_cache.h"
 #include "symbols/symbolizer.h"
 #include "trace/fault_tracer.h"
 #include "trace/proc.h"
+#include "trace/targets.h"
+#include "util/clock.h"
+#include "util/invoking_user.h"
 
 namespace kscope::cli {
 
@@ -26,6 +31,7 @@ namespace {
 
 struct FaultsOptions {
   std::string pids;
+  std::string tids;
   std::vector<std::string> command;
   std::string events_path;
   std::string format = "text";
@@ -39,6 +45,7 @@ struct FaultsOptions {
   bool linear = false;
   int top = 10;
   uint32_t ringbuf_mb = 16;
+  bool symbols = false;  // --symbols: a symbol field in --events
 };
 
 // At most this many points are kept for the end-of-run plot; beyond it a uniform reservoir
@@ -48,12 +55,16 @@ constexpr size_t kMaxPlotPoints = 1'000'000;
 // Receives the tracer's records and fans them out to the outputs.
 class FaultCollector : public FaultSink {
  public:
-  FaultCollector(FaultEventWriter* events, RecordingWriter* recording)
-      : events_(events), recording_(recording) {}
+  FaultCollector(FaultEventWriter* events, RecordingWriter* recording, bool symbols)
+      : events_(events), recording_(recording) {
+    if (symbols) symbols_.emplace();
+  }
 
   void on_fault(const FaultRecord& r) override {
     summary_.add(r);
-    if (events_) events_->write(r, comm_of(r.tid));
+    if (events_)
+      events_->write(r, comm_of(r.tid),
+                     symbols_ ? symbols_->function_at(r.pid, r.ip) : std::string_view());
     if (recording_ && status_) status_ = recording_->add_fault(r);
     add_plot_point(to_plot_point(r));
   }
@@ -63,6 +74,7 @@ class FaultCollector : public FaultSink {
   }
   void on_mappings(const MappingSnapshot& m) override {
     latest_maps_[m.pid] = m.mappings;
+    if (symbols_) symbols_->set_mappings(m.pid, m.mappings);
     if (recording_ && status_) status_ = recording_->add_mappings(m);
   }
   void on_fork(const ForkEvent& fork) override {
@@ -76,11 +88,18 @@ class FaultCollector : public FaultSink {
     for (pid_t p : pids) list += (list.empty() ? "" : ",") + std::to_string(p);
     std::fprintf(stderr, "kscope: tracing page faults of pid %s; Ctrl-C to stop\n", list.c_str());
   }
-  Status on_tick() override {
+  Status on_tick(uint64_t lost) override {
     if (!status_) return status_;
+    if (progress_) progress_->show(summary_.total, lost, monotonic_ns());
     if (events_) KSCOPE_TRY(events_->flush());
     if (recording_) KSCOPE_TRY(recording_->flush());
     return {};
+  }
+
+  // A one-line status on stderr (a terminal) about once a second.
+  void enable_progress() { progress_.emplace(stderr); }
+  void clear_progress() {
+    if (progress_) progress_->clear();
   }
 
   const Status& status() const { return status_; }
@@ -136,6 +155,8 @@ class FaultCollector : public FaultSink {
   std::vector<PlotPoint> points_;
   uint64_t points_offered_ = 0;
   std::mt19937_64 rng_{0x6b73636f7065ull};
+  std::optional<SymbolCache> symbols_;    // --symbols
+  std::optional<ProgressLine> progress_;  // stderr a terminal
 };
 
 Result<std::string> render_plots(const std::vector<PlotPoint>& points, int rows, int cols,
@@ -171,23 +192,41 @@ Status validate_plot_size(int rows, int cols) {
 Result<int> run_faults(const FaultsOptions& o) {
   KSCOPE_TRY(validate_plot_size(o.rows, o.cols));
   KSCOPE_ASSIGN_OR_RETURN(EventFormat format, parse_event_format(o.format));
+  if (o.symbols && o.events_path.empty())
+    return usage_error("--symbols adds a field to --events: give --events FILE|-");
   if (o.duration_s < 0) return usage_error("--duration must be positive");
   if (o.ringbuf_mb < 1 || o.ringbuf_mb > 1024 || (o.ringbuf_mb & (o.ringbuf_mb - 1)) != 0)
     return usage_error("--ringbuf-mb must be a power of two between 1 and 1024");
-  if (o.pids.empty() == o.command.empty())
-    return usage_error("give either -p PID[,PID...] or -- COMMAND [ARGS...]");
+  int target_kinds = !o.pids.empty() + !o.tids.empty() + !o.command.empty();
+  if (target_kinds != 1)
+    return usage_error("give one of -p PID[,PID...], -t TID[,TID...] or -- COMMAND [ARGS...]");
+  if (!o.tids.empty() && o.follow_children.value_or(false))
+    return usage_error("-t traces only the threads given: --follow-children does not apply");
 
   FaultTraceOptions topts;
   if (!o.pids.empty()) {
     KSCOPE_ASSIGN_OR_RETURN(topts.pids, proc::parse_pid_list(o.pids));
   }
+  if (!o.tids.empty()) {
+    KSCOPE_ASSIGN_OR_RETURN(auto tids, proc::parse_pid_list(o.tids));
+    KSCOPE_ASSIGN_OR_RETURN(auto threads, resolve_thread_targets(tids));
+    for (const auto& t : threads) topts.threads.emplace_back(t.tgid, t.tid);
+  }
   topts.command = o.command;
+  // kscope never shares a stream with the command it runs: with --events - the command's stdout
+  // goes to stderr (as perf record -o - does), and the summary and plot always go to stderr.
+  topts.command_stdout_to_stderr = !o.command.empty() && o.events_path == "-";
   topts.follow_children = o.follow_children.value_or(!o.command.empty());
   if (o.duration_s > 0) topts.duration_s = o.duration_s;
   topts.ringbuf_bytes = o.ringbuf_mb << 20;
   topts.verbosity = global_options().verbose;
 
   KSCOPE_ASSIGN_OR_RETURN(auto tracer, FaultTracer::create(topts));
+  if (topts.command_stdout_to_stderr)
+    std::fprintf(stderr,
+                 "kscope: --events - has stdout: %s's stdout goes to stderr (as with perf record "
+                 "-o -)\n",
+                 o.command[0].c_str());
 
   // Outputs are opened before tracing starts so a bad path fails early.
   std::FILE* events_file = nullptr;
@@ -195,27 +234,37 @@ Result<int> run_faults(const FaultsOptions& o) {
   if (events_to_stdout) {
     events_file = stdout;
   } else if (!o.events_path.empty()) {
-    int fd = ::open(o.events_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return errno_error(fmt::format("cannot write --events file {}", o.events_path));
-    events_file = ::fdopen(fd, "w");
+    auto fd = create_output_file(o.events_path, 0600);
+    if (!fd)
+      return make_error(fmt::format("cannot write --events file {}", o.events_path),
+                        fd.error().sys_errno);
+    events_file = ::fdopen(fd->release(), "w");
     if (!events_file) return errno_error("fdopen");
   }
   std::optional<FaultEventWriter> events;
   if (events_file) {
-    events.emplace(events_file, format);
+    events.emplace(events_file, format, o.symbols);
     events->write_header();
   }
   std::optional<RecordingWriter> recording;
   if (!o.output_path.empty()) {
     std::vector<uint32_t> pids(topts.pids.begin(), topts.pids.end());
+    for (auto [tgid, tid] : topts.threads) pids.push_back(static_cast<uint32_t>(tgid));
     KSCOPE_ASSIGN_OR_RETURN(auto writer,
                             RecordingWriter::create(o.output_path, make_recording_meta(pids)));
     recording.emplace(std::move(writer));
   }
 
-  FaultCollector collector(events ? &*events : nullptr, recording ? &*recording : nullptr);
+  FaultCollector collector(events ? &*events : nullptr, recording ? &*recording : nullptr,
+                           o.symbols);
+  // Progress only where it cannot mix into anything: stderr a terminal, no COMMAND writing to
+  // it, and no --events stream on the same terminal.
+  if (isatty(STDERR_FILENO) && o.command.empty() && !(events_to_stdout && isatty(STDOUT_FILENO)))
+    collector.enable_progress();
   volatile sig_atomic_t* stop = install_stop_handlers();
-  KSCOPE_ASSIGN_OR_RETURN(auto outcome, tracer->run(collector, stop));
+  auto traced = tracer->run(collector, stop);
+  collector.clear_progress();
+  KSCOPE_ASSIGN_OR_RETURN(auto outcome, std::move(traced));
   tracer.reset();  // detach before the (possibly slow) rendering
 
   Status output_status = collector.status();
@@ -247,8 +296,9 @@ Result<int> run_faults(const FaultsOptions& o) {
     if (output_status) output_status = st;
   }
 
-  // The summary and plot go to stdout, or to stderr when the events already use stdout.
-  std::FILE* report = events_to_stdout ? stderr : stdout;
+  // The summary and plot go to stdout with -p; to stderr when the events use stdout, and with a
+  // COMMAND, whose own output has stdout (as perf stat, strace and time do).
+  std::FILE* report = events_to_stdout || !o.command.empty() ? stderr : stdout;
   std::string text = render_fault_summary(collector.summary(), totals,
                                           collector.top_locations(static_cast<size_t>(o.top)));
   std::fputs(text.c_str(), report);
@@ -273,16 +323,20 @@ Subcommand setup_faults(CLI::App& parent) {
       "Trace every page fault of a process: address, instruction, access, minor/major, segment, "
       "latency. Streams events, records, prints a summary and a time x address plot.\n"
       "  kscope faults [options] -p PID[,PID...]\n"
+      "  kscope faults [options] -t TID[,TID...]\n"
       "  kscope faults [options] -- COMMAND [ARGS...]");
   app->add_option("-p,--pid", o->pids, "Trace these running processes (all their threads)");
+  app->add_option("-t,--tid", o->tids, "Trace only these threads (TID[,TID...], as perf -t)");
   app->add_option("--events", o->events_path, "Write one line per fault to FILE ('-' = stdout)");
+  app->add_flag("--symbols", o->symbols,
+                "With --events: add each fault's symbol, function+0xoff (module), resolved while "
+                "tracing");
   app->add_option("--format", o->format, "Format of --events: text, csv or jsonl")
       ->check(CLI::IsMember({"text", "csv", "jsonl"}));
   app->add_option("-o,--output", o->output_path,
                   "Save a recording to FILE for 'kscope plot' (written while tracing)");
-  app->add_option("--duration", o->duration_s,
-                  "Stop after SECONDS (default: until the processes exit or Ctrl-C)")
-      ->check(CLI::PositiveNumber);
+  add_duration_option(app, o->duration_s,
+                      "Stop after SECONDS (default: until the processes exit or Ctrl-C)");
   auto* follow = app->add_flag_callback(
       "--follow-children", [o] { o->follow_children = true; },
       "Also trace processes the targets fork (default: on for COMMAND, off for -p)");
@@ -303,7 +357,8 @@ Subcommand setup_faults(CLI::App& parent) {
   app->add_option("command", o->command, "COMMAND [ARGS...] to start and trace (after --)");
   app->footer(
       "Fields (--events, CSV header, JSONL keys): "
-      "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns\n"
+      "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns,cpu[,symbol with "
+      "--symbols]\n"
       "Segments: code [start_code,end_code) | data [start_data,start_brk) | heap [start_brk,brk) "
       "| stack (main thread) | file (other file mappings) | anon (other anonymous) | other "
       "(vdso, no VMA)\n"

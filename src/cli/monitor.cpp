@@ -72,6 +72,10 @@ Result<int> run_monitor_main(const MonitorCliOptions& c) {
   o.max_processes = c.max_procs;
   o.csv_path = c.output;
   o.command = c.command;
+  if (!c.command.empty() && c.output == "-")
+    std::fprintf(stderr,
+                 "kscope: -o - has stdout: %s's stdout goes to stderr (as with perf record -o -)\n",
+                 c.command[0].c_str());
   o.quiet = c.quiet;
   o.exact_rss = c.exact_rss;
   o.realtime = !c.no_realtime;
@@ -217,7 +221,7 @@ Subcommand setup_monitor(CLI::App& parent) {
   app->add_option("--listen", o->listen,
                   "Serve Prometheus metrics on http://ADDR:PORT/metrics (PORT alone = "
                   "127.0.0.1; wildcard addresses are refused)");
-  app->add_option("--duration", o->duration_s, "Stop after SECONDS (default: until Ctrl-C)");
+  add_duration_option(app, o->duration_s, "Stop after SECONDS (default: until Ctrl-C)");
   app->add_option("--max-procs", o->max_procs, "At most this many registered processes (1024)");
   app->add_flag("-q,--quiet", o->quiet, "No message per registration/exit on stderr");
   app->add_flag("--exact-rss", o->exact_rss,

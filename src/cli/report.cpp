@@ -12,6 +12,7 @@
 #include "render/report_html.h"
 #include "render/top_report.h"
 #include "symbols/symbolizer.h"
+#include "util/invoking_user.h"
 #include "util/output_file.h"
 
 namespace kscope::cli {
@@ -29,8 +30,8 @@ struct ReportCliOptions {
 };
 
 Status prepare_svg_dir(const std::string& dir) {
-  if (::mkdir(dir.c_str(), 0777) != 0 && errno != EEXIST)
-    return errno_error("cannot create --svg directory " + dir);
+  if (auto st = create_output_dir(dir, 0777); !st)
+    return make_error("cannot create --svg directory " + dir, st.error().sys_errno);
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return make_error("--svg " + dir + " is not a directory");

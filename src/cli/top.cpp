@@ -24,6 +24,7 @@
 #include "trace/proc.h"
 #include "trace/top_session.h"
 #include "util/clock.h"
+#include "util/invoking_user.h"
 
 namespace kscope::cli {
 
@@ -31,6 +32,7 @@ namespace {
 
 struct TopCliOptions {
   std::string pids;
+  std::string tids;
   std::string comm;
   int rows = 20;
   double interval_s = 1.0;
@@ -57,6 +59,13 @@ Result<int> run_top(const TopCliOptions& o) {
     if (!pids) return usage_error(pids.error().message);
     so.trace.pids = *pids;
   }
+  if (!o.tids.empty()) {
+    if (!o.pids.empty()) return usage_error("-p and -t exclude each other");
+    auto tids = proc::parse_pid_list(o.tids);
+    if (!tids) return usage_error(tids.error().message);
+    KSCOPE_ASSIGN_OR_RETURN(so.trace.threads,
+                            resolve_thread_targets(*tids, /*kernel_threads_ok=*/true));
+  }
   so.trace.comm = o.comm;
   so.trace.include_idle = o.idle;
   if (o.kernel_only && o.user_only)
@@ -74,6 +83,7 @@ Result<int> run_top(const TopCliOptions& o) {
   so.recording_path = o.output_path;
   {
     std::vector<uint32_t> targets(so.trace.pids.begin(), so.trace.pids.end());
+    for (const auto& t : so.trace.threads) targets.push_back(static_cast<uint32_t>(t.tgid));
     so.meta = make_recording_meta(targets);
   }
   auto group = parse_group_by(o.by);
@@ -89,16 +99,21 @@ Result<int> run_top(const TopCliOptions& o) {
   // Outputs are opened before tracing, so an unwritable path fails first.
   std::FILE* folded = nullptr;
   if (!o.folded_path.empty()) {
-    folded = std::fopen(o.folded_path.c_str(), "we");
-    if (!folded) return make_error(fmt::format("cannot write '{}'", o.folded_path), errno);
+    auto fd = create_output_file(o.folded_path, 0666);
+    if (!fd)
+      return make_error(fmt::format("cannot write '{}'", o.folded_path), fd.error().sys_errno);
+    folded = ::fdopen(fd->release(), "w");
+    if (!folded) return errno_error("fdopen");
   }
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> folded_owner(folded,
                                                                folded ? &std::fclose : nullptr);
 
   KSCOPE_ASSIGN_OR_RETURN(auto session, TopSession::create(so));
   volatile sig_atomic_t* stop = install_stop_handlers();
-  std::fprintf(stderr, "kscope top: measuring %s (Ctrl-C to stop)\n",
-               so.trace.pids.empty() ? "all tasks" : fmt::format("PIDs {}", o.pids).c_str());
+  std::string what = !o.tids.empty()  ? fmt::format("TIDs {}", o.tids)
+                     : o.pids.empty() ? std::string("all tasks")
+                                      : fmt::format("PIDs {}", o.pids);
+  std::fprintf(stderr, "kscope top: measuring %s (Ctrl-C to stop)\n", what.c_str());
 
   const uint64_t interval_ns = static_cast<uint64_t>(o.interval_s * 1e9);
   const uint64_t start = session->start_ns();
@@ -202,6 +217,7 @@ Subcommand setup_top(CLI::App& parent) {
       "  kscope top [options]            live screen (stdout a terminal) or a table per interval\n"
       "  kscope top --once [--duration S] [--format json]   measure once, print, exit");
   app->add_option("-p,--pid", o->pids, "Only these processes (PID[,PID...])");
+  app->add_option("-t,--tid", o->tids, "Only these threads (TID[,TID...], as perf -t)");
   app->add_option("--comm", o->comm, "Only threads with this name (exact, as in /proc/TID/comm)");
   app->add_option("-n,--rows", o->rows, "Rows to show (default 20)");
   app->add_option("-d,--delay", o->interval_s, "Refresh interval in seconds (default 1)");
@@ -217,9 +233,9 @@ Subcommand setup_top(CLI::App& parent) {
   app->add_flag("--once", o->once,
                 "Batch mode: measure for --duration (default 1 s), print one table, exit");
   app->add_flag("--batch", o->batch, "Batch output even when stdout is a terminal");
-  app->add_option("--duration", o->duration_s,
-                  "With --once: how long to measure (default 1 s); otherwise stop after SECONDS")
-      ->check(CLI::PositiveNumber);
+  add_duration_option(
+      app, o->duration_s,
+      "With --once: how long to measure (default 1 s); otherwise stop after SECONDS");
   app->add_option("--format", o->format, "Batch output format: text (default) or json")
       ->check(CLI::IsMember({"text", "json"}));
   app->add_option("--folded", o->folded_path,

@@ -56,8 +56,8 @@ void append_json_string(fmt::memory_buffer& buf, std::string_view s) {
   buf.push_back('"');
 }
 
-FaultEventWriter::FaultEventWriter(std::FILE* out, EventFormat format)
-    : out_(out), format_(format) {}
+FaultEventWriter::FaultEventWriter(std::FILE* out, EventFormat format, bool with_symbols)
+    : out_(out), format_(format), with_symbols_(with_symbols) {}
 
 FaultEventWriter::~FaultEventWriter() { (void)flush(); }
 
@@ -65,12 +65,14 @@ void FaultEventWriter::write_header() {
   auto out = std::back_inserter(buf_);
   switch (format_) {
     case EventFormat::kCsv:
-      fmt::format_to(out, "{}\n", kFaultCsvHeader);
+      fmt::format_to(out, "{}{}{}\n", kFaultCsvHeader, with_symbols_ ? "," : "",
+                     with_symbols_ ? kFaultSymbolField : "");
       break;
     case EventFormat::kText:
-      fmt::format_to(out, "{:>14} {:>7} {:>7} {:<15} {:>18} {:>18} {:<6} {:<6} {:<5} {:<7} {}\n",
-                     "TIME(s)", "PID", "TID", "COMM", "ADDR", "IP", "ACCESS", "MODE", "KIND",
-                     "SEGMENT", "LATENCY(ns)");
+      fmt::format_to(
+          out, "{:>14} {:>7} {:>7} {:<15} {:>18} {:>18} {:<6} {:<6} {:<5} {:<7} {:>11} {:>3}{}\n",
+          "TIME(s)", "PID", "TID", "COMM", "ADDR", "IP", "ACCESS", "MODE", "KIND", "SEGMENT",
+          "LATENCY(ns)", "CPU", with_symbols_ ? " SYMBOL" : "");
       break;
     case EventFormat::kJsonl:
       break;
@@ -78,7 +80,7 @@ void FaultEventWriter::write_header() {
 }
 
 void FaultEventWriter::format(fmt::memory_buffer& buf, EventFormat format, const FaultRecord& r,
-                              std::string_view comm) {
+                              std::string_view comm, const std::string_view* symbol) {
   auto out = std::back_inserter(buf);
   switch (format) {
     case EventFormat::kCsv:
@@ -87,6 +89,11 @@ void FaultEventWriter::format(fmt::memory_buffer& buf, EventFormat format, const
       fmt::format_to(out, ",{:#x},{:#x},{},{},{},{},", r.addr, r.ip, to_string(r.access),
                      to_string(r.mode), to_string(r.kind), to_string(r.segment));
       if (r.latency_ns) fmt::format_to(out, "{}", *r.latency_ns);
+      fmt::format_to(out, ",{}", r.cpu);
+      if (symbol) {
+        buf.push_back(',');
+        append_csv_field(buf, *symbol);
+      }
       buf.push_back('\n');
       break;
     case EventFormat::kJsonl:
@@ -99,9 +106,15 @@ void FaultEventWriter::format(fmt::memory_buffer& buf, EventFormat format, const
                      r.addr, r.ip, to_string(r.access), to_string(r.mode), to_string(r.kind),
                      to_string(r.segment));
       if (r.latency_ns)
-        fmt::format_to(out, "{}}}\n", *r.latency_ns);
+        fmt::format_to(out, "{}", *r.latency_ns);
       else
-        buf.append(std::string_view("null}\n"));
+        buf.append(std::string_view("null"));
+      fmt::format_to(out, ",\"cpu\":{}", r.cpu);
+      if (symbol) {
+        buf.append(std::string_view(",\"symbol\":"));
+        append_json_string(buf, *symbol);
+      }
+      buf.append(std::string_view("}\n"));
       break;
     case EventFormat::kText: {
       // Non-printable bytes in comm would garble a terminal.
@@ -113,16 +126,19 @@ void FaultEventWriter::format(fmt::memory_buffer& buf, EventFormat format, const
                      to_string(r.access), to_string(r.mode), to_string(r.kind),
                      to_string(r.segment));
       if (r.latency_ns)
-        fmt::format_to(out, "{}\n", *r.latency_ns);
+        fmt::format_to(out, "{:>11}", *r.latency_ns);
       else
-        buf.append(std::string_view("-\n"));
+        fmt::format_to(out, "{:>11}", "-");
+      fmt::format_to(out, " {:>3}", r.cpu);
+      if (symbol) fmt::format_to(out, " {}", *symbol);
+      buf.push_back('\n');
       break;
     }
   }
 }
 
-void FaultEventWriter::write(const FaultRecord& r, std::string_view comm) {
-  format(buf_, format_, r, comm);
+void FaultEventWriter::write(const FaultRecord& r, std::string_view comm, std::string_view symbol) {
+  format(buf_, format_, r, comm, with_symbols_ ? &symbol : nullptr);
   if (buf_.size() >= 1 << 16) (void)flush();
 }
 

@@ -1,5 +1,7 @@
 // Writes one line per fault to --events: text (aligned columns), csv or jsonl. The field set and
-// order is the output contract: time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns.
+// order is the output contract:
+// time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns,cpu[,symbol]
+// (symbol only when asked for: `kscope faults --events F --symbols`).
 #pragma once
 
 #include <fmt/format.h>
@@ -17,25 +19,29 @@ enum class EventFormat { kText, kCsv, kJsonl };
 Result<EventFormat> parse_event_format(std::string_view name);
 
 inline constexpr std::string_view kFaultCsvHeader =
-    "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns";
+    "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns,cpu";
+inline constexpr std::string_view kFaultSymbolField = "symbol";
 
 class FaultEventWriter {
  public:
-  // Does not take ownership of `out`.
-  FaultEventWriter(std::FILE* out, EventFormat format);
+  // Does not take ownership of `out`. With `with_symbols`, each record ends with the symbol of
+  // its instruction (`function+0xoff (module)`) given to write().
+  FaultEventWriter(std::FILE* out, EventFormat format, bool with_symbols = false);
   ~FaultEventWriter();
   void write_header();
-  void write(const FaultRecord& r, std::string_view comm);
+  void write(const FaultRecord& r, std::string_view comm, std::string_view symbol = {});
   // Writes buffered lines; returns an error if the stream failed (disk full, closed pipe).
   Status flush();
 
   // Formatting of one record, for tests and other exporters.
+  // `symbol` null: no symbol field.
   static void format(fmt::memory_buffer& buf, EventFormat format, const FaultRecord& r,
-                     std::string_view comm);
+                     std::string_view comm, const std::string_view* symbol = nullptr);
 
  private:
   std::FILE* out_;
   EventFormat format_;
+  bool with_symbols_ = false;
   fmt::memory_buffer buf_;
   bool failed_ = false;
 };

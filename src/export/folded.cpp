@@ -4,6 +4,7 @@
 #include <map>
 
 #include "util/fd.h"
+#include "util/invoking_user.h"
 
 namespace kscope {
 
@@ -57,7 +58,9 @@ Status write_folded(const StackProfile& profile, std::FILE* out, const FoldedOpt
 
 Status write_folded_file(const StackProfile& profile, const std::string& path,
                          const FoldedOptions& options) {
-  std::FILE* f = std::fopen(path.c_str(), "we");
+  auto fd = create_output_file(path, 0666);  // through sudo: the invoking user's file
+  if (!fd) return make_error("cannot write '" + path + "'", fd.error().sys_errno);
+  std::FILE* f = ::fdopen(fd->release(), "w");
   if (!f) return make_error("cannot write '" + path + "'", errno);
   Status st = write_folded(profile, f, options);
   if (std::fclose(f) != 0 && st) return make_error("cannot write '" + path + "'", errno);

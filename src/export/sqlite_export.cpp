@@ -9,6 +9,7 @@
 #include <map>
 
 #include "model/fault_profile.h"
+#include "util/invoking_user.h"
 #include "util/output_file.h"
 
 namespace kscope {
@@ -279,6 +280,13 @@ Status write_sqlite(const SqliteExportInput& in, const std::string& path) {
   int fd = ::mkstemp(tmp.data());
   if (fd < 0) return errno_error(fmt::format("cannot write {}", path));
   ::fchmod(fd, 0666 & ~current_umask());  // like any other output file, not mkstemp's 0600
+  // Through sudo, the export belongs to the invoking user (it replaces PATH by rename).
+  if (auto user = sudo_invoking_user(); user && ::fchown(fd, user->uid, user->gid) != 0) {
+    Status st = errno_error(fmt::format("cannot give {} to uid {} (SUDO_UID)", path, user->uid));
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return st;
+  }
   ::close(fd);
   Status st;
   {

@@ -63,9 +63,10 @@ struct FaultRunTotals {
   uint64_t lost_control = 0;                 // task/fork/exit records lost
   uint64_t failed_entries = 0;               // faults that never completed (SIGSEGV, spurious)
   uint64_t unmatched = 0;                    // completions without an entry (not recorded)
-  uint64_t vma_busy = 0;                     // segment unknown: mmap_lock contended
-  uint64_t mmap_records_lost = 0;            // perf mmap records lost (libraries may not resolve)
-  uint64_t plot_sampled_from = 0;            // >0: the plot shows a uniform sample of this many
+  uint64_t bounds_full = 0;        // threads whose reconciliation bounds came from /proc only
+  uint64_t vma_busy = 0;           // segment unknown: mmap_lock contended
+  uint64_t mmap_records_lost = 0;  // perf mmap records lost (libraries may not resolve)
+  uint64_t plot_sampled_from = 0;  // >0: the plot shows a uniform sample of this many
 };
 
 }  // namespace kscope

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "model/wire.h"
+#include "util/invoking_user.h"
 
 namespace kscope {
 
@@ -321,8 +322,10 @@ Result<RecordingWriter> RecordingWriter::create(const std::string& path, const R
   w.options_.block_bytes = std::clamp<size_t>(options.block_bytes, 1, kMaxBlockPayload / 2);
 
   // Recordings hold command lines, addresses and host names: owner-only.
-  w.fd_ = Fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  if (!w.fd_) return errno_error(fmt::format("cannot create recording {}", path));
+  // Through sudo, a recording kscope creates belongs to the user who ran it (util/invoking_user).
+  auto fd = create_output_file(path, 0600);
+  if (!fd) return make_error(fmt::format("cannot create recording {}", path), fd.error().sys_errno);
+  w.fd_ = std::move(*fd);
   // O_CREAT's mode does not apply to a file that already existed; tighten it too. Only for
   // regular files: -o /dev/stdout or a FIFO must keep working.
   struct stat st {};

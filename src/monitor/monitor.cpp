@@ -21,6 +21,7 @@
 #include "trace/command_launcher.h"
 #include "util/clock.h"
 #include "util/signals.h"
+#include "util/invoking_user.h"
 
 namespace kscope::monitor {
 
@@ -146,13 +147,13 @@ Status Monitor::setup() {
 
   // Outputs first: a bad path fails before anything is started.
   if (!o_.csv_path.empty()) {
-    int fd = o_.csv_path == "-"
-                 ? ::dup(1)
-                 : ::open(o_.csv_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return errno_error(fmt::format("cannot write {}", o_.csv_path));
-    if (o_.csv_path != "-" && ::geteuid() == 0 && owner_.uid != 0) {
-      int ignored = ::fchown(fd, owner_.uid, owner_.gid);
-      (void)ignored;
+    int fd = -1;
+    if (o_.csv_path == "-") {
+      fd = ::dup(1);
+      if (fd < 0) return errno_error("cannot write the CSV to stdout");
+    } else {
+      KSCOPE_ASSIGN_OR_RETURN(Fd created, create_output_file(o_.csv_path, 0600));
+      fd = created.release();
     }
     csv_ = ::fdopen(fd, "w");
     if (!csv_) return errno_error("fdopen");
@@ -192,7 +193,10 @@ Status Monitor::setup() {
   if (!o_.command.empty()) {
     // Clients the command starts (kscope-work --register) find this monitor.
     ::setenv("KSCOPE_MONITOR_SOCKET", o_.socket_path.c_str(), 1);
-    KSCOPE_ASSIGN_OR_RETURN(auto cmd, LaunchedCommand::start(o_.command));
+    KSCOPE_ASSIGN_OR_RETURN(
+        auto cmd,
+        LaunchedCommand::start(
+            o_.command, LaunchOptions{.stdout_fd = o_.csv_path == "-" ? STDERR_FILENO : -1}));
     command_.emplace(std::move(cmd));
     // Registered at the gate, before its execve: it is still a copy of kscope, so it is
     // announced under the name it has once the exec is done.

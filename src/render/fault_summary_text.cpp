@@ -49,12 +49,15 @@ std::string render_fault_summary(const FaultSummary& s, const FaultRunTotals& to
 
   fmt::format_to(out, "kernel counters (minflt+majflt of the traced threads over the trace):\n");
   uint64_t unseen_total = 0;
+  bool all_exact = true;
   for (const auto& [pid, k] : totals.kernel) {
+    all_exact = all_exact && k.exact;
     uint64_t kernel_total = k.minflt + k.majflt;
     uint64_t seen = 0;
     if (auto it = totals.seen_by_pid.find(pid); it != totals.seen_by_pid.end()) seen = it->second;
-    std::string name;
-    if (auto it = totals.process_names.find(pid); it != totals.process_names.end())
+    std::string name = "?";
+    if (auto it = totals.process_names.find(pid);
+        it != totals.process_names.end() && !it->second.empty())
       name = it->second;
     uint64_t unseen = kernel_total > seen ? kernel_total - seen : 0;
     unseen_total += unseen;
@@ -68,11 +71,31 @@ std::string render_fault_summary(const FaultSummary& s, const FaultRunTotals& to
     if (!k.exact) fmt::format_to(out, " (approximate: a thread's final counters were not read)");
     fmt::format_to(out, "\n");
   }
-  if (unseen_total > 0)
-    fmt::format_to(out,
-                   "  faults not seen individually were taken through get_user_pages() "
-                   "(MAP_POPULATE, mlock, process_vm_readv, ...):\n  the kernel counts them "
-                   "but fires no per-fault event.\n");
+  if (unseen_total > 0) {
+    // Only what fires no per-fault event is blamed on get_user_pages(): records kscope lost
+    // and completions whose entry it missed are named as such.
+    uint64_t lost_faults =
+        std::accumulate(totals.lost_per_cpu.begin(), totals.lost_per_cpu.end(), uint64_t{0});
+    uint64_t known = lost_faults + totals.unmatched;
+    if (known > 0)
+      fmt::format_to(out,
+                     "  of the faults not seen individually, up to {} are fault records lost "
+                     "(ring buffer full) and {} faults\n  that completed without a traced entry "
+                     "(in flight when tracing started);",
+                     format_count(lost_faults), format_count(totals.unmatched));
+    if (known < unseen_total)
+      fmt::format_to(out,
+                     "{}  {} faults not seen individually were taken through get_user_pages() "
+                     "(MAP_POPULATE, mlock,\n  process_vm_readv, ...): the kernel counts them but "
+                     "fires no per-fault event.\n",
+                     known > 0 ? "\n" : "", known > 0 ? "the other" : "the");
+    else
+      fmt::format_to(out, "\n");
+    if (!all_exact)
+      fmt::format_to(out,
+                     "  (a process's count is approximate where marked: its exact bounds were "
+                     "not available)\n");
+  }
 
   if (!top.empty()) {
     fmt::format_to(out, "top faulting code locations:\n  {:>12} {:>6}  {}\n", "FAULTS", "%",

@@ -12,25 +12,32 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string_view>
+
+#include "util/invoking_user.h"
 
 namespace kscope {
 
 namespace {
 
-// Parses SUDO_UID/SUDO_GID; false when not run through sudo or when they are malformed.
-bool sudo_ids(uid_t& uid, gid_t& gid) {
-  const char* u = std::getenv("SUDO_UID");
-  const char* g = std::getenv("SUDO_GID");
-  if (!u || !g) return false;
-  char* end = nullptr;
-  errno = 0;
-  unsigned long uv = std::strtoul(u, &end, 10);
-  if (errno || *end || end == u) return false;
-  unsigned long gv = std::strtoul(g, &end, 10);
-  if (errno || *end || end == g) return false;
-  uid = static_cast<uid_t>(uv);
-  gid = static_cast<gid_t>(gv);
-  return true;
+// The environment of a command run as `user`: HOME, USER and LOGNAME of that user (from the
+// password database), everything else as kscope got it.
+std::vector<std::string> environment_for(const InvokingUser& user) {
+  std::vector<std::string> env;
+  const passwd* pw = ::getpwuid(user.uid);
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view v(*e);
+    if (pw && (v.starts_with("HOME=") || v.starts_with("USER=") || v.starts_with("LOGNAME=")))
+      continue;
+    env.emplace_back(v);
+  }
+  if (pw) {
+    env.push_back(std::string("HOME=") + (pw->pw_dir ? pw->pw_dir : "/"));
+    env.push_back(std::string("USER=") + pw->pw_name);
+    env.push_back(std::string("LOGNAME=") + pw->pw_name);
+  }
+  return env;
 }
 
 int status_to_code(int status) {
@@ -94,10 +101,21 @@ Result<LaunchedCommand> LaunchedCommand::start(const std::vector<std::string>& a
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
-  uid_t uid = 0;
-  gid_t gid = 0;
-  bool drop = !options.keep_privileges && ::geteuid() == 0 && sudo_ids(uid, gid);
+  std::optional<InvokingUser> user;
+  if (!options.keep_privileges) user = sudo_invoking_user();
+  bool drop = user.has_value();
+  uid_t uid = drop ? user->uid : 0;
+  gid_t gid = drop ? user->gid : 0;
   const char* sudo_user = std::getenv("SUDO_USER");
+  // Built before fork: the child may only make async-signal-safe calls.
+  std::vector<std::string> env_strings;
+  std::vector<char*> cenv;
+  if (drop) {
+    env_strings = environment_for(*user);
+    for (auto& e : env_strings) cenv.push_back(e.data());
+    cenv.push_back(nullptr);
+  }
+  char** envp = drop ? cenv.data() : environ;
 
   pid_t pid = ::fork();
   if (pid < 0) return errno_error("fork");
@@ -118,7 +136,7 @@ Result<LaunchedCommand> LaunchedCommand::start(const std::vector<std::string>& a
     while (::read(gate[0], &byte, 1) < 0 && errno == EINTR) {
     }
     if (!err) {
-      ::execv(path.c_str(), cargv.data());
+      ::execve(path.c_str(), cargv.data(), envp);
       err = errno;
     }
     ssize_t ignored = ::write(status[1], &err, sizeof(err));

@@ -1,6 +1,7 @@
 // Starts the command to trace. The child is created stopped at a gate: tracing is armed for its
 // pid first, then release() lets it call execve, so the dynamic loader's first faults are seen.
-// When kscope runs through sudo, the command runs as the invoking user (SUDO_UID/SUDO_GID).
+// When kscope runs through sudo, the command runs as the invoking user (SUDO_UID/SUDO_GID) with
+// that user's HOME, USER and LOGNAME (as `sudo -H -u USER` would set them).
 #pragma once
 
 #include <sys/types.h>

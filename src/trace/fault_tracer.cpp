@@ -21,6 +21,7 @@
 #include "trace/mmap_watch.h"
 #include "trace/privileges.h"
 #include "trace/proc.h"
+#include "trace/targets.h"
 #include "util/clock.h"
 #include "util/fd.h"
 
@@ -48,9 +49,15 @@ struct Counts {
 struct ProcessState {
   Fd pidfd;
   bool exited = false;
-  bool baseline_known = true;           // false for an armed command until its exec record arrives
-  std::map<uint32_t, Counts> baseline;  // per thread, at the start of tracing
-  std::map<uint32_t, Counts> final;     // per thread, at exit or at the end of tracing
+  bool baseline_known = true;    // false for an armed command until its exec record arrives
+  bool exec_baseline = false;    // `baseline` is the exec record's (kscope faults -- COMMAND)
+  std::set<uint32_t> only_tids;  // -t: the traced threads (empty: all of them)
+  // Per thread: /proc read just before tracing was armed (threads that existed then) ...
+  std::map<uint32_t, Counts> pre_arm;
+  // ... and just after it, or the exec record of an armed command. See reconcile().
+  std::map<uint32_t, Counts> baseline;
+  std::map<uint32_t, Counts> final;  // per thread, at exit or at the end of tracing
+  std::set<uint32_t> exit_seen;      // threads whose final counts came from their exit record
   std::vector<std::pair<uint64_t, uint64_t>> exec_ranges;  // executable mappings, sorted
   bool maps_dirty = false;
   uint64_t last_maps_read_ns = 0;
@@ -209,6 +216,7 @@ struct FaultTracer::Impl {
         std::memcpy(&e, data, sizeof(e));
         auto& ps = add_process(static_cast<pid_t>(e.pid));
         ps.final[e.tid] = Counts{e.min_flt, e.maj_flt};
+        ps.exit_seen.insert(e.tid);
         held.push_back(Held{rel(e.ts_ns), ExitEvent{rel(e.ts_ns), e.pid, e.tid, e.min_flt,
                                                     e.maj_flt, e.group_dead != 0}});
         break;
@@ -223,6 +231,7 @@ struct FaultTracer::Impl {
           // between fork and execve, and copying execve's arguments) is not part of the run.
           ps.baseline[e.tid] = Counts{e.min_flt, e.maj_flt};
           ps.baseline_known = true;
+          ps.exec_baseline = true;
         }
         std::string comm = bounded_string(e.comm, sizeof(e.comm));
         if (e.pid == e.tid) totals.process_names[e.pid] = comm;
@@ -247,6 +256,17 @@ struct FaultTracer::Impl {
     if (!fds.empty() && ::poll(fds.data(), fds.size(), 0) > 0) {
       for (size_t i = 0; i < fds.size(); ++i)
         if (fds[i].revents & (POLLIN | POLLHUP)) processes[pids[i]].exited = true;
+    }
+    // -t: done when every traced thread has exited (its exit record, or gone from /proc).
+    for (auto& [pid, ps] : processes) {
+      if (ps.exited || ps.only_tids.empty()) continue;
+      bool any = false;
+      for (uint32_t tid : ps.only_tids) {
+        if (ps.exit_seen.count(tid)) continue;
+        auto st = proc::read_thread_stat(pid, static_cast<pid_t>(tid));
+        if (st && st->state != 'Z' && st->state != 'X') any = true;
+      }
+      if (!any) ps.exited = true;
     }
     for (auto& [pid, ps] : processes)
       if (!ps.exited) return false;
@@ -311,12 +331,98 @@ struct FaultTracer::Impl {
     return all;
   }
 
+  // No new fault is started from now on; faults already entered complete and are recorded, and
+  // each thread's first fault entry from now on records its end bound (thread_bounds).
+  void begin_stopping() {
+    __atomic_store_n(&skel->bss->tracing_enabled, KSCOPE_TRACING_STOPPING, __ATOMIC_SEQ_CST);
+  }
+
   void stop_recording() {
-    __atomic_store_n(&skel->bss->tracing_enabled, 0u, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&skel->bss->tracing_enabled, KSCOPE_TRACING_OFF, __ATOMIC_SEQ_CST);
     int fd = bpf_map__fd(skel->maps.traced_tgids);
     for (auto& [pid, ps] : processes) {
       uint32_t key = static_cast<uint32_t>(pid);
       bpf_map_delete_elem(fd, &key);
+    }
+  }
+
+  bool thread_wanted(const ProcessState& ps, uint32_t tid) const {
+    return ps.only_tids.empty() || ps.only_tids.count(tid) != 0;
+  }
+
+  // /proc counters of the process's (traced) threads.
+  std::map<uint32_t, Counts> read_thread_counters(pid_t pid, const ProcessState& ps) {
+    std::map<uint32_t, Counts> out;
+    if (auto tids = proc::list_threads(pid)) {
+      for (pid_t tid : *tids) {
+        if (!thread_wanted(ps, static_cast<uint32_t>(tid))) continue;
+        if (auto st = proc::read_thread_stat(pid, tid))
+          out[static_cast<uint32_t>(tid)] = Counts{st->minflt, st->majflt};
+      }
+    }
+    return out;
+  }
+
+  std::map<uint32_t, kscope_thread_bounds> read_bounds() {
+    std::map<uint32_t, kscope_thread_bounds> out;
+    int fd = bpf_map__fd(skel->maps.thread_bounds);
+    uint32_t key = 0, next = 0;
+    uint32_t* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      kscope_thread_bounds b{};
+      if (bpf_map_lookup_elem(fd, &next, &b) == 0) out[next] = b;
+      key = next;
+      prev = &key;
+    }
+    return out;
+  }
+
+  // The kernel's count of each traced process's faults over the traced interval, per thread
+  // from the tightest bounds known:
+  //  - base: the exec record for an armed command; else the counters at the thread's first
+  //    fault entry once tracing was on (BPF: every fault after it that fires a per-fault event
+  //    was traced; a fault in flight when tracing started has completed and is counted before
+  //    it); else the /proc read just after arming (a thread that took no fault while traced),
+  //    or, for a thread gone before that read, the one just before arming; 0 for a thread born
+  //    while traced. A get_user_pages() fault a thread takes before its first traced fault is
+  //    therefore not counted.
+  //  - end: the counters at its first fault entry, or its in-flight fault's completion, once
+  //    stopping (BPF); else the exit record;
+  //    else the /proc read after stopping.
+  // What remains unseen is then what fires no per-fault event (get_user_pages) or was lost.
+  void reconcile(const std::map<uint32_t, kscope_thread_bounds>& bounds) {
+    for (auto& [pid, ps] : processes) {
+      KernelFaultCounts k;
+      k.exact = ps.baseline_known && totals.lost_control == 0 && totals.bounds_full == 0;
+      for (auto& [tid, fin] : ps.final) {
+        if (!thread_wanted(ps, tid)) continue;
+        const kscope_thread_bounds* b = nullptr;
+        if (auto it = bounds.find(tid); it != bounds.end()) b = &it->second;
+        Counts end = fin;
+        // The first fault entry once stopping precedes the exit and the /proc read after it.
+        if (b && (b->flags & KSCOPE_BOUNDS_END)) end = Counts{b->end_min_flt, b->end_maj_flt};
+        Counts base;  // zero: born while traced
+        auto post = ps.baseline.find(tid);
+        bool have_post = post != ps.baseline.end();
+        bool have_pre = ps.pre_arm.count(tid) != 0;
+        bool bpf_base = b && (b->flags & KSCOPE_BOUNDS_BASE);
+        Counts bpf = bpf_base ? Counts{b->base_min_flt, b->base_maj_flt} : Counts{};
+        if (have_post && ps.exec_baseline) {
+          base = post->second;  // the exec record: before any fault of the new image
+        } else if (bpf_base && (have_post || have_pre)) {
+          base = bpf;
+        } else if (have_post) {
+          base = post->second;
+        } else if (have_pre) {
+          base = ps.pre_arm[tid];
+        }
+        k.minflt += end.minflt >= base.minflt ? end.minflt - base.minflt : 0;
+        k.majflt += end.majflt >= base.majflt ? end.majflt - base.majflt : 0;
+      }
+      // A thread known at the start whose end we did not see (it exited and its record was lost).
+      for (auto& [tid, base] : ps.baseline)
+        if (!ps.final.count(tid)) k.exact = false;
+      totals.kernel[static_cast<uint32_t>(pid)] = k;
     }
   }
 
@@ -336,21 +442,13 @@ FaultTracer::~FaultTracer() = default;
 Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  if (options.pids.empty() == options.command.empty())
-    return usage_error("give either -p PID[,PID...] or -- COMMAND [ARGS...]");
+  if ((options.pids.empty() && options.threads.empty()) == options.command.empty())
+    return usage_error("give either -p PID[,PID...], -t TID[,TID...] or -- COMMAND [ARGS...]");
 
   // Targets first: a wrong PID is the user's most likely mistake and needs no privileges.
-  for (pid_t pid : options.pids) {
-    auto stat = proc::read_stat(pid);
-    if (!stat) {
-      if (!proc::process_exists(pid)) return make_error(fmt::format("no such process: {}", pid));
-      return make_error(fmt::format("cannot read process {}", pid), stat.error().sys_errno);
-    }
-    if (proc::is_kernel_thread(*stat))
-      return make_error(fmt::format(
-          "process {} ({}) is a kernel thread: it has no user memory and takes no page faults", pid,
-          stat->comm));
-  }
+  KSCOPE_TRY(check_process_targets(options.pids, "-t"));
+  if (!options.threads.empty() && (!options.pids.empty() || options.follow_children))
+    return usage_error("-t traces only the threads given: not with -p or --follow-children");
   if (!options.command.empty()) {
     auto found = find_executable(options.command[0]);
     if (!found) return std::move(found).error();
@@ -384,18 +482,30 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
   // exits before /proc/PID/maps is read again still resolve.
   KSCOPE_ASSIGN_OR_RETURN(impl->mmaps, MmapWatcher::open());
 
-  // -p: each thread's counters now are the baseline. Read before arming, so a fault racing
-  // with attach is counted by the kernel but possibly not seen, never the other way round.
+  // -p/-t: each thread's counters before arming; run() reads them again just after arming
+  // and the BPF programs note them at each thread's first fault (see reconcile()).
   for (pid_t pid : options.pids) {
     auto& ps = impl->add_process(pid);
-    if (auto tids = proc::list_threads(pid)) {
-      for (pid_t tid : *tids)
-        if (auto st = proc::read_thread_stat(pid, tid))
-          ps.baseline[static_cast<uint32_t>(tid)] = Counts{st->minflt, st->majflt};
-    }
+    ps.pre_arm = impl->read_thread_counters(pid, ps);
+    if (auto st = proc::read_stat(pid))
+      impl->totals.process_names[static_cast<uint32_t>(pid)] = st->comm;
+  }
+  for (auto [tgid, tid] : options.threads) {
+    auto& ps = impl->add_process(tgid);
+    ps.only_tids.insert(static_cast<uint32_t>(tid));
+  }
+  for (auto [tgid, tid] : options.threads) {
+    auto& ps = impl->processes[tgid];
+    ps.pre_arm = impl->read_thread_counters(tgid, ps);
+    if (auto st = proc::read_stat(tgid))
+      impl->totals.process_names[static_cast<uint32_t>(tgid)] = st->comm;
   }
   if (!options.command.empty()) {
-    KSCOPE_ASSIGN_OR_RETURN(auto cmd, LaunchedCommand::start(options.command));
+    KSCOPE_ASSIGN_OR_RETURN(
+        auto cmd,
+        LaunchedCommand::start(
+            options.command,
+            LaunchOptions{.stdout_fd = options.command_stdout_to_stderr ? STDERR_FILENO : -1}));
     impl->command.emplace(std::move(cmd));
     auto& ps = impl->add_process(impl->command->pid());
     ps.baseline_known = false;  // set by the exec record
@@ -412,19 +522,38 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
                                                 [&s](const void* d, size_t n) { s.handle(d, n); }));
   s.start_ns = monotonic_ns();
   int tgids_fd = bpf_map__fd(s.skel->maps.traced_tgids);
-  __atomic_store_n(&s.skel->bss->tracing_enabled, 1u, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&s.skel->bss->tracing_enabled, KSCOPE_TRACING_ON, __ATOMIC_SEQ_CST);
+  int tids_fd = bpf_map__fd(s.skel->maps.traced_tids);
+  for (auto [tgid, tid] : s.options.threads) {
+    uint32_t key = static_cast<uint32_t>(tid), value = 1;
+    if (bpf_map_update_elem(tids_fd, &key, &value, BPF_ANY) != 0)
+      return errno_error("adding the thread to the BPF filter failed");
+  }
+  std::vector<pid_t> armed = s.options.pids;
+  for (auto [tgid, tid] : s.options.threads) {
+    uint32_t key = static_cast<uint32_t>(tgid), value = KSCOPE_TGID_THREADS;
+    if (bpf_map_update_elem(tgids_fd, &key, &value, BPF_ANY) != 0)
+      return errno_error("adding the process to the BPF filter failed");
+    if (std::find(armed.begin(), armed.end(), tgid) == armed.end()) armed.push_back(tgid);
+  }
   for (pid_t pid : s.options.pids) {
     uint32_t key = static_cast<uint32_t>(pid), value = KSCOPE_TGID_TRACED;
     if (bpf_map_update_elem(tgids_fd, &key, &value, BPF_ANY) != 0)
       return errno_error("adding the process to the BPF filter failed");
-    s.snapshot_maps(pid, s.processes[pid]);
   }
+  // The counters just after arming: with those just before, and the BPF programs' own at each
+  // thread's first fault, they bound the traced interval (see reconcile()).
+  for (pid_t pid : armed) {
+    auto& ps = s.processes[pid];
+    ps.baseline = s.read_thread_counters(pid, ps);
+  }
+  for (pid_t pid : armed) s.snapshot_maps(pid, s.processes[pid]);
   if (s.command) {
     uint32_t key = static_cast<uint32_t>(s.command->pid()), value = KSCOPE_TGID_ARMED_FOR_EXEC;
     if (bpf_map_update_elem(tgids_fd, &key, &value, BPF_ANY) != 0)
       return errno_error("adding the command to the BPF filter failed");
   }
-  std::vector<pid_t> started = s.options.pids;
+  std::vector<pid_t> started = armed;
   if (s.command) started.push_back(s.command->pid());
   sink.on_started(started);
   if (s.command) {
@@ -465,28 +594,30 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
         s.snapshot_maps(pid, ps);
     if (now - last_tick >= 1'000'000'000ull) {
       last_tick = now;
-      sink_status = sink.on_tick();
+      sink_status = sink.on_tick(s.counter_sum(KSCOPE_CNT_FAULT_DROPPED));
       if (!sink_status) break;
     }
   }
   uint64_t end_ns = monotonic_ns();
-  s.stop_recording();
-  // A fault that was being handled while the filter was cleared may still add a record: give
-  // it a moment, then write out every CPU's batch (retrying a CPU caught mid-record).
+  s.begin_stopping();
+  // Faults entered before this moment still complete and add a record: give them a moment.
   ::usleep(2000);
-  std::vector<uint64_t> stuck;
-  s.flush_batches(100, &stuck);
+  s.flush_batches(100);
 
-  // Threads still alive: their counters now are final. Maps too, for symbolization.
+  // Threads still alive: their counters now are their end unless they faulted since stopping
+  // began (then the BPF program noted the end, read below). Maps too, for symbolization.
   for (auto& [pid, ps] : s.processes) {
     if (ps.exited) continue;
-    if (auto tids = proc::list_threads(pid)) {
-      for (pid_t tid : *tids)
-        if (auto st = proc::read_thread_stat(pid, tid))
-          ps.final[static_cast<uint32_t>(tid)] = Counts{st->minflt, st->majflt};
-    }
+    for (auto& [tid, c] : s.read_thread_counters(pid, ps))
+      if (!ps.exit_seen.count(tid)) ps.final[tid] = c;
     s.snapshot_maps(pid, ps);
   }
+  auto bounds = s.read_bounds();
+  s.stop_recording();
+  // Write out every CPU's batch, with any record completed since the flush above (retrying a
+  // CPU caught mid-record; what stays stuck is counted as lost).
+  std::vector<uint64_t> stuck;
+  s.flush_batches(100, &stuck);
   KSCOPE_TRY(s.rb->drain());
   s.drain_mmaps();
   s.release_faults(UINT64_MAX);
@@ -503,20 +634,8 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
   totals.vma_busy = s.counter_sum(KSCOPE_CNT_VMA_BUSY);
   if (s.mmaps) totals.mmap_records_lost = s.mmaps->lost();
 
-  for (auto& [pid, ps] : s.processes) {
-    KernelFaultCounts k;
-    k.exact = ps.baseline_known && totals.lost_control == 0;
-    for (auto& [tid, fin] : ps.final) {
-      Counts base;
-      if (auto it = ps.baseline.find(tid); it != ps.baseline.end()) base = it->second;
-      k.minflt += fin.minflt >= base.minflt ? fin.minflt - base.minflt : 0;
-      k.majflt += fin.majflt >= base.majflt ? fin.majflt - base.majflt : 0;
-    }
-    // A thread known at the start whose end we did not see (it exited and its record was lost).
-    for (auto& [tid, base] : ps.baseline)
-      if (!ps.final.count(tid)) k.exact = false;
-    totals.kernel[static_cast<uint32_t>(pid)] = k;
-  }
+  totals.bounds_full = s.counter_sum(KSCOPE_CNT_BOUNDS_FULL);
+  s.reconcile(bounds);
 
   if (s.command) {
     if (!s.command->has_exited()) {

@@ -31,13 +31,20 @@ class FaultSink {
   virtual void on_exit(const ExitEvent& exit) = 0;
   // Tracing is armed for these processes (for COMMAND: it is about to exec).
   virtual void on_started(const std::vector<pid_t>& pids) { (void)pids; }
-  // About once a second while tracing: flush outputs. An error stops tracing.
-  virtual Status on_tick() { return {}; }
+  // About once a second while tracing: flush outputs (and show progress). `lost` = fault
+  // records lost so far (ring buffer full). An error stops tracing.
+  virtual Status on_tick(uint64_t lost) {
+    (void)lost;
+    return {};
+  }
 };
 
 struct FaultTraceOptions {
-  std::vector<pid_t> pids;           // -p
-  std::vector<std::string> command;  // -- COMMAND ARGS
+  std::vector<pid_t> pids;  // -p
+  // -t: these threads only, each with its process (tgid); resolved by trace/targets.h.
+  std::vector<std::pair<pid_t, pid_t>> threads;  // (tgid, tid)
+  std::vector<std::string> command;              // -- COMMAND ARGS
+  bool command_stdout_to_stderr = false;         // kscope's data uses stdout (--events -)
   bool follow_children = false;
   std::optional<double> duration_s;
   uint32_t ringbuf_bytes = 16u << 20;

@@ -86,6 +86,25 @@ Result<std::vector<pid_t>> list_threads(pid_t pid) {
   return tids;
 }
 
+Result<pid_t> parse_status_tgid(std::string_view status) {
+  size_t at = status.starts_with("Tgid:") ? 0 : status.find("\nTgid:");
+  if (at == std::string_view::npos) return make_error("status has no Tgid line");
+  if (status[at] == '\n') ++at;
+  size_t start = at + 5;
+  while (start < status.size() && (status[start] == ' ' || status[start] == '\t')) ++start;
+  size_t end = start;
+  while (end < status.size() && status[end] >= '0' && status[end] <= '9') ++end;
+  pid_t tgid = 0;
+  if (!parse_number(status.substr(start, end - start), tgid) || tgid <= 0)
+    return make_error("malformed Tgid line");
+  return tgid;
+}
+
+Result<pid_t> read_tgid(pid_t id) {
+  KSCOPE_ASSIGN_OR_RETURN(auto text, read_text_file(fmt::format("/proc/{}/status", id), 16384));
+  return parse_status_tgid(text);
+}
+
 bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
 
 bool is_kernel_thread(const StatCounters& stat) { return (stat.flags & 0x00200000) != 0; }

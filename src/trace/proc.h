@@ -39,6 +39,12 @@ Result<StatCounters> read_thread_stat(pid_t pid, pid_t tid);
 Result<std::vector<pid_t>> list_threads(pid_t pid);
 
 bool process_exists(pid_t pid);
+
+// The thread group (process) of a task id, from the Tgid line of /proc/ID/status (a thread id
+// works too: /proc/TID exists though it is not listed).
+Result<pid_t> read_tgid(pid_t id);
+// The Tgid of a status file's text.
+Result<pid_t> parse_status_tgid(std::string_view status);
 // Kernel threads have no user memory and cannot be traced for page faults.
 bool is_kernel_thread(const StatCounters& stat);
 

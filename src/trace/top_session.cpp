@@ -378,6 +378,8 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
   impl->cpu_start = impl->cpu_prev;
   for (pid_t pid : options.trace.pids)
     impl->read_mappings(static_cast<uint32_t>(pid), monotonic_ns());
+  for (const ThreadTarget& t : options.trace.threads)
+    impl->read_mappings(static_cast<uint32_t>(t.tgid), monotonic_ns());
   return std::unique_ptr<TopSession>(new TopSession(std::move(impl)));
 }
 
@@ -392,6 +394,12 @@ Status TopSession::poll(int timeout_ms) {
 
 bool TopSession::targets_gone() {
   const auto& pids = impl_->options.trace.pids;
+  const auto& threads = impl_->options.trace.threads;
+  if (!threads.empty()) {
+    for (const ThreadTarget& t : threads)
+      if (thread_alive(static_cast<uint32_t>(t.tgid), static_cast<uint32_t>(t.tid))) return false;
+    return true;
+  }
   if (pids.empty()) return false;
   for (pid_t pid : pids)
     if (thread_alive(static_cast<uint32_t>(pid), static_cast<uint32_t>(pid))) return false;

@@ -15,6 +15,7 @@
 #include "top.skel.h"
 #include "trace/privileges.h"
 #include "trace/proc.h"
+#include "trace/targets.h"
 #include "util/clock.h"
 
 namespace kscope {
@@ -158,10 +159,10 @@ TopTracer::TopTracer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 TopTracer::~TopTracer() = default;
 
 Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& options) {
-  for (pid_t pid : options.pids) {
+  for (pid_t pid : options.pids)
     if (pid <= 0) return usage_error(fmt::format("invalid PID {}", pid));
-    if (!proc::process_exists(pid)) return make_error(fmt::format("no such process: {}", pid));
-  }
+  // Kernel threads run on CPUs too: top measures them.
+  KSCOPE_TRY(check_process_targets(options.pids, "-t", /*kernel_threads_ok=*/true));
   if (options.comm.size() > 15)
     return usage_error(fmt::format(
         "--comm '{}' is longer than 15 characters; the kernel keeps only the first 15 of a "
@@ -177,6 +178,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   if (!impl->skel) return bpf::libbpf_error("opening the top BPF object failed", errno);
   auto* skel = impl->skel.get();
   skel->rodata->filter_pids = !options.pids.empty();
+  skel->rodata->filter_tids = !options.threads.empty();
   skel->rodata->filter_comm = !options.comm.empty();
   std::memset(const_cast<char*>(skel->rodata->comm_filter), 0, sizeof(skel->rodata->comm_filter));
   std::memcpy(const_cast<char*>(skel->rodata->comm_filter), options.comm.data(),
@@ -204,6 +206,13 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
     uint8_t value = 1;
     if (bpf_map_update_elem(filter_fd, &key, &value, BPF_ANY) != 0)
       return make_error("adding the process to the BPF filter failed", errno);
+  }
+  int tid_filter_fd = bpf_map__fd(skel->maps.filter_tid_set);
+  for (const ThreadTarget& t : options.threads) {
+    uint32_t key = static_cast<uint32_t>(t.tid);
+    uint8_t value = 1;
+    if (bpf_map_update_elem(tid_filter_fd, &key, &value, BPF_ANY) != 0)
+      return make_error("adding the thread to the BPF filter failed", errno);
   }
   Impl* raw = impl.get();
   KSCOPE_ASSIGN_OR_RETURN(

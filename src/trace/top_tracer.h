@@ -11,17 +11,19 @@
 #include <vector>
 
 #include "model/top_model.h"
+#include "trace/targets.h"
 #include "util/result.h"
 
 namespace kscope {
 
 struct TopTraceOptions {
-  std::vector<pid_t> pids;     // -p: only these processes (empty: all)
-  std::string comm;            // --comm: only threads with this name (empty: all)
-  bool include_idle = false;   // --idle
-  bool kernel_stacks = true;   // false with --user-only
-  bool user_stacks = true;     // false with --kernel-only
-  bool record_slices = false;  // stream every on-CPU slice (for recordings)
+  std::vector<pid_t> pids;            // -p: only these processes (empty: all)
+  std::vector<ThreadTarget> threads;  // -t: only these threads (empty: all)
+  std::string comm;                   // --comm: only threads with this name (empty: all)
+  bool include_idle = false;          // --idle
+  bool kernel_stacks = true;          // false with --user-only
+  bool user_stacks = true;            // false with --kernel-only
+  bool record_slices = false;         // stream every on-CPU slice (for recordings)
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;
   uint32_t ringbuf_bytes = 8u << 20;

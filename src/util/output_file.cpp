@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <utility>
 
+#include "util/invoking_user.h"
+
 namespace kscope {
 
 unsigned current_umask() {
@@ -22,8 +24,9 @@ Result<OutputFile> OutputFile::open(const std::string& path, bool allow_stdout) 
     if (!allow_stdout) return usage_error("this format cannot be written to stdout; give -o FILE");
     return OutputFile(stdout, "-");
   }
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd < 0) return errno_error(fmt::format("cannot write {}", path));
+  // Through sudo, a file kscope creates belongs to the user who ran it.
+  KSCOPE_ASSIGN_OR_RETURN(Fd owned, create_output_file(path, 0666));
+  int fd = owned.release();
   std::FILE* f = ::fdopen(fd, "w");
   if (!f) {
     ::close(fd);

@@ -1,6 +1,6 @@
 // An output file for reports and exports, opened before the work starts so an unwritable path
 // fails early. Created with mode 0666 minus the umask (reports are meant to be shared, unlike
-// recordings, which are 0600). "-" means stdout.
+// recordings, which are 0600), and through sudo for the invoking user. "-" means stdout.
 #pragma once
 
 #include <cstdio>

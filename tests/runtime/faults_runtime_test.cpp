@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -32,22 +33,28 @@ struct CsvFault {
   std::string comm;
   uint64_t addr, ip;
   std::string access, mode, kind, segment, latency;
+  uint32_t cpu = 0;
+  std::string symbol;  // with --symbols
 };
 
-std::vector<CsvFault> parse_events_csv(const std::string& text) {
+std::vector<CsvFault> parse_events_csv(const std::string& text, bool symbols = false) {
   std::vector<CsvFault> out;
   std::istringstream in(text);
   std::string line;
   std::getline(in, line);
-  EXPECT_EQ(line, "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns");
+  EXPECT_EQ(line,
+            std::string("time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns,cpu") +
+                (symbols ? ",symbol" : ""));
+  size_t fields = symbols ? 13 : 12;
   while (std::getline(in, line)) {
     auto f = split_csv_line(line);
-    EXPECT_EQ(f.size(), 11u) << line;
-    if (f.size() != 11) continue;
+    EXPECT_EQ(f.size(), fields) << line;
+    if (f.size() != fields) continue;
     out.push_back(CsvFault{std::stoull(f[0]), static_cast<uint32_t>(std::stoul(f[1])),
                            static_cast<uint32_t>(std::stoul(f[2])), f[3],
                            std::stoull(f[4], nullptr, 16), std::stoull(f[5], nullptr, 16), f[6],
-                           f[7], f[8], f[9], f[10]});
+                           f[7], f[8], f[9], f[10], static_cast<uint32_t>(std::stoul(f[11])),
+                           symbols ? f[12] : std::string()});
   }
   return out;
 }
@@ -112,7 +119,8 @@ class FaultsRuntime : public ::testing::Test {
     argv.push_back("--truth");
     argv.push_back(path("truth.txt"));
     auto r = run(argv, 120);
-    events_ = parse_events_csv(read_file(path("events.csv")));
+    bool symbols = std::find(extra.begin(), extra.end(), "--symbols") != extra.end();
+    events_ = parse_events_csv(read_file(path("events.csv")), symbols);
     truth_ = parse_truth(read_file(path("truth.txt")));
     return r;
   }
@@ -170,6 +178,20 @@ TEST_F(FaultsRuntime, OrderHoldsWhileTheThreadMigratesBetweenCpus) {
       EXPECT_LE(seen[i - 1].time_ns, seen[i].time_ns) << "fault " << i;
     }
   }
+  // The cpu column: the thread was pinned to one CPU after another (sched_setaffinity, every 37
+  // pages), so its faults name more than one CPU, and each a CPU that exists. Within one
+  // 37-page run (the pages between two moves) every fault is on the same CPU.
+  long ncpus = sysconf(_SC_NPROCESSORS_CONF);
+  std::set<uint32_t> cpus;
+  for (const auto& f : seen) {
+    EXPECT_LT(f.cpu, static_cast<uint32_t>(ncpus));
+    cpus.insert(f.cpu);
+  }
+  if (ncpus > 1) EXPECT_GE(cpus.size(), 2u) << "the thread ran on several CPUs";
+  for (size_t i = 1; i < seen.size(); ++i)
+    if (i % 37 != 0) {
+      EXPECT_EQ(seen[i].cpu, seen[i - 1].cpu) << "fault " << i;
+    }
 }
 
 // Threads that write the first page of their own mapping, rename themselves
@@ -224,6 +246,20 @@ TEST_F(FaultsRuntime, RecordingMarksOnlyTheLastThreadsExitAsGroupDead) {
     EXPECT_EQ(exits[i].group_dead, i + 1 == exits.size());
   }
   EXPECT_EQ(exits.back().tid, pid) << "main returns after joining its threads";
+}
+
+// --symbols: each event names the function of its instruction. faultprog's anon-write pages are
+// written by touch_pages_permuted() (noinline), in faultprog itself.
+TEST_F(FaultsRuntime, SymbolsNameTheTouchingFunction) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto r = trace_prog({"anon-write", "40", "5"}, {"--symbols"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto seen = faults_on(truth_.pages);
+  ASSERT_EQ(seen.size(), 40u);
+  std::regex expected(R"(^touch_pages_permuted\+0x[0-9a-f]+ \(faultprog\)$)");
+  for (const auto& f : seen) EXPECT_TRUE(std::regex_match(f.symbol, expected)) << f.symbol;
+  // Every other event has a symbol field too (resolved, module+offset, or an address).
+  for (const auto& f : events_) EXPECT_FALSE(f.symbol.empty()) << std::hex << f.ip;
 }
 
 TEST_F(FaultsRuntime, ReadsOfUntouchedAnonymousMemoryAreReads) {
@@ -306,17 +342,20 @@ TEST_F(FaultsRuntime, TracedCountEqualsKernelCountMinusGetUserPagesFaults) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   ASSERT_FALSE(events_.empty());
   uint32_t pid = events_.front().pid;
-  auto c = parse_summary(r.out, pid);
-  ASSERT_TRUE(c.found) << r.out;
+  // With a COMMAND, the summary is on stderr (stdout belongs to the command).
+  auto c = parse_summary(r.err, pid);
+  ASSERT_TRUE(c.found) << r.err;
   uint64_t rows = 0;
   for (const auto& f : events_)
     if (f.pid == pid) ++rows;
   EXPECT_EQ(c.seen, rows) << "summary disagrees with the event stream";
   EXPECT_EQ(c.kernel, c.minflt + c.majflt);
-  EXPECT_EQ(c.seen + c.unseen, c.kernel) << r.out;
-  // The faults not seen individually are the populate faults (and nothing else of note).
-  EXPECT_GE(c.unseen, 100u) << r.out;
-  EXPECT_LE(c.unseen, 104u) << r.out;
+  EXPECT_EQ(c.seen + c.unseen, c.kernel) << r.err;
+  // The faults not seen individually are the populate faults (and nothing else of note), and
+  // the summary names get_user_pages() as their cause.
+  EXPECT_GE(c.unseen, 100u) << r.err;
+  EXPECT_LE(c.unseen, 104u) << r.err;
+  EXPECT_NE(r.err.find("taken through get_user_pages()"), std::string::npos) << r.err;
   EXPECT_EQ(faults_on(truth_.pages).size(), 50u);
   // The program's own counters just before exit include what it faulted before exec (kscope
   // starts at exec); the kernel delta kscope reports can only be smaller, by a small amount.
@@ -424,7 +463,9 @@ TEST_F(FaultsRuntime, CtrlCStopsFlushesAndSummarizes) {
   int code = wait_for(tracer, 30);
   // The command was asked to terminate (SIGTERM) like perf record does: 128+15.
   EXPECT_EQ(code, 143) << read_file(path("kscope.err"));
-  auto out = read_file(path("kscope.out"));
+  // With a COMMAND the summary and plot are on stderr; stdout is the command's alone.
+  EXPECT_EQ(read_file(path("kscope.out")), "");
+  auto out = read_file(path("kscope.err"));
   EXPECT_NE(out.find("kscope faults:"), std::string::npos) << out;
   EXPECT_NE(out.find("virtual page"), std::string::npos) << "plot missing\n" << out;
   auto rec = read_recording(path("rec.kscope"));

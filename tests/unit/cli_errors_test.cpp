@@ -84,11 +84,54 @@ TEST(CliErrors, PlotOfMissingOrCorruptRecordingFails) {
 TEST(CliErrors, HelpListsTheDocumentedOptions) {
   auto r = run({KSCOPE_BINARY, "faults", "--help"});
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* opt :
-       {"--events", "--format", "--output", "--duration", "--follow-children",
-        "--no-follow-children", "--rows", "--cols", "--by-segment", "--no-plot", "--linear",
-        "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns"})
+  for (const char* opt : {"--events", "--format", "--output", "--duration", "--follow-children",
+                          "--no-follow-children", "--rows", "--cols", "--by-segment", "--no-plot",
+                          "--linear", "--tid", "--symbols",
+                          "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns,cpu"})
     EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+  r = run({KSCOPE_BINARY, "top", "--help"});
+  EXPECT_NE(r.out.find("--tid"), std::string::npos) << r.out;
+}
+
+// Every command with --duration says the same thing about a bad value, in words (CLI11's own
+// check printed "Value ... not in range 0.000000 to 1797693..." with 300 digits).
+TEST(CliErrors, BadDurationIsAPositiveNumberOfSeconds) {
+  const std::vector<std::vector<std::string>> commands = {
+      {"faults", "--", "true"}, {"top", "--once"}, {"monitor", "--no-shm"}};
+  for (const auto& cmd : commands) {
+    for (const char* bad : {"0", "-1", "abc", "nan", "inf", "1x"}) {
+      std::vector<std::string> argv = {KSCOPE_BINARY, cmd[0], std::string("--duration=") + bad};
+      argv.insert(argv.end(), cmd.begin() + 1, cmd.end());
+      auto r = run(argv);
+      SCOPED_TRACE(cmd[0] + " --duration=" + bad);
+      EXPECT_EQ(r.exit_code, 2);
+      EXPECT_NE(r.err.find("--duration must be a positive number of seconds"), std::string::npos)
+          << r.err;
+      EXPECT_LT(r.err.size(), 300u) << r.err;
+      EXPECT_TRUE(r.out.empty());
+    }
+    // The separate-argument form of a negative number is the same error.
+    std::vector<std::string> argv = {KSCOPE_BINARY, cmd[0], "--duration", "-1"};
+    argv.insert(argv.end(), cmd.begin() + 1, cmd.end());
+    auto r = run(argv);
+    EXPECT_EQ(r.exit_code, 2) << cmd[0];
+    EXPECT_NE(r.err.find("--duration must be a positive number of seconds"), std::string::npos)
+        << cmd[0] << ": " << r.err;
+  }
+}
+
+TEST(CliErrors, ThreadTargetsExcludeOtherTargets) {
+  auto r = run({KSCOPE_BINARY, "faults", "-t", "1", "-p", "1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("give one of -p"), std::string::npos) << r.err;
+  r = run({KSCOPE_BINARY, "faults", "-t", "1", "--follow-children"});
+  EXPECT_EQ(r.exit_code, 2);
+  r = run({KSCOPE_BINARY, "faults", "-t", "4194303"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no such thread: 4194303"), std::string::npos) << r.err;
+  r = run({KSCOPE_BINARY, "faults", "--symbols", "-p", "1"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--symbols"), std::string::npos) << r.err;
 }
 
 }  // namespace

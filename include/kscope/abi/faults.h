@@ -40,7 +40,7 @@ enum kscope_segment {
 struct kscope_fault_event {
   __u16 type; /* KSCOPE_REC_FAULT */
   __u16 flags;
-  __u32 cpu;   /* CPU on which the fault completed */
+  __u32 cpu;   /* CPU on which the fault was taken (at entry) */
   __u64 ts_ns; /* bpf_ktime_get_ns() at fault entry */
   __u64 addr;  /* faulting address */
   __u64 ip;    /* instruction pointer at the fault */
@@ -109,6 +109,30 @@ struct kscope_exec_event {
 /* traced_tgids values */
 #define KSCOPE_TGID_TRACED 1u
 #define KSCOPE_TGID_ARMED_FOR_EXEC 2u /* start tracing at this process's next execve */
+#define KSCOPE_TGID_THREADS 3u        /* only the threads in traced_tids (kscope faults -t) */
+
+/* tracing_enabled values */
+#define KSCOPE_TRACING_OFF 0u
+#define KSCOPE_TRACING_ON 1u
+/* Stopping: no new fault is started; faults already entered still complete and are recorded,
+ * and each thread's counters at its first fault entry from now on are its end bounds. */
+#define KSCOPE_TRACING_STOPPING 2u
+
+/* thread_bounds values (hash map keyed by tid): the thread's own fault counters
+ * (task->min_flt/maj_flt) at its first fault entry once tracing was on (base) and at its first
+ * fault entry once it was stopping (end). Every fault between the two that fired a per-fault
+ * event was traced, so the kernel's count over the traced interval agrees with what was seen
+ * whatever the timing of the attach and of user space's /proc reads. */
+#define KSCOPE_BOUNDS_BASE 1u
+#define KSCOPE_BOUNDS_END 2u
+struct kscope_thread_bounds {
+  __u64 base_min_flt;
+  __u64 base_maj_flt;
+  __u64 end_min_flt;
+  __u64 end_maj_flt;
+  __u32 flags; /* KSCOPE_BOUNDS_* */
+  __u32 pad;
+};
 
 /* Per-CPU counters (array map `fault_counters`), indexed by this enum. */
 enum kscope_fault_counter {
@@ -119,6 +143,7 @@ enum kscope_fault_counter {
   KSCOPE_CNT_FAILED_ENTRY = 4,  /* entry never completed: invalid access, spurious fault */
   KSCOPE_CNT_NO_STORAGE = 5,    /* task storage could not be allocated */
   KSCOPE_CNT_VMA_BUSY = 6,      /* bpf_find_vma could not take mmap_lock: segment "other" */
+  KSCOPE_CNT_BOUNDS_FULL = 7,   /* thread_bounds full: that thread's counters come from /proc */
   KSCOPE_CNT_MAX = 8,
 };
 
