@@ -16,10 +16,10 @@ trace() {
   local name=$1; shift
   echo "fault-patterns: $name: $*" >&2
   rm -rf "${OUT:?}/$name"; mkdir -p "$OUT/$name"
-  "$KSCOPE" faults --no-plot --top 15 -o "$tmp/$name.kscope" -- "$@" > "$OUT/$name/summary.txt" 2> "$tmp/$name.err" || {
+  # With a COMMAND the summary is on stderr (stdout is the command's): keep only the summary.
+  "$KSCOPE" faults --no-plot --top 15 -o "$tmp/$name.kscope" -- "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" || {
     cat "$tmp/$name.err" >&2; return 1; }
-  # The command's own output went to stdout too: keep only kscope's summary.
-  sed -i -n '/^kscope faults:/,$p' "$OUT/$name/summary.txt"
+  sed -n '/^kscope faults:/,$p' "$tmp/$name.err" > "$OUT/$name/summary.txt"
   "$KSCOPE" report "$tmp/$name.kscope" -o "$tmp/$name.html" --svg "$OUT/$name" --title "kscope report: $name"
 }
 
