@@ -362,6 +362,9 @@ Subcommand setup_faults(CLI::App& parent) {
       "Segments: code [start_code,end_code) | data [start_data,start_brk) | heap [start_brk,brk) "
       "| stack (main thread) | file (other file mappings) | anon (other anonymous) | other "
       "(vdso, no VMA)\n"
+      "Streams: with COMMAND the summary and plot go to stderr (stdout is the command's), and "
+      "with --events - the command's stdout goes to stderr too; with -p/-t they go to stdout "
+      "(stderr with --events -), with a one-line status on stderr when it is a terminal.\n"
       "Exit status: the command's own with COMMAND; 0 on success; 1 on error; 2 on bad usage; "
       "127 command not found.");
   return {app, [o] {

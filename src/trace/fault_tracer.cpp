@@ -546,6 +546,8 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
   for (pid_t pid : armed) {
     auto& ps = s.processes[pid];
     ps.baseline = s.read_thread_counters(pid, ps);
+    // Exited between the check of the targets and now: there is nothing to trace.
+    if (process_has_exited(pid)) return make_error(fmt::format("process {} has exited", pid));
   }
   for (pid_t pid : armed) s.snapshot_maps(pid, s.processes[pid]);
   if (s.command) {

@@ -11,8 +11,9 @@ namespace {
 // A task that has exited but is not reaped yet reads as Z (zombie) or X (dead).
 bool exited_state(char state) { return state == 'Z' || state == 'X'; }
 
-// True when no thread of the process is still running (all zombies, or none listed).
-bool process_exited(pid_t pid) {
+}  // namespace
+
+bool process_has_exited(pid_t pid) {
   auto tids = proc::list_threads(pid);
   if (!tids) return !proc::process_exists(pid);
   for (pid_t tid : *tids) {
@@ -21,6 +22,8 @@ bool process_exited(pid_t pid) {
   }
   return true;
 }
+
+namespace {
 
 std::string comm_of(pid_t pid) {
   auto st = proc::read_stat(pid);
@@ -55,7 +58,7 @@ Status check_process_targets(const std::vector<pid_t>& pids, const std::string& 
       return make_error(fmt::format(
           "process {} ({}) is a kernel thread: it has no user memory and takes no page faults", pid,
           stat->comm));
-    if (process_exited(pid)) return make_error(fmt::format("process {} has exited", pid));
+    if (process_has_exited(pid)) return make_error(fmt::format("process {} has exited", pid));
   }
   return {};
 }

@@ -23,6 +23,9 @@ struct ThreadTarget {
 Status check_process_targets(const std::vector<pid_t>& pids, const std::string& tid_option,
                              bool kernel_threads_ok = false);
 
+// True when no thread of the process is still running (all exited, not reaped yet, or gone).
+bool process_has_exited(pid_t pid);
+
 // -t: each TID is a live thread (of a user process unless `kernel_threads_ok`); returns it with
 // its process.
 Result<std::vector<ThreadTarget>> resolve_thread_targets(const std::vector<pid_t>& tids,
