@@ -101,7 +101,7 @@ Result<pid_t> parse_status_tgid(std::string_view status) {
 }
 
 Result<pid_t> read_tgid(pid_t id) {
-  KSCOPE_ASSIGN_OR_RETURN(auto text, read_text_file(fmt::format("/proc/{}/status", id), 16384));
+  KSCOPE_ASSIGN_OR_RETURN(auto text, read_file(fmt::format("/proc/{}/status", id), 16384));
   return parse_status_tgid(text);
 }
 
