@@ -37,7 +37,7 @@ struct FaultRecord {
   FaultKind kind = FaultKind::kMinor;
   Segment segment = Segment::kOther;
   std::optional<uint64_t> latency_ns;  // fault entry to resolution; empty when unknown
-  uint32_t cpu = 0;                    // CPU on which the fault completed
+  uint32_t cpu = 0;                    // CPU on which the fault was taken (at entry)
 
   bool operator==(const FaultRecord&) const = default;
 };
