@@ -20,8 +20,8 @@
 
 #include "trace/command_launcher.h"
 #include "util/clock.h"
-#include "util/signals.h"
 #include "util/invoking_user.h"
+#include "util/signals.h"
 
 namespace kscope::monitor {
 

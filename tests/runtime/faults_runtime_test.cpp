@@ -187,7 +187,9 @@ TEST_F(FaultsRuntime, OrderHoldsWhileTheThreadMigratesBetweenCpus) {
     EXPECT_LT(f.cpu, static_cast<uint32_t>(ncpus));
     cpus.insert(f.cpu);
   }
-  if (ncpus > 1) EXPECT_GE(cpus.size(), 2u) << "the thread ran on several CPUs";
+  if (ncpus > 1) {
+    EXPECT_GE(cpus.size(), 2u) << "the thread ran on several CPUs";
+  }
   for (size_t i = 1; i < seen.size(); ++i)
     if (i % 37 != 0) {
       EXPECT_EQ(seen[i].cpu, seen[i - 1].cpu) << "fault " << i;
