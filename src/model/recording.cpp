@@ -853,7 +853,9 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
   // ---- Blocks ----
   bool have_meta = false;
   uint64_t faults_read = 0;
-  uint64_t data_blocks = 0;  // blocks other than metadata and trailer that were delivered
+  uint64_t data_blocks = 0;    // blocks other than metadata and trailer that were delivered
+  uint64_t record_blocks = 0;  // of those, blocks of the recording's own records (faults,
+                               // or the kind's extension blocks)
   std::optional<RecordingTrailer> trailer;
   uint64_t pos = kFileHeaderSize;
   Bytes payload;
@@ -987,6 +989,7 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
           for (const FaultRecord& f : faults) KSCOPE_TRY(visitor.on_fault(f));
           faults_read += b.count;
           ++data_blocks;
+          ++record_blocks;
           break;
         case kBlockTrailer: {
           RecordingTrailer t = decode_trailer(c);
@@ -1006,7 +1009,10 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
           if (b.type >= kFirstExtensionBlockType) {
             KSCOPE_ASSIGN_OR_RETURN(bool known, visitor.on_extension_block(b.type, b.count, c));
             if (known) {
-              if (decoded(false)) ++data_blocks;
+              if (decoded(false)) {
+                ++data_blocks;
+                ++record_blocks;
+              }
               break;
             }
           }
@@ -1080,7 +1086,9 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
   } else if (!have_meta && summary.damage.empty()) {
     return make_error(fmt::format("recording {} has no metadata block; it holds no data", path));
   }
-  if (!summary.damage.empty() && data_blocks == 0) {
+  // Thread names and mappings alone are not worth a result: with damage, at least one block of
+  // the recording's own records must have survived.
+  if (!summary.damage.empty() && record_blocks == 0) {
     std::string what;
     for (const auto& l : lines) what += "\n  " + l;
     return make_error(fmt::format("recording {} is damaged and nothing usable could be read from "

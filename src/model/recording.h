@@ -253,8 +253,8 @@ class CommonBlocksCollector : public RecordingVisitor {
 // Streams a recording through `visitor`, holding at most one block in memory. A damaged block
 // is skipped whole (none of its items reach the visitor) and recorded in ReadSummary::damage;
 // the Error cases are: the file cannot be read, its file header is bad, it needs a newer
-// kscope, it holds no metadata and no data, or damage left nothing usable (no block but the
-// metadata and trailer could be read).
+// kscope, it holds no metadata and no data, or damage left nothing usable (no block of the
+// recording's own records, faults or the kind's extension blocks, could be read).
 Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& visitor);
 
 // Loads a whole recording (visit_recording() with a collecting visitor).
