@@ -765,7 +765,8 @@ Result<uint64_t> find_next_block(int fd, uint64_t from, uint64_t size, const std
   Bytes scratch;
   std::optional<uint64_t> cut_off;
   for (uint64_t base = from; base < size && size - base >= kBlockHeaderSize; base += kWindow) {
-    const auto n = static_cast<size_t>(std::min<uint64_t>(kWindow + kBlockHeaderSize - 1, size - base));
+    const auto n =
+        static_cast<size_t>(std::min<uint64_t>(kWindow + kBlockHeaderSize - 1, size - base));
     window.resize(n);
     KSCOPE_TRY(read_exact(fd, base, window.data(), n, path));
     for (size_t i = 0; i < kWindow && i + kBlockHeaderSize <= n; ++i) {
@@ -883,7 +884,8 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
       } else if (next < size && size - next >= kBlockHeaderSize) {
         std::array<uint8_t, kBlockHeaderSize> nh{};
         KSCOPE_TRY(read_exact(fd.get(), next, nh.data(), nh.size(), path));
-        KSCOPE_ASSIGN_OR_RETURN(Probe p, probe_block(fd.get(), nh.data(), next, size, path, scratch));
+        KSCOPE_ASSIGN_OR_RETURN(Probe p,
+                                probe_block(fd.get(), nh.data(), next, size, path, scratch));
         if (p != Probe::kNone) resume = next;
       }
     }
@@ -931,8 +933,8 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
         bad = fmt::format("checksum mismatch in the {}-byte payload of the {} block at byte {}",
                           h->length, name, pos);
       } else if (!have_meta && h->type != kBlockMeta && summary.damage.empty()) {
-        return corrupt(pos, fmt::format("the first block is a {} block, not the metadata block",
-                                        name));
+        return corrupt(pos,
+                       fmt::format("the first block is a {} block, not the metadata block", name));
       } else if (summary.complete) {
         bad = fmt::format("a {} block after the trailer block, at byte {}", name, pos);
       }
@@ -1065,8 +1067,7 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
         path));
   if (summary.faults_lost > 0)
     lines.push_back(fmt::format("recording {}: {}{} fault records lost to damage{}", path,
-                                summary.faults_lost_exact ? "" : "at least ",
-                                summary.faults_lost,
+                                summary.faults_lost_exact ? "" : "at least ", summary.faults_lost,
                                 summary.faults_lost_exact ? " (the trailer's count minus the "
                                                             "records read)"
                                                           : ""));
@@ -1091,9 +1092,10 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
   if (!summary.damage.empty() && record_blocks == 0) {
     std::string what;
     for (const auto& l : lines) what += "\n  " + l;
-    return make_error(fmt::format("recording {} is damaged and nothing usable could be read from "
-                                  "it:{}",
-                                  path, what));
+    return make_error(
+        fmt::format("recording {} is damaged and nothing usable could be read from "
+                    "it:{}",
+                    path, what));
   }
   for (const auto& l : lines) summary.warning += (summary.warning.empty() ? "" : "\n") + l;
   return summary;

@@ -186,7 +186,6 @@ struct ReadSummary {
   std::string warning;
 };
 
-
 // A whole recording in memory.
 struct Recording {
   ReadSummary summary;

@@ -56,8 +56,8 @@ uint32_t TopProfileBuilder::intern(const TopFrameView& f) {
   return idx;
 }
 
-void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm,
-                            const TopStackView& stack, const TopValues& v) {
+void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm, const TopStackView& stack,
+                            const TopValues& v) {
   // In the order of top_profile_value_types().
   add(pid, tid, std::move(comm), stack,
       {static_cast<int64_t>(v.oncpu_ns), static_cast<int64_t>(v.switches),
@@ -65,8 +65,8 @@ void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm,
        static_cast<int64_t>(v.involuntary)});
 }
 
-void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm,
-                            const TopStackView& stack, std::vector<int64_t> values) {
+void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm, const TopStackView& stack,
+                            std::vector<int64_t> values) {
   ProfileSample s;
   s.pid = pid;
   s.tid = tid;

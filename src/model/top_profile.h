@@ -16,10 +16,10 @@
 namespace kscope {
 
 namespace top_profile {
-inline constexpr const char* kOnCpu = "oncpu";          // nanoseconds
-inline constexpr const char* kSwitches = "switches";    // schedule-ins, count
-inline constexpr const char* kRunqWait = "runq_wait";   // nanoseconds
-inline constexpr const char* kVoluntary = "voluntary";  // count
+inline constexpr const char* kOnCpu = "oncpu";              // nanoseconds
+inline constexpr const char* kSwitches = "switches";        // schedule-ins, count
+inline constexpr const char* kRunqWait = "runq_wait";       // nanoseconds
+inline constexpr const char* kVoluntary = "voluntary";      // count
 inline constexpr const char* kInvoluntary = "involuntary";  // count
 }  // namespace top_profile
 

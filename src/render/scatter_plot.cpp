@@ -596,8 +596,8 @@ Result<std::vector<SegmentPlot>> render_scatter_by_segment(std::span<const PlotP
                                   : fmt::format("{}: {}", options.title, to_string(segment));
     ScatterOptions fitted = options;
     fitted.fit_rows = true;  // a segment with a few pages gets a few rows, not options.rows
-    plots.push_back({segment, render_selection(points, fitted, Selection{segment, *window}, title,
-                                               kNoFaults)});
+    plots.push_back(
+        {segment, render_selection(points, fitted, Selection{segment, *window}, title, kNoFaults)});
   }
   return plots;
 }

@@ -62,9 +62,10 @@ struct ScatterOptions {
 };
 
 // Renders the plot as lines ending in '\n'. The plot area is exactly options.rows lines (fewer
-// with fit_rows, see above) of options.cols cells between borders; every line is at most cols + 24 characters long.
-// Errors (usage errors): rows or cols out of [kScatterMin*, kScatterMax*], or a time window
-// that ends before it begins. No points (or none in the window) gives a one-line message
+// with fit_rows, see above) of options.cols cells between borders; every line is at most cols + 24
+// characters long. Errors (usage errors): rows or cols out of [kScatterMin*, kScatterMax*], or a
+// time window that ends before it begins. No points (or none in the window) gives a one-line
+// message
 // "(no faults to plot)" / "(no faults in the selected time range)" after the title.
 Result<std::string> render_scatter_plot(std::span<const PlotPoint> points,
                                         const ScatterOptions& options);

@@ -153,10 +153,10 @@ Result<ReportOutput> build_top_report(const TopRecording& rec, const ReportOptio
       items += fmt::format("<li>bytes {} to {} skipped: {}</li>", d.offset, d.resumed_at,
                            xml_escape(d.reason));
     if (rec.summary.truncated)
-      items += fmt::format("<li>the file ends inside a block at byte {}</li>",
-                           rec.summary.truncated_at);
-    body += "<section class=\"panel\" id=\"damage\"><h2>Damage</h2><ul>" + items +
-            "</ul></section>\n";
+      items +=
+          fmt::format("<li>the file ends inside a block at byte {}</li>", rec.summary.truncated_at);
+    body +=
+        "<section class=\"panel\" id=\"damage\"><h2>Damage</h2><ul>" + items + "</ul></section>\n";
   }
   const TopCounters& c = rec.counters;
   body += fmt::format(

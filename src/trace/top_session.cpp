@@ -373,8 +373,8 @@ struct TopSession::Impl {
   Status write_increment(const TopSample& sample) {
     auto delta = increments.next(run_totals(sample));
     if (!delta.empty())
-      KSCOPE_TRY(recording->add_profile_increment(profile_of(delta, sample.time_ns),
-                                                  sample.counters));
+      KSCOPE_TRY(
+          recording->add_profile_increment(profile_of(delta, sample.time_ns), sample.counters));
     KSCOPE_TRY(recording->flush());
     last_checkpoint_ns = sample.time_ns;
     return {};

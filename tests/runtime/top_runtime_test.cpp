@@ -408,15 +408,15 @@ uint32_t find_thread(int pid, const std::string& name) {
 TEST_F(TopRuntime, KilledRecordingStillHoldsTheRunUpToTheLastSecond) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   // spin_full spins 60 s of CPU: still spinning when kscope is killed.
-  prog_pid_ = spawn({kTopprog, path("truth"), "60000", "100000"}, path("prog.out"),
-                    path("prog.err"));
+  prog_pid_ =
+      spawn({kTopprog, path("truth"), "60000", "100000"}, path("prog.out"), path("prog.err"));
   ASSERT_TRUE(wait_for_text(path("prog.out"), "ready", 10)) << read_file(path("prog.err"));
   const uint32_t tid = find_thread(prog_pid_, "spin_full");
   ASSERT_NE(tid, 0u);
   std::string rec = path("killed.ksr");
-  int k = spawn({kKscope, "top", "-p", std::to_string(prog_pid_), "--once", "--duration", "60",
-                 "-o", rec},
-                path("top.out"), path("top.err"));
+  int k = spawn(
+      {kKscope, "top", "-p", std::to_string(prog_pid_), "--once", "--duration", "60", "-o", rec},
+      path("top.out"), path("top.err"));
   ASSERT_TRUE(wait_for_text(path("top.err"), "measuring", 10)) << read_file(path("top.err"));
   // The workers are blocked until released: this is their CPU time before kscope measured.
   auto base = schedstat_ns(prog_pid_, tid);
@@ -456,8 +456,7 @@ TEST_F(TopRuntime, KilledRecordingStillHoldsTheRunUpToTheLastSecond) {
     if (s.tid == tid) recovered += static_cast<uint64_t>(s.values.at(0));
   EXPECT_GE(recovered, before_last_second - *base)
       << "recovered on-CPU time vs schedstat 1.5 s before the kill";
-  EXPECT_LE(static_cast<double>(recovered),
-            1.02 * static_cast<double>(*at_kill - *base) + 20000.0)
+  EXPECT_LE(static_cast<double>(recovered), 1.02 * static_cast<double>(*at_kill - *base) + 20000.0)
       << "recovered on-CPU time vs schedstat at the kill";
   uint64_t slices = 0;
   for (const auto& s : r->slices) slices += s.tid == tid;

@@ -714,8 +714,8 @@ TEST(RecordingTest, DamageWithNothingUsableLeftIsAnError) {
   auto r = read_recording(path);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("nothing usable"), std::string::npos) << r.error().message;
-  EXPECT_NE(r.error().message.find(fmt::format("bytes {} to {} skipped", blocks[1].offset,
-                                               blocks[2].end)),
+  EXPECT_NE(r.error().message.find(
+                fmt::format("bytes {} to {} skipped", blocks[1].offset, blocks[2].end)),
             std::string::npos)
       << r.error().message;
   EXPECT_NE(r.error().message.find("10 fault records lost"), std::string::npos)

@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "model/top_recording.h"
 #include "render/fault_figures.h"
 #include "render/flamegraph.h"
-#include "model/top_recording.h"
 #include "render/report_html.h"
 #include "render/scatter_plot.h"
 #include "subprocess.h"
@@ -285,8 +285,8 @@ TEST(DamagedRecording, FaultsRecordingWithEightOverwrittenBytes) {
   const std::string where = fmt::format("bytes {} to {} skipped", hit->offset, hit->end);
 
   // export csv: every fault of the other blocks, one line each; the loss on stderr.
-  auto r = run({KSCOPE_BINARY, "export", dir + "/bad.kscope", "--format", "csv", "-o",
-                dir + "/f.csv"});
+  auto r =
+      run({KSCOPE_BINARY, "export", dir + "/bad.kscope", "--format", "csv", "-o", dir + "/f.csv"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find(where), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(fmt::format("{} fault records lost", hit->count)), std::string::npos)
@@ -362,8 +362,11 @@ std::vector<int64_t> write_top(const std::string& path, int seconds) {
       acc[TopAccountKey{10, 11, -1, 1}] += TopValues{9'000'000, 1'000'000, 1, 0, 1};
     }
     StackProfile p;
-    p.value_types = {{"oncpu", "nanoseconds"}, {"switches", "count"}, {"runq_wait", "nanoseconds"},
-                     {"voluntary", "count"},   {"involuntary", "count"}};
+    p.value_types = {{"oncpu", "nanoseconds"},
+                     {"switches", "count"},
+                     {"runq_wait", "nanoseconds"},
+                     {"voluntary", "count"},
+                     {"involuntary", "count"}};
     p.frames = {main_frame};
     p.duration_ns = t;
     for (const auto& [k, v] : increments.next(acc))
@@ -425,8 +428,7 @@ TEST(ReportTopPages, PercentagesAreTheRecordingsAndNeverRoundToZero) {
   std::string dir = temp_dir();
   SyntheticRecording data = make_synthetic(20000);  // 5000 heap pages with one fault each
   ASSERT_EQ(write_synthetic(dir + "/r.kscope", data), "");
-  auto r = run({KSCOPE_BINARY, "report", dir + "/r.kscope", "-o", dir + "/r.html", "--top",
-                "200"});
+  auto r = run({KSCOPE_BINARY, "report", dir + "/r.kscope", "-o", dir + "/r.html", "--top", "200"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string html = read_file(dir + "/r.html");
   size_t section = html.find("<section class=\"panel\" id=\"pages\">");
@@ -439,8 +441,8 @@ TEST(ReportTopPages, PercentagesAreTheRecordingsAndNeverRoundToZero) {
       "<tr><td class=\"n\">([0-9,]+)</td><td class=\"n\">([0-9.]+)%</td><td "
       "class=\"n\">[0-9,]+</td><td class=\"mono\">(0x[0-9a-f]+)</td><td>pid ([0-9]+) ");
   size_t rows = 0, below_tenth = 0;
-  for (auto it = std::sregex_iterator(table.begin(), table.end(), row); it != std::sregex_iterator();
-       ++it) {
+  for (auto it = std::sregex_iterator(table.begin(), table.end(), row);
+       it != std::sregex_iterator(); ++it) {
     std::string count = (*it)[1];
     count.erase(std::remove(count.begin(), count.end(), ','), count.end());
     const std::string shown = (*it)[2];
@@ -452,7 +454,8 @@ TEST(ReportTopPages, PercentagesAreTheRecordingsAndNeverRoundToZero) {
     // with a fault never shows as 0.
     const double want = 100.0 * static_cast<double>(n) / static_cast<double>(data.faults.size());
     const size_t decimals = shown.size() - shown.find('.') - 1;
-    EXPECT_NEAR(std::stod(shown), want, 0.5 * std::pow(10.0, -static_cast<double>(decimals)) + 1e-12)
+    EXPECT_NEAR(std::stod(shown), want,
+                0.5 * std::pow(10.0, -static_cast<double>(decimals)) + 1e-12)
         << shown;
     EXPECT_GT(std::stod(shown), 0.0) << shown;
     if (want < 0.1) {

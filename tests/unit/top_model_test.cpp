@@ -320,8 +320,8 @@ TopRun write_top_run(const std::string& path, int seconds) {
   for (int sec = 0; sec < seconds; ++sec) {
     for (int i = 0; i < 150; ++i, t += 6'000'000) {
       uint32_t tid = i % 3 == 0 ? 12 : 11;
-      EXPECT_TRUE((*w)->add_slice(TopSlice{10, tid, static_cast<uint32_t>(i % 2), t, t + 4'000'000,
-                                           i % 5 == 0, ""}));
+      EXPECT_TRUE((*w)->add_slice(
+          TopSlice{10, tid, static_cast<uint32_t>(i % 2), t, t + 4'000'000, i % 5 == 0, ""}));
       ++run.slices;
       TopAccountKey k{10, tid, 1 + i % 2, 7};
       totals[k] += TopValues{4'000'000, 1000, 1, i % 5 == 0 ? 1u : 0u, i % 5 == 0 ? 0u : 1u};
