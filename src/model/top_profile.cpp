@@ -60,9 +60,9 @@ void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm, const 
                             const TopValues& v) {
   // In the order of top_profile_value_types().
   add(pid, tid, std::move(comm), stack,
-      {static_cast<int64_t>(v.oncpu_ns), static_cast<int64_t>(v.switches),
-       static_cast<int64_t>(v.runq_wait_ns), static_cast<int64_t>(v.voluntary),
-       static_cast<int64_t>(v.involuntary)});
+      std::vector<int64_t>{static_cast<int64_t>(v.oncpu_ns), static_cast<int64_t>(v.switches),
+                           static_cast<int64_t>(v.runq_wait_ns), static_cast<int64_t>(v.voluntary),
+                           static_cast<int64_t>(v.involuntary)});
 }
 
 void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm, const TopStackView& stack,

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -454,6 +455,13 @@ TEST_F(TopRuntime, KilledRecordingStillHoldsTheRunUpToTheLastSecond) {
   uint64_t recovered = 0;
   for (const auto& s : r->profile.samples)
     if (s.tid == tid) recovered += static_cast<uint64_t>(s.values.at(0));
+  std::printf(
+      "[ top killed ] spin_full on-CPU: recovered %.3f s; schedstat %.3f s at the kill, %.3f s "
+      "1.5 s before it; %llu increments covering %.3f s\n",
+      static_cast<double>(recovered) / 1e9, static_cast<double>(*at_kill - *base) / 1e9,
+      static_cast<double>(before_last_second - *base) / 1e9,
+      static_cast<unsigned long long>(r->increments),
+      static_cast<double>(r->profile.duration_ns) / 1e9);
   EXPECT_GE(recovered, before_last_second - *base)
       << "recovered on-CPU time vs schedstat 1.5 s before the kill";
   EXPECT_LE(static_cast<double>(recovered), 1.02 * static_cast<double>(*at_kill - *base) + 20000.0)
