@@ -85,19 +85,12 @@ std::string csv_field(const std::string& s) {
 // A `kscope top` recording: its whole-run profile (accounts per kernel+user stack) and slices.
 Result<int> export_top(ExportOptions& o, OutputFile& out) {
   const std::string& fmt_name = o.format;
-  auto loaded = read_top_recording(o.path);
-  if (!loaded) {
-    Error e = std::move(loaded).error();
-    e.message = "export: " + e.message;
-    return e;
-  }
-  TopRecording& rec = *loaded;
-  if (!rec.summary.warning.empty())
-    std::fprintf(stderr, "kscope: %s\n", rec.summary.warning.c_str());
+  KSCOPE_ASSIGN_OR_RETURN(TopRecording rec, load_top_recording_for(o.path, "export"));
   if (!rec.has_profile && fmt_name != "chrome-trace")
     return make_error(
-        "export: " + o.path + " has no profile block (kscope top did not shut down cleanly)", 0,
-        "--format chrome-trace still exports the slices that were written");
+        "export: " + o.path +
+            " has no profile: neither its profile block nor any profile increment survived",
+        0, "--format chrome-trace still exports the slices that were written");
   const StackProfile& p = rec.profile;
   if (fmt_name == "csv" || fmt_name == "jsonl") {
     // One row per account: a thread and its kernel+user stack (root first, ';'-separated).
@@ -184,7 +177,7 @@ Result<int> run_export(ExportOptions& o) {
       e.message = "export: " + e.message;
       return e;
     }
-    if (!summary->warning.empty()) std::fprintf(stderr, "kscope: %s\n", summary->warning.c_str());
+    print_read_warnings(*summary);
     KSCOPE_TRY(writer.flush());
     KSCOPE_TRY(out.close());
     return 0;

@@ -11,9 +11,11 @@
 #include <random>
 
 #include "cli/commands.h"
+#include "cli/recording_input.h"
 #include "export/fault_event_writer.h"
 #include "kscope/version.h"
 #include "model/recording.h"
+#include "model/top_recording.h"
 #include "render/fault_summary_text.h"
 #include "render/progress_line.h"
 #include "render/scatter_plot.h"
@@ -393,10 +395,21 @@ Subcommand setup_plot(CLI::App& parent) {
   return {app, [o]() -> int {
             if (auto st = validate_plot_size(o->rows, o->cols); !st)
               return report_error(st.error());
-            auto rec = read_recording(o->path);
+            // A top recording holds no faults: say what it is instead of an empty plot.
+            auto kind = recording_kind(o->path);
+            if (!kind) return report_error(kind.error());
+            if (*kind == RecordingKind::kTop)
+              return report_error(make_error(
+                  fmt::format("plot: {} is a 'kscope top' recording: it holds on-CPU time, not "
+                              "page faults, so there is nothing to plot",
+                              o->path),
+                  0,
+                  fmt::format("'kscope report {} -o report.html' draws its flame graph and "
+                              "tables; 'kscope export' writes it as folded, pprof, csv or "
+                              "chrome-trace",
+                              o->path)));
+            auto rec = load_recording_for(o->path, "plot");
             if (!rec) return report_error(rec.error());
-            if (!rec->summary.warning.empty())
-              std::fprintf(stderr, "kscope: %s\n", rec->summary.warning.c_str());
             std::vector<PlotPoint> points;
             points.reserve(rec->faults.size());
             for (const auto& f : rec->faults) points.push_back(to_plot_point(f));

@@ -57,16 +57,9 @@ Result<int> run_report(ReportCliOptions& o) {
   ReportOutput report;
   bool empty = false;
   if (kind == RecordingKind::kTop) {
-    auto top = read_top_recording(o.path);
-    if (!top) {
-      Error e = std::move(top).error();
-      e.message = "report: " + e.message;
-      return e;
-    }
-    if (!top->summary.warning.empty())
-      std::fprintf(stderr, "kscope: %s\n", top->summary.warning.c_str());
-    KSCOPE_ASSIGN_OR_RETURN(report, build_top_report(*top, ro, !o.svg_dir.empty()));
-    empty = top->profile.samples.empty();
+    KSCOPE_ASSIGN_OR_RETURN(TopRecording top_rec, load_top_recording_for(o.path, "report"));
+    KSCOPE_ASSIGN_OR_RETURN(report, build_top_report(top_rec, ro, !o.svg_dir.empty()));
+    empty = top_rec.profile.samples.empty();
     if (empty)
       std::fprintf(stderr, "kscope: report: no on-CPU time recorded in %s\n", o.path.c_str());
   } else {

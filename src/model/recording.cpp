@@ -14,6 +14,7 @@
 #include <cstring>
 #include <string_view>
 #include <unordered_map>
+#include <variant>
 
 #include "model/wire.h"
 #include "util/invoking_user.h"
@@ -508,8 +509,10 @@ Status RecordingWriter::finish(const RecordingTrailer& trailer) {
 
 namespace {
 
-// Decodes one fault block and hands each record to the visitor.
-Status decode_faults(PayloadCursor& c, uint32_t count, RecordingVisitor& visitor) {
+// Decodes one fault block into `out` (cleared first); on a decoding error `c` fails and `out`
+// is to be discarded, so a damaged block delivers nothing.
+void decode_faults(PayloadCursor& c, uint32_t count, std::vector<FaultRecord>& out) {
+  out.clear();
   std::vector<ThreadState> threads;
   std::vector<uint64_t> ips;
   uint64_t last_new_ip = 0;
@@ -605,13 +608,16 @@ Status decode_faults(PayloadCursor& c, uint32_t count, RecordingVisitor& visitor
 
     if (flags & kFlagLatency) f.latency_ns = c.varint("latency");
     if (!c.ok()) break;
-    KSCOPE_TRY(visitor.on_fault(f));
+    out.push_back(f);
   }
-  return {};
 }
 
-// Decodes a process block: thread names, forks and exits, in the order they were added.
-Status decode_process(PayloadCursor& c, uint32_t count, RecordingVisitor& visitor) {
+using ProcessEntry = std::variant<ThreadInfo, ForkEvent, ExitEvent>;
+
+// Decodes a process block: thread names, forks and exits, in the order they were added. Like
+// decode_faults(), fills `out` and fails `c` on a decoding error.
+void decode_process(PayloadCursor& c, uint32_t count, std::vector<ProcessEntry>& out) {
+  out.clear();
   for (uint32_t i = 0; i < count && c.ok(); ++i) {
     uint8_t tag = c.u8("process entry tag");
     uint64_t len = c.varint("process entry length");
@@ -625,7 +631,7 @@ Status decode_process(PayloadCursor& c, uint32_t count, RecordingVisitor& visito
         t.pid = body.varint32("pid");
         t.tid = body.varint32("tid");
         t.comm = body.string("comm");
-        if (body.ok()) KSCOPE_TRY(visitor.on_thread(t));
+        if (body.ok()) out.emplace_back(std::move(t));
         break;
       }
       case kTagFork: {
@@ -633,7 +639,7 @@ Status decode_process(PayloadCursor& c, uint32_t count, RecordingVisitor& visito
         f.time_ns = body.varint("fork time");
         f.parent_pid = body.varint32("parent pid");
         f.child_pid = body.varint32("child pid");
-        if (body.ok()) KSCOPE_TRY(visitor.on_fork(f));
+        if (body.ok()) out.emplace_back(f);
         break;
       }
       case kTagExit: {
@@ -644,7 +650,7 @@ Status decode_process(PayloadCursor& c, uint32_t count, RecordingVisitor& visito
         e.min_flt = body.varint("min_flt");
         e.maj_flt = body.varint("maj_flt");
         e.group_dead = body.varint("exit flags") & 1;
-        if (body.ok()) KSCOPE_TRY(visitor.on_exit(e));
+        if (body.ok()) out.emplace_back(e);
         break;
       }
       default:
@@ -655,7 +661,6 @@ Status decode_process(PayloadCursor& c, uint32_t count, RecordingVisitor& visito
       break;
     }
   }
-  return {};
 }
 
 MappingSnapshot decode_mappings(PayloadCursor& c, uint32_t count) {
@@ -721,6 +726,76 @@ Result<bool> zero_tail(int fd, uint64_t offset, uint64_t end, const std::string&
   return true;
 }
 
+// A block header that verifies: its checksum matches and its length is possible.
+struct BlockHeader {
+  uint16_t type = 0;
+  uint16_t flags = 0;
+  uint32_t length = 0;
+  uint32_t count = 0;
+  uint32_t payload_crc = 0;
+};
+
+std::optional<BlockHeader> parse_block_header(const uint8_t* h) {
+  if (get_u32(h + 16) != crc32_of(h, 16)) return std::nullopt;
+  return BlockHeader{get_u16(h), get_u16(h + 2), get_u32(h + 4), get_u32(h + 8), get_u32(h + 12)};
+}
+
+enum class Probe { kNone, kBlock, kCutOff };
+
+// Whether a block starts at `pos`: kBlock when its header and payload checksums verify, kCutOff
+// when its header verifies but its payload runs past the end of the file (the writer stopped
+// inside it), kNone otherwise. The type must be non-zero and the reserved flag bits clear, as
+// every writer of this major version writes them.
+Result<Probe> probe_block(int fd, const uint8_t* header, uint64_t pos, uint64_t size,
+                          const std::string& path, Bytes& scratch) {
+  auto h = parse_block_header(header);
+  if (!h || h->type == 0 || (h->flags & ~kBlockFlagRequired) != 0 || h->length > kMaxBlockPayload)
+    return Probe::kNone;
+  if (h->length > size - pos - kBlockHeaderSize) return Probe::kCutOff;
+  scratch.resize(h->length);
+  KSCOPE_TRY(read_exact(fd, pos + kBlockHeaderSize, scratch.data(), h->length, path));
+  return crc32_of(scratch.data(), h->length) == h->payload_crc ? Probe::kBlock : Probe::kNone;
+}
+
+// Where reading resumes after damage that starts before `from`: the first offset >= `from`
+// where a block verifies (header and payload checksums: a false match is a 1 in 2^64 event per
+// offset). A verified header whose payload runs past the end of the file is the fallback when
+// no complete block follows (the file was also cut off there). The file size when nothing
+// verifies. Reads the file in 1 MiB windows, so memory stays bounded.
+Result<uint64_t> find_next_block(int fd, uint64_t from, uint64_t size, const std::string& path) {
+  constexpr uint64_t kWindow = uint64_t{1} << 20;
+  Bytes window;
+  Bytes scratch;
+  std::optional<uint64_t> cut_off;
+  for (uint64_t base = from; base < size && size - base >= kBlockHeaderSize; base += kWindow) {
+    const auto n =
+        static_cast<size_t>(std::min<uint64_t>(kWindow + kBlockHeaderSize - 1, size - base));
+    window.resize(n);
+    KSCOPE_TRY(read_exact(fd, base, window.data(), n, path));
+    for (size_t i = 0; i < kWindow && i + kBlockHeaderSize <= n; ++i) {
+      // Cheap tests first: the checksum is computed only where the length is possible.
+      if (get_u32(&window[i + 4]) > kMaxBlockPayload) continue;
+      KSCOPE_ASSIGN_OR_RETURN(Probe p, probe_block(fd, &window[i], base + i, size, path, scratch));
+      if (p == Probe::kBlock) return base + i;
+      if (p == Probe::kCutOff && !cut_off) cut_off = base + i;
+    }
+  }
+  return cut_off.value_or(size);
+}
+
+std::string item_words(uint16_t type, uint32_t count) {
+  switch (type) {
+    case kBlockFaults:
+      return fmt::format("{} fault record{}", count, count == 1 ? "" : "s");
+    case kBlockProcess:
+      return fmt::format("{} thread/fork/exit entr{}", count, count == 1 ? "y" : "ies");
+    case kBlockMappings:
+      return fmt::format("{} mapping{}", count, count == 1 ? "" : "s");
+    default:
+      return fmt::format("count {}", count);
+  }
+}
+
 }  // namespace
 
 Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& visitor) {
@@ -745,7 +820,8 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
   };
 
   // ---- File header. Magic and version come first and are checked before the checksum, so
-  // a future major version with a different header still gets a clear message. ----
+  // a future major version with a different header still gets a clear message. Without a
+  // trustworthy header the kind of the recording is unknown: that is an error. ----
   std::array<uint8_t, kFileHeaderSize> header{};
   size_t have = static_cast<size_t>(std::min<uint64_t>(size, kFileHeaderSize));
   KSCOPE_TRY(read_exact(fd.get(), 0, header.data(), have, path));
@@ -781,134 +857,250 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
   // ---- Blocks ----
   bool have_meta = false;
   uint64_t faults_read = 0;
+  uint64_t data_blocks = 0;    // blocks other than metadata and trailer that were delivered
+  uint64_t record_blocks = 0;  // of those, blocks of the recording's own records (faults,
+                               // or the kind's extension blocks)
+  std::optional<RecordingTrailer> trailer;
   uint64_t pos = kFileHeaderSize;
   Bytes payload;
+  Bytes scratch;
+  std::vector<FaultRecord> faults;
+  std::vector<ProcessEntry> entries;
+
+  // A block that cannot be used: record it and find where reading resumes. When the block's
+  // header verified, its length is trusted first (the next block normally starts right after
+  // it); otherwise, or when nothing verifies there, the file is scanned.
+  auto skip_damaged = [&](const std::string& reason, const std::optional<BlockHeader>& h,
+                          const std::string& block_name) -> Result<uint64_t> {
+    DamagedRange d;
+    d.offset = pos;
+    d.reason = reason;
+    std::optional<uint64_t> resume;
+    if (h) {
+      d.block_type = h->type;
+      d.block_count = h->count;
+      d.lost = fmt::format("a {} block ({})", block_name, item_words(h->type, h->count));
+      if (h->type == kBlockFaults) summary.faults_lost += h->count;
+      uint64_t next = pos + kBlockHeaderSize + h->length;
+      if (next == size) {
+        resume = size;
+      } else if (next < size && size - next >= kBlockHeaderSize) {
+        std::array<uint8_t, kBlockHeaderSize> nh{};
+        KSCOPE_TRY(read_exact(fd.get(), next, nh.data(), nh.size(), path));
+        KSCOPE_ASSIGN_OR_RETURN(Probe p,
+                                probe_block(fd.get(), nh.data(), next, size, path, scratch));
+        if (p != Probe::kNone) resume = next;
+      }
+    }
+    if (!resume) {
+      KSCOPE_ASSIGN_OR_RETURN(uint64_t next, find_next_block(fd.get(), pos + 1, size, path));
+      resume = next;
+    }
+    d.resumed_at = *resume;
+    summary.damage.push_back(std::move(d));
+    return *resume;
+  };
+
   while (pos < size) {
-    if (summary.complete) return corrupt(pos, "data after the trailer block");
     if (size - pos < kBlockHeaderSize) {
       summary.truncated = true;
       break;
     }
     std::array<uint8_t, kBlockHeaderSize> bh{};
     KSCOPE_TRY(read_exact(fd.get(), pos, bh.data(), bh.size(), path));
-    if (get_u32(&bh[16]) != crc32_of(bh.data(), 16)) {
+    std::optional<BlockHeader> h = parse_block_header(bh.data());
+    std::string bad;  // why the block at pos cannot be used
+    std::string name = "unknown";
+    PayloadCursor c(nullptr, 0, pos + kBlockHeaderSize);
+    if (!h) {
       KSCOPE_ASSIGN_OR_RETURN(bool zeros, zero_tail(fd.get(), pos, size, path));
       if (zeros) {
         summary.truncated = true;
         break;
       }
-      return corrupt(pos, "block header checksum mismatch");
-    }
-    uint16_t type = get_u16(&bh[0]);
-    uint16_t flags = get_u16(&bh[2]);
-    uint32_t length = get_u32(&bh[4]);
-    uint32_t count = get_u32(&bh[8]);
-    uint32_t payload_crc = get_u32(&bh[12]);
-    if (length > kMaxBlockPayload) {
-      return corrupt(pos, fmt::format("impossible block length {} (the limit is {})", length,
-                                      kMaxBlockPayload));
-    }
-    if (length > size - pos - kBlockHeaderSize) {
+      bad = fmt::format("block header checksum mismatch at byte {}", pos);
+    } else if (h->length > kMaxBlockPayload) {
+      bad = fmt::format("impossible block length {} at byte {} (the limit is {})", h->length, pos,
+                        kMaxBlockPayload);
+      h.reset();  // a header with an impossible length says nothing trustworthy
+    } else if (h->length > size - pos - kBlockHeaderSize) {
       // A block the writer did not finish: the expected end of a killed recording.
       summary.truncated = true;
       break;
-    }
-    payload.resize(length);
-    KSCOPE_TRY(read_exact(fd.get(), pos + kBlockHeaderSize, payload.data(), length, path));
-    if (crc32_of(payload.data(), length) != payload_crc) {
-      return corrupt(pos, fmt::format("checksum mismatch in the {}-byte payload of a {} block",
-                                      length, block_type_name(type)));
-    }
-    if (!have_meta && type != kBlockMeta) {
-      return corrupt(pos, fmt::format("the first block is a {} block, not the metadata block",
-                                      block_type_name(type)));
+    } else {
+      name = h->type >= kFirstExtensionBlockType ? visitor.extension_block_name(h->type)
+                                                 : std::string(block_type_name(h->type));
+      payload.resize(h->length);
+      KSCOPE_TRY(read_exact(fd.get(), pos + kBlockHeaderSize, payload.data(), h->length, path));
+      if (crc32_of(payload.data(), h->length) != h->payload_crc) {
+        bad = fmt::format("checksum mismatch in the {}-byte payload of the {} block at byte {}",
+                          h->length, name, pos);
+      } else if (!have_meta && h->type != kBlockMeta && summary.damage.empty()) {
+        return corrupt(pos,
+                       fmt::format("the first block is a {} block, not the metadata block", name));
+      } else if (summary.complete) {
+        bad = fmt::format("a {} block after the trailer block, at byte {}", name, pos);
+      }
     }
 
-    PayloadCursor c(payload.data(), length, pos + kBlockHeaderSize);
-    bool must_be_consumed = true;  // META and TRAILER may carry fields of newer minor versions
-    switch (type) {
-      case kBlockMeta: {
-        if (have_meta) return corrupt(pos, "a second metadata block");
-        RecordingMeta meta = decode_meta(c);
-        must_be_consumed = false;
-        if (c.ok()) KSCOPE_TRY(visitor.on_meta(meta));
-        have_meta = true;
-        break;
-      }
-      case kBlockProcess:
-        KSCOPE_TRY(decode_process(c, count, visitor));
-        break;
-      case kBlockMappings: {
-        MappingSnapshot snap = decode_mappings(c, count);
-        if (c.ok()) KSCOPE_TRY(visitor.on_mappings(snap));
-        break;
-      }
-      case kBlockFaults:
-        if (count > kMaxFaultBlockRecords || count > length / 2) {
-          return corrupt(pos, fmt::format("impossible record count {} for a {}-byte fault block",
-                                          count, length));
-        }
-        KSCOPE_TRY(decode_faults(c, count, visitor));
-        faults_read += count;
-        break;
-      case kBlockTrailer: {
-        RecordingTrailer trailer = decode_trailer(c);
-        must_be_consumed = false;
-        if (c.ok() && trailer.faults_recorded != faults_read) {
-          return corrupt(pos, fmt::format("the trailer counts {} fault records but the file "
-                                          "holds {}",
-                                          trailer.faults_recorded, faults_read));
-        }
-        if (c.ok()) KSCOPE_TRY(visitor.on_trailer(trailer));
-        summary.complete = true;
-        break;
-      }
-      default:
-        if (type >= kFirstExtensionBlockType) {
-          KSCOPE_ASSIGN_OR_RETURN(bool known,
-                                  visitor.on_extension_block(type, count, payload.data(), length,
-                                                             pos + kBlockHeaderSize));
-          if (known) {
-            must_be_consumed = false;
+    if (bad.empty()) {
+      const BlockHeader& b = *h;
+      c = PayloadCursor(payload.data(), b.length, pos + kBlockHeaderSize);
+      // Decodes fully first and delivers only a block that decoded, so a damaged block gives
+      // the visitor nothing. META and TRAILER may carry fields of newer minor versions.
+      auto decoded = [&](bool exact) {
+        if (c.ok() && exact && !c.at_end())
+          c.fail(fmt::format("{} unexpected bytes at the end of the block", c.remaining()));
+        return c.ok();
+      };
+      switch (b.type) {
+        case kBlockMeta: {
+          if (have_meta) {
+            bad = fmt::format("a second metadata block at byte {}", pos);
             break;
           }
+          RecordingMeta meta = decode_meta(c);
+          if (!decoded(false)) break;
+          KSCOPE_TRY(visitor.on_meta(meta));
+          have_meta = true;
+          break;
         }
-        if (flags & kBlockFlagRequired) {
-          return make_error(
-              fmt::format("recording {}: the block at byte {} has type {}, which this kscope "
-                          "does not know and which the writer marked as required",
-                          path, pos, type),
-              0, "read it with a newer kscope");
+        case kBlockProcess:
+          decode_process(c, b.count, entries);
+          if (!decoded(true)) break;
+          for (const ProcessEntry& e : entries) {
+            if (auto* t = std::get_if<ThreadInfo>(&e)) KSCOPE_TRY(visitor.on_thread(*t));
+            if (auto* f = std::get_if<ForkEvent>(&e)) KSCOPE_TRY(visitor.on_fork(*f));
+            if (auto* x = std::get_if<ExitEvent>(&e)) KSCOPE_TRY(visitor.on_exit(*x));
+          }
+          ++data_blocks;
+          break;
+        case kBlockMappings: {
+          MappingSnapshot snap = decode_mappings(c, b.count);
+          if (!decoded(true)) break;
+          KSCOPE_TRY(visitor.on_mappings(snap));
+          ++data_blocks;
+          break;
         }
-        ++summary.skipped_blocks;
-        must_be_consumed = false;
-        break;
+        case kBlockFaults:
+          if (b.count > kMaxFaultBlockRecords || b.count > b.length / 2) {
+            c.fail_at(fmt::format("impossible record count {} for a {}-byte fault block", b.count,
+                                  b.length),
+                      pos);
+            break;
+          }
+          decode_faults(c, b.count, faults);
+          if (!decoded(true)) break;
+          for (const FaultRecord& f : faults) KSCOPE_TRY(visitor.on_fault(f));
+          faults_read += b.count;
+          ++data_blocks;
+          ++record_blocks;
+          break;
+        case kBlockTrailer: {
+          RecordingTrailer t = decode_trailer(c);
+          if (!decoded(false)) break;
+          if (t.faults_recorded < faults_read) {
+            c.fail_at(fmt::format("the trailer counts {} fault records but the file holds {}",
+                                  t.faults_recorded, faults_read),
+                      pos);
+            break;
+          }
+          KSCOPE_TRY(visitor.on_trailer(t));
+          trailer = t;
+          summary.complete = true;
+          break;
+        }
+        default: {
+          if (b.type >= kFirstExtensionBlockType) {
+            KSCOPE_ASSIGN_OR_RETURN(bool known, visitor.on_extension_block(b.type, b.count, c));
+            if (known) {
+              if (decoded(false)) {
+                ++data_blocks;
+                ++record_blocks;
+              }
+              break;
+            }
+          }
+          if (b.flags & kBlockFlagRequired) {
+            return make_error(
+                fmt::format("recording {}: the block at byte {} has type {}, which this kscope "
+                            "does not know and which the writer marked as required",
+                            path, pos, b.type),
+                0, "read it with a newer kscope");
+          }
+          ++summary.skipped_blocks;
+          break;
+        }
+      }
+      if (bad.empty() && !c.ok())
+        bad = fmt::format("{} at byte {} (in the {} block at byte {})", c.error(), c.error_offset(),
+                          name, pos);
+      if (bad.empty()) {
+        ++summary.blocks_read;
+        pos += kBlockHeaderSize + b.length;
+        continue;
+      }
     }
-    if (c.ok() && must_be_consumed && !c.at_end()) {
-      c.fail(fmt::format("{} unexpected bytes at the end of the block", c.remaining()));
-    }
-    if (!c.ok()) {
-      return corrupt(c.error_offset(), fmt::format("{} (in the {} block at byte {})", c.error(),
-                                                   block_type_name(type), pos));
-    }
-    pos += kBlockHeaderSize + length;
+    KSCOPE_ASSIGN_OR_RETURN(pos, skip_damaged(bad, h, name));
   }
+
+  // Fault records lost: exact from a surviving trailer, else what the damaged headers said.
+  if (trailer) {
+    summary.faults_lost = trailer->faults_recorded - faults_read;
+    summary.faults_lost_exact = true;
+  }
+
+  std::vector<std::string> lines;
+  for (const DamagedRange& d : summary.damage) {
+    std::string lost = d.lost.empty() ? "contents unknown" : d.lost;
+    if (d.resumed_at >= size)
+      lines.push_back(fmt::format(
+          "recording {}: damaged from byte {} to the end ({} bytes, {}): {}; no intact block "
+          "follows",
+          path, d.offset, size - d.offset, lost, d.reason));
+    else
+      lines.push_back(fmt::format(
+          "recording {}: bytes {} to {} skipped ({} bytes, {}): {}; reading resumed at byte {}",
+          path, d.offset, d.resumed_at, d.resumed_at - d.offset, lost, d.reason, d.resumed_at));
+  }
+  if (!summary.damage.empty()) summary.meta_lost = !have_meta;
+  if (summary.meta_lost)
+    lines.push_back(fmt::format(
+        "recording {}: its metadata block was lost: command line, host and start time unknown",
+        path));
+  if (summary.faults_lost > 0)
+    lines.push_back(fmt::format("recording {}: {}{} fault records lost to damage{}", path,
+                                summary.faults_lost_exact ? "" : "at least ", summary.faults_lost,
+                                summary.faults_lost_exact ? " (the trailer's count minus the "
+                                                            "records read)"
+                                                          : ""));
 
   if (summary.truncated) {
     summary.truncated_at = pos;
-    if (!have_meta) {
+    if (!have_meta && data_blocks == 0) {
       return make_error(
           fmt::format("recording {} ends at byte {}, before its metadata block is "
                       "complete; it holds no data",
                       path, size));
     }
-    summary.warning = fmt::format(
+    lines.push_back(fmt::format(
         "recording {} ends with an incomplete block at byte {} ({} bytes ignored): kscope did "
         "not shut down cleanly; everything up to the last flush was read",
-        path, pos, size - pos);
-  } else if (!have_meta) {
+        path, pos, size - pos));
+  } else if (!have_meta && summary.damage.empty()) {
     return make_error(fmt::format("recording {} has no metadata block; it holds no data", path));
   }
+  // Thread names and mappings alone are not worth a result: with damage, at least one block of
+  // the recording's own records must have survived.
+  if (!summary.damage.empty() && record_blocks == 0) {
+    std::string what;
+    for (const auto& l : lines) what += "\n  " + l;
+    return make_error(
+        fmt::format("recording {} is damaged and nothing usable could be read from "
+                    "it:{}",
+                    path, what));
+  }
+  for (const auto& l : lines) summary.warning += (summary.warning.empty() ? "" : "\n") + l;
   return summary;
 }
 

@@ -9,7 +9,11 @@
 //  - Crash tolerance: every block carries a checksummed header and a checksummed payload. A file
 //    that ends inside a block (the writer was killed mid-write) reads fine up to the last
 //    complete block and reports `truncated`; a file without the final trailer block reports
-//    `complete == false`. Corruption anywhere else is an Error naming the byte offset.
+//    `complete == false`.
+//  - Damage tolerance: a block that fails its checksums or does not decode is skipped, and
+//    reading resumes at the next block whose header and payload checksums verify
+//    (ReadSummary::damage names each skipped byte range and why). Only a file from which
+//    nothing usable can be read is an Error.
 //  - Never trusting the file: every length is bounds-checked against the payload it lives in,
 //    and no allocation is larger than kMaxBlockPayload.
 #pragma once
@@ -24,6 +28,7 @@
 
 #include "model/fault_record.h"
 #include "model/process_info.h"
+#include "model/wire.h"
 #include "util/fd.h"
 #include "util/result.h"
 
@@ -32,7 +37,9 @@ namespace kscope {
 // Format version written by this code. A reader accepts any minor version of its major version
 // (blocks of unknown type from a newer minor version are skipped) and rejects other majors.
 inline constexpr uint16_t kRecordingVersionMajor = 1;
-inline constexpr uint16_t kRecordingVersionMinor = 0;
+// 1.1: top recordings carry profile increments (block type 19); readers resynchronise after
+// damaged blocks. 1.0 files read unchanged.
+inline constexpr uint16_t kRecordingVersionMinor = 1;
 
 // Largest block payload a reader accepts and a writer produces (a MappingSnapshot of a process
 // with the kernel's default 65530 mappings and long paths fits comfortably).
@@ -141,6 +148,21 @@ class RecordingWriter {
   bool failed_ = false;  // a write failed; the file ends in a partial block
 };
 
+// A byte range the reader could not use: a block whose header or payload checksum failed, whose
+// payload did not decode, or that broke the block order. Reading resumed at `resumed_at`, the
+// first following block whose header and payload checksums verify (the file size when none
+// did).
+struct DamagedRange {
+  uint64_t offset = 0;      // first byte not used: the start of the damaged block
+  uint64_t resumed_at = 0;  // where reading continued
+  std::string reason;       // what was wrong, with the byte offset of the fault
+  // When the block's own header verified, what the lost block held; otherwise unknown.
+  std::optional<uint16_t> block_type;
+  uint32_t block_count = 0;  // items the verified header announced (fault records, slices, ...)
+  std::string lost;          // "a faults block of 4096 records", or "" when unknown
+  bool operator==(const DamagedRange&) const = default;
+};
+
 // What the reader found out about the file as a whole.
 struct ReadSummary {
   uint16_t version_major = 0;
@@ -151,7 +173,17 @@ struct ReadSummary {
   bool truncated = false;       // the file ends inside a block, which was ignored
   uint64_t truncated_at = 0;    // byte offset where the ignored partial block starts
   uint64_t skipped_blocks = 0;  // blocks of unknown type (newer minor version) skipped
-  std::string warning;          // for the user when truncated; empty otherwise
+  uint64_t blocks_read = 0;     // blocks decoded and delivered to the visitor (metadata included)
+  std::vector<DamagedRange> damage;  // in file order; empty for an undamaged file
+  bool meta_lost = false;            // the metadata block was damaged: RecordingMeta is empty
+  // Fault records lost to damage: exact when the trailer survived (its count minus the records
+  // read), otherwise the sum of the counts in the verified headers of damaged fault blocks (a
+  // lower bound, see faults_lost_exact).
+  uint64_t faults_lost = 0;
+  bool faults_lost_exact = false;
+  // For the user: one line per problem (truncation, each damaged range, lost records), each
+  // naming byte offsets; empty for an intact file.
+  std::string warning;
 };
 
 // A whole recording in memory.
@@ -178,13 +210,19 @@ class RecordingVisitor {
   virtual Status on_exit(const ExitEvent&) { return {}; }
   virtual Status on_fault(const FaultRecord&) { return {}; }
   virtual Status on_trailer(const RecordingTrailer&) { return {}; }  // last, if present
-  // A block of type >= kFirstExtensionBlockType; `file_offset` is where its payload starts, for
-  // error messages. Returns whether the visitor knew the type; unknown types are skipped, or
-  // refused when the writer marked them as required, like any unknown block.
-  virtual Result<bool> on_extension_block(uint16_t type, uint32_t count, const uint8_t* payload,
-                                          size_t size, uint64_t file_offset) {
-    (void)type, (void)count, (void)payload, (void)size, (void)file_offset;
+  // A block of type >= kFirstExtensionBlockType, whose payload `c` covers (its file offsets
+  // name the bytes in messages). Returns whether the visitor knew the type; unknown types are
+  // skipped, or refused when the writer marked them as required, like any unknown block.
+  // A payload that does not decode is reported by failing `c` (c.fail()) and keeping nothing
+  // of the block: the reader then counts the block as damaged and carries on. An Error return
+  // stops reading, as from the other callbacks.
+  virtual Result<bool> on_extension_block(uint16_t type, uint32_t count, wire::PayloadCursor& c) {
+    (void)type, (void)count, (void)c;
     return false;
+  }
+  // A short name for an extension block type in damage reports ("profile increment").
+  virtual std::string extension_block_name(uint16_t type) const {
+    return fmt::format("type {}", type);
   }
 };
 
@@ -211,8 +249,11 @@ class CommonBlocksCollector : public RecordingVisitor {
   R& r_;
 };
 
-// Streams a recording through `visitor`, holding at most one block in memory. On corruption
-// the visitor has already seen the items before the bad block and an Error is returned.
+// Streams a recording through `visitor`, holding at most one block in memory. A damaged block
+// is skipped whole (none of its items reach the visitor) and recorded in ReadSummary::damage;
+// the Error cases are: the file cannot be read, its file header is bad, it needs a newer
+// kscope, it holds no metadata and no data, or damage left nothing usable (no block of the
+// recording's own records, faults or the kind's extension blocks, could be read).
 Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& visitor);
 
 // Loads a whole recording (visit_recording() with a collecting visitor).

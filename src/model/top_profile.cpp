@@ -58,16 +58,22 @@ uint32_t TopProfileBuilder::intern(const TopFrameView& f) {
 
 void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm, const TopStackView& stack,
                             const TopValues& v) {
+  // In the order of top_profile_value_types().
+  add(pid, tid, std::move(comm), stack,
+      std::vector<int64_t>{static_cast<int64_t>(v.oncpu_ns), static_cast<int64_t>(v.switches),
+                           static_cast<int64_t>(v.runq_wait_ns), static_cast<int64_t>(v.voluntary),
+                           static_cast<int64_t>(v.involuntary)});
+}
+
+void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm, const TopStackView& stack,
+                            std::vector<int64_t> values) {
   ProfileSample s;
   s.pid = pid;
   s.tid = tid;
   s.comm = std::move(comm);
   for (const auto& f : stack.kernel) s.frames.push_back(intern(f));
   for (const auto& f : stack.user) s.frames.push_back(intern(f));
-  // In the order of top_profile_value_types().
-  s.values = {static_cast<int64_t>(v.oncpu_ns), static_cast<int64_t>(v.switches),
-              static_cast<int64_t>(v.runq_wait_ns), static_cast<int64_t>(v.voluntary),
-              static_cast<int64_t>(v.involuntary)};
+  s.values = std::move(values);
   profile_.samples.push_back(std::move(s));
 }
 

@@ -39,6 +39,10 @@ class TopProfileBuilder {
   // kernel then user frames, each leaf first (as TopStackView holds them).
   void add(uint32_t pid, uint32_t tid, std::string comm, const TopStackView& stack,
            const TopValues& values);
+  // The same with signed values in the order of top_profile_value_types() (a recording's
+  // profile increments can be negative).
+  void add(uint32_t pid, uint32_t tid, std::string comm, const TopStackView& stack,
+           std::vector<int64_t> values);
   StackProfile take(uint64_t duration_ns);
 
  private:

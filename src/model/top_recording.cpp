@@ -4,10 +4,12 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cmath>
 #include <map>
+#include <tuple>
 
 #include "model/wire.h"
 #include "util/fd.h"
@@ -58,35 +60,206 @@ TopCounters get_counters(PayloadCursor& c) {
   return t;
 }
 
-Status cursor_error(const PayloadCursor& c, const std::string& path, const char* block) {
-  return make_error(fmt::format("recording {} is corrupted at byte {}: {} (in a top {} block)",
-                                path, c.error_offset(), c.error(), block));
+void put_profile(Bytes& out, const StackProfile& p, const TopCounters& counters) {
+  put_counters(out, counters);
+  put_varint(out, p.duration_ns);
+  put_varint(out, p.start_wall_ns);
+  put_varint(out, p.value_types.size());
+  for (const auto& t : p.value_types) {
+    put_string(out, t.type);
+    put_string(out, t.unit);
+  }
+  put_varint(out, p.frames.size());
+  for (const auto& f : p.frames) {
+    put_varint(out, f.addr);
+    put_string(out, f.function);
+    put_varint(out, f.offset);
+    put_string(out, f.module);
+    put_string(out, f.module_path);
+    put_string(out, f.build_id);
+    out.push_back(
+        static_cast<uint8_t>((f.kernel ? 1 : 0) | (f.resolved ? 2 : 0) | (f.inlined ? 4 : 0)));
+  }
+  put_varint(out, p.samples.size());
+  for (const auto& s : p.samples) {
+    put_varint(out, s.pid);
+    put_varint(out, s.tid);
+    put_string(out, s.comm);
+    put_varint(out, s.frames.size());
+    for (uint32_t idx : s.frames) put_varint(out, idx);
+    put_varint(out, s.values.size());
+    for (int64_t v : s.values) put_varint(out, zigzag(static_cast<uint64_t>(v)));
+  }
 }
+
+// Decodes a profile or profile increment payload; on failure `c` fails.
+StackProfile get_profile(PayloadCursor& c, TopCounters& counters) {
+  StackProfile p;
+  counters = get_counters(c);
+  p.duration_ns = c.varint("duration");
+  p.start_wall_ns = c.varint("start time");
+  uint64_t nt = c.count("value type count", kMaxValueTypes);
+  for (uint64_t i = 0; i < nt && c.ok(); ++i) {
+    ProfileValueType t;
+    t.type = c.string("value type");
+    t.unit = c.string("value unit");
+    p.value_types.push_back(std::move(t));
+  }
+  uint64_t nf = c.count("frame count", kMaxFrames);
+  for (uint64_t i = 0; i < nf && c.ok(); ++i) {
+    ProfileFrame f;
+    f.addr = c.varint("frame address");
+    f.function = c.string("function");
+    f.offset = c.varint("frame offset");
+    f.module = c.string("module");
+    f.module_path = c.string("module path");
+    f.build_id = c.string("build id");
+    uint8_t flags = c.u8("frame flags");
+    f.kernel = flags & 1;
+    f.resolved = flags & 2;
+    f.inlined = flags & 4;
+    p.frames.push_back(std::move(f));
+  }
+  uint64_t ns = c.count("stack count", kMaxFrames);
+  for (uint64_t i = 0; i < ns && c.ok(); ++i) {
+    ProfileSample s;
+    s.pid = c.varint32("pid");
+    s.tid = c.varint32("tid");
+    s.comm = c.string("comm");
+    uint64_t k = c.count("stack depth", 4096);
+    for (uint64_t j = 0; j < k && c.ok(); ++j) {
+      uint64_t start = c.file_offset();
+      uint32_t idx = c.varint32("frame index");
+      if (c.ok() && idx >= p.frames.size())
+        c.fail_at(fmt::format("frame index {} of {} frames", idx, p.frames.size()), start);
+      s.frames.push_back(idx);
+    }
+    uint64_t nv = c.count("value count", kMaxValueTypes);
+    for (uint64_t j = 0; j < nv && c.ok(); ++j)
+      s.values.push_back(static_cast<int64_t>(unzigzag(c.varint("value"))));
+    p.samples.push_back(std::move(s));
+  }
+  if (c.ok() && !c.at_end()) c.fail("unexpected bytes after the profile");
+  return p;
+}
+
+// Adds profile increments up into one profile: frames are the same when their contents are,
+// stacks when thread, name and frames are.
+class IncrementSum {
+ public:
+  void add(const StackProfile& inc) {
+    if (sum_.value_types.empty()) sum_.value_types = inc.value_types;
+    sum_.duration_ns = std::max(sum_.duration_ns, inc.duration_ns);
+    sum_.start_wall_ns = inc.start_wall_ns;
+    std::vector<uint32_t> remap(inc.frames.size());
+    for (size_t i = 0; i < inc.frames.size(); ++i) {
+      const ProfileFrame& f = inc.frames[i];
+      auto key = std::make_tuple(f.addr, f.function, f.offset, f.module, f.module_path, f.build_id,
+                                 f.kernel, f.resolved, f.inlined);
+      auto [it, fresh] = frames_.try_emplace(key, static_cast<uint32_t>(sum_.frames.size()));
+      if (fresh) sum_.frames.push_back(f);
+      remap[i] = it->second;
+    }
+    for (const ProfileSample& s : inc.samples) {
+      ProfileSample m;
+      m.pid = s.pid;
+      m.tid = s.tid;
+      m.comm = s.comm;
+      for (uint32_t idx : s.frames) m.frames.push_back(remap[idx]);
+      auto key = std::make_tuple(m.pid, m.tid, m.comm, m.frames);
+      auto [it, fresh] = samples_.try_emplace(key, sum_.samples.size());
+      if (fresh) {
+        m.values.assign(s.values.size(), 0);
+        sum_.samples.push_back(std::move(m));
+      }
+      auto& values = sum_.samples[it->second].values;
+      if (values.size() < s.values.size()) values.resize(s.values.size(), 0);
+      for (size_t j = 0; j < s.values.size(); ++j) values[j] += s.values[j];
+    }
+  }
+  // The sum; stacks whose increments cancelled out are left out.
+  StackProfile take() {
+    std::erase_if(sum_.samples, [](const ProfileSample& s) {
+      return std::all_of(s.values.begin(), s.values.end(), [](int64_t v) { return v == 0; });
+    });
+    return std::move(sum_);
+  }
+
+ private:
+  StackProfile sum_;
+  std::map<std::tuple<uint64_t, std::string, uint64_t, std::string, std::string, std::string, bool,
+                      bool, bool>,
+           uint32_t>
+      frames_;
+  std::map<std::tuple<uint32_t, uint32_t, std::string, std::vector<uint32_t>>, size_t> samples_;
+};
 
 class TopVisitor : public CommonBlocksCollector<TopRecording> {
  public:
-  TopVisitor(TopRecording& r, std::string path)
-      : CommonBlocksCollector(r), path_(std::move(path)) {}
-  Result<bool> on_extension_block(uint16_t type, uint32_t count, const uint8_t* data, size_t size,
-                                  uint64_t offset) override {
-    PayloadCursor c(data, size, offset);
+  explicit TopVisitor(TopRecording& r) : CommonBlocksCollector(r) {}
+  // Each block is decoded completely before anything of it is kept: a block that fails to
+  // decode fails `c` and leaves the recording as it was (the reader reports it as damaged).
+  Result<bool> on_extension_block(uint16_t type, uint32_t count, PayloadCursor& c) override {
     switch (type) {
       case kTopBlockInterval:
-        KSCOPE_TRY(interval(c));
+        interval(c);
         return true;
       case kTopBlockSlices:
-        KSCOPE_TRY(slices(c, count));
+        slices(c, count);
         return true;
-      case kTopBlockProfile:
-        KSCOPE_TRY(profile(c));
+      case kTopBlockProfile: {
+        TopCounters counters;
+        StackProfile p = get_profile(c, counters);
+        if (c.ok()) {
+          r_.profile = std::move(p);
+          r_.counters = counters;
+          r_.has_profile = true;
+        }
         return true;
+      }
+      case kTopBlockProfileIncrement: {
+        TopCounters counters;
+        StackProfile p = get_profile(c, counters);
+        if (c.ok()) {
+          increments_.add(p);
+          if (p.duration_ns >= last_increment_end_) {
+            last_increment_end_ = p.duration_ns;
+            last_counters_ = counters;
+          }
+          ++r_.increments;
+        }
+        return true;
+      }
       default:
         return false;  // a block of a newer minor version
     }
   }
+  std::string extension_block_name(uint16_t type) const override {
+    switch (type) {
+      case kTopBlockInterval:
+        return "top interval";
+      case kTopBlockSlices:
+        return "top slices";
+      case kTopBlockProfile:
+        return "top profile";
+      case kTopBlockProfileIncrement:
+        return "top profile increment";
+      default:
+        return fmt::format("type {}", type);
+    }
+  }
+
+  // Without a profile block (kscope was stopped before it could write one), the increments.
+  void finish() {
+    if (r_.has_profile || r_.increments == 0) return;
+    r_.profile = increments_.take();
+    r_.counters = last_counters_;
+    r_.has_profile = true;
+    r_.profile_from_increments = true;
+  }
 
  private:
-  Status interval(PayloadCursor& c) {
+  void interval(PayloadCursor& c) {
     TopInterval iv;
     iv.end_ns = c.varint("interval end");
     iv.interval_ns = c.varint("interval length");
@@ -103,13 +276,12 @@ class TopVisitor : public CommonBlocksCollector<TopRecording> {
       iv.rows.push_back(std::move(row));
     }
     if (c.ok() && !c.at_end()) c.fail("unexpected bytes after the rows");
-    if (!c.ok()) return cursor_error(c, path_, "interval");
-    r_.intervals.push_back(std::move(iv));
-    return {};
+    if (c.ok()) r_.intervals.push_back(std::move(iv));
   }
 
-  Status slices(PayloadCursor& c, uint32_t count) {
+  void slices(PayloadCursor& c, uint32_t count) {
     if (count > c.remaining() / 5 + 1) c.fail(fmt::format("impossible slice count {}", count));
+    std::vector<TopSlice> block;
     uint64_t start = 0;
     for (uint32_t i = 0; i < count && c.ok(); ++i) {
       TopSlice s;
@@ -120,67 +292,15 @@ class TopVisitor : public CommonBlocksCollector<TopRecording> {
       s.start_ns = start;
       s.end_ns = start + c.varint("slice length");
       s.voluntary = (c.u8("slice flags") & 1) != 0;
-      if (c.ok()) r_.slices.push_back(std::move(s));
+      if (c.ok()) block.push_back(std::move(s));
     }
     if (c.ok() && !c.at_end()) c.fail("unexpected bytes after the slices");
-    if (!c.ok()) return cursor_error(c, path_, "slices");
-    return {};
+    if (c.ok()) r_.slices.insert(r_.slices.end(), block.begin(), block.end());
   }
 
-  Status profile(PayloadCursor& c) {
-    StackProfile p;
-    r_.counters = get_counters(c);
-    p.duration_ns = c.varint("duration");
-    p.start_wall_ns = c.varint("start time");
-    uint64_t nt = c.count("value type count", kMaxValueTypes);
-    for (uint64_t i = 0; i < nt && c.ok(); ++i) {
-      ProfileValueType t;
-      t.type = c.string("value type");
-      t.unit = c.string("value unit");
-      p.value_types.push_back(std::move(t));
-    }
-    uint64_t nf = c.count("frame count", kMaxFrames);
-    for (uint64_t i = 0; i < nf && c.ok(); ++i) {
-      ProfileFrame f;
-      f.addr = c.varint("frame address");
-      f.function = c.string("function");
-      f.offset = c.varint("frame offset");
-      f.module = c.string("module");
-      f.module_path = c.string("module path");
-      f.build_id = c.string("build id");
-      uint8_t flags = c.u8("frame flags");
-      f.kernel = flags & 1;
-      f.resolved = flags & 2;
-      f.inlined = flags & 4;
-      p.frames.push_back(std::move(f));
-    }
-    uint64_t ns = c.count("stack count", kMaxFrames);
-    for (uint64_t i = 0; i < ns && c.ok(); ++i) {
-      ProfileSample s;
-      s.pid = c.varint32("pid");
-      s.tid = c.varint32("tid");
-      s.comm = c.string("comm");
-      uint64_t k = c.count("stack depth", 4096);
-      for (uint64_t j = 0; j < k && c.ok(); ++j) {
-        uint64_t start = c.file_offset();
-        uint32_t idx = c.varint32("frame index");
-        if (c.ok() && idx >= p.frames.size())
-          c.fail_at(fmt::format("frame index {} of {} frames", idx, p.frames.size()), start);
-        s.frames.push_back(idx);
-      }
-      uint64_t nv = c.count("value count", kMaxValueTypes);
-      for (uint64_t j = 0; j < nv && c.ok(); ++j)
-        s.values.push_back(static_cast<int64_t>(unzigzag(c.varint("value"))));
-      p.samples.push_back(std::move(s));
-    }
-    if (c.ok() && !c.at_end()) c.fail("unexpected bytes after the profile");
-    if (!c.ok()) return cursor_error(c, path_, "profile");
-    r_.profile = std::move(p);
-    r_.has_profile = true;
-    return {};
-  }
-
-  std::string path_;
+  IncrementSum increments_;
+  uint64_t last_increment_end_ = 0;
+  TopCounters last_counters_;
 };
 
 }  // namespace
@@ -251,38 +371,21 @@ Status TopRecordingWriter::flush() {
   return writer_.flush();
 }
 
+Status TopRecordingWriter::add_profile_increment(const StackProfile& increment,
+                                                 const TopCounters& counters) {
+  Bytes out;
+  put_profile(out, increment, counters);
+  if (out.size() > kMaxBlockPayload)
+    return make_error("a top profile increment is too large for one recording block");
+  ++increments_total_;
+  KSCOPE_TRY(flush_slices());
+  return writer_.add_extension_block(kTopBlockProfileIncrement, 1, out);
+}
+
 Status TopRecordingWriter::finish(const StackProfile& p, const TopCounters& counters) {
   KSCOPE_TRY(flush_slices());
   Bytes out;
-  put_counters(out, counters);
-  put_varint(out, p.duration_ns);
-  put_varint(out, p.start_wall_ns);
-  put_varint(out, p.value_types.size());
-  for (const auto& t : p.value_types) {
-    put_string(out, t.type);
-    put_string(out, t.unit);
-  }
-  put_varint(out, p.frames.size());
-  for (const auto& f : p.frames) {
-    put_varint(out, f.addr);
-    put_string(out, f.function);
-    put_varint(out, f.offset);
-    put_string(out, f.module);
-    put_string(out, f.module_path);
-    put_string(out, f.build_id);
-    out.push_back(
-        static_cast<uint8_t>((f.kernel ? 1 : 0) | (f.resolved ? 2 : 0) | (f.inlined ? 4 : 0)));
-  }
-  put_varint(out, p.samples.size());
-  for (const auto& s : p.samples) {
-    put_varint(out, s.pid);
-    put_varint(out, s.tid);
-    put_string(out, s.comm);
-    put_varint(out, s.frames.size());
-    for (uint32_t idx : s.frames) put_varint(out, idx);
-    put_varint(out, s.values.size());
-    for (int64_t v : s.values) put_varint(out, zigzag(static_cast<uint64_t>(v)));
-  }
+  put_profile(out, p, counters);
   if (out.size() > kMaxBlockPayload)
     return make_error("the top profile is too large for one recording block");
   KSCOPE_TRY(writer_.add_extension_block(kTopBlockProfile, 1, out));
@@ -298,8 +401,41 @@ Status TopRecordingWriter::finish(const StackProfile& p, const TopCounters& coun
 }
 
 std::string TopRecordingWriter::describe() const {
-  return fmt::format("{} intervals, {} slices, {} bytes", intervals_total_, slices_total_,
-                     writer_.bytes_written());
+  return fmt::format("{} intervals, {} slices, {} profile increments, {} bytes", intervals_total_,
+                     slices_total_, increments_total_, writer_.bytes_written());
+}
+
+TopProfileValues profile_values(const TopValues& v) {
+  return {static_cast<int64_t>(v.oncpu_ns), static_cast<int64_t>(v.switches),
+          static_cast<int64_t>(v.runq_wait_ns), static_cast<int64_t>(v.voluntary),
+          static_cast<int64_t>(v.involuntary)};
+}
+
+std::vector<std::pair<TopAccountKey, TopProfileValues>> ProfileIncrements::next(
+    const Totals& totals) {
+  std::vector<std::pair<TopAccountKey, TopProfileValues>> out;
+  auto emit = [&](const TopAccountKey& k, const TopProfileValues& now) {
+    TopProfileValues& before = written_[k];
+    TopProfileValues d{};
+    bool moved = false;
+    for (size_t i = 0; i < d.size(); ++i) {
+      // Modulo 2^64, so the increments add up exactly whatever the values.
+      d[i] = static_cast<int64_t>(static_cast<uint64_t>(now[i]) - static_cast<uint64_t>(before[i]));
+      moved |= d[i] != 0;
+    }
+    if (!moved) return;
+    before = now;
+    out.emplace_back(k, d);
+  };
+  for (const auto& [k, v] : totals) emit(k, profile_values(v));
+  // An account that disappeared from the totals (not expected: exited threads stay in them)
+  // goes back to zero.
+  std::vector<TopAccountKey> gone;
+  for (const auto& [k, v] : written_)
+    if (!totals.count(k)) gone.push_back(k);
+  for (const auto& k : gone) emit(k, TopProfileValues{});
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return out;
 }
 
 Result<TopRecording> read_top_recording(const std::string& path) {
@@ -308,8 +444,9 @@ Result<TopRecording> read_top_recording(const std::string& path) {
     return make_error(
         fmt::format("{} is a 'kscope faults' recording, not a 'kscope top' one", path));
   TopRecording r;
-  TopVisitor visitor(r, path);
+  TopVisitor visitor(r);
   KSCOPE_ASSIGN_OR_RETURN(r.summary, visit_recording(path, visitor));
+  visitor.finish();
   std::map<uint32_t, std::string> names;
   for (const auto& t : r.threads) names[t.tid] = t.comm;
   for (auto& s : r.slices) {

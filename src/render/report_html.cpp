@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <time.h>
 
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <numeric>
 
@@ -60,10 +62,15 @@ nlohmann::json axis_json(const std::vector<PageAxisRange>& axis) {
   return a;
 }
 
+// part / whole as a percentage with one decimal, or with two significant digits when it is
+// below 0.1% (a page with 3 of 10 million faults is "0.000030%", not "0.0%"): a row of a
+// top-N table never reads as zero when it is not.
 std::string pct(uint64_t part, uint64_t whole) {
-  return whole ? fmt::format("{:.1f}%",
-                             100.0 * static_cast<double>(part) / static_cast<double>(whole))
-               : "-";
+  if (!whole) return "-";
+  const double p = 100.0 * static_cast<double>(part) / static_cast<double>(whole);
+  if (part == 0 || p >= 0.1) return fmt::format("{:.1f}%", p);
+  const int decimals = std::min(12, static_cast<int>(std::ceil(-std::log10(p))) + 1);
+  return fmt::format("{:.{}f}%", p, decimals);
 }
 
 std::string wall_time(uint64_t ns) {

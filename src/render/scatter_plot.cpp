@@ -371,7 +371,7 @@ std::string title_line(std::string_view title, size_t width) {
 std::string render_selection(std::span<const PlotPoint> points, const ScatterOptions& options,
                              const Selection& selection, std::string_view title,
                              std::string_view empty_message) {
-  const auto rows = static_cast<uint32_t>(options.rows);
+  auto rows = static_cast<uint32_t>(options.rows);
   const auto cols = static_cast<uint32_t>(options.cols);
 
   // The Y axis: linear mode needs only the lowest and highest page; gap compression needs the
@@ -403,6 +403,20 @@ std::string render_selection(std::span<const PlotPoint> points, const ScatterOpt
     std::string out;
     if (!title.empty()) out += title_line(title, max_line_width(options.cols));
     return out + std::string(empty_message) + '\n';
+  }
+  if (options.fit_rows) {
+    // When every faulting page already has a row of its own with rows to spare, the spare rows
+    // would only repeat pages: use one row per page (plus the break rows) instead.
+    uint64_t pages_shown = 0;
+    for (const PageRange& r : ranges) pages_shown += r.span();
+    const uint64_t needed = pages_shown + ranges.size() - 1;
+    if (needed < rows) {
+      rows = static_cast<uint32_t>(needed);
+      if (options.linear)
+        ranges[0].rows = rows;
+      else
+        allot_rows(ranges, static_cast<uint32_t>(pages_shown));
+    }
   }
 
   // Count faults per cell. Rows are counted from the bottom (row 0 holds the lowest pages).
@@ -580,8 +594,10 @@ Result<std::vector<SegmentPlot>> render_scatter_by_segment(std::span<const PlotP
     const std::string title = options.title.empty()
                                   ? std::string(to_string(segment))
                                   : fmt::format("{}: {}", options.title, to_string(segment));
-    plots.push_back({segment, render_selection(points, options, Selection{segment, *window}, title,
-                                               kNoFaults)});
+    ScatterOptions fitted = options;
+    fitted.fit_rows = true;  // a segment with a few pages gets a few rows, not options.rows
+    plots.push_back(
+        {segment, render_selection(points, fitted, Selection{segment, *window}, title, kNoFaults)});
   }
   return plots;
 }

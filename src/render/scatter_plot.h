@@ -55,12 +55,17 @@ struct ScatterOptions {
   bool linear = false;  // true: Y is min..max page proportionally, no gap compression
   std::string title;    // first line of the output when not empty
   std::optional<TimeWindow> time_range;  // empty: 0 (start of tracing) .. the last fault
+  // Fewer rows than `rows` when the data needs fewer: when every faulting page fits on a row of
+  // its own, the plot has exactly one row per page of the (gap-compressed) axis plus the break
+  // rows. render_scatter_by_segment() sets it for each segment's plot.
+  bool fit_rows = false;
 };
 
-// Renders the plot as lines ending in '\n'. The plot area is exactly options.rows lines of
-// options.cols cells between borders; every line is at most cols + 24 characters long.
-// Errors (usage errors): rows or cols out of [kScatterMin*, kScatterMax*], or a time window
-// that ends before it begins. No points (or none in the window) gives a one-line message
+// Renders the plot as lines ending in '\n'. The plot area is exactly options.rows lines (fewer
+// with fit_rows, see above) of options.cols cells between borders; every line is at most cols + 24
+// characters long. Errors (usage errors): rows or cols out of [kScatterMin*, kScatterMax*], or a
+// time window that ends before it begins. No points (or none in the window) gives a one-line
+// message
 // "(no faults to plot)" / "(no faults in the selected time range)" after the title.
 Result<std::string> render_scatter_plot(std::span<const PlotPoint> points,
                                         const ScatterOptions& options);
@@ -73,7 +78,8 @@ struct SegmentPlot {
 // One plot per segment that has faults in the time window, in Segment enum order; segments
 // without faults are left out. Each plot's title is the segment name (to_string(Segment)),
 // prefixed with "<options.title>: " when a title is given. All plots share one X axis (0 to the
-// last fault of any segment, or options.time_range) so they line up; each has its own Y axis.
+// last fault of any segment, or options.time_range) so they line up; each has its own Y axis,
+// sized to its data (fit_rows): at most options.rows rows, fewer when its pages need fewer.
 Result<std::vector<SegmentPlot>> render_scatter_by_segment(std::span<const PlotPoint> points,
                                                            const ScatterOptions& options);
 

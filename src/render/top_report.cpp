@@ -137,10 +137,26 @@ Result<ReportOutput> build_top_report(const TopRecording& rec, const ReportOptio
       format_duration_ns(rec.profile.duration_ns));
   if (!rec.has_profile) {
     body +=
-        "<section class=\"panel\"><p class=\"empty\">this recording has no profile block: kscope "
-        "top did not "
-        "shut down cleanly; only the slices and intervals written before are "
-        "available</p></section>\n";
+        "<section class=\"panel\"><p class=\"empty\">this recording has no profile: kscope "
+        "top did not shut down cleanly and no profile increment survived; only the slices and "
+        "intervals written before are available</p></section>\n";
+  } else if (rec.profile_from_increments) {
+    body += fmt::format(
+        "<section class=\"panel\"><p class=\"note\" id=\"from-increments\">kscope top did not "
+        "shut down cleanly: this profile is the sum of the {} per-second increments it wrote, "
+        "covering the first {} of the run</p></section>\n",
+        rec.increments, format_duration_ns(rec.profile.duration_ns));
+  }
+  if (!rec.summary.damage.empty() || rec.summary.truncated) {
+    std::string items;
+    for (const auto& d : rec.summary.damage)
+      items += fmt::format("<li>bytes {} to {} skipped: {}</li>", d.offset, d.resumed_at,
+                           xml_escape(d.reason));
+    if (rec.summary.truncated)
+      items +=
+          fmt::format("<li>the file ends inside a block at byte {}</li>", rec.summary.truncated_at);
+    body +=
+        "<section class=\"panel\" id=\"damage\"><h2>Damage</h2><ul>" + items + "</ul></section>\n";
   }
   const TopCounters& c = rec.counters;
   body += fmt::format(

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <tuple>
 #include <unordered_set>
 
 #include "model/top_aggregator.h"
@@ -335,19 +336,64 @@ struct TopSession::Impl {
     return build_ids[path] = id ? *id : std::string();
   }
 
-  StackProfile whole_run_profile(const TopSample& final_sample) {
-    std::unordered_map<TopAccountKey, TopValues, TopAccountKeyHash> all = retired;
-    for (const auto& [k, v] : final_sample.accounts) all[k] += v;
-    TopProfileBuilder builder([this](const std::string& path) { return build_id_of(path); });
-    std::vector<std::pair<TopAccountKey, TopValues>> sorted(all.begin(), all.end());
-    std::sort(sorted.begin(), sorted.end(),
-              [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (const auto& [k, v] : sorted) {
-      if (v.empty()) continue;
-      builder.add(k.pid, k.tid, comm_of(k.pid, k.tid), view(k.pid, k.kstack, k.ustack), v);
-    }
-    return builder.take(final_sample.time_ns - tracer->start_ns());
+  // Cumulative totals of every account since tracing started: exited threads' final values
+  // plus the live accounts of `sample`.
+  ProfileIncrements::Totals run_totals(const TopSample& sample) {
+    ProfileIncrements::Totals all = retired;
+    for (const auto& [k, v] : sample.accounts) all[k] += v;
+    return all;
   }
+
+  StackProfile whole_run_profile(const TopSample& final_sample) {
+    std::vector<std::pair<TopAccountKey, TopProfileValues>> values;
+    for (const auto& [k, v] : run_totals(final_sample))
+      if (!v.empty()) values.emplace_back(k, profile_values(v));
+    std::sort(values.begin(), values.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    return profile_of(values, final_sample.time_ns);
+  }
+
+  // A symbolized profile of per-account values (in the order given), up to `time_ns`.
+  StackProfile profile_of(const std::vector<std::pair<TopAccountKey, TopProfileValues>>& values,
+                          uint64_t time_ns) {
+    TopProfileBuilder builder([this](const std::string& path) { return build_id_of(path); });
+    for (const auto& [k, v] : values)
+      builder.add(k.pid, k.tid, comm_of(k.pid, k.tid), view(k.pid, k.kstack, k.ustack),
+                  std::vector<int64_t>(v.begin(), v.end()));
+    return builder.take(time_ns - tracer->start_ns());
+  }
+
+  // ---- Recording checkpoints: what a crash may lose is what came after the last one ----
+  static constexpr uint64_t kCheckpointNs = 1'000'000'000;
+  ProfileIncrements increments;
+  uint64_t last_checkpoint_ns = 0;
+
+  // Writes what the accounts grew by since the previous increment, and the slices and thread
+  // names buffered so far.
+  Status write_increment(const TopSample& sample) {
+    auto delta = increments.next(run_totals(sample));
+    if (!delta.empty())
+      KSCOPE_TRY(
+          recording->add_profile_increment(profile_of(delta, sample.time_ns), sample.counters));
+    KSCOPE_TRY(recording->flush());
+    last_checkpoint_ns = sample.time_ns;
+    return {};
+  }
+
+  // About once a second, from the poll loop of every mode (batch, --once, live screen).
+  Status checkpoint() {
+    if (!recording || !options.keep_whole_run) return {};
+    uint64_t now = monotonic_ns();
+    if (last_checkpoint_ns == 0) last_checkpoint_ns = tracer->start_ns();
+    if (now - last_checkpoint_ns < kCheckpointNs) return {};
+    KSCOPE_ASSIGN_OR_RETURN(TopSample sample, tracer->sample());
+    // A write error does not stop the measurement; it is reported by finish(), where the
+    // writer refuses to finish a recording with a failed write.
+    if (Status st = write_increment(sample); !st && recording_error.ok()) recording_error = st;
+    last_checkpoint_ns = sample.time_ns;
+    return {};
+  }
+  Status recording_error;
 };
 
 TopSession::TopSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -389,7 +435,7 @@ int TopSession::ncpus() const { return impl_->tracer->ncpus(); }
 Status TopSession::poll(int timeout_ms) {
   KSCOPE_TRY(impl_->tracer->poll(timeout_ms));
   impl_->drain_mmaps();
-  return {};
+  return impl_->checkpoint();
 }
 
 bool TopSession::targets_gone() {
@@ -455,6 +501,9 @@ Result<TopSummary> TopSession::finish() {
   summary.diagnostics = s.tracer->diagnostics();
   if (s.options.keep_whole_run) summary.profile = s.whole_run_profile(final_sample);
   if (s.recording) {
+    // The last increment makes the increments add up to the profile block exactly.
+    KSCOPE_TRY(s.recording_error);
+    if (s.options.keep_whole_run) KSCOPE_TRY(s.write_increment(final_sample));
     KSCOPE_TRY(s.recording->finish(summary.profile, summary.counters));
     summary.recording_note = s.recording->describe();
   }

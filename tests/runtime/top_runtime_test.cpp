@@ -8,10 +8,12 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -379,6 +381,134 @@ TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
   screen = wait_screen("kscope-exit=");
   EXPECT_NE(screen.find("kscope-exit=0"), std::string::npos) << screen;
   tmux({"kill-server"});
+}
+
+// The schedstat on-CPU time (ns) of a thread, or nothing when it cannot be read.
+std::optional<uint64_t> schedstat_ns(int pid, uint32_t tid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/schedstat");
+  uint64_t ns = 0;
+  if (!(in >> ns)) return std::nullopt;
+  return ns;
+}
+
+// The thread of `pid` named `name` (its comm), or 0.
+uint32_t find_thread(int pid, const std::string& name) {
+  std::error_code ec;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec)) {
+    std::string comm = read_file(e.path().string() + "/comm");
+    while (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    if (comm == name) return static_cast<uint32_t>(std::stoul(e.path().filename().string()));
+  }
+  return 0;
+}
+
+// `kscope top -o` killed with SIGKILL: the recording still gives a report and every export
+// format, and its profile (rebuilt from the per-second increments) holds the spinning thread's
+// on-CPU time up to at most a little over a second before the kill.
+TEST_F(TopRuntime, KilledRecordingStillHoldsTheRunUpToTheLastSecond) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  // spin_full spins 60 s of CPU: still spinning when kscope is killed.
+  prog_pid_ =
+      spawn({kTopprog, path("truth"), "60000", "100000"}, path("prog.out"), path("prog.err"));
+  ASSERT_TRUE(wait_for_text(path("prog.out"), "ready", 10)) << read_file(path("prog.err"));
+  const uint32_t tid = find_thread(prog_pid_, "spin_full");
+  ASSERT_NE(tid, 0u);
+  std::string rec = path("killed.ksr");
+  int k = spawn(
+      {kKscope, "top", "-p", std::to_string(prog_pid_), "--once", "--duration", "60", "-o", rec},
+      path("top.out"), path("top.err"));
+  ASSERT_TRUE(wait_for_text(path("top.err"), "measuring", 10)) << read_file(path("top.err"));
+  // The workers are blocked until released: this is their CPU time before kscope measured.
+  auto base = schedstat_ns(prog_pid_, tid);
+  ASSERT_TRUE(base);
+  kill(prog_pid_, SIGUSR1);
+  // The thread's schedstat every 20 ms, to know its on-CPU time at any moment before the kill.
+  using Clock = std::chrono::steady_clock;
+  std::vector<std::pair<Clock::time_point, uint64_t>> series;
+  const auto start = Clock::now();
+  while (Clock::now() - start < std::chrono::milliseconds(3200)) {
+    auto ns = schedstat_ns(prog_pid_, tid);
+    ASSERT_TRUE(ns);
+    series.emplace_back(Clock::now(), *ns);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(kill(k, SIGKILL), 0);
+  const auto killed_at = Clock::now();
+  auto at_kill = schedstat_ns(prog_pid_, tid);
+  EXPECT_EQ(wait_for(k, 10), 128 + SIGKILL);
+  ASSERT_TRUE(at_kill);
+  // What the thread had run 1.5 s before the kill (one-second checkpoints, plus time for a
+  // checkpoint of a kscope that a loaded machine schedules late).
+  uint64_t before_last_second = *base;
+  for (const auto& [t, ns] : series)
+    if (t <= killed_at - std::chrono::milliseconds(1500)) before_last_second = ns;
+  ASSERT_GT(before_last_second, *base) << "the thread did not run in the first 1.7 s";
+
+  auto r = read_top_recording(rec);
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_FALSE(r->summary.complete);
+  EXPECT_TRUE(r->summary.damage.empty());
+  ASSERT_TRUE(r->has_profile);
+  EXPECT_TRUE(r->profile_from_increments);
+  EXPECT_GE(r->increments, 2u);
+  uint64_t recovered = 0;
+  for (const auto& s : r->profile.samples)
+    if (s.tid == tid) recovered += static_cast<uint64_t>(s.values.at(0));
+  std::printf(
+      "[ top killed ] spin_full on-CPU: recovered %.3f s; schedstat %.3f s at the kill, %.3f s "
+      "1.5 s before it; %llu increments covering %.3f s\n",
+      static_cast<double>(recovered) / 1e9, static_cast<double>(*at_kill - *base) / 1e9,
+      static_cast<double>(before_last_second - *base) / 1e9,
+      static_cast<unsigned long long>(r->increments),
+      static_cast<double>(r->profile.duration_ns) / 1e9);
+  EXPECT_GE(recovered, before_last_second - *base)
+      << "recovered on-CPU time vs schedstat 1.5 s before the kill";
+  EXPECT_LE(static_cast<double>(recovered), 1.02 * static_cast<double>(*at_kill - *base) + 20000.0)
+      << "recovered on-CPU time vs schedstat at the kill";
+  uint64_t slices = 0;
+  for (const auto& s : r->slices) slices += s.tid == tid;
+  EXPECT_GT(slices, 0u) << "slices were flushed with the checkpoints";
+
+  // Everything that reads a recording works on it, and says what it could not have.
+  auto ok = run({kKscope, "report", rec, "-o", path("r.html")});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(ok.err.find("increments"), std::string::npos) << ok.err;
+  EXPECT_NE(read_file(path("r.html")).find("spin_full"), std::string::npos);
+  ok = run({kKscope, "export", rec, "--format", "csv", "-o", path("a.csv")});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  uint64_t csv_ns = 0;
+  std::istringstream csv(read_file(path("a.csv")));
+  for (std::string line; std::getline(csv, line);) {
+    std::string prefix = std::to_string(prog_pid_) + "," + std::to_string(tid) + ",spin_full,";
+    if (line.rfind(prefix, 0) == 0) csv_ns += std::stoull(line.substr(prefix.size()));
+  }
+  EXPECT_EQ(csv_ns, recovered) << "csv rows add up to the profile";
+  ok = run({kKscope, "export", rec, "--format", "folded", "-o", path("f.folded")});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_NE(read_file(path("f.folded")).find("spin_full;"), std::string::npos);
+  for (const char* format : {"pprof", "chrome-trace", "jsonl", "sqlite"}) {
+    ok = run({kKscope, "export", rec, "--format", format, "-o", path(std::string("x.") + format)});
+    EXPECT_EQ(ok.exit_code, 0) << format << ": " << ok.err;
+  }
+  // Cut in half: still readable, a prefix of the same run.
+  std::string bytes = read_file(rec);
+  {
+    std::ofstream half(path("half.ksr"), std::ios::binary | std::ios::trunc);
+    half << bytes.substr(0, bytes.size() / 2);
+  }
+  auto half = read_top_recording(path("half.ksr"));
+  ASSERT_TRUE(half) << half.error().describe();
+  EXPECT_TRUE(half->summary.truncated);
+  EXPECT_LE(half->increments, r->increments);
+  EXPECT_LE(half->slices.size(), r->slices.size());
+  ok = run({kKscope, "report", path("half.ksr"), "-o", path("h.html")});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  ok = run({kKscope, "export", path("half.ksr"), "--format", "chrome-trace", "-o", path("h.json")});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  // The profile formats need at least one increment before the cut.
+  ok = run({kKscope, "export", path("half.ksr"), "--format", "csv", "-o", path("h.csv")});
+  EXPECT_EQ(ok.exit_code, half->has_profile ? 0 : 1) << ok.err;
 }
 
 }  // namespace

@@ -529,39 +529,223 @@ TEST(RecordingTest, ZeroFilledTailIsTruncation) {
   EXPECT_EQ(r->faults, c.faults);
 }
 
-TEST(RecordingTest, CorruptMiddleBlockNamesOffset) {
+struct BlockInfo {
+  uint64_t offset = 0;
+  uint16_t type = 0;
+  uint32_t count = 0;
+  uint64_t end = 0;  // offset of the next block
+};
+
+// The blocks of a well-formed file, by walking the documented layout.
+std::vector<BlockInfo> blocks_of(const std::string& bytes) {
+  std::vector<BlockInfo> out;
+  for (uint64_t at : block_offsets(bytes)) {
+    BlockInfo b;
+    b.offset = at;
+    b.type = static_cast<uint16_t>(static_cast<uint8_t>(bytes[at]) |
+                                   (static_cast<uint8_t>(bytes[at + 1]) << 8));
+    b.count = get_u32(bytes, at + 8);
+    b.end = at + kBlockHeaderSize + get_u32(bytes, at + 4);
+    out.push_back(b);
+  }
+  return out;
+}
+
+// The file without the blocks `drop` says to leave out: what a reader that skips exactly those
+// blocks must deliver.
+std::string without_blocks(const std::string& bytes, const std::vector<BlockInfo>& blocks,
+                           const std::vector<bool>& drop) {
+  std::string out = bytes.substr(0, kFileHeaderSize);
+  for (size_t i = 0; i < blocks.size(); ++i)
+    if (!drop[i]) out += bytes.substr(blocks[i].offset, blocks[i].end - blocks[i].offset);
+  return out;
+}
+
+// Overwrites `n` bytes at `at` with their complement, so every one of them changes.
+std::string overwritten(std::string bytes, size_t at, size_t n) {
+  for (size_t i = at; i < at + n && i < bytes.size(); ++i) bytes[i] = static_cast<char>(~bytes[i]);
+  return bytes;
+}
+
+TEST(RecordingTest, DamagedMiddleBlockIsSkippedAndReadingResumes) {
   TempDir dir;
   Content c = make_content(200, 7);
   RecordingWriterOptions options;
   options.block_records = 16;
-  std::string path = dir.file("corrupt.kscope");
+  std::string path = dir.file("damaged.kscope");
   std::string full = write_file(path, c, options);
-  std::vector<uint64_t> blocks = block_offsets(full);
-  ASSERT_GE(blocks.size(), 5u);
-  uint64_t middle = blocks[blocks.size() / 2];
+  std::vector<BlockInfo> blocks = blocks_of(full);
+  // A faults block in the middle and the number of fault records before it.
+  size_t k = blocks.size() / 2;
+  while (blocks[k].type != 4) ++k;
+  size_t before = 0;
+  for (size_t i = 0; i < k; ++i)
+    if (blocks[i].type == 4) before += blocks[i].count;
+  const BlockInfo& bad_block = blocks[k];
+  std::vector<FaultRecord> expected = c.faults;
+  expected.erase(expected.begin() + static_cast<ptrdiff_t>(before),
+                 expected.begin() + static_cast<ptrdiff_t>(before + bad_block.count));
 
-  std::string bad = full;
-  bad[middle + kBlockHeaderSize + 3] ^= 0x40;  // in the payload
-  write_bytes(path, bad);
+  // Eight bytes of the payload: the header still verifies, so what was lost is known.
+  write_bytes(path, overwritten(full, bad_block.offset + kBlockHeaderSize + 5, 8));
+  auto r = read_recording(path);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->faults, expected);
+  EXPECT_EQ(r->meta, c.meta);
+  EXPECT_EQ(r->threads, c.threads);
+  EXPECT_EQ(r->exits, c.exits);
+  EXPECT_TRUE(r->summary.complete) << "the trailer after the damage was read";
+  ASSERT_EQ(r->summary.damage.size(), 1u);
+  EXPECT_EQ(r->summary.damage[0].offset, bad_block.offset);
+  EXPECT_EQ(r->summary.damage[0].resumed_at, bad_block.end);
+  EXPECT_EQ(r->summary.damage[0].block_type, std::optional<uint16_t>(4));
+  EXPECT_EQ(r->summary.damage[0].block_count, bad_block.count);
+  EXPECT_EQ(r->summary.faults_lost, bad_block.count);
+  EXPECT_TRUE(r->summary.faults_lost_exact);
+  const std::string& w = r->summary.warning;
+  EXPECT_NE(w.find(fmt::format("bytes {} to {} skipped", bad_block.offset, bad_block.end)),
+            std::string::npos)
+      << w;
+  EXPECT_NE(w.find(fmt::format("a faults block ({} fault records)", bad_block.count)),
+            std::string::npos)
+      << w;
+  EXPECT_NE(w.find("checksum mismatch"), std::string::npos) << w;
+  EXPECT_NE(w.find(fmt::format("{} fault records lost", bad_block.count)), std::string::npos) << w;
+
+  // Eight bytes of the header, over the length field: the length cannot be trusted, the reader
+  // scans for the next block whose checksums verify.
+  write_bytes(path, overwritten(full, bad_block.offset + 2, 8));
+  r = read_recording(path);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->faults, expected);
+  ASSERT_EQ(r->summary.damage.size(), 1u);
+  EXPECT_EQ(r->summary.damage[0].offset, bad_block.offset);
+  EXPECT_EQ(r->summary.damage[0].resumed_at, bad_block.end);
+  EXPECT_FALSE(r->summary.damage[0].block_type.has_value()) << "its header is not trusted";
+  EXPECT_EQ(r->summary.faults_lost, bad_block.count) << "still exact, from the trailer";
+  EXPECT_NE(r->summary.warning.find("block header checksum mismatch"), std::string::npos);
+
+  // The streaming reader delivers the same, and nothing of the damaged block.
+  CollectingVisitor v;
+  auto s = visit_recording(path, v);
+  ASSERT_TRUE(s.ok()) << s.error().describe();
+  EXPECT_EQ(v.r.faults, expected);
+}
+
+TEST(RecordingTest, EightDamagedBytesAnywhereLoseExactlyTheBlocksTheyTouch) {
+  // The oracle: reading the damaged file gives exactly what reading the file without the
+  // touched blocks gives, and the damage is reported at the first touched block.
+  TempDir dir;
+  Content c = make_content(120, 21);
+  RecordingWriterOptions options;
+  options.block_records = 8;
+  std::string path = dir.file("sweep.kscope");
+  std::string ref_path = dir.file("reference.kscope");
+  std::string full = write_file(path, c, options);
+  std::vector<BlockInfo> blocks = blocks_of(full);
+  ASSERT_GE(blocks.size(), 15u);
+  size_t checked = 0;
+  for (size_t at = 0; at + 8 <= full.size(); ++at) {
+    SCOPED_TRACE(fmt::format("8 bytes at {} of {}", at, full.size()));
+    write_bytes(path, overwritten(full, at, 8));
+    auto r = read_recording(path);
+    if (at < kFileHeaderSize) {
+      // Without its file header the kind of the file is unknown: nothing is read.
+      ASSERT_FALSE(r.ok());
+      EXPECT_FALSE(r.error().message.empty());
+      continue;
+    }
+    ASSERT_TRUE(r.ok()) << r.error().describe();
+    std::vector<bool> drop(blocks.size());
+    size_t first = blocks.size();
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      drop[i] = blocks[i].offset < at + 8 && at < blocks[i].end;
+      if (drop[i] && first == blocks.size()) first = i;
+    }
+    ASSERT_LT(first, blocks.size());
+    ASSERT_EQ(r->summary.damage.size(), 1u);
+    EXPECT_EQ(r->summary.damage[0].offset, blocks[first].offset);
+    size_t last = first;
+    while (last + 1 < blocks.size() && drop[last + 1]) ++last;
+    EXPECT_EQ(r->summary.damage[0].resumed_at, blocks[last].end);
+    EXPECT_NE(r->summary.warning.find(fmt::format("byte {}", blocks[first].offset)),
+              std::string::npos)
+        << r->summary.warning;
+
+    // The reference: the same file with the touched blocks left out (the metadata block kept,
+    // so that the reference reads; without it the damaged read has an empty one).
+    bool meta_touched = drop[0];
+    drop[0] = false;
+    write_bytes(ref_path, without_blocks(full, blocks, drop));
+    auto ref = read_recording(ref_path);
+    ASSERT_TRUE(ref.ok()) << ref.error().describe();
+    EXPECT_EQ(r->summary.meta_lost, meta_touched);
+    EXPECT_EQ(r->meta, meta_touched ? RecordingMeta{} : c.meta);
+    EXPECT_EQ(r->threads, ref->threads);
+    EXPECT_EQ(r->mappings, ref->mappings);
+    EXPECT_EQ(r->forks, ref->forks);
+    EXPECT_EQ(r->exits, ref->exits);
+    EXPECT_EQ(r->faults, ref->faults);
+    EXPECT_EQ(r->trailer, ref->trailer);
+    if (r->trailer) {
+      EXPECT_EQ(r->summary.faults_lost, c.faults.size() - r->faults.size());
+      EXPECT_TRUE(r->summary.faults_lost_exact);
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, full.size() - 8 + 1 - kFileHeaderSize);
+}
+
+TEST(RecordingTest, DamageWithNothingUsableLeftIsAnError) {
+  TempDir dir;
+  Content c = make_content(10, 9);
+  c.threads.clear();
+  c.mappings.clear();
+  c.forks.clear();
+  c.exits.clear();
+  std::string path = dir.file("two-blocks.kscope");
+  std::string full = write_file(path, c);
+  std::vector<BlockInfo> blocks = blocks_of(full);
+  ASSERT_EQ(blocks.size(), 4u);  // metadata, two faults blocks (a flush between), trailer
+  ASSERT_EQ(blocks[1].type, 4);
+  ASSERT_EQ(blocks[2].type, 4);
+  // Eight bytes across the boundary of the two faults blocks: both are lost, one range.
+  write_bytes(path, overwritten(full, blocks[2].offset - 4, 8));
   auto r = read_recording(path);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find(fmt::format("at byte {}", middle)), std::string::npos)
+  EXPECT_NE(r.error().message.find("nothing usable"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(
+                fmt::format("bytes {} to {} skipped", blocks[1].offset, blocks[2].end)),
+            std::string::npos)
       << r.error().message;
-  EXPECT_NE(r.error().message.find("checksum"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("10 fault records lost"), std::string::npos)
+      << r.error().message;
+}
 
-  bad = full;
-  bad[middle + 5] ^= 0x01;  // the length field: caught by the header checksum, not a truncation
+TEST(RecordingTest, DamagedTailIsReportedAsDamageToTheEnd) {
+  // Garbage instead of the last blocks: no block verifies after the damage.
+  TempDir dir;
+  Content c = make_content(100, 10);
+  RecordingWriterOptions options;
+  options.block_records = 16;
+  std::string path = dir.file("tail.kscope");
+  std::string full = write_file(path, c, options);
+  std::vector<BlockInfo> blocks = blocks_of(full);
+  const BlockInfo& b = blocks[blocks.size() - 3];
+  std::string bad = full.substr(0, b.offset);
+  std::mt19937_64 rng(5);
+  while (bad.size() < full.size()) bad += static_cast<char>(rng() | 1);
   write_bytes(path, bad);
-  r = read_recording(path);
-  ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find(fmt::format("at byte {}", middle)), std::string::npos)
-      << r.error().message;
-
-  // The streaming reader delivers the blocks before the bad one, then fails.
-  CollectingVisitor v;
-  EXPECT_FALSE(visit_recording(path, v).ok());
-  EXPECT_LT(v.r.faults.size(), c.faults.size());
-  EXPECT_TRUE(std::equal(v.r.faults.begin(), v.r.faults.end(), c.faults.begin()));
+  auto r = read_recording(path);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  ASSERT_EQ(r->summary.damage.size(), 1u);
+  EXPECT_EQ(r->summary.damage[0].offset, b.offset);
+  EXPECT_EQ(r->summary.damage[0].resumed_at, full.size());
+  EXPECT_NE(r->summary.warning.find(fmt::format("damaged from byte {} to the end", b.offset)),
+            std::string::npos)
+      << r->summary.warning;
+  EXPECT_FALSE(r->summary.complete);
+  EXPECT_TRUE(std::equal(r->faults.begin(), r->faults.end(), c.faults.begin()));
 }
 
 TEST(RecordingTest, EveryByteFlipIsDetected) {
@@ -577,26 +761,32 @@ TEST(RecordingTest, EveryByteFlipIsDetected) {
       bad[i] = static_cast<char>(bad[i] ^ mask);
       write_bytes(path, bad);
       auto r = read_recording(path);
-      EXPECT_FALSE(r.ok()) << "flipping byte " << i << " went unnoticed";
+      // Detected: an error, or a read that reports the damage.
+      EXPECT_TRUE(!r.ok() || !r->summary.damage.empty())
+          << "flipping byte " << i << " went unnoticed";
     }
   }
 }
 
-TEST(RecordingTest, ImpossibleLengthIsAnError) {
+TEST(RecordingTest, ImpossibleLengthIsDamage) {
   TempDir dir;
   std::string path = dir.file("len.kscope");
-  std::string full = write_file(path, make_content(10, 9));
+  Content c = make_content(10, 9);
+  std::string full = write_file(path, c);
   uint64_t second = block_offsets(full)[1];
-  // A header with a valid checksum claiming a 4 GiB payload: must not allocate it.
+  // A header with a valid checksum claiming a 4 GiB payload: must not allocate it, and the
+  // blocks after it are still read.
   std::string block = make_block(4, 0, 1, "");
   put_u32(block, 4, 0xffffffffu);
   put_u32(block, 16, crc(std::string_view(block).substr(0, 16)));
   write_bytes(path, full.substr(0, second) + block + full.substr(second));
   auto r = read_recording(path);
-  ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find(fmt::format("at byte {}", second)), std::string::npos)
-      << r.error().message;
-  EXPECT_NE(r.error().message.find("impossible block length"), std::string::npos);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  ASSERT_EQ(r->summary.damage.size(), 1u);
+  EXPECT_EQ(r->summary.damage[0].offset, second);
+  EXPECT_EQ(r->summary.damage[0].resumed_at, second + block.size());
+  EXPECT_NE(r->summary.warning.find("impossible block length"), std::string::npos);
+  EXPECT_EQ(r->faults, c.faults);
 }
 
 TEST(RecordingTest, GarbagePayloadsWithValidChecksumsAreSafe) {
@@ -656,6 +846,13 @@ TEST(RecordingTest, MutatedBlocksWithValidChecksumsAreSafe) {
     if (!r.ok()) {
       ++errors;
       EXPECT_NE(r.error().message.find("byte"), std::string::npos) << r.error().message;
+    } else if (!r->summary.damage.empty()) {
+      // A block that does not decode is skipped whole, named by its offset.
+      ++errors;
+      ASSERT_EQ(r->summary.damage.size(), 1u);
+      EXPECT_EQ(r->summary.damage[0].offset, at);
+      EXPECT_EQ(r->summary.damage[0].resumed_at, at + kBlockHeaderSize + length);
+      EXPECT_NE(r->summary.damage[0].reason.find("byte"), std::string::npos);
     }
   }
   EXPECT_GT(errors, 0);
@@ -689,7 +886,9 @@ TEST(RecordingTest, UnsupportedMajorVersion) {
   write_bytes(path, full);
   auto r = read_recording(path);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.error().message.find("format version 2.0"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(fmt::format("format version 2.{}", kRecordingVersionMinor)),
+            std::string::npos)
+      << r.error().message;
   EXPECT_NE(r.error().message.find("reads version 1.x"), std::string::npos);
 }
 

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <cmath>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "model/top_recording.h"
 #include "render/fault_figures.h"
 #include "render/flamegraph.h"
 #include "render/report_html.h"
@@ -150,13 +153,14 @@ TEST_F(ReportTest, BadInput) {
   r = run({KSCOPE_BINARY, "report", rec_, "-o", dir_ + "/r.html", "--svg", "/proc/version"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(::access((dir_ + "/r.html").c_str(), F_OK), 0) << "failed report leaves no file";
-  // Corrupt recording: the byte offset is named, no output left.
+  // A bad file header (the kind of the file is unknown): the byte offset is named, no output
+  // left. (Damaged blocks are read around: DamagedRecording below.)
   std::string bytes = read_file(rec_);
-  bytes[bytes.size() / 3] ^= 0x40;
+  bytes[13] ^= 0x40;
   std::ofstream(dir_ + "/bad.kscope", std::ios::binary) << bytes;
   r = run({KSCOPE_BINARY, "report", dir_ + "/bad.kscope", "-o", dir_ + "/r.html"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("corrupted at byte "), std::string::npos) << r.err;
+  EXPECT_FALSE(r.err.empty());
   EXPECT_NE(::access((dir_ + "/r.html").c_str(), F_OK), 0);
   // Not a recording at all.
   r = run({KSCOPE_BINARY, "report", "/etc/hostname", "-o", dir_ + "/r.html"});
@@ -235,6 +239,234 @@ TEST(ReportEmpty, SaysNoFaultsRecorded) {
   } else if (bpf_required()) {
     FAIL() << "KSCOPE_REQUIRE_BPF=1 but chromium is missing";
   }
+  run({"/bin/rm", "-rf", dir});
+}
+
+// Offsets, types and counts of the blocks of a recording, by walking the documented framing.
+struct Block {
+  uint64_t offset, end;
+  uint16_t type;
+  uint32_t count;
+};
+std::vector<Block> blocks_of(const std::string& b) {
+  auto u32 = [&](size_t o) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(b[o + i]);
+    return v;
+  };
+  std::vector<Block> out;
+  for (uint64_t pos = 20; pos + 20 <= b.size(); pos += 20 + u32(pos + 4))
+    out.push_back({pos, pos + 20 + u32(pos + 4),
+                   static_cast<uint16_t>(static_cast<uint8_t>(b[pos]) |
+                                         (static_cast<uint8_t>(b[pos + 1]) << 8)),
+                   u32(pos + 8)});
+  return out;
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+TEST(DamagedRecording, FaultsRecordingWithEightOverwrittenBytes) {
+  std::string dir = temp_dir();
+  SyntheticRecording data = make_synthetic(20000);  // 5 faults blocks of up to 4096 records
+  ASSERT_EQ(write_synthetic(dir + "/r.kscope", data), "");
+  std::string bytes = read_file(dir + "/r.kscope");
+  std::vector<Block> blocks = blocks_of(bytes);
+  // Eight bytes in the middle of the file, inside the payload of a faults block.
+  const uint64_t at = bytes.size() / 2;
+  auto hit = std::find_if(blocks.begin(), blocks.end(),
+                          [&](const Block& b) { return b.offset + 20 <= at && at + 8 <= b.end; });
+  ASSERT_NE(hit, blocks.end());
+  ASSERT_EQ(hit->type, 4);
+  for (uint64_t i = at; i < at + 8; ++i) bytes[i] = static_cast<char>(~bytes[i]);
+  write_bytes(dir + "/bad.kscope", bytes);
+  const size_t recovered = data.faults.size() - hit->count;
+  const std::string where = fmt::format("bytes {} to {} skipped", hit->offset, hit->end);
+
+  // export csv: every fault of the other blocks, one line each; the loss on stderr.
+  auto r =
+      run({KSCOPE_BINARY, "export", dir + "/bad.kscope", "--format", "csv", "-o", dir + "/f.csv"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find(where), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(fmt::format("{} fault records lost", hit->count)), std::string::npos)
+      << r.err;
+  std::string csv = read_file(dir + "/f.csv");
+  EXPECT_EQ(count_of(csv, "\n"), 1 + recovered);
+  // report: the page counts the recovered faults.
+  r = run({KSCOPE_BINARY, "report", dir + "/bad.kscope", "-o", dir + "/r.html"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find(where), std::string::npos) << r.err;
+  std::string html = read_file(dir + "/r.html");
+  // (std::regex recurses per character: too deep for 20,000 faults of page data.)
+  const std::string open = "id=\"kscope-data\">";
+  size_t from = html.find(open);
+  ASSERT_NE(from, std::string::npos);
+  from += open.size();
+  const std::string page_data = html.substr(from, html.find("</script>", from) - from);
+  EXPECT_EQ(nlohmann::json::parse(page_data)["n"], recovered);
+  // plot and the other exports work too.
+  r = run({KSCOPE_BINARY, "plot", dir + "/bad.kscope"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("virtual page"), std::string::npos);
+  EXPECT_NE(r.err.find(where), std::string::npos) << r.err;
+  for (const char* format : {"jsonl", "sqlite", "pprof", "chrome-trace"}) {
+    r = run({KSCOPE_BINARY, "export", dir + "/bad.kscope", "--format", format, "-o",
+             dir + "/out." + format});
+    EXPECT_EQ(r.exit_code, 0) << format << ": " << r.err;
+  }
+
+  // Damage that leaves nothing usable (a recording with one faults block): exit 1, said why.
+  SyntheticRecording small = make_synthetic(100);
+  small.threads.clear();
+  small.mappings.clear();
+  small.exits.clear();
+  ASSERT_EQ(write_synthetic(dir + "/small.kscope", small), "");
+  bytes = read_file(dir + "/small.kscope");
+  blocks = blocks_of(bytes);
+  ASSERT_EQ(blocks.size(), 3u);
+  for (uint64_t i = blocks[1].offset + 30; i < blocks[1].offset + 38; ++i)
+    bytes[i] = static_cast<char>(~bytes[i]);
+  write_bytes(dir + "/small.kscope", bytes);
+  for (const char* cmd : {"plot", "report", "export"}) {
+    std::vector<std::string> argv = {KSCOPE_BINARY, cmd, dir + "/small.kscope"};
+    if (std::string(cmd) != "plot") argv.insert(argv.end(), {"-o", dir + "/x"});
+    if (std::string(cmd) == "export") argv.insert(argv.end(), {"--format", "csv"});
+    r = run(argv);
+    EXPECT_EQ(r.exit_code, 1) << cmd;
+    EXPECT_NE(r.err.find("nothing usable"), std::string::npos) << cmd << ": " << r.err;
+    EXPECT_NE(r.err.find(fmt::format("bytes {} to {}", blocks[1].offset, blocks[1].end)),
+              std::string::npos)
+        << r.err;
+  }
+  run({"/bin/rm", "-rf", dir});
+}
+
+// A top recording with a profile increment per "second" and its thread names, as kscope top
+// writes it; returns the on-CPU total of tid 11 at each increment.
+std::vector<int64_t> write_top(const std::string& path, int seconds) {
+  std::vector<int64_t> totals;
+  auto w = TopRecordingWriter::create(path, RecordingMeta{});
+  EXPECT_TRUE(w);
+  if (!w) return totals;
+  EXPECT_TRUE((*w)->add_thread(ThreadInfo{10, 11, "spinner"}));
+  ProfileIncrements increments;
+  ProfileIncrements::Totals acc;
+  ProfileFrame main_frame;
+  main_frame.function = "main";
+  main_frame.resolved = true;
+  uint64_t t = 0;
+  for (int s = 0; s < seconds; ++s) {
+    for (int i = 0; i < 100; ++i, t += 10'000'000) {
+      EXPECT_TRUE((*w)->add_slice(TopSlice{10, 11, 0, t, t + 9'000'000, false, ""}));
+      acc[TopAccountKey{10, 11, -1, 1}] += TopValues{9'000'000, 1'000'000, 1, 0, 1};
+    }
+    StackProfile p;
+    p.value_types = {{"oncpu", "nanoseconds"},
+                     {"switches", "count"},
+                     {"runq_wait", "nanoseconds"},
+                     {"voluntary", "count"},
+                     {"involuntary", "count"}};
+    p.frames = {main_frame};
+    p.duration_ns = t;
+    for (const auto& [k, v] : increments.next(acc))
+      p.samples.push_back({{0}, std::vector<int64_t>(v.begin(), v.end()), k.pid, k.tid, "spinner"});
+    EXPECT_TRUE((*w)->add_profile_increment(p, TopCounters{}));
+    totals.push_back(static_cast<int64_t>(acc.begin()->second.oncpu_ns));
+  }
+  EXPECT_TRUE((*w)->flush());
+  return totals;  // no finish(): as after a kill
+}
+
+TEST(DamagedRecording, TopRecordingCutInHalfStillReportsAndExports) {
+  std::string dir = temp_dir();
+  std::vector<int64_t> totals = write_top(dir + "/top.ksr", 6);
+  std::string bytes = read_file(dir + "/top.ksr");
+  std::string half = bytes.substr(0, bytes.size() / 2);
+  write_bytes(dir + "/half.ksr", half);
+  size_t increments = 0;
+  for (const Block& b : blocks_of(half))
+    if (b.end <= half.size() && b.type == kTopBlockProfileIncrement) ++increments;
+  ASSERT_GE(increments, 2u);
+  const int64_t expected_oncpu = totals[increments - 1];
+
+  auto r = run({KSCOPE_BINARY, "report", dir + "/half.ksr", "-o", dir + "/top.html"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("sum of its " + std::to_string(increments) + " increments"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("no on-CPU time"), std::string::npos) << r.err;
+  EXPECT_NE(read_file(dir + "/top.html").find("spinner"), std::string::npos);
+  r = run({KSCOPE_BINARY, "export", dir + "/half.ksr", "--format", "csv", "-o", "-"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex("\n10,11,spinner,([0-9]+),")));
+  EXPECT_EQ(std::stoll(m[1].str()), expected_oncpu);
+  r = run({KSCOPE_BINARY, "export", dir + "/half.ksr", "--format", "folded", "-o", "-"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, fmt::format("spinner;main {}\n", expected_oncpu));
+  for (const char* format : {"pprof", "chrome-trace", "jsonl", "sqlite"}) {
+    r = run({KSCOPE_BINARY, "export", dir + "/half.ksr", "--format", format, "-o",
+             dir + "/top." + format});
+    EXPECT_EQ(r.exit_code, 0) << format << ": " << r.err;
+  }
+  run({"/bin/rm", "-rf", dir});
+}
+
+TEST(PlotCommand, TopRecordingIsNamedAndPointsToReport) {
+  std::string dir = temp_dir();
+  write_top(dir + "/top.ksr", 1);
+  auto r = run({KSCOPE_BINARY, "plot", dir + "/top.ksr"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("is a 'kscope top' recording"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("kscope report " + dir + "/top.ksr"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out.find("no faults to plot"), std::string::npos) << r.out;
+  run({"/bin/rm", "-rf", dir});
+}
+
+TEST(ReportTopPages, PercentagesAreTheRecordingsAndNeverRoundToZero) {
+  std::string dir = temp_dir();
+  SyntheticRecording data = make_synthetic(20000);  // 5000 heap pages with one fault each
+  ASSERT_EQ(write_synthetic(dir + "/r.kscope", data), "");
+  auto r = run({KSCOPE_BINARY, "report", dir + "/r.kscope", "-o", dir + "/r.html", "--top", "200"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string html = read_file(dir + "/r.html");
+  size_t section = html.find("<section class=\"panel\" id=\"pages\">");
+  ASSERT_NE(section, std::string::npos);
+  std::string table = html.substr(section, html.find("</section>", section) - section);
+  // Faults per (pid, page), computed here from the recording.
+  std::map<std::pair<uint32_t, uint64_t>, uint64_t> per_page;
+  for (const auto& f : data.faults) ++per_page[{f.pid, f.addr & ~uint64_t{4095}}];
+  std::regex row(
+      "<tr><td class=\"n\">([0-9,]+)</td><td class=\"n\">([0-9.]+)%</td><td "
+      "class=\"n\">[0-9,]+</td><td class=\"mono\">(0x[0-9a-f]+)</td><td>pid ([0-9]+) ");
+  size_t rows = 0, below_tenth = 0;
+  for (auto it = std::sregex_iterator(table.begin(), table.end(), row);
+       it != std::sregex_iterator(); ++it) {
+    std::string count = (*it)[1];
+    count.erase(std::remove(count.begin(), count.end(), ','), count.end());
+    const std::string shown = (*it)[2];
+    const uint64_t page = std::stoull((*it)[3].str(), nullptr, 16);
+    const uint32_t pid = static_cast<uint32_t>(std::stoul((*it)[4].str()));
+    const uint64_t n = per_page.at({pid, page});
+    EXPECT_EQ(std::stoull(count), n) << (*it)[3];
+    // The percentage is the count's share of all faults, to the precision shown, and a page
+    // with a fault never shows as 0.
+    const double want = 100.0 * static_cast<double>(n) / static_cast<double>(data.faults.size());
+    const size_t decimals = shown.size() - shown.find('.') - 1;
+    EXPECT_NEAR(std::stod(shown), want,
+                0.5 * std::pow(10.0, -static_cast<double>(decimals)) + 1e-12)
+        << shown;
+    EXPECT_GT(std::stod(shown), 0.0) << shown;
+    if (want < 0.1) {
+      ++below_tenth;
+      // Two significant digits: 1 of 20000 is 0.0050%.
+      EXPECT_EQ(shown.find_first_not_of("0.") + 2, shown.size()) << shown;
+    }
+    ++rows;
+  }
+  EXPECT_EQ(rows, 200u);
+  EXPECT_GT(below_tenth, 0u) << "the table reaches the pages with a single fault";
   run({"/bin/rm", "-rf", dir});
 }
 

@@ -69,6 +69,24 @@ struct ParsedPlot {
 
 // Finds the axis line and takes the `rows` lines above it as the plot area; reports a failure
 // and returns nothing when the layout is not as documented.
+// Lines of the plot area: between the Y-axis label line and the X axis line.
+int area_rows(const std::string& text) {
+  std::vector<std::string> lines = split_lines(text);
+  size_t label = 0;
+  while (label < lines.size() && lines[label] != "virtual page (addr>>12, hex)") ++label;
+  size_t axis = label + 1;
+  while (axis < lines.size()) {
+    const std::string& line = lines[axis];
+    const size_t first = line.find_first_not_of(' ');
+    if (first != std::string::npos && line[first] == '+' &&
+        line.find_first_not_of("+-", first) == std::string::npos)
+      break;
+    ++axis;
+  }
+  if (label >= lines.size() || axis >= lines.size()) return -1;
+  return static_cast<int>(axis - label - 1);
+}
+
 std::optional<ParsedPlot> parse_plot(const std::string& text, int rows, int cols) {
   ParsedPlot plot;
   plot.lines = split_lines(text);
@@ -573,25 +591,28 @@ TEST(ScatterPlotTest, BySegmentOmitsEmptySegmentsAndTitlesTheRest) {
   EXPECT_EQ(split_lines((*plots)[0].text).front(), "code");
   EXPECT_EQ(split_lines((*plots)[1].text).front(), "stack");
 
-  auto code = parse_plot((*plots)[0].text, 10, 40);
-  auto stack = parse_plot((*plots)[1].text, 10, 40);
+  // Each plot is sized to its data: one row per page of its axis (code: pages +0..+5, 6 rows;
+  // stack: +0..+2, 3 rows), not the 10 rows asked for.
+  EXPECT_EQ(area_rows((*plots)[0].text), 6);
+  EXPECT_EQ(area_rows((*plots)[1].text), 3);
+  auto code = parse_plot((*plots)[0].text, 6, 40);
+  auto stack = parse_plot((*plots)[1].text, 3, 40);
   ASSERT_TRUE(code && stack);
   EXPECT_EQ(code->count_marked_cells(), 3);
   EXPECT_EQ(stack->count_marked_cells(), 2);
   // Each plot's Y axis holds only its own segment's pages.
   EXPECT_EQ(code->row_margin(0), fmt::format("{:#x}", kCodePage));
-  EXPECT_EQ(stack->row_margin(9), fmt::format("{:#x}", kStackPage + 2));
+  EXPECT_EQ(stack->row_margin(2), fmt::format("{:#x}", kStackPage + 2));
   // One shared X axis (0..20 ms): the code faults at 1-3 ms sit in the first columns, and both
   // plots have the same ticks.
   EXPECT_EQ(code->tick_labels(), stack->tick_labels());
   EXPECT_THAT(code->tick_labels(), HasSubstr("20ms"));
-  // Few pages: every page has its own row, spread so the lowest is at the bottom and the highest
-  // at the top (code: 6 pages on 10 rows, page +5 at row 9). 3 ms on 0..20 ms over 40 columns:
-  // floor(3000000 * 40 / 20000001) = 5.
-  EXPECT_EQ(code->at(9, 5), 'M') << (*plots)[0].text;
+  // One row per page, lowest at the bottom (code: page +5 at row 5). 3 ms on 0..20 ms over 40
+  // columns: floor(3000000 * 40 / 20000001) = 5.
+  EXPECT_EQ(code->at(5, 5), 'M') << (*plots)[0].text;
   EXPECT_EQ(code->at(0, 1), '.') << (*plots)[0].text;  // page +0 at 1 ms
-  EXPECT_EQ(code->at(1, 3), '.') << (*plots)[0].text;  // page +1 (floor(1 * 9 / 5) = 1) at 2 ms
-  EXPECT_EQ(stack->at(9, 39), '.') << (*plots)[1].text;
+  EXPECT_EQ(code->at(1, 3), '.') << (*plots)[0].text;  // page +1 at 2 ms
+  EXPECT_EQ(stack->at(2, 39), '.') << (*plots)[1].text;
 
   options.title = "demo";
   plots = render_scatter_by_segment(points, options);
@@ -602,6 +623,43 @@ TEST(ScatterPlotTest, BySegmentOmitsEmptySegmentsAndTitlesTheRest) {
   plots = render_scatter_by_segment({}, options);
   ASSERT_TRUE(plots);
   EXPECT_TRUE(plots->empty());
+}
+
+TEST(ScatterPlotTest, BySegmentSizesSmallSegmentsToTheirData) {
+  std::vector<PlotPoint> points = {point(5'000'000, kStackPage, false, Segment::kStack)};
+  // A heap of 200 distinct pages in two far-apart clusters: more pages than rows, so it keeps
+  // all 30 rows; a file segment of two pages 1000 pages apart: a gap is only cut when it would
+  // take rows, so it is two rows with a break between them or drawn to scale.
+  for (uint64_t i = 0; i < 100; ++i) {
+    points.push_back(point(i * 1000, kCodePage + 0x1000 + i * 3, false, Segment::kHeap));
+    points.push_back(point(i * 1000, kCodePage + 0x900000 + i * 3, false, Segment::kHeap));
+  }
+  points.push_back(point(1'000'000, 0x7f0000000, false, Segment::kFile));
+  points.push_back(point(2'000'000, 0x7f0000000 + 1000, false, Segment::kFile));
+  ScatterOptions options;  // 30 rows x 70 columns
+  auto plots = render_scatter_by_segment(points, options);
+  ASSERT_TRUE(plots);
+  ASSERT_EQ(plots->size(), 3u);
+  std::map<Segment, std::string> text;
+  for (const auto& p : *plots) text[p.segment] = p.text;
+  // One fault: one row, labelled with its page, its mark in it.
+  ASSERT_EQ(area_rows(text[Segment::kStack]), 1) << text[Segment::kStack];
+  auto stack = parse_plot(text[Segment::kStack], 1, 70);
+  ASSERT_TRUE(stack);
+  EXPECT_EQ(stack->row_margin(0), fmt::format("{:#x}", kStackPage));
+  EXPECT_EQ(stack->count_marked_cells(), 1);
+  EXPECT_EQ(area_rows(text[Segment::kHeap]), 30) << "200 pages need every row";
+  // Two pages: each gets a row; the 999 empty pages between them become one break row.
+  ASSERT_EQ(area_rows(text[Segment::kFile]), 3) << text[Segment::kFile];
+  auto file = parse_plot(text[Segment::kFile], 3, 70);
+  ASSERT_TRUE(file);
+  EXPECT_EQ(file->count_breaks(), 1);
+  EXPECT_EQ(file->row_margin(0), fmt::format("{:#x}", 0x7f0000000));
+  EXPECT_EQ(file->row_margin(2), fmt::format("{:#x}", 0x7f0000000 + 1000));
+  // The single plot keeps the size asked for.
+  auto single = render_scatter_plot(points, options);
+  ASSERT_TRUE(single);
+  EXPECT_EQ(area_rows(*single), 30);
 }
 
 TEST(ScatterPlotTest, InvalidOptionsAreUsageErrors) {
