@@ -15,6 +15,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "model/recording_symbols.h"
 #include "model/wire.h"
 
 namespace kscope {
@@ -33,6 +34,7 @@ enum BlockType : uint16_t {
   kBlockMappings = 3,
   kBlockFaults = 4,
   kBlockTrailer = 5,
+  kBlockSymbols = 6,  // minor version 1; model/recording_symbols.h
 };
 // Block flag: a reader that does not know this block type must refuse the file instead of
 // skipping the block.
@@ -64,6 +66,8 @@ std::string_view block_type_name(uint16_t type) {
       return "faults";
     case kBlockTrailer:
       return "trailer";
+    case kBlockSymbols:
+      return "symbols";
   }
   if (type >= kFirstExtensionBlockType) return "extension";
   return "unknown";
@@ -485,6 +489,18 @@ Status RecordingWriter::add_extension_block(uint16_t type, uint32_t count, const
   return write_block(type, count, payload);
 }
 
+Status RecordingWriter::add_symbols(const std::vector<StoredSymbol>& symbols) {
+  KSCOPE_TRY(check_usable());
+  KSCOPE_TRY(flush());
+  for (size_t begin = 0; begin < symbols.size();) {
+    size_t end = symbols.size();
+    Bytes payload = encode_symbols(symbols, begin, end);
+    KSCOPE_TRY(write_block(kBlockSymbols, static_cast<uint32_t>(end - begin), payload));
+    begin = end;
+  }
+  return {};
+}
+
 Status RecordingWriter::finish(const RecordingTrailer& trailer) {
   KSCOPE_TRY(flush());
   if (trailer.lost_per_cpu.size() > kMaxCpus || trailer.drop_counters.size() > kMaxDropCounters)
@@ -848,6 +864,12 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
         KSCOPE_TRY(decode_faults(c, count, visitor));
         faults_read += count;
         break;
+      case kBlockSymbols: {
+        std::vector<StoredSymbol> symbols;
+        decode_symbols(c, count, symbols);
+        if (c.ok()) KSCOPE_TRY(visitor.on_symbols(symbols));
+        break;
+      }
       case kBlockTrailer: {
         RecordingTrailer trailer = decode_trailer(c);
         must_be_consumed = false;
@@ -923,6 +945,10 @@ class CollectingVisitor : public CommonBlocksCollector<Recording> {
   }
   Status on_fault(const FaultRecord& f) override {
     r_.faults.push_back(f);
+    return {};
+  }
+  Status on_symbols(const std::vector<StoredSymbol>& symbols) override {
+    r_.symbols.insert(r_.symbols.end(), symbols.begin(), symbols.end());
     return {};
   }
   Status on_trailer(const RecordingTrailer& t) override {
