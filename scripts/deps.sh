@@ -5,11 +5,13 @@ set -euo pipefail
 profile=${1:-build}
 build_pkgs=(cmake make g++ clang llvm pkg-config libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
   libzstd-dev libcli11-dev libfmt-dev nlohmann-json3-dev libncurses-dev libsqlite3-dev
-  libgtest-dev libgmock-dev)
+  libgtest-dev libgmock-dev libdebuginfod-dev liblzma-dev)
 # check: go tool pprof reads the pprof export, sqlite3 the database, chromium renders the report,
-# prometheus scrapes kscope monitor --listen, mandoc and groff lint the man page.
+# prometheus scrapes kscope monitor --listen, mandoc and groff lint the man page; the symbol tests
+# serve debug files with debuginfod, make MiniDebugInfo with binutils + xz, name libc internals
+# from libc6-dbg, JIT frames from node.
 check_pkgs=(clang-format procps python3 tmux golang-go sqlite3 chromium prometheus util-linux
-  mandoc groff-base)
+  mandoc groff-base debuginfod elfutils binutils xz-utils libc6-dbg nodejs)
 bench_pkgs=(linux-perf bpftrace libbpf-tools bc)
 # make fault-patterns: the real programs of docs/fault-patterns.md, and chromium for the PNGs.
 pattern_pkgs=(g++ sysbench iperf3 chromium)

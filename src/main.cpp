@@ -14,6 +14,12 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", KSCOPE_VERSION);
   app.add_flag("-v,--verbose", global_options().verbose,
                "Print debug details and libbpf's own log on stderr (repeat for more)");
+  app.add_option("--debug-dir", global_options().debug_dirs,
+                 "Look for separate debug files under DIR (.build-id/xx/rest.debug and the "
+                 "debuglink tree) instead of /usr/lib/debug; repeatable (env: KSCOPE_DEBUG_DIR)")
+      ->type_name("DIR");
+  app.add_flag("--no-debuginfod", global_options().no_debuginfod,
+               "Never fetch debug files from the debuginfod servers of DEBUGINFOD_URLS");
   app.require_subcommand(1);
   app.fallthrough();
 

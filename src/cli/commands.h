@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "model/recording.h"
+#include "symbols/symbolizer.h"
 #include "util/result.h"
 #include "util/signals.h"
 
@@ -47,7 +48,19 @@ CLI::Option* add_duration_option(CLI::App* app, double& seconds, const std::stri
 // Global flags shared by all subcommands.
 struct GlobalOptions {
   int verbose = 0;  // -v: libbpf's own log and debug details on stderr
+  // --debug-dir DIR (repeatable; else KSCOPE_DEBUG_DIR, colon-separated; else /usr/lib/debug):
+  // roots of the build-id and debuglink trees, like gdb's debug-file-directory.
+  std::vector<std::string> debug_dirs;
+  bool no_debuginfod = false;  // --no-debuginfod: never ask DEBUGINFOD_URLS' servers
 };
 GlobalOptions& global_options();
+
+// The symbolizer settings the global options and the environment ask for: debug directories,
+// debuginfod (DEBUGINFOD_URLS, the sudo user's, --no-debuginfod), KSCOPE_KALLSYMS (a kallsyms
+// file to use instead of /proc/kallsyms) and KSCOPE_PERF_MAP_DIR (where perf-PID.map files are).
+SymbolizerOptions symbolizer_options();
+
+// Under -v: one line per binary naming where its symbols came from, on stderr.
+void print_symbol_sources(const std::vector<BinarySource>& sources);
 
 }  // namespace kscope::cli

@@ -5,6 +5,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <string_view>
 
 #include "cli/commands.h"
 #include "kscope/version.h"
@@ -64,6 +66,36 @@ CLI::Option* add_duration_option(CLI::App* app, double& seconds, const std::stri
 GlobalOptions& global_options() {
   static GlobalOptions options;
   return options;
+}
+
+SymbolizerOptions symbolizer_options() {
+  SymbolizerOptions options;
+  const GlobalOptions& global = global_options();
+  if (!global.debug_dirs.empty()) {
+    options.debug_search.debug_dirs = global.debug_dirs;
+  } else if (const char* env = std::getenv("KSCOPE_DEBUG_DIR"); env && *env) {
+    options.debug_search.debug_dirs.clear();
+    std::string_view dirs(env);
+    while (!dirs.empty()) {
+      size_t colon = dirs.find(':');
+      std::string_view dir = dirs.substr(0, colon);
+      if (!dir.empty()) options.debug_search.debug_dirs.emplace_back(dir);
+      dirs = colon == std::string_view::npos ? std::string_view() : dirs.substr(colon + 1);
+    }
+  }
+  if (!global.no_debuginfod) options.debuginfod = debuginfod_options_from_environment();
+  if (const char* env = std::getenv("KSCOPE_KALLSYMS"); env && *env) options.kallsyms_path = env;
+  if (const char* env = std::getenv("KSCOPE_PERF_MAP_DIR")) options.perf_map_dir = env;
+  return options;
+}
+
+void print_symbol_sources(const std::vector<BinarySource>& sources) {
+  if (!global_options().verbose) return;
+  for (const BinarySource& source : sources) {
+    std::fprintf(stderr, "kscope: symbols: %s%s%s: %s\n", source.path.c_str(),
+                 source.build_id.empty() ? "" : " build-id ", source.build_id.c_str(),
+                 source.description.c_str());
+  }
 }
 
 }  // namespace kscope::cli

@@ -194,8 +194,9 @@ Result<int> run_export(ExportOptions& o) {
         "--format pprof or --format sqlite");
   }
 
-  Symbolizer symbolizer;
+  Symbolizer symbolizer(symbolizer_options());
   FaultLocations locations = resolve_fault_locations(rec, symbolizer);
+  print_symbol_sources(symbolizer.binary_sources());
   StackProfile profile = fault_stack_profile(rec, locations);
 
   if (fmt_name == "pprof") return write_pprof(out, profile);

@@ -1,14 +1,18 @@
 // kscope faults: trace every page fault of a process; stream, record, summarize, plot.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
+#include <tuple>
 
 #include "cli/commands.h"
 #include "cli/recording_input.h"
@@ -77,6 +81,11 @@ class FaultCollector : public FaultSink {
   void on_mappings(const MappingSnapshot& m) override {
     latest_maps_[m.pid] = m.mappings;
     if (symbols_) symbols_->set_mappings(m.pid, m.mappings);
+    // Whose process it is, while it lives: its JIT map (perf-PID.map) must be that user's.
+    if (struct stat st{};
+        !owners_.count(m.pid) && ::stat(fmt::format("/proc/{}", m.pid).c_str(), &st) == 0) {
+      owners_[m.pid] = st.st_uid;
+    }
     if (recording_ && status_) status_ = recording_->add_mappings(m);
   }
   void on_fork(const ForkEvent& fork) override {
@@ -109,9 +118,52 @@ class FaultCollector : public FaultSink {
   const std::vector<PlotPoint>& plot_points() const { return points_; }
   uint64_t plot_points_offered() const { return points_offered_; }
 
+  // The symbolizer of the end of the run: the last mappings of every process, kallsyms of this
+  // boot. One for the recording's symbols and the summary, so no binary is read twice.
+  Symbolizer& end_symbolizer() {
+    if (!symbolizer_) {
+      symbolizer_ = std::make_unique<Symbolizer>(symbolizer_options());
+      for (auto& [pid, maps] : latest_maps_) symbolizer_->set_mappings(pid, maps);
+      for (auto& [pid, uid] : owners_) symbolizer_->set_process_owner(pid, uid);
+    }
+    return *symbolizer_;
+  }
+
+  // The name of every distinct instruction address seen, for the recording.
+  std::vector<StoredSymbol> resolve_all() {
+    Symbolizer& symbolizer = end_symbolizer();
+    std::vector<StoredSymbol> out;
+    out.reserve(summary_.by_location.size());
+    for (const auto& [key, count] : summary_.by_location) {
+      StoredSymbol s;
+      s.kernel = key.kernel;
+      s.pid = key.kernel ? 0 : key.pid;
+      s.ip = key.ip;
+      Symbol symbol = key.kernel
+                          ? symbolizer.resolve_kernel(key.ip)
+                          : symbolizer.resolve_user(key.pid, key.ip, SymbolDetail::kFunction);
+      s.resolved = symbol.resolved;
+      s.function = std::move(symbol.function);
+      s.offset = symbol.offset;
+      s.module = std::move(symbol.module);
+      s.module_path = std::move(symbol.module_path);
+      s.build_id = std::move(symbol.build_id);
+      out.push_back(std::move(s));
+    }
+    // Kernel addresses are the same in every process: one entry each.
+    std::sort(out.begin(), out.end(), [](const StoredSymbol& a, const StoredSymbol& b) {
+      return std::tie(a.kernel, a.pid, a.ip) < std::tie(b.kernel, b.pid, b.ip);
+    });
+    out.erase(std::unique(out.begin(), out.end(),
+                          [](const StoredSymbol& a, const StoredSymbol& b) {
+                            return a.kernel == b.kernel && a.pid == b.pid && a.ip == b.ip;
+                          }),
+              out.end());
+    return out;
+  }
+
   std::vector<LocationCount> top_locations(size_t n) {
-    Symbolizer symbolizer;
-    for (auto& [pid, maps] : latest_maps_) symbolizer.set_mappings(pid, maps);
+    Symbolizer& symbolizer = end_symbolizer();
     // Several instruction addresses can resolve to the same line of output (same function and
     // offset in different processes): merge them.
     std::map<std::string, uint64_t> merged;
@@ -128,6 +180,7 @@ class FaultCollector : public FaultSink {
       return a.count != b.count ? a.count > b.count : a.location < b.location;
     });
     if (v.size() > n) v.resize(n);
+    print_symbol_sources(symbolizer.binary_sources());
     return v;
   }
 
@@ -154,6 +207,8 @@ class FaultCollector : public FaultSink {
   FaultSummary summary_;
   std::map<uint32_t, std::string> comms_;
   std::map<uint32_t, std::vector<Mapping>> latest_maps_;
+  std::map<uint32_t, uint32_t> owners_;
+  std::unique_ptr<Symbolizer> symbolizer_;
   std::vector<PlotPoint> points_;
   uint64_t points_offered_ = 0;
   std::mt19937_64 rng_{0x6b73636f7065ull};
@@ -294,7 +349,10 @@ Result<int> run_faults(const FaultsOptions& o) {
     for (auto l : totals.lost_per_cpu) lost += l;
     trailer.faults_recorded = collector.summary().total;
     trailer.faults_seen = collector.summary().total + lost;
-    auto st = recording->finish(trailer);
+    // The names of every address, from this machine and boot, go into the recording.
+    Status symbols = recording->add_symbols(collector.resolve_all());
+    Status st = recording->finish(trailer);
+    if (!symbols) st = symbols;
     if (output_status) output_status = st;
   }
 

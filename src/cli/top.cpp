@@ -81,6 +81,7 @@ Result<int> run_top(const TopCliOptions& o) {
   so.trace.verbosity = global_options().verbose;
   so.keep_whole_run = !o.folded_path.empty() || !o.output_path.empty();
   so.recording_path = o.output_path;
+  so.symbols = symbolizer_options();
   {
     std::vector<uint32_t> targets(so.trace.pids.begin(), so.trace.pids.end());
     for (const auto& t : so.trace.threads) targets.push_back(static_cast<uint32_t>(t.tgid));
@@ -185,6 +186,7 @@ Result<int> run_top(const TopCliOptions& o) {
   }
 
   KSCOPE_ASSIGN_OR_RETURN(TopSummary summary, session->finish());
+  print_symbol_sources(summary.symbol_sources);
   if (folded) {
     KSCOPE_TRY(write_folded(summary.profile, folded));
   }

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <variant>
 
+#include "model/recording_symbols.h"
 #include "model/wire.h"
 #include "util/invoking_user.h"
 
@@ -35,6 +36,7 @@ enum BlockType : uint16_t {
   kBlockMappings = 3,
   kBlockFaults = 4,
   kBlockTrailer = 5,
+  kBlockSymbols = 6,  // minor version 1; model/recording_symbols.h
 };
 // Block flag: a reader that does not know this block type must refuse the file instead of
 // skipping the block.
@@ -66,6 +68,8 @@ std::string_view block_type_name(uint16_t type) {
       return "faults";
     case kBlockTrailer:
       return "trailer";
+    case kBlockSymbols:
+      return "symbols";
   }
   if (type >= kFirstExtensionBlockType) return "extension";
   return "unknown";
@@ -487,6 +491,18 @@ Status RecordingWriter::add_extension_block(uint16_t type, uint32_t count, const
         fmt::format("recording {}: block type {} is not an extension type", path_, type));
   KSCOPE_TRY(flush());
   return write_block(type, count, payload);
+}
+
+Status RecordingWriter::add_symbols(const std::vector<StoredSymbol>& symbols) {
+  KSCOPE_TRY(check_usable());
+  KSCOPE_TRY(flush());
+  for (size_t begin = 0; begin < symbols.size();) {
+    size_t end = symbols.size();
+    Bytes payload = encode_symbols(symbols, begin, end);
+    KSCOPE_TRY(write_block(kBlockSymbols, static_cast<uint32_t>(end - begin), payload));
+    begin = end;
+  }
+  return {};
 }
 
 Status RecordingWriter::finish(const RecordingTrailer& trailer) {
@@ -996,6 +1012,14 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
           ++data_blocks;
           ++record_blocks;
           break;
+        case kBlockSymbols: {
+          std::vector<StoredSymbol> symbols;
+          decode_symbols(c, b.count, symbols);
+          if (!decoded(true)) break;
+          KSCOPE_TRY(visitor.on_symbols(symbols));
+          ++data_blocks;
+          break;
+        }
         case kBlockTrailer: {
           RecordingTrailer t = decode_trailer(c);
           if (!decoded(false)) break;
@@ -1118,6 +1142,10 @@ class CollectingVisitor : public CommonBlocksCollector<Recording> {
   }
   Status on_fault(const FaultRecord& f) override {
     r_.faults.push_back(f);
+    return {};
+  }
+  Status on_symbols(const std::vector<StoredSymbol>& symbols) override {
+    r_.symbols.insert(r_.symbols.end(), symbols.begin(), symbols.end());
     return {};
   }
   Status on_trailer(const RecordingTrailer& t) override {

@@ -28,6 +28,7 @@
 
 #include "model/fault_record.h"
 #include "model/process_info.h"
+#include "model/recording_symbols.h"
 #include "model/wire.h"
 #include "util/fd.h"
 #include "util/result.h"
@@ -37,8 +38,9 @@ namespace kscope {
 // Format version written by this code. A reader accepts any minor version of its major version
 // (blocks of unknown type from a newer minor version are skipped) and rejects other majors.
 inline constexpr uint16_t kRecordingVersionMajor = 1;
-// 1.1: top recordings carry profile increments (block type 19); readers resynchronise after
-// damaged blocks. 1.0 files read unchanged.
+// 1.1: top recordings carry profile increments (block type 19); faults recordings carry the
+// names of their addresses (the symbols block, model/recording_symbols.h); readers resynchronise
+// after damaged blocks. 1.0 files read unchanged.
 inline constexpr uint16_t kRecordingVersionMinor = 1;
 
 // Largest block payload a reader accepts and a writer produces (a MappingSnapshot of a process
@@ -117,6 +119,9 @@ class RecordingWriter {
   // A block of a recording kind's own layer (type >= kFirstExtensionBlockType), written after
   // the pending process and fault blocks.
   Status add_extension_block(uint16_t type, uint32_t count, const std::vector<uint8_t>& payload);
+  // The names of the recording's addresses (model/recording_symbols.h), as one or more symbols
+  // blocks after the pending process and fault blocks; call once, before finish().
+  Status add_symbols(const std::vector<StoredSymbol>& symbols);
 
   // Writes the pending partial blocks (no fsync: data in the page cache survives a kill).
   Status flush();
@@ -195,6 +200,9 @@ struct Recording {
   std::vector<ForkEvent> forks;
   std::vector<ExitEvent> exits;
   std::vector<FaultRecord> faults;
+  // Names stored when the recording was finished (format 1.1+); empty for older recordings and
+  // for recordings that were not finished (kscope was killed).
+  std::vector<StoredSymbol> symbols;
   std::optional<RecordingTrailer> trailer;  // present iff summary.complete
 };
 
@@ -209,7 +217,8 @@ class RecordingVisitor {
   virtual Status on_fork(const ForkEvent&) { return {}; }
   virtual Status on_exit(const ExitEvent&) { return {}; }
   virtual Status on_fault(const FaultRecord&) { return {}; }
-  virtual Status on_trailer(const RecordingTrailer&) { return {}; }  // last, if present
+  virtual Status on_symbols(const std::vector<StoredSymbol>&) { return {}; }  // one per block
+  virtual Status on_trailer(const RecordingTrailer&) { return {}; }           // last, if present
   // A block of type >= kFirstExtensionBlockType, whose payload `c` covers (its file offsets
   // name the bytes in messages). Returns whether the visitor knew the type; unknown types are
   // skipped, or refused when the writer marked them as required, like any unknown block.

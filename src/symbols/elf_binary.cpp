@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <lzma.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "symbols/debuginfod.h"
 #include "util/fd.h"
 
 namespace kscope {
@@ -141,6 +143,7 @@ struct SectionScan {
   Elf_Scn* dynsym = nullptr;
   bool has_debug_info = false;  // .debug_info with contents (not SHT_NOBITS)
   std::optional<DebugLink> debuglink;
+  Elf_Scn* debugdata = nullptr;                 // .gnu_debugdata (MiniDebugInfo)
   std::vector<unsigned char> altlink_build_id;  // from .gnu_debugaltlink (dwz)
   std::string altlink_name;
   std::vector<SectionBounds> bounds;  // by section index
@@ -170,6 +173,8 @@ SectionScan scan_sections(Elf* elf) {
     if ((section == ".debug_info" || section == ".zdebug_info") && shdr.sh_type != SHT_NOBITS &&
         shdr.sh_size > 0) {
       scan.has_debug_info = true;
+    } else if (section == ".gnu_debugdata" && shdr.sh_type == SHT_PROGBITS) {
+      scan.debugdata = scn;
     } else if (section == ".gnu_debuglink") {
       scan.debuglink = parse_debuglink(elf_getdata(scn, nullptr), big_endian);
     } else if (section == ".gnu_debugaltlink") {
@@ -257,6 +262,39 @@ std::optional<uint32_t> file_crc32(const std::string& path) {
   return static_cast<uint32_t>(crc);
 }
 
+// The largest MiniDebugInfo image accepted: real ones hold a symbol table and are a few MiB;
+// the section is untrusted input and a small xz stream can expand without bound.
+constexpr size_t kMaxMiniDebugInfoBytes = size_t{256} << 20;
+
+// Decompresses the xz stream of a .gnu_debugdata section; empty when it is not valid xz or
+// expands past kMaxMiniDebugInfoBytes.
+std::vector<char> decompress_xz(const unsigned char* data, size_t size) {
+  lzma_stream stream = LZMA_STREAM_INIT;
+  // The stream's header chooses the dictionary size: cap the decoder's memory too.
+  if (lzma_stream_decoder(&stream, uint64_t{128} << 20, 0) != LZMA_OK) return {};
+  std::vector<char> out(
+      std::min<size_t>(std::max<size_t>(size * 4, 1 << 16), kMaxMiniDebugInfoBytes));
+  stream.next_in = data;
+  stream.avail_in = size;
+  lzma_ret ret = LZMA_OK;
+  size_t produced = 0;
+  while (true) {
+    if (produced == out.size()) {
+      if (out.size() >= kMaxMiniDebugInfoBytes) break;
+      out.resize(std::min(out.size() * 2, kMaxMiniDebugInfoBytes));
+    }
+    stream.next_out = reinterpret_cast<uint8_t*>(out.data() + produced);
+    stream.avail_out = out.size() - produced;
+    ret = lzma_code(&stream, LZMA_FINISH);
+    produced = out.size() - stream.avail_out;
+    if (ret != LZMA_OK) break;
+  }
+  lzma_end(&stream);
+  if (ret != LZMA_STREAM_END) return {};
+  out.resize(produced);
+  return out;
+}
+
 std::string dirname_of(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos) return ".";
@@ -284,6 +322,7 @@ ElfHandle open_matching_debug_file(const std::string& candidate, const std::stri
 struct FoundDebugFile {
   ElfHandle elf;
   std::string path;
+  ElfBinary::DebugOrigin origin = ElfBinary::DebugOrigin::kNone;
 };
 
 FoundDebugFile find_debug_file(const std::string& binary_path, const struct stat& binary,
@@ -295,7 +334,7 @@ FoundDebugFile find_debug_file(const std::string& binary_path, const struct stat
       std::string candidate =
           fmt::format("{}/.build-id/{}/{}.debug", root, build_id.substr(0, 2), build_id.substr(2));
       if (ElfHandle elf = open_matching_debug_file(candidate, build_id, std::nullopt, binary)) {
-        return {std::move(elf), candidate};
+        return {std::move(elf), candidate, ElfBinary::DebugOrigin::kBuildIdDir};
       }
     }
   }
@@ -309,11 +348,35 @@ FoundDebugFile find_debug_file(const std::string& binary_path, const struct stat
     }
     for (const std::string& candidate : candidates) {
       if (ElfHandle elf = open_matching_debug_file(candidate, build_id, link->crc, binary)) {
-        return {std::move(elf), candidate};
+        return {std::move(elf), candidate, ElfBinary::DebugOrigin::kDebugLink};
       }
     }
   }
   return {};
+}
+
+// From debuginfod, into its cache. What comes back must carry the build-id asked for: a server
+// may be wrong or hostile, and a proxy may answer with an HTML page.
+FoundDebugFile fetch_debug_file(DebuginfodClient& debuginfod, const std::string& binary_path,
+                                const struct stat& binary, const std::string& build_id) {
+  auto path = debuginfod.find_debuginfo(build_id, binary_path);
+  if (!path) return {};
+  struct stat st {};
+  if (::stat(path->c_str(), &st) != 0 ||
+      (st.st_dev == binary.st_dev && st.st_ino == binary.st_ino)) {
+    return {};
+  }
+  auto elf = open_elf_file(*path);
+  if (!elf) {
+    debuginfod.reject(*path, elf.error().describe());
+    return {};
+  }
+  std::string id = find_build_id(elf->get());
+  if (id != build_id) {
+    debuginfod.reject(*path, id.empty() ? "no build-id" : fmt::format("build-id {}", id));
+    return {};
+  }
+  return {std::move(*elf), *path, ElfBinary::DebugOrigin::kDebuginfod};
 }
 
 // Name of a DWARF function DIE, following DW_AT_abstract_origin/specification: the demangled
@@ -409,18 +472,24 @@ Status ElfBinary::load(const struct stat* file) {
   build_id_ = find_build_id(elf);
   SectionScan main_scan = scan_sections(elf);
 
-  // A separate debug file is worth finding when this file lacks a full symbol table or DWARF.
+  // A separate debug file is worth finding when this file lacks a full symbol table or DWARF:
+  // first on disk (build-id directory, then .gnu_debuglink), then from debuginfod.
   SectionScan debug_scan;
   if (file && (!main_scan.symtab || !main_scan.has_debug_info)) {
     FoundDebugFile found = find_debug_file(path_, *file, build_id_, main_scan.debuglink, search_);
+    if (!found.elf && !main_scan.has_debug_info && search_.debuginfod && !build_id_.empty()) {
+      found = fetch_debug_file(*search_.debuginfod, path_, *file, build_id_);
+    }
     if (found.elf) {
       debug_elf_ = found.elf.release();
       debug_path_ = std::move(found.path);
+      debug_origin_ = found.origin;
       debug_scan = scan_sections(debug_elf_);
     }
   }
 
-  // .symtab is the full table; .dynsym only has exported symbols, the last resort.
+  // .symtab is the full table; MiniDebugInfo adds the local functions to .dynsym; .dynsym alone
+  // has only exported symbols, the last resort.
   std::vector<RawFunction> raw;
   if (main_scan.symtab) {
     collect_functions(elf, main_scan.symtab, main_scan.bounds, raw);
@@ -429,6 +498,25 @@ Status ElfBinary::load(const struct stat* file) {
   if (raw.empty() && debug_scan.symtab) {
     collect_functions(debug_elf_, debug_scan.symtab, debug_scan.bounds, raw);
     if (!raw.empty()) symbol_source_ = SymbolSource::kDebugFileSymtab;
+  }
+  // The decompressed MiniDebugInfo image; names in `raw` point into it until they are copied.
+  std::vector<char> mini_image;
+  ElfHandle mini_elf;
+  if (raw.empty() && main_scan.debugdata && search_.use_minidebuginfo) {
+    Elf_Data* data = elf_rawdata(main_scan.debugdata, nullptr);
+    if (data && data->d_buf && data->d_size > 0) {
+      mini_image = decompress_xz(static_cast<const unsigned char*>(data->d_buf), data->d_size);
+    }
+    if (!mini_image.empty()) mini_elf.reset(elf_memory(mini_image.data(), mini_image.size()));
+    if (mini_elf && elf_kind(mini_elf.get()) == ELF_K_ELF) {
+      SectionScan mini_scan = scan_sections(mini_elf.get());
+      if (mini_scan.symtab)
+        collect_functions(mini_elf.get(), mini_scan.symtab, mini_scan.bounds, raw);
+      if (!raw.empty()) {
+        symbol_source_ = SymbolSource::kMiniDebugInfo;
+        if (main_scan.dynsym) collect_functions(elf, main_scan.dynsym, main_scan.bounds, raw);
+      }
+    }
   }
   if (raw.empty() && main_scan.dynsym) {
     collect_functions(elf, main_scan.dynsym, main_scan.bounds, raw);
@@ -479,6 +567,52 @@ Status ElfBinary::load(const struct stat* file) {
     debug_elf_ = nullptr;
   }
   return {};
+}
+
+std::string ElfBinary::describe_sources() const {
+  std::string debug;
+  switch (debug_origin_) {
+    case DebugOrigin::kNone:
+      break;
+    case DebugOrigin::kBuildIdDir:
+      debug = fmt::format("debug file by build-id {}", debug_path_);
+      break;
+    case DebugOrigin::kDebugLink:
+      debug = fmt::format("debug file by .gnu_debuglink {}", debug_path_);
+      break;
+    case DebugOrigin::kDebuginfod:
+      debug = fmt::format("debug file from debuginfod {}", debug_path_);
+      break;
+  }
+  std::string symbols;
+  switch (symbol_source_) {
+    case SymbolSource::kNone:
+      symbols = "no symbols";
+      break;
+    case SymbolSource::kSymtab:
+      symbols = "own .symtab";
+      break;
+    case SymbolSource::kDebugFileSymtab:
+      symbols = "symbols from the " + debug;
+      break;
+    case SymbolSource::kMiniDebugInfo:
+      symbols = ".gnu_debugdata (MiniDebugInfo) + .dynsym";
+      break;
+    case SymbolSource::kDynsym:
+      symbols = ".dynsym only (exported functions)";
+      break;
+  }
+  std::string lines;
+  if (!dwarf_elf_) {
+    lines = "no line info";
+  } else if (dwarf_elf_ == main_elf_) {
+    lines = "lines from own DWARF";
+  } else if (symbol_source_ != SymbolSource::kDebugFileSymtab) {
+    lines = "lines from the " + debug;
+  } else {
+    lines = "lines from it too";
+  }
+  return symbols + "; " + lines;
 }
 
 std::optional<uint64_t> ElfBinary::file_offset_to_vaddr(uint64_t file_offset,

@@ -25,6 +25,8 @@ struct stat;
 
 namespace kscope {
 
+class DebuginfodClient;
+
 // Where separate debug files are looked for.
 struct DebugSearchPaths {
   // Roots holding ".build-id/xx/rest.debug" files and the "<root>/<binary dir>/<debuglink>"
@@ -32,6 +34,12 @@ struct DebugSearchPaths {
   std::vector<std::string> debug_dirs = {"/usr/lib/debug"};
   // Follow .gnu_debuglink: "<binary dir>/<name>", "<binary dir>/.debug/<name>" and the roots.
   bool use_debuglink = true;
+  // Read .gnu_debugdata (MiniDebugInfo: an xz-compressed ELF holding the function symbols that
+  // .dynsym lacks, as Fedora and others ship it) when nothing better was found.
+  bool use_minidebuginfo = true;
+  // Asked for the debug file when the binary has no DWARF and no local debug file was found;
+  // null = do not ask. Not owned; used only while ElfBinary::open() runs.
+  DebuginfodClient* debuginfod = nullptr;
 };
 
 // The GNU build-id (NT_GNU_BUILD_ID note) of an ELF file as lowercase hex; an error when the
@@ -40,7 +48,16 @@ Result<std::string> read_build_id(const std::string& path);
 
 class ElfBinary {
  public:
-  enum class SymbolSource : uint8_t { kNone, kSymtab, kDebugFileSymtab, kDynsym };
+  // Where the function symbols came from, in the order they are looked for.
+  enum class SymbolSource : uint8_t {
+    kNone,
+    kSymtab,           // the file's own .symtab
+    kDebugFileSymtab,  // a separate debug file: see debug_origin()
+    kMiniDebugInfo,    // .gnu_debugdata, merged with .dynsym
+    kDynsym,           // exported symbols only
+  };
+  // How the separate debug file (symbols and/or DWARF) was found.
+  enum class DebugOrigin : uint8_t { kNone, kBuildIdDir, kDebugLink, kDebuginfod };
 
   struct Function {
     std::string_view name;  // demangled; valid until the next lookup on this ElfBinary
@@ -62,6 +79,10 @@ class ElfBinary {
   const std::string& build_id() const { return build_id_; }      // hex; empty when none
   const std::string& debug_file() const { return debug_path_; }  // empty when none was used
   SymbolSource symbol_source() const { return symbol_source_; }
+  DebugOrigin debug_origin() const { return debug_origin_; }
+  // One line for -v and reports: which source named this binary's functions and where its line
+  // information comes from, e.g. "debug file by build-id (/usr/lib/debug/.build-id/ab/c.debug)".
+  std::string describe_sources() const;
   size_t function_count() const { return functions_.size(); }
 
   // Link-time virtual address of the byte at `file_offset`: the PT_LOAD segment holding that
@@ -102,6 +123,7 @@ class ElfBinary {
   std::string build_id_;
   std::string debug_path_;
   SymbolSource symbol_source_ = SymbolSource::kNone;
+  DebugOrigin debug_origin_ = DebugOrigin::kNone;
   std::vector<Segment> segments_;
   std::vector<FunctionEntry> functions_;                 // sorted by start, one per start address
   std::string names_;                                    // symbol names, as in the ELF (mangled)

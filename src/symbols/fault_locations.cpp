@@ -33,6 +33,8 @@ FaultLocations resolve_fault_locations(const Recording& recording, Symbolizer& s
     if (!slot || snap.time_ns >= slot->time_ns) slot = &snap;
   }
   for (const auto& [pid, snap] : latest) symbolizer.set_mappings(*snap);
+  // Names stored by the machine that made the recording come first.
+  symbolizer.add_stored_symbols(recording.symbols);
 
   FaultLocations out;
   out.frame_of_fault.reserve(recording.faults.size());
@@ -64,7 +66,9 @@ FaultLocations resolve_fault_locations(const Recording& recording, Symbolizer& s
       frame.module_path = sym.module_path;
       frame.kernel = kernel;
       frame.resolved = sym.resolved;
-      if (!frame.module_path.empty()) {
+      if (!sym.build_id.empty()) {
+        frame.build_id = sym.build_id;
+      } else if (!frame.module_path.empty()) {
         auto [bit, fresh] = build_ids.emplace(frame.module_path, std::string());
         if (fresh) {
           if (auto id = read_build_id(frame.module_path)) bit->second = *id;

@@ -36,6 +36,7 @@ struct Symbol {
   uint64_t offset = 0;
   std::string module;       // basename of the binary, kernel module name, "kernel", or "[vdso]"
   std::string module_path;  // full path of the binary; empty for kernel code
+  std::string build_id;     // of module_path's ELF file (hex), when known
   bool resolved = false;    // true when `function` is set
   // Source position of addr from the DWARF line table (the innermost one when code was
   // inlined). Present only when asked for and the binary or its debug file has DWARF.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 
 #include "symbols/proc_maps.h"
 
@@ -13,6 +14,15 @@ namespace kscope {
 namespace {
 
 constexpr std::string_view kVdsoPath = "[vdso]";
+
+// How often a perf map that did not name an address is checked for growth.
+constexpr int64_t kPerfMapRecheckNs = 100'000'000;
+
+int64_t monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
 
 std::string_view basename_of(std::string_view path) {
   size_t slash = path.rfind('/');
@@ -35,7 +45,10 @@ size_t Symbolizer::FileKeyHash::operator()(const FileKey& k) const {
   return h * 31 + std::hash<int64_t>()(k.mtime_ns);
 }
 
-Symbolizer::Symbolizer(SymbolizerOptions options) : options_(std::move(options)) {}
+Symbolizer::Symbolizer(SymbolizerOptions options) : options_(std::move(options)) {
+  debuginfod_ = DebuginfodClient::create(options_.debuginfod);
+  options_.debug_search.debuginfod = debuginfod_.get();
+}
 Symbolizer::~Symbolizer() = default;
 
 void Symbolizer::set_mappings(uint32_t pid, std::vector<Mapping> mappings) {
@@ -58,7 +71,28 @@ void Symbolizer::forget_process(uint32_t pid) {
   if (last_ && last_->pid == pid) last_.reset();
 }
 
+void Symbolizer::add_stored_symbols(const std::vector<StoredSymbol>& symbols) {
+  for (const StoredSymbol& s : symbols) {
+    Symbol& symbol = stored_[StoredKey{s.kernel ? 0 : s.pid, s.ip, s.kernel}];
+    symbol = Symbol{};
+    symbol.addr = s.ip;
+    symbol.function = s.function;
+    symbol.offset = s.offset;
+    symbol.module = s.module;
+    symbol.module_path = s.module_path;
+    symbol.build_id = s.build_id;
+    symbol.resolved = s.resolved;
+  }
+  last_.reset();
+}
+
 Symbol Symbolizer::resolve_user(uint32_t pid, uint64_t ip, SymbolDetail detail) {
+  if (!stored_.empty()) {
+    if (auto it = stored_.find(StoredKey{pid, ip, false}); it != stored_.end()) {
+      ++stored_used_;
+      return it->second;
+    }
+  }
   if (last_ && last_->pid == pid && last_->ip == ip && last_->detail == detail) {
     return last_->symbol;
   }
@@ -77,14 +111,24 @@ Symbol Symbolizer::resolve_user_uncached(uint32_t pid, uint64_t ip, SymbolDetail
   if (index >= process.mappings.size() || !process.mappings[index].contains(ip)) {
     auto it = std::upper_bound(process.mappings.begin(), process.mappings.end(), ip,
                                [](uint64_t a, const Mapping& m) { return a < m.start; });
-    if (it == process.mappings.begin() || !(it - 1)->contains(ip)) return symbol;
+    // An instruction outside every known mapping: JIT code in memory mapped after the last
+    // snapshot (runtimes map code space as they go; only its perf map can name it).
+    if (it == process.mappings.begin() || !(it - 1)->contains(ip)) {
+      return resolve_jit(pid, ip, std::move(symbol));
+    }
     index = static_cast<size_t>(it - 1 - process.mappings.begin());
     process.last = index;
   }
   const Mapping& mapping = process.mappings[index];
   bool vdso = mapping.path == kVdsoPath;
-  // Anonymous memory (JIT code), [heap], [stack]: nothing names the code there.
-  if (!vdso && !is_file_mapping(mapping)) return symbol;
+  // Code in anonymous memory is JIT code, named (if at all) by the runtime's perf map. The
+  // permissions are not checked: runtimes flip code pages between writable and executable
+  // (W^X), so a snapshot may show them either way, and an instruction address was executed.
+  // Nothing names code in [heap], [stack] and the like.
+  if (!vdso && !is_file_mapping(mapping)) {
+    bool anonymous = mapping.path.empty() || mapping.path.starts_with("[anon");
+    return anonymous ? resolve_jit(pid, ip, std::move(symbol)) : symbol;
+  }
 
   // From here on the module is known; the file offset identifies the code even if the file
   // cannot be read (it is stable across runs and processes, unlike the address).
@@ -96,6 +140,7 @@ Symbol Symbolizer::resolve_user_uncached(uint32_t pid, uint64_t ip, SymbolDetail
 
   ElfBinary* binary = binary_for(process, index);
   if (!binary) return symbol;
+  symbol.build_id = binary->build_id();
   std::optional<uint64_t> vaddr = binary->file_offset_to_vaddr(file_offset, mapping.executable());
   if (!vaddr) return symbol;
   std::optional<ElfBinary::Function> function = binary->find_function(*vaddr);
@@ -106,6 +151,45 @@ Symbol Symbolizer::resolve_user_uncached(uint32_t pid, uint64_t ip, SymbolDetail
   if (detail != SymbolDetail::kFunction) {
     binary->describe_source(*vaddr, detail == SymbolDetail::kInlineFrames, symbol);
   }
+  return symbol;
+}
+
+Symbol Symbolizer::resolve_jit(uint32_t pid, uint64_t ip, Symbol symbol) {
+  if (options_.perf_map_dir.empty()) return symbol;
+  JitMap& jit = jit_maps_[pid];
+  if (jit.refused) return symbol;
+  int64_t now = monotonic_ns();
+  if (!jit.file) {
+    int64_t owner = -1;
+    if (auto it = owners_.find(pid); it != owners_.end()) {
+      owner = it->second;
+    } else if (struct stat st{}; ::stat(fmt::format("/proc/{}", pid).c_str(), &st) == 0) {
+      owner = st.st_uid;
+    }
+    jit.file = std::make_unique<PerfMapFile>(
+        fmt::format("{}/perf-{}.map", options_.perf_map_dir, pid), owner);
+    jit.checked_ns = now - kPerfMapRecheckNs;
+  }
+  std::optional<PerfMap::Hit> hit = jit.file->lookup(ip);
+  // Not named yet: the runtime may have written more since (it appends as it compiles).
+  if (!hit && now - jit.checked_ns >= kPerfMapRecheckNs) {
+    jit.checked_ns = now;
+    if (Status st = jit.file->refresh(); !st) {
+      jit.refused = true;
+      if (options_.messages) {
+        std::fprintf(options_.messages, "kscope: ignoring JIT symbols: %s\n",
+                     st.error().describe().c_str());
+      }
+      return symbol;
+    }
+    hit = jit.file->lookup(ip);
+  }
+  if (!hit) return symbol;
+  symbol.function = std::string(hit->name);
+  symbol.offset = ip - hit->start;
+  symbol.module = "[jit]";
+  symbol.module_path = jit.file->path();
+  symbol.resolved = true;
   return symbol;
 }
 
@@ -174,6 +258,12 @@ ElfBinary* Symbolizer::load_vdso(const Mapping& mapping) {
 }
 
 Symbol Symbolizer::resolve_kernel(uint64_t ip) {
+  if (!stored_.empty()) {
+    if (auto it = stored_.find(StoredKey{0, ip, true}); it != stored_.end()) {
+      ++stored_used_;
+      return it->second;
+    }
+  }
   const KernelSymbols* symbols = kernel_symbols();
   return symbols ? symbols->resolve(ip) : unknown_symbol(ip);
 }
@@ -197,7 +287,31 @@ SymbolizerStats Symbolizer::stats() const {
     if (binary) ++stats.binaries_loaded;
   }
   stats.binaries_unavailable = unavailable_files_;
+  for (const auto& [pid, jit] : jit_maps_) {
+    if (jit.file && jit.file->map().size() > 0) {
+      ++stats.jit_maps;
+      stats.jit_symbols += jit.file->map().size();
+    }
+  }
+  stats.debuginfod_fetched = debuginfod_ ? debuginfod_->fetched() : 0;
   return stats;
+}
+
+std::vector<BinarySource> Symbolizer::binary_sources() const {
+  std::vector<BinarySource> out;
+  for (const auto& [key, binary] : binaries_) {
+    if (binary) out.push_back({binary->path(), binary->build_id(), binary->describe_sources()});
+  }
+  if (vdso_) out.push_back({vdso_->path(), vdso_->build_id(), vdso_->describe_sources()});
+  for (const auto& [pid, jit] : jit_maps_) {
+    if (jit.file && jit.file->map().size() > 0) {
+      out.push_back(
+          {jit.file->path(), "", fmt::format("JIT perf map, {} regions", jit.file->map().size())});
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const BinarySource& a, const BinarySource& b) { return a.path < b.path; });
+  return out;
 }
 
 }  // namespace kscope

@@ -1,7 +1,12 @@
 // The one entry point for turning addresses into names: kernel addresses through kallsyms, user
 // addresses through the mappings of the process they came from and the ELF files behind them.
 //
-// The Symbolizer never reads /proc/PID: it resolves against the mappings it was given
+// Names come, in this order, from names stored in a recording (add_stored_symbols), the ELF
+// files behind file mappings (own .symtab/DWARF, build-id debug directory, .gnu_debuglink,
+// MiniDebugInfo, debuginfod, .dynsym: see ElfBinary), the runtime's perf-PID.map for code in
+// anonymous memory (JIT), and kallsyms for the kernel.
+//
+// The Symbolizer never reads /proc/PID/maps: it resolves against the mappings it was given
 // (set_mappings), which the tracer captures while a process lives and recordings store, so
 // addresses of processes that have exited still resolve as long as their binaries exist.
 //
@@ -10,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,8 +23,11 @@
 #include <vector>
 
 #include "model/process_info.h"
+#include "model/recording_symbols.h"
+#include "symbols/debuginfod.h"
 #include "symbols/elf_binary.h"
 #include "symbols/kallsyms.h"
+#include "symbols/perf_map.h"
 #include "symbols/symbol.h"
 #include "util/result.h"
 
@@ -39,12 +48,28 @@ struct SymbolizerOptions {
   // With this set, all paths are: safer for old recordings, but on overlayfs with xino the
   // inode seen through the mount differs from the one in /proc/PID/maps, and nothing resolves.
   bool require_same_inode = false;
+  // debuginfod servers asked for missing debug files (urls empty: never); see debuginfod.h.
+  DebuginfodOptions debuginfod;
+  // Where runtimes write perf-PID.map for their JIT code; empty: JIT code is not named.
+  std::string perf_map_dir = "/tmp";
+  // One-time notes (a perf map refused, ...); null = silent.
+  FILE* messages = stderr;
+};
+
+// Which source named one binary, for -v and reports.
+struct BinarySource {
+  std::string path;
+  std::string build_id;
+  std::string description;  // ElfBinary::describe_sources(), or why the file was unusable
 };
 
 struct SymbolizerStats {
   size_t processes = 0;             // processes with mappings
   size_t binaries_loaded = 0;       // distinct ELF files read
   size_t binaries_unavailable = 0;  // mapped files that could not be used (gone, not ELF, ...)
+  size_t jit_maps = 0;              // perf-PID.map files read
+  size_t jit_symbols = 0;           // regions named in them
+  size_t debuginfod_fetched = 0;    // debug files that came from debuginfod (or its cache)
 };
 
 class Symbolizer {
@@ -59,7 +84,17 @@ class Symbolizer {
   void set_mappings(uint32_t pid, std::vector<Mapping> mappings);
   void set_mappings(const MappingSnapshot& snapshot);
   void forget_process(uint32_t pid);
+  // The uid a process runs as, captured while it lived: its perf-PID.map must belong to it
+  // (or to root). Without it, /proc/PID is asked, and when the process is gone any owner is
+  // accepted (the file must still be a regular file with one link).
+  void set_process_owner(uint32_t pid, uint32_t uid) { owners_[pid] = uid; }
   bool knows_process(uint32_t pid) const { return processes_.count(pid) != 0; }
+
+  // Names resolved when a recording was made: resolve_user(pid, ip) and resolve_kernel(ip) give
+  // these (for any detail level) before looking at any binary or kallsyms, so a recording reads
+  // the same on another boot, after its binaries changed, or on another machine.
+  void add_stored_symbols(const std::vector<StoredSymbol>& symbols);
+  size_t stored_symbols_used() const { return stored_used_; }
 
   // Resolves an address in process `pid`. Never fails: an address that cannot be resolved
   // comes back unresolved (see Symbol::format()). For return addresses taken from a stack, pass
@@ -75,6 +110,8 @@ class Symbolizer {
   Status kernel_symbols_status();
 
   SymbolizerStats stats() const;
+  // Every binary looked at, with where its names came from, sorted by path.
+  std::vector<BinarySource> binary_sources() const;
 
  private:
   struct Process;
@@ -91,6 +128,7 @@ class Symbolizer {
   ElfBinary* binary_for(Process& process, size_t mapping_index);
   ElfBinary* load_file(const Mapping& mapping);
   ElfBinary* load_vdso(const Mapping& mapping);
+  Symbol resolve_jit(uint32_t pid, uint64_t ip, Symbol symbol);
   const KernelSymbols* kernel_symbols();
 
   SymbolizerOptions options_;
@@ -101,6 +139,30 @@ class Symbolizer {
   // Owners, by the identity of the file opened, so links and bind mounts share one copy.
   std::unordered_map<FileKey, std::unique_ptr<ElfBinary>, FileKeyHash> binaries_;
   size_t unavailable_files_ = 0;
+  std::unique_ptr<DebuginfodClient> debuginfod_;
+
+  struct StoredKey {
+    uint32_t pid;
+    uint64_t ip;
+    bool kernel;
+    bool operator==(const StoredKey&) const = default;
+  };
+  struct StoredKeyHash {
+    size_t operator()(const StoredKey& k) const {
+      return std::hash<uint64_t>()(k.ip * 0x9E3779B97F4A7C15ull ^ k.pid ^
+                                   (k.kernel ? 1ull << 63 : 0));
+    }
+  };
+  std::unordered_map<StoredKey, Symbol, StoredKeyHash> stored_;
+  size_t stored_used_ = 0;
+
+  struct JitMap {
+    std::unique_ptr<PerfMapFile> file;
+    int64_t checked_ns = 0;  // last look at the file's size
+    bool refused = false;
+  };
+  std::unordered_map<uint32_t, JitMap> jit_maps_;
+  std::unordered_map<uint32_t, uint32_t> owners_;
 
   std::unique_ptr<ElfBinary> vdso_;
   bool vdso_tried_ = false;

@@ -73,7 +73,7 @@ bool thread_alive(uint32_t pid, uint32_t tid) {
 struct TopSession::Impl {
   TopSessionOptions options;
   std::unique_ptr<TopTracer> tracer;
-  Symbolizer symbolizer;
+  std::unique_ptr<Symbolizer> symbolizer;  // made in create() from options.symbols
   bool kernel_symbols_warned = false;
 
   // Names: by tid (threads) from kernel events and /proc.
@@ -137,7 +137,7 @@ struct TopSession::Impl {
   void publish_mappings(uint32_t pid, uint64_t time_ns) {
     MappingSnapshot snap{pid, time_ns > tracer->start_ns() ? time_ns - tracer->start_ns() : 0,
                          procmaps[pid].current()};
-    symbolizer.set_mappings(snap);
+    symbolizer->set_mappings(snap);
     for (auto it = user_cache.lower_bound({pid, INT32_MIN});
          it != user_cache.end() && it->first.first == pid;)
       it = user_cache.erase(it);
@@ -203,7 +203,7 @@ struct TopSession::Impl {
     if (it != kernel_cache.end()) return it->second;
     if (!kernel_symbols_warned) {
       kernel_symbols_warned = true;
-      if (auto st = symbolizer.kernel_symbols_status(); !st)
+      if (auto st = symbolizer->kernel_symbols_status(); !st)
         std::fprintf(stderr, "kscope top: kernel frames stay unresolved: %s\n",
                      st.error().describe().c_str());
     }
@@ -212,7 +212,7 @@ struct TopSession::Impl {
     bool leading = true;
     for (size_t i = 0; i < ips.size(); ++i) {
       // Return addresses point after the call: look up ip-1, show the real offset.
-      Symbol sym = symbolizer.resolve_kernel(ips[i] - 1);
+      Symbol sym = symbolizer->resolve_kernel(ips[i] - 1);
       if (leading && sym.resolved && is_tracing_frame(sym.function)) continue;
       leading = false;
       frames.push_back(frame_from(sym, ips[i], 1, true));
@@ -231,7 +231,7 @@ struct TopSession::Impl {
     for (size_t i = 0; i < ips.size(); ++i) {
       uint64_t adjust =
           i == 0 ? 0 : 1;  // frame 0 is where the thread was; the rest return addresses
-      Symbol sym = symbolizer.resolve_user(pid, ips[i] - adjust, SymbolDetail::kInlineFrames);
+      Symbol sym = symbolizer->resolve_user(pid, ips[i] - adjust, SymbolDetail::kInlineFrames);
       for (const auto& inl : sym.inlined) {
         TopFrameView f;
         f.addr = ips[i];
@@ -402,6 +402,7 @@ TopSession::~TopSession() = default;
 Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  impl->symbolizer = std::make_unique<Symbolizer>(options.symbols);
   if (!options.recording_path.empty()) {
     // Before tracing: an unwritable path fails first.
     KSCOPE_ASSIGN_OR_RETURN(auto writer,
@@ -507,6 +508,7 @@ Result<TopSummary> TopSession::finish() {
     KSCOPE_TRY(s.recording->finish(summary.profile, summary.counters));
     summary.recording_note = s.recording->describe();
   }
+  summary.symbol_sources = s.symbolizer->binary_sources();
   return summary;
 }
 

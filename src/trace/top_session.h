@@ -23,6 +23,7 @@ struct TopSessionOptions {
   bool keep_whole_run = false;  // keep the values of exited threads for the whole-run profile
   std::string recording_path;   // -o
   RecordingMeta meta;           // for the recording
+  SymbolizerOptions symbols;    // debug directories, debuginfod, JIT maps, kallsyms
 };
 
 struct TopSummary {
@@ -30,6 +31,7 @@ struct TopSummary {
   TopCounters counters;  // the whole run
   std::string recording_note;
   std::pair<uint64_t, uint64_t> diagnostics;  // see TopTracer::diagnostics()
+  std::vector<BinarySource> symbol_sources;   // where each binary's names came from (-v)
 };
 
 class TopSession : public TopSource {

@@ -979,5 +979,117 @@ TEST(RecordingTest, VisitorErrorStopsReading) {
   EXPECT_EQ(visitor.seen, 10);
 }
 
+// ---- Symbols block (minor version 1) ----
+
+std::vector<StoredSymbol> make_symbols(size_t n) {
+  std::vector<StoredSymbol> out;
+  for (size_t i = 0; i < n; ++i) {
+    StoredSymbol s;
+    s.kernel = i % 7 == 0;
+    s.pid = s.kernel ? 0 : static_cast<uint32_t>(100 + i % 3);
+    s.ip = (s.kernel ? 0xffffffff81000000ull : 0x55550000ull) + i * 16;
+    s.resolved = i % 5 != 0;
+    s.function = s.resolved ? fmt::format("function_{}", i % 1000) : "";
+    s.offset = i % 64;
+    s.module = s.kernel ? "kernel" : fmt::format("lib{}.so", i % 4);
+    s.module_path = s.kernel ? "" : "/usr/lib/" + s.module;
+    s.build_id = s.kernel ? "" : fmt::format("{:040x}", i % 4);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+TEST(RecordingSymbols, RoundTripAcrossSeveralBlocks) {
+  TempDir dir;
+  std::string path = dir.file("symbols.kscope");
+  Content c = make_content(500, 3);
+  // More entries than one block holds: the writer splits, each block has its module table.
+  std::vector<StoredSymbol> symbols = make_symbols(70000);
+  {
+    auto w = RecordingWriter::create(path, c.meta);
+    ASSERT_TRUE(w.ok());
+    write_content(*w, c, /*finish=*/false);
+    ASSERT_TRUE(w->add_symbols(symbols).ok());
+    ASSERT_TRUE(w->finish(c.trailer).ok());
+  }
+  auto r = read_recording(path);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->summary.version_minor, 1);
+  EXPECT_TRUE(r->summary.complete);
+  EXPECT_EQ(r->summary.skipped_blocks, 0u);
+  expect_equal_content(*r, c);
+  ASSERT_EQ(r->symbols.size(), symbols.size());
+  for (size_t i = 0; i < symbols.size(); ++i) ASSERT_EQ(r->symbols[i], symbols[i]) << i;
+  // Blocks of type 6 just before the trailer.
+  std::string bytes = read_bytes(path);
+  std::vector<uint64_t> blocks = block_offsets(bytes);
+  ASSERT_GE(blocks.size(), 4u);
+  EXPECT_EQ(get_u32(bytes, blocks[blocks.size() - 2]) & 0xffff, 6u);
+  EXPECT_EQ(get_u32(bytes, blocks[blocks.size() - 3]) & 0xffff, 6u);
+}
+
+TEST(RecordingSymbols, VersionZeroFilesStillRead) {
+  // A 1.0 file: what this writer makes without add_symbols(), with minor 0 in the header.
+  TempDir dir;
+  std::string path = dir.file("v10.kscope");
+  Content c = make_content(200, 5);
+  std::string full = write_file(path, c);
+  full[10] = 0;
+  put_u32(full, 16, crc(std::string_view(full).substr(0, 16)));
+  write_bytes(path, full);
+  auto r = read_recording(path);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->summary.version_minor, 0);
+  EXPECT_TRUE(r->symbols.empty());
+  expect_equal_content(*r, c);
+}
+
+TEST(RecordingSymbols, BadEntriesAreCorruptionWithTheirOffset) {
+  TempDir dir;
+  std::string path = dir.file("bad.kscope");
+  std::string full = write_file(path, make_content(10, 10));
+  uint64_t second = block_offsets(full)[1];
+  std::string prefix = full.substr(0, second);
+  auto entry = [](uint8_t flags, uint8_t module_ref, std::string_view function) {
+    std::string e;
+    e += static_cast<char>(flags);
+    e += '\x05';  // pid
+    e += '\x10';  // ip
+    e += static_cast<char>(module_ref);
+    if (module_ref == 0) e += std::string("\x01m\x00\x00", 4);
+    e += static_cast<char>(function.size());
+    e += function;
+    e += '\x00';  // offset
+    return e;
+  };
+  struct Case {
+    std::string payload;
+    uint32_t count;
+    const char* message;
+  } cases[] = {
+      {entry(0x2, 0, "f"), 1, nullptr},                          // valid
+      {entry(0x6, 0, "f"), 1, "unknown symbol flags"},           // reserved bit
+      {entry(0x2, 1, "f"), 1, "module reference 1 past the 0"},  // no such module
+      {entry(0x2, 0, ""), 1, "resolved symbol without a name"},  // flag and name disagree
+      {entry(0x0, 0, "f"), 1, "name on an unresolved one"},
+      {entry(0x2, 0, "f"), 1000, "impossible symbol count"},
+  };
+  for (const Case& k : cases) {
+    write_bytes(path, prefix + make_block(6, 0, k.count, k.payload));
+    auto r = read_recording(path);
+    if (!k.message) {
+      ASSERT_TRUE(r.ok()) << r.error().describe();
+      ASSERT_EQ(r->symbols.size(), 1u);
+      EXPECT_EQ(r->symbols[0].function, "f");
+      EXPECT_EQ(r->symbols[0].pid, 5u);
+      continue;
+    }
+    ASSERT_FALSE(r.ok()) << k.message;
+    EXPECT_NE(r.error().message.find(k.message), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find(fmt::format("block at byte {}", second)), std::string::npos)
+        << r.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace kscope
