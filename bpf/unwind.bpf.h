@@ -40,9 +40,10 @@ struct {
 	__type(value, struct kscope_unwind_file);
 } unwind_files SEC(".maps");
 
-/* tgid -> sorted executable mappings. */
+/* tgid -> sorted executable mappings (8 KiB each: allocated when used, not up front). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 4096);
 	__type(key, __u32);
 	__type(value, struct kscope_unwind_process);
@@ -51,6 +52,7 @@ struct {
 /* Walked stacks by id (31 bits of their hash); the hash in the value tells collisions apart. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
 	__type(value, struct kscope_unwind_stack);
@@ -101,13 +103,17 @@ static __always_inline void kscope_unwind_count(__u32 idx)
 static __always_inline struct kscope_unwind_mapping *
 kscope_unwind_find_mapping(struct kscope_unwind_process *p, __u64 pc)
 {
-	__u32 lo = 0, hi = p->count;
+	/* No clamping to a constant: with exact values for lo and hi the verifier would walk every
+	 * path of the search separately instead of merging states by range. */
+	__u32 lo = 0, hi = p->count & 0x1ff;
 	if (hi > KSCOPE_UNWIND_MAX_MAPPINGS)
-		hi = KSCOPE_UNWIND_MAX_MAPPINGS;
+		return NULL;
 	for (int i = 0; i < 10; i++) { /* 2^9 > KSCOPE_UNWIND_MAX_MAPPINGS */
 		if (lo >= hi)
 			break;
 		__u32 mid = (lo + hi) / 2;
+		/* The compiler knows mid < hi <= MAX and would drop the check the verifier needs. */
+		asm volatile("" : "+r"(mid));
 		if (mid >= KSCOPE_UNWIND_MAX_MAPPINGS)
 			return NULL;
 		if (p->mappings[mid].start <= pc)
@@ -115,9 +121,11 @@ kscope_unwind_find_mapping(struct kscope_unwind_process *p, __u64 pc)
 		else
 			hi = mid;
 	}
-	if (lo == 0 || lo > KSCOPE_UNWIND_MAX_MAPPINGS)
+	__u32 idx = lo - 1;
+	asm volatile("" : "+r"(idx));
+	if (lo == 0 || idx >= KSCOPE_UNWIND_MAX_MAPPINGS)
 		return NULL;
-	struct kscope_unwind_mapping *m = &p->mappings[lo - 1];
+	struct kscope_unwind_mapping *m = &p->mappings[idx];
 	if (pc >= m->end)
 		return NULL;
 	return m;

@@ -17,7 +17,7 @@ constexpr uint64_t kRegRsp = 7;
 constexpr uint64_t kRegRip = 16;  // the return address column
 
 // Bounds: a CFA program is tiny; these only stop hostile input from costing memory or time.
-constexpr size_t kMaxStateStack = 64;     // DW_CFA_remember_state nesting
+constexpr size_t kMaxStateStack = 64;  // DW_CFA_remember_state nesting
 constexpr size_t kMaxRowsPerFde = 1 << 16;
 constexpr size_t kMaxRows = KSCOPE_UNWIND_MAX_FILE_ROWS;
 
@@ -106,23 +106,47 @@ class Reader {
     size_t field = pos_;
     uint64_t v = 0;
     switch (enc & 0x0f) {
-      case 0x00: v = fixed<uint64_t>(); break;  // absptr (8 bytes on x86-64)
-      case 0x01: v = uleb(); break;
-      case 0x02: v = fixed<uint16_t>(); break;
-      case 0x03: v = fixed<uint32_t>(); break;
-      case 0x04: v = fixed<uint64_t>(); break;
-      case 0x09: v = static_cast<uint64_t>(sleb()); break;
-      case 0x0a: v = static_cast<uint64_t>(static_cast<int64_t>(fixed<int16_t>())); break;
-      case 0x0b: v = static_cast<uint64_t>(static_cast<int64_t>(fixed<int32_t>())); break;
-      case 0x0c: v = fixed<uint64_t>(); break;
-      default: ok_ = false; return std::nullopt;
+      case 0x00:
+        v = fixed<uint64_t>();
+        break;  // absptr (8 bytes on x86-64)
+      case 0x01:
+        v = uleb();
+        break;
+      case 0x02:
+        v = fixed<uint16_t>();
+        break;
+      case 0x03:
+        v = fixed<uint32_t>();
+        break;
+      case 0x04:
+        v = fixed<uint64_t>();
+        break;
+      case 0x09:
+        v = static_cast<uint64_t>(sleb());
+        break;
+      case 0x0a:
+        v = static_cast<uint64_t>(static_cast<int64_t>(fixed<int16_t>()));
+        break;
+      case 0x0b:
+        v = static_cast<uint64_t>(static_cast<int64_t>(fixed<int32_t>()));
+        break;
+      case 0x0c:
+        v = fixed<uint64_t>();
+        break;
+      default:
+        ok_ = false;
+        return std::nullopt;
     }
     if (!ok_) return std::nullopt;
     if (value_only) return v;
     switch (enc & 0x70) {
-      case 0x00: return v;
-      case 0x10: return v + section_vaddr + field;  // pcrel
-      default: ok_ = false; return std::nullopt;    // textrel/datarel/funcrel: not in x86-64 .eh_frame
+      case 0x00:
+        return v;
+      case 0x10:
+        return v + section_vaddr + field;  // pcrel
+      default:
+        ok_ = false;
+        return std::nullopt;  // textrel/datarel/funcrel: not in x86-64 .eh_frame
     }
   }
 
@@ -264,12 +288,16 @@ class FdeDecoder {
     }
     switch (st.rbp.kind) {
       case RegRule::kSame:
-      case RegRule::kUndefined: r.rbp = RbpRule::kUnchanged; break;
+      case RegRule::kUndefined:
+        r.rbp = RbpRule::kUnchanged;
+        break;
       case RegRule::kOffset:
         r.rbp = RbpRule::kOffset;
         r.rbp_offset = st.rbp.offset;
         break;
-      case RegRule::kOther: r.rbp = RbpRule::kUnknown; break;
+      case RegRule::kOther:
+        r.rbp = RbpRule::kUnknown;
+        break;
     }
     if (r.cfa == CfaRule::kSignal) r.rbp = RbpRule::kUnknown;  // the walker reads the ucontext
     if (st.ra.kind == RegRule::kUndefined) {
@@ -325,8 +353,9 @@ class FdeDecoder {
         continue;
       }
       switch (op) {
-        case 0x00: break;  // nop
-        case 0x01: {       // set_loc
+        case 0x00:
+          break;      // nop
+        case 0x01: {  // set_loc
           auto v = r.encoded(cie_.fde_encoding, section_vaddr_);
           if (!v || in_cie || *v < loc_) return false;
           emit(st, out);
@@ -440,7 +469,8 @@ class FdeDecoder {
           if (RegRule* rule = rule_for(reg, st)) *rule = {RegRule::kOffset, off * cie_.data_align};
           break;
         }
-        default: return false;
+        default:
+          return false;
       }
       if (!r.ok()) return false;
     }
@@ -491,17 +521,25 @@ std::optional<Cie> parse_cie(std::span<const uint8_t> section, size_t pos, uint6
     Reader a(section, c.pos(), aug_end);
     for (size_t i = 1; i < aug.size(); ++i) {
       switch (aug[i]) {
-        case 'L': a.u8(); break;
-        case 'R': cie.fde_encoding = a.u8(); break;
+        case 'L':
+          a.u8();
+          break;
+        case 'R':
+          cie.fde_encoding = a.u8();
+          break;
         case 'P': {
           uint8_t enc = a.u8();
           if (enc != 0xff) a.encoded(enc & 0x7f, section_vaddr);
           break;
         }
-        case 'S': cie.signal_frame = true; break;
+        case 'S':
+          cie.signal_frame = true;
+          break;
         case 'B':
-        case 'G': break;
-        default: return std::nullopt;  // unknown: the FDE layout cannot be known
+        case 'G':
+          break;
+        default:
+          return std::nullopt;  // unknown: the FDE layout cannot be known
       }
       if (!a.ok()) return std::nullopt;
     }
@@ -539,8 +577,8 @@ Result<EhFrameTable> decode_eh_frame(std::span<const uint8_t> section, uint64_t 
     auto cie = parse_cie(section, off, section_vaddr, &program_pos);
     if (cie) ++stats.cies;
     if (cie_cache.size() > 4096) cie_cache.erase(cie_cache.begin());
-    cie_cache.emplace_back(off, cie ? std::optional<CieEntry>(CieEntry{*cie, program_pos})
-                                    : std::nullopt);
+    cie_cache.emplace_back(
+        off, cie ? std::optional<CieEntry>(CieEntry{*cie, program_pos}) : std::nullopt);
     return cie_cache.back().second ? &*cie_cache.back().second : nullptr;
   };
 
@@ -666,7 +704,8 @@ kscope_unwind_row pack_row(const UnwindRow& row, bool* did_not_fit) {
       if (row.cfa_offset < 0 || row.cfa_offset > UINT16_MAX) fits = false;
       out.cfa_off = static_cast<uint16_t>(row.cfa_offset);
       break;
-    default: break;
+    default:
+      break;
   }
   if (row.cfa == CfaRule::kPlt) {
     out.aux = static_cast<int8_t>(row.plt_threshold);
@@ -691,10 +730,14 @@ kscope_unwind_row pack_row(const UnwindRow& row, bool* did_not_fit) {
 
 std::string describe_cfa(const UnwindRow& row) {
   switch (row.cfa) {
-    case CfaRule::kRsp: return fmt::format("rsp+{}", row.cfa_offset);
-    case CfaRule::kRbp: return fmt::format("rbp+{}", row.cfa_offset);
-    case CfaRule::kNone: return "u";
-    default: return "exp";
+    case CfaRule::kRsp:
+      return fmt::format("rsp+{}", row.cfa_offset);
+    case CfaRule::kRbp:
+      return fmt::format("rbp+{}", row.cfa_offset);
+    case CfaRule::kNone:
+      return "u";
+    default:
+      return "exp";
   }
 }
 

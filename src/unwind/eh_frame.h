@@ -39,8 +39,8 @@ struct UnwindRow {
   CfaRule cfa = CfaRule::kNone;
   int64_t cfa_offset = 0;  // kRsp/kRbp/kPlt: bytes added to the register
   RbpRule rbp = RbpRule::kUnchanged;
-  int64_t rbp_offset = 0;    // kOffset: caller's rbp is at CFA + rbp_offset
-  int plt_threshold = 0;     // kPlt: (rip & 15) >= this adds 8
+  int64_t rbp_offset = 0;     // kOffset: caller's rbp is at CFA + rbp_offset
+  int plt_threshold = 0;      // kPlt: (rip & 15) >= this adds 8
   bool ra_undefined = false;  // the outermost frame (DW_CFA_undefined rip)
   bool ra_unsupported = false;
   bool operator==(const UnwindRow&) const = default;
@@ -52,8 +52,8 @@ struct UnwindRow {
 struct EhFrameStats {
   size_t cies = 0;
   size_t fdes = 0;
-  size_t bad_entries = 0;      // CIEs/FDEs that are malformed (skipped)
-  size_t bad_programs = 0;     // FDEs whose CFA program stopped at an unknown or bad instruction
+  size_t bad_entries = 0;       // CIEs/FDEs that are malformed (skipped)
+  size_t bad_programs = 0;      // FDEs whose CFA program stopped at an unknown or bad instruction
   size_t unsupported_rows = 0;  // rows with a rule the walker cannot follow
   size_t plt_rows = 0;
   size_t signal_rows = 0;

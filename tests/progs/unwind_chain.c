@@ -5,7 +5,8 @@
  *   unwind_chain sleep SECONDS    main -> chain_1 -> ... -> chain_10 -> leaf_sleep -> nanosleep
  *   unwind_chain qsort SECONDS    main -> qsort_driver -> qsort (libc) -> ... -> compare_spin
  *   unwind_chain recurse SECONDS  main -> recurse x 200 -> leaf_spin (deeper than 127 frames)
- *   unwind_chain stop             main -> chain_1 .. chain_10 -> leaf_stop: raise(SIGSTOP), for eu-stack
+ *   unwind_chain stop             waits for SIGUSR1, then main -> chain_1 .. chain_10 -> leaf_stop ->
+ *                                 raise(SIGSTOP): stopped in a known place, for eu-stack
  *
  * Prints "ready PID" once started. Every function of a chain is noipa (no inlining, cloning or
  * interprocedural changes) and does work after its call (no tail call), so each is one frame.
@@ -34,6 +35,13 @@ static double now_s(void)
 }
 
 static int mode_sleep, mode_stop;
+static volatile sig_atomic_t released;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	released = 1;
+}
 
 NOIPA static void leaf_spin(void)
 {
@@ -121,6 +129,7 @@ int main(int argc, char **argv)
 	}
 	double seconds = argc > 2 ? atof(argv[2]) : 0;
 	deadline_s = now_s() + seconds;
+	signal(SIGUSR1, on_usr1);
 	printf("ready %d\n", (int)getpid());
 	fflush(stdout);
 	if (strcmp(argv[1], "spin") == 0) {
@@ -129,6 +138,9 @@ int main(int argc, char **argv)
 		mode_sleep = 1;
 		chain_1();
 	} else if (strcmp(argv[1], "stop") == 0) {
+		struct timespec ts = {0, 10000000};
+		while (!released)
+			nanosleep(&ts, NULL);
 		mode_stop = 1;
 		chain_1();
 	} else if (strcmp(argv[1], "qsort") == 0) {

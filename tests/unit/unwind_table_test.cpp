@@ -2,6 +2,8 @@
 // rule, return address) must be what our table says at that PC, and every row of ours must be
 // what readelf says at its PC (or a gap no FDE covers). Checked on libc, ld.so, the C++ kscope
 // binary and the -O2 -fomit-frame-pointer test programs (PIE, non-PIE, stripped).
+#include "unwind/unwind_table.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,7 +16,6 @@
 #include "subprocess.h"
 #include "tools.h"
 #include "unwind/eh_frame.h"
-#include "unwind/unwind_table.h"
 
 namespace kscope::unwind {
 namespace {
@@ -120,7 +121,9 @@ std::string compare(const UnwindRow& ours, const ReadelfRow& theirs) {
       // An expression, or a register other than rsp/rbp.
       if (theirs.cfa.rfind("rsp+", 0) == 0 || theirs.cfa.rfind("rbp+", 0) == 0) cfa_ok = "cfa";
       break;
-    case CfaRule::kNone: cfa_ok = "cfa (ours: no FDE)"; break;
+    case CfaRule::kNone:
+      cfa_ok = "cfa (ours: no FDE)";
+      break;
   }
   std::string rbp_ok;
   switch (ours.rbp) {
@@ -139,13 +142,14 @@ std::string compare(const UnwindRow& ours, const ReadelfRow& theirs) {
   if (!ours.ra_undefined && ours.cfa != CfaRule::kSignal &&
       ours.ra_unsupported != (theirs.ra != "c-8"))
     ra_ok = "ra";
-  std::string all = cfa_ok + (rbp_ok.empty() ? "" : " " + rbp_ok) + (ra_ok.empty() ? "" : " " + ra_ok);
+  std::string all =
+      cfa_ok + (rbp_ok.empty() ? "" : " " + rbp_ok) + (ra_ok.empty() ? "" : " " + ra_ok);
   if (all.empty()) return {};
-  return fmt::format("{} differs at {:#x}: ours cfa={} off={} rbp={} rbp_off={} ra_undef={} | "
-                     "readelf cfa={} rbp={} ra={}",
-                     all, theirs.pc, describe_cfa(ours), ours.cfa_offset,
-                     static_cast<int>(ours.rbp), ours.rbp_offset, ours.ra_undefined, theirs.cfa,
-                     theirs.rbp, theirs.ra);
+  return fmt::format(
+      "{} differs at {:#x}: ours cfa={} off={} rbp={} rbp_off={} ra_undef={} | "
+      "readelf cfa={} rbp={} ra={}",
+      all, theirs.pc, describe_cfa(ours), ours.cfa_offset, static_cast<int>(ours.rbp),
+      ours.rbp_offset, ours.ra_undefined, theirs.cfa, theirs.rbp, theirs.ra);
 }
 
 struct CheckCounts {
@@ -203,7 +207,8 @@ CheckCounts check_against_readelf(const std::string& path) {
       ++counts.readelf_rows;
       const UnwindRow* ours = row_at(rows, theirs.pc);
       if (!ours) {
-        if (++failures < 20) ADD_FAILURE() << path << ": no row of ours at " << std::hex << theirs.pc;
+        if (++failures < 20)
+          ADD_FAILURE() << path << ": no row of ours at " << std::hex << theirs.pc;
         continue;
       }
       std::string diff = compare(*ours, theirs);
@@ -245,13 +250,15 @@ CheckCounts check_against_readelf(const std::string& path) {
   return counts;
 }
 
-std::string progs(const std::string& name) { return std::string(KSCOPE_TEST_PROGS_DIR) + "/" + name; }
+std::string progs(const std::string& name) {
+  return std::string(KSCOPE_TEST_PROGS_DIR) + "/" + name;
+}
 
 TEST(UnwindTable, LibcMatchesReadelf) {
   auto counts = check_against_readelf("/lib/x86_64-linux-gnu/libc.so.6");
   EXPECT_GT(counts.readelf_rows, 10000u);
-  EXPECT_GE(counts.plt_rows, 1u);     // libc's own .plt
-  EXPECT_EQ(counts.signal_rows, 1u);  // __restore_rt
+  EXPECT_GE(counts.plt_rows, 1u);           // libc's own .plt
+  EXPECT_EQ(counts.signal_rows, 1u);        // __restore_rt
   EXPECT_GE(counts.ra_undefined_rows, 1u);  // clone/clone3's child: the outermost frame
 }
 
@@ -350,16 +357,18 @@ TEST(UnwindTable, MalformedSectionsAreSurvived) {
     std::vector<uint8_t> part(bytes.begin(), bytes.begin() + static_cast<long>(cut));
     auto t = decode_eh_frame(part, source->eh_frame_vaddr);
     if (t.ok())
-      EXPECT_TRUE(std::is_sorted(t->rows.begin(), t->rows.end(),
-                                 [](const UnwindRow& a, const UnwindRow& b) { return a.pc < b.pc; }));
+      EXPECT_TRUE(
+          std::is_sorted(t->rows.begin(), t->rows.end(),
+                         [](const UnwindRow& a, const UnwindRow& b) { return a.pc < b.pc; }));
   }
   for (int round = 0; round < 2000; ++round) {
     std::vector<uint8_t> m = bytes;
     for (int k = 0; k < 4; ++k) m[next() % m.size()] = static_cast<uint8_t>(next());
     auto t = decode_eh_frame(m, source->eh_frame_vaddr);
     if (t.ok())
-      EXPECT_TRUE(std::is_sorted(t->rows.begin(), t->rows.end(),
-                                 [](const UnwindRow& a, const UnwindRow& b) { return a.pc < b.pc; }));
+      EXPECT_TRUE(
+          std::is_sorted(t->rows.begin(), t->rows.end(),
+                         [](const UnwindRow& a, const UnwindRow& b) { return a.pc < b.pc; }));
   }
   // Lengths that point past the end, a CIE pointer before the section, a huge augmentation.
   std::vector<uint8_t> evil = {0xf0, 0xff, 0xff, 0x7f, 0, 0, 0, 0};
