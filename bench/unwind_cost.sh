@@ -19,7 +19,7 @@ sysctl -qw kernel.bpf_stats_enabled=1
 # run_time_ns and run_cnt of the loaded top_sched_switch program (name cut to 15 characters).
 prog_stats() {
 	bpftool prog show name top_sched_switc 2>/dev/null |
-		sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p' | head -1
+		sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p' | head -1 || true
 }
 
 measure() { # MODE -> "ns_per_run runs"
