@@ -16,9 +16,9 @@ old_stats=$(sysctl -n kernel.bpf_stats_enabled)
 trap 'sysctl -qw kernel.bpf_stats_enabled="$old_stats"' EXIT
 sysctl -qw kernel.bpf_stats_enabled=1
 
-# run_time_ns and run_cnt of the loaded top_sched_switch program (name cut to 15 characters).
+# run_time_ns and run_cnt of the loaded top_sched_switch program .
 prog_stats() {
-	bpftool prog show name top_sched_switc 2>/dev/null |
+	bpftool prog show name top_sched_switch 2>/dev/null |
 		sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p' | head -1 || true
 }
 

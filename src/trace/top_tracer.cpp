@@ -270,9 +270,11 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   if (int err = top_bpf__load(skel)) return bpf::load_error("top", err);
 
   if (dwarf) {
-    impl->tables = std::make_unique<unwind::TableLoader>(unwind::UnwindMapFds{
-        bpf_map__fd(skel->maps.unwind_rows), bpf_map__fd(skel->maps.unwind_files),
-        bpf_map__fd(skel->maps.unwind_procs), options.unwind_rows, options.unwind_files});
+    impl->unwind_maps = std::make_unique<BpfUnwindMaps>(bpf_map__fd(skel->maps.unwind_rows),
+                                                        bpf_map__fd(skel->maps.unwind_files),
+                                                        bpf_map__fd(skel->maps.unwind_procs));
+    impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, options.unwind_rows,
+                                                         options.unwind_files);
   }
   int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) return bpf::libbpf_error("cannot count the possible CPUs", ncpus);

@@ -5,10 +5,14 @@
 #include "unwind/unwind_table.h"
 
 #include <gtest/gtest.h>
+#include <link.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -376,6 +380,117 @@ TEST(UnwindTable, MalformedSectionsAreSurvived) {
   std::vector<uint8_t> fde_bad_cie = {0x10, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0,
                                       0,    0, 0, 0, 0,    0,    0, 0, 0, 0, 0, 0};
   EXPECT_FALSE(decode_eh_frame(fde_bad_cie, 0).ok());
+}
+
+// The maps in memory, as the BPF walker would see them.
+class FakeMaps : public UnwindMapWriter {
+ public:
+  std::map<uint32_t, kscope_unwind_row> rows;
+  std::map<uint32_t, kscope_unwind_file> files;
+  std::map<uint32_t, kscope_unwind_process> procs;
+  Status write_rows(uint32_t first, std::span<const kscope_unwind_row> r) override {
+    for (size_t i = 0; i < r.size(); ++i) rows[first + static_cast<uint32_t>(i)] = r[i];
+    return {};
+  }
+  Status write_file(uint32_t id, const kscope_unwind_file& f) override {
+    files[id] = f;
+    return {};
+  }
+  Status write_process(uint32_t pid, const kscope_unwind_process& p) override {
+    procs[pid] = p;
+    return {};
+  }
+  void delete_process(uint32_t pid) override { procs.erase(pid); }
+};
+
+std::vector<ExecMapping> own_exec_mappings() {
+  std::vector<ExecMapping> out;
+  std::ifstream in("/proc/self/maps");
+  std::string line;
+  while (std::getline(in, line)) {
+    unsigned long long s = 0, e = 0, off = 0, ino = 0;
+    unsigned maj = 0, min = 0;
+    char perms[8] = {};
+    int n = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &s, &e, perms, &off, &maj,
+                    &min, &ino, &n) < 7 ||
+        perms[2] != 'x')
+      continue;
+    std::string path = n > 0 && static_cast<size_t>(n) <= line.size() ? line.substr(n) : "";
+    out.push_back({s, e, off, ino, maj, min, path});
+  }
+  return out;
+}
+
+// Loading this test process's own mappings: each file's table once, and every mapping's load
+// bias equal to what the dynamic loader says (dl_iterate_phdr's dlpi_addr).
+TEST(UnwindTableLoader, OwnProcessMatchesTheDynamicLoader) {
+  FakeMaps maps;
+  TableLoader loader(maps, 1u << 22, 1024);
+  auto mine = own_exec_mappings();
+  ASSERT_FALSE(mine.empty());
+  uint32_t pid = static_cast<uint32_t>(::getpid());
+  ASSERT_TRUE(loader.load_process(pid, mine).ok());
+  ASSERT_TRUE(loader.load_process(pid, mine).ok());  // again: nothing loaded twice
+  ASSERT_EQ(maps.procs.count(pid), 1u);
+  const kscope_unwind_process& p = maps.procs[pid];
+  EXPECT_EQ(p.count, mine.size());
+  for (uint32_t i = 1; i < p.count; ++i) EXPECT_LT(p.mappings[i - 1].start, p.mappings[i].start);
+  std::map<std::string, uint64_t> loader_bias;  // path -> dlpi_addr
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) {
+        auto* m = static_cast<std::map<std::string, uint64_t>*>(data);
+        std::string name = info->dlpi_name && *info->dlpi_name ? info->dlpi_name : "";
+        if (!name.empty()) {
+          char real[4096];
+          if (realpath(name.c_str(), real)) name = real;
+        }
+        (*m)[name] = info->dlpi_addr;
+        return 0;
+      },
+      &loader_bias);
+  char exe[4096] = {};
+  ASSERT_GT(readlink("/proc/self/exe", exe, sizeof(exe) - 1), 0);
+  size_t checked = 0;
+  for (uint32_t i = 0; i < p.count; ++i) {
+    const kscope_unwind_mapping& m = p.mappings[i];
+    std::string path;
+    for (const auto& e : mine)
+      if (e.start == m.start) path = e.path;
+    if (path.empty() || path[0] != '/') continue;
+    char real[4096];
+    std::string key = realpath(path.c_str(), real) ? real : path;
+    auto it = loader_bias.find(key == exe ? "" : key);
+    if (it == loader_bias.end()) continue;
+    ASSERT_NE(m.file_id, KSCOPE_UNWIND_NO_FILE) << path;
+    EXPECT_EQ(m.bias, it->second) << path;
+    const kscope_unwind_file& f = maps.files.at(m.file_id);
+    EXPECT_GT(f.row_count, 0u);
+    ++checked;
+  }
+  EXPECT_GE(checked, 2u);  // the test binary and libc at least
+  // Files are shared: as many file entries as distinct files, rows written once.
+  std::set<uint32_t> ids;
+  for (uint32_t i = 0; i < p.count; ++i)
+    if (p.mappings[i].file_id != KSCOPE_UNWIND_NO_FILE) ids.insert(p.mappings[i].file_id);
+  EXPECT_EQ(maps.files.size(), ids.size());
+  EXPECT_EQ(loader.stats().files, ids.size());
+  size_t rows = 0;
+  for (const auto& [id, f] : maps.files) rows += f.row_count;
+  EXPECT_EQ(maps.rows.size(), rows);
+  EXPECT_EQ(loader.stats().rows, rows);
+}
+
+// A map too small for a file: the file is skipped and counted, its mapping has no table.
+TEST(UnwindTableLoader, FullRowsMapIsCountedNotOverrun) {
+  FakeMaps maps;
+  TableLoader loader(maps, 1000, 1024);  // smaller than libc's table
+  auto mine = own_exec_mappings();
+  uint32_t pid = static_cast<uint32_t>(::getpid());
+  ASSERT_TRUE(loader.load_process(pid, mine).ok());
+  EXPECT_GT(loader.stats().files_no_room, 0u);
+  EXPECT_LE(maps.rows.size(), 1000u);
+  for (const auto& [key, row] : maps.rows) EXPECT_LT(key, 1000u);
 }
 
 }  // namespace
