@@ -20,6 +20,7 @@
 #include "subprocess.h"
 #include "tools.h"
 #include "unwind/eh_frame.h"
+#include "unwind/table_loader.h"
 
 namespace kscope::unwind {
 namespace {
