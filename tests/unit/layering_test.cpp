@@ -129,10 +129,9 @@ TEST(Layering, LibbpfAndSkeletonsOnlyInBpfAndTrace) {
 TEST(Layering, LibrariesStayInTheirLayer) {
   // header prefix -> the layers that may include it
   const std::vector<std::pair<std::string, std::set<std::string>>> rules = {
-      {"curses.h", {"render"}},  {"ncurses", {"render"}}, {"sqlite3.h", {"export"}},
-      {"CLI/", {"cli", "work"}},
-      {"gelf.h", {"symbols", "unwind"}},
-      {"libelf.h", {"symbols", "unwind"}},
+      {"curses.h", {"render"}},          {"ncurses", {"render"}},
+      {"sqlite3.h", {"export"}},         {"CLI/", {"cli", "work"}},
+      {"gelf.h", {"symbols", "unwind"}}, {"libelf.h", {"symbols", "unwind"}},
       {"elfutils/", {"symbols"}}};
   for (const auto& file : sources_of(kSrc)) {
     std::string layer = fs::relative(file, kSrc).begin()->string();
