@@ -123,6 +123,23 @@ int BPF_PROG(probe_stackid, bool preempt, struct task_struct *prev, struct task_
 	return 0;
 }
 
+/* The native user-stack unwinder (bpf/unwind.bpf.h): a task's user registers, reads of its
+ * stack, and bpf_loop for the frames. */
+static long probe_loop_cb(__u32 i, void *data)
+{
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(probe_unwind_helpers, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
+	__u64 word = 0;
+	bpf_probe_read_user(&word, sizeof(word), (const void *)BPF_CORE_READ(regs, sp));
+	bpf_loop(1, probe_loop_cb, NULL, 0);
+	return 0;
+}
+
 /* kscope faults flushes its per-CPU batches by running a raw_tp program on each CPU
  * (BPF_PROG_TEST_RUN with BPF_F_TEST_RUN_ON_CPU). */
 SEC("raw_tp")

@@ -14,6 +14,7 @@
  */
 #include "kscope_common.bpf.h"
 #include "kscope/abi/top.h"
+#include "unwind.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -30,6 +31,7 @@ const volatile char comm_filter[16] = {};
 const volatile bool include_idle = false; /* the idle tasks (pid 0) */
 const volatile bool collect_kstack = true;
 const volatile bool collect_ustack = true;
+const volatile bool ustack_dwarf = true; /* native .eh_frame walk (--call-graph dwarf), else fp */
 const volatile bool record_slices = false;
 const volatile __u64 wakeup_bytes = 1 << 20;
 
@@ -292,9 +294,21 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 	};
 	if (collect_kstack)
 		key.kstack = stack_id(ctx, 0, KSCOPE_TOP_KSTACK_COLLISION, KSCOPE_TOP_KSTACK_ERROR);
-	if (collect_ustack && prev->mm && !(prev->flags & PF_KTHREAD))
-		key.ustack = stack_id(ctx, BPF_F_USER_STACK, KSCOPE_TOP_USTACK_COLLISION,
-				      KSCOPE_TOP_USTACK_ERROR);
+	if (collect_ustack && prev->mm && !(prev->flags & PF_KTHREAD)) {
+		if (ustack_dwarf) {
+			/* prev is current here: its user registers from kernel entry, its stack readable. */
+			struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
+			key.ustack = kscope_unwind_user(prev->tgid, BPF_CORE_READ(regs, ip),
+							BPF_CORE_READ(regs, sp), BPF_CORE_READ(regs, bp));
+			if (key.ustack == KSCOPE_STACK_COLLISION)
+				count(KSCOPE_TOP_USTACK_COLLISION, 1);
+			else if (key.ustack == KSCOPE_STACK_ERROR)
+				count(KSCOPE_TOP_USTACK_ERROR, 1);
+		} else {
+			key.ustack = stack_id(ctx, BPF_F_USER_STACK, KSCOPE_TOP_USTACK_COLLISION,
+					      KSCOPE_TOP_USTACK_ERROR);
+		}
+	}
 
 	struct kscope_top_value *val = bpf_map_lookup_elem(&accounts, &key);
 	if (!val) {

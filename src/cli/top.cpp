@@ -49,6 +49,8 @@ struct TopCliOptions {
   bool batch = false;  // --batch: force batch mode even on a terminal
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;
+  std::string call_graph = "fp";
+  uint32_t unwind_rows = 1u << 21;
 };
 
 Result<int> run_top(const TopCliOptions& o) {
@@ -74,6 +76,8 @@ Result<int> run_top(const TopCliOptions& o) {
   so.trace.user_stacks = !o.kernel_only && !o.no_stacks;
   so.trace.max_accounts = o.max_accounts;
   so.trace.max_stacks = o.max_stacks;
+  so.trace.dwarf_unwind = o.call_graph == "dwarf";
+  so.trace.unwind_rows = o.unwind_rows;
   so.trace.record_slices = !o.output_path.empty();
   // Without a recording the ring buffer carries only rare process events: keep it small (its
   // pages are mapped into this process and count in its RSS).
@@ -204,6 +208,19 @@ Result<int> run_top(const TopCliOptions& o) {
                  "showed)\n",
                  static_cast<unsigned long long>(summary.diagnostics.first),
                  static_cast<unsigned long long>(summary.diagnostics.second));
+    if (UnwindSummary u = session->unwind_report(); u.walks > 0 || u.files > 0) {
+      std::string ended;
+      for (const auto& [why, n] : u.ended)
+        ended += fmt::format("{}{} {}", ended.empty() ? "" : ", ", n, why);
+      std::fprintf(stderr,
+                   "kscope top: user stacks (dwarf): %llu walks: %s; %llu frames via frame "
+                   "pointers; tables: %zu files, %zu of %zu rows (%llu bytes), %zu files without "
+                   "table, %zu without room, %zu mappings over the per-process limit\n",
+                   static_cast<unsigned long long>(u.walks), ended.c_str(),
+                   static_cast<unsigned long long>(u.fp_frames), u.files, u.rows, u.rows_capacity,
+                   static_cast<unsigned long long>(u.table_bytes), u.files_no_table,
+                   u.files_no_room, u.mappings_dropped);
+    }
   }
   return 0;
 }
@@ -250,6 +267,15 @@ Subcommand setup_top(CLI::App& parent) {
   app->add_option("--max-stacks", o->max_stacks,
                   "Size of the kernel's stack table (default 16384; collisions are counted)")
       ->check(CLI::Range(1024u, 1u << 22));
+  app->add_option("--call-graph", o->call_graph,
+                  "How user stacks are walked: fp (default: frame pointers, bpf_get_stackid) or "
+                  "dwarf (.eh_frame tables, complete stacks without frame pointers; loading its "
+                  "walker costs about 1 s of CPU at start)")
+      ->check(CLI::IsMember({"dwarf", "fp"}));
+  app->add_option("--unwind-rows", o->unwind_rows,
+                  "Capacity of the kernel's unwind-table map in rows, 8 bytes each (default "
+                  "2097152; files that do not fit are counted and their frames end the stack)")
+      ->check(CLI::Range(1024u, 1u << 26));
   app->footer(
       "Columns: SWITCHES = schedule-ins; VOL/INVOL = switch-outs because the task blocked / was "
       "preempted; ON-CPU = exact time on CPU; %CPU = ON-CPU / interval (100 = one CPU); AVG "
@@ -259,7 +285,9 @@ Subcommand setup_top(CLI::App& parent) {
       "JSON (--once --format json): {\"interval_ns\",\"group_by\",\"lost\",\"tasks\":[{\"rank\","
       "\"pid\",\"tid\",\"comm\",\"switches\",\"voluntary\",\"involuntary\",\"oncpu_ns\","
       "\"runq_wait_ns\",\"kernel_stack\":[{\"addr\",\"symbol\",\"offset\",\"module\"}],"
-      "\"user_stack\":[...]}]}\n"
+      "\"user_stack\":[...]}]}; with --call-graph dwarf a user stack the walk could not finish "
+      "ends with {\"symbol\":\"[incomplete: REASON]\",\"marker\":true}, and \"unwind\" counts "
+      "the walks by outcome\n"
       "Exit status: 0 on success; 1 on error; 2 on bad usage.");
   return {app, [o] {
             auto r = run_top(*o);

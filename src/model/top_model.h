@@ -124,6 +124,16 @@ struct TopRow {
   }
 };
 
+// What the native user-stack unwinder (--call-graph dwarf) did since tracing started.
+struct UnwindSummary {
+  uint64_t walks = 0;
+  std::vector<std::pair<std::string, uint64_t>> ended;  // outcome ("complete", "depth limit"...)
+  uint64_t fp_frames = 0;                               // frames crossed with frame pointers
+  size_t files = 0, rows = 0, rows_capacity = 0;        // tables loaded
+  size_t files_no_table = 0, files_no_room = 0, mappings_dropped = 0;
+  uint64_t table_bytes = 0;
+};
+
 struct TopTable {
   uint64_t interval_ns = 0;  // wall time covered
   uint64_t end_time_ns = 0;  // CLOCK_MONOTONIC at the sample
@@ -135,6 +145,7 @@ struct TopTable {
   uint64_t switches_all = 0;  // all context switches on all CPUs in the interval
   double cpu_busy = -1;       // fraction of all CPUs busy (from /proc/stat), -1 unknown
   int ncpus = 0;
+  std::optional<UnwindSummary> unwind;  // with the native unwinder
 };
 
 // One frame of a displayed stack, already symbolized.
@@ -146,7 +157,8 @@ struct TopFrameView {
   std::string module_path;  // full path of a user binary; empty for kernel frames
   bool kernel = false;
   bool resolved = false;
-  bool inlined = false;         // a function inlined into the next frame (shares its address)
+  bool inlined = false;  // a function inlined into the next frame (shares its address)
+  bool marker = false;   // not a frame: "[incomplete: REASON]" ends a stack the walk cut short
   std::string display() const;  // "function+0xoff [module]", "function (inlined) [module]"
 };
 struct TopStackView {

@@ -29,6 +29,10 @@ void print_frames(std::string& out, const char* label, const std::vector<TopFram
 nlohmann::json frames_json(const std::vector<TopFrameView>& frames) {
   nlohmann::json a = nlohmann::json::array();
   for (const auto& f : frames) {
+    if (f.marker) {  // the end of a stack the unwinder could not finish: not an address
+      a.push_back({{"symbol", f.symbol}, {"marker", true}, {"resolved", false}});
+      continue;
+    }
     a.push_back({{"addr", fmt::format("{:#x}", f.addr)},
                  {"symbol", f.symbol},
                  {"offset", f.offset},
@@ -91,6 +95,22 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                 {"slice_records_lost", t.counters.slices_lost},
                 {"process_events_lost", t.counters.events_lost},
                 {"bpf_program_misses", t.counters.prog_misses}};
+  if (t.unwind) {
+    const UnwindSummary& u = *t.unwind;
+    nlohmann::json ended = nlohmann::json::object();
+    for (const auto& [why, n] : u.ended) ended[why] = n;
+    j["unwind"] = {{"call_graph", "dwarf"},
+                   {"walks_since_start", u.walks},
+                   {"walks_ended", ended},
+                   {"frame_pointer_frames", u.fp_frames},
+                   {"table_files", u.files},
+                   {"table_rows", u.rows},
+                   {"table_rows_capacity", u.rows_capacity},
+                   {"table_bytes", u.table_bytes},
+                   {"files_without_table", u.files_no_table},
+                   {"files_without_room", u.files_no_room},
+                   {"mappings_dropped", u.mappings_dropped}};
+  }
   j["switches_all_cpus"] = t.switches_all;
   j["ncpus"] = t.ncpus;
   if (t.cpu_busy >= 0) j["cpu_busy"] = t.cpu_busy;

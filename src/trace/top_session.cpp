@@ -68,6 +68,14 @@ bool thread_alive(uint32_t pid, uint32_t tid) {
   return st && st->state != 'Z' && st->state != 'X';
 }
 
+// The last frame of a user stack the native unwinder could not finish, naming why.
+TopFrameView incomplete_marker(uint8_t reason) {
+  TopFrameView f;
+  f.symbol = fmt::format("[incomplete: {}]", unwind_reason_name(reason));
+  f.marker = true;
+  return f;
+}
+
 }  // namespace
 
 struct TopSession::Impl {
@@ -75,6 +83,7 @@ struct TopSession::Impl {
   std::unique_ptr<TopTracer> tracer;
   std::unique_ptr<Symbolizer> symbolizer;  // made in create() from options.symbols
   bool kernel_symbols_warned = false;
+  bool unwind_load_warned = false;
 
   // Names: by tid (threads) from kernel events and /proc.
   std::unordered_map<uint32_t, std::string> thread_names;
@@ -137,6 +146,12 @@ struct TopSession::Impl {
   void publish_mappings(uint32_t pid, uint64_t time_ns) {
     MappingSnapshot snap{pid, time_ns > tracer->start_ns() ? time_ns - tracer->start_ns() : 0,
                          procmaps[pid].current()};
+    // The unwinder's tables follow the same mappings (a dlopen arrives as an mmap record).
+    if (auto st = tracer->load_unwind_tables(pid, snap.mappings); !st && !unwind_load_warned) {
+      unwind_load_warned = true;
+      std::fprintf(stderr, "kscope top: unwind tables of process %u not loaded: %s\n", pid,
+                   st.error().describe().c_str());
+    }
     symbolizer->set_mappings(snap);
     for (auto it = user_cache.lower_bound({pid, INT32_MIN});
          it != user_cache.end() && it->first.first == pid;)
@@ -227,7 +242,8 @@ struct TopSession::Impl {
     if (it != user_cache.end()) return it->second;
     if (!mapped_pids.count(pid)) read_mappings(pid, monotonic_ns());
     std::vector<TopFrameView> frames;
-    std::vector<uint64_t> ips = tracer->stack(id);
+    UserStack stack = tracer->user_stack(id);
+    const std::vector<uint64_t>& ips = stack.ips;
     for (size_t i = 0; i < ips.size(); ++i) {
       uint64_t adjust =
           i == 0 ? 0 : 1;  // frame 0 is where the thread was; the rest return addresses
@@ -244,6 +260,9 @@ struct TopSession::Impl {
       }
       frames.push_back(frame_from(sym, ips[i], adjust, false));
     }
+    // A native walk that stopped early says so in a last frame (outermost position), never
+    // with guessed frames: text, JSON, folded stacks and pprof all show it.
+    if (stack.native && stack.reason != 0) frames.push_back(incomplete_marker(stack.reason));
     if (user_cache.size() > 65536) user_cache.clear();
     return user_cache.emplace(key, std::move(frames)).first->second;
   }
@@ -430,6 +449,8 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
   return std::unique_ptr<TopSession>(new TopSession(std::move(impl)));
 }
 
+UnwindSummary TopSession::unwind_report() { return impl_->tracer->unwind_report(); }
+
 uint64_t TopSession::start_ns() const { return impl_->tracer->start_ns(); }
 int TopSession::ncpus() const { return impl_->tracer->ncpus(); }
 
@@ -460,6 +481,7 @@ Result<TopTable> TopSession::refresh(TopGroupBy by, TopSortKey sort) {
   KSCOPE_ASSIGN_OR_RETURN(TopSample cur, s.tracer->sample());
   s.update_busy();
   TopTable t = s.make_table(s.prev ? &*s.prev : nullptr, cur, by, sort);
+  if (s.tracer->native_unwind()) t.unwind = s.tracer->unwind_report();
   if (s.recording) (void)s.recording->add_interval(t, s.tracer->start_ns());
   s.prune(cur);
   s.prev_prev = std::move(s.prev);
@@ -484,6 +506,7 @@ Result<TopTable> TopSession::table_since_start(TopGroupBy by, TopSortKey sort) {
   // Exited threads' accounts were moved out by refreshes; put them back for a whole-run table.
   for (const auto& [k, v] : s.retired) cur.accounts[k] += v;
   TopTable t = s.make_table(nullptr, cur, by, sort);
+  if (s.tracer->native_unwind()) t.unwind = s.tracer->unwind_report();
   if (s.recording) (void)s.recording->add_interval(t, s.tracer->start_ns());
   return t;
 }

@@ -56,6 +56,9 @@ class TopSession : public TopSource {
   // The symbolized stacks of a row (cached).
   TopStackView stack_view(const TopRow& row) override;
 
+  // What the native unwinder did (empty with --call-graph fp).
+  UnwindSummary unwind_report();
+
   // Final sample, whole-run profile, recording trailer. Call once, at the end.
   Result<TopSummary> finish();
 

@@ -12,10 +12,12 @@
 
 #include "bpf/libbpf_util.h"
 #include "kscope/abi/top.h"
+#include "kscope/abi/unwind.h"
 #include "top.skel.h"
 #include "trace/privileges.h"
 #include "trace/proc.h"
 #include "trace/targets.h"
+#include "unwind/table_loader.h"
 #include "util/clock.h"
 
 namespace kscope {
@@ -25,6 +27,13 @@ static_assert(sizeof(kscope_top_value) == 40, "kscope_top_value layout changed")
 static_assert(sizeof(kscope_top_cpu) == 40, "kscope_top_cpu layout changed");
 static_assert(sizeof(kscope_top_process_event) == 40, "kscope_top_process_event layout changed");
 static_assert(sizeof(kscope_top_slice_event) == 48, "kscope_top_slice_event layout changed");
+static_assert(sizeof(kscope_unwind_row) == 8, "kscope_unwind_row layout changed");
+static_assert(sizeof(kscope_unwind_file) == 8, "kscope_unwind_file layout changed");
+static_assert(sizeof(kscope_unwind_mapping) == 32, "kscope_unwind_mapping layout changed");
+static_assert(sizeof(kscope_unwind_process) == 8 + 32 * KSCOPE_UNWIND_MAX_MAPPINGS,
+              "kscope_unwind_process layout changed");
+static_assert(sizeof(kscope_unwind_stack) == 16 + 8 * KSCOPE_UNWIND_MAX_FRAMES,
+              "kscope_unwind_stack layout changed");
 static_assert(kStackNone == KSCOPE_STACK_NONE && kStackCollision == KSCOPE_STACK_COLLISION &&
                   kStackError == KSCOPE_STACK_ERROR && kStackUnknown == KSCOPE_STACK_UNKNOWN,
               "stack id sentinels differ between the ABI and the model");
@@ -37,6 +46,59 @@ constexpr size_t kMaxStackDepth = 127;
 std::string bounded(const char* s, size_t max) { return std::string(s, strnlen(s, max)); }
 }  // namespace
 
+// The unwinder's BPF maps of the top object, written for unwind::TableLoader.
+class BpfUnwindMaps : public unwind::UnwindMapWriter {
+ public:
+  BpfUnwindMaps(int rows, int files, int procs) : rows_(rows), files_(files), procs_(procs) {}
+  Status write_rows(uint32_t first, std::span<const kscope_unwind_row> rows) override {
+    constexpr size_t kChunk = 8192;
+    std::vector<uint32_t> keys;
+    for (size_t done = 0; done < rows.size();) {
+      size_t n = std::min(kChunk, rows.size() - done);
+      if (batch_ok_) {
+        keys.resize(n);
+        for (size_t i = 0; i < n; ++i) keys[i] = first + static_cast<uint32_t>(done + i);
+        uint32_t count = static_cast<uint32_t>(n);
+        LIBBPF_OPTS(bpf_map_batch_opts, opts);
+        if (bpf_map_update_batch(rows_, keys.data(), rows.data() + done, &count, &opts) == 0) {
+          done += n;
+          continue;
+        }
+        if (errno != EINVAL && errno != ENOTSUP && errno != EOPNOTSUPP)
+          return errno_error("writing unwind rows to the BPF map failed");
+        batch_ok_ = false;  // an old kernel: one element at a time
+      }
+      for (size_t i = 0; i < n; ++i) {
+        uint32_t key = first + static_cast<uint32_t>(done + i);
+        if (bpf_map_update_elem(rows_, &key, &rows[done + i], BPF_ANY) != 0)
+          return errno_error("writing unwind rows to the BPF map failed");
+      }
+      done += n;
+    }
+    return {};
+  }
+  Status write_file(uint32_t id, const kscope_unwind_file& file) override {
+    if (bpf_map_update_elem(files_, &id, &file, BPF_ANY) != 0)
+      return errno_error("writing an unwind file entry to the BPF map failed");
+    return {};
+  }
+  Status write_process(uint32_t pid, const kscope_unwind_process& process) override {
+    if (bpf_map_update_elem(procs_, &pid, &process, BPF_ANY) != 0)
+      return errno_error(
+          fmt::format("writing the mappings of process {} to the BPF map failed", pid));
+    return {};
+  }
+  void delete_process(uint32_t pid) override {
+    // ENOENT when it was never loaded: nothing to undo.
+    if (bpf_map_delete_elem(procs_, &pid) != 0 && errno != ENOENT) ++delete_failures_;
+  }
+
+ private:
+  int rows_, files_, procs_;
+  bool batch_ok_ = true;
+  uint64_t delete_failures_ = 0;
+};
+
 struct TopTracer::Impl {
   TopTraceOptions options;
   std::unique_ptr<top_bpf, SkeletonDeleter> skel;
@@ -46,6 +108,8 @@ struct TopTracer::Impl {
   uint64_t start_ns = 0;
   int ncpus = 0;
   bool batch_supported = true;
+  std::unique_ptr<BpfUnwindMaps> unwind_maps;  // with --call-graph dwarf
+  std::unique_ptr<unwind::TableLoader> tables;
 
   void handle(const void* data, size_t size) {
     if (size < sizeof(uint16_t)) return;
@@ -186,6 +250,17 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   skel->rodata->include_idle = options.include_idle;
   skel->rodata->collect_kstack = options.kernel_stacks;
   skel->rodata->collect_ustack = options.user_stacks;
+  bool dwarf = options.user_stacks && options.dwarf_unwind;
+  skel->rodata->ustack_dwarf = dwarf;
+  // Without the native walk its maps shrink to one entry each.
+  for (auto [map, size] :
+       {std::pair{skel->maps.unwind_rows, dwarf ? options.unwind_rows : 1u},
+        std::pair{skel->maps.unwind_files, dwarf ? options.unwind_files : 1u},
+        std::pair{skel->maps.unwind_procs, dwarf ? options.unwind_processes : 1u},
+        std::pair{skel->maps.ustacks, dwarf ? options.max_stacks : 1u}}) {
+    if (int err = bpf_map__set_max_entries(map, size))
+      return bpf::libbpf_error("sizing the unwinder's maps failed", err);
+  }
   skel->rodata->record_slices = options.record_slices;
   skel->rodata->wakeup_bytes = std::max<uint64_t>(options.ringbuf_bytes / 8, 4096);
   if (int err = bpf_map__set_max_entries(skel->maps.accounts, options.max_accounts))
@@ -196,6 +271,13 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
     return bpf::libbpf_error("sizing the ring buffer failed", err);
   if (int err = top_bpf__load(skel)) return bpf::load_error("top", err);
 
+  if (dwarf) {
+    impl->unwind_maps = std::make_unique<BpfUnwindMaps>(bpf_map__fd(skel->maps.unwind_rows),
+                                                        bpf_map__fd(skel->maps.unwind_files),
+                                                        bpf_map__fd(skel->maps.unwind_procs));
+    impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, options.unwind_rows,
+                                                         options.unwind_files);
+  }
   int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) return bpf::libbpf_error("cannot count the possible CPUs", ncpus);
   impl->ncpus = ncpus;
@@ -245,6 +327,96 @@ std::vector<uint64_t> TopTracer::stack(int32_t id) {
   auto end = std::find(ips.begin(), ips.end(), 0ull);
   ips.erase(end, ips.end());
   return ips;
+}
+
+const char* unwind_reason_name(uint8_t reason) {
+  switch (reason) {
+    case KSCOPE_UNWIND_COMPLETE:
+      return "complete";
+    case KSCOPE_UNWIND_NO_PROCESS:
+      return "process tables not loaded yet";
+    case KSCOPE_UNWIND_NO_MAPPING:
+      return "pc outside executable mappings";
+    case KSCOPE_UNWIND_NO_TABLE:
+      return "no unwind table for mapping";
+    case KSCOPE_UNWIND_NO_ROW:
+      return "no unwind row for pc";
+    case KSCOPE_UNWIND_UNSUPPORTED:
+      return "unsupported unwind rule";
+    case KSCOPE_UNWIND_READ_FAILED:
+      return "stack memory unreadable";
+    case KSCOPE_UNWIND_BAD_FRAME:
+      return "bad frame";
+    case KSCOPE_UNWIND_DEPTH:
+      return "depth limit";
+    case KSCOPE_UNWIND_BUDGET:
+      return "verifier budget";
+    default:
+      return "unknown";
+  }
+}
+
+bool TopTracer::native_unwind() const { return impl_->tables != nullptr; }
+
+UserStack TopTracer::user_stack(int32_t id) {
+  UserStack out;
+  if (!impl_->tables) {
+    out.ips = stack(id);
+    return out;
+  }
+  out.native = true;
+  if (id < 0) return out;
+  auto value = std::make_unique<kscope_unwind_stack>();
+  uint32_t key = static_cast<uint32_t>(id);
+  if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.ustacks), &key, value.get()) != 0)
+    return out;
+  uint32_t len = std::min<uint32_t>(value->len, KSCOPE_UNWIND_MAX_FRAMES);
+  out.ips.assign(value->ips, value->ips + len);
+  out.reason = value->reason < KSCOPE_UNWIND_REASON_MAX
+                   ? value->reason
+                   : static_cast<uint8_t>(KSCOPE_UNWIND_BUDGET);
+  return out;
+}
+
+Status TopTracer::load_unwind_tables(uint32_t pid, const std::vector<Mapping>& mappings) {
+  if (!impl_->tables) return {};
+  std::vector<unwind::ExecMapping> exec;
+  for (const Mapping& m : mappings) {
+    if (!m.executable()) continue;
+    exec.push_back({m.start, m.end, m.offset, m.inode, m.dev_major, m.dev_minor, m.path});
+  }
+  return impl_->tables->load_process(pid, exec);
+}
+
+void TopTracer::forget_unwind_process(uint32_t pid) {
+  if (impl_->tables) impl_->tables->forget_process(pid);
+}
+
+UnwindSummary TopTracer::unwind_report() {
+  UnwindSummary r;
+  if (!impl_->tables) return r;
+  int fd = bpf_map__fd(impl_->skel->maps.unwind_counters);
+  auto sum = [&](uint32_t idx) -> uint64_t {
+    auto v = bpf::read_percpu_u64(fd, idx);
+    uint64_t s = 0;
+    if (v)
+      for (uint64_t x : *v) s += x;
+    return s;
+  };
+  r.walks = sum(KSCOPE_UNWIND_WALKS);
+  for (uint32_t i = 0; i < KSCOPE_UNWIND_REASON_MAX; ++i)
+    if (uint64_t n = sum(KSCOPE_UNWIND_ENDED + i))
+      r.ended.emplace_back(unwind_reason_name(static_cast<uint8_t>(i)), n);
+  r.fp_frames = sum(KSCOPE_UNWIND_FP_FRAMES);
+  const auto& st = impl_->tables->stats();
+  r.files = st.files;
+  r.rows = st.rows;
+  r.rows_capacity = st.rows_capacity;
+  r.files_no_table = st.files_no_table;
+  r.files_no_room = st.files_no_room;
+  r.mappings_dropped = st.mappings_dropped;
+  r.table_bytes = st.table_bytes();
+  return r;
 }
 
 Status TopTracer::poll(int timeout_ms) {

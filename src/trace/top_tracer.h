@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "model/process_info.h"
 #include "model/top_model.h"
 #include "trace/targets.h"
 #include "util/result.h"
@@ -23,7 +24,13 @@ struct TopTraceOptions {
   bool include_idle = false;          // --idle
   bool kernel_stacks = true;          // false with --user-only
   bool user_stacks = true;            // false with --kernel-only
-  bool record_slices = false;         // stream every on-CPU slice (for recordings)
+  // --call-graph dwarf: user stacks walked in BPF with .eh_frame tables
+  // (bpf/unwind.bpf.h); false (--call-graph fp, the default): bpf_get_stackid's frame-pointer walk.
+  bool dwarf_unwind = false;
+  uint32_t unwind_rows = 1u << 21;  // rows map capacity (8 bytes per row in the kernel's map)
+  uint32_t unwind_files = 8192;
+  uint32_t unwind_processes = 8192;
+  bool record_slices = false;  // stream every on-CPU slice (for recordings)
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;
   uint32_t ringbuf_bytes = 8u << 20;
@@ -50,6 +57,16 @@ struct TopSliceEvent {
   std::string comm;
 };
 
+// A user stack as walked: its frames and, for the native walk, why it ended.
+struct UserStack {
+  std::vector<uint64_t> ips;  // ips[0] = where the thread was, then return addresses
+  bool native = false;        // walked by the .eh_frame unwinder (else frame pointers)
+  uint8_t reason = 0;         // kscope_unwind_reason (0: complete) when native
+};
+
+// "no table", "depth limit", ...: the words for a kscope_unwind_reason.
+const char* unwind_reason_name(uint8_t reason);
+
 class TopTracer {
  public:
   // Checks targets and privileges, loads and attaches. Measuring starts here.
@@ -62,6 +79,14 @@ class TopTracer {
 
   // The addresses of a stack id from the accounts (leaf first); empty when it was evicted.
   std::vector<uint64_t> stack(int32_t id);
+
+  // A user stack id of the accounts: native walks carry their outcome.
+  UserStack user_stack(int32_t id);
+  bool native_unwind() const;
+  // Loads the unwind tables of a process's executable mappings (no-op with frame pointers).
+  Status load_unwind_tables(uint32_t pid, const std::vector<Mapping>& mappings);
+  void forget_unwind_process(uint32_t pid);
+  UnwindSummary unwind_report();
 
   // Waits up to timeout_ms for process/slice events and hands them to the handlers.
   Status poll(int timeout_ms);

@@ -13,7 +13,7 @@ TEST(DoctorRuntime, ReportsEveryMechanismFaultsNeedsAsOk) {
   for (const char* item :
        {"BTF", "tp_btf/page_fault_user", "tp_btf/page_fault_kernel", "tp_btf/sched_process_exec",
         "perf_event minor-faults", "perf_event major-faults", "bpf_find_vma", "task storage",
-        "ring buffer", "privileges"}) {
+        "ring buffer", "privileges", "bpf_loop (native unwinder)"}) {
     EXPECT_NE(r.out.find(item), std::string::npos) << "doctor does not mention " << item << "\n"
                                                    << r.out;
   }

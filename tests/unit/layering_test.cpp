@@ -25,7 +25,8 @@ const std::map<std::string, std::vector<std::string>>& layer_deps() {
       {"model", {"util"}},
       {"symbols", {"model"}},
       {"bpf", {"util"}},
-      {"trace", {"bpf", "symbols", "model"}},
+      {"unwind", {"symbols"}},  // the native unwinder's tables
+      {"trace", {"bpf", "unwind", "symbols", "model"}},
       {"render", {"symbols", "model"}},
       {"export", {"model"}},
       {"monitor", {"trace"}},
@@ -128,8 +129,9 @@ TEST(Layering, LibbpfAndSkeletonsOnlyInBpfAndTrace) {
 TEST(Layering, LibrariesStayInTheirLayer) {
   // header prefix -> the layers that may include it
   const std::vector<std::pair<std::string, std::set<std::string>>> rules = {
-      {"curses.h", {"render"}},  {"ncurses", {"render"}}, {"sqlite3.h", {"export"}},
-      {"CLI/", {"cli", "work"}}, {"gelf.h", {"symbols"}}, {"libelf.h", {"symbols"}},
+      {"curses.h", {"render"}},          {"ncurses", {"render"}},
+      {"sqlite3.h", {"export"}},         {"CLI/", {"cli", "work"}},
+      {"gelf.h", {"symbols", "unwind"}}, {"libelf.h", {"symbols", "unwind"}},
       {"elfutils/", {"symbols"}}};
   for (const auto& file : sources_of(kSrc)) {
     std::string layer = fs::relative(file, kSrc).begin()->string();

@@ -1,0 +1,356 @@
+/* The native user-stack unwinder: walks the current task's user stack from its registers with
+ * the .eh_frame tables user space loaded (src/unwind/), in any program type that runs in the
+ * task's context (tp_btf/sched_switch for prev, tp_btf/page_fault_user, perf_event samples).
+ *
+ *   __s32 id = kscope_unwind_user(tgid, ip, sp, bp);
+ *
+ * gives the id of the walked stack in `ustacks` (or a KSCOPE_STACK_* sentinel). Each frame:
+ * find the executable mapping of the PC (binary search in the process's sorted mappings), the
+ * row of its file for PC (return address - 1 for callers, whose call may be a function's last
+ * instruction), compute the CFA, read the return address at CFA-8 and the saved rbp, repeat.
+ * A mapping without a table (JIT code, a file without .eh_frame) is crossed with the frame
+ * pointer only when rbp is plausible: 8-aligned, above the current sp, within 8 MiB of it; the
+ * return address it yields must then lie in an executable mapping, or the walk stops. Nothing
+ * read from the stack becomes a frame without passing the mapping check. Every walk ends with a
+ * reason (enum kscope_unwind_reason), counted in `unwind_counters` and kept with the stack.
+ * Design, limits and what is not handled: docs/unwinding.md. */
+#ifndef KSCOPE_UNWIND_BPF_H
+#define KSCOPE_UNWIND_BPF_H
+
+#include "kscope/abi/unwind.h"
+
+#ifndef KSCOPE_UNWIND_STACK_COLLISION
+#define KSCOPE_UNWIND_STACK_COLLISION (-2) /* = KSCOPE_STACK_COLLISION of the top ABI */
+#define KSCOPE_UNWIND_STACK_ERROR (-3)     /* = KSCOPE_STACK_ERROR */
+#endif
+
+/* Rows of every loaded file, back to back (sized by user space). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kscope_unwind_row);
+} unwind_rows SEC(".maps");
+
+/* file id -> its rows (sized by user space). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kscope_unwind_file);
+} unwind_files SEC(".maps");
+
+/* tgid -> sorted executable mappings (8 KiB each: allocated when used, not up front). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct kscope_unwind_process);
+} unwind_procs SEC(".maps");
+
+/* Walked stacks by id (31 bits of their hash); the hash in the value tells collisions apart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct kscope_unwind_stack);
+} ustacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KSCOPE_UNWIND_COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} unwind_counters SEC(".maps");
+
+/* The stack being walked on this CPU (too big for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kscope_unwind_stack);
+} unwind_scratch SEC(".maps");
+
+/* x86-64 rt_sigframe: at __restore_rt, rsp points at the ucontext_t (uc_flags, uc_link,
+ * uc_stack: 40 bytes) whose mcontext gregs follow: REG_RBP = 10, REG_RSP = 15, REG_RIP = 16. */
+#define KSCOPE_UC_RBP (40 + 10 * 8)
+#define KSCOPE_UC_RSP (40 + 15 * 8)
+#define KSCOPE_UC_RIP (40 + 16 * 8)
+/* How far above sp a frame pointer may point to be believed (a thread's stack is at most this
+ * far from its current sp in practice: the default 8 MiB stack). */
+#define KSCOPE_FP_MAX_DISTANCE (8u << 20)
+
+struct kscope_unwind_ctx {
+	__u64 pc, sp, bp;
+	__u64 hash;
+	__u32 tgid;
+	__u8 bp_valid; /* bp holds the caller-visible rbp */
+	__u8 exact;    /* pc is where the thread is (first frame, after a signal), not a return address */
+	__u8 via_fp;   /* pc came from a frame-pointer step */
+	__u8 reason;
+	__u8 done;
+};
+
+static __always_inline void kscope_unwind_count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&unwind_counters, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline struct kscope_unwind_mapping *
+kscope_unwind_find_mapping(struct kscope_unwind_process *p, __u64 pc)
+{
+	/* No clamping to a constant: with exact values for lo and hi the verifier would walk every
+	 * path of the search separately instead of merging states by range. */
+	__u32 lo = 0, hi = p->count & 0x1ff;
+	if (hi > KSCOPE_UNWIND_MAX_MAPPINGS)
+		return NULL;
+	for (int i = 0; i < 10; i++) { /* 2^9 > KSCOPE_UNWIND_MAX_MAPPINGS */
+		if (lo >= hi)
+			break;
+		__u32 mid = (lo + hi) / 2;
+		/* The compiler knows mid < hi <= MAX and would drop the check the verifier needs. */
+		asm volatile("" : "+r"(mid));
+		if (mid >= KSCOPE_UNWIND_MAX_MAPPINGS)
+			return NULL;
+		if (p->mappings[mid].start <= pc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	__u32 idx = lo - 1;
+	asm volatile("" : "+r"(idx));
+	if (lo == 0 || idx >= KSCOPE_UNWIND_MAX_MAPPINGS)
+		return NULL;
+	struct kscope_unwind_mapping *m = &p->mappings[idx];
+	if (pc >= m->end)
+		return NULL;
+	return m;
+}
+
+/* The row of `file` in force at `fpc` (the last row whose pc <= fpc), NULL when none. */
+static __always_inline struct kscope_unwind_row *kscope_unwind_find_row(__u32 file_id, __u32 fpc)
+{
+	struct kscope_unwind_file *f = bpf_map_lookup_elem(&unwind_files, &file_id);
+	if (!f || f->row_count == 0 || f->row_count > KSCOPE_UNWIND_MAX_FILE_ROWS)
+		return NULL;
+	__u32 first = f->first_row;
+	__u32 lo = 0, hi = f->row_count;
+	for (int i = 0; i < KSCOPE_UNWIND_ROW_SEARCH_STEPS + 1; i++) {
+		if (lo >= hi)
+			break;
+		__u32 mid = lo + (hi - lo) / 2;
+		__u32 key = first + mid;
+		struct kscope_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &key);
+		if (!r)
+			return NULL;
+		if (r->pc <= fpc)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return NULL;
+	__u32 key = first + lo - 1;
+	return bpf_map_lookup_elem(&unwind_rows, &key);
+}
+
+static __always_inline bool kscope_unwind_read(__u64 *dst, __u64 addr)
+{
+	return bpf_probe_read_user(dst, sizeof(*dst), (const void *)addr) == 0;
+}
+
+static __always_inline long kscope_unwind_stop(struct kscope_unwind_ctx *c, __u8 reason)
+{
+	c->reason = reason;
+	c->done = 1;
+	return 1;
+}
+
+/* One frame: record pc, then compute the caller's pc/sp/bp. Returns 1 to stop the loop. */
+static long kscope_unwind_step(__u32 i, void *data)
+{
+	struct kscope_unwind_ctx *c = data;
+	__u32 zero = 0;
+	struct kscope_unwind_stack *s = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	if (!s)
+		return kscope_unwind_stop(c, KSCOPE_UNWIND_BUDGET);
+	struct kscope_unwind_process *proc = bpf_map_lookup_elem(&unwind_procs, &c->tgid);
+	if (!proc) {
+		/* The thread's own pc is still known: a one-frame stack that says why. */
+		if (s->len == 0) {
+			s->ips[0] = c->pc;
+			s->len = 1;
+		}
+		return kscope_unwind_stop(c, KSCOPE_UNWIND_NO_PROCESS);
+	}
+	struct kscope_unwind_mapping *m = kscope_unwind_find_mapping(proc, c->pc);
+	if (!m) {
+		/* Where the thread is, is a frame even outside the known mappings; a value read from
+		 * the stack is not. */
+		if (s->len == 0) {
+			s->ips[0] = c->pc;
+			s->len = 1;
+		}
+		return kscope_unwind_stop(c, c->via_fp ? KSCOPE_UNWIND_NO_TABLE : KSCOPE_UNWIND_NO_MAPPING);
+	}
+	__u32 len = s->len;
+	if (len >= KSCOPE_UNWIND_MAX_FRAMES)
+		return kscope_unwind_stop(c, KSCOPE_UNWIND_DEPTH);
+	s->ips[len] = c->pc;
+	s->len = len + 1;
+	c->hash = (c->hash ^ c->pc) * 0x9e3779b97f4a7c15ull;
+	c->hash ^= c->hash >> 29;
+
+	__u64 cfa = 0, ra = 0;
+	bool use_fp = m->file_id == KSCOPE_UNWIND_NO_FILE;
+	struct kscope_unwind_row *row = NULL;
+	if (!use_fp) {
+		__u64 lookup = c->exact ? c->pc : c->pc - 1;
+		__u64 fpc = lookup - m->bias;
+		if (lookup < m->bias || fpc > 0xffffffffull)
+			return kscope_unwind_stop(c, KSCOPE_UNWIND_NO_ROW);
+		row = kscope_unwind_find_row(m->file_id, (__u32)fpc);
+		if (!row || (row->kind & KSCOPE_UNWIND_CFA_MASK) == KSCOPE_CFA_NONE)
+			use_fp = true; /* code without CFI (hand-written assembly): the fallback */
+	}
+	if (use_fp) {
+		/* Frame-pointer fallback, only when rbp is plausible. */
+		__u64 bp = c->bp;
+		if (!c->bp_valid || bp <= c->sp || bp - c->sp > KSCOPE_FP_MAX_DISTANCE || (bp & 7))
+			return kscope_unwind_stop(c, row ? KSCOPE_UNWIND_NO_ROW : KSCOPE_UNWIND_NO_TABLE);
+		__u64 saved_bp;
+		if (!kscope_unwind_read(&saved_bp, bp) || !kscope_unwind_read(&ra, bp + 8))
+			return kscope_unwind_stop(c, KSCOPE_UNWIND_READ_FAILED);
+		kscope_unwind_count(KSCOPE_UNWIND_FP_FRAMES);
+		c->sp = bp + 16;
+		c->bp = saved_bp;
+		c->pc = ra;
+		c->exact = 0;
+		c->via_fp = 1;
+		if (ra == 0)
+			return kscope_unwind_stop(c, KSCOPE_UNWIND_COMPLETE);
+		return 0;
+	}
+	c->via_fp = 0;
+
+	__u8 kind = row->kind;
+	__u8 cfa_kind = kind & KSCOPE_UNWIND_CFA_MASK;
+	switch (cfa_kind) {
+	case KSCOPE_CFA_RSP:
+		cfa = c->sp + row->cfa_off;
+		break;
+	case KSCOPE_CFA_RBP:
+		if (!c->bp_valid)
+			return kscope_unwind_stop(c, KSCOPE_UNWIND_UNSUPPORTED);
+		cfa = c->bp + row->cfa_off;
+		break;
+	case KSCOPE_CFA_PLT:
+		cfa = c->sp + row->cfa_off + ((__s8)(c->pc & 15) >= row->aux ? 8 : 0);
+		break;
+	case KSCOPE_CFA_SIGNAL: {
+		/* Continue in the interrupted code, from the registers the kernel saved. */
+		__u64 uc = c->sp, rip, rsp, rbp;
+		if (!kscope_unwind_read(&rip, uc + KSCOPE_UC_RIP) ||
+		    !kscope_unwind_read(&rsp, uc + KSCOPE_UC_RSP) ||
+		    !kscope_unwind_read(&rbp, uc + KSCOPE_UC_RBP))
+			return kscope_unwind_stop(c, KSCOPE_UNWIND_READ_FAILED);
+		c->pc = rip;
+		c->sp = rsp;
+		c->bp = rbp;
+		c->bp_valid = 1;
+		c->exact = 1; /* an interrupted instruction, not a return address */
+		return 0;
+	}
+	default:
+		return kscope_unwind_stop(c, KSCOPE_UNWIND_UNSUPPORTED);
+	}
+	if (kind & KSCOPE_UNWIND_RA_UNDEFINED)
+		return kscope_unwind_stop(c, KSCOPE_UNWIND_COMPLETE); /* the outermost frame */
+	if (kind & KSCOPE_UNWIND_RA_UNSUPPORTED)
+		return kscope_unwind_stop(c, KSCOPE_UNWIND_UNSUPPORTED);
+	/* Unwinding goes up the stack: a CFA at or below sp is a corrupt stack or a wrong row. */
+	if (cfa <= c->sp)
+		return kscope_unwind_stop(c, KSCOPE_UNWIND_BAD_FRAME);
+	if (!kscope_unwind_read(&ra, cfa - 8))
+		return kscope_unwind_stop(c, KSCOPE_UNWIND_READ_FAILED);
+	switch ((kind & KSCOPE_UNWIND_RBP_MASK) >> KSCOPE_UNWIND_RBP_SHIFT) {
+	case KSCOPE_RBP_OFFSET: {
+		__u64 rbp;
+		if (!kscope_unwind_read(&rbp, cfa + (__s64)row->aux * 8))
+			return kscope_unwind_stop(c, KSCOPE_UNWIND_READ_FAILED);
+		c->bp = rbp;
+		c->bp_valid = 1;
+		break;
+	}
+	case KSCOPE_RBP_UNKNOWN:
+		c->bp_valid = 0;
+		break;
+	default:
+		break;
+	}
+	c->sp = cfa;
+	c->pc = ra;
+	c->exact = 0;
+	if (ra == 0)
+		return kscope_unwind_stop(c, KSCOPE_UNWIND_COMPLETE);
+	return 0;
+}
+
+/* Walks the current task's user stack from (ip, sp, bp) and stores it in `ustacks`. Returns its
+ * id, or KSCOPE_UNWIND_STACK_COLLISION / KSCOPE_UNWIND_STACK_ERROR (both counted). */
+static __always_inline __s32 kscope_unwind_user(__u32 tgid, __u64 ip, __u64 sp, __u64 bp)
+{
+	__u32 zero = 0;
+	struct kscope_unwind_stack *s = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	if (!s)
+		return KSCOPE_UNWIND_STACK_ERROR;
+	s->len = 0;
+	s->reason = 0;
+	struct kscope_unwind_ctx c = {
+		.pc = ip,
+		.sp = sp,
+		.bp = bp,
+		.hash = 0xcbf29ce484222325ull,
+		.tgid = tgid,
+		.bp_valid = 1,
+		.exact = 1,
+	};
+	kscope_unwind_count(KSCOPE_UNWIND_WALKS);
+	/* One more iteration than frames: the last one finds out whether more frames remain. */
+	long n = bpf_loop(KSCOPE_UNWIND_MAX_FRAMES + 1, kscope_unwind_step, &c, 0);
+	if (n < 0)
+		kscope_unwind_stop(&c, KSCOPE_UNWIND_BUDGET);
+	else if (!c.done)
+		kscope_unwind_stop(&c, KSCOPE_UNWIND_DEPTH);
+	__u8 reason = c.reason < KSCOPE_UNWIND_REASON_MAX ? c.reason : KSCOPE_UNWIND_BUDGET;
+	kscope_unwind_count(KSCOPE_UNWIND_ENDED + reason);
+	s->reason = reason;
+	__u64 h = (c.hash ^ ((__u64)reason << 56) ^ s->len) * 0x9e3779b97f4a7c15ull;
+	h ^= h >> 31;
+	if (s->len == 1)
+		h ^= s->ips[0]; /* one-frame stacks (no process yet) hash their only frame too */
+	s->hash = h;
+
+	__u32 id = (__u32)(h & 0x7fffffff);
+	struct kscope_unwind_stack *old = bpf_map_lookup_elem(&ustacks, &id);
+	if (old) {
+		if (old->hash == h)
+			return (__s32)id;
+		kscope_unwind_count(KSCOPE_UNWIND_STACK_COLLISION);
+		return KSCOPE_UNWIND_STACK_COLLISION;
+	}
+	long err = bpf_map_update_elem(&ustacks, &id, s, BPF_NOEXIST);
+	if (err == 0)
+		return (__s32)id;
+	old = bpf_map_lookup_elem(&ustacks, &id); /* another CPU stored it meanwhile */
+	if (old && old->hash == h)
+		return (__s32)id;
+	kscope_unwind_count(old ? KSCOPE_UNWIND_STACK_COLLISION : KSCOPE_UNWIND_STACK_FULL);
+	return old ? KSCOPE_UNWIND_STACK_COLLISION : KSCOPE_UNWIND_STACK_ERROR;
+}
+
+#endif

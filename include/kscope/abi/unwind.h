@@ -1,0 +1,115 @@
+/* The native (.eh_frame) user-stack unwinder: tables and records shared by bpf/unwind.bpf.h and
+ * the C++ side that builds the tables (src/unwind/). Fixed-width fields only; C++ static_asserts
+ * the sizes. Design: docs/unwinding.md. */
+#ifndef KSCOPE_ABI_UNWIND_H
+#define KSCOPE_ABI_UNWIND_H
+
+#ifndef __KSCOPE_BPF__
+#include <linux/types.h>
+#endif
+
+#define KSCOPE_UNWIND_MAX_FRAMES 127
+/* Executable mappings per process the walker can search (more are counted and left out). */
+#define KSCOPE_UNWIND_MAX_MAPPINGS 256
+/* Steps of the binary search in a file's rows: 2^24 rows per file at most. */
+#define KSCOPE_UNWIND_ROW_SEARCH_STEPS 24
+#define KSCOPE_UNWIND_MAX_FILE_ROWS (1u << KSCOPE_UNWIND_ROW_SEARCH_STEPS)
+#define KSCOPE_UNWIND_NO_FILE 0xffffffffu
+
+/* How the canonical frame address (CFA, the caller's rsp) of a row is computed: low 4 bits of
+ * kscope_unwind_row.kind. */
+enum kscope_unwind_cfa_kind {
+  KSCOPE_CFA_NONE = 0,   /* no FDE covers this PC (a gap between functions) */
+  KSCOPE_CFA_RSP = 1,    /* CFA = rsp + cfa_off */
+  KSCOPE_CFA_RBP = 2,    /* CFA = rbp + cfa_off */
+  KSCOPE_CFA_PLT = 3,    /* the PLT's expression: rsp + cfa_off + ((rip & 15) >= aux ? 8 : 0) */
+  KSCOPE_CFA_SIGNAL = 4, /* a signal trampoline (__restore_rt): registers in the ucontext at rsp */
+  /* another register, another expression, or an offset that does not fit */
+  KSCOPE_CFA_UNSUPPORTED = 5,
+};
+
+/* Where the caller's rbp is: bits 4-5 of kscope_unwind_row.kind. */
+enum kscope_unwind_rbp_kind {
+  KSCOPE_RBP_UNCHANGED = 0, /* not saved by this frame: the caller's rbp is the current one */
+  KSCOPE_RBP_OFFSET = 1,    /* saved at CFA + aux * 8 */
+  KSCOPE_RBP_UNKNOWN = 2,   /* saved another way (register, expression): unknown to the caller */
+};
+
+#define KSCOPE_UNWIND_CFA_MASK 0x0fu
+#define KSCOPE_UNWIND_RBP_SHIFT 4
+#define KSCOPE_UNWIND_RBP_MASK 0x30u
+/* The return address is undefined: the outermost frame. */
+#define KSCOPE_UNWIND_RA_UNDEFINED 0x40u
+/* The return address is not at CFA-8. */
+#define KSCOPE_UNWIND_RA_UNSUPPORTED 0x80u
+
+/* One row of a file's unwind table: valid from `pc` (the file's link-time address) to the next
+ * row's pc. Rows of one file are sorted by pc, consecutive rows differ. */
+struct kscope_unwind_row {
+  __u32 pc;
+  __u16 cfa_off; /* bytes */
+  __u8 kind;     /* cfa kind | rbp kind << 4 | KSCOPE_UNWIND_RA_* */
+  __s8 aux;      /* KSCOPE_RBP_OFFSET: rbp offset / 8; KSCOPE_CFA_PLT: the rip & 15 threshold */
+};
+
+/* The rows of one file: [first_row, first_row + row_count) of the rows map. */
+struct kscope_unwind_file {
+  __u32 first_row;
+  __u32 row_count;
+};
+
+/* One executable mapping of a process. */
+struct kscope_unwind_mapping {
+  __u64 start;
+  __u64 end;
+  __u64 bias; /* file pc = address - bias */
+  __u32
+      file_id; /* index in the files map, or KSCOPE_UNWIND_NO_FILE (no table: JIT, no .eh_frame) */
+  __u32 pad;
+};
+
+/* A process's executable mappings, sorted by start (hash map keyed by tgid). */
+struct kscope_unwind_process {
+  __u32 count;
+  __u32 pad;
+  struct kscope_unwind_mapping mappings[KSCOPE_UNWIND_MAX_MAPPINGS];
+};
+
+/* Why a walk stopped before the outermost frame (0: it reached it). */
+enum kscope_unwind_reason {
+  KSCOPE_UNWIND_COMPLETE = 0,
+  KSCOPE_UNWIND_NO_PROCESS,  /* no mappings of this process loaded (yet) */
+  KSCOPE_UNWIND_NO_MAPPING,  /* a PC outside every executable mapping */
+  KSCOPE_UNWIND_NO_TABLE,    /* a mapping without table and no plausible frame pointer */
+  KSCOPE_UNWIND_NO_ROW,      /* a PC no FDE covers */
+  KSCOPE_UNWIND_UNSUPPORTED, /* a rule the walker cannot follow */
+  KSCOPE_UNWIND_READ_FAILED, /* stack memory unreadable (e.g. not resident) */
+  KSCOPE_UNWIND_BAD_FRAME,   /* a CFA or return address that cannot be right (stack not growing) */
+  KSCOPE_UNWIND_DEPTH,       /* more than KSCOPE_UNWIND_MAX_FRAMES frames */
+  KSCOPE_UNWIND_BUDGET,      /* the walk loop could not run to its end */
+  KSCOPE_UNWIND_REASON_MAX,
+};
+
+/* A walked user stack: value of the ustacks hash map (key: a 31-bit id from `hash`). */
+struct kscope_unwind_stack {
+  __u64 hash; /* of the frames and the outcome; a different hash under the same id is a collision */
+  __u32 len;  /* frames used in `ips` */
+  __u8 reason; /* enum kscope_unwind_reason */
+  __u8 pad[3];
+  __u64 ips[KSCOPE_UNWIND_MAX_FRAMES]; /* ips[0] = where the thread was, then return addresses */
+};
+
+/* Per-CPU counters of the walker (array map unwind_counters). */
+enum kscope_unwind_counter {
+  KSCOPE_UNWIND_WALKS = 0,
+  /* KSCOPE_UNWIND_WALKS + 1 + reason: walks that ended with that reason (1 + COMPLETE = complete)
+   */
+  KSCOPE_UNWIND_ENDED = 1,
+  KSCOPE_UNWIND_FP_FRAMES =
+      KSCOPE_UNWIND_ENDED + KSCOPE_UNWIND_REASON_MAX, /* frames from the frame pointer */
+  KSCOPE_UNWIND_STACK_COLLISION,                      /* another stack held the id: not stored */
+  KSCOPE_UNWIND_STACK_FULL,                           /* the ustacks map was full: not stored */
+  KSCOPE_UNWIND_COUNTER_MAX,
+};
+
+#endif

@@ -1,0 +1,53 @@
+// The unwind table of one ELF file: its .eh_frame decoded (unwind/eh_frame.h) and packed into
+// the rows the BPF walker searches, with what is needed to place it in a process (PT_LOAD
+// segments) and the key it is shared under (build-id, else device+inode+mtime).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kscope/abi/unwind.h"
+#include "unwind/eh_frame.h"
+#include "util/result.h"
+
+namespace kscope::unwind {
+
+struct LoadSegment {
+  uint64_t offset = 0;  // p_offset
+  uint64_t vaddr = 0;   // p_vaddr
+  uint64_t filesz = 0;
+  bool executable = false;
+};
+
+// The raw material: .eh_frame's bytes and address, the PT_LOAD segments, the build-id.
+struct ElfUnwindSource {
+  std::vector<uint8_t> eh_frame;  // empty when the file has none
+  uint64_t eh_frame_vaddr = 0;
+  std::vector<LoadSegment> loads;
+  std::string build_id;  // lowercase hex, empty when none
+};
+
+// Reads an ELF file (bounds-checked by libelf; the section must lie inside the file).
+Result<ElfUnwindSource> read_unwind_source(const std::string& path);
+// An ELF image in memory (the vDSO).
+Result<ElfUnwindSource> read_unwind_source_image(std::span<const uint8_t> image);
+
+struct FileTable {
+  std::string key;  // "build-id:<hex>", "inode:<dev>:<ino>:<mtime>" or "vdso:<...>"
+  std::vector<kscope_unwind_row> rows;
+  std::vector<LoadSegment> loads;
+  EhFrameStats stats;
+  size_t rows_did_not_fit = 0;  // rows packed as unsupported because a number did not fit
+};
+
+// Decodes and packs; fails when the file has no .eh_frame or it cannot be decoded.
+Result<FileTable> build_file_table(const ElfUnwindSource& source, std::string key);
+
+// The load bias of a mapping of this file: address - bias = link-time address. Uses the PT_LOAD
+// segment that holds the mapping's file offset; fails when none does.
+Result<uint64_t> load_bias(const std::vector<LoadSegment>& loads, uint64_t map_start,
+                           uint64_t map_offset);
+
+}  // namespace kscope::unwind

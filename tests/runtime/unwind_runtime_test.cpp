@@ -1,0 +1,381 @@
+// The native (.eh_frame) unwinder of `kscope top --call-graph dwarf` against ground truth:
+// tests/progs/unwind_chain, built -O2 -fomit-frame-pointer, runs known call chains; the stacks
+// kscope shows must be those chains whole and in order, every frame in an executable mapping of
+// the process, and for a process stopped in a known place the same PCs as elfutils' eu-stack.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "runtime_env.h"
+#include "subprocess.h"
+#include "tools.h"
+
+namespace kscope::testing {
+namespace {
+
+const std::string kKscope = KSCOPE_BINARY;
+std::string prog(const std::string& name) {
+  return std::string(KSCOPE_TEST_PROGS_DIR) + "/" + name;
+}
+
+struct ExecRange {
+  uint64_t start, end;
+  std::string path;
+};
+
+std::vector<ExecRange> exec_mappings(int pid) {
+  std::vector<ExecRange> out;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(in, line)) {
+    unsigned long long s = 0, e = 0;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s", &s, &e, perms) != 3 || perms[2] != 'x') continue;
+    auto slash = line.find('/');
+    auto bracket = line.find('[');
+    std::string path = slash != std::string::npos     ? line.substr(slash)
+                       : bracket != std::string::npos ? line.substr(bracket)
+                                                      : "";
+    out.push_back({s, e, path});
+  }
+  return out;
+}
+
+class UnwindRuntime : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kscope-unwind-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      wait_for(pid_, 5);
+    }
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Starts a test program and waits for its "ready PID" line.
+  int start(const std::vector<std::string>& argv) {
+    std::string out = (dir_ / "prog.out").string();
+    pid_ = spawn(argv, out);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (read_file(out).find("ready") != std::string::npos) return pid_;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "test program did not start";
+    return -1;
+  }
+
+  // kscope top --once --format json on the running program; its tasks' stacks. `attached`
+  // runs once kscope measures (loading and verifying takes seconds on a loaded machine).
+  nlohmann::json top_json(int pid, double seconds, const std::vector<std::string>& extra = {},
+                          const std::function<void()>& attached = {}) {
+    std::vector<std::string> argv = {kKscope,      "-v",
+                                     "top",        "--once",
+                                     "--duration", std::to_string(seconds),
+                                     "--format",   "json",
+                                     "-p",         std::to_string(pid),
+                                     "-n",         "1000"};
+    // The native unwinder unless the test asks for another walker.
+    if (std::find(extra.begin(), extra.end(), "--call-graph") == extra.end()) {
+      argv.push_back("--call-graph");
+      argv.push_back("dwarf");
+    }
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    std::string out = (dir_ / "top.out").string(), err = (dir_ / "top.err").string();
+    std::filesystem::remove(out);  // a previous run's "measuring" must not count
+    std::filesystem::remove(err);
+    int kpid = spawn(argv, out, err);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (read_file(err).find("measuring") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (attached) attached();
+    int rc = wait_for(kpid, seconds + 120);
+    last_err_ = read_file(err);
+    EXPECT_EQ(rc, 0) << last_err_;
+    std::string text = read_file(out);
+    try {
+      return nlohmann::json::parse(text);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "not JSON: " << text << "\n" << last_err_;
+      return {};
+    }
+  }
+
+  // Releases a `stop` program once kscope measures and waits until it has stopped itself.
+  std::function<void()> release_and_wait_stopped(int pid) {
+    return [pid] {
+      kill(pid, SIGUSR1);
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (std::chrono::steady_clock::now() < deadline) {
+        std::string status = read_file("/proc/" + std::to_string(pid) + "/stat");
+        auto paren = status.rfind(')');
+        if (paren != std::string::npos && paren + 2 < status.size() && status[paren + 2] == 'T')
+          return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+      ADD_FAILURE() << "the test program did not stop";
+    };
+  }
+
+  std::filesystem::path dir_;
+  int pid_ = -1;
+  std::string last_err_;
+};
+
+// The function of each frame. Functions inlined at a frame's address come first and share its
+// address (DWARF of libc6-dbg); the frame's own function is the last of such a group.
+std::vector<std::string> symbols(const nlohmann::json& stack) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < stack.size(); ++i) {
+    if (i + 1 < stack.size() && stack[i].contains("addr") && stack[i + 1].contains("addr") &&
+        stack[i]["addr"] == stack[i + 1]["addr"])
+      continue;
+    out.push_back(stack[i].value("symbol", ""));
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : " <- ") + x;
+  return s;
+}
+
+// The task row with the most on-CPU time whose user stack contains `needle`. Switch-outs before
+// kscope loaded the process's tables have one-frame stacks that say so: not those.
+const nlohmann::json* row_with(const nlohmann::json& j, const std::string& needle) {
+  const nlohmann::json* best = nullptr;
+  if (!j.contains("tasks")) return nullptr;
+  for (const auto& t : j["tasks"]) {
+    auto syms = symbols(t["user_stack"]);
+    if (std::find(syms.begin(), syms.end(), needle) == syms.end()) continue;
+    if (syms.back() == "[incomplete: process tables not loaded yet]") continue;
+    if (!best || t["oncpu_ns"].get<uint64_t>() > (*best)["oncpu_ns"].get<uint64_t>()) best = &t;
+  }
+  return best;
+}
+
+// Every frame (not the marker) lies in an executable mapping of the process.
+void expect_in_exec_mappings(const nlohmann::json& stack, const std::vector<ExecRange>& maps) {
+  for (const auto& f : stack) {
+    if (f.value("marker", false)) continue;
+    uint64_t addr = std::stoull(f["addr"].get<std::string>(), nullptr, 16);
+    bool inside = false;
+    for (const auto& m : maps) inside = inside || (addr >= m.start && addr < m.end);
+    EXPECT_TRUE(inside) << std::hex << addr << " (" << f["symbol"]
+                        << ") is in no executable mapping";
+  }
+}
+
+const std::vector<std::string> kChain = {"chain_10", "chain_9", "chain_8", "chain_7",
+                                         "chain_6",  "chain_5", "chain_4", "chain_3",
+                                         "chain_2",  "chain_1", "main"};
+// glibc's start: main's callers, down to the outermost frame (_start: return address undefined).
+const std::vector<std::string> kStart = {"__libc_start_call_main", "__libc_start_main_impl",
+                                         "_start"};
+
+// Checks that `syms` is exactly `expected`, allowing glibc's versioned alias of
+// __libc_start_main (the symbolizer may pick either name for the same address).
+void expect_chain(const std::vector<std::string>& syms, const std::vector<std::string>& expected) {
+  ASSERT_EQ(syms.size(), expected.size()) << join(syms);
+  for (size_t i = 0; i < syms.size(); ++i) {
+    if (expected[i] == "__libc_start_main_impl" && syms[i].rfind("__libc_start_main", 0) == 0)
+      continue;
+    EXPECT_EQ(syms[i], expected[i]) << "frame " << i << ": " << join(syms);
+  }
+}
+
+TEST_F(UnwindRuntime, DeepChainIsWholeInPieAndNonPie) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  for (const char* name : {"unwind_chain", "unwind_chain_nopie"}) {
+    SCOPED_TRACE(name);
+    int pid = start({prog(name), "spin", "40"});
+    ASSERT_GT(pid, 0);
+    auto maps = exec_mappings(pid);
+    auto j = top_json(pid, 2.5);
+    const nlohmann::json* row = row_with(j, "leaf_spin");
+    ASSERT_NE(row, nullptr) << j.dump(1) << last_err_;
+    // The spinning leaf is preempted at a user PC in leaf_spin or in what it calls (the vDSO's
+    // clock_gettime): the chain below it is the same.
+    std::vector<std::string> syms = symbols((*row)["user_stack"]);
+    auto at = std::find(syms.begin(), syms.end(), "leaf_spin");
+    std::vector<std::string> from_leaf(at, syms.end());
+    std::vector<std::string> expected = {"leaf_spin", "leaf"};
+    expected.insert(expected.end(), kChain.begin(), kChain.end());
+    expected.insert(expected.end(), kStart.begin(), kStart.end());
+    expect_chain(from_leaf, expected);
+    expect_in_exec_mappings((*row)["user_stack"], maps);
+    ASSERT_TRUE(j.contains("unwind")) << j.dump(1);
+    EXPECT_GT(j["unwind"]["walks_since_start"].get<uint64_t>(), 0u);
+    kill(pid_, SIGKILL);
+    wait_for(pid_, 5);
+    pid_ = -1;
+  }
+}
+
+// Frames above the leaf in libc (nanosleep -> clock_nanosleep's syscall) unwind through libc's
+// own tables: the thread is blocked in the kernel with its user PC inside libc.
+TEST_F(UnwindRuntime, SleepingLeafUnwindsThroughLibc) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int pid = start({prog("unwind_chain"), "sleep", "40"});
+  ASSERT_GT(pid, 0);
+  auto maps = exec_mappings(pid);
+  auto j = top_json(pid, 2.5);
+  const nlohmann::json* row = row_with(j, "leaf_sleep");
+  ASSERT_NE(row, nullptr) << j.dump(1) << last_err_;
+  std::vector<std::string> syms = symbols((*row)["user_stack"]);
+  auto at = std::find(syms.begin(), syms.end(), "leaf_sleep");
+  ASSERT_NE(at, syms.begin()) << "libc's frames are missing: " << join(syms);
+  // Above leaf_sleep: libc's nanosleep wrappers (clock_nanosleep, nanosleep).
+  for (auto it = syms.begin(); it != at; ++it)
+    EXPECT_NE(it->find("nanosleep"), std::string::npos) << join(syms);
+  std::vector<std::string> expected = {"leaf_sleep", "leaf"};
+  expected.insert(expected.end(), kChain.begin(), kChain.end());
+  expected.insert(expected.end(), kStart.begin(), kStart.end());
+  expect_chain(std::vector<std::string>(at, syms.end()), expected);
+  expect_in_exec_mappings((*row)["user_stack"], maps);
+}
+
+// The stripped binary has no symbols but keeps .eh_frame: the same stack, by module offsets.
+TEST_F(UnwindRuntime, StrippedBinaryUnwindsLikeTheOriginal) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto offsets_of = [&](const std::string& name) {
+    int pid = start({prog(name), "stop"});
+    EXPECT_GT(pid, 0);
+    auto j = top_json(pid, 1.5, {}, release_and_wait_stopped(pid));
+    std::vector<std::pair<std::string, uint64_t>> best;
+    // The account of the stop: the stack with the most frames in the program itself.
+    for (const auto& t : j["tasks"]) {
+      std::vector<std::pair<std::string, uint64_t>> frames;
+      std::string last_addr;
+      for (const auto& f : t["user_stack"]) {
+        if (f.value("marker", false)) {
+          frames.emplace_back("marker", 0);
+          continue;
+        }
+        uint64_t addr = std::stoull(f["addr"].get<std::string>(), nullptr, 16);
+        if (f["addr"].get<std::string>() == last_addr) continue;  // an inlined function's frame
+        last_addr = f["addr"].get<std::string>();
+        // Module-relative: the same code at another base.
+        uint64_t base = 0;
+        for (const auto& m : exec_mappings(pid))
+          if (addr >= m.start && addr < m.end) base = m.start;
+        frames.emplace_back(f.value("module", ""), addr - base);
+      }
+      if (frames.size() > best.size()) best = frames;
+    }
+    kill(pid_, SIGKILL);
+    wait_for(pid_, 5);
+    pid_ = -1;
+    return best;
+  };
+  auto full = offsets_of("unwind_chain");
+  auto stripped = offsets_of("unwind_chain_stripped");
+  ASSERT_GE(full.size(), 17u);
+  ASSERT_EQ(full.size(), stripped.size());
+  for (size_t i = 0; i < full.size(); ++i) EXPECT_EQ(full[i].second, stripped[i].second) << i;
+}
+
+TEST_F(UnwindRuntime, QsortCallbackCrossesLibc) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int pid = start({prog("unwind_chain"), "qsort", "40"});
+  ASSERT_GT(pid, 0);
+  auto maps = exec_mappings(pid);
+  auto j = top_json(pid, 2.5);
+  const nlohmann::json* row = row_with(j, "compare_spin");
+  ASSERT_NE(row, nullptr) << j.dump(1);
+  std::vector<std::string> syms = symbols((*row)["user_stack"]);
+  auto cmp = std::find(syms.begin(), syms.end(), "compare_spin");
+  auto driver = std::find(syms.begin(), syms.end(), "qsort_driver");
+  ASSERT_NE(driver, syms.end()) << join(syms);
+  ASSERT_LT(cmp + 1, driver) << "no libc frames between the callback and its caller: "
+                             << join(syms);
+  // Between them only libc's sort (msort_with_tmp, qsort_r, ...).
+  for (auto it = cmp + 1; it != driver; ++it)
+    EXPECT_TRUE(it->find("sort") != std::string::npos) << *it << " in " << join(syms);
+  std::vector<std::string> expected = {"qsort_driver", "main"};
+  expected.insert(expected.end(), kStart.begin(), kStart.end());
+  expect_chain(std::vector<std::string>(driver, syms.end()), expected);
+  expect_in_exec_mappings((*row)["user_stack"], maps);
+}
+
+TEST_F(UnwindRuntime, RecursionDeeperThan127IsTruncatedWithItsReason) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int pid = start({prog("unwind_chain"), "recurse", "40"});
+  ASSERT_GT(pid, 0);
+  auto j = top_json(pid, 2.5);
+  const nlohmann::json* row = row_with(j, "leaf_spin");
+  ASSERT_NE(row, nullptr) << j.dump(1);
+  const auto& stack = (*row)["user_stack"];
+  std::vector<std::string> syms = symbols(stack);
+  auto at = std::find(syms.begin(), syms.end(), "leaf_spin");
+  size_t leaf = static_cast<size_t>(at - syms.begin());
+  // 127 frames, then the marker; after the leaf only recurse frames (200 of them exist).
+  ASSERT_EQ(stack.size(), 128u) << join(syms);
+  EXPECT_TRUE(stack.back().value("marker", false));
+  EXPECT_EQ(stack.back()["symbol"], "[incomplete: depth limit]");
+  for (size_t i = leaf + 1; i + 1 < syms.size(); ++i) EXPECT_EQ(syms[i], "recurse") << i;
+}
+
+// A process stopped in a known place, unwound by kscope (at its switch-out into the stop) and
+// by elfutils (eu-stack, ptrace + libdw's CFI): the same PCs, frame by frame.
+TEST_F(UnwindRuntime, SamePcsAsEuStack) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  KSCOPE_REQUIRE_TOOL_OR_SKIP(eu_stack, "eu-stack", "elfutils");
+  int pid = start({prog("unwind_chain"), "stop"});
+  ASSERT_GT(pid, 0);
+  auto j = top_json(pid, 1.5, {}, release_and_wait_stopped(pid));
+  const nlohmann::json* row = row_with(j, "leaf_stop");
+  ASSERT_NE(row, nullptr) << j.dump(1);
+  std::vector<uint64_t> ours;
+  for (const auto& f : (*row)["user_stack"]) {
+    ASSERT_FALSE(f.value("marker", false)) << (*row)["user_stack"].dump();
+    uint64_t addr = std::stoull(f["addr"].get<std::string>(), nullptr, 16);
+    if (!ours.empty() && ours.back() == addr) continue;  // an inlined function's frame
+    ours.push_back(addr);
+  }
+  auto r = run({eu_stack, "-p", std::to_string(pid)}, 60);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<uint64_t> theirs;
+  std::istringstream in(r.out);
+  std::string line;
+  while (std::getline(in, line)) {
+    unsigned idx = 0;
+    unsigned long long pc = 0;
+    if (std::sscanf(line.c_str(), "#%u 0x%llx", &idx, &pc) == 2) theirs.push_back(pc);
+  }
+  ASSERT_GE(theirs.size(), 17u) << r.out;
+  ASSERT_EQ(ours.size(), theirs.size()) << r.out << "\n" << (*row)["user_stack"].dump();
+  for (size_t i = 0; i < ours.size(); ++i)
+    EXPECT_EQ(ours[i], theirs[i]) << "frame " << i << "\n" << r.out;
+}
+
+// --call-graph fp keeps today's frame-pointer walk: no unwind report, no markers.
+TEST_F(UnwindRuntime, FramePointerModeStaysAvailable) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int pid = start({prog("unwind_chain"), "spin", "40"});
+  ASSERT_GT(pid, 0);
+  auto j = top_json(pid, 1.5, {"--call-graph", "fp"});
+  EXPECT_FALSE(j.contains("unwind"));
+  for (const auto& t : j["tasks"])
+    for (const auto& f : t["user_stack"]) EXPECT_FALSE(f.value("marker", false));
+}
+
+}  // namespace
+}  // namespace kscope::testing

@@ -1,0 +1,498 @@
+// The .eh_frame table builder against binutils: every row `readelf -wF` prints (CFA rule, rbp
+// rule, return address) must be what our table says at that PC, and every row of ours must be
+// what readelf says at its PC (or a gap no FDE covers). Checked on libc, ld.so, the C++ kscope
+// binary and the -O2 -fomit-frame-pointer test programs (PIE, non-PIE, stripped).
+#include "unwind/unwind_table.h"
+
+#include <gtest/gtest.h>
+#include <link.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "subprocess.h"
+#include "tools.h"
+#include "unwind/eh_frame.h"
+#include "unwind/table_loader.h"
+
+namespace kscope::unwind {
+namespace {
+
+struct ReadelfRow {
+  uint64_t pc = 0;
+  std::string cfa, rbp, ra;
+};
+
+struct ReadelfFde {
+  uint64_t begin = 0, end = 0;
+  std::vector<ReadelfRow> rows;  // empty: the CIE's initial rules apply
+  uint64_t cie = 0;
+};
+
+struct ReadelfFrames {
+  std::map<uint64_t, ReadelfRow> cie_rows;  // CIE offset -> its initial row
+  std::vector<ReadelfFde> fdes;
+};
+
+// Parses `readelf -wF` output, .eh_frame part only.
+ReadelfFrames parse_readelf(const std::string& text) {
+  ReadelfFrames out;
+  std::istringstream in(text);
+  std::string line;
+  bool in_eh_frame = false;
+  std::vector<std::string> columns;
+  ReadelfFde* fde = nullptr;
+  std::optional<uint64_t> cie_offset;
+  while (std::getline(in, line)) {
+    if (line.rfind("Contents of the ", 0) == 0) {
+      in_eh_frame = line.find(".eh_frame section") != std::string::npos;
+      continue;
+    }
+    if (!in_eh_frame || line.empty()) continue;
+    std::istringstream ls(line);
+    std::vector<std::string> w;
+    for (std::string t; ls >> t;) {
+      // "r3 (rbx)": a register rule names the register in parentheses; one column.
+      if (t[0] == '(' && !w.empty())
+        w.back() += " " + t;
+      else
+        w.push_back(t);
+    }
+    if (w.size() >= 4 && w[3] == "FDE") {
+      ReadelfFde f;
+      auto pcpos = line.find("pc=");
+      auto dots = line.find("..", pcpos);
+      f.begin = std::stoull(line.substr(pcpos + 3, dots - pcpos - 3), nullptr, 16);
+      f.end = std::stoull(line.substr(dots + 2), nullptr, 16);
+      f.cie = std::stoull(line.substr(line.find("cie=") + 4, 8), nullptr, 16);
+      out.fdes.push_back(f);
+      fde = &out.fdes.back();
+      cie_offset.reset();
+      continue;
+    }
+    if (w.size() >= 4 && w[3] == "CIE") {
+      fde = nullptr;
+      cie_offset = std::stoull(w[0], nullptr, 16);
+      continue;
+    }
+    if (w[0] == "LOC") {
+      columns = w;
+      continue;
+    }
+    if (w.size() != columns.size() || w[0].size() != 16) continue;
+    ReadelfRow row;
+    row.pc = std::stoull(w[0], nullptr, 16);
+    row.cfa = w[1];
+    row.rbp = "u";
+    for (size_t i = 2; i < columns.size(); ++i) {
+      if (columns[i] == "rbp") row.rbp = w[i];
+      if (columns[i] == "ra") row.ra = w[i];
+    }
+    if (fde)
+      fde->rows.push_back(row);
+    else if (cie_offset)
+      out.cie_rows[*cie_offset] = row;
+  }
+  return out;
+}
+
+const UnwindRow* row_at(const std::vector<UnwindRow>& rows, uint64_t pc) {
+  auto it = std::upper_bound(rows.begin(), rows.end(), pc,
+                             [](uint64_t p, const UnwindRow& r) { return p < r.pc; });
+  if (it == rows.begin()) return nullptr;
+  return &*std::prev(it);
+}
+
+// "" when they agree, else what differs.
+std::string compare(const UnwindRow& ours, const ReadelfRow& theirs) {
+  std::string cfa_ok;
+  switch (ours.cfa) {
+    case CfaRule::kRsp:
+    case CfaRule::kRbp:
+      if (describe_cfa(ours) != theirs.cfa) cfa_ok = "cfa";
+      break;
+    case CfaRule::kPlt:
+    case CfaRule::kSignal:
+      if (theirs.cfa != "exp") cfa_ok = "cfa";
+      break;
+    case CfaRule::kUnsupported:
+      // An expression, or a register other than rsp/rbp.
+      if (theirs.cfa.rfind("rsp+", 0) == 0 || theirs.cfa.rfind("rbp+", 0) == 0) cfa_ok = "cfa";
+      break;
+    case CfaRule::kNone:
+      cfa_ok = "cfa (ours: no FDE)";
+      break;
+  }
+  std::string rbp_ok;
+  switch (ours.rbp) {
+    case RbpRule::kUnchanged:
+      if (theirs.rbp != "u" && theirs.rbp != "s") rbp_ok = "rbp";
+      break;
+    case RbpRule::kOffset:
+      if (theirs.rbp != fmt::format("c{:+d}", ours.rbp_offset)) rbp_ok = "rbp";
+      break;
+    case RbpRule::kUnknown:
+      if (theirs.rbp == "u" || theirs.rbp == "s" || theirs.rbp[0] == 'c') rbp_ok = "rbp";
+      break;
+  }
+  std::string ra_ok;
+  if (ours.ra_undefined != (theirs.ra == "u")) ra_ok = "ra-undefined";
+  if (!ours.ra_undefined && ours.cfa != CfaRule::kSignal &&
+      ours.ra_unsupported != (theirs.ra != "c-8"))
+    ra_ok = "ra";
+  std::string all =
+      cfa_ok + (rbp_ok.empty() ? "" : " " + rbp_ok) + (ra_ok.empty() ? "" : " " + ra_ok);
+  if (all.empty()) return {};
+  return fmt::format(
+      "{} differs at {:#x}: ours cfa={} off={} rbp={} rbp_off={} ra_undef={} | "
+      "readelf cfa={} rbp={} ra={}",
+      all, theirs.pc, describe_cfa(ours), ours.cfa_offset, static_cast<int>(ours.rbp),
+      ours.rbp_offset, ours.ra_undefined, theirs.cfa, theirs.rbp, theirs.ra);
+}
+
+struct CheckCounts {
+  size_t readelf_rows = 0;
+  size_t our_rows = 0;
+  size_t plt_rows = 0;
+  size_t signal_rows = 0;
+  size_t ra_undefined_rows = 0;
+};
+
+// Compares both ways; returns counts for further assertions.
+CheckCounts check_against_readelf(const std::string& path) {
+  CheckCounts counts;
+  std::string readelf = ::kscope::testing::find_tool("readelf");
+  if (readelf.empty()) {
+    ADD_FAILURE() << "readelf (binutils) is needed";
+    return counts;
+  }
+  // readelf exits 1 when it also follows a .gnu_debuglink to a debug file whose .eh_frame is
+  // NOBITS (libc6-dbg's ld.so); the table of the file itself is printed all the same.
+  auto run = ::kscope::testing::run({readelf, "-wF", path}, 120);
+  EXPECT_FALSE(run.timed_out);
+  ReadelfFrames frames = parse_readelf(run.out);
+  EXPECT_GT(frames.fdes.size(), 0u) << path;
+
+  auto source = read_unwind_source(path);
+  EXPECT_TRUE(source.ok()) << (source.ok() ? "" : source.error().describe());
+  if (!source.ok()) return counts;
+  auto table = decode_eh_frame(source->eh_frame, source->eh_frame_vaddr);
+  EXPECT_TRUE(table.ok()) << (table.ok() ? "" : table.error().describe());
+  if (!table.ok()) return counts;
+  const auto& rows = table->rows;
+  EXPECT_EQ(table->stats.bad_entries, 0u) << path;
+  EXPECT_EQ(table->stats.bad_programs, 0u) << path;
+  EXPECT_EQ(table->stats.fdes, frames.fdes.size()) << path;
+  EXPECT_TRUE(std::is_sorted(rows.begin(), rows.end(),
+                             [](const UnwindRow& a, const UnwindRow& b) { return a.pc < b.pc; }));
+  counts.our_rows = rows.size();
+
+  // readelf -> ours.
+  size_t failures = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (const ReadelfFde& fde : frames.fdes) {
+    if (fde.end > fde.begin) ranges.emplace_back(fde.begin, fde.end);
+    std::vector<ReadelfRow> effective = fde.rows;
+    if (effective.empty()) {
+      auto cie = frames.cie_rows.find(fde.cie);
+      if (cie == frames.cie_rows.end()) continue;
+      ReadelfRow r = cie->second;
+      r.pc = fde.begin;
+      effective.push_back(r);
+    }
+    for (const ReadelfRow& theirs : effective) {
+      if (theirs.pc >= fde.end) continue;
+      ++counts.readelf_rows;
+      const UnwindRow* ours = row_at(rows, theirs.pc);
+      if (!ours) {
+        if (++failures < 20)
+          ADD_FAILURE() << path << ": no row of ours at " << std::hex << theirs.pc;
+        continue;
+      }
+      std::string diff = compare(*ours, theirs);
+      if (!diff.empty() && ++failures < 20) ADD_FAILURE() << path << ": " << diff;
+    }
+  }
+  // ours -> readelf: each of our rows is readelf's row at that PC, or a gap.
+  std::sort(ranges.begin(), ranges.end());
+  for (const UnwindRow& ours : rows) {
+    if (ours.cfa == CfaRule::kPlt) ++counts.plt_rows;
+    if (ours.cfa == CfaRule::kSignal) ++counts.signal_rows;
+    if (ours.ra_undefined) ++counts.ra_undefined_rows;
+    const ReadelfFde* covering = nullptr;
+    for (const ReadelfFde& fde : frames.fdes)
+      if (ours.pc >= fde.begin && ours.pc < fde.end) covering = &fde;
+    if (!covering) {
+      if (ours.cfa != CfaRule::kNone && ++failures < 20)
+        ADD_FAILURE() << path << ": our row at " << std::hex << ours.pc
+                      << " is outside every FDE but not a gap";
+      continue;
+    }
+    ReadelfRow theirs;
+    if (covering->rows.empty()) {
+      auto cie = frames.cie_rows.find(covering->cie);
+      if (cie == frames.cie_rows.end()) continue;
+      theirs = cie->second;
+    } else {
+      const ReadelfRow* best = nullptr;
+      for (const ReadelfRow& r : covering->rows)
+        if (r.pc <= ours.pc) best = &r;
+      if (!best) continue;
+      theirs = *best;
+    }
+    theirs.pc = ours.pc;
+    std::string diff = compare(ours, theirs);
+    if (!diff.empty() && ++failures < 20) ADD_FAILURE() << path << " (our row): " << diff;
+  }
+  EXPECT_EQ(failures, 0u) << path;
+  return counts;
+}
+
+std::string progs(const std::string& name) {
+  return std::string(KSCOPE_TEST_PROGS_DIR) + "/" + name;
+}
+
+TEST(UnwindTable, LibcMatchesReadelf) {
+  auto counts = check_against_readelf("/lib/x86_64-linux-gnu/libc.so.6");
+  EXPECT_GT(counts.readelf_rows, 10000u);
+  EXPECT_GE(counts.plt_rows, 1u);           // libc's own .plt
+  EXPECT_EQ(counts.signal_rows, 1u);        // __restore_rt
+  EXPECT_GE(counts.ra_undefined_rows, 1u);  // clone/clone3's child: the outermost frame
+}
+
+TEST(UnwindTable, DynamicLoaderMatchesReadelf) {
+  auto counts = check_against_readelf("/lib64/ld-linux-x86-64.so.2");
+  EXPECT_GT(counts.readelf_rows, 100u);
+}
+
+TEST(UnwindTable, CxxBinaryMatchesReadelf) {
+  auto counts = check_against_readelf(KSCOPE_BINARY);
+  EXPECT_GT(counts.readelf_rows, 10000u);
+}
+
+TEST(UnwindTable, TestProgramsMatchReadelf) {
+  for (const char* name : {"unwind_chain", "unwind_chain_nopie", "unwind_chain_stripped"}) {
+    SCOPED_TRACE(name);
+    auto counts = check_against_readelf(progs(name));
+    EXPECT_GT(counts.readelf_rows, 20u);
+    EXPECT_GE(counts.plt_rows, 1u);
+    EXPECT_GE(counts.ra_undefined_rows, 1u);  // _start
+  }
+}
+
+TEST(UnwindTable, StrippedProgramKeepsItsTable) {
+  auto full = read_unwind_source(progs("unwind_chain"));
+  auto stripped = read_unwind_source(progs("unwind_chain_stripped"));
+  ASSERT_TRUE(full.ok() && stripped.ok());
+  EXPECT_EQ(full->eh_frame, stripped->eh_frame);
+  EXPECT_FALSE(stripped->build_id.empty());
+  EXPECT_EQ(full->build_id, stripped->build_id);
+}
+
+TEST(UnwindTable, PackedRowsKeepTheRules) {
+  auto source = read_unwind_source("/lib/x86_64-linux-gnu/libc.so.6");
+  ASSERT_TRUE(source.ok());
+  auto table = build_file_table(*source, "libc");
+  ASSERT_TRUE(table.ok()) << table.error().describe();
+  auto decoded = decode_eh_frame(source->eh_frame, source->eh_frame_vaddr);
+  ASSERT_TRUE(decoded.ok());
+  ASSERT_EQ(table->rows.size(), decoded->rows.size());
+  for (size_t i = 0; i < decoded->rows.size(); ++i) {
+    const UnwindRow& r = decoded->rows[i];
+    const kscope_unwind_row& p = table->rows[i];
+    ASSERT_EQ(p.pc, r.pc);
+    uint8_t cfa = p.kind & KSCOPE_UNWIND_CFA_MASK;
+    if (cfa == KSCOPE_CFA_UNSUPPORTED && r.cfa != CfaRule::kUnsupported) {
+      EXPECT_GT(table->rows_did_not_fit, 0u);  // only when a number did not fit
+      continue;
+    }
+    ASSERT_EQ(cfa, static_cast<uint8_t>(r.cfa)) << std::hex << r.pc;
+    if (r.cfa == CfaRule::kRsp || r.cfa == CfaRule::kRbp) ASSERT_EQ(p.cfa_off, r.cfa_offset);
+    if (r.cfa == CfaRule::kPlt) ASSERT_EQ(p.aux, r.plt_threshold);
+    uint8_t rbp = (p.kind & KSCOPE_UNWIND_RBP_MASK) >> KSCOPE_UNWIND_RBP_SHIFT;
+    if (r.rbp == RbpRule::kOffset && rbp == KSCOPE_RBP_OFFSET) ASSERT_EQ(p.aux * 8, r.rbp_offset);
+    ASSERT_EQ((p.kind & KSCOPE_UNWIND_RA_UNDEFINED) != 0, r.ra_undefined);
+  }
+}
+
+TEST(UnwindTable, LoadBiasOfPieAndNonPie) {
+  auto pie = read_unwind_source(progs("unwind_chain"));
+  auto nopie = read_unwind_source(progs("unwind_chain_nopie"));
+  ASSERT_TRUE(pie.ok() && nopie.ok());
+  // The executable segment of a PIE at 0x555555554000 + its page offset.
+  for (const LoadSegment& s : pie->loads) {
+    if (!s.executable) continue;
+    uint64_t map_offset = s.offset & ~0xfffull;
+    uint64_t map_start = 0x555555554000ull + (s.vaddr & ~0xfffull);
+    auto bias = load_bias(pie->loads, map_start, map_offset);
+    ASSERT_TRUE(bias.ok());
+    EXPECT_EQ(*bias, 0x555555554000ull);
+  }
+  for (const LoadSegment& s : nopie->loads) {
+    if (!s.executable) continue;
+    auto bias = load_bias(nopie->loads, s.vaddr & ~0xfffull, s.offset & ~0xfffull);
+    ASSERT_TRUE(bias.ok());
+    EXPECT_EQ(*bias, 0u);  // non-PIE: mapped at its link-time address
+  }
+  EXPECT_FALSE(load_bias(pie->loads, 0x1000, 1ull << 40).ok());
+}
+
+// Hostile input: truncations and byte flips of a real .eh_frame never crash or read out of
+// bounds (run under KSCOPE_SANITIZE=ON for the proof) and never produce unsorted rows.
+TEST(UnwindTable, MalformedSectionsAreSurvived) {
+  auto source = read_unwind_source(progs("unwind_chain"));
+  ASSERT_TRUE(source.ok());
+  std::vector<uint8_t> bytes = source->eh_frame;
+  ASSERT_FALSE(bytes.empty());
+  uint64_t state = 0x9e3779b97f4a7c15ull;
+  auto next = [&] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  for (size_t cut = 0; cut < bytes.size(); cut += 7) {
+    std::vector<uint8_t> part(bytes.begin(), bytes.begin() + static_cast<long>(cut));
+    auto t = decode_eh_frame(part, source->eh_frame_vaddr);
+    if (t.ok())
+      EXPECT_TRUE(
+          std::is_sorted(t->rows.begin(), t->rows.end(),
+                         [](const UnwindRow& a, const UnwindRow& b) { return a.pc < b.pc; }));
+  }
+  for (int round = 0; round < 2000; ++round) {
+    std::vector<uint8_t> m = bytes;
+    for (int k = 0; k < 4; ++k) m[next() % m.size()] = static_cast<uint8_t>(next());
+    auto t = decode_eh_frame(m, source->eh_frame_vaddr);
+    if (t.ok())
+      EXPECT_TRUE(
+          std::is_sorted(t->rows.begin(), t->rows.end(),
+                         [](const UnwindRow& a, const UnwindRow& b) { return a.pc < b.pc; }));
+  }
+  // Lengths that point past the end, a CIE pointer before the section, a huge augmentation.
+  std::vector<uint8_t> evil = {0xf0, 0xff, 0xff, 0x7f, 0, 0, 0, 0};
+  EXPECT_FALSE(decode_eh_frame(evil, 0).ok());
+  std::vector<uint8_t> fde_bad_cie = {0x10, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0,
+                                      0,    0, 0, 0, 0,    0,    0, 0, 0, 0, 0, 0};
+  EXPECT_FALSE(decode_eh_frame(fde_bad_cie, 0).ok());
+}
+
+// The maps in memory, as the BPF walker would see them.
+class FakeMaps : public UnwindMapWriter {
+ public:
+  std::map<uint32_t, kscope_unwind_row> rows;
+  std::map<uint32_t, kscope_unwind_file> files;
+  std::map<uint32_t, kscope_unwind_process> procs;
+  Status write_rows(uint32_t first, std::span<const kscope_unwind_row> r) override {
+    for (size_t i = 0; i < r.size(); ++i) rows[first + static_cast<uint32_t>(i)] = r[i];
+    return {};
+  }
+  Status write_file(uint32_t id, const kscope_unwind_file& f) override {
+    files[id] = f;
+    return {};
+  }
+  Status write_process(uint32_t pid, const kscope_unwind_process& p) override {
+    procs[pid] = p;
+    return {};
+  }
+  void delete_process(uint32_t pid) override { procs.erase(pid); }
+};
+
+std::vector<ExecMapping> own_exec_mappings() {
+  std::vector<ExecMapping> out;
+  std::ifstream in("/proc/self/maps");
+  std::string line;
+  while (std::getline(in, line)) {
+    unsigned long long s = 0, e = 0, off = 0, ino = 0;
+    unsigned maj = 0, min = 0;
+    char perms[8] = {};
+    int n = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s %llx %x:%x %llu %n", &s, &e, perms, &off, &maj,
+                    &min, &ino, &n) < 7 ||
+        perms[2] != 'x')
+      continue;
+    std::string path = n > 0 && static_cast<size_t>(n) <= line.size() ? line.substr(n) : "";
+    out.push_back({s, e, off, ino, maj, min, path});
+  }
+  return out;
+}
+
+// Loading this test process's own mappings: each file's table once, and every mapping's load
+// bias equal to what the dynamic loader says (dl_iterate_phdr's dlpi_addr).
+TEST(UnwindTableLoader, OwnProcessMatchesTheDynamicLoader) {
+  FakeMaps maps;
+  TableLoader loader(maps, 1u << 22, 1024);
+  auto mine = own_exec_mappings();
+  ASSERT_FALSE(mine.empty());
+  uint32_t pid = static_cast<uint32_t>(::getpid());
+  ASSERT_TRUE(loader.load_process(pid, mine).ok());
+  ASSERT_TRUE(loader.load_process(pid, mine).ok());  // again: nothing loaded twice
+  ASSERT_EQ(maps.procs.count(pid), 1u);
+  const kscope_unwind_process& p = maps.procs[pid];
+  EXPECT_EQ(p.count, mine.size());
+  for (uint32_t i = 1; i < p.count; ++i) EXPECT_LT(p.mappings[i - 1].start, p.mappings[i].start);
+  std::map<std::string, uint64_t> loader_bias;  // path -> dlpi_addr
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) {
+        auto* m = static_cast<std::map<std::string, uint64_t>*>(data);
+        std::string name = info->dlpi_name && *info->dlpi_name ? info->dlpi_name : "";
+        if (!name.empty()) {
+          char real[4096];
+          if (realpath(name.c_str(), real)) name = real;
+        }
+        (*m)[name] = info->dlpi_addr;
+        return 0;
+      },
+      &loader_bias);
+  char exe[4096] = {};
+  ASSERT_GT(readlink("/proc/self/exe", exe, sizeof(exe) - 1), 0);
+  size_t checked = 0;
+  for (uint32_t i = 0; i < p.count; ++i) {
+    const kscope_unwind_mapping& m = p.mappings[i];
+    std::string path;
+    for (const auto& e : mine)
+      if (e.start == m.start) path = e.path;
+    if (path.empty() || path[0] != '/') continue;
+    char real[4096];
+    std::string key = realpath(path.c_str(), real) ? real : path;
+    auto it = loader_bias.find(key == exe ? "" : key);
+    if (it == loader_bias.end()) continue;
+    ASSERT_NE(m.file_id, KSCOPE_UNWIND_NO_FILE) << path;
+    EXPECT_EQ(m.bias, it->second) << path;
+    const kscope_unwind_file& f = maps.files.at(m.file_id);
+    EXPECT_GT(f.row_count, 0u);
+    ++checked;
+  }
+  EXPECT_GE(checked, 2u);  // the test binary and libc at least
+  // Files are shared: as many file entries as distinct files, rows written once.
+  std::set<uint32_t> ids;
+  for (uint32_t i = 0; i < p.count; ++i)
+    if (p.mappings[i].file_id != KSCOPE_UNWIND_NO_FILE) ids.insert(p.mappings[i].file_id);
+  EXPECT_EQ(maps.files.size(), ids.size());
+  EXPECT_EQ(loader.stats().files, ids.size());
+  size_t rows = 0;
+  for (const auto& [id, f] : maps.files) rows += f.row_count;
+  EXPECT_EQ(maps.rows.size(), rows);
+  EXPECT_EQ(loader.stats().rows, rows);
+}
+
+// A map too small for a file: the file is skipped and counted, its mapping has no table.
+TEST(UnwindTableLoader, FullRowsMapIsCountedNotOverrun) {
+  FakeMaps maps;
+  TableLoader loader(maps, 1000, 1024);  // smaller than libc's table
+  auto mine = own_exec_mappings();
+  uint32_t pid = static_cast<uint32_t>(::getpid());
+  ASSERT_TRUE(loader.load_process(pid, mine).ok());
+  EXPECT_GT(loader.stats().files_no_room, 0u);
+  EXPECT_LE(maps.rows.size(), 1000u);
+  for (const auto& [key, row] : maps.rows) EXPECT_LT(key, 1000u);
+}
+
+}  // namespace
+}  // namespace kscope::unwind
