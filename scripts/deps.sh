@@ -8,8 +8,9 @@ build_pkgs=(cmake make g++ clang llvm pkg-config libbpf-dev bpftool libelf-dev l
   libgtest-dev libgmock-dev)
 # check: go tool pprof reads the pprof export, sqlite3 the database, chromium renders the report,
 # prometheus scrapes kscope monitor --listen, mandoc and groff lint the man page.
+# libclang-rt-14-dev: libFuzzer and the sanitizer runtimes for make fuzz / check-sanitize.
 check_pkgs=(clang-format procps python3 tmux golang-go sqlite3 chromium prometheus util-linux
-  mandoc groff-base)
+  mandoc groff-base libclang-rt-14-dev)
 bench_pkgs=(linux-perf bpftrace libbpf-tools bc)
 # make fault-patterns: the real programs of docs/fault-patterns.md, and chromium for the PNGs.
 pattern_pkgs=(g++ sysbench iperf3 chromium)
