@@ -12,7 +12,6 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   kscope::ProcessMappings pm;
   size_t off = 0;
-  uint64_t lost_total = 0;
   int records = 0;
   while (off + sizeof(perf_event_header) <= size && records++ < 256) {
     perf_event_header h;
