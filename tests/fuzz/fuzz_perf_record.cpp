@@ -30,9 +30,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case kscope::PerfRecord::kExec:
         pm.add(e);
         break;
-      case kscope::PerfRecord::kLost:
-        lost_total += lost;
-        break;
       default:
         break;
     }
