@@ -5,7 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 KSCOPE := $(BUILD_DIR)/kscope
 
-.PHONY: all build deps deps-check deps-bench configure demo check format format-check unit-test runtime-test bench fault-patterns studies clean
+.PHONY: all build deps deps-check deps-bench configure demo check check-sanitize fuzz fuzz-smoke format format-check unit-test runtime-test bench fault-patterns studies clean
 
 all: build
 
@@ -43,6 +43,23 @@ format-check:
 format:
 	@clang-format -i $(CXX_SOURCES)
 
+# The unit tests, and the runtime tests when root, built with AddressSanitizer + UBSan into
+# build-sanitize/: any report (leaks included) fails the test that made it (docs/RELIABILITY.md).
+SANITIZE_DIR ?= build-sanitize
+SANITIZE_RUNTIME ?= all
+check-sanitize: deps-check
+	@scripts/check-sanitize.sh $(SANITIZE_DIR) $(JOBS) $(SANITIZE_RUNTIME)
+
+# libFuzzer targets for every parser of untrusted input (tests/fuzz/), built with clang into
+# build-fuzz/, each run for FUZZ_SECONDS from its seed corpus; any crash fails.
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps-check
+	@scripts/fuzz.sh $(FUZZ_DIR) $(JOBS) $(FUZZ_SECONDS)
+
+fuzz-smoke: deps-check
+	@scripts/fuzz.sh $(FUZZ_DIR) $(JOBS) 15
+
 unit-test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -LE runtime
 
@@ -67,4 +84,4 @@ studies: build
 	@echo "studies: written to docs/studies/" >&2
 
 clean:
-	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log
+	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log $(SANITIZE_DIR) $(FUZZ_DIR)

@@ -9,9 +9,10 @@ build_pkgs=(cmake make g++ clang llvm pkg-config libbpf-dev bpftool libelf-dev l
 # check: go tool pprof reads the pprof export, sqlite3 the database, chromium renders the report,
 # prometheus scrapes kscope monitor --listen, mandoc and groff lint the man page; the symbol tests
 # serve debug files with debuginfod, make MiniDebugInfo with binutils + xz, name libc internals
-# from libc6-dbg, JIT frames from node.
+# from libc6-dbg, JIT frames from node; libclang-rt-14-dev: libFuzzer and the sanitizer runtimes
+# for make fuzz / check-sanitize.
 check_pkgs=(clang-format procps python3 tmux golang-go sqlite3 chromium prometheus util-linux
-  mandoc groff-base debuginfod elfutils binutils xz-utils libc6-dbg nodejs)
+  mandoc groff-base debuginfod elfutils binutils xz-utils libc6-dbg nodejs libclang-rt-14-dev)
 bench_pkgs=(linux-perf bpftrace libbpf-tools bc)
 # make fault-patterns: the real programs of docs/fault-patterns.md, and chromium for the PNGs.
 pattern_pkgs=(g++ sysbench iperf3 chromium)

@@ -71,8 +71,11 @@ Status validate_ring(const void* mem, size_t size) {
         fmt::format("ring layout version {} is not supported (this reader understands version {})",
                     h->version, KSCOPE_RING_VERSION),
         0, "use a kscope of the same version as the monitor");
-  if (h->header_size < sizeof(kscope_ring_header) || h->slot_size < sizeof(kscope_ring_slot) ||
-      h->slot_size % 8 != 0 || h->slot_count < 2 || (h->slot_count & (h->slot_count - 1)) != 0)
+  // Slots are read with 8-byte atomic loads: header_size, like slot_size, must keep them aligned
+  // (found by tests/fuzz/fuzz_monitor_ring: an odd header_size made every slot misaligned).
+  if (h->header_size < sizeof(kscope_ring_header) || h->header_size % 8 != 0 ||
+      h->slot_size < sizeof(kscope_ring_slot) || h->slot_size % 8 != 0 || h->slot_count < 2 ||
+      (h->slot_count & (h->slot_count - 1)) != 0)
     return make_error("ring header has inconsistent sizes");
   uint64_t need = h->header_size + static_cast<uint64_t>(h->slot_size) * h->slot_count;
   if (need > size)

@@ -88,6 +88,35 @@ bool parse_mmap2_record(const uint8_t* data, size_t size, MmapEvent* out) {
   return true;
 }
 
+PerfRecord parse_perf_record(const uint8_t* data, size_t size, MmapEvent* out, uint64_t* lost) {
+  perf_event_header h;
+  if (size < sizeof(h)) return PerfRecord::kMalformed;
+  std::memcpy(&h, data, sizeof(h));
+  if (h.size != size) return PerfRecord::kMalformed;
+  switch (h.type) {
+    case PERF_RECORD_MMAP2:
+      return parse_mmap2_record(data, size, out) ? PerfRecord::kMapping : PerfRecord::kMalformed;
+    case PERF_RECORD_COMM:
+      if (!(h.misc & PERF_RECORD_MISC_COMM_EXEC)) return PerfRecord::kOther;
+      // pid, tid, the comm (NUL-padded to 8 bytes at least), then the sample id ending in the
+      // time (perf_event_comm_output() in kernel/events/core.c).
+      if (size < sizeof(h) + 8 + 8 + kSampleIdSize) return PerfRecord::kMalformed;
+      *out = MmapEvent{};
+      std::memcpy(&out->pid, data + sizeof(h), 4);
+      std::memcpy(&out->time_ns, data + size - 8, 8);
+      out->exec = true;
+      return PerfRecord::kExec;
+    case PERF_RECORD_LOST:
+      // id, lost, then the sample id (__perf_output_begin() in kernel/events/ring_buffer.c): a
+      // record without room for both would be read from its sample id.
+      if (size < sizeof(h) + 16 + kSampleIdSize) return PerfRecord::kMalformed;
+      std::memcpy(lost, data + sizeof(h) + 8, 8);
+      return PerfRecord::kLost;
+    default:
+      return PerfRecord::kOther;
+  }
+}
+
 void apply_mmap(std::vector<Mapping>& maps, const Mapping& m) {
   std::vector<Mapping> out;
   out.reserve(maps.size() + 2);
@@ -206,20 +235,19 @@ void MmapWatcher::drain(const std::function<void(const MmapEvent&)>& fn) {
         std::memcpy(ring->record.data() + first, data, h.size - first);
         rec = ring->record.data();
       }
-      if (h.type == PERF_RECORD_MMAP2) {
-        MmapEvent e;
-        if (parse_mmap2_record(rec, h.size, &e)) fn(e);
-      } else if (h.type == PERF_RECORD_COMM && (h.misc & PERF_RECORD_MISC_COMM_EXEC) &&
-                 h.size >= sizeof(h) + 8 + kSampleIdSize) {
-        MmapEvent e;
-        std::memcpy(&e.pid, rec + sizeof(h), 4);
-        std::memcpy(&e.time_ns, rec + h.size - 8, 8);
-        e.exec = true;
-        fn(e);
-      } else if (h.type == PERF_RECORD_LOST && h.size >= sizeof(h) + 16) {
-        uint64_t lost;
-        std::memcpy(&lost, rec + sizeof(h) + 8, 8);
-        lost_ += lost;
+      MmapEvent e;
+      uint64_t lost = 0;
+      switch (parse_perf_record(rec, h.size, &e, &lost)) {
+        case PerfRecord::kMapping:
+        case PerfRecord::kExec:
+          fn(e);
+          break;
+        case PerfRecord::kLost:
+          lost_ += lost;
+          break;
+        case PerfRecord::kOther:
+        case PerfRecord::kMalformed:
+          break;
       }
       tail += h.size;
     }

@@ -73,4 +73,13 @@ void apply_mmap(std::vector<Mapping>& maps, const Mapping& m);
 // sample_type TID|TIME and sample_id_all; false when it is malformed. Exposed for tests.
 bool parse_mmap2_record(const uint8_t* data, size_t size, MmapEvent* out);
 
+// What one record of the watcher's rings is.
+enum class PerfRecord { kMapping, kExec, kLost, kOther, kMalformed };
+
+// Parses one record as MmapWatcher::drain() reads it (header included, `size` bytes, at least a
+// header): PERF_RECORD_MMAP2 into *out (kMapping), PERF_RECORD_COMM with COMM_EXEC into *out
+// (kExec), PERF_RECORD_LOST's count into *lost (kLost). Records the watcher does not use are
+// kOther; a record too short for its type, or whose header size is not `size`, is kMalformed.
+PerfRecord parse_perf_record(const uint8_t* data, size_t size, MmapEvent* out, uint64_t* lost);
+
 }  // namespace kscope

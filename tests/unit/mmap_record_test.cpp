@@ -107,6 +107,60 @@ Mapping map(uint64_t start, uint64_t end, uint64_t offset, const std::string& pa
   return m;
 }
 
+// A record of `type` with `body` after the header and a TID|TIME sample id at `time`.
+std::vector<uint8_t> other_record(uint32_t type, uint16_t misc, std::vector<uint8_t> body,
+                                  uint32_t pid, uint64_t time) {
+  std::vector<uint8_t> r(sizeof(perf_event_header));
+  r.insert(r.end(), body.begin(), body.end());
+  size_t id_off = r.size();
+  r.resize(r.size() + 16);
+  std::memcpy(r.data() + id_off, &pid, 4);
+  std::memcpy(r.data() + id_off + 4, &pid, 4);
+  std::memcpy(r.data() + id_off + 8, &time, 8);
+  perf_event_header h{type, misc, static_cast<uint16_t>(r.size())};
+  std::memcpy(r.data(), &h, sizeof(h));
+  return r;
+}
+
+TEST(PerfRecord, MmapCommExecAndLostAsTheWatcherReadsThem) {
+  MmapEvent e;
+  uint64_t lost = 0;
+  auto m = mmap2_record(7, 0x400000, 0x1000, 0, PROT_READ | PROT_EXEC, MAP_PRIVATE, "/bin/a", 5);
+  ASSERT_EQ(parse_perf_record(m.data(), m.size(), &e, &lost), PerfRecord::kMapping);
+  EXPECT_EQ(e.mapping.path, "/bin/a");
+
+  std::vector<uint8_t> comm_body(8 + 8, 0);  // pid, tid, "sh\0" padded to 8
+  uint32_t pid = 4242;
+  std::memcpy(comm_body.data(), &pid, 4);
+  std::memcpy(comm_body.data() + 8, "sh", 2);
+  auto c = other_record(PERF_RECORD_COMM, PERF_RECORD_MISC_COMM_EXEC, comm_body, pid, 99);
+  ASSERT_EQ(parse_perf_record(c.data(), c.size(), &e, &lost), PerfRecord::kExec);
+  EXPECT_TRUE(e.exec);
+  EXPECT_EQ(e.pid, 4242u);
+  EXPECT_EQ(e.time_ns, 99u);
+  EXPECT_TRUE(e.mapping.path.empty());  // nothing left over from the mmap record before
+  auto rename = other_record(PERF_RECORD_COMM, 0, comm_body, pid, 100);  // prctl, not an exec
+  EXPECT_EQ(parse_perf_record(rename.data(), rename.size(), &e, &lost), PerfRecord::kOther);
+
+  std::vector<uint8_t> lost_body(16, 0);
+  uint64_t n = 17;
+  std::memcpy(lost_body.data() + 8, &n, 8);
+  auto l = other_record(PERF_RECORD_LOST, 0, lost_body, 0, 101);
+  ASSERT_EQ(parse_perf_record(l.data(), l.size(), &e, &lost), PerfRecord::kLost);
+  EXPECT_EQ(lost, 17u);
+
+  // Too short for its type (the sample id would overlap the header), or a size that is not
+  // the header's: malformed, never read past the record.
+  auto short_comm = other_record(PERF_RECORD_COMM, PERF_RECORD_MISC_COMM_EXEC, {}, pid, 1);
+  EXPECT_EQ(parse_perf_record(short_comm.data(), short_comm.size(), &e, &lost),
+            PerfRecord::kMalformed);
+  auto short_lost = other_record(PERF_RECORD_LOST, 0, {}, 0, 1);
+  EXPECT_EQ(parse_perf_record(short_lost.data(), short_lost.size(), &e, &lost),
+            PerfRecord::kMalformed);
+  EXPECT_EQ(parse_perf_record(l.data(), l.size() - 1, &e, &lost), PerfRecord::kMalformed);
+  EXPECT_EQ(parse_perf_record(l.data(), 4, &e, &lost), PerfRecord::kMalformed);
+}
+
 TEST(ApplyMmap, AddsInOrderAndCutsWhatItOverlaps) {
   std::vector<Mapping> maps = {map(0x1000, 0x5000, 0, "/lib/a.so", "r--p"),
                                map(0x9000, 0xa000, 0, "/bin/x")};

@@ -135,6 +135,14 @@ TEST(MonitorRing, ValidationGivesClearErrors) {
   h->magic = KSCOPE_RING_MAGIC;
   h->slot_count = 6;
   EXPECT_FALSE(validate_ring(r.data(), ring_bytes(8)).ok());
+  h->slot_count = 8;
+  ASSERT_TRUE(validate_ring(r.data(), ring_bytes(8)).ok());
+  // A header size that leaves the slots misaligned for the reader's 8-byte atomic loads, with
+  // room to spare (found by tests/fuzz/fuzz_monitor_ring).
+  h->header_size += 1;
+  st = validate_ring(r.data(), ring_bytes(8) + 8);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("inconsistent sizes"), std::string::npos) << st.error().message;
 }
 
 TEST(MonitorRing, ShmNames) {
