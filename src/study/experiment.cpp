@@ -15,6 +15,7 @@
 #include "util/clock.h"
 #include "util/fd.h"
 #include "util/file.h"
+#include "util/invoking_user.h"
 #include "util/output_file.h"
 
 namespace kscope::study {
@@ -52,8 +53,7 @@ class MonitorProcess {
   Status start(const std::string& kscope, const std::string& socket, const std::string& csv,
                const std::string& log, int period_ms) {
     socket_ = socket;
-    Fd log_fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!log_fd) return errno_error(fmt::format("cannot write {}", log));
+    KSCOPE_ASSIGN_OR_RETURN(Fd log_fd, create_output_file(log, 0644));
     LaunchOptions lo;
     lo.stderr_fd = log_fd.get();
     lo.die_with_parent = true;  // no orphaned monitor if the study is killed
@@ -178,8 +178,7 @@ Result<RunResult> run_experiment(const std::string& out_dir, const std::string& 
     std::string log = fmt::format("{}/.{}.worker{}.out", out_dir, name, i);
     logs.push_back(log);
     // The worker's stdout (its final report) goes to a file.
-    Fd out(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!out) return errno_error(fmt::format("cannot write {}", log));
+    KSCOPE_ASSIGN_OR_RETURN(Fd out, create_output_file(log, 0644));
     LaunchOptions lo;
     lo.stdout_fd = out.get();
     auto cmd = LaunchedCommand::start(argv, lo);
@@ -250,8 +249,7 @@ Status ensure_out_dir(const std::string& dir) {
   while (std::getline(ss, part, '/')) {
     if (part.empty()) continue;
     acc += part + "/";
-    if (::mkdir(acc.c_str(), 0755) != 0 && errno != EEXIST)
-      return errno_error(fmt::format("cannot create {}", acc));
+    KSCOPE_TRY(create_output_dir(acc, 0755));  // through sudo: the invoking user's
   }
   return {};
 }

@@ -81,6 +81,13 @@ void Pressure::recover_leftovers() {
 }
 
 void Pressure::recover_one(const std::string& path) {
+  // Only a regular file root wrote: the steps it lists are carried out as root.
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 ||
+      (st.st_mode & 022) != 0) {
+    std::fprintf(stderr, "kscope: ignoring %s: not a regular file written by root\n", path.c_str());
+    return;
+  }
   auto text = read_file(path, 4096);
   if (!text) return;
   std::istringstream in(*text);
@@ -134,9 +141,16 @@ void Pressure::save_state() {
     s += fmt::format("{} {}\n", zram_hot_added_ ? "zram" : "zram-reused", zram_index_);
   if (!swap_file_.empty()) s += "swapfile " + swap_file_ + "\n";
   if (swap_on_) s += "swap " + swap_path_ + "\n";
+  // Root's own file, 0600, never handed to a sudo user (recover_one() acts on what it says, as
+  // root): not through OutputFile.
   ::mkdir(kStudyStateDir, 0755);
-  auto ignored = write_output(study_state_path(::getpid()), s);
-  (void)ignored;
+  std::string path = study_state_path(::getpid());
+  Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd || ::write(fd.get(), s.data(), s.size()) != static_cast<ssize_t>(s.size()))
+    std::fprintf(stderr,
+                 "kscope: warning: cannot write %s: %s (a killed study could not be "
+                 "cleaned up by the next one)\n",
+                 path.c_str(), std::strerror(errno));
 }
 
 Status Pressure::setup_cgroup(uint64_t limit_mb) {
