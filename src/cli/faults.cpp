@@ -6,13 +6,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
 #include <optional>
 #include <random>
-#include <tuple>
 
 #include "cli/commands.h"
 #include "cli/recording_input.h"
@@ -23,6 +21,7 @@
 #include "render/fault_summary_text.h"
 #include "render/progress_line.h"
 #include "render/scatter_plot.h"
+#include "symbols/fault_locations.h"
 #include "symbols/symbol_cache.h"
 #include "symbols/symbolizer.h"
 #include "trace/fault_tracer.h"
@@ -131,56 +130,14 @@ class FaultCollector : public FaultSink {
 
   // The name of every distinct instruction address seen, for the recording.
   std::vector<StoredSymbol> resolve_all() {
-    Symbolizer& symbolizer = end_symbolizer();
-    std::vector<StoredSymbol> out;
-    out.reserve(summary_.by_location.size());
-    for (const auto& [key, count] : summary_.by_location) {
-      StoredSymbol s;
-      s.kernel = key.kernel;
-      s.pid = key.kernel ? 0 : key.pid;
-      s.ip = key.ip;
-      Symbol symbol = key.kernel
-                          ? symbolizer.resolve_kernel(key.ip)
-                          : symbolizer.resolve_user(key.pid, key.ip, SymbolDetail::kFunction);
-      s.resolved = symbol.resolved;
-      s.function = std::move(symbol.function);
-      s.offset = symbol.offset;
-      s.module = std::move(symbol.module);
-      s.module_path = std::move(symbol.module_path);
-      s.build_id = std::move(symbol.build_id);
-      out.push_back(std::move(s));
-    }
-    // Kernel addresses are the same in every process: one entry each.
-    std::sort(out.begin(), out.end(), [](const StoredSymbol& a, const StoredSymbol& b) {
-      return std::tie(a.kernel, a.pid, a.ip) < std::tie(b.kernel, b.pid, b.ip);
-    });
-    out.erase(std::unique(out.begin(), out.end(),
-                          [](const StoredSymbol& a, const StoredSymbol& b) {
-                            return a.kernel == b.kernel && a.pid == b.pid && a.ip == b.ip;
-                          }),
-              out.end());
-    return out;
+    return name_fault_addresses(summary_, end_symbolizer());
   }
 
   std::vector<LocationCount> top_locations(size_t n) {
-    Symbolizer& symbolizer = end_symbolizer();
-    // Several instruction addresses can resolve to the same line of output (same function and
-    // offset in different processes): merge them.
-    std::map<std::string, uint64_t> merged;
-    for (const auto& [key, count] : summary_.top_locations(n * 4)) {
-      Symbol sym = key.kernel ? symbolizer.resolve_kernel(key.ip)
-                              : symbolizer.resolve_user(key.pid, key.ip, SymbolDetail::kFunction);
-      std::string text = sym.format();
-      if (key.kernel && text.find("(") == std::string::npos) text += " (kernel)";
-      merged[text] += count;
-    }
     std::vector<LocationCount> v;
-    for (auto& [loc, c] : merged) v.push_back({loc, c});
-    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
-      return a.count != b.count ? a.count > b.count : a.location < b.location;
-    });
-    if (v.size() > n) v.resize(n);
-    print_symbol_sources(symbolizer.binary_sources());
+    for (auto& [loc, c] : top_fault_location_names(summary_, n, end_symbolizer()))
+      v.push_back({std::move(loc), c});
+    print_symbol_sources(end_symbolizer().binary_sources());
     return v;
   }
 
@@ -215,26 +172,6 @@ class FaultCollector : public FaultSink {
   std::optional<SymbolCache> symbols_;    // --symbols
   std::optional<ProgressLine> progress_;  // stderr a terminal
 };
-
-Result<std::string> render_plots(const std::vector<PlotPoint>& points, int rows, int cols,
-                                 bool by_segment, bool linear) {
-  ScatterOptions opts;
-  opts.rows = rows;
-  opts.cols = cols;
-  opts.linear = linear;
-  if (!by_segment) {
-    opts.title = "page faults: virtual page over time";
-    return render_scatter_plot(points, opts);
-  }
-  KSCOPE_ASSIGN_OR_RETURN(auto plots, render_scatter_by_segment(points, opts));
-  if (plots.empty()) return std::string("(no faults to plot)\n");
-  std::string out;
-  for (const auto& p : plots) {
-    if (!out.empty()) out += "\n";
-    out += p.text;
-  }
-  return out;
-}
 
 Status validate_plot_size(int rows, int cols) {
   if (rows < kScatterMinRows || rows > kScatterMaxRows)
@@ -363,7 +300,7 @@ Result<int> run_faults(const FaultsOptions& o) {
                                           collector.top_locations(static_cast<size_t>(o.top)));
   std::fputs(text.c_str(), report);
   if (!o.no_plot) {
-    auto plot = render_plots(collector.plot_points(), o.rows, o.cols, o.by_segment, o.linear);
+    auto plot = render_fault_plots(collector.plot_points(), o.rows, o.cols, o.by_segment, o.linear);
     if (!plot) return std::move(plot).error();
     std::fputc('\n', report);
     std::fputs(plot->c_str(), report);
@@ -471,7 +408,7 @@ Subcommand setup_plot(CLI::App& parent) {
             std::vector<PlotPoint> points;
             points.reserve(rec->faults.size());
             for (const auto& f : rec->faults) points.push_back(to_plot_point(f));
-            auto plot = render_plots(points, o->rows, o->cols, o->by_segment, o->linear);
+            auto plot = render_fault_plots(points, o->rows, o->cols, o->by_segment, o->linear);
             if (!plot) return report_error(plot.error());
             std::fputs(plot->c_str(), stdout);
             return 0;

@@ -611,4 +611,24 @@ std::vector<PageAxisRange> compress_page_axis(const std::vector<uint64_t>& pages
   return out;
 }
 
+Result<std::string> render_fault_plots(const std::vector<PlotPoint>& points, int rows, int cols,
+                                       bool by_segment, bool linear) {
+  ScatterOptions opts;
+  opts.rows = rows;
+  opts.cols = cols;
+  opts.linear = linear;
+  if (!by_segment) {
+    opts.title = "page faults: virtual page over time";
+    return render_scatter_plot(points, opts);
+  }
+  KSCOPE_ASSIGN_OR_RETURN(auto plots, render_scatter_by_segment(points, opts));
+  if (plots.empty()) return std::string("(no faults to plot)\n");
+  std::string out;
+  for (const auto& p : plots) {
+    if (!out.empty()) out += "\n";
+    out += p.text;
+  }
+  return out;
+}
+
 }  // namespace kscope

@@ -95,4 +95,9 @@ struct PageAxisRange {
 };
 std::vector<PageAxisRange> compress_page_axis(const std::vector<uint64_t>& pages, uint32_t rows);
 
+// The end-of-run plot(s) of `kscope faults` and `kscope plot`: one plot, or with by_segment one
+// per non-empty segment ("(no faults to plot)" when there is none).
+Result<std::string> render_fault_plots(const std::vector<PlotPoint>& points, int rows, int cols,
+                                       bool by_segment, bool linear);
+
 }  // namespace kscope

@@ -1,5 +1,6 @@
 #include "symbols/fault_locations.h"
 
+#include <algorithm>
 #include <map>
 #include <tuple>
 #include <unordered_map>
@@ -81,6 +82,56 @@ FaultLocations resolve_fault_locations(const Recording& recording, Symbolizer& s
     out.frame_of_fault.push_back(sit->second);
   }
   return out;
+}
+
+std::vector<StoredSymbol> name_fault_addresses(const FaultSummary& summary,
+                                               Symbolizer& symbolizer) {
+  std::vector<StoredSymbol> out;
+  out.reserve(summary.by_location.size());
+  for (const auto& [key, count] : summary.by_location) {
+    StoredSymbol s;
+    s.kernel = key.kernel;
+    s.pid = key.kernel ? 0 : key.pid;
+    s.ip = key.ip;
+    Symbol symbol = key.kernel ? symbolizer.resolve_kernel(key.ip)
+                               : symbolizer.resolve_user(key.pid, key.ip, SymbolDetail::kFunction);
+    s.resolved = symbol.resolved;
+    s.function = std::move(symbol.function);
+    s.offset = symbol.offset;
+    s.module = std::move(symbol.module);
+    s.module_path = std::move(symbol.module_path);
+    s.build_id = std::move(symbol.build_id);
+    out.push_back(std::move(s));
+  }
+  // Kernel addresses are the same in every process: one entry each.
+  std::sort(out.begin(), out.end(), [](const StoredSymbol& a, const StoredSymbol& b) {
+    return std::tie(a.kernel, a.pid, a.ip) < std::tie(b.kernel, b.pid, b.ip);
+  });
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const StoredSymbol& a, const StoredSymbol& b) {
+                          return a.kernel == b.kernel && a.pid == b.pid && a.ip == b.ip;
+                        }),
+            out.end());
+  return out;
+}
+
+std::vector<std::pair<std::string, uint64_t>> top_fault_location_names(const FaultSummary& summary,
+                                                                       size_t n,
+                                                                       Symbolizer& symbolizer) {
+  std::map<std::string, uint64_t> merged;
+  for (const auto& [key, count] : summary.top_locations(n * 4)) {
+    Symbol sym = key.kernel ? symbolizer.resolve_kernel(key.ip)
+                            : symbolizer.resolve_user(key.pid, key.ip, SymbolDetail::kFunction);
+    std::string text = sym.format();
+    if (key.kernel && text.find("(") == std::string::npos) text += " (kernel)";
+    merged[text] += count;
+  }
+  std::vector<std::pair<std::string, uint64_t>> v(merged.begin(), merged.end());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  if (v.size() > n) v.resize(n);
+  return v;
 }
 
 }  // namespace kscope

@@ -1,7 +1,12 @@
 // Names the faulting instruction of every fault of a recording: the model's FaultLocations.
 #pragma once
 
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "model/fault_profile.h"
+#include "model/fault_summary.h"
 #include "model/recording.h"
 #include "symbols/symbolizer.h"
 
@@ -13,5 +18,16 @@ namespace kscope {
 // resolve to the same function+offset in the same binary share a frame. Build-ids are read from
 // the binaries when they still exist.
 FaultLocations resolve_fault_locations(const Recording& recording, Symbolizer& symbolizer);
+
+// The name of every distinct instruction address of a run's summary (kernel addresses once, user
+// ones per process), sorted, for a recording's symbols block.
+std::vector<StoredSymbol> name_fault_addresses(const FaultSummary& summary, Symbolizer& symbolizer);
+
+// The n code locations with the most faults as "function+0xoff (module)" with their counts;
+// addresses that name the same location (the same function+offset in several processes) are
+// merged.
+std::vector<std::pair<std::string, uint64_t>> top_fault_location_names(const FaultSummary& summary,
+                                                                       size_t n,
+                                                                       Symbolizer& symbolizer);
 
 }  // namespace kscope
