@@ -69,7 +69,10 @@ class UnwindRuntime : public ::testing::Test {
 
   // Starts a test program and waits for its "ready PID" line.
   int start(const std::vector<std::string>& argv) {
-    std::string out = (dir_ / "prog.out").string();
+    // A file of its own per program: a second start() must not see the first one's "ready"
+    // (it would read the mappings before the new program has exec'd).
+    std::string out = (dir_ / ("prog" + std::to_string(++starts_) + ".out")).string();
+    std::filesystem::remove(out);
     pid_ = spawn(argv, out);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
@@ -135,6 +138,7 @@ class UnwindRuntime : public ::testing::Test {
 
   std::filesystem::path dir_;
   int pid_ = -1;
+  int starts_ = 0;
   std::string last_err_;
 };
 
