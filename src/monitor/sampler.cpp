@@ -1,12 +1,16 @@
 #include "monitor/sampler.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <memory>
 
 #include "trace/proc.h"
+#include "util/file.h"
 
 namespace kscope::monitor {
 
@@ -73,7 +77,11 @@ Result<ProcReading> parse_reading(std::string_view stat_text) {
   r.cpu_ticks = s.utime_ticks + s.stime_ticks;
   r.rss_pages = s.rss_pages;
   r.starttime_ticks = s.starttime_ticks;
-  r.exiting = (s.flags & kPfExiting) != 0 || s.state == 'Z' || s.state == 'X';
+  r.num_threads = s.num_threads;
+  // A zombie leader whose group still has other threads (the leader stays counted in
+  // nr_threads until the group dies, so more than 1 means others live).
+  r.leader_exited = s.state == 'Z' && s.num_threads > 1;
+  r.exiting = !r.leader_exited && ((s.flags & kPfExiting) != 0 || s.state == 'Z' || s.state == 'X');
   return r;
 }
 
@@ -92,6 +100,32 @@ std::optional<uint64_t> parse_vm_rss_kb(std::string_view text) {
   if (digits == 0 || text.substr(p, 3) != " kB") return std::nullopt;
   return v;
 }
+
+namespace {
+// The RSS of a process whose main thread has exited: any live thread's stat (rss is the shared
+// mm's) and, with exact RSS, its status. Leaves rss 0 / VmRSS unset when every thread is gone
+// by now (the next reading sees the group dead).
+void read_live_thread_rss(pid_t pid, bool exact, ProcReading& out) {
+  out.rss_pages = 0;
+  out.vm_rss_kb.reset();
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(fmt::format("/proc/{}/task", pid).c_str()),
+                                          ::closedir);
+  if (!dir) return;
+  while (dirent* e = ::readdir(dir.get())) {
+    char* end = nullptr;
+    long tid = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || tid <= 0 || tid == pid) continue;
+    auto st = proc::read_thread_stat(pid, static_cast<pid_t>(tid));
+    if (!st || st->state == 'Z' || st->state == 'X' || st->rss_pages <= 0) continue;
+    out.rss_pages = st->rss_pages;
+    if (exact) {
+      auto text = read_file(fmt::format("/proc/{}/task/{}/status", pid, tid));
+      if (text) out.vm_rss_kb = parse_vm_rss_kb(*text);
+    }
+    return;
+  }
+}
+}  // namespace
 
 Result<ReadOutcome> read_tracked(TrackedProcess& p, ProcReading& out) {
   // The clock first: see the header. The kernel sums se.sum_exec_runtime over the threads
@@ -118,6 +152,10 @@ Result<ReadOutcome> read_tracked(TrackedProcess& p, ProcReading& out) {
   if (!r) return make_error(fmt::format("/proc/{}/stat: {}", p.pid, r.error().message));
   out = std::move(*r);
   out.cpu_ns = cpu_ns;
+  if (out.leader_exited) {
+    read_live_thread_rss(p.pid, p.status_fd.valid(), out);
+    return ReadOutcome::kOk;
+  }
   if (out.state == 'Z' || out.state == 'X') return ReadOutcome::kExited;
   if (p.status_fd) {
     char sbuf[4096];

@@ -37,6 +37,12 @@ struct ProcReading {
   // The process is exiting or a zombie (PF_EXITING in stat's flags, or state Z/X): its mm is
   // gone, so stat's rss and VmRSS read 0 / absent, not its memory use.
   bool exiting = false;
+  // The main thread has exited (pthread_exit) while other threads run: the leader reads Z, but
+  // the process lives on (stat's num_threads still counts the others). Its counters keep coming
+  // from the leader's /proc/PID/stat (they cover the whole group); its RSS comes from a live
+  // thread, because the leader's own mm is gone.
+  bool leader_exited = false;
+  uint64_t num_threads = 0;
 };
 
 // One row of the series: a process in one period, or the aggregate (pid 0, comm "*").

@@ -7,6 +7,11 @@
  *                                /proc/PID/task/TID/stat counters are stable. SIGTERM ends it.
  *        threadprog busy T       T worker threads that map, write and unmap 64 fresh pages in
  *                                a loop without pause; prints "ready PID TID..." once all run.
+ *        threadprog leader-exit N MS  the main thread prints "ready PID TID" and pthread_exit()s;
+ *                                its one worker then waits 200 ms, writes N fresh pages (kept
+ *                                mapped), stays alive MS more milliseconds and exits the process
+ *                                with status 0: a process whose main thread is a zombie while
+ *                                the process still runs.
  * Faults are plain writes (no MAP_POPULATE, no mlock): every one fires a per-fault event.
  */
 #define _GNU_SOURCE
@@ -17,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096UL
@@ -59,6 +65,31 @@ static void *busy_worker(void *arg)
 	return NULL;
 }
 
+static size_t leader_exit_pages;
+static long leader_exit_ms;
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts))
+		;
+}
+
+static void *leader_exit_worker(void *arg)
+{
+	tids[(long)arg] = (pid_t)syscall(SYS_gettid);
+	pthread_barrier_wait(&ready_barrier);
+	sleep_ms(200);
+	char *p = mmap(NULL, leader_exit_pages * PAGE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		exit(1);
+	for (size_t i = 0; i < leader_exit_pages; i++)
+		((volatile char *)p)[i * PAGE] = 1;
+	sleep_ms(leader_exit_ms);
+	exit(0);
+}
+
 static void print_ready(int t)
 {
 	printf("ready %d", (int)getpid());
@@ -71,8 +102,21 @@ static void print_ready(int t)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: threadprog rounds T N | busy T\n");
+		fprintf(stderr, "usage: threadprog rounds T N | busy T | leader-exit N MS\n");
 		return 2;
+	}
+	if (!strcmp(argv[1], "leader-exit")) {
+		if (argc < 4)
+			return 2;
+		leader_exit_pages = (size_t)atol(argv[2]);
+		leader_exit_ms = atol(argv[3]);
+		pthread_barrier_init(&ready_barrier, NULL, 2);
+		pthread_t th;
+		if (pthread_create(&th, NULL, leader_exit_worker, (void *)0))
+			return 1;
+		pthread_barrier_wait(&ready_barrier);
+		print_ready(1);
+		pthread_exit(NULL);
 	}
 	int t = atoi(argv[2]);
 	if (t < 1 || t > MAX_THREADS) {

@@ -36,6 +36,7 @@ namespace {
 const std::string kKscope = KSCOPE_BINARY;
 const std::string kWork = KSCOPE_WORK_BINARY;
 const std::string kCpuprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/cpuprog";
+const std::string kThreadprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/threadprog";
 
 void sleep_s(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
 
@@ -371,6 +372,35 @@ TEST(MonitorRuntime, ExitedProcessLeavesTheListAndSamplingResumes) {
   auto rows = parse_csv(read_file(dir / "s.csv"));
   EXPECT_GE(rows.size(), before + 10);
   EXPECT_EQ(m.stop(), 0);
+}
+
+// A process whose main thread has exited (pthread_exit) while another thread works on: the
+// leader reads Z in /proc, but the process lives. threadprog's worker writes 4096 fresh pages
+// 200 ms after the leader's exit and keeps them mapped 1.5 s more. The monitor must keep
+// sampling it until the process ends: its faults after the leader's exit are counted (the
+// kernel's group total, at least the 4096 pages) and its RSS is the live threads' (at least the
+// 16 MiB the worker holds), not the 0 of the leader's released mm.
+TEST(MonitorRuntime, ProcessWhoseMainThreadExitedIsStillSampled) {
+  TempDir dir;
+  auto r = run({kKscope, "monitor", "--no-shm", "--exact-rss", "--socket", dir / "c.sock", "-o",
+                dir / "s.csv", "--", kThreadprog, "leader-exit", "4096", "1500"},
+               60);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.out, m, std::regex("ready (\\d+)"))) << r.out;
+  std::string pid = m[1];
+  std::vector<CsvRow> rows;
+  for (const auto& row : parse_csv(read_file(dir / "s.csv")))
+    if (row.pid == pid) rows.push_back(row);
+  ASSERT_FALSE(rows.empty()) << r.err;
+  // Sampled over the worker's whole life (about 1.7 s after the leader exited), not ended when
+  // the leader became a zombie.
+  EXPECT_GE(rows.back().time_ms - rows.front().time_ms, 1500.0) << r.err;
+  EXPECT_GE(rows.back().min_total, 4096u);
+  uint64_t max_rss = 0;
+  for (const auto& row : rows) max_rss = std::max(max_rss, row.rss_kb);
+  EXPECT_GE(max_rss, 4096u * 4) << "the worker's 16 MiB are resident while it lives";
+  EXPECT_NE(r.err.find(fmt::format("pid {} (threadprog) exited", pid)), std::string::npos) << r.err;
 }
 
 TEST(MonitorRuntime, CumulativeTotalsEqualProc) {
