@@ -492,6 +492,38 @@ TEST_F(UnwindRuntime, SeparateDebugFrameGivesTheWholeChain) {
   EXPECT_GE(j["unwind"]["files_from_debug_frame"].get<uint64_t>(), 1u) << j["unwind"].dump();
 }
 
+// C++ with inlined frames (tests/progs/unwind_cxx.cpp, -O2 -fomit-frame-pointer -g): the real
+// frames Outer::run <- main <- libc's start, complete, and the two functions inlined into
+// Outer::run named from DWARF at its address, innermost first.
+TEST_F(UnwindRuntime, CxxInlinedFramesAreNamedOnTheirRealFrame) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int pid = start({prog("unwind_cxx"), "40"});
+  ASSERT_GT(pid, 0);
+  auto maps = exec_mappings(pid);
+  auto j = top_json(pid, 2.5);
+  const nlohmann::json* best = nullptr;
+  ASSERT_TRUE(j.contains("tasks")) << j.dump(1) << last_err_;
+  for (const auto& t : j["tasks"]) {
+    const auto& st = t["user_stack"];
+    if (st.empty() || st[0].value("symbol", "") != "spin") continue;
+    if (!best || t["oncpu_ns"].get<uint64_t>() > (*best)["oncpu_ns"].get<uint64_t>()) best = &t;
+  }
+  ASSERT_NE(best, nullptr) << j.dump(1) << last_err_;
+  const auto& stack = (*best)["user_stack"];
+  std::vector<std::string> raw;
+  for (const auto& f : stack) raw.push_back(f.value("symbol", ""));
+  ASSERT_GE(stack.size(), 7u) << join(raw);
+  EXPECT_EQ(raw[1], "step") << join(raw);
+  EXPECT_NE(raw[2].find("Outer::run"), std::string::npos) << join(raw);
+  EXPECT_EQ(stack[0]["addr"], stack[1]["addr"]);  // inlined: the real frame's address
+  EXPECT_EQ(stack[1]["addr"], stack[2]["addr"]);
+  std::vector<std::string> real = symbols(stack);
+  std::vector<std::string> expected = {real[0], "main"};
+  expected.insert(expected.end(), kStart.begin(), kStart.end());
+  expect_chain(real, expected);
+  expect_in_exec_mappings(stack, maps);
+}
+
 // --call-graph fp keeps today's frame-pointer walk: no unwind report, no markers.
 TEST_F(UnwindRuntime, FramePointerModeStaysAvailable) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
