@@ -100,8 +100,9 @@ struct kscope_unwind_stack {
 };
 
 /* Walk timing (bench/unwind_cost.sh, KSCOPE_UNWIND_TIMING=1): per-CPU histogram of the time of
- * whole walks, bucket i = [i * 25 ns, (i + 1) * 25 ns), the last one everything longer. */
-#define KSCOPE_UNWIND_TIMING_BUCKETS 256
+ * whole walks, bucket i = [i * 25 ns, (i + 1) * 25 ns), the last one (from 25.6 us) everything
+ * longer. */
+#define KSCOPE_UNWIND_TIMING_BUCKETS 1024
 #define KSCOPE_UNWIND_TIMING_NS 25
 
 /* Per-CPU counters of the walker (array map unwind_counters). */
