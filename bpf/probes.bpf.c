@@ -124,20 +124,66 @@ int BPF_PROG(probe_stackid, bool preempt, struct task_struct *prev, struct task_
 }
 
 /* The native user-stack unwinder (bpf/unwind.bpf.h): a task's user registers, reads of its
- * stack, and bpf_loop for the frames. */
+ * stack, bpf_loop for the frames and the searches (a callback reading a map value through a
+ * pointer kept in the loop context), a global function (verified once, on its own), and its map
+ * types: arrays, a per-CPU array, a hash map allocated on use, bpf_ktime_get_ns for timing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} probe_unwind_array SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} probe_unwind_percpu SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} probe_unwind_hash SEC(".maps");
+
+struct probe_loop_ctx {
+	__u64 *value;
+	__u64 sum;
+};
+
 static long probe_loop_cb(__u32 i, void *data)
 {
+	struct probe_loop_ctx *c = data;
+	c->sum += *c->value;
 	return 0;
+}
+
+__noinline int probe_unwind_global(__u32 key, __u64 sp)
+{
+	__u64 word = 0;
+	bpf_probe_read_user(&word, sizeof(word), (const void *)sp);
+	__u64 *v = bpf_map_lookup_elem(&probe_unwind_array, &key);
+	if (!v)
+		return 0;
+	struct probe_loop_ctx c = {.value = v};
+	bpf_loop(2, probe_loop_cb, &c, 0);
+	__u64 *h = bpf_map_lookup_elem(&probe_unwind_hash, &key);
+	__u64 *p = bpf_map_lookup_elem(&probe_unwind_percpu, &key);
+	if (p)
+		*p += c.sum + (h ? *h : 0) + word;
+	return 1;
 }
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(probe_unwind_helpers, bool preempt, struct task_struct *prev, struct task_struct *next)
 {
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
-	__u64 word = 0;
-	bpf_probe_read_user(&word, sizeof(word), (const void *)BPF_CORE_READ(regs, sp));
-	bpf_loop(1, probe_loop_cb, NULL, 0);
-	return 0;
+	__u64 t0 = bpf_ktime_get_ns();
+	probe_unwind_global(0, BPF_CORE_READ(regs, sp));
+	return bpf_ktime_get_ns() < t0;
 }
 
 /* kscope faults flushes its per-CPU batches by running a raw_tp program on each CPU

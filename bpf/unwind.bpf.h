@@ -65,6 +65,17 @@ struct {
 	__type(value, __u64);
 } unwind_counters SEC(".maps");
 
+/* Walk time histogram, filled only when user space sets kscope_unwind_timing before loading
+ * (bench/unwind_cost.sh): otherwise the verifier removes the timing code. */
+const volatile bool kscope_unwind_timing = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KSCOPE_UNWIND_TIMING_BUCKETS);
+	__type(key, __u32);
+	__type(value, __u64);
+} unwind_walk_ns SEC(".maps");
+
 /* The stack being walked on this CPU (too big for the BPF stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -100,35 +111,69 @@ static __always_inline void kscope_unwind_count(__u32 idx)
 		*v += 1;
 }
 
+/* Both binary searches are bpf_loop()s with small callbacks: the verifier checks a callback body
+ * once instead of every unrolled step with every state reaching it (unrolled, the two searches
+ * made the walker cost ~150,000 verified instructions; as loops ~15,000). */
+struct kscope_unwind_msearch {
+	struct kscope_unwind_process *p;
+	__u64 pc;
+	__u32 lo, hi;
+};
+
+static long kscope_unwind_msearch_step(__u32 i, void *data)
+{
+	struct kscope_unwind_msearch *q = data;
+	if (q->lo >= q->hi)
+		return 1;
+	__u32 mid = q->lo + (q->hi - q->lo) / 2;
+	if (mid >= KSCOPE_UNWIND_MAX_MAPPINGS)
+		return 1;
+	if (q->p->mappings[mid].start <= q->pc)
+		q->lo = mid + 1;
+	else
+		q->hi = mid;
+	return 0;
+}
+
+/* The executable mapping holding pc, NULL when none. */
 static __always_inline struct kscope_unwind_mapping *
 kscope_unwind_find_mapping(struct kscope_unwind_process *p, __u64 pc)
 {
-	/* No clamping to a constant: with exact values for lo and hi the verifier would walk every
-	 * path of the search separately instead of merging states by range. */
-	__u32 lo = 0, hi = p->count & 0x1ff;
-	if (hi > KSCOPE_UNWIND_MAX_MAPPINGS)
+	struct kscope_unwind_msearch q = {.p = p, .pc = pc, .lo = 0, .hi = p->count};
+	if (q.hi > KSCOPE_UNWIND_MAX_MAPPINGS)
 		return NULL;
-	for (int i = 0; i < 10; i++) { /* 2^9 > KSCOPE_UNWIND_MAX_MAPPINGS */
-		if (lo >= hi)
-			break;
-		__u32 mid = (lo + hi) / 2;
-		/* The compiler knows mid < hi <= MAX and would drop the check the verifier needs. */
-		asm volatile("" : "+r"(mid));
-		if (mid >= KSCOPE_UNWIND_MAX_MAPPINGS)
-			return NULL;
-		if (p->mappings[mid].start <= pc)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	__u32 idx = lo - 1;
+	bpf_loop(10, kscope_unwind_msearch_step, &q, 0); /* 2^9 > KSCOPE_UNWIND_MAX_MAPPINGS */
+	__u32 idx = q.lo - 1;
 	asm volatile("" : "+r"(idx));
-	if (lo == 0 || idx >= KSCOPE_UNWIND_MAX_MAPPINGS)
+	if (q.lo == 0 || idx >= KSCOPE_UNWIND_MAX_MAPPINGS)
 		return NULL;
 	struct kscope_unwind_mapping *m = &p->mappings[idx];
 	if (pc >= m->end)
 		return NULL;
 	return m;
+}
+
+struct kscope_unwind_search {
+	__u32 first, lo, hi, fpc;
+};
+
+static long kscope_unwind_search_step(__u32 i, void *data)
+{
+	struct kscope_unwind_search *q = data;
+	if (q->lo >= q->hi)
+		return 1;
+	__u32 mid = q->lo + (q->hi - q->lo) / 2;
+	__u32 key = q->first + mid;
+	struct kscope_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &key);
+	if (!r) {
+		q->lo = 0; /* no row: NULL */
+		return 1;
+	}
+	if (r->pc <= q->fpc)
+		q->lo = mid + 1;
+	else
+		q->hi = mid;
+	return 0;
 }
 
 /* The row of `file` in force at `fpc` (the last row whose pc <= fpc), NULL when none. */
@@ -137,24 +182,12 @@ static __always_inline struct kscope_unwind_row *kscope_unwind_find_row(__u32 fi
 	struct kscope_unwind_file *f = bpf_map_lookup_elem(&unwind_files, &file_id);
 	if (!f || f->row_count == 0 || f->row_count > KSCOPE_UNWIND_MAX_FILE_ROWS)
 		return NULL;
-	__u32 first = f->first_row;
-	__u32 lo = 0, hi = f->row_count;
-	for (int i = 0; i < KSCOPE_UNWIND_ROW_SEARCH_STEPS + 1; i++) {
-		if (lo >= hi)
-			break;
-		__u32 mid = lo + (hi - lo) / 2;
-		__u32 key = first + mid;
-		struct kscope_unwind_row *r = bpf_map_lookup_elem(&unwind_rows, &key);
-		if (!r)
-			return NULL;
-		if (r->pc <= fpc)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == 0)
+	struct kscope_unwind_search q = {.first = f->first_row, .lo = 0, .hi = f->row_count, .fpc = fpc};
+	if (bpf_loop(KSCOPE_UNWIND_ROW_SEARCH_STEPS + 1, kscope_unwind_search_step, &q, 0) < 0)
 		return NULL;
-	__u32 key = first + lo - 1;
+	if (q.lo == 0)
+		return NULL;
+	__u32 key = q.first + q.lo - 1;
 	return bpf_map_lookup_elem(&unwind_rows, &key);
 }
 
@@ -300,9 +333,11 @@ static long kscope_unwind_step(__u32 i, void *data)
 	return 0;
 }
 
-/* Walks the current task's user stack from (ip, sp, bp) and stores it in `ustacks`. Returns its
- * id, or KSCOPE_UNWIND_STACK_COLLISION / KSCOPE_UNWIND_STACK_ERROR (both counted). */
-static __always_inline __s32 kscope_unwind_user(__u32 tgid, __u64 ip, __u64 sp, __u64 bp)
+/* The walk, a global function: the verifier checks a global function once per program, on its
+ * own, instead of once for every path of the calling program that reaches it (inlined into
+ * top's switch program it cost ~780,000 verified instructions and seconds of CPU at start; as a
+ * global function, with the searches as loops, the whole switch program is ~20,000). */
+__noinline __s32 kscope_unwind_walk(__u32 tgid, __u64 ip, __u64 sp, __u64 bp)
 {
 	__u32 zero = 0;
 	struct kscope_unwind_stack *s = bpf_map_lookup_elem(&unwind_scratch, &zero);
@@ -351,6 +386,24 @@ static __always_inline __s32 kscope_unwind_user(__u32 tgid, __u64 ip, __u64 sp, 
 		return (__s32)id;
 	kscope_unwind_count(old ? KSCOPE_UNWIND_STACK_COLLISION : KSCOPE_UNWIND_STACK_FULL);
 	return old ? KSCOPE_UNWIND_STACK_COLLISION : KSCOPE_UNWIND_STACK_ERROR;
+}
+
+/* Walks the current task's user stack from (ip, sp, bp) and stores it in `ustacks`. Returns its
+ * id, or KSCOPE_UNWIND_STACK_COLLISION / KSCOPE_UNWIND_STACK_ERROR (both counted). */
+static __always_inline __s32 kscope_unwind_user(__u32 tgid, __u64 ip, __u64 sp, __u64 bp)
+{
+	if (!kscope_unwind_timing)
+		return kscope_unwind_walk(tgid, ip, sp, bp);
+	__u64 t0 = bpf_ktime_get_ns();
+	__s32 id = kscope_unwind_walk(tgid, ip, sp, bp);
+	__u64 ns = bpf_ktime_get_ns() - t0;
+	__u32 bucket = ns / KSCOPE_UNWIND_TIMING_NS;
+	if (bucket >= KSCOPE_UNWIND_TIMING_BUCKETS)
+		bucket = KSCOPE_UNWIND_TIMING_BUCKETS - 1;
+	__u64 *v = bpf_map_lookup_elem(&unwind_walk_ns, &bucket);
+	if (v)
+		*v += 1;
+	return id;
 }
 
 #endif

@@ -49,7 +49,7 @@ struct TopCliOptions {
   bool batch = false;  // --batch: force batch mode even on a terminal
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;
-  std::string call_graph = "fp";
+  std::string call_graph = "dwarf";
   uint32_t unwind_rows = 1u << 21;
 };
 
@@ -86,6 +86,7 @@ Result<int> run_top(const TopCliOptions& o) {
   so.keep_whole_run = !o.folded_path.empty() || !o.output_path.empty();
   so.recording_path = o.output_path;
   so.symbols = symbolizer_options();
+  so.trace.unwind_debug_dirs = so.symbols.debug_search.debug_dirs;
   {
     std::vector<uint32_t> targets(so.trace.pids.begin(), so.trace.pids.end());
     for (const auto& t : so.trace.threads) targets.push_back(static_cast<uint32_t>(t.tgid));
@@ -215,11 +216,14 @@ Result<int> run_top(const TopCliOptions& o) {
       std::fprintf(stderr,
                    "kscope top: user stacks (dwarf): %llu walks: %s; %llu frames via frame "
                    "pointers; tables: %zu files, %zu of %zu rows (%llu bytes), %zu files without "
-                   "table, %zu without room, %zu mappings over the per-process limit\n",
+                   "table, %zu without room, %zu mappings over the per-process limit; %zu "
+                   "tables from .debug_frame (%zu in separate debug files); %zu tables of "
+                   "unmapped files freed (%zu rows)\n",
                    static_cast<unsigned long long>(u.walks), ended.c_str(),
                    static_cast<unsigned long long>(u.fp_frames), u.files, u.rows, u.rows_capacity,
                    static_cast<unsigned long long>(u.table_bytes), u.files_no_table,
-                   u.files_no_room, u.mappings_dropped);
+                   u.files_no_room, u.mappings_dropped, u.files_debug_frame, u.debug_files,
+                   u.files_freed, u.rows_freed);
     }
   }
   return 0;
@@ -268,9 +272,10 @@ Subcommand setup_top(CLI::App& parent) {
                   "Size of the kernel's stack table (default 16384; collisions are counted)")
       ->check(CLI::Range(1024u, 1u << 22));
   app->add_option("--call-graph", o->call_graph,
-                  "How user stacks are walked: fp (default: frame pointers, bpf_get_stackid) or "
-                  "dwarf (.eh_frame tables, complete stacks without frame pointers; loading its "
-                  "walker costs about 1 s of CPU at start)")
+                  "How user stacks are walked: dwarf (default: kscope's walker with .eh_frame "
+                  "tables, complete stacks without frame pointers) or fp (the kernel's "
+                  "frame-pointer walk, bpf_get_stackid: cheaper, no tables to read, but short or "
+                  "wrong stacks in code built without frame pointers)")
       ->check(CLI::IsMember({"dwarf", "fp"}));
   app->add_option("--unwind-rows", o->unwind_rows,
                   "Capacity of the kernel's unwind-table map in rows, 8 bytes each (default "
@@ -285,7 +290,8 @@ Subcommand setup_top(CLI::App& parent) {
       "JSON (--once --format json): {\"interval_ns\",\"group_by\",\"lost\",\"tasks\":[{\"rank\","
       "\"pid\",\"tid\",\"comm\",\"switches\",\"voluntary\",\"involuntary\",\"oncpu_ns\","
       "\"runq_wait_ns\",\"kernel_stack\":[{\"addr\",\"symbol\",\"offset\",\"module\"}],"
-      "\"user_stack\":[...]}]}; with --call-graph dwarf a user stack the walk could not finish "
+      "\"user_stack\":[...]}]}; with --call-graph dwarf (the default) a user stack the walk could "
+      "not finish "
       "ends with {\"symbol\":\"[incomplete: REASON]\",\"marker\":true}, and \"unwind\" counts "
       "the walks by outcome\n"
       "Exit status: 0 on success; 1 on error; 2 on bad usage.");

@@ -132,6 +132,11 @@ struct UnwindSummary {
   size_t files = 0, rows = 0, rows_capacity = 0;        // tables loaded
   size_t files_no_table = 0, files_no_room = 0, mappings_dropped = 0;
   uint64_t table_bytes = 0;
+  size_t files_debug_frame = 0, debug_files = 0;  // tables from .debug_frame, separate files
+  size_t files_freed = 0, rows_freed = 0;         // tables of files no longer mapped, rows reused
+  // KSCOPE_UNWIND_TIMING=1 only: walks per 25 ns bucket (KSCOPE_UNWIND_TIMING_NS), else empty.
+  std::vector<uint64_t> walk_ns_histogram;
+  uint64_t walk_ns_bucket = 25;
 };
 
 struct TopTable {

@@ -109,7 +109,27 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                    {"table_bytes", u.table_bytes},
                    {"files_without_table", u.files_no_table},
                    {"files_without_room", u.files_no_room},
-                   {"mappings_dropped", u.mappings_dropped}};
+                   {"mappings_dropped", u.mappings_dropped},
+                   {"files_from_debug_frame", u.files_debug_frame},
+                   {"separate_debug_files", u.debug_files},
+                   {"files_freed", u.files_freed},
+                   {"rows_freed", u.rows_freed}};
+    if (!u.walk_ns_histogram.empty()) {
+      // KSCOPE_UNWIND_TIMING=1: quantiles as the upper bound of their 25 ns bucket.
+      uint64_t walks = 0;
+      for (uint64_t n : u.walk_ns_histogram) walks += n;
+      auto quantile = [&](double q) -> uint64_t {
+        uint64_t need = static_cast<uint64_t>(q * static_cast<double>(walks)), seen = 0;
+        for (size_t b = 0; b < u.walk_ns_histogram.size(); ++b)
+          if ((seen += u.walk_ns_histogram[b]) > need) return (b + 1) * u.walk_ns_bucket;
+        return u.walk_ns_histogram.size() * u.walk_ns_bucket;
+      };
+      j["unwind"]["walk_ns"] = {{"timed_walks", walks},
+                                {"median", walks ? quantile(0.5) : 0},
+                                {"p90", walks ? quantile(0.9) : 0},
+                                {"bucket_ns", u.walk_ns_bucket},
+                                {"histogram", u.walk_ns_histogram}};
+    }
   }
   j["switches_all_cpus"] = t.switches_all;
   j["ncpus"] = t.ncpus;

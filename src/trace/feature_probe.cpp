@@ -158,8 +158,9 @@ FeatureReport probe_kernel_features(int verbosity) {
     checks.push_back(
         try_program("bpf_get_stackid (kernel+user stacks)", "top", "probe_stackid", false));
     checks.push_back(
-        try_program("bpf_task_pt_regs, bpf_probe_read_user, bpf_loop (native unwinder)", "top",
-                    "probe_unwind_helpers", false));
+        try_program("native unwinder: bpf_task_pt_regs, bpf_probe_read_user, bpf_loop, global "
+                    "functions, array/per-CPU array/no-prealloc hash maps",
+                    "top", "probe_unwind_helpers", false));
     checks.push_back(try_perf_event("perf_event minor-faults (software)", "faults",
                                     PERF_COUNT_SW_PAGE_FAULTS_MIN));
     checks.push_back(try_perf_event("perf_event major-faults (software)", "faults",

@@ -336,6 +336,8 @@ struct TopSession::Impl {
       if (!live_pids.count(pid) && !thread_alive(pid, pid)) {
         procmaps.erase(pid);
         mapped_pids.erase(pid);  // a process reusing the pid is read afresh
+        // Its files' unwind tables may be reused once no other process maps them.
+        tracer->forget_unwind_process(pid);
       }
   }
 

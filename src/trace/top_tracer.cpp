@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <unordered_set>
@@ -252,6 +253,8 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   skel->rodata->collect_ustack = options.user_stacks;
   bool dwarf = options.user_stacks && options.dwarf_unwind;
   skel->rodata->ustack_dwarf = dwarf;
+  // Walk timing for bench/unwind_cost.sh (docs/unwinding.md): off unless asked.
+  skel->rodata->kscope_unwind_timing = dwarf && std::getenv("KSCOPE_UNWIND_TIMING") != nullptr;
   // Without the native walk its maps shrink to one entry each.
   for (auto [map, size] :
        {std::pair{skel->maps.unwind_rows, dwarf ? options.unwind_rows : 1u},
@@ -277,6 +280,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
                                                         bpf_map__fd(skel->maps.unwind_procs));
     impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, options.unwind_rows,
                                                          options.unwind_files);
+    if (!options.unwind_debug_dirs.empty()) impl->tables->set_debug_dirs(options.unwind_debug_dirs);
   }
   int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) return bpf::libbpf_error("cannot count the possible CPUs", ncpus);
@@ -416,6 +420,21 @@ UnwindSummary TopTracer::unwind_report() {
   r.files_no_room = st.files_no_room;
   r.mappings_dropped = st.mappings_dropped;
   r.table_bytes = st.table_bytes();
+  r.files_debug_frame = st.files_debug_frame;
+  r.debug_files = st.debug_files;
+  r.files_freed = st.files_freed;
+  r.rows_freed = st.rows_freed;
+  if (impl_->skel->rodata->kscope_unwind_timing) {
+    int tfd = bpf_map__fd(impl_->skel->maps.unwind_walk_ns);
+    r.walk_ns_bucket = KSCOPE_UNWIND_TIMING_NS;
+    for (uint32_t b = 0; b < KSCOPE_UNWIND_TIMING_BUCKETS; ++b) {
+      auto v = bpf::read_percpu_u64(tfd, b);
+      uint64_t n = 0;
+      if (v)
+        for (uint64_t x : *v) n += x;
+      r.walk_ns_histogram.push_back(n);
+    }
+  }
   return r;
 }
 

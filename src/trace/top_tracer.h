@@ -24,12 +24,14 @@ struct TopTraceOptions {
   bool include_idle = false;          // --idle
   bool kernel_stacks = true;          // false with --user-only
   bool user_stacks = true;            // false with --kernel-only
-  // --call-graph dwarf: user stacks walked in BPF with .eh_frame tables
-  // (bpf/unwind.bpf.h); false (--call-graph fp, the default): bpf_get_stackid's frame-pointer walk.
+  // --call-graph dwarf (kscope top's default): user stacks walked in BPF with .eh_frame tables
+  // (bpf/unwind.bpf.h); false (--call-graph fp): bpf_get_stackid's frame-pointer walk.
   bool dwarf_unwind = false;
   uint32_t unwind_rows = 1u << 21;  // rows map capacity (8 bytes per row in the kernel's map)
   uint32_t unwind_files = 8192;
   uint32_t unwind_processes = 8192;
+  // Roots of separate debug files (.debug_frame of files without .eh_frame); empty: the default.
+  std::vector<std::string> unwind_debug_dirs;
   bool record_slices = false;  // stream every on-CPU slice (for recordings)
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <iterator>
 #include <optional>
 
 namespace kscope::unwind {
@@ -343,9 +344,9 @@ class FdeDecoder {
         continue;
       }
       if (high == 0x80) {  // DW_CFA_offset
-        uint64_t off = r.uleb();
-        if (RegRule* rule = rule_for(low, st))
-          *rule = {RegRule::kOffset, static_cast<int64_t>(off) * cie_.data_align};
+        int64_t off = 0;
+        if (!scaled(static_cast<int64_t>(r.uleb()), &off)) return false;
+        if (RegRule* rule = rule_for(low, st)) *rule = {RegRule::kOffset, off};
         continue;
       }
       if (high == 0xc0) {  // DW_CFA_restore
@@ -373,9 +374,9 @@ class FdeDecoder {
           break;
         case 0x05: {  // offset_extended
           uint64_t reg = r.uleb();
-          uint64_t off = r.uleb();
-          if (RegRule* rule = rule_for(reg, st))
-            *rule = {RegRule::kOffset, static_cast<int64_t>(off) * cie_.data_align};
+          int64_t off = 0;
+          if (!scaled(static_cast<int64_t>(r.uleb()), &off)) return false;
+          if (RegRule* rule = rule_for(reg, st)) *rule = {RegRule::kOffset, off};
           break;
         }
         case 0x06: {  // restore_extended
@@ -432,17 +433,18 @@ class FdeDecoder {
         }
         case 0x11: {  // offset_extended_sf
           uint64_t reg = r.uleb();
-          int64_t off = r.sleb();
-          if (RegRule* rule = rule_for(reg, st)) *rule = {RegRule::kOffset, off * cie_.data_align};
+          int64_t off = 0;
+          if (!scaled(r.sleb(), &off)) return false;
+          if (RegRule* rule = rule_for(reg, st)) *rule = {RegRule::kOffset, off};
           break;
         }
         case 0x12:  // def_cfa_sf
           st.cfa.reg = r.uleb();
-          st.cfa.offset = r.sleb() * cie_.data_align;
+          if (!scaled(r.sleb(), &st.cfa.offset)) return false;
           st.cfa.kind = CfaState::kRegOffset;
           break;
         case 0x13:  // def_cfa_offset_sf
-          st.cfa.offset = r.sleb() * cie_.data_align;
+          if (!scaled(r.sleb(), &st.cfa.offset)) return false;
           break;
         case 0x14:    // val_offset
         case 0x15: {  // val_offset_sf
@@ -465,8 +467,9 @@ class FdeDecoder {
           break;
         case 0x2f: {  // GNU_negative_offset_extended
           uint64_t reg = r.uleb();
-          int64_t off = -static_cast<int64_t>(r.uleb());
-          if (RegRule* rule = rule_for(reg, st)) *rule = {RegRule::kOffset, off * cie_.data_align};
+          int64_t off = 0;
+          if (!scaled(static_cast<int64_t>(r.uleb()), &off) || off == INT64_MIN) return false;
+          if (RegRule* rule = rule_for(reg, st)) *rule = {RegRule::kOffset, -off};
           break;
         }
         default:
@@ -475,6 +478,11 @@ class FdeDecoder {
       if (!r.ok()) return false;
     }
     return r.ok();
+  }
+
+  // value * data alignment; false when it overflows (a hostile CIE or operand).
+  bool scaled(int64_t v, int64_t* out) const {
+    return !__builtin_mul_overflow(v, cie_.data_align, out);
   }
 
   const Cie& cie_;
@@ -488,8 +496,9 @@ class FdeDecoder {
 };
 
 // Parses the CIE at `pos` (the start of its length field).
+// In .debug_frame a CIE's id field is all ones (DWARF's CIE_id), in .eh_frame it is 0.
 std::optional<Cie> parse_cie(std::span<const uint8_t> section, size_t pos, uint64_t section_vaddr,
-                             size_t* program_pos) {
+                             bool debug_frame, size_t* program_pos) {
   Reader r(section, pos, section.size());
   uint64_t length = r.fixed<uint32_t>();
   bool is64 = length == 0xffffffffu;
@@ -498,7 +507,8 @@ std::optional<Cie> parse_cie(std::span<const uint8_t> section, size_t pos, uint6
   size_t end = r.pos() + static_cast<size_t>(length);
   Reader c(section, r.pos(), end);
   uint64_t id = is64 ? c.fixed<uint64_t>() : c.fixed<uint32_t>();
-  if (!c.ok() || id != 0) return std::nullopt;
+  uint64_t cie_id = !debug_frame ? 0 : is64 ? ~uint64_t{0} : 0xffffffffu;
+  if (!c.ok() || id != cie_id) return std::nullopt;
   uint8_t version = c.u8();
   if (version != 1 && version != 3 && version != 4) return std::nullopt;
   std::string aug = c.cstr();
@@ -562,9 +572,42 @@ bool UnwindRow::same_rule(const UnwindRow& o) const {
   return a == b;
 }
 
-Result<EhFrameTable> decode_eh_frame(std::span<const uint8_t> section, uint64_t section_vaddr) {
-  EhFrameTable table;
-  EhFrameStats& stats = table.stats;
+namespace {
+
+struct Range {
+  uint64_t begin, end;
+};
+
+// Sorted, disjoint union of ranges.
+std::vector<Range> union_of(std::vector<Range> ranges) {
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  std::vector<Range> out;
+  for (const Range& r : ranges) {
+    if (!out.empty() && r.begin <= out.back().end)
+      out.back().end = std::max(out.back().end, r.end);
+    else
+      out.push_back(r);
+  }
+  return out;
+}
+
+bool overlaps(const std::vector<Range>& disjoint, uint64_t begin, uint64_t end) {
+  auto it = std::lower_bound(disjoint.begin(), disjoint.end(), end,
+                             [](const Range& r, uint64_t e) { return r.begin < e; });
+  return it != disjoint.begin() && std::prev(it)->end > begin;
+}
+
+// Decodes the FDEs of one section into `rows` and their ranges into `ranges`; an FDE that
+// overlaps `shadow` (what an earlier section already covers) is left out and counted.
+// Returns the number of entries decoded, or an error when the table grows too large.
+Result<size_t> collect(const FrameSection& in, const std::vector<Range>& shadow,
+                       std::vector<UnwindRow>& rows, std::vector<Range>& ranges,
+                       EhFrameStats& stats) {
+  std::span<const uint8_t> section = in.bytes;
+  uint64_t section_vaddr = in.vaddr;
+  bool debug = in.kind == FrameSection::Kind::kDebugFrame;
+  const char* name = debug ? ".debug_frame" : ".eh_frame";
   struct CieEntry {
     Cie cie;
     size_t program_pos;
@@ -574,7 +617,7 @@ Result<EhFrameTable> decode_eh_frame(std::span<const uint8_t> section, uint64_t 
     for (auto& [o, e] : cie_cache)
       if (o == off) return e ? &*e : nullptr;
     size_t program_pos = 0;
-    auto cie = parse_cie(section, off, section_vaddr, &program_pos);
+    auto cie = parse_cie(section, off, section_vaddr, debug, &program_pos);
     if (cie) ++stats.cies;
     if (cie_cache.size() > 4096) cie_cache.erase(cie_cache.begin());
     cie_cache.emplace_back(
@@ -582,17 +625,16 @@ Result<EhFrameTable> decode_eh_frame(std::span<const uint8_t> section, uint64_t 
     return cie_cache.back().second ? &*cie_cache.back().second : nullptr;
   };
 
-  struct Range {
-    uint64_t begin, end;
-  };
-  std::vector<Range> ranges;
-  std::vector<UnwindRow> rows;
   size_t pos = 0;
   size_t decoded = 0;
   while (pos + 4 <= section.size()) {
     Reader r(section, pos, section.size());
     uint64_t length = r.fixed<uint32_t>();
-    if (length == 0) break;  // the terminator
+    if (length == 0) {
+      if (!debug) break;  // .eh_frame's terminator
+      pos = r.pos();      // .debug_frame has none; a zero length is padding
+      continue;
+    }
     bool is64 = length == 0xffffffffu;
     if (is64) length = r.fixed<uint64_t>();
     if (!r.ok() || length > section.size() - r.pos()) {
@@ -609,17 +651,19 @@ Result<EhFrameTable> decode_eh_frame(std::span<const uint8_t> section, uint64_t 
       pos = next;
       continue;
     }
-    if (id == 0) {  // a CIE: parsed when an FDE refers to it
+    uint64_t cie_id = !debug ? 0 : is64 ? ~uint64_t{0} : 0xffffffffu;
+    if (id == cie_id) {  // a CIE: parsed when an FDE refers to it
       pos = next;
       continue;
     }
-    // An FDE: `id` is the distance from this field back to its CIE.
-    if (id > body) {
+    // An FDE: in .eh_frame `id` is the distance from this field back to its CIE, in
+    // .debug_frame the CIE's offset in the section.
+    if (debug ? id >= section.size() : id > body) {
       ++stats.bad_entries;
       pos = next;
       continue;
     }
-    const CieEntry* cie = cie_at(body - static_cast<size_t>(id));
+    const CieEntry* cie = cie_at(debug ? static_cast<size_t>(id) : body - static_cast<size_t>(id));
     if (!cie) {
       ++stats.bad_entries;
       pos = next;
@@ -638,24 +682,58 @@ Result<EhFrameTable> decode_eh_frame(std::span<const uint8_t> section, uint64_t 
       pos = next;
       continue;
     }
-    ++stats.fdes;
     ++decoded;
     if (*range == 0) {
+      ++stats.fdes;
       pos = next;
       continue;
     }
+    if (overlaps(shadow, *begin, *begin + *range)) {
+      ++stats.shadowed_fdes;
+      pos = next;
+      continue;
+    }
+    ++stats.fdes;
+    if (debug) ++stats.debug_frame_fdes;
     size_t program_pos = e.pos();
     FdeDecoder dec(cie->cie, section_vaddr, section, stats);
     dec.run(*begin, *begin + *range, section.subspan(program_pos, end - program_pos), program_pos,
             cie->program_pos, rows);
     ranges.push_back({*begin, *begin + *range});
-    if (rows.size() > kMaxRows) {
-      return make_error(fmt::format(".eh_frame has more than {} rows", kMaxRows));
-    }
+    if (rows.size() > kMaxRows)
+      return make_error(fmt::format("{} has more than {} rows", name, kMaxRows));
     pos = next;
   }
   if (decoded == 0 && !section.empty() && stats.bad_entries > 0)
-    return make_error("no entry of .eh_frame could be decoded");
+    return make_error(fmt::format("no entry of {} could be decoded", name));
+  return decoded;
+}
+
+}  // namespace
+
+Result<EhFrameTable> decode_eh_frame(std::span<const uint8_t> section, uint64_t section_vaddr) {
+  FrameSection in{section, section_vaddr, FrameSection::Kind::kEhFrame};
+  return decode_frames({&in, 1});
+}
+
+Result<EhFrameTable> decode_frames(std::span<const FrameSection> sections) {
+  EhFrameTable table;
+  EhFrameStats& stats = table.stats;
+  std::vector<Range> ranges;
+  std::vector<UnwindRow> rows;
+  std::optional<Error> first_error;
+  size_t decoded = 0;
+  for (const FrameSection& in : sections) {
+    std::vector<Range> shadow = union_of(ranges);
+    auto n = collect(in, shadow, rows, ranges, stats);
+    if (!n) {
+      if (rows.size() > kMaxRows) return n.error();  // too large: not a table we can use
+      if (!first_error) first_error = n.error();
+      continue;
+    }
+    decoded += *n;
+  }
+  if (decoded == 0 && first_error) return *first_error;
 
   // Gaps: where an FDE ends and no other begins, no rule applies.
   std::sort(ranges.begin(), ranges.end(),

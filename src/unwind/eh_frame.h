@@ -1,6 +1,7 @@
-// Decodes an x86-64 .eh_frame section (CIEs, FDEs and their call-frame programs) into the rows
-// the BPF walker follows: "from this PC on, CFA = rsp|rbp + offset, rbp saved at CFA + offset or
-// unchanged, return address at CFA-8", with every rule the walker cannot follow marked as such.
+// Decodes an x86-64 .eh_frame or .debug_frame section (CIEs, FDEs and their call-frame programs)
+// into the rows the BPF walker follows: "from this PC on, CFA = rsp|rbp + offset, rbp saved at CFA
+// + offset or unchanged, return address at CFA-8", with every rule the walker cannot follow marked
+// as such.
 //
 // The section comes from files any user controls while kscope runs as root: every read is
 // bounds-checked against the section, every count and nesting is bounded, and a malformed entry
@@ -57,6 +58,8 @@ struct EhFrameStats {
   size_t unsupported_rows = 0;  // rows with a rule the walker cannot follow
   size_t plt_rows = 0;
   size_t signal_rows = 0;
+  size_t debug_frame_fdes = 0;  // FDEs taken from .debug_frame
+  size_t shadowed_fdes = 0;     // FDEs left out: an earlier section already covers their range
 };
 
 struct EhFrameTable {
@@ -68,6 +71,21 @@ struct EhFrameTable {
 // Rows are sorted, gaps between FDEs get a kNone row, identical neighbours are merged.
 // Fails only when not one entry could be decoded from a non-empty section.
 Result<EhFrameTable> decode_eh_frame(std::span<const uint8_t> section, uint64_t section_vaddr);
+
+// One section of call-frame information: .eh_frame (CIE id 0, CIE pointers relative, pointer
+// encodings from the augmentation) or .debug_frame (DWARF's: CIE id all ones, CIE pointers are
+// section offsets, addresses are absolute).
+struct FrameSection {
+  enum class Kind : uint8_t { kEhFrame, kDebugFrame };
+  std::span<const uint8_t> bytes;
+  uint64_t vaddr = 0;  // link-time address of the section (.eh_frame's pc-relative pointers)
+  Kind kind = Kind::kEhFrame;
+};
+
+// Decodes several sections into one table: an FDE of a later section whose range overlaps
+// what an earlier one covers is left out (counted), so .debug_frame fills in only what
+// .eh_frame lacks. Fails only when not one entry of any section could be decoded.
+Result<EhFrameTable> decode_frames(std::span<const FrameSection> sections);
 
 // Packs a row for the BPF map; a row whose numbers do not fit becomes kUnsupported (counted by
 // the caller via the returned flag).

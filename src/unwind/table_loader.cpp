@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 
 namespace kscope::unwind {
 
@@ -47,74 +48,180 @@ TableLoader::TableLoader(UnwindMapWriter& writer, uint32_t rows_capacity, uint32
   stats_.rows_capacity = rows_capacity;
 }
 
-const TableLoader::LoadedFile* TableLoader::install(const std::string& key,
-                                                    Result<ElfUnwindSource> source,
-                                                    const std::string& what) {
-  auto fail = [&](std::string why) -> const LoadedFile* {
+std::shared_ptr<TableLoader::LoadedFile> TableLoader::install(const std::string& key,
+                                                              Result<ElfUnwindSource> source,
+                                                              const std::string& what,
+                                                              const std::string& link_dir_path) {
+  auto fail = [&](std::string why) {
     failures_[what] = std::move(why);
     ++stats_.files_no_table;
     auto none = std::make_shared<LoadedFile>();
     by_key_[key] = none;
-    return none.get();
+    return none;
   };
   if (!source) return fail(source.error().describe());
   std::string full_key = source->build_id.empty() ? key : "build-id:" + source->build_id;
-  if (auto it = by_key_.find(full_key); it != by_key_.end()) return it->second.get();
-  auto table = build_file_table(*source, full_key);
+  if (auto it = by_key_.find(full_key); it != by_key_.end()) return it->second;
+  // A file without .eh_frame: its separate debug file's .debug_frame, if there is one.
+  std::optional<ElfUnwindSource> debug;
+  if (source->eh_frame.empty() && !link_dir_path.empty()) {
+    std::string debug_path = find_debug_file(*source, link_dir_path, debug_dirs_);
+    if (!debug_path.empty())
+      if (auto d = read_unwind_source(debug_path)) debug = std::move(*d);
+  }
+  auto table = build_file_table(*source, full_key, debug ? &*debug : nullptr);
   if (!table) return fail(table.error().describe());
   auto loaded = std::make_shared<LoadedFile>();
   loaded->loads = table->loads;
-  if (table->rows.size() > rows_capacity_ - std::min(next_row_, rows_capacity_) ||
-      next_file_ >= files_capacity_) {
-    failures_[what] = fmt::format("no room: {} rows needed, {} of {} used", table->rows.size(),
-                                  next_row_, rows_capacity_);
-    ++stats_.files_no_room;
+  auto skip = [&](std::string why) {
+    failures_[what] = std::move(why);
     by_key_[full_key] = loaded;  // file_id stays NO_FILE: counted once, not retried
-    return loaded.get();
+    return loaded;
+  };
+  uint32_t count = static_cast<uint32_t>(table->rows.size());
+  std::optional<uint32_t> id;
+  std::optional<uint32_t> first;
+  if (table->rows.size() <= rows_capacity_) {
+    while (!id) {
+      if (!free_ids_.empty()) {
+        id = free_ids_.back();
+        free_ids_.pop_back();
+      } else if (next_file_ < files_capacity_) {
+        id = next_file_++;
+      } else if (!free_one_unused()) {
+        break;
+      }
+    }
+    if (id) first = allocate_rows(count);
   }
-  if (auto st = writer_.write_rows(next_row_, table->rows); !st) {
-    failures_[what] = st.error().describe();
+  if (!id || !first) {
+    if (id) free_ids_.push_back(*id);
+    ++stats_.files_no_room;
+    return skip(fmt::format("no room: {} rows needed, {} of {} used", table->rows.size(),
+                            stats_.rows, rows_capacity_));
+  }
+  auto give_back = [&] {
+    free_ids_.push_back(*id);
+    free_range(*first, count);
+  };
+  if (auto st = writer_.write_rows(*first, table->rows); !st) {
+    give_back();
     ++stats_.files_no_table;
-    by_key_[full_key] = loaded;
-    return loaded.get();
+    return skip(st.error().describe());
   }
-  kscope_unwind_file f{next_row_, static_cast<uint32_t>(table->rows.size())};
-  uint32_t id = next_file_;
-  if (auto st = writer_.write_file(id, f); !st) {
-    failures_[what] = st.error().describe();
+  kscope_unwind_file f{*first, count};
+  if (auto st = writer_.write_file(*id, f); !st) {
+    give_back();
     ++stats_.files_no_table;
-    by_key_[full_key] = loaded;
-    return loaded.get();
+    return skip(st.error().describe());
   }
-  ++next_file_;
-  next_row_ += f.row_count;
-  loaded->file_id = id;
+  loaded->file_id = *id;
+  loaded->first_row = *first;
+  loaded->row_count = count;
+  loaded->unused_since = std::chrono::steady_clock::now();
+  tables_.push_back(loaded);
   ++stats_.files;
-  stats_.rows += f.row_count;
+  stats_.rows += count;
   stats_.unsupported_rows += table->stats.unsupported_rows + table->rows_did_not_fit;
+  if (table->stats.debug_frame_fdes > 0) ++stats_.files_debug_frame;
+  if (debug) ++stats_.debug_files;
   failures_.erase(what);
   by_key_[full_key] = loaded;
-  return loaded.get();
+  return loaded;
 }
 
-const TableLoader::LoadedFile* TableLoader::vdso_file(const ExecMapping& m) {
+void TableLoader::free_range(uint32_t first, uint32_t count) {
+  if (count == 0) return;
+  auto [it, inserted] = free_rows_.emplace(first, count);
+  if (!inserted) return;  // cannot happen: ranges are disjoint
+  // Merge with the next range, then with the previous one.
+  if (auto next = std::next(it);
+      next != free_rows_.end() && it->first + it->second == next->first) {
+    it->second += next->second;
+    free_rows_.erase(next);
+  }
+  if (it != free_rows_.begin()) {
+    auto prev = std::prev(it);
+    if (prev->first + prev->second == it->first) {
+      prev->second += it->second;
+      free_rows_.erase(it);
+      it = prev;
+    }
+  }
+  // A free range that reaches the never-used tail joins it.
+  if (it->first + it->second == next_row_) {
+    next_row_ = it->first;
+    free_rows_.erase(it);
+  }
+}
+
+std::optional<uint32_t> TableLoader::allocate_rows(uint32_t count) {
+  while (true) {
+    for (auto it = free_rows_.begin(); it != free_rows_.end(); ++it) {
+      if (it->second < count) continue;
+      uint32_t first = it->first, left = it->second - count;
+      free_rows_.erase(it);
+      if (left > 0) free_rows_.emplace(first + count, left);
+      return first;
+    }
+    if (next_row_ <= rows_capacity_ && rows_capacity_ - next_row_ >= count) {
+      uint32_t first = next_row_;
+      next_row_ += count;
+      return first;
+    }
+    if (!free_one_unused()) return std::nullopt;
+  }
+}
+
+bool TableLoader::free_one_unused() {
+  auto now = std::chrono::steady_clock::now();
+  auto oldest = tables_.end();
+  for (auto it = tables_.begin(); it != tables_.end(); ++it) {
+    const LoadedFile& f = **it;
+    if (f.users > 0 || f.pinned || now - f.unused_since < reuse_delay_) continue;
+    if (oldest == tables_.end() || f.unused_since < (*oldest)->unused_since) oldest = it;
+  }
+  if (oldest == tables_.end()) return false;
+  std::shared_ptr<LoadedFile> f = *oldest;
+  tables_.erase(oldest);
+  // No process entry refers to it; an empty entry keeps a stale id from finding rows.
+  (void)writer_.write_file(f->file_id, kscope_unwind_file{0, 0});
+  free_ids_.push_back(f->file_id);
+  free_range(f->first_row, f->row_count);
+  for (auto* index : {&by_key_, &by_inode_})
+    for (auto it = index->begin(); it != index->end();)
+      it = it->second == f ? index->erase(it) : std::next(it);
+  --stats_.files;
+  stats_.rows -= f->row_count;
+  ++stats_.files_freed;
+  stats_.rows_freed += f->row_count;
+  f->file_id = KSCOPE_UNWIND_NO_FILE;
+  return true;
+}
+
+void TableLoader::release(const std::vector<std::shared_ptr<LoadedFile>>& files) {
+  auto now = std::chrono::steady_clock::now();
+  for (const auto& f : files)
+    if (f->users > 0 && --f->users == 0) f->unused_since = now;
+}
+
+std::shared_ptr<TableLoader::LoadedFile> TableLoader::vdso_file(const ExecMapping& m) {
   if (!vdso_tried_) {
     vdso_tried_ = true;
     uint64_t start = 0, end = 0;
     if (own_vdso(&start, &end)) {
       std::span<const uint8_t> image(reinterpret_cast<const uint8_t*>(start), end - start);
-      const LoadedFile* f = install("vdso", read_unwind_source_image(image), kVdso);
-      for (auto& [k, v] : by_key_)
-        if (v.get() == f) vdso_ = v;
+      vdso_ = install("vdso", read_unwind_source_image(image), kVdso);
+      vdso_->pinned = true;
       vdso_size_ = end - start;
     }
   }
   // A vDSO of another size is another image (a 32-bit process's): no table.
   if (!vdso_ || m.end - m.start != vdso_size_) return nullptr;
-  return vdso_.get();
+  return vdso_;
 }
 
-const TableLoader::LoadedFile* TableLoader::file_for(uint32_t pid, const ExecMapping& m) {
+std::shared_ptr<TableLoader::LoadedFile> TableLoader::file_for(uint32_t pid, const ExecMapping& m) {
   if (m.path == kVdso) return vdso_file(m);
   if (m.path.empty() || m.path[0] != '/') return nullptr;
   // The process's own view of the file: map_files names exactly the mapped inode (also when it
@@ -131,10 +238,10 @@ const TableLoader::LoadedFile* TableLoader::file_for(uint32_t pid, const ExecMap
     if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     if (m.inode != 0 && st.st_ino != m.inode) continue;  // another file by now
     std::string ikey = inode_key(st);
-    if (auto it = by_inode_.find(ikey); it != by_inode_.end()) return it->second.get();
-    const LoadedFile* f = install("inode:" + ikey, read_unwind_source(candidate), m.path);
-    for (auto& [k, v] : by_key_)
-      if (v.get() == f) by_inode_[ikey] = v;
+    if (auto it = by_inode_.find(ikey); it != by_inode_.end()) return it->second;
+    // Debug files are looked for by the mapped path (kscope's mount namespace).
+    auto f = install("inode:" + ikey, read_unwind_source(candidate), m.path, path);
+    by_inode_[ikey] = f;
     return f;
   }
   if (!failures_.count(m.path)) {
@@ -150,6 +257,9 @@ Status TableLoader::load_process(uint32_t pid, const std::vector<ExecMapping>& m
   std::vector<ExecMapping> sorted = mappings;
   std::sort(sorted.begin(), sorted.end(),
             [](const ExecMapping& a, const ExecMapping& b) { return a.start < b.start; });
+  // The tables this entry uses, held from the moment they are found: loading a later file of
+  // the same process must not free an earlier one.
+  std::vector<std::shared_ptr<LoadedFile>> used;
   uint32_t n = 0;
   for (const ExecMapping& m : sorted) {
     if (m.end <= m.start) continue;
@@ -161,8 +271,12 @@ Status TableLoader::load_process(uint32_t pid, const std::vector<ExecMapping>& m
     out.start = m.start;
     out.end = m.end;
     out.file_id = KSCOPE_UNWIND_NO_FILE;
-    const LoadedFile* f = file_for(pid, m);
+    auto f = file_for(pid, m);
     if (f && f->file_id != KSCOPE_UNWIND_NO_FILE) {
+      if (std::find(used.begin(), used.end(), f) == used.end()) {
+        ++f->users;
+        used.push_back(f);
+      }
       auto bias = load_bias(f->loads, m.start, m.path == kVdso ? 0 : m.offset);
       if (bias) {
         out.bias = *bias;
@@ -171,15 +285,23 @@ Status TableLoader::load_process(uint32_t pid, const std::vector<ExecMapping>& m
     }
   }
   proc->count = n;
-  KSCOPE_TRY(writer_.write_process(pid, *proc));
-  pids_[pid] = true;
+  if (auto st = writer_.write_process(pid, *proc); !st) {
+    release(used);
+    return st;
+  }
+  auto& entry = pids_[pid];
+  release(entry);  // what the process no longer maps
+  entry = std::move(used);
   stats_.processes = pids_.size();
   return {};
 }
 
 void TableLoader::forget_process(uint32_t pid) {
   writer_.delete_process(pid);
-  pids_.erase(pid);
+  if (auto it = pids_.find(pid); it != pids_.end()) {
+    release(it->second);
+    pids_.erase(it);
+  }
   stats_.processes = pids_.size();
 }
 

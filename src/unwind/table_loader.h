@@ -4,15 +4,21 @@
 // into the per-process hash map. Any BPF object that includes bpf/unwind.bpf.h passes a writer
 // for its maps; nothing here depends on which program walks.
 //
-// Memory is bounded by the maps' sizes: a file that does not fit is skipped and counted (its
-// frames then end the walk with the reason "no table"), never a crash or a silent cap.
+// Memory is bounded by the maps' sizes. A file's rows stay while a process whose entry was
+// written maps it; once none does (forget_process, or a process's new mappings without it) they
+// may be reused, least recently unused first, when a new file needs room and at least
+// reuse_delay has passed (a walk that read a process entry just before it was deleted finishes
+// long before). A file that does not fit even then is skipped and counted (its frames end the
+// walk with the reason "no table"), never a crash or a silent cap.
 #pragma once
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -49,11 +55,15 @@ struct UnwindLoadStats {
   size_t files = 0;      // files whose rows are loaded
   size_t rows = 0;       // rows loaded
   size_t rows_capacity = 0;
-  size_t files_no_table = 0;    // files without a usable .eh_frame (or unreadable)
-  size_t files_no_room = 0;     // files skipped because the rows map is full
-  size_t mappings_dropped = 0;  // executable mappings beyond KSCOPE_UNWIND_MAX_MAPPINGS
-  size_t unsupported_rows = 0;  // loaded rows with a rule the walker cannot follow
-  uint64_t table_bytes() const { return rows * sizeof(kscope_unwind_row); }
+  size_t files_no_table = 0;     // files without a usable .eh_frame (or unreadable)
+  size_t files_no_room = 0;      // files skipped because the rows map is full
+  size_t mappings_dropped = 0;   // executable mappings beyond KSCOPE_UNWIND_MAX_MAPPINGS
+  size_t unsupported_rows = 0;   // loaded rows with a rule the walker cannot follow
+  size_t files_debug_frame = 0;  // loaded files with rows from .debug_frame (own or debug file)
+  size_t debug_files = 0;        // of those, with a separate debug file (build-id/debuglink)
+  size_t files_freed = 0;        // tables of files no longer mapped, whose rows were reused
+  size_t rows_freed = 0;
+  uint64_t table_bytes() const { return rows * sizeof(kscope_unwind_row); }  // rows in use
 };
 
 class TableLoader {
@@ -62,6 +72,11 @@ class TableLoader {
   TableLoader(UnwindMapWriter& writer, uint32_t rows_capacity, uint32_t files_capacity);
   // Loads what is missing of the files `mappings` use and writes the process's entry.
   Status load_process(uint32_t pid, const std::vector<ExecMapping>& mappings);
+  // Where separate debug files are looked for (by build-id, .gnu_debuglink) for files without
+  // .eh_frame: the symbolizer's roots (--debug-dir, KSCOPE_DEBUG_DIR); default /usr/lib/debug.
+  void set_debug_dirs(std::vector<std::string> dirs) { debug_dirs_ = std::move(dirs); }
+  // How long a table no process maps stays untouched before its rows may be reused.
+  void set_reuse_delay(std::chrono::milliseconds d) { reuse_delay_ = d; }
   void forget_process(uint32_t pid);
   const UnwindLoadStats& stats() const { return stats_; }
   // Why the last file of this path could not be loaded (for -v), empty when it was.
@@ -70,12 +85,23 @@ class TableLoader {
  private:
   struct LoadedFile {
     uint32_t file_id = KSCOPE_UNWIND_NO_FILE;
+    uint32_t first_row = 0;
+    uint32_t row_count = 0;
     std::vector<LoadSegment> loads;
+    size_t users = 0;  // processes whose entry uses the table
+    std::chrono::steady_clock::time_point unused_since;
+    bool pinned = false;  // the vDSO's: every process maps it
   };
-  const LoadedFile* file_for(uint32_t pid, const ExecMapping& m);
-  const LoadedFile* vdso_file(const ExecMapping& m);
-  const LoadedFile* install(const std::string& key, Result<ElfUnwindSource> source,
-                            const std::string& what);
+  // Rows for a new table: first fit in the free ranges, freeing unused tables as needed.
+  std::optional<uint32_t> allocate_rows(uint32_t count);
+  bool free_one_unused();
+  void free_range(uint32_t first, uint32_t count);
+  void release(const std::vector<std::shared_ptr<LoadedFile>>& files);
+  std::shared_ptr<LoadedFile> file_for(uint32_t pid, const ExecMapping& m);
+  std::shared_ptr<LoadedFile> vdso_file(const ExecMapping& m);
+  std::shared_ptr<LoadedFile> install(const std::string& key, Result<ElfUnwindSource> source,
+                                      const std::string& what,
+                                      const std::string& link_dir_path = {});
   UnwindMapWriter& writer_;
   uint32_t rows_capacity_;
   uint32_t files_capacity_;
@@ -85,7 +111,12 @@ class TableLoader {
   std::map<std::string, std::shared_ptr<LoadedFile>> by_key_;    // build-id / inode key
   std::map<std::string, std::shared_ptr<LoadedFile>> by_inode_;  // dev:ino:size:mtime
   std::map<std::string, std::string> failures_;
-  std::map<uint32_t, bool> pids_;  // processes with an entry
+  std::map<uint32_t, std::vector<std::shared_ptr<LoadedFile>>> pids_;  // entry -> tables it uses
+  std::map<uint32_t, uint32_t> free_rows_;  // first row -> count, coalesced
+  std::vector<uint32_t> free_ids_;
+  std::vector<std::shared_ptr<LoadedFile>> tables_;  // with rows, in load order
+  std::chrono::milliseconds reuse_delay_{2000};
+  std::vector<std::string> debug_dirs_ = {"/usr/lib/debug"};
   std::shared_ptr<LoadedFile> vdso_;
   uint64_t vdso_size_ = 0;
   bool vdso_tried_ = false;

@@ -1,11 +1,14 @@
 #include "unwind/unwind_table.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include <cerrno>
 #include <cstring>
 #include <memory>
 
@@ -19,6 +22,9 @@ struct ElfCloser {
   void operator()(Elf* elf) const { elf_end(elf); }
 };
 using ElfHandle = std::unique_ptr<Elf, ElfCloser>;
+
+// .debug_frame larger than this is not read (cc1plus's is ~10 MiB when it has one).
+constexpr uint64_t kMaxDebugFrameBytes = 256ull << 20;
 
 std::string elf_error() {
   const char* msg = elf_errmsg(-1);
@@ -74,16 +80,46 @@ Result<ElfUnwindSource> read_source(Elf* elf, const std::string& what) {
     Elf_Scn* scn = nullptr;
     while ((scn = elf_nextscn(elf, scn)) != nullptr) {
       GElf_Shdr shdr;
-      if (!gelf_getshdr(scn, &shdr)) continue;
+      if (!gelf_getshdr(scn, &shdr) || shdr.sh_type != SHT_PROGBITS) continue;
       const char* name = elf_strptr(elf, shstrndx, shdr.sh_name);
-      if (!name || std::strcmp(name, ".eh_frame") != 0 || shdr.sh_type != SHT_PROGBITS) continue;
-      // elf_rawdata checks that the section lies inside the file.
-      Elf_Data* data = elf_rawdata(scn, nullptr);
-      if (!data || !data->d_buf) return make_error(what + ": unreadable .eh_frame: " + elf_error());
+      if (!name) continue;
+      bool eh = std::strcmp(name, ".eh_frame") == 0 && src.eh_frame.empty();
+      bool debug = std::strcmp(name, ".debug_frame") == 0 && src.debug_frame.empty();
+      bool link = std::strcmp(name, ".gnu_debuglink") == 0 && src.debuglink.empty();
+      if (!eh && !debug && !link) continue;
+      // Debug sections may be compressed (SHF_COMPRESSED, zlib or zstd): libelf inflates them
+      // in memory, bounded by the header's size, which is checked first.
+      if (debug && (shdr.sh_flags & SHF_COMPRESSED)) {
+        Elf_Data* raw = elf_rawdata(scn, nullptr);
+        GElf_Chdr chdr;
+        if (!raw || !gelf_getchdr(scn, &chdr) || chdr.ch_size > kMaxDebugFrameBytes ||
+            elf_compress(scn, 0, 0) < 0)
+          continue;  // not usable: as if absent
+      }
+      // elf_rawdata/elf_getdata check that the section lies inside the file.
+      Elf_Data* data = debug ? elf_getdata(scn, nullptr) : elf_rawdata(scn, nullptr);
+      if (!data || !data->d_buf) {
+        if (eh) return make_error(what + ": unreadable .eh_frame: " + elf_error());
+        continue;
+      }
       const auto* p = static_cast<const uint8_t*>(data->d_buf);
-      src.eh_frame.assign(p, p + data->d_size);
-      src.eh_frame_vaddr = shdr.sh_addr;
-      break;
+      if (eh) {
+        src.eh_frame.assign(p, p + data->d_size);
+        src.eh_frame_vaddr = shdr.sh_addr;
+      } else if (debug) {
+        if (data->d_size <= kMaxDebugFrameBytes) src.debug_frame.assign(p, p + data->d_size);
+      } else {
+        // A NUL-terminated file name, padding to 4 bytes, then the CRC-32 of the debug file.
+        size_t n = strnlen(reinterpret_cast<const char*>(p), data->d_size);
+        size_t crc_at = (n + 4) & ~size_t{3};
+        if (n > 0 && n < 256 && crc_at + 4 <= data->d_size) {
+          std::string file(reinterpret_cast<const char*>(p), n);
+          if (file.find('/') == std::string::npos && file != "." && file != "..") {
+            src.debuglink = file;
+            std::memcpy(&src.debuglink_crc, p + crc_at, 4);
+          }
+        }
+      }
     }
   }
   src.build_id = build_id_of(elf);
@@ -113,10 +149,17 @@ Result<ElfUnwindSource> read_unwind_source_image(std::span<const uint8_t> image)
   return read_source(elf.get(), "the image");
 }
 
-Result<FileTable> build_file_table(const ElfUnwindSource& source, std::string key) {
-  if (source.eh_frame.empty()) return make_error("no .eh_frame section");
-  KSCOPE_ASSIGN_OR_RETURN(EhFrameTable decoded,
-                          decode_eh_frame(source.eh_frame, source.eh_frame_vaddr));
+Result<FileTable> build_file_table(const ElfUnwindSource& source, std::string key,
+                                   const ElfUnwindSource* debug_file) {
+  std::vector<FrameSection> sections;
+  if (!source.eh_frame.empty())
+    sections.push_back({source.eh_frame, source.eh_frame_vaddr, FrameSection::Kind::kEhFrame});
+  if (!source.debug_frame.empty())
+    sections.push_back({source.debug_frame, 0, FrameSection::Kind::kDebugFrame});
+  if (debug_file && !debug_file->debug_frame.empty())
+    sections.push_back({debug_file->debug_frame, 0, FrameSection::Kind::kDebugFrame});
+  if (sections.empty()) return make_error("no .eh_frame or .debug_frame section");
+  KSCOPE_ASSIGN_OR_RETURN(EhFrameTable decoded, decode_frames(sections));
   FileTable table;
   table.key = std::move(key);
   table.loads = source.loads;
@@ -127,8 +170,64 @@ Result<FileTable> build_file_table(const ElfUnwindSource& source, std::string ke
     table.rows.push_back(pack_row(row, &did_not_fit));
     if (did_not_fit) ++table.rows_did_not_fit;
   }
-  if (table.rows.empty()) return make_error(".eh_frame has no rows");
+  if (table.rows.empty()) return make_error("no unwind rows in .eh_frame or .debug_frame");
   return table;
+}
+
+namespace {
+
+uint32_t file_crc32(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return 0;
+  uLong crc = crc32(0, nullptr, 0);
+  std::vector<unsigned char> buf(1 << 16);
+  while (true) {
+    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    crc = crc32(crc, buf.data(), static_cast<uInt>(n));
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+std::string dir_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+bool is_debug_file_of(const std::string& candidate, const ElfUnwindSource& binary, bool by_link) {
+  struct stat st {};
+  if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+  auto debug = read_unwind_source(candidate);
+  if (!debug || debug->debug_frame.empty()) return false;
+  if (!binary.build_id.empty() && !debug->build_id.empty())
+    return binary.build_id == debug->build_id;
+  return by_link && file_crc32(candidate) == binary.debuglink_crc;
+}
+
+}  // namespace
+
+std::string find_debug_file(const ElfUnwindSource& binary, const std::string& binary_path,
+                            const std::vector<std::string>& debug_dirs) {
+  if (binary.build_id.size() > 2) {
+    for (const std::string& root : debug_dirs) {
+      std::string candidate = fmt::format("{}/.build-id/{}/{}.debug", root,
+                                          binary.build_id.substr(0, 2), binary.build_id.substr(2));
+      if (is_debug_file_of(candidate, binary, /*by_link=*/false)) return candidate;
+    }
+  }
+  if (!binary.debuglink.empty()) {
+    std::string dir = dir_of(binary_path);
+    std::vector<std::string> candidates = {fmt::format("{}/{}", dir, binary.debuglink),
+                                           fmt::format("{}/.debug/{}", dir, binary.debuglink)};
+    for (const std::string& root : debug_dirs)
+      candidates.push_back(fmt::format("{}{}/{}", root, dir == "/" ? "" : dir, binary.debuglink));
+    for (const std::string& candidate : candidates)
+      if (candidate != binary_path && is_debug_file_of(candidate, binary, /*by_link=*/true))
+        return candidate;
+  }
+  return {};
 }
 
 Result<uint64_t> load_bias(const std::vector<LoadSegment>& loads, uint64_t map_start,

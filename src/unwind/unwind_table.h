@@ -21,10 +21,14 @@ struct LoadSegment {
   bool executable = false;
 };
 
-// The raw material: .eh_frame's bytes and address, the PT_LOAD segments, the build-id.
+// The raw material: .eh_frame's and .debug_frame's bytes, the PT_LOAD segments, the build-id
+// and the .gnu_debuglink (to find a separate debug file when the file has no .eh_frame).
 struct ElfUnwindSource {
   std::vector<uint8_t> eh_frame;  // empty when the file has none
   uint64_t eh_frame_vaddr = 0;
+  std::vector<uint8_t> debug_frame;  // empty when none (decompressed when SHF_COMPRESSED)
+  std::string debuglink;             // .gnu_debuglink's file name, empty when none
+  uint32_t debuglink_crc = 0;
   std::vector<LoadSegment> loads;
   std::string build_id;  // lowercase hex, empty when none
 };
@@ -42,8 +46,19 @@ struct FileTable {
   size_t rows_did_not_fit = 0;  // rows packed as unsupported because a number did not fit
 };
 
-// Decodes and packs; fails when the file has no .eh_frame or it cannot be decoded.
-Result<FileTable> build_file_table(const ElfUnwindSource& source, std::string key);
+// Decodes and packs .eh_frame, with .debug_frame filling in what .eh_frame does not cover, and
+// `debug_file`'s .debug_frame (a separate debug file, may be null) after both; fails when there
+// is no such section or none can be decoded.
+Result<FileTable> build_file_table(const ElfUnwindSource& source, std::string key,
+                                   const ElfUnwindSource* debug_file = nullptr);
+
+// The separate debug file of a binary, GDB's way: <root>/.build-id/xx/rest.debug for each root
+// (with the same build-id), then .gnu_debuglink's name next to the binary, in its .debug/ and
+// under each root + the binary's directory (the same build-id, or the link's CRC when the
+// binary has none). `binary_path` is the path to find debuglink neighbours by. Empty when none
+// is found.
+std::string find_debug_file(const ElfUnwindSource& binary, const std::string& binary_path,
+                            const std::vector<std::string>& debug_dirs);
 
 // The load bias of a mapping of this file: address - bias = link-time address. Uses the PT_LOAD
 // segment that holds the mapping's file offset; fails when none does.

@@ -7,12 +7,23 @@
  *   unwind_chain recurse SECONDS  main -> recurse x 200 -> leaf_spin (deeper than 127 frames)
  *   unwind_chain stop             waits for SIGUSR1, then main -> chain_1 .. chain_10 -> leaf_stop ->
  *                                 raise(SIGSTOP): stopped in a known place, for eu-stack
+ *   unwind_chain signal SECONDS   main -> chain_1 .. chain_10 -> leaf_flag_spin (no calls), which a
+ *                                 SIGALRM every 30 ms interrupts: on_alarm -> sig_spin spins ~20 ms
+ *                                 (the stack continues through __restore_rt into leaf_flag_spin)
+ *   unwind_chain thread SECONDS   a second thread: thread_main -> chain_1 .. chain_10 -> leaf_spin
+ *                                 (main waits in pthread_join)
+ *   unwind_chain dlopen SECONDS LIB  waits for SIGUSR1, then dlopen(LIB) and main -> dlopen_driver ->
+ *                                 LIB's dl_entry -> dl_middle -> dl_leaf (spins): a library loaded
+ *                                 after kscope started
  *
  * Prints "ready PID" once started. Every function of a chain is noipa (no inlining, cloning or
  * interprocedural changes) and does work after its call (no tail call), so each is one frame.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +45,8 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int mode_sleep, mode_stop;
+static int mode_sleep, mode_stop, mode_signal;
+static volatile sig_atomic_t flag_done;
 static volatile sig_atomic_t released;
 
 static void on_usr1(int sig)
@@ -65,9 +77,38 @@ NOIPA static void leaf_stop(void)
 	KEEP();
 }
 
+/* No calls: an interrupted PC is in this function itself. */
+NOIPA static void leaf_flag_spin(void)
+{
+	while (!flag_done)
+		sink++;
+	KEEP();
+}
+
+/* ~20 ms of work per signal, in the handler's own frame. */
+NOIPA static void sig_spin(void)
+{
+	for (uint64_t i = 0; i < 20000000 && !flag_done; i++)
+		sink += i;
+	KEEP();
+}
+
+NOIPA static void on_alarm(int sig)
+{
+	(void)sig;
+	if (now_s() >= deadline_s) {
+		flag_done = 1;
+		return;
+	}
+	sig_spin();
+	KEEP();
+}
+
 NOIPA static void leaf(void)
 {
-	if (mode_stop)
+	if (mode_signal)
+		leaf_flag_spin();
+	else if (mode_stop)
 		leaf_stop();
 	else if (mode_sleep)
 		leaf_sleep();
@@ -110,6 +151,20 @@ NOIPA static void qsort_driver(void)
 	KEEP();
 }
 
+NOIPA static void *thread_main(void *arg)
+{
+	(void)arg;
+	chain_1();
+	KEEP();
+	return NULL;
+}
+
+NOIPA static void dlopen_driver(void (*entry)(double))
+{
+	entry(deadline_s);
+	KEEP();
+}
+
 NOIPA static int recurse(int depth)
 {
 	if (depth == 0) {
@@ -124,7 +179,7 @@ NOIPA static int recurse(int depth)
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: unwind_chain spin|sleep|qsort|recurse SECONDS | stop\n");
+		fprintf(stderr, "usage: unwind_chain spin|sleep|qsort|recurse|signal|thread SECONDS | stop | dlopen SECONDS LIB\n");
 		return 2;
 	}
 	double seconds = argc > 2 ? atof(argv[2]) : 0;
@@ -145,6 +200,35 @@ int main(int argc, char **argv)
 		chain_1();
 	} else if (strcmp(argv[1], "qsort") == 0) {
 		qsort_driver();
+	} else if (strcmp(argv[1], "signal") == 0) {
+		mode_signal = 1;
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_alarm;
+		sa.sa_flags = SA_RESTART;
+		sigaction(SIGALRM, &sa, NULL);
+		struct itimerval it = {{0, 30000}, {0, 30000}};
+		setitimer(ITIMER_REAL, &it, NULL);
+		chain_1();
+	} else if (strcmp(argv[1], "thread") == 0) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, thread_main, NULL) != 0)
+			return 1;
+		pthread_join(t, NULL);
+	} else if (strcmp(argv[1], "dlopen") == 0) {
+		if (argc < 4)
+			return 2;
+		struct timespec ts = {0, 10000000};
+		while (!released)
+			nanosleep(&ts, NULL);
+		void *lib = dlopen(argv[3], RTLD_NOW);
+		void (*entry)(double) = lib ? (void (*)(double))dlsym(lib, "dl_entry") : NULL;
+		if (!entry) {
+			fprintf(stderr, "unwind_chain: %s\n", dlerror());
+			return 1;
+		}
+		deadline_s = now_s() + seconds;
+		dlopen_driver(entry);
 	} else if (strcmp(argv[1], "recurse") == 0) {
 		sink += (uint64_t)recurse(200);
 	} else {

@@ -427,7 +427,11 @@ TEST_F(TopRuntime, KilledRecordingStillHoldsTheRunUpToTheLastSecond) {
   using Clock = std::chrono::steady_clock;
   std::vector<std::pair<Clock::time_point, uint64_t>> series;
   const auto start = Clock::now();
-  while (Clock::now() - start < std::chrono::milliseconds(3200)) {
+  // 4.5 s: with complete (dwarf) user stacks the checkpoints come later than with frame
+  // pointers (increments covered 2.6-2.8 s of a 3.2 s run against 3.05-3.25 s with fp on a loaded
+  // machine, and none at all in 2 of 6 runs), likely the first symbolization of the deeper
+  // stacks (libc's debug information).
+  while (Clock::now() - start < std::chrono::milliseconds(4500)) {
     auto ns = schedstat_ns(prog_pid_, tid);
     ASSERT_TRUE(ns);
     series.emplace_back(Clock::now(), *ns);
@@ -443,7 +447,7 @@ TEST_F(TopRuntime, KilledRecordingStillHoldsTheRunUpToTheLastSecond) {
   uint64_t before_last_second = *base;
   for (const auto& [t, ns] : series)
     if (t <= killed_at - std::chrono::milliseconds(1500)) before_last_second = ns;
-  ASSERT_GT(before_last_second, *base) << "the thread did not run in the first 1.7 s";
+  ASSERT_GT(before_last_second, *base) << "the thread did not run in the first 3 s";
 
   auto r = read_top_recording(rec);
   ASSERT_TRUE(r) << r.error().describe();

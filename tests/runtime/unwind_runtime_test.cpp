@@ -93,11 +93,7 @@ class UnwindRuntime : public ::testing::Test {
                                      "--format",   "json",
                                      "-p",         std::to_string(pid),
                                      "-n",         "1000"};
-    // The native unwinder unless the test asks for another walker.
-    if (std::find(extra.begin(), extra.end(), "--call-graph") == extra.end()) {
-      argv.push_back("--call-graph");
-      argv.push_back("dwarf");
-    }
+    // No --call-graph unless the test asks for a walker: the native unwinder is the default.
     argv.insert(argv.end(), extra.begin(), extra.end());
     std::string out = (dir_ / "top.out").string(), err = (dir_ / "top.err").string();
     std::filesystem::remove(out);  // a previous run's "measuring" must not count
@@ -368,6 +364,164 @@ TEST_F(UnwindRuntime, SamePcsAsEuStack) {
   ASSERT_EQ(ours.size(), theirs.size()) << r.out << "\n" << (*row)["user_stack"].dump();
   for (size_t i = 0; i < ours.size(); ++i)
     EXPECT_EQ(ours[i], theirs[i]) << "frame " << i << "\n" << r.out;
+}
+
+// A signal handler interrupting a known function: the stack goes on through the signal frame
+// (__restore_rt, glibc's trampoline in libc) into the interrupted chain, whole.
+TEST_F(UnwindRuntime, SignalHandlerFrameContinuesIntoTheInterruptedChain) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int pid = start({prog("unwind_chain"), "signal", "40"});
+  ASSERT_GT(pid, 0);
+  auto maps = exec_mappings(pid);
+  auto j = top_json(pid, 2.5);
+  const nlohmann::json* row = row_with(j, "sig_spin");
+  ASSERT_NE(row, nullptr) << j.dump(1) << last_err_;
+  const auto& stack = (*row)["user_stack"];
+  std::vector<std::string> syms = symbols(stack);
+  auto at = std::find(syms.begin(), syms.end(), "sig_spin");
+  ASSERT_LT(at + 3, syms.end()) << join(syms);
+  EXPECT_EQ(*(at + 1), "on_alarm") << join(syms);
+  // The trampoline: one frame in libc (its name needs libc's symbols).
+  size_t tramp = static_cast<size_t>(at - syms.begin()) + 2;
+  size_t frame = 0;
+  for (size_t i = 0, k = 0; i < stack.size(); ++i) {
+    if (i + 1 < stack.size() && stack[i]["addr"] == stack[i + 1]["addr"]) continue;
+    if (k++ == tramp) frame = i;
+  }
+  EXPECT_NE(stack[frame].value("module", "").find("libc.so"), std::string::npos)
+      << stack[frame].dump();
+  if (stack[frame].value("symbol", "").find("restore_rt") == std::string::npos)
+    std::fprintf(stderr, "note: the trampoline frame is named %s\n",
+                 stack[frame].value("symbol", "").c_str());
+  std::vector<std::string> expected = {"leaf_flag_spin", "leaf"};
+  expected.insert(expected.end(), kChain.begin(), kChain.end());
+  expected.insert(expected.end(), kStart.begin(), kStart.end());
+  expect_chain(std::vector<std::string>(at + 3, syms.end()), expected);
+  expect_in_exec_mappings(stack, maps);
+}
+
+// A second thread: its chain ends in libc's thread start (start_thread <- clone3, whose return
+// address is undefined: the outermost frame), complete.
+TEST_F(UnwindRuntime, SecondThreadIsWholeToItsThreadStart) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int pid = start({prog("unwind_chain"), "thread", "40"});
+  ASSERT_GT(pid, 0);
+  auto maps = exec_mappings(pid);
+  auto j = top_json(pid, 2.5);
+  const nlohmann::json* row = row_with(j, "leaf_spin");
+  ASSERT_NE(row, nullptr) << j.dump(1) << last_err_;
+  EXPECT_NE((*row)["tid"], (*row)["pid"]);  // not the main thread
+  std::vector<std::string> syms = symbols((*row)["user_stack"]);
+  auto at = std::find(syms.begin(), syms.end(), "leaf_spin");
+  std::vector<std::string> expected = {"leaf_spin", "leaf"};
+  expected.insert(expected.end(), kChain.begin(), kChain.end() - 1);  // no main
+  expected.insert(expected.end(), {"thread_main", "start_thread", "clone3"});
+  expect_chain(std::vector<std::string>(at, syms.end()), expected);
+  expect_in_exec_mappings((*row)["user_stack"], maps);
+}
+
+// A library dlopen()ed after kscope started: its table comes from the mmap record.
+TEST_F(UnwindRuntime, LibraryDlopenedAfterStartIsUnwound) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int pid = start({prog("unwind_chain"), "dlopen", "40", prog("libunwind_dl.so")});
+  ASSERT_GT(pid, 0);
+  for (const auto& m : exec_mappings(pid))
+    ASSERT_EQ(m.path.find("unwind_dl"), std::string::npos) << "loaded before kscope started";
+  std::vector<ExecRange> maps;
+  auto j = top_json(pid, 3, {}, [&] {
+    kill(pid, SIGUSR1);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (std::chrono::steady_clock::now() < deadline) {
+      maps = exec_mappings(pid);
+      for (const auto& m : maps)
+        if (m.path.find("libunwind_dl.so") != std::string::npos) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ADD_FAILURE() << "the library was not loaded";
+  });
+  const nlohmann::json* row = row_with(j, "dl_leaf");
+  ASSERT_NE(row, nullptr) << j.dump(1) << last_err_;
+  std::vector<std::string> syms = symbols((*row)["user_stack"]);
+  auto at = std::find(syms.begin(), syms.end(), "dl_leaf");
+  std::vector<std::string> expected = {"dl_leaf", "dl_middle", "dl_entry", "dlopen_driver", "main"};
+  expected.insert(expected.end(), kStart.begin(), kStart.end());
+  expect_chain(std::vector<std::string>(at, syms.end()), expected);
+  expect_in_exec_mappings((*row)["user_stack"], maps);
+}
+
+// A binary without .eh_frame whose .debug_frame is in a separate debug file, found by build-id
+// under the debug root (KSCOPE_DEBUG_DIR): the chain is whole down to main and libc's start;
+// _start (crt1.o's, whose CFI went with .eh_frame) ends it, complete or without a row.
+TEST_F(UnwindRuntime, SeparateDebugFrameGivesTheWholeChain) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  auto src_id = [&]() {
+    auto r = run({"readelf", "-n", prog("unwind_chain_split")}, 30);
+    auto p = r.out.find("Build ID: ");
+    return p == std::string::npos ? std::string() : r.out.substr(p + 10, 40);
+  }();
+  ASSERT_EQ(src_id.size(), 40u);
+  auto root = dir_ / "debug";
+  std::filesystem::create_directories(root / ".build-id" / src_id.substr(0, 2));
+  std::filesystem::copy_file(
+      prog("unwind_chain_split.debug"),
+      root / ".build-id" / src_id.substr(0, 2) / (src_id.substr(2) + ".debug"));
+  int pid = start({prog("unwind_chain_split"), "spin", "40"});
+  ASSERT_GT(pid, 0);
+  auto maps = exec_mappings(pid);
+  // The symbolizer names the frames from the same debug file (and libc from its own).
+  ::setenv("KSCOPE_DEBUG_DIR", (root.string() + ":/usr/lib/debug").c_str(), 1);
+  auto j = top_json(pid, 2.5);
+  ::unsetenv("KSCOPE_DEBUG_DIR");
+  const nlohmann::json* row = row_with(j, "leaf_spin");
+  ASSERT_NE(row, nullptr) << j.dump(1) << last_err_;
+  const auto& stack = (*row)["user_stack"];
+  std::vector<std::string> syms = symbols(stack);
+  auto at = std::find(syms.begin(), syms.end(), "leaf_spin");
+  std::vector<std::string> got(at, syms.end());
+  if (!got.empty() && got.back().rfind("[incomplete: ", 0) == 0) {
+    EXPECT_EQ(got.back(), "[incomplete: no unwind row for pc]") << join(syms);
+    got.pop_back();
+  }
+  std::vector<std::string> expected = {"leaf_spin", "leaf"};
+  expected.insert(expected.end(), kChain.begin(), kChain.end());
+  expected.insert(expected.end(), kStart.begin(), kStart.end());
+  expect_chain(got, expected);
+  expect_in_exec_mappings(stack, maps);
+  ASSERT_TRUE(j.contains("unwind"));
+  EXPECT_GE(j["unwind"]["separate_debug_files"].get<uint64_t>(), 1u) << j["unwind"].dump();
+  EXPECT_GE(j["unwind"]["files_from_debug_frame"].get<uint64_t>(), 1u) << j["unwind"].dump();
+}
+
+// C++ with inlined frames (tests/progs/unwind_cxx.cpp, -O2 -fomit-frame-pointer -g): the real
+// frames Outer::run <- main <- libc's start, complete, and the two functions inlined into
+// Outer::run named from DWARF at its address, innermost first.
+TEST_F(UnwindRuntime, CxxInlinedFramesAreNamedOnTheirRealFrame) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  int pid = start({prog("unwind_cxx"), "40"});
+  ASSERT_GT(pid, 0);
+  auto maps = exec_mappings(pid);
+  auto j = top_json(pid, 2.5);
+  const nlohmann::json* best = nullptr;
+  ASSERT_TRUE(j.contains("tasks")) << j.dump(1) << last_err_;
+  for (const auto& t : j["tasks"]) {
+    const auto& st = t["user_stack"];
+    if (st.empty() || st[0].value("symbol", "") != "spin") continue;
+    if (!best || t["oncpu_ns"].get<uint64_t>() > (*best)["oncpu_ns"].get<uint64_t>()) best = &t;
+  }
+  ASSERT_NE(best, nullptr) << j.dump(1) << last_err_;
+  const auto& stack = (*best)["user_stack"];
+  std::vector<std::string> raw;
+  for (const auto& f : stack) raw.push_back(f.value("symbol", ""));
+  ASSERT_GE(stack.size(), 7u) << join(raw);
+  EXPECT_EQ(raw[1], "step") << join(raw);
+  EXPECT_NE(raw[2].find("Outer::run"), std::string::npos) << join(raw);
+  EXPECT_EQ(stack[0]["addr"], stack[1]["addr"]);  // inlined: the real frame's address
+  EXPECT_EQ(stack[1]["addr"], stack[2]["addr"]);
+  std::vector<std::string> real = symbols(stack);
+  std::vector<std::string> expected = {real[0], "main"};
+  expected.insert(expected.end(), kStart.begin(), kStart.end());
+  expect_chain(real, expected);
+  expect_in_exec_mappings(stack, maps);
 }
 
 // --call-graph fp keeps today's frame-pointer walk: no unwind report, no markers.

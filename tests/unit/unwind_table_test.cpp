@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -41,8 +42,8 @@ struct ReadelfFrames {
   std::vector<ReadelfFde> fdes;
 };
 
-// Parses `readelf -wF` output, .eh_frame part only.
-ReadelfFrames parse_readelf(const std::string& text) {
+// Parses `readelf -wF` output, the part of `section` (.eh_frame or .debug_frame) only.
+ReadelfFrames parse_readelf(const std::string& text, const std::string& section = ".eh_frame") {
   ReadelfFrames out;
   std::istringstream in(text);
   std::string line;
@@ -52,7 +53,7 @@ ReadelfFrames parse_readelf(const std::string& text) {
   std::optional<uint64_t> cie_offset;
   while (std::getline(in, line)) {
     if (line.rfind("Contents of the ", 0) == 0) {
-      in_eh_frame = line.find(".eh_frame section") != std::string::npos;
+      in_eh_frame = line.find(section + " section") != std::string::npos;
       continue;
     }
     if (!in_eh_frame || line.empty()) continue;
@@ -165,8 +166,10 @@ struct CheckCounts {
   size_t ra_undefined_rows = 0;
 };
 
-// Compares both ways; returns counts for further assertions.
-CheckCounts check_against_readelf(const std::string& path) {
+// Compares both ways; returns counts for further assertions. `section`: .eh_frame or
+// .debug_frame (of the file itself, decoded alone).
+CheckCounts check_against_readelf(const std::string& path,
+                                  const std::string& section = ".eh_frame") {
   CheckCounts counts;
   std::string readelf = ::kscope::testing::find_tool("readelf");
   if (readelf.empty()) {
@@ -177,13 +180,18 @@ CheckCounts check_against_readelf(const std::string& path) {
   // NOBITS (libc6-dbg's ld.so); the table of the file itself is printed all the same.
   auto run = ::kscope::testing::run({readelf, "-wF", path}, 120);
   EXPECT_FALSE(run.timed_out);
-  ReadelfFrames frames = parse_readelf(run.out);
+  ReadelfFrames frames = parse_readelf(run.out, section);
   EXPECT_GT(frames.fdes.size(), 0u) << path;
 
   auto source = read_unwind_source(path);
   EXPECT_TRUE(source.ok()) << (source.ok() ? "" : source.error().describe());
   if (!source.ok()) return counts;
-  auto table = decode_eh_frame(source->eh_frame, source->eh_frame_vaddr);
+  bool debug = section == ".debug_frame";
+  FrameSection in{debug ? std::span<const uint8_t>(source->debug_frame)
+                        : std::span<const uint8_t>(source->eh_frame),
+                  debug ? 0 : source->eh_frame_vaddr,
+                  debug ? FrameSection::Kind::kDebugFrame : FrameSection::Kind::kEhFrame};
+  auto table = decode_frames({&in, 1});
   EXPECT_TRUE(table.ok()) << (table.ok() ? "" : table.error().describe());
   if (!table.ok()) return counts;
   const auto& rows = table->rows;
@@ -285,6 +293,115 @@ TEST(UnwindTable, TestProgramsMatchReadelf) {
     EXPECT_GE(counts.plt_rows, 1u);
     EXPECT_GE(counts.ra_undefined_rows, 1u);  // _start
   }
+}
+
+// A program built without unwind tables (-fno-asynchronous-unwind-tables -g) and with .eh_frame
+// removed: only .debug_frame, whose rows must be readelf's (--debug-dump=frames-interp).
+TEST(UnwindTable, DebugFrameMatchesReadelf) {
+  auto source = read_unwind_source(progs("unwind_chain_dwarfonly"));
+  ASSERT_TRUE(source.ok()) << source.error().describe();
+  EXPECT_TRUE(source->eh_frame.empty());
+  ASSERT_FALSE(source->debug_frame.empty());
+  auto counts = check_against_readelf(progs("unwind_chain_dwarfonly"), ".debug_frame");
+  EXPECT_GT(counts.readelf_rows, 20u);
+  // The table built for the walker is the .debug_frame's, every chain function covered.
+  auto table = build_file_table(*source, "t");
+  ASSERT_TRUE(table.ok()) << table.error().describe();
+  EXPECT_GT(table->stats.debug_frame_fdes, 15u);
+  EXPECT_EQ(table->stats.bad_entries, 0u);
+}
+
+// .debug_frame only fills in what .eh_frame does not cover: libc's .eh_frame decoded together
+// with a .debug_frame covering the same code gives .eh_frame's rows, its FDEs counted as left out.
+TEST(UnwindTable, DebugFrameDoesNotOverrideEhFrame) {
+  auto libc = read_unwind_source("/lib/x86_64-linux-gnu/libc.so.6");
+  auto dwarf = read_unwind_source(progs("unwind_chain_dwarfonly"));
+  ASSERT_TRUE(libc.ok() && dwarf.ok());
+  auto alone = decode_eh_frame(libc->eh_frame, libc->eh_frame_vaddr);
+  ASSERT_TRUE(alone.ok());
+  // The program's own .debug_frame twice: the second copy overlaps the first everywhere and
+  // adds nothing.
+  std::vector<FrameSection> twice = {{dwarf->debug_frame, 0, FrameSection::Kind::kDebugFrame},
+                                     {dwarf->debug_frame, 0, FrameSection::Kind::kDebugFrame}};
+  auto once = decode_frames({twice.data(), 1});
+  auto both = decode_frames(twice);
+  ASSERT_TRUE(once.ok() && both.ok());
+  EXPECT_EQ(once->rows, both->rows);
+  EXPECT_EQ(both->stats.shadowed_fdes, once->stats.debug_frame_fdes);
+  // And .eh_frame + an unrelated .debug_frame: .eh_frame's rows all stay.
+  std::vector<FrameSection> mixed = {
+      {libc->eh_frame, libc->eh_frame_vaddr, FrameSection::Kind::kEhFrame},
+      {dwarf->debug_frame, 0, FrameSection::Kind::kDebugFrame}};
+  auto merged = decode_frames(mixed);
+  ASSERT_TRUE(merged.ok());
+  for (const UnwindRow& r : alone->rows) {
+    const UnwindRow* m = row_at(merged->rows, r.pc);
+    ASSERT_NE(m, nullptr);
+    if (r.cfa != CfaRule::kNone) EXPECT_TRUE(m->same_rule(r)) << std::hex << r.pc;
+  }
+}
+
+// The split debug file is found by build-id under a debug root, and by .gnu_debuglink next to
+// the binary; its .debug_frame gives the same table as the unsplit binary's own.
+TEST(UnwindTable, SeparateDebugFileByBuildIdAndDebuglink) {
+  namespace fs = std::filesystem;
+  auto split = read_unwind_source(progs("unwind_chain_split"));
+  auto whole = read_unwind_source(progs("unwind_chain_dwarfonly"));
+  ASSERT_TRUE(split.ok() && whole.ok());
+  EXPECT_TRUE(split->eh_frame.empty());
+  EXPECT_TRUE(split->debug_frame.empty());
+  ASSERT_GT(split->build_id.size(), 2u);
+  EXPECT_EQ(split->build_id, whole->build_id);
+  EXPECT_FALSE(build_file_table(*split, "t").ok());  // nothing of its own
+
+  fs::path root = fs::temp_directory_path() / ("kscope-unwind-dbg-" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / ".build-id" / split->build_id.substr(0, 2));
+  fs::path by_id =
+      root / ".build-id" / split->build_id.substr(0, 2) / (split->build_id.substr(2) + ".debug");
+  fs::copy_file(progs("unwind_chain_split.debug"), by_id);
+  EXPECT_EQ(find_debug_file(*split, progs("unwind_chain_split"), {"/nonexistent"}), "");
+  std::string found = find_debug_file(*split, progs("unwind_chain_split"), {root.string()});
+  EXPECT_EQ(found, by_id.string());
+  auto debug = read_unwind_source(found);
+  ASSERT_TRUE(debug.ok());
+  auto from_debug = build_file_table(*split, "t", &*debug);
+  auto own = build_file_table(*whole, "t");
+  ASSERT_TRUE(from_debug.ok()) << from_debug.error().describe();
+  ASSERT_TRUE(own.ok());
+  ASSERT_EQ(from_debug->rows.size(), own->rows.size());
+  for (size_t i = 0; i < own->rows.size(); ++i) {
+    EXPECT_EQ(from_debug->rows[i].pc, own->rows[i].pc);
+    EXPECT_EQ(from_debug->rows[i].kind, own->rows[i].kind);
+    EXPECT_EQ(from_debug->rows[i].cfa_off, own->rows[i].cfa_off);
+  }
+
+  // .gnu_debuglink: a copy of the binary linking to "bin.debug" next to it.
+  std::string objcopy = ::kscope::testing::find_tool("objcopy");
+  ASSERT_FALSE(objcopy.empty()) << "objcopy (binutils) is needed";
+  fs::path dir = root / "bin";
+  fs::create_directories(dir);
+  fs::copy_file(progs("unwind_chain_split"), dir / "prog");
+  fs::copy_file(progs("unwind_chain_split.debug"), dir / "prog.debug");
+  auto r = ::kscope::testing::run(
+      {objcopy, "--add-gnu-debuglink=" + (dir / "prog.debug").string(), (dir / "prog").string()},
+      60);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto linked = read_unwind_source((dir / "prog").string());
+  ASSERT_TRUE(linked.ok());
+  EXPECT_EQ(linked->debuglink, "prog.debug");
+  EXPECT_EQ(find_debug_file(*linked, (dir / "prog").string(), {"/nonexistent"}),
+            (dir / "prog.debug").string());
+  // Without a build-id to compare, the link's CRC decides: a changed debug file is not it.
+  linked->build_id.clear();
+  EXPECT_EQ(find_debug_file(*linked, (dir / "prog").string(), {"/nonexistent"}),
+            (dir / "prog.debug").string());
+  {
+    std::ofstream append(dir / "prog.debug", std::ios::app | std::ios::binary);
+    append << "changed";
+  }
+  EXPECT_EQ(find_debug_file(*linked, (dir / "prog").string(), {"/nonexistent"}), "");
+  fs::remove_all(root);
 }
 
 TEST(UnwindTable, StrippedProgramKeepsItsTable) {
@@ -492,6 +609,85 @@ TEST(UnwindTableLoader, FullRowsMapIsCountedNotOverrun) {
   EXPECT_GT(loader.stats().files_no_room, 0u);
   EXPECT_LE(maps.rows.size(), 1000u);
   for (const auto& [key, row] : maps.rows) EXPECT_LT(key, 1000u);
+}
+
+// Tables of files no process maps any more give their rows to new files (after the reuse
+// delay); a file still mapped never does; what cannot fit is counted.
+TEST(UnwindTableLoader, RowsOfUnmappedFilesAreReused) {
+  std::vector<ExecMapping> libc, ldso;
+  for (const ExecMapping& m : own_exec_mappings()) {
+    if (m.path.find("/libc.so") != std::string::npos) libc.push_back(m);
+    if (m.path.find("/ld-linux") != std::string::npos) ldso.push_back(m);
+  }
+  ASSERT_FALSE(libc.empty());
+  ASSERT_FALSE(ldso.empty());
+  auto libc_table = build_file_table(*read_unwind_source(libc[0].path), "libc");
+  auto ldso_table = build_file_table(*read_unwind_source(ldso[0].path), "ldso");
+  ASSERT_TRUE(libc_table.ok() && ldso_table.ok());
+  uint32_t libc_rows = static_cast<uint32_t>(libc_table->rows.size());
+  uint32_t ldso_rows = static_cast<uint32_t>(ldso_table->rows.size());
+  ASSERT_GT(libc_rows, ldso_rows);
+  // Room for libc, not for libc and ld.so together.
+  uint32_t capacity = libc_rows + ldso_rows / 2;
+
+  {  // libc's process exits: ld.so takes its rows.
+    FakeMaps maps;
+    TableLoader loader(maps, capacity, 16);
+    loader.set_reuse_delay(std::chrono::milliseconds(0));
+    ASSERT_TRUE(loader.load_process(1, libc).ok());
+    uint32_t libc_id = maps.procs[1].mappings[0].file_id;
+    ASSERT_NE(libc_id, KSCOPE_UNWIND_NO_FILE);
+    EXPECT_EQ(loader.stats().rows, libc_rows);
+    loader.forget_process(1);
+    EXPECT_EQ(maps.procs.count(1u), 0u);
+    ASSERT_TRUE(loader.load_process(2, ldso).ok());
+    EXPECT_EQ(loader.stats().files_no_room, 0u);
+    EXPECT_EQ(loader.stats().files_freed, 1u);
+    EXPECT_EQ(loader.stats().rows_freed, libc_rows);
+    EXPECT_EQ(loader.stats().files, 1u);
+    EXPECT_EQ(loader.stats().rows, ldso_rows);
+    EXPECT_EQ(loader.stats().table_bytes(), ldso_rows * sizeof(kscope_unwind_row));
+    uint32_t id = maps.procs[2].mappings[0].file_id;
+    ASSERT_NE(id, KSCOPE_UNWIND_NO_FILE);
+    const kscope_unwind_file& f = maps.files.at(id);
+    ASSERT_EQ(f.row_count, ldso_rows);
+    EXPECT_LE(f.first_row + f.row_count, capacity);
+    for (uint32_t i = 0; i < ldso_rows; ++i) {
+      const kscope_unwind_row& r = maps.rows.at(f.first_row + i);
+      ASSERT_EQ(r.pc, ldso_table->rows[i].pc) << i;
+      ASSERT_EQ(r.kind, ldso_table->rows[i].kind) << i;
+    }
+    if (id != libc_id) EXPECT_EQ(maps.files.at(libc_id).row_count, 0u);  // emptied
+    // libc again (a new process): it fits in what is left after ld.so only if freed again.
+    loader.forget_process(2);
+    ASSERT_TRUE(loader.load_process(3, libc).ok());
+    EXPECT_NE(maps.procs[3].mappings[0].file_id, KSCOPE_UNWIND_NO_FILE);
+    EXPECT_EQ(loader.stats().rows, libc_rows);
+    EXPECT_EQ(loader.stats().files_freed, 2u);
+  }
+  {  // Not before the reuse delay: ld.so is skipped, counted.
+    FakeMaps maps;
+    TableLoader loader(maps, capacity, 16);
+    loader.set_reuse_delay(std::chrono::hours(1));
+    ASSERT_TRUE(loader.load_process(1, libc).ok());
+    loader.forget_process(1);
+    ASSERT_TRUE(loader.load_process(2, ldso).ok());
+    EXPECT_EQ(loader.stats().files_no_room, 1u);
+    EXPECT_EQ(loader.stats().files_freed, 0u);
+    EXPECT_EQ(maps.procs[2].mappings[0].file_id, KSCOPE_UNWIND_NO_FILE);
+    EXPECT_TRUE(loader.failures().count(ldso[0].path)) << "the reason is kept for -v";
+  }
+  {  // Still mapped: never freed.
+    FakeMaps maps;
+    TableLoader loader(maps, capacity, 16);
+    loader.set_reuse_delay(std::chrono::milliseconds(0));
+    ASSERT_TRUE(loader.load_process(1, libc).ok());
+    ASSERT_TRUE(loader.load_process(2, ldso).ok());
+    EXPECT_EQ(loader.stats().files_no_room, 1u);
+    EXPECT_EQ(loader.stats().files_freed, 0u);
+    uint32_t libc_id = maps.procs[1].mappings[0].file_id;
+    EXPECT_EQ(maps.files.at(libc_id).row_count, libc_rows);
+  }
 }
 
 }  // namespace

@@ -99,6 +99,12 @@ struct kscope_unwind_stack {
   __u64 ips[KSCOPE_UNWIND_MAX_FRAMES]; /* ips[0] = where the thread was, then return addresses */
 };
 
+/* Walk timing (bench/unwind_cost.sh, KSCOPE_UNWIND_TIMING=1): per-CPU histogram of the time of
+ * whole walks, bucket i = [i * 25 ns, (i + 1) * 25 ns), the last one (from 25.6 us) everything
+ * longer. */
+#define KSCOPE_UNWIND_TIMING_BUCKETS 1024
+#define KSCOPE_UNWIND_TIMING_NS 25
+
 /* Per-CPU counters of the walker (array map unwind_counters). */
 enum kscope_unwind_counter {
   KSCOPE_UNWIND_WALKS = 0,
