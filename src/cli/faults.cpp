@@ -63,7 +63,7 @@ constexpr size_t kMaxPlotPoints = 1'000'000;
 class FaultCollector : public FaultSink {
  public:
   FaultCollector(FaultEventWriter* events, RecordingWriter* recording, bool symbols, bool stacks)
-      : events_(events), recording_(recording) {
+      : events_(events), recording_(recording), symbol_field_(symbols) {
     if (symbols || (stacks && events)) symbols_.emplace();
   }
 
@@ -72,7 +72,7 @@ class FaultCollector : public FaultSink {
     if (events_) {
       auto st = r.stack ? stacks_.find(r.stack) : stacks_.end();
       events_->write(r, comm_of(r.tid),
-                     symbols_ ? symbols_->function_at(r.pid, r.ip) : std::string_view(),
+                     symbol_field_ ? symbols_->function_at(r.pid, r.ip) : std::string_view(),
                      st != stacks_.end() ? symbols_->stack_field(st->second) : std::string_view());
     }
     if (recording_ && status_) status_ = recording_->add_fault(r);
@@ -174,6 +174,7 @@ class FaultCollector : public FaultSink {
 
   FaultEventWriter* events_;
   RecordingWriter* recording_;
+  bool symbol_field_;  // --symbols
   Status status_;
   FaultSummary summary_;
   std::map<uint32_t, std::string> comms_;

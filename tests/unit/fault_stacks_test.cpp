@@ -332,7 +332,9 @@ TEST(FaultStacksRecording, BadStackEntriesAreDamageWithTheirOffset) {
     size_t at;
     char value;
     const char* words;
-  } cases[] = {{2, 0x25, "invalid statuses"}, {3, 127 + 1, "more than the 127"}, {0, 0, "id 0"}};
+  } cases[] = {{2, 0x25, "invalid statuses"},
+                 {3, static_cast<char>(0x80), "more than the 127"},
+                 {0, 0, "id 0"}};
   for (const Case& c : cases) {
     std::string p = payload;
     p[c.at] = c.value;
