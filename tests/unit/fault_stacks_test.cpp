@@ -333,8 +333,8 @@ TEST(FaultStacksRecording, BadStackEntriesAreDamageWithTheirOffset) {
     char value;
     const char* words;
   } cases[] = {{2, 0x25, "invalid statuses"},
-                 {3, static_cast<char>(0x80), "more than the 127"},
-                 {0, 0, "id 0"}};
+               {3, static_cast<char>(0x80), "more than the 127"},
+               {0, 0, "id 0"}};
   for (const Case& c : cases) {
     std::string p = payload;
     p[c.at] = c.value;
