@@ -338,9 +338,12 @@ Subcommand setup_faults(CLI::App& parent) {
   app->add_option("-p,--pid", o->pids, "Trace these running processes (all their threads)");
   app->add_option("-t,--tid", o->tids, "Trace only these threads (TID[,TID...], as perf -t)");
   app->add_option("--events", o->events_path, "Write one line per fault to FILE ('-' = stdout)");
-  app->add_flag("--stacks{dwarf}", o->stacks,
-                "Take each fault's call stack: user (dwarf: the native .eh_frame walker, the "
-                "default; fp: frame pointers) and, for kernel-mode faults, kernel; --stacks=fp");
+  app->add_option("--stacks", o->stacks,
+                  "Take each fault's call stack: user (dwarf: the native .eh_frame walker, the "
+                  "default; fp: frame pointers) and, for kernel-mode faults, kernel")
+      ->expected(0, 1)
+      ->default_str("dwarf")
+      ->option_text("[=dwarf|fp]");
   app->add_flag("--symbols", o->symbols,
                 "With --events: add each fault's symbol, function+0xoff (module), resolved while "
                 "tracing");
