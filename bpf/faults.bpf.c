@@ -18,12 +18,15 @@
  */
 #include "kscope_common.bpf.h"
 #include "kscope/abi/faults.h"
+#include "unwind.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* Set by user space between open and load. */
 const volatile __u64 wakeup_bytes = 1 << 20;
 const volatile bool follow_children = false;
+/* kscope faults --stacks: enum kscope_fault_stack_mode. */
+const volatile __u8 stack_mode = KSCOPE_FAULT_STACKS_OFF;
 
 /* Set by user space: KSCOPE_TRACING_* (threads keep their task storage). */
 __u32 tracing_enabled = KSCOPE_TRACING_OFF;
@@ -32,6 +35,9 @@ __u32 tracing_enabled = KSCOPE_TRACING_OFF;
 #define X86_PF_WRITE (1UL << 1)
 #define X86_PF_INSTR (1UL << 4)
 #define RLIMIT_STACK_IDX 3
+#ifndef EEXIST
+#define EEXIST 17
+#endif
 
 struct pending_fault {
 	__u64 ts_ns;
@@ -51,6 +57,8 @@ struct pending_fault {
 	__u8 base_set; /* thread_bounds has this thread's base */
 	__u8 end_set;  /* ... and its end */
 	__u16 pad;
+	__s32 ustack; /* the pending fault's stacks (kscope_fault_event.ustack/kstack) */
+	__s32 kstack;
 };
 
 struct {
@@ -89,6 +97,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 16 << 20);
 } events SEC(".maps");
+
+/* Kernel stacks of kernel-mode faults, and user stacks with frame pointers (--stacks=fp). */
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 16384); /* resized by user space */
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, 127 * sizeof(__u64));
+} fault_stacks SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -338,7 +354,38 @@ static __always_inline __u16 classify_segment(struct task_struct *task, __u64 ad
 	return c.segment;
 }
 
-static __always_inline int on_fault_entry(unsigned long address, struct pt_regs *regs,
+/* A stack id in fault_stacks, or why there is none. Without BPF_F_REUSE_STACKID a bucket that
+ * holds another stack is an -EEXIST (a collision), never an overwritten or wrong stack. */
+static __always_inline __s32 fault_stack_id(void *ctx, __u64 flags)
+{
+	long id = bpf_get_stackid(ctx, &fault_stacks, flags);
+	if (id >= 0)
+		return (__s32)id;
+	return id == -EEXIST ? KSCOPE_FAULT_STACK_COLLISION : KSCOPE_FAULT_STACK_ERROR;
+}
+
+/* The stacks of the fault being entered (kscope faults --stacks). A user-mode fault's regs are
+ * its user registers; a kernel-mode fault (get_user_pages, copy_to_user) walks the kernel stack
+ * and the user registers saved at kernel entry. */
+static __always_inline void take_stacks(void *ctx, struct task_struct *task, struct pt_regs *regs,
+					bool kernel_mode, struct pending_fault *p)
+{
+	p->ustack = KSCOPE_FAULT_STACK_NONE;
+	p->kstack = KSCOPE_FAULT_STACK_NONE;
+	if (stack_mode == KSCOPE_FAULT_STACKS_OFF)
+		return;
+	if (kernel_mode)
+		p->kstack = fault_stack_id(ctx, 0);
+	if (stack_mode == KSCOPE_FAULT_STACKS_FP) {
+		p->ustack = fault_stack_id(ctx, BPF_F_USER_STACK);
+		return;
+	}
+	struct pt_regs *u = kernel_mode ? (struct pt_regs *)bpf_task_pt_regs(task) : regs;
+	p->ustack = kscope_unwind_user(task->tgid, BPF_CORE_READ(u, ip), BPF_CORE_READ(u, sp),
+				       BPF_CORE_READ(u, bp));
+}
+
+static __always_inline int on_fault_entry(void *ctx, unsigned long address, struct pt_regs *regs,
 					  unsigned long error_code, bool kernel_mode)
 {
 	__u32 state = tracing_enabled;
@@ -400,6 +447,7 @@ static __always_inline int on_fault_entry(unsigned long address, struct pt_regs 
 	p->ip = PT_REGS_IP(regs);
 	p->flags = flags;
 	p->cpu = bpf_get_smp_processor_id();
+	take_stacks(ctx, task, regs, kernel_mode, p);
 	p->valid = 1;
 	return 0;
 }
@@ -408,14 +456,14 @@ SEC("tp_btf/page_fault_user")
 int BPF_PROG(fault_entry_user, unsigned long address, struct pt_regs *regs,
 	     unsigned long error_code)
 {
-	return on_fault_entry(address, regs, error_code, false);
+	return on_fault_entry(ctx, address, regs, error_code, false);
 }
 
 SEC("tp_btf/page_fault_kernel")
 int BPF_PROG(fault_entry_kernel, unsigned long address, struct pt_regs *regs,
 	     unsigned long error_code)
 {
-	return on_fault_entry(address, regs, error_code, true);
+	return on_fault_entry(ctx, address, regs, error_code, true);
 }
 
 static __always_inline int on_fault_done(struct bpf_perf_event_data *ctx, bool major)
@@ -475,6 +523,8 @@ static __always_inline int on_fault_done(struct bpf_perf_event_data *ctx, bool m
 	e->pid = tgid;
 	e->tid = tid;
 	e->latency_ns = now - p->ts_ns;
+	e->ustack = p->ustack;
+	e->kstack = p->kstack;
 	b->hdr.count = n + 1;
 	if (n + 1 >= KSCOPE_FAULT_BATCH)
 		write_batch(b);

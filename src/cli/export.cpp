@@ -18,6 +18,7 @@
 #include "model/top_profile.h"
 #include "model/top_recording.h"
 #include "symbols/fault_locations.h"
+#include "symbols/fault_stack_frames.h"
 #include "symbols/symbolizer.h"
 #include "util/output_file.h"
 
@@ -40,24 +41,74 @@ struct ExportOptions {
   bool opened_output = false;  // set once -o was created by us: remove it again on failure
 };
 
+// A first pass over a faults recording for the events' stack field: its stacks, each process's
+// last mappings and the stored names (faults are not kept).
+class StackNamesVisitor : public RecordingVisitor {
+ public:
+  Status on_mappings(const MappingSnapshot& m) override {
+    auto& slot = latest[m.pid];
+    if (slot.mappings.empty() || m.time_ns >= slot.time_ns) slot = m;
+    return {};
+  }
+  Status on_stacks(const std::vector<FaultStack>& v) override {
+    for (const FaultStack& s : v) stacks.emplace(s.id, s);
+    return {};
+  }
+  Status on_symbols(const std::vector<StoredSymbol>& v) override {
+    symbols.insert(symbols.end(), v.begin(), v.end());
+    return {};
+  }
+  Status on_fault(const FaultRecord& f) override {
+    has_stacks = has_stacks || f.stack != 0;
+    return {};
+  }
+  std::map<uint32_t, MappingSnapshot> latest;
+  std::map<uint32_t, FaultStack> stacks;
+  std::vector<StoredSymbol> symbols;
+  bool has_stacks = false;
+};
+
 // Streams the faults in file order with the thread names known at that point of the file, like
-// `kscope faults --events` printed them while tracing.
+// `kscope faults --events` printed them while tracing; with `names`, each with its stack field.
 class EventExportVisitor : public RecordingVisitor {
  public:
-  explicit EventExportVisitor(FaultEventWriter& w) : writer_(w) {}
+  EventExportVisitor(FaultEventWriter& w, const StackNamesVisitor* names)
+      : writer_(w), names_(names) {
+    if (!names_) return;
+    symbolizer_ = std::make_unique<Symbolizer>(symbolizer_options());
+    for (const auto& [pid, snap] : names_->latest) symbolizer_->set_mappings(snap);
+    symbolizer_->add_stored_symbols(names_->symbols);
+  }
   Status on_thread(const ThreadInfo& t) override {
     comms_[t.tid] = t.comm;
     return {};
   }
   Status on_fault(const FaultRecord& r) override {
     auto it = comms_.find(r.tid);
-    writer_.write(r, it == comms_.end() ? std::string_view("?") : std::string_view(it->second));
+    writer_.write(r, it == comms_.end() ? std::string_view("?") : std::string_view(it->second), {},
+                  stack_field(r.stack));
     if (++n_ % 65536 == 0) return writer_.flush();
     return {};
   }
 
  private:
+  // Named once per stack; a stack its recording lost to damage says so.
+  std::string_view stack_field(uint32_t id) {
+    if (!names_ || id == 0) return {};
+    auto [it, fresh] = fields_.try_emplace(id);
+    if (fresh) {
+      auto st = names_->stacks.find(id);
+      it->second =
+          fault_stack_field(name_fault_stack(st == names_->stacks.end() ? nullptr : &st->second,
+                                             kStackStatusLostDamaged, *symbolizer_));
+    }
+    return it->second;
+  }
+
   FaultEventWriter& writer_;
+  const StackNamesVisitor* names_;
+  std::unique_ptr<Symbolizer> symbolizer_;
+  std::map<uint32_t, std::string> fields_;
   std::map<uint32_t, std::string> comms_;
   uint64_t n_ = 0;
 };
@@ -168,9 +219,17 @@ Result<int> run_export(ExportOptions& o) {
   if (kind == RecordingKind::kTop) return export_top(o, out);
 
   if (fmt_name == "csv" || fmt_name == "jsonl") {
-    FaultEventWriter writer(out.get(), fmt_name == "csv" ? EventFormat::kCsv : EventFormat::kJsonl);
+    // Recordings with stacks get the stack field: a first pass finds them and their names.
+    StackNamesVisitor names;
+    if (auto first = visit_recording(o.path, names); !first) {
+      Error e = std::move(first).error();
+      e.message = "export: " + e.message;
+      return e;
+    }
+    FaultEventWriter writer(out.get(), fmt_name == "csv" ? EventFormat::kCsv : EventFormat::kJsonl,
+                            false, names.has_stacks);
     writer.write_header();
-    EventExportVisitor visitor(writer);
+    EventExportVisitor visitor(writer, names.has_stacks ? &names : nullptr);
     auto summary = visit_recording(o.path, visitor);
     if (!summary) {
       Error e = std::move(summary).error();
@@ -185,25 +244,25 @@ Result<int> run_export(ExportOptions& o) {
 
   KSCOPE_ASSIGN_OR_RETURN(Recording rec, load_recording_for(o.path, "export"));
 
-  if (fmt_name == "folded") {
-    return make_error(
-        "export: a faults recording has no stacks (only the instruction that faulted), so it "
-        "cannot be written as folded stacks",
-        0,
-        "folded stacks need a 'kscope top' recording; for fault counts by code location use "
-        "--format pprof or --format sqlite");
-  }
-
   Symbolizer symbolizer(symbolizer_options());
   FaultLocations locations = resolve_fault_locations(rec, symbolizer);
   print_symbol_sources(symbolizer.binary_sources());
   StackProfile profile = fault_stack_profile(rec, locations);
+
+  // comm;root;...;leaf COUNT (faults); without stacks the location alone: comm;location COUNT.
+  if (fmt_name == "folded") {
+    KSCOPE_TRY(write_folded(profile, out.get()));
+    KSCOPE_TRY(out.close());
+    return 0;
+  }
 
   if (fmt_name == "pprof") return write_pprof(out, profile);
   if (fmt_name == "sqlite") {
     SqliteExportInput in;
     in.recording = &rec;
     in.frame_of_fault = locations.frame_of_fault;
+    in.chains = locations.chains;
+    in.chain_of_fault = locations.chain_of_fault;
     in.profile = &profile;
     return export_sqlite(out, in);
   }
@@ -243,8 +302,9 @@ Subcommand setup_export(CLI::App& parent) {
                   "csv | jsonl: one line per fault (the columns of 'faults --events'); "
                   "sqlite: a database (tables meta, processes, threads, mappings, faults, frames, "
                   "stacks, accounts); pprof: gzipped profile.proto of fault counts by code "
-                  "location (go tool pprof, Pyroscope, Parca, Grafana); folded: folded stacks "
-                  "(top recordings only); chrome-trace: Trace Event JSON for Perfetto / "
+                  "location, or by call stack for 'faults --stacks' recordings (go tool pprof, "
+                  "Pyroscope, Parca, Grafana); folded: folded stacks (faults: by call stack with "
+                  "--stacks, else by location); chrome-trace: Trace Event JSON for Perfetto / "
                   "chrome://tracing")
       ->required()
       ->check(CLI::IsMember({"csv", "jsonl", "sqlite", "pprof", "folded", "chrome-trace"}));

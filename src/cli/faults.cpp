@@ -22,6 +22,7 @@
 #include "render/progress_line.h"
 #include "render/scatter_plot.h"
 #include "symbols/fault_locations.h"
+#include "symbols/fault_stack_frames.h"
 #include "symbols/symbol_cache.h"
 #include "symbols/symbolizer.h"
 #include "trace/fault_tracer.h"
@@ -51,6 +52,7 @@ struct FaultsOptions {
   int top = 10;
   uint32_t ringbuf_mb = 16;
   bool symbols = false;  // --symbols: a symbol field in --events
+  std::string stacks;    // --stacks[=dwarf|fp]: empty = no stacks
 };
 
 // At most this many points are kept for the end-of-run plot; beyond it a uniform reservoir
@@ -60,16 +62,19 @@ constexpr size_t kMaxPlotPoints = 1'000'000;
 // Receives the tracer's records and fans them out to the outputs.
 class FaultCollector : public FaultSink {
  public:
-  FaultCollector(FaultEventWriter* events, RecordingWriter* recording, bool symbols)
-      : events_(events), recording_(recording) {
-    if (symbols) symbols_.emplace();
+  FaultCollector(FaultEventWriter* events, RecordingWriter* recording, bool symbols, bool stacks)
+      : events_(events), recording_(recording), symbol_field_(symbols) {
+    if (symbols || (stacks && events)) symbols_.emplace();
   }
 
   void on_fault(const FaultRecord& r) override {
     summary_.add(r);
-    if (events_)
+    if (events_) {
+      auto st = r.stack ? stacks_.find(r.stack) : stacks_.end();
       events_->write(r, comm_of(r.tid),
-                     symbols_ ? symbols_->function_at(r.pid, r.ip) : std::string_view());
+                     symbol_field_ ? symbols_->function_at(r.pid, r.ip) : std::string_view(),
+                     st != stacks_.end() ? symbols_->stack_field(st->second) : std::string_view());
+    }
     if (recording_ && status_) status_ = recording_->add_fault(r);
     add_plot_point(to_plot_point(r));
   }
@@ -86,6 +91,10 @@ class FaultCollector : public FaultSink {
       owners_[m.pid] = st.st_uid;
     }
     if (recording_ && status_) status_ = recording_->add_mappings(m);
+  }
+  void on_stack(const FaultStack& stack) override {
+    stacks_.emplace(stack.id, stack);
+    if (recording_ && status_) status_ = recording_->add_stack(stack);
   }
   void on_fork(const ForkEvent& fork) override {
     if (recording_ && status_) status_ = recording_->add_fork(fork);
@@ -130,12 +139,17 @@ class FaultCollector : public FaultSink {
 
   // The name of every distinct instruction address seen, for the recording.
   std::vector<StoredSymbol> resolve_all() {
-    return name_fault_addresses(summary_, end_symbolizer());
+    std::vector<const FaultStack*> stacks;
+    for (const auto& [id, s] : stacks_) stacks.push_back(&s);
+    return name_fault_addresses(summary_, end_symbolizer(), stacks);
   }
 
-  std::vector<LocationCount> top_locations(size_t n) {
+  // The top code locations, or with --stacks the top call paths.
+  std::vector<LocationCount> top_locations(size_t n, bool stacks) {
     std::vector<LocationCount> v;
-    for (auto& [loc, c] : top_fault_location_names(summary_, n, end_symbolizer()))
+    for (auto& [loc, c] :
+         stacks ? top_fault_call_paths(summary_.by_stack, stacks_, n, end_symbolizer())
+                : top_fault_location_names(summary_, n, end_symbolizer()))
       v.push_back({std::move(loc), c});
     print_symbol_sources(end_symbolizer().binary_sources());
     return v;
@@ -160,9 +174,11 @@ class FaultCollector : public FaultSink {
 
   FaultEventWriter* events_;
   RecordingWriter* recording_;
+  bool symbol_field_;  // --symbols
   Status status_;
   FaultSummary summary_;
   std::map<uint32_t, std::string> comms_;
+  std::map<uint32_t, FaultStack> stacks_;  // --stacks: by id
   std::map<uint32_t, std::vector<Mapping>> latest_maps_;
   std::map<uint32_t, uint32_t> owners_;
   std::unique_ptr<Symbolizer> symbolizer_;
@@ -173,19 +189,11 @@ class FaultCollector : public FaultSink {
   std::optional<ProgressLine> progress_;  // stderr a terminal
 };
 
-Status validate_plot_size(int rows, int cols) {
-  if (rows < kScatterMinRows || rows > kScatterMaxRows)
-    return usage_error(
-        fmt::format("--rows must be between {} and {}", kScatterMinRows, kScatterMaxRows));
-  if (cols < kScatterMinCols || cols > kScatterMaxCols)
-    return usage_error(
-        fmt::format("--cols must be between {} and {}", kScatterMinCols, kScatterMaxCols));
-  return {};
-}
-
 Result<int> run_faults(const FaultsOptions& o) {
   KSCOPE_TRY(validate_plot_size(o.rows, o.cols));
   KSCOPE_ASSIGN_OR_RETURN(EventFormat format, parse_event_format(o.format));
+  if (!o.stacks.empty() && o.stacks != "dwarf" && o.stacks != "fp")
+    return usage_error("--stacks takes dwarf (the default) or fp: --stacks[=dwarf|fp]");
   if (o.symbols && o.events_path.empty())
     return usage_error("--symbols adds a field to --events: give --events FILE|-");
   if (o.duration_s < 0) return usage_error("--duration must be positive");
@@ -214,6 +222,9 @@ Result<int> run_faults(const FaultsOptions& o) {
   if (o.duration_s > 0) topts.duration_s = o.duration_s;
   topts.ringbuf_bytes = o.ringbuf_mb << 20;
   topts.verbosity = global_options().verbose;
+  topts.stacks = o.stacks.empty()      ? FaultStackMode::kOff
+                 : o.stacks == "dwarf" ? FaultStackMode::kDwarf
+                                       : FaultStackMode::kFramePointers;
 
   KSCOPE_ASSIGN_OR_RETURN(auto tracer, FaultTracer::create(topts));
   if (topts.command_stdout_to_stderr)
@@ -237,7 +248,7 @@ Result<int> run_faults(const FaultsOptions& o) {
   }
   std::optional<FaultEventWriter> events;
   if (events_file) {
-    events.emplace(events_file, format, o.symbols);
+    events.emplace(events_file, format, o.symbols, !o.stacks.empty());
     events->write_header();
   }
   std::optional<RecordingWriter> recording;
@@ -245,12 +256,13 @@ Result<int> run_faults(const FaultsOptions& o) {
     std::vector<uint32_t> pids(topts.pids.begin(), topts.pids.end());
     for (auto [tgid, tid] : topts.threads) pids.push_back(static_cast<uint32_t>(tgid));
     KSCOPE_ASSIGN_OR_RETURN(auto writer,
-                            RecordingWriter::create(o.output_path, make_recording_meta(pids)));
+                            RecordingWriter::create(o.output_path, make_recording_meta(pids),
+                                                    {.fault_stacks = !o.stacks.empty()}));
     recording.emplace(std::move(writer));
   }
 
   FaultCollector collector(events ? &*events : nullptr, recording ? &*recording : nullptr,
-                           o.symbols);
+                           o.symbols, !o.stacks.empty());
   // Progress only where it cannot mix into anything: stderr a terminal, no COMMAND writing to
   // it, and no --events stream on the same terminal.
   if (isatty(STDERR_FILENO) && o.command.empty() && !(events_to_stdout && isatty(STDOUT_FILENO)))
@@ -296,8 +308,9 @@ Result<int> run_faults(const FaultsOptions& o) {
   // The summary and plot go to stdout with -p; to stderr when the events use stdout, and with a
   // COMMAND, whose own output has stdout (as perf stat, strace and time do).
   std::FILE* report = events_to_stdout || !o.command.empty() ? stderr : stdout;
-  std::string text = render_fault_summary(collector.summary(), totals,
-                                          collector.top_locations(static_cast<size_t>(o.top)));
+  std::string text =
+      render_fault_summary(collector.summary(), totals,
+                           collector.top_locations(static_cast<size_t>(o.top), !o.stacks.empty()));
   std::fputs(text.c_str(), report);
   if (!o.no_plot) {
     auto plot = render_fault_plots(collector.plot_points(), o.rows, o.cols, o.by_segment, o.linear);
@@ -325,6 +338,12 @@ Subcommand setup_faults(CLI::App& parent) {
   app->add_option("-p,--pid", o->pids, "Trace these running processes (all their threads)");
   app->add_option("-t,--tid", o->tids, "Trace only these threads (TID[,TID...], as perf -t)");
   app->add_option("--events", o->events_path, "Write one line per fault to FILE ('-' = stdout)");
+  app->add_option("--stacks", o->stacks,
+                  "Take each fault's call stack: user (dwarf: the native .eh_frame walker, the "
+                  "default; fp: frame pointers) and, for kernel-mode faults, kernel")
+      ->expected(0, 1)
+      ->default_str("dwarf")
+      ->option_text("[=dwarf|fp]");
   app->add_flag("--symbols", o->symbols,
                 "With --events: add each fault's symbol, function+0xoff (module), resolved while "
                 "tracing");
@@ -355,7 +374,7 @@ Subcommand setup_faults(CLI::App& parent) {
   app->footer(
       "Fields (--events, CSV header, JSONL keys): "
       "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns,cpu[,symbol with "
-      "--symbols]\n"
+      "--symbols][,stack with --stacks: frames leaf first, ';'-separated]\n"
       "Segments: code [start_code,end_code) | data [start_data,start_brk) | heap [start_brk,brk) "
       "| stack (main thread) | file (other file mappings) | anon (other anonymous) | other "
       "(vdso, no VMA)\n"
@@ -368,50 +387,6 @@ Subcommand setup_faults(CLI::App& parent) {
             auto r = run_faults(*o);
             if (!r) return report_error(r.error());
             return *r;
-          }};
-}
-
-Subcommand setup_plot(CLI::App& parent) {
-  struct PlotOptions {
-    std::string path;
-    int rows = 30;
-    int cols = 70;
-    bool by_segment = false;
-    bool linear = false;
-  };
-  auto o = std::make_shared<PlotOptions>();
-  auto* app =
-      parent.add_subcommand("plot", "Re-draw the fault plots of a recording (kscope faults -o)");
-  app->add_option("recording", o->path, "Recording file")->required();
-  app->add_option("--rows", o->rows, "Plot height in lines (default 30)");
-  app->add_option("--cols", o->cols, "Plot width in characters (default 70)");
-  app->add_flag("--by-segment", o->by_segment, "One plot per segment that had faults");
-  app->add_flag("--linear", o->linear, "Plot the raw address range (no gap compression)");
-  return {app, [o]() -> int {
-            if (auto st = validate_plot_size(o->rows, o->cols); !st)
-              return report_error(st.error());
-            // A top recording holds no faults: say what it is instead of an empty plot.
-            auto kind = recording_kind(o->path);
-            if (!kind) return report_error(kind.error());
-            if (*kind == RecordingKind::kTop)
-              return report_error(make_error(
-                  fmt::format("plot: {} is a 'kscope top' recording: it holds on-CPU time, not "
-                              "page faults, so there is nothing to plot",
-                              o->path),
-                  0,
-                  fmt::format("'kscope report {} -o report.html' draws its flame graph and "
-                              "tables; 'kscope export' writes it as folded, pprof, csv or "
-                              "chrome-trace",
-                              o->path)));
-            auto rec = load_recording_for(o->path, "plot");
-            if (!rec) return report_error(rec.error());
-            std::vector<PlotPoint> points;
-            points.reserve(rec->faults.size());
-            for (const auto& f : rec->faults) points.push_back(to_plot_point(f));
-            auto plot = render_fault_plots(points, o->rows, o->cols, o->by_segment, o->linear);
-            if (!plot) return report_error(plot.error());
-            std::fputs(plot->c_str(), stdout);
-            return 0;
           }};
 }
 

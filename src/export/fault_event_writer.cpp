@@ -56,8 +56,9 @@ void append_json_string(fmt::memory_buffer& buf, std::string_view s) {
   buf.push_back('"');
 }
 
-FaultEventWriter::FaultEventWriter(std::FILE* out, EventFormat format, bool with_symbols)
-    : out_(out), format_(format), with_symbols_(with_symbols) {}
+FaultEventWriter::FaultEventWriter(std::FILE* out, EventFormat format, bool with_symbols,
+                                   bool with_stack)
+    : out_(out), format_(format), with_symbols_(with_symbols), with_stack_(with_stack) {}
 
 FaultEventWriter::~FaultEventWriter() { (void)flush(); }
 
@@ -65,14 +66,15 @@ void FaultEventWriter::write_header() {
   auto out = std::back_inserter(buf_);
   switch (format_) {
     case EventFormat::kCsv:
-      fmt::format_to(out, "{}{}{}\n", kFaultCsvHeader, with_symbols_ ? "," : "",
-                     with_symbols_ ? kFaultSymbolField : "");
+      fmt::format_to(out, "{}{}{}{}{}\n", kFaultCsvHeader, with_symbols_ ? "," : "",
+                     with_symbols_ ? kFaultSymbolField : "", with_stack_ ? "," : "",
+                     with_stack_ ? kFaultStackField : "");
       break;
     case EventFormat::kText:
       fmt::format_to(
-          out, "{:>14} {:>7} {:>7} {:<15} {:>18} {:>18} {:<6} {:<6} {:<5} {:<7} {:>11} {:>3}{}\n",
+          out, "{:>14} {:>7} {:>7} {:<15} {:>18} {:>18} {:<6} {:<6} {:<5} {:<7} {:>11} {:>3}{}{}\n",
           "TIME(s)", "PID", "TID", "COMM", "ADDR", "IP", "ACCESS", "MODE", "KIND", "SEGMENT",
-          "LATENCY(ns)", "CPU", with_symbols_ ? " SYMBOL" : "");
+          "LATENCY(ns)", "CPU", with_symbols_ ? " SYMBOL" : "", with_stack_ ? " STACK" : "");
       break;
     case EventFormat::kJsonl:
       break;
@@ -80,7 +82,8 @@ void FaultEventWriter::write_header() {
 }
 
 void FaultEventWriter::format(fmt::memory_buffer& buf, EventFormat format, const FaultRecord& r,
-                              std::string_view comm, const std::string_view* symbol) {
+                              std::string_view comm, const std::string_view* symbol,
+                              const std::string_view* stack) {
   auto out = std::back_inserter(buf);
   switch (format) {
     case EventFormat::kCsv:
@@ -93,6 +96,10 @@ void FaultEventWriter::format(fmt::memory_buffer& buf, EventFormat format, const
       if (symbol) {
         buf.push_back(',');
         append_csv_field(buf, *symbol);
+      }
+      if (stack) {
+        buf.push_back(',');
+        append_csv_field(buf, *stack);
       }
       buf.push_back('\n');
       break;
@@ -114,6 +121,10 @@ void FaultEventWriter::format(fmt::memory_buffer& buf, EventFormat format, const
         buf.append(std::string_view(",\"symbol\":"));
         append_json_string(buf, *symbol);
       }
+      if (stack) {
+        buf.append(std::string_view(",\"stack\":"));
+        append_json_string(buf, *stack);
+      }
       buf.append(std::string_view("}\n"));
       break;
     case EventFormat::kText: {
@@ -131,14 +142,16 @@ void FaultEventWriter::format(fmt::memory_buffer& buf, EventFormat format, const
         fmt::format_to(out, "{:>11}", "-");
       fmt::format_to(out, " {:>3}", r.cpu);
       if (symbol) fmt::format_to(out, " {}", *symbol);
+      if (stack) fmt::format_to(out, " {}", stack->empty() ? std::string_view("-") : *stack);
       buf.push_back('\n');
       break;
     }
   }
 }
 
-void FaultEventWriter::write(const FaultRecord& r, std::string_view comm, std::string_view symbol) {
-  format(buf_, format_, r, comm, with_symbols_ ? &symbol : nullptr);
+void FaultEventWriter::write(const FaultRecord& r, std::string_view comm, std::string_view symbol,
+                             std::string_view stack) {
+  format(buf_, format_, r, comm, with_symbols_ ? &symbol : nullptr, with_stack_ ? &stack : nullptr);
   if (buf_.size() >= 1 << 16) (void)flush();
 }
 

@@ -25,7 +25,7 @@ CREATE TABLE frames(id INTEGER PRIMARY KEY, addr INTEGER, function TEXT, offset 
   module TEXT, module_path TEXT, build_id TEXT, kernel INTEGER, resolved INTEGER, label TEXT);
 CREATE TABLE faults(id INTEGER PRIMARY KEY, time_ns INTEGER, pid INTEGER, tid INTEGER, comm TEXT,
   addr INTEGER, page INTEGER, ip INTEGER, access TEXT, mode TEXT, kind TEXT, segment TEXT,
-  latency_ns INTEGER, cpu INTEGER, frame_id INTEGER REFERENCES frames(id));
+  latency_ns INTEGER, cpu INTEGER, frame_id INTEGER REFERENCES frames(id), stack_id INTEGER);
 CREATE TABLE stacks(stack_id INTEGER, depth INTEGER, frame_id INTEGER REFERENCES frames(id),
   PRIMARY KEY(stack_id, depth));
 CREATE TABLE accounts(stack_id INTEGER, pid INTEGER, tid INTEGER, comm TEXT, type TEXT, unit TEXT,
@@ -196,6 +196,8 @@ Status fill(Db& db, const SqliteExportInput& in) {
                        .step());
   }
 
+  // Identical frame lists share one stack id.
+  std::map<std::vector<uint32_t>, int64_t> stack_ids;
   if (in.profile) {
     Insert frames(db, "INSERT INTO frames VALUES(?,?,?,?,?,?,?,?,?,?)");
     for (size_t i = 0; i < in.profile->frames.size(); ++i) {
@@ -214,8 +216,6 @@ Status fill(Db& db, const SqliteExportInput& in) {
                      .t(f.display())
                      .step());
     }
-    // Identical frame lists share one stack id.
-    std::map<std::vector<uint32_t>, int64_t> stack_ids;
     Insert stacks(db, "INSERT INTO stacks VALUES(?,?,?)");
     Insert accounts(db, "INSERT INTO accounts VALUES(?,?,?,?,?,?,?)");
     for (const auto& s : in.profile->samples) {
@@ -241,7 +241,7 @@ Status fill(Db& db, const SqliteExportInput& in) {
   if (rec) {
     // comm per fault: the thread's name as known from the recording (its last one).
     const auto tnames = thread_names(*rec);
-    Insert faults(db, "INSERT INTO faults VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+    Insert faults(db, "INSERT INTO faults VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
     for (size_t i = 0; i < rec->faults.size(); ++i) {
       const FaultRecord& f = rec->faults[i];
       faults.i(static_cast<int64_t>(i)).u(f.time_ns).i(f.pid).i(f.tid);
@@ -263,6 +263,14 @@ Status fill(Db& db, const SqliteExportInput& in) {
       faults.i(f.cpu);
       if (i < in.frame_of_fault.size())
         faults.i(in.frame_of_fault[i]);
+      else
+        faults.null();
+      // With stacks (kscope faults --stacks): the fault's call stack in the stacks table.
+      auto sid = i < in.chain_of_fault.size() && in.chain_of_fault[i] < in.chains.size()
+                     ? stack_ids.find(in.chains[in.chain_of_fault[i]])
+                     : stack_ids.end();
+      if (sid != stack_ids.end())
+        faults.i(sid->second);
       else
         faults.null();
       KSCOPE_TRY(faults.step());

@@ -16,6 +16,7 @@
 
 #include <span>
 #include <string>
+#include <vector>
 
 #include "model/recording.h"
 #include "model/stack_profile.h"
@@ -29,6 +30,10 @@ struct SqliteExportInput {
   const Recording* recording = nullptr;  // may be null (top: only the profile)
   // Per fault (same index as recording->faults): index into profile->frames, or empty.
   std::span<const uint32_t> frame_of_fault;
+  // A recording with stacks: its call chains (frame lists, as in the profile's samples) and each
+  // fault's chain, for faults.stack_id. Empty otherwise.
+  std::span<const std::vector<uint32_t>> chains;
+  std::span<const uint32_t> chain_of_fault;
   const StackProfile* profile = nullptr;  // may be null
 };
 

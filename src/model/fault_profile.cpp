@@ -35,11 +35,14 @@ StackProfile fault_stack_profile(const Recording& recording, const FaultLocation
   profile.frames = locations.frames;
   profile.start_wall_ns = recording.meta.start_wall_ns;
   uint64_t last = 0;
+  const bool chains = !locations.chain_of_fault.empty();
   std::map<std::pair<uint32_t, uint32_t>, std::pair<int64_t, int64_t>> counts;
   for (size_t i = 0; i < recording.faults.size() && i < locations.frame_of_fault.size(); ++i) {
     const FaultRecord& f = recording.faults[i];
     last = std::max(last, f.time_ns);
-    auto& c = counts[{f.pid, locations.frame_of_fault[i]}];
+    uint32_t what = locations.frame_of_fault[i];
+    if (chains && i < locations.chain_of_fault.size()) what = locations.chain_of_fault[i];
+    auto& c = counts[{f.pid, what}];
     ++c.first;
     if (f.kind == FaultKind::kMajor) ++c.second;
   }
@@ -47,7 +50,10 @@ StackProfile fault_stack_profile(const Recording& recording, const FaultLocation
   const auto names = process_names(recording);
   for (const auto& [key, c] : counts) {
     ProfileSample s;
-    s.frames = {key.second};
+    if (chains)
+      s.frames = locations.chains[key.second];
+    else
+      s.frames = {key.second};
     s.values = {c.first, c.second};
     s.pid = key.first;
     s.tid = key.first;

@@ -16,12 +16,18 @@ namespace kscope {
 
 // The faulting locations of a recording, resolved (symbols/fault_locations.h does it).
 struct FaultLocations {
-  std::vector<ProfileFrame> frames;      // distinct locations
+  std::vector<ProfileFrame> frames;      // distinct locations (and, with stacks, stack frames)
   std::vector<uint32_t> frame_of_fault;  // per Recording::faults index, into frames
+  // A recording with stacks (kscope faults --stacks): its distinct call chains (indexes into
+  // frames, leaf first: kernel frames, user frames, a marker frame when incomplete or lost) and
+  // the chain of each fault. Empty without stacks.
+  std::vector<std::vector<uint32_t>> chains;
+  std::vector<uint32_t> chain_of_fault;
 };
 
-// value_types: {"faults","count"}, {"major_faults","count"}. One sample per (pid, frame), comm =
-// the process's name (its main thread's last known comm).
+// value_types: {"faults","count"}, {"major_faults","count"}. One sample per (pid, frame), or per
+// (pid, call chain) when the locations have chains; comm = the process's name (its main thread's
+// last known comm).
 StackProfile fault_stack_profile(const Recording& recording, const FaultLocations& locations);
 
 // pid -> name of the process (main thread's last comm, else any thread's), tid -> thread comm.

@@ -38,6 +38,7 @@ struct FaultRecord {
   Segment segment = Segment::kOther;
   std::optional<uint64_t> latency_ns;  // fault entry to resolution; empty when unknown
   uint32_t cpu = 0;                    // CPU on which the fault was taken (at entry)
+  uint32_t stack = 0;  // kscope faults --stacks: FaultStack::id (model/fault_stacks.h); 0 none
 
   bool operator==(const FaultRecord&) const = default;
 };

@@ -15,6 +15,7 @@ void FaultSummary::add(const FaultRecord& r) {
   if (r.latency_ns) latency.add(*r.latency_ns);
   by_location[FaultLocationKey{r.pid, r.ip, r.mode == FaultMode::kKernel}]++;
   by_pid[r.pid]++;
+  if (r.stack != 0) by_stack[r.stack]++;
 }
 
 std::vector<std::pair<FaultLocationKey, uint64_t>> FaultSummary::top_locations(size_t n) const {

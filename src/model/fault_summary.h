@@ -47,6 +47,7 @@ struct FaultSummary {
   LatencyHistogram latency;
   std::unordered_map<FaultLocationKey, uint64_t, FaultLocationKeyHash> by_location;
   std::map<uint32_t, uint64_t> by_pid;
+  std::unordered_map<uint32_t, uint64_t> by_stack;  // FaultRecord::stack (!= 0) -> faults
 
   void add(const FaultRecord& r);
   // The n locations with the most faults, most first (ties by ip for determinism).
@@ -67,6 +68,15 @@ struct FaultRunTotals {
   uint64_t vma_busy = 0;           // segment unknown: mmap_lock contended
   uint64_t mmap_records_lost = 0;  // perf mmap records lost (libraries may not resolve)
   uint64_t plot_sampled_from = 0;  // >0: the plot shows a uniform sample of this many
+  // kscope faults --stacks: "dwarf" or "fp" (empty: no stacks), and per fault how its user and
+  // kernel stacks ended (model/fault_stacks.h statuses -> faults).
+  std::string stack_walker;
+  std::map<uint8_t, uint64_t> user_stack_status;
+  std::map<uint8_t, uint64_t> kernel_stack_status;
+  uint64_t stacks_distinct = 0;  // distinct stacks
+  // The native walker's tables: files loaded, rows, bytes, files without a table or room.
+  uint64_t unwind_files = 0, unwind_rows = 0, unwind_rows_capacity = 0, unwind_table_bytes = 0;
+  uint64_t unwind_files_no_table = 0, unwind_files_no_room = 0, unwind_mappings_dropped = 0;
 };
 
 }  // namespace kscope

@@ -37,6 +37,9 @@ enum BlockType : uint16_t {
   kBlockFaults = 4,
   kBlockTrailer = 5,
   kBlockSymbols = 6,  // minor version 1; model/recording_symbols.h
+  kBlockStacks = 7,   // minor version 2; model/fault_stacks.h
+  // minor version 2: a faults block whose records each end with a stack reference (required)
+  kBlockFaultsWithStacks = 8,
 };
 // Block flag: a reader that does not know this block type must refuse the file instead of
 // skipping the block.
@@ -68,6 +71,10 @@ std::string_view block_type_name(uint16_t type) {
       return "faults";
     case kBlockTrailer:
       return "trailer";
+    case kBlockStacks:
+      return "stacks";
+    case kBlockFaultsWithStacks:
+      return "faults";
     case kBlockSymbols:
       return "symbols";
   }
@@ -224,6 +231,7 @@ struct RecordingWriter::FaultBlockEncoder {
   uint64_t last_new_ip = 0;
   uint64_t prev_time = 0;
   int64_t current = -1;  // index of the previous record's thread
+  bool with_stacks = false;
 
   void reset() {
     payload.clear();
@@ -301,6 +309,7 @@ struct RecordingWriter::FaultBlockEncoder {
     t.last_cpu = f.cpu;
 
     if (f.latency_ns) put_varint(payload, *f.latency_ns);
+    if (with_stacks) put_varint(payload, f.stack);
 
     payload[ctx_pos] = ctx;
     ++count;
@@ -325,6 +334,7 @@ Result<RecordingWriter> RecordingWriter::create(const std::string& path, const R
   w.options_ = options;
   w.options_.block_records = std::clamp<size_t>(options.block_records, 1, kMaxFaultBlockRecords);
   w.options_.block_bytes = std::clamp<size_t>(options.block_bytes, 1, kMaxBlockPayload / 2);
+  w.faults_->with_stacks = options.fault_stacks;
 
   // Recordings hold command lines, addresses and host names: owner-only.
   // Through sudo, a recording kscope creates belongs to the user who ran it (util/invoking_user).
@@ -374,7 +384,8 @@ Status RecordingWriter::write_bytes(const uint8_t* data, size_t size) {
   return {};
 }
 
-Status RecordingWriter::write_block(uint16_t type, uint32_t count, const Bytes& payload) {
+Status RecordingWriter::write_block(uint16_t type, uint32_t count, const Bytes& payload,
+                                    uint16_t flags) {
   if (payload.size() > kMaxBlockPayload) {
     return make_error(
         fmt::format("recording {}: a {} block of {} bytes exceeds the format's "
@@ -384,7 +395,7 @@ Status RecordingWriter::write_block(uint16_t type, uint32_t count, const Bytes& 
   Bytes header;
   header.reserve(kBlockHeaderSize);
   put_u16(header, type);
-  put_u16(header, 0);  // flags: everything this version writes is understood by all 1.x readers
+  put_u16(header, flags);  // 0, or kBlockFlagRequired for what 1.x readers before 1.2 must not skip
   put_u32(header, static_cast<uint32_t>(payload.size()));
   put_u32(header, count);
   put_u32(header, crc32_of(payload.data(), payload.size()));
@@ -406,14 +417,41 @@ Status RecordingWriter::flush_fault_block() {
   // Thread names and forks buffered so far go first, so a reader usually knows a thread
   // before it sees that thread's faults.
   KSCOPE_TRY(flush_process_block());
-  KSCOPE_TRY(write_block(kBlockFaults, faults_->count, faults_->payload));
+  // The stacks its records refer to go before them.
+  KSCOPE_TRY(flush_stacks_block());
+  if (faults_->with_stacks)
+    KSCOPE_TRY(
+        write_block(kBlockFaultsWithStacks, faults_->count, faults_->payload, kBlockFlagRequired));
+  else
+    KSCOPE_TRY(write_block(kBlockFaults, faults_->count, faults_->payload));
   faults_->reset();
+  return {};
+}
+
+Status RecordingWriter::flush_stacks_block() {
+  if (stacks_count_ == 0) return {};
+  KSCOPE_TRY(write_block(kBlockStacks, stacks_count_, stacks_payload_));
+  stacks_payload_.clear();
+  stacks_count_ = 0;
+  return {};
+}
+
+Status RecordingWriter::add_stack(const FaultStack& stack) {
+  KSCOPE_TRY(check_usable());
+  if (!options_.fault_stacks || stack.id == 0 || stack.user.size() > kMaxStackFrames ||
+      stack.kernel.size() > kMaxStackFrames)
+    return make_error(fmt::format("recording {}: invalid stack {}", path_, stack.id));
+  encode_fault_stack(stacks_payload_, stack);
+  ++stacks_count_;
+  if (stacks_count_ >= kMaxStacksPerBlock || stacks_payload_.size() >= kStacksBlockBytes)
+    return flush_stacks_block();
   return {};
 }
 
 Status RecordingWriter::flush() {
   KSCOPE_TRY(check_usable());
   KSCOPE_TRY(flush_process_block());
+  KSCOPE_TRY(flush_stacks_block());
   return flush_fault_block();
 }
 
@@ -527,7 +565,8 @@ namespace {
 
 // Decodes one fault block into `out` (cleared first); on a decoding error `c` fails and `out`
 // is to be discarded, so a damaged block delivers nothing.
-void decode_faults(PayloadCursor& c, uint32_t count, std::vector<FaultRecord>& out) {
+void decode_faults(PayloadCursor& c, uint32_t count, std::vector<FaultRecord>& out,
+                   bool with_stacks) {
   out.clear();
   std::vector<ThreadState> threads;
   std::vector<uint64_t> ips;
@@ -623,6 +662,7 @@ void decode_faults(PayloadCursor& c, uint32_t count, std::vector<FaultRecord>& o
     t.last_cpu = f.cpu;
 
     if (flags & kFlagLatency) f.latency_ns = c.varint("latency");
+    if (with_stacks) f.stack = c.varint32("stack reference");
     if (!c.ok()) break;
     out.push_back(f);
   }
@@ -802,7 +842,10 @@ Result<uint64_t> find_next_block(int fd, uint64_t from, uint64_t size, const std
 std::string item_words(uint16_t type, uint32_t count) {
   switch (type) {
     case kBlockFaults:
+    case kBlockFaultsWithStacks:
       return fmt::format("{} fault record{}", count, count == 1 ? "" : "s");
+    case kBlockStacks:
+      return fmt::format("{} stack{}", count, count == 1 ? "" : "s");
     case kBlockProcess:
       return fmt::format("{} thread/fork/exit entr{}", count, count == 1 ? "y" : "ies");
     case kBlockMappings:
@@ -896,7 +939,8 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
       d.block_type = h->type;
       d.block_count = h->count;
       d.lost = fmt::format("a {} block ({})", block_name, item_words(h->type, h->count));
-      if (h->type == kBlockFaults) summary.faults_lost += h->count;
+      if (h->type == kBlockFaults || h->type == kBlockFaultsWithStacks)
+        summary.faults_lost += h->count;
       uint64_t next = pos + kBlockHeaderSize + h->length;
       if (next == size) {
         resume = size;
@@ -999,19 +1043,28 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
           break;
         }
         case kBlockFaults:
+        case kBlockFaultsWithStacks:
           if (b.count > kMaxFaultBlockRecords || b.count > b.length / 2) {
             c.fail_at(fmt::format("impossible record count {} for a {}-byte fault block", b.count,
                                   b.length),
                       pos);
             break;
           }
-          decode_faults(c, b.count, faults);
+          decode_faults(c, b.count, faults, b.type == kBlockFaultsWithStacks);
           if (!decoded(true)) break;
           for (const FaultRecord& f : faults) KSCOPE_TRY(visitor.on_fault(f));
           faults_read += b.count;
           ++data_blocks;
           ++record_blocks;
           break;
+        case kBlockStacks: {
+          std::vector<FaultStack> stacks;
+          decode_fault_stacks(c, b.count, stacks);
+          if (!decoded(true)) break;
+          KSCOPE_TRY(visitor.on_stacks(stacks));
+          ++data_blocks;
+          break;
+        }
         case kBlockSymbols: {
           std::vector<StoredSymbol> symbols;
           decode_symbols(c, b.count, symbols);
@@ -1142,6 +1195,11 @@ class CollectingVisitor : public CommonBlocksCollector<Recording> {
   }
   Status on_fault(const FaultRecord& f) override {
     r_.faults.push_back(f);
+    if (f.stack != 0) r_.has_stacks = true;
+    return {};
+  }
+  Status on_stacks(const std::vector<FaultStack>& stacks) override {
+    for (const FaultStack& s : stacks) r_.stacks.emplace(s.id, s);
     return {};
   }
   Status on_symbols(const std::vector<StoredSymbol>& symbols) override {

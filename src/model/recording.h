@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "model/fault_record.h"
+#include "model/fault_stacks.h"
 #include "model/process_info.h"
 #include "model/recording_symbols.h"
 #include "model/wire.h"
@@ -40,8 +41,10 @@ namespace kscope {
 inline constexpr uint16_t kRecordingVersionMajor = 1;
 // 1.1: top recordings carry profile increments (block type 19); faults recordings carry the
 // names of their addresses (the symbols block, model/recording_symbols.h); readers resynchronise
-// after damaged blocks. 1.0 files read unchanged.
-inline constexpr uint16_t kRecordingVersionMinor = 1;
+// after damaged blocks. 1.2: faults recordings with stacks (kscope faults --stacks): stacks
+// blocks (type 7) and faults blocks with a stack reference per record (type 8, marked required).
+// 1.0 and 1.1 files read unchanged.
+inline constexpr uint16_t kRecordingVersionMinor = 2;
 
 // Largest block payload a reader accepts and a writer produces (a MappingSnapshot of a process
 // with the kernel's default 65530 mappings and long paths fits comfortably).
@@ -86,6 +89,9 @@ struct RecordingWriterOptions {
   // block_records records, whichever comes first. Small values are for tests.
   size_t block_bytes = 64 * 1024;
   size_t block_records = 4096;
+  // kscope faults --stacks: fault blocks carry each record's FaultRecord::stack (type 8) and
+  // add_stack() is used.
+  bool fault_stacks = false;
 };
 
 // Writes a recording. Not thread-safe: one thread (the tracing loop) owns it.
@@ -116,6 +122,9 @@ class RecordingWriter {
   Status add_mappings(const MappingSnapshot& snapshot);
   Status add_fork(const ForkEvent& fork);
   Status add_exit(const ExitEvent& exit);
+  // A stack the faults added after it refer to (fault_stacks recordings), buffered and written
+  // before the next fault block.
+  Status add_stack(const FaultStack& stack);
   // A block of a recording kind's own layer (type >= kFirstExtensionBlockType), written after
   // the pending process and fault blocks.
   Status add_extension_block(uint16_t type, uint32_t count, const std::vector<uint8_t>& payload);
@@ -135,10 +144,12 @@ class RecordingWriter {
   struct FaultBlockEncoder;  // per-block delta state, see recording.cpp
   RecordingWriter();
 
-  Status write_block(uint16_t type, uint32_t count, const std::vector<uint8_t>& payload);
+  Status write_block(uint16_t type, uint32_t count, const std::vector<uint8_t>& payload,
+                     uint16_t flags = 0);
   Status write_bytes(const uint8_t* data, size_t size);
   Status flush_process_block();
   Status flush_fault_block();
+  Status flush_stacks_block();
   Status check_usable() const;
 
   std::string path_;
@@ -147,6 +158,8 @@ class RecordingWriter {
   std::unique_ptr<FaultBlockEncoder> faults_;
   std::vector<uint8_t> process_payload_;
   uint32_t process_count_ = 0;
+  std::vector<uint8_t> stacks_payload_;
+  uint32_t stacks_count_ = 0;
   uint64_t bytes_written_ = 0;
   uint64_t faults_added_ = 0;
   bool finished_ = false;
@@ -203,6 +216,10 @@ struct Recording {
   // Names stored when the recording was finished (format 1.1+); empty for older recordings and
   // for recordings that were not finished (kscope was killed).
   std::vector<StoredSymbol> symbols;
+  // kscope faults --stacks (format 1.2+): the stacks by id, and whether any fault block carried
+  // stack references (a fault whose stack id is missing here lost its stacks block to damage).
+  std::map<uint32_t, FaultStack> stacks;
+  bool has_stacks = false;
   std::optional<RecordingTrailer> trailer;  // present iff summary.complete
 };
 
@@ -217,6 +234,8 @@ class RecordingVisitor {
   virtual Status on_fork(const ForkEvent&) { return {}; }
   virtual Status on_exit(const ExitEvent&) { return {}; }
   virtual Status on_fault(const FaultRecord&) { return {}; }
+  // The stacks of a stacks block (before the faults that refer to them, unless damaged).
+  virtual Status on_stacks(const std::vector<FaultStack>&) { return {}; }
   virtual Status on_symbols(const std::vector<StoredSymbol>&) { return {}; }  // one per block
   virtual Status on_trailer(const RecordingTrailer&) { return {}; }           // last, if present
   // A block of type >= kFirstExtensionBlockType, whose payload `c` covers (its file offsets

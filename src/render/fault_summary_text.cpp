@@ -4,6 +4,8 @@
 
 #include <numeric>
 
+#include "model/fault_stacks.h"
+
 namespace kscope {
 
 namespace {
@@ -11,6 +13,54 @@ namespace {
 std::string pct(uint64_t part, uint64_t whole) {
   if (whole == 0) return "0%";
   return fmt::format("{:.1f}%", 100.0 * static_cast<double>(part) / static_cast<double>(whole));
+}
+
+// --stacks: how many faults have a whole user stack, why the others do not, and the walker's
+// table memory.
+void render_stack_totals(std::back_insert_iterator<fmt::memory_buffer> out, const FaultSummary& s,
+                         const FaultRunTotals& t) {
+  uint64_t with = 0;
+  for (const auto& [status, n] : t.user_stack_status) with += n;
+  auto count_of = [&](uint8_t status) {
+    auto it = t.user_stack_status.find(status);
+    return it == t.user_stack_status.end() ? uint64_t{0} : it->second;
+  };
+  if (t.stack_walker == "dwarf") {
+    fmt::format_to(
+        out, "  stacks:      {} distinct (native walker); complete user stacks: {} of {} ({})\n",
+        format_count(t.stacks_distinct), format_count(count_of(kStackStatusComplete)),
+        format_count(with), pct(count_of(kStackStatusComplete), with));
+  } else {
+    fmt::format_to(out,
+                   "  stacks:      {} distinct (frame pointers: where a stack ends is not known)\n",
+                   format_count(t.stacks_distinct));
+  }
+  std::string why;
+  for (const auto& [status, n] : t.user_stack_status) {
+    if (status == kStackStatusComplete || status == kStackStatusFramePointers ||
+        status == kStackStatusNone)
+      continue;
+    std::string word = stack_status_lost(status)
+                           ? fmt::format("lost ({})", stack_lost_reason(status))
+                           : unwind_reason_text(status);
+    why += fmt::format("{}{} {}", why.empty() ? "" : ", ", word, format_count(n));
+  }
+  if (!why.empty()) fmt::format_to(out, "               user stacks not whole: {}\n", why);
+  uint64_t klost = 0;
+  for (const auto& [status, n] : t.kernel_stack_status)
+    if (stack_status_lost(status)) klost += n;
+  if (klost > 0)
+    fmt::format_to(out, "               kernel stacks lost (of kernel-mode faults): {}\n",
+                   format_count(klost));
+  if (t.stack_walker == "dwarf")
+    fmt::format_to(
+        out,
+        "               unwind tables: {} files, {} rows ({:.1f} MiB; capacity {} rows); {} "
+        "files without a table, {} without room\n",
+        format_count(t.unwind_files), format_count(t.unwind_rows),
+        static_cast<double>(t.unwind_table_bytes) / (1 << 20), format_count(t.unwind_rows_capacity),
+        format_count(t.unwind_files_no_table), format_count(t.unwind_files_no_room));
+  (void)s;
 }
 
 }  // namespace
@@ -97,7 +147,14 @@ std::string render_fault_summary(const FaultSummary& s, const FaultRunTotals& to
                      "not available)\n");
   }
 
-  if (!top.empty()) {
+  if (!totals.stack_walker.empty()) render_stack_totals(out, s, totals);
+  if (!top.empty() && !totals.stack_walker.empty()) {
+    fmt::format_to(out, "top call paths (root -> leaf):\n  {:>12} {:>6}  {}\n", "FAULTS", "%",
+                   "CALL PATH");
+    for (const auto& l : top)
+      fmt::format_to(out, "  {:>12} {:>6}  {}\n", format_count(l.count), pct(l.count, s.total),
+                     l.location);
+  } else if (!top.empty()) {
     fmt::format_to(out, "top faulting code locations:\n  {:>12} {:>6}  {}\n", "FAULTS", "%",
                    "LOCATION");
     for (const auto& l : top)

@@ -299,12 +299,21 @@ Result<ReportOutput> build_fault_report(const Recording& rec, const ReportOption
 
   StackProfile profile = fault_stack_profile(rec, m.locations);
   FlameGraphOptions fg;
-  fg.title = "Faults by process and function";
   fg.id = "flame";
-  fg.note =
-      "A flame graph of fault counts: process, then the function that faulted (a faults recording "
-      "has no call stacks, so each stack is one frame). Click a frame to zoom, search with a "
-      "regex.";
+  if (!m.locations.chains.empty()) {
+    fg.title = "Faults by call stack";
+    fg.note =
+        "A flame graph of fault counts by full call stack (kscope faults --stacks): process, "
+        "then the user frames from the outermost to the one that faulted, then the kernel frames "
+        "of faults taken in the kernel. A stack the walker could not finish ends in a frame "
+        "'[incomplete: REASON]' at its root. Click a frame to zoom, search with a regex.";
+  } else {
+    fg.title = "Faults by process and function";
+    fg.note =
+        "A flame graph of fault counts: process, then the function that faulted (recorded "
+        "without --stacks, so each stack is one frame). Click a frame to zoom, search with a "
+        "regex.";
+  }
   body += render_flamegraph_section(profile, fg);
 
   // Page data for report.js.

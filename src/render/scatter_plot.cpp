@@ -631,4 +631,14 @@ Result<std::string> render_fault_plots(const std::vector<PlotPoint>& points, int
   return out;
 }
 
+Status validate_plot_size(int rows, int cols) {
+  if (rows < kScatterMinRows || rows > kScatterMaxRows)
+    return usage_error(
+        fmt::format("--rows must be between {} and {}", kScatterMinRows, kScatterMaxRows));
+  if (cols < kScatterMinCols || cols > kScatterMaxCols)
+    return usage_error(
+        fmt::format("--cols must be between {} and {}", kScatterMinCols, kScatterMaxCols));
+  return {};
+}
+
 }  // namespace kscope

@@ -97,6 +97,9 @@ std::vector<PageAxisRange> compress_page_axis(const std::vector<uint64_t>& pages
 
 // The end-of-run plot(s) of `kscope faults` and `kscope plot`: one plot, or with by_segment one
 // per non-empty segment ("(no faults to plot)" when there is none).
+// --rows/--cols within the plot's limits (a usage error otherwise).
+Status validate_plot_size(int rows, int cols);
+
 Result<std::string> render_fault_plots(const std::vector<PlotPoint>& points, int rows, int cols,
                                        bool by_segment, bool linear);
 

@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "symbols/elf_binary.h"
+#include "symbols/fault_stack_frames.h"
 
 namespace kscope {
 
@@ -23,6 +24,74 @@ struct IpKeyHash {
                                  (k.kernel ? 1ull << 63 : 0));
   }
 };
+
+// The frame of a named stack frame, shared with every other frame of the same function+offset
+// in the same module (markers by their text).
+uint32_t stack_frame_index(
+    const NamedStackFrame& nf, FaultLocations& out,
+    std::map<std::tuple<bool, std::string, std::string, uint64_t, uint64_t, uint32_t>, uint32_t>&
+        by_symbol,
+    std::map<std::string, std::string>& build_ids, uint32_t pid) {
+  const Symbol& sym = nf.symbol;
+  auto sk =
+      std::make_tuple(nf.kernel, sym.module_path.empty() ? sym.module : sym.module_path,
+                      sym.function, sym.offset, sym.resolved || !sym.module.empty() ? 0 : nf.addr,
+                      sym.resolved || !sym.module.empty() || nf.kernel ? 0u : pid);
+  auto [it, inserted] = by_symbol.emplace(sk, static_cast<uint32_t>(out.frames.size()));
+  if (inserted) {
+    ProfileFrame frame;
+    frame.addr = nf.addr;
+    frame.function = sym.function;
+    frame.offset = sym.offset;
+    frame.module = nf.kernel && sym.module.empty() ? "kernel" : sym.module;
+    frame.module_path = sym.module_path;
+    frame.kernel = nf.kernel;
+    frame.resolved = sym.resolved;
+    if (!sym.build_id.empty()) {
+      frame.build_id = sym.build_id;
+    } else if (!frame.module_path.empty()) {
+      auto [bit, fresh] = build_ids.emplace(frame.module_path, std::string());
+      if (fresh) {
+        if (auto id = read_build_id(frame.module_path)) bit->second = *id;
+      }
+      frame.build_id = bit->second;
+    }
+    out.frames.push_back(std::move(frame));
+  }
+  return it->second;
+}
+
+// Each fault's call chain (recordings with stacks): a stack id missing from the recording lost
+// its stacks block to damage and gets the marker "[stack lost: damaged recording]".
+void add_fault_chains(const Recording& recording, Symbolizer& symbolizer, FaultLocations& out,
+                      std::map<std::string, std::string>& build_ids) {
+  std::map<std::tuple<bool, std::string, std::string, uint64_t, uint64_t, uint32_t>, uint32_t>
+      by_symbol;
+  std::map<std::vector<uint32_t>, uint32_t> chain_ids;
+  std::map<uint32_t, uint32_t> chain_of_stack;  // stack id -> chain
+  out.chain_of_fault.reserve(recording.faults.size());
+  for (const FaultRecord& f : recording.faults) {
+    auto known = chain_of_stack.find(f.stack);
+    if (known != chain_of_stack.end()) {
+      out.chain_of_fault.push_back(known->second);
+      continue;
+    }
+    auto st = recording.stacks.find(f.stack);
+    const FaultStack* stack = st == recording.stacks.end() ? nullptr : &st->second;
+    std::vector<uint32_t> chain;
+    if (f.stack == 0) {
+      // No stack taken for this fault: its location alone.
+      chain.push_back(out.frame_of_fault[out.chain_of_fault.size()]);
+    } else {
+      for (const NamedStackFrame& nf : name_fault_stack(stack, kStackStatusLostDamaged, symbolizer))
+        chain.push_back(stack_frame_index(nf, out, by_symbol, build_ids, f.pid));
+    }
+    auto [cit, inserted] = chain_ids.emplace(chain, static_cast<uint32_t>(out.chains.size()));
+    if (inserted) out.chains.push_back(std::move(chain));
+    if (f.stack != 0) chain_of_stack.emplace(f.stack, cit->second);
+    out.chain_of_fault.push_back(cit->second);
+  }
+}
 
 }  // namespace
 
@@ -81,12 +150,13 @@ FaultLocations resolve_fault_locations(const Recording& recording, Symbolizer& s
     by_ip.emplace(key, sit->second);
     out.frame_of_fault.push_back(sit->second);
   }
+  if (recording.has_stacks) add_fault_chains(recording, symbolizer, out, build_ids);
   return out;
 }
 
-std::vector<StoredSymbol> name_fault_addresses(const FaultSummary& summary,
-                                               Symbolizer& symbolizer) {
-  std::vector<StoredSymbol> out;
+std::vector<StoredSymbol> name_fault_addresses(const FaultSummary& summary, Symbolizer& symbolizer,
+                                               const std::vector<const FaultStack*>& stacks) {
+  std::vector<StoredSymbol> out = name_stack_addresses(stacks, symbolizer);
   out.reserve(summary.by_location.size());
   for (const auto& [key, count] : summary.by_location) {
     StoredSymbol s;

@@ -8,26 +8,32 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <set>
+#include <tuple>
 #include <variant>
 
 #include "bpf/libbpf_util.h"
 #include "faults.skel.h"
 #include "kscope/abi/faults.h"
+#include "kscope/abi/unwind.h"
 #include "symbols/proc_maps.h"
+#include "trace/bpf_unwind_maps.h"
 #include "trace/command_launcher.h"
 #include "trace/mmap_watch.h"
 #include "trace/privileges.h"
 #include "trace/proc.h"
 #include "trace/targets.h"
+#include "unwind/table_loader.h"
 #include "util/clock.h"
 #include "util/fd.h"
 
 namespace kscope {
 
-static_assert(sizeof(kscope_fault_event) == 48, "kscope_fault_event layout changed");
+static_assert(sizeof(kscope_fault_event) == 56, "kscope_fault_event layout changed");
+static_assert(KSCOPE_UNWIND_REASON_MAX == kStackStatusUnwindReasonMax, "unwind reasons changed");
 static_assert(sizeof(kscope_task_event) == 40, "kscope_task_event layout changed");
 static_assert(sizeof(kscope_fork_event) == 24, "kscope_fork_event layout changed");
 static_assert(sizeof(kscope_exit_event) == 40, "kscope_exit_event layout changed");
@@ -93,6 +99,92 @@ struct FaultTracer::Impl {
     std::variant<FaultRecord, ThreadInfo, ForkEvent, ExitEvent> item;
   };
   std::vector<Held> held;
+  // --stacks: the native walker's tables, and each distinct (process, user stack, kernel stack)
+  // of the run with the id the sink knows it by.
+  std::unique_ptr<BpfUnwindMaps> unwind_maps;
+  std::unique_ptr<unwind::TableLoader> tables;
+  bool unwind_load_warned = false;
+  std::map<std::tuple<uint32_t, int32_t, int32_t>, std::pair<uint32_t, FaultStack*>> stack_ids;
+  std::vector<std::unique_ptr<FaultStack>> stacks;
+
+  // The frames of a stack_trace map entry (leaf first), empty when it is gone.
+  std::vector<uint64_t> trace_frames(int32_t id) {
+    std::vector<uint64_t> ips(127, 0);
+    uint32_t key = static_cast<uint32_t>(id);
+    if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.fault_stacks), &key, ips.data()) != 0) return {};
+    ips.erase(std::find(ips.begin(), ips.end(), 0ull), ips.end());
+    return ips;
+  }
+
+  static uint8_t lost_status(int32_t id) {
+    if (id == KSCOPE_FAULT_STACK_COLLISION) return kStackStatusLostCollision;
+    if (id == KSCOPE_FAULT_STACK_NONE) return kStackStatusNone;
+    return kStackStatusLostError;
+  }
+
+  // The run's id of a fault's stacks (0 without --stacks); a new stack is read from the maps
+  // (they are written at fault entry, before the record) and handed to the sink once.
+  uint32_t stack_of(uint32_t pid, int32_t ustack, int32_t kstack, bool kernel_mode) {
+    if (options.stacks == FaultStackMode::kOff) return 0;
+    auto [it, inserted] = stack_ids.try_emplace({pid, ustack, kstack});
+    FaultStack* st;
+    if (inserted) {
+      auto s = std::make_unique<FaultStack>();
+      s->id = static_cast<uint32_t>(stacks.size() + 1);
+      s->pid = pid;
+      if (ustack < 0) {
+        s->user_status = lost_status(ustack);
+      } else if (options.stacks == FaultStackMode::kFramePointers) {
+        s->user = trace_frames(ustack);
+        s->user_status = s->user.empty() ? kStackStatusLostError : kStackStatusFramePointers;
+      } else {
+        auto v = std::make_unique<kscope_unwind_stack>();
+        uint32_t key = static_cast<uint32_t>(ustack);
+        if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.ustacks), &key, v.get()) == 0) {
+          uint32_t len = std::min<uint32_t>(v->len, KSCOPE_UNWIND_MAX_FRAMES);
+          s->user.assign(v->ips, v->ips + len);
+          s->user_status = v->reason < KSCOPE_UNWIND_REASON_MAX
+                               ? v->reason
+                               : static_cast<uint8_t>(KSCOPE_UNWIND_BUDGET);
+        } else {
+          s->user_status = kStackStatusLostError;
+        }
+      }
+      if (!kernel_mode) {
+        s->kernel_status = kStackStatusNone;
+      } else if (kstack < 0) {
+        s->kernel_status =
+            kstack == KSCOPE_FAULT_STACK_NONE ? kStackStatusLostError : lost_status(kstack);
+      } else {
+        s->kernel = trace_frames(kstack);
+        s->kernel_status = s->kernel.empty() ? kStackStatusLostError : kStackStatusPresent;
+      }
+      st = s.get();
+      it->second = {s->id, st};
+      stacks.push_back(std::move(s));
+      sink->on_stack(*st);
+    } else {
+      st = it->second.second;
+    }
+    totals.user_stack_status[st->user_status]++;
+    if (kernel_mode) totals.kernel_stack_status[st->kernel_status]++;
+    return st->id;
+  }
+
+  void load_tables(pid_t pid, const std::vector<Mapping>& mappings) {
+    if (!tables) return;
+    std::vector<unwind::ExecMapping> exec;
+    for (const Mapping& m : mappings) {
+      if (!m.executable()) continue;
+      exec.push_back({m.start, m.end, m.offset, m.inode, m.dev_major, m.dev_minor, m.path});
+    }
+    Status st = tables->load_process(static_cast<uint32_t>(pid), exec);
+    if (!st && !unwind_load_warned) {
+      unwind_load_warned = true;
+      std::fprintf(stderr, "kscope faults: unwind tables of process %d not loaded: %s\n", pid,
+                   st.error().message.c_str());
+    }
+  }
 
   uint64_t rel(uint64_t ts) const { return ts > start_ns ? ts - start_ns : 0; }
 
@@ -114,6 +206,8 @@ struct FaultTracer::Impl {
     for (const auto& m : current)
       if (m.executable()) ps.exec_ranges.emplace_back(m.start, m.end);
     std::sort(ps.exec_ranges.begin(), ps.exec_ranges.end());
+    // The walker's tables follow the same mappings (a dlopen arrives as an mmap record).
+    load_tables(pid, current);
     sink->on_mappings(MappingSnapshot{static_cast<uint32_t>(pid), rel(now), std::move(current)});
   }
 
@@ -183,6 +277,7 @@ struct FaultTracer::Impl {
         r.segment = seg < kSegmentCount ? static_cast<Segment>(seg) : Segment::kOther;
         r.latency_ns = e.latency_ns;
         r.cpu = e.cpu;
+        r.stack = stack_of(e.pid, e.ustack, e.kstack, r.mode == FaultMode::kKernel);
         totals.seen_by_pid[r.pid]++;
         if (r.mode == FaultMode::kUser) {
           auto it = processes.find(static_cast<pid_t>(r.pid));
@@ -462,9 +557,31 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
   auto* skel = impl->skel.get();
   skel->rodata->follow_children = options.follow_children;
   skel->rodata->wakeup_bytes = std::max<uint64_t>(options.ringbuf_bytes / 16, 4096);
+  const bool dwarf = options.stacks == FaultStackMode::kDwarf;
+  const bool stacks = options.stacks != FaultStackMode::kOff;
+  skel->rodata->stack_mode = options.stacks == FaultStackMode::kOff     ? KSCOPE_FAULT_STACKS_OFF
+                             : options.stacks == FaultStackMode::kDwarf ? KSCOPE_FAULT_STACKS_DWARF
+                                                                        : KSCOPE_FAULT_STACKS_FP;
+  // Without stacks (or without the native walk) their maps shrink to one entry each.
+  for (auto [map, size] :
+       {std::pair{skel->maps.unwind_rows, dwarf ? options.unwind_rows : 1u},
+        std::pair{skel->maps.unwind_files, dwarf ? options.unwind_files : 1u},
+        std::pair{skel->maps.unwind_procs, dwarf ? options.unwind_processes : 1u},
+        std::pair{skel->maps.ustacks, dwarf ? options.max_stacks : 1u},
+        std::pair{skel->maps.fault_stacks, stacks ? options.max_stacks : 1u}}) {
+    if (int err = bpf_map__set_max_entries(map, size))
+      return bpf::libbpf_error("sizing the stack maps failed", err);
+  }
   if (int err = bpf_map__set_max_entries(skel->maps.events, options.ringbuf_bytes))
     return bpf::libbpf_error("sizing the ring buffer failed", err);
   if (int err = faults_bpf__load(skel)) return bpf::load_error("faults", err);
+  if (dwarf) {
+    impl->unwind_maps = std::make_unique<BpfUnwindMaps>(bpf_map__fd(skel->maps.unwind_rows),
+                                                        bpf_map__fd(skel->maps.unwind_files),
+                                                        bpf_map__fd(skel->maps.unwind_procs));
+    impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, options.unwind_rows,
+                                                         options.unwind_files);
+  }
   impl->ncpus = libbpf_num_possible_cpus();
   if (impl->ncpus <= 0) return bpf::libbpf_error("cannot count the possible CPUs", impl->ncpus);
   if (int err = faults_bpf__attach(skel)) {
@@ -637,6 +754,20 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
   if (s.mmaps) totals.mmap_records_lost = s.mmaps->lost();
 
   totals.bounds_full = s.counter_sum(KSCOPE_CNT_BOUNDS_FULL);
+  if (s.options.stacks != FaultStackMode::kOff) {
+    totals.stack_walker = s.options.stacks == FaultStackMode::kDwarf ? "dwarf" : "fp";
+    totals.stacks_distinct = s.stacks.size();
+  }
+  if (s.tables) {
+    const auto& st = s.tables->stats();
+    totals.unwind_files = st.files;
+    totals.unwind_rows = st.rows;
+    totals.unwind_rows_capacity = st.rows_capacity;
+    totals.unwind_table_bytes = st.table_bytes();
+    totals.unwind_files_no_table = st.files_no_table;
+    totals.unwind_files_no_room = st.files_no_room;
+    totals.unwind_mappings_dropped = st.mappings_dropped;
+  }
   s.reconcile(bounds);
 
   if (s.command) {

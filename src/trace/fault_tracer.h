@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "model/fault_record.h"
+#include "model/fault_stacks.h"
 #include "model/fault_summary.h"
 #include "model/process_info.h"
 #include "util/result.h"
@@ -26,6 +27,8 @@ class FaultSink {
   virtual void on_fault(const FaultRecord& r) = 0;
   virtual void on_thread(const ThreadInfo& t) = 0;
   virtual void on_mappings(const MappingSnapshot& m) = 0;
+  // kscope faults --stacks: a stack seen for the first time, before any fault that refers to it.
+  virtual void on_stack(const FaultStack& stack) { (void)stack; }
   virtual void on_fork(const ForkEvent& fork) = 0;
   // exit.group_dead: the last live thread of its process (computed in the kernel program).
   virtual void on_exit(const ExitEvent& exit) = 0;
@@ -39,6 +42,9 @@ class FaultSink {
   }
 };
 
+// kscope faults --stacks[=dwarf|fp]: which user-stack walker, if any.
+enum class FaultStackMode { kOff, kDwarf, kFramePointers };
+
 struct FaultTraceOptions {
   std::vector<pid_t> pids;  // -p
   // -t: these threads only, each with its process (tgid); resolved by trace/targets.h.
@@ -49,6 +55,11 @@ struct FaultTraceOptions {
   std::optional<double> duration_s;
   uint32_t ringbuf_bytes = 16u << 20;
   int verbosity = 0;
+  FaultStackMode stacks = FaultStackMode::kOff;
+  uint32_t max_stacks = 65536;      // distinct user stacks, and kernel (or fp) stacks, kept in BPF
+  uint32_t unwind_rows = 1u << 21;  // the native walker's rows map (8 bytes per row)
+  uint32_t unwind_files = 8192;
+  uint32_t unwind_processes = 8192;
 };
 
 struct FaultTraceOutcome {

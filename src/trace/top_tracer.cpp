@@ -14,7 +14,9 @@
 #include "bpf/libbpf_util.h"
 #include "kscope/abi/top.h"
 #include "kscope/abi/unwind.h"
+#include "model/fault_stacks.h"
 #include "top.skel.h"
+#include "trace/bpf_unwind_maps.h"
 #include "trace/privileges.h"
 #include "trace/proc.h"
 #include "trace/targets.h"
@@ -46,59 +48,6 @@ struct SkeletonDeleter {
 constexpr size_t kMaxStackDepth = 127;
 std::string bounded(const char* s, size_t max) { return std::string(s, strnlen(s, max)); }
 }  // namespace
-
-// The unwinder's BPF maps of the top object, written for unwind::TableLoader.
-class BpfUnwindMaps : public unwind::UnwindMapWriter {
- public:
-  BpfUnwindMaps(int rows, int files, int procs) : rows_(rows), files_(files), procs_(procs) {}
-  Status write_rows(uint32_t first, std::span<const kscope_unwind_row> rows) override {
-    constexpr size_t kChunk = 8192;
-    std::vector<uint32_t> keys;
-    for (size_t done = 0; done < rows.size();) {
-      size_t n = std::min(kChunk, rows.size() - done);
-      if (batch_ok_) {
-        keys.resize(n);
-        for (size_t i = 0; i < n; ++i) keys[i] = first + static_cast<uint32_t>(done + i);
-        uint32_t count = static_cast<uint32_t>(n);
-        LIBBPF_OPTS(bpf_map_batch_opts, opts);
-        if (bpf_map_update_batch(rows_, keys.data(), rows.data() + done, &count, &opts) == 0) {
-          done += n;
-          continue;
-        }
-        if (errno != EINVAL && errno != ENOTSUP && errno != EOPNOTSUPP)
-          return errno_error("writing unwind rows to the BPF map failed");
-        batch_ok_ = false;  // an old kernel: one element at a time
-      }
-      for (size_t i = 0; i < n; ++i) {
-        uint32_t key = first + static_cast<uint32_t>(done + i);
-        if (bpf_map_update_elem(rows_, &key, &rows[done + i], BPF_ANY) != 0)
-          return errno_error("writing unwind rows to the BPF map failed");
-      }
-      done += n;
-    }
-    return {};
-  }
-  Status write_file(uint32_t id, const kscope_unwind_file& file) override {
-    if (bpf_map_update_elem(files_, &id, &file, BPF_ANY) != 0)
-      return errno_error("writing an unwind file entry to the BPF map failed");
-    return {};
-  }
-  Status write_process(uint32_t pid, const kscope_unwind_process& process) override {
-    if (bpf_map_update_elem(procs_, &pid, &process, BPF_ANY) != 0)
-      return errno_error(
-          fmt::format("writing the mappings of process {} to the BPF map failed", pid));
-    return {};
-  }
-  void delete_process(uint32_t pid) override {
-    // ENOENT when it was never loaded: nothing to undo.
-    if (bpf_map_delete_elem(procs_, &pid) != 0 && errno != ENOENT) ++delete_failures_;
-  }
-
- private:
-  int rows_, files_, procs_;
-  bool batch_ok_ = true;
-  uint64_t delete_failures_ = 0;
-};
 
 struct TopTracer::Impl {
   TopTraceOptions options;
@@ -333,32 +282,7 @@ std::vector<uint64_t> TopTracer::stack(int32_t id) {
   return ips;
 }
 
-const char* unwind_reason_name(uint8_t reason) {
-  switch (reason) {
-    case KSCOPE_UNWIND_COMPLETE:
-      return "complete";
-    case KSCOPE_UNWIND_NO_PROCESS:
-      return "process tables not loaded yet";
-    case KSCOPE_UNWIND_NO_MAPPING:
-      return "pc outside executable mappings";
-    case KSCOPE_UNWIND_NO_TABLE:
-      return "no unwind table for mapping";
-    case KSCOPE_UNWIND_NO_ROW:
-      return "no unwind row for pc";
-    case KSCOPE_UNWIND_UNSUPPORTED:
-      return "unsupported unwind rule";
-    case KSCOPE_UNWIND_READ_FAILED:
-      return "stack memory unreadable";
-    case KSCOPE_UNWIND_BAD_FRAME:
-      return "bad frame";
-    case KSCOPE_UNWIND_DEPTH:
-      return "depth limit";
-    case KSCOPE_UNWIND_BUDGET:
-      return "verifier budget";
-    default:
-      return "unknown";
-  }
-}
+const char* unwind_reason_name(uint8_t reason) { return unwind_reason_text(reason); }
 
 bool TopTracer::native_unwind() const { return impl_->tables != nullptr; }
 

@@ -1014,7 +1014,7 @@ TEST(RecordingSymbols, RoundTripAcrossSeveralBlocks) {
   }
   auto r = read_recording(path);
   ASSERT_TRUE(r.ok()) << r.error().describe();
-  EXPECT_EQ(r->summary.version_minor, 1);
+  EXPECT_EQ(r->summary.version_minor, kRecordingVersionMinor);
   EXPECT_TRUE(r->summary.complete);
   EXPECT_EQ(r->summary.skipped_blocks, 0u);
   expect_equal_content(*r, c);

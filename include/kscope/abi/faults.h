@@ -47,6 +47,23 @@ struct kscope_fault_event {
   __u32 pid;   /* thread group id */
   __u32 tid;
   __u64 latency_ns; /* entry to resolution */
+  /* kscope faults --stacks: the user stack (an id in `ustacks` with the native walker, in
+   * `fault_stacks` with frame pointers) and, for a fault taken in kernel mode, the kernel stack
+   * (an id in `fault_stacks`); KSCOPE_FAULT_STACK_* when there is none. */
+  __s32 ustack;
+  __s32 kstack;
+};
+
+/* kscope_fault_event.ustack / kstack when no id: */
+#define KSCOPE_FAULT_STACK_NONE (-1) /* not collected (no --stacks, user-mode fault's kstack) */
+#define KSCOPE_FAULT_STACK_COLLISION (-2) /* another stack held the map slot: not stored */
+#define KSCOPE_FAULT_STACK_ERROR (-3)     /* the map was full, or the helper failed */
+
+/* Which user-stack walker `kscope faults --stacks` uses (rodata stack_mode). */
+enum kscope_fault_stack_mode {
+  KSCOPE_FAULT_STACKS_OFF = 0,
+  KSCOPE_FAULT_STACKS_DWARF = 1, /* the native .eh_frame unwinder (bpf/unwind.bpf.h) */
+  KSCOPE_FAULT_STACKS_FP = 2,    /* the kernel's frame-pointer walk (bpf_get_stackid) */
 };
 
 /* Fault records are gathered per CPU and written to the ring buffer in batches: one ring-buffer

@@ -1,0 +1,357 @@
+// `kscope faults --stacks` against ground truth: tests/progs/fault_stacks, built -O2
+// -fomit-frame-pointer, takes page faults at the end of known call chains (a 10-deep chain, inside
+// libc's memset, in a qsort callback, in the kernel during read()). Every one of those faults must
+// carry its chain whole and in order, every user frame must lie in an executable mapping of the
+// process, the folded export must sum to the fault count, the recording must name its frames after
+// the binary is deleted, and perf's DWARF call graphs of the same program must agree.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "model/recording.h"
+#include "runtime_env.h"
+#include "subprocess.h"
+#include "symbols/fault_stack_frames.h"
+#include "symbols/symbolizer.h"
+#include "tools.h"
+
+namespace kscope::testing {
+namespace {
+
+const std::string kKscope = KSCOPE_BINARY;
+
+struct ExecRange {
+  uint64_t start, end;
+};
+
+std::vector<ExecRange> exec_mappings(int pid) {
+  std::vector<ExecRange> out;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
+  std::string line;
+  while (std::getline(in, line)) {
+    unsigned long long s = 0, e = 0;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%llx-%llx %7s", &s, &e, perms) != 3 || perms[2] != 'x') continue;
+    out.push_back({s, e});
+  }
+  return out;
+}
+
+std::string join(const std::vector<std::string>& v, const char* sep = " <- ") {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
+  return s;
+}
+
+// The program's chain from the faulting function up to main, leaf first.
+const std::vector<std::string> kChain = {"toucher", "f8", "f7", "f6",        "f5",  "f4",
+                                         "f3",      "f2", "f1", "run_chain", "main"};
+
+class FaultStacksRuntime : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("kscope-fstacks-" + std::to_string(getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    // A copy of the program of its own: the deleted-binary test removes it.
+    prog_ = (dir_ / "fault_stacks").string();
+    std::filesystem::copy_file(std::string(KSCOPE_TEST_PROGS_DIR) + "/fault_stacks", prog_);
+  }
+  void TearDown() override {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      wait_for(pid_, 5);
+    }
+    std::filesystem::remove_all(dir_);
+  }
+
+  // Runs `fault_stacks MODE PAGES` under `kscope faults -p PID --stacks[=walker] -o REC`: the
+  // program maps its buffer and waits; kscope attaches (and loads the process's unwind tables);
+  // then the program is released and takes its faults. Returns the recording.
+  Recording trace(const std::string& mode, int pages, const std::string& walker = "") {
+    std::string out = (dir_ / "prog.out").string();
+    pid_ = spawn({prog_, mode, std::to_string(pages)}, out);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (read_file(out).find("ready") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    unsigned long long s = 0, e = 0;
+    std::string text = read_file(out);
+    auto at = text.find("buffer ");
+    if (at == std::string::npos ||
+        std::sscanf(text.c_str() + at, "buffer %llx %llx", &s, &e) != 2) {
+      ADD_FAILURE() << "the test program did not start: " << text;
+      return {};
+    }
+    buf_start_ = s;
+    buf_end_ = e;
+    maps_ = exec_mappings(pid_);
+    rec_path_ = (dir_ / "rec.kscope").string();
+    events_path_ = (dir_ / "events.csv").string();
+    std::string err = (dir_ / "kscope.err").string();
+    int kpid = spawn({kKscope, "faults", "-p", std::to_string(pid_),
+                      walker.empty() ? "--stacks" : "--stacks=" + walker, "-o", rec_path_,
+                      "--events", events_path_, "--format", "csv", "--no-plot"},
+                     (dir_ / "kscope.out").string(), err);
+    // Loading and verifying the walker takes seconds on a loaded machine.
+    deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
+    while (read_file(err).find("tracing page faults") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline && wait_for(kpid, 0) == -1)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    kill(pid_, SIGUSR1);
+    EXPECT_EQ(wait_for(pid_, 60), 0) << read_file(out);
+    pid_ = -1;
+    int rc = wait_for(kpid, 120);
+    kscope_err_ = read_file(err);
+    kscope_out_ = read_file((dir_ / "kscope.out").string());
+    EXPECT_EQ(rc, 0) << kscope_err_;
+    auto rec = read_recording(rec_path_);
+    if (!rec.ok()) {
+      ADD_FAILURE() << rec.error().describe();
+      return {};
+    }
+    return std::move(*rec);
+  }
+
+  bool in_buffer(const FaultRecord& f) const { return f.addr >= buf_start_ && f.addr < buf_end_; }
+
+  // A fault's frames (leaf first), named as `kscope report`/`export` name them: the recording's
+  // last mappings, then its stored names.
+  std::vector<NamedStackFrame> frames(const Recording& rec, const FaultRecord& f) {
+    if (!symbolizer_) {
+      symbolizer_ = std::make_unique<Symbolizer>();
+      for (const auto& snap : rec.mappings) symbolizer_->set_mappings(snap);
+      symbolizer_->add_stored_symbols(rec.symbols);
+    }
+    auto it = rec.stacks.find(f.stack);
+    return name_fault_stack(it == rec.stacks.end() ? nullptr : &it->second, kStackStatusLostDamaged,
+                            *symbolizer_);
+  }
+  static std::vector<std::string> names(const std::vector<NamedStackFrame>& frames) {
+    std::vector<std::string> out;
+    for (const auto& f : frames) out.push_back(stack_frame_word(f));
+    return out;
+  }
+
+  void expect_user_frames_mapped(const FaultStack& s) {
+    for (uint64_t ip : s.user) {
+      bool inside = false;
+      for (const auto& m : maps_) inside = inside || (ip >= m.start && ip < m.end);
+      EXPECT_TRUE(inside) << std::hex << ip << " is in no executable mapping";
+    }
+  }
+
+  std::filesystem::path dir_;
+  std::string prog_, rec_path_, events_path_, kscope_err_, kscope_out_;
+  int pid_ = -1;
+  uint64_t buf_start_ = 0, buf_end_ = 0;
+  std::vector<ExecRange> maps_;
+  std::unique_ptr<Symbolizer> symbolizer_;
+};
+
+TEST_F(FaultStacksRuntime, DeepChainEveryFaultHasTheWholeChain) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  constexpr int kPages = 64;
+  Recording rec = trace("chain", kPages);
+  ASSERT_TRUE(rec.has_stacks);
+  int seen = 0;
+  for (const FaultRecord& f : rec.faults) {
+    if (!in_buffer(f)) continue;
+    ++seen;
+    ASSERT_NE(f.stack, 0u);
+    const FaultStack& s = rec.stacks.at(f.stack);
+    EXPECT_EQ(s.user_status, kStackStatusComplete) << user_stack_marker(s.user_status);
+    EXPECT_EQ(s.kernel_status, kStackStatusNone);
+    EXPECT_EQ(s.user.front(), f.ip);  // the first frame is where the fault was
+    expect_user_frames_mapped(s);
+    auto n = names(frames(rec, f));
+    ASSERT_GE(n.size(), kChain.size()) << join(n);
+    EXPECT_EQ(std::vector<std::string>(n.begin(), n.begin() + kChain.size()), kChain) << join(n);
+  }
+  EXPECT_EQ(seen, kPages);
+  // The summary names the chain as its top call path, root first.
+  EXPECT_NE(kscope_out_.find("top call paths"), std::string::npos) << kscope_out_;
+  EXPECT_NE(kscope_out_.find("main -> run_chain -> f1 -> f2 -> f3 -> f4 -> f5 -> f6 -> f7 -> f8 "
+                             "-> toucher"),
+            std::string::npos)
+      << kscope_out_;
+  // The events' stack field: leaf first.
+  std::string events = read_file(events_path_);
+  EXPECT_EQ(events.substr(0, events.find('\n')),
+            "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns,cpu,stack");
+  size_t with_chain = 0, pos = 0;
+  std::string want = join(kChain, ";");
+  while ((pos = events.find(want, pos)) != std::string::npos) ++with_chain, ++pos;
+  EXPECT_GE(with_chain, static_cast<size_t>(kPages));
+
+  // Folded export: comm;root;...;leaf COUNT, summing to the faults recorded.
+  auto folded = run({kKscope, "export", rec_path_, "--format", "folded", "-o", "-"}, 120);
+  ASSERT_EQ(folded.exit_code, 0) << folded.err;
+  std::istringstream in(folded.out);
+  std::string line;
+  uint64_t sum = 0, chain_count = 0;
+  std::string root_first = "main;run_chain;f1;f2;f3;f4;f5;f6;f7;f8;toucher ";
+  while (std::getline(in, line)) {
+    auto sp = line.rfind(' ');
+    ASSERT_NE(sp, std::string::npos) << line;
+    uint64_t n = std::stoull(line.substr(sp + 1));
+    sum += n;
+    if (line.find(root_first) != std::string::npos) chain_count += n;
+  }
+  EXPECT_EQ(sum, rec.faults.size());
+  EXPECT_GE(chain_count, static_cast<uint64_t>(kPages)) << folded.out;
+
+  // The binary deleted: the recording still names every frame (its stored names).
+  std::filesystem::remove(prog_);
+  auto again = run({kKscope, "export", rec_path_, "--format", "folded", "-o", "-"}, 120);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(again.out, folded.out);
+}
+
+TEST_F(FaultStacksRuntime, FaultInsideLibcMemsetShowsItsCallers) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  constexpr int kPages = 64;
+  Recording rec = trace("memset", kPages);
+  int seen = 0;
+  for (const FaultRecord& f : rec.faults) {
+    if (!in_buffer(f)) continue;
+    ++seen;
+    const FaultStack& s = rec.stacks.at(f.stack);
+    EXPECT_EQ(s.user_status, kStackStatusComplete) << user_stack_marker(s.user_status);
+    expect_user_frames_mapped(s);
+    auto fr = frames(rec, f);
+    auto n = names(fr);
+    ASSERT_GE(n.size(), 3u) << join(n);
+    EXPECT_NE(n[0].find("memset"), std::string::npos) << join(n);
+    EXPECT_EQ(fr[0].symbol.module, "libc.so.6") << join(n);
+    EXPECT_EQ(n[1], "memset_caller") << join(n);
+    EXPECT_EQ(n[2], "main") << join(n);
+  }
+  EXPECT_EQ(seen, kPages);
+}
+
+TEST_F(FaultStacksRuntime, QsortCallbackShowsQsortBetweenTheProgramsFrames) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  constexpr int kPages = 32;
+  Recording rec = trace("qsort", kPages);
+  int seen = 0;
+  for (const FaultRecord& f : rec.faults) {
+    if (!in_buffer(f)) continue;
+    ++seen;
+    const FaultStack& s = rec.stacks.at(f.stack);
+    EXPECT_EQ(s.user_status, kStackStatusComplete) << user_stack_marker(s.user_status);
+    expect_user_frames_mapped(s);
+    auto fr = frames(rec, f);
+    auto n = names(fr);
+    ASSERT_GE(n.size(), 4u) << join(n);
+    EXPECT_EQ(n[0], "compare_touch") << join(n);
+    auto driver = std::find(n.begin(), n.end(), "qsort_driver");
+    ASSERT_NE(driver, n.end()) << join(n);
+    ASSERT_NE(driver + 1, n.end());
+    EXPECT_EQ(*(driver + 1), "main") << join(n);
+    size_t d = static_cast<size_t>(driver - n.begin());
+    ASSERT_GE(d, 2u) << "no libc frame between the callback and qsort_driver: " << join(n);
+    bool qsort_named = false;
+    for (size_t i = 1; i < d; ++i) {
+      EXPECT_EQ(fr[i].symbol.module, "libc.so.6") << n[i] << " in " << join(n);
+      qsort_named = qsort_named || n[i].find("sort") != std::string::npos;
+    }
+    EXPECT_TRUE(qsort_named) << join(n);
+  }
+  EXPECT_EQ(seen, kPages);
+}
+
+TEST_F(FaultStacksRuntime, KernelModeFaultHasKernelAndUserStacks) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  constexpr int kPages = 32;
+  Recording rec = trace("read", kPages);
+  int seen = 0;
+  for (const FaultRecord& f : rec.faults) {
+    if (!in_buffer(f)) continue;
+    ASSERT_EQ(f.mode, FaultMode::kKernel);  // read() writes the buffer from the kernel
+    ++seen;
+    const FaultStack& s = rec.stacks.at(f.stack);
+    EXPECT_EQ(s.kernel_status, kStackStatusPresent);
+    EXPECT_EQ(s.user_status, kStackStatusComplete) << user_stack_marker(s.user_status);
+    expect_user_frames_mapped(s);
+    auto fr = frames(rec, f);
+    auto n = names(fr);
+    size_t k = 0;
+    while (k < fr.size() && fr[k].kernel) ++k;
+    ASSERT_GE(k, 1u) << join(n);
+    EXPECT_EQ(std::find(n.begin(), n.end(), "asm_exc_page_fault_[k]"), n.end()) << join(n);
+    // The user part: the read wrapper in libc, its caller, main.
+    ASSERT_GE(n.size(), k + 3) << join(n);
+    EXPECT_EQ(fr[k].symbol.module, "libc.so.6") << join(n);
+    EXPECT_EQ(n[k + 1], "read_caller") << join(n);
+    EXPECT_EQ(n[k + 2], "main") << join(n);
+  }
+  EXPECT_EQ(seen, kPages);
+}
+
+// perf's own DWARF unwinding (libdw/libunwind on a copy of the stack) on the same program: the
+// function chains of the toucher's faults agree with kscope's.
+TEST_F(FaultStacksRuntime, AgreesWithPerfDwarfCallGraphs) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  KSCOPE_REQUIRE_TOOL_OR_SKIP(perf, "perf", "linux-perf");
+  constexpr int kPages = 32;
+  Recording rec = trace("chain", kPages);
+  std::vector<std::string> ours;
+  for (const FaultRecord& f : rec.faults) {
+    if (!in_buffer(f)) continue;
+    auto n = names(frames(rec, f));
+    if (n.size() > kChain.size()) n.resize(kChain.size());
+    ours = n;
+    break;
+  }
+  ASSERT_EQ(ours, kChain);
+  std::string data = (dir_ / "perf.data").string();
+  auto rec_run = run({perf, "record", "-q", "-e", "page-faults", "-c", "1", "--call-graph", "dwarf",
+                      "-o", data, "--", prog_, "chain", std::to_string(kPages), "go"},
+                     180);
+  ASSERT_EQ(rec_run.exit_code, 0) << rec_run.err;
+  auto script = run({perf, "script", "-i", data, "-F", "ip,sym"}, 180);
+  ASSERT_EQ(script.exit_code, 0) << script.err;
+  // Samples are separated by blank lines; each frame line is "ADDR SYMBOL".
+  std::istringstream in(script.out);
+  std::string line;
+  std::vector<std::string> sample;
+  int toucher_samples = 0, agreeing = 0;
+  auto finish = [&] {
+    if (!sample.empty() && sample[0] == "toucher") {
+      ++toucher_samples;
+      std::vector<std::string> head(sample.begin(),
+                                    sample.begin() + std::min(sample.size(), kChain.size()));
+      if (head == ours)
+        ++agreeing;
+      else
+        ADD_FAILURE() << "perf: " << join(sample) << "\nkscope: " << join(ours);
+    }
+    sample.clear();
+  };
+  while (std::getline(in, line)) {
+    std::istringstream words(line);
+    std::string addr, sym;
+    if (!(words >> addr >> sym)) {
+      finish();
+      continue;
+    }
+    sample.push_back(sym);
+  }
+  finish();
+  EXPECT_EQ(toucher_samples, kPages);
+  EXPECT_EQ(agreeing, toucher_samples);
+}
+
+}  // namespace
+}  // namespace kscope::testing
