@@ -21,6 +21,9 @@ namespace kscope {
 struct TopSessionOptions {
   TopTraceOptions trace;
   bool keep_whole_run = false;  // keep the values of exited threads for the whole-run profile
+  // false (--once): no refresh() comes, so poll() retires exited threads (keeping what the
+  // whole-run table needs of them) and drops exited processes about once a second.
+  bool refreshes = true;
   std::string recording_path;   // -o
   RecordingMeta meta;           // for the recording
   SymbolizerOptions symbols;    // debug directories, debuginfod, JIT maps, kallsyms
