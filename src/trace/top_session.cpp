@@ -1,10 +1,12 @@
 #include "trace/top_session.h"
 
 #include <fmt/format.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -325,6 +327,7 @@ struct TopSession::Impl {
       if (b != before_oncpu.end() && b->second == now_oncpu[k.tid]) tids.emplace(k.tid, k.pid);
     }
     drop_exited(sample);
+    sweep_unannounced();
     std::vector<uint32_t> dead;
     for (const auto& [tid, pid] : tids)
       if (!thread_alive(pid, tid)) dead.push_back(tid);
@@ -361,6 +364,19 @@ struct TopSession::Impl {
         auto& ids = exited[pid];
         ids.insert(dead_stacks[pid].begin(), dead_stacks[pid].end());
       }
+  }
+
+  // Mapping records come for every process on the machine, before its process event if any:
+  // those of processes never announced (filtered out, or gone before they ran a tracked switch)
+  // are forgotten once the process no longer exists, so they do not pile up with churn.
+  void sweep_unannounced() {
+    for (auto it = procmaps.begin(); it != procmaps.end();) {
+      if (!mapped_pids.count(it->first) && ::kill(static_cast<pid_t>(it->first), 0) != 0 &&
+          errno == ESRCH)
+        it = procmaps.erase(it);
+      else
+        ++it;
+    }
   }
 
   // Drops what is kept per process for the processes found exited at the previous refresh:
