@@ -46,7 +46,7 @@ class TopRetired {
     uint64_t addr = 0;
     uint64_t offset = 0;
     uint32_t symbol = 0, module = 0, module_path = 0;  // indices into strings_
-    uint8_t flags = 0;                                  // kernel, resolved, inlined, marker
+    uint8_t flags = 0;                                 // kernel, resolved, inlined, marker
     auto operator<=>(const Frame&) const = default;
   };
   uint32_t intern_string(const std::string& s);

@@ -24,9 +24,9 @@ struct TopSessionOptions {
   // false (--once): no refresh() comes, so poll() retires exited threads (keeping what the
   // whole-run table needs of them) and drops exited processes about once a second.
   bool refreshes = true;
-  std::string recording_path;   // -o
-  RecordingMeta meta;           // for the recording
-  SymbolizerOptions symbols;    // debug directories, debuginfod, JIT maps, kallsyms
+  std::string recording_path;  // -o
+  RecordingMeta meta;          // for the recording
+  SymbolizerOptions symbols;   // debug directories, debuginfod, JIT maps, kallsyms
 };
 
 struct TopSummary {

@@ -16,8 +16,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -160,8 +160,8 @@ TEST_F(FaultInjection, FaultsKilledMidTraceLeavesNothingAndTheNextRunWorks) {
   int prog = start({kFaultprog, "loop-touch"});
   kill_mid_trace({kKscope, "faults", "-p", std::to_string(prog), "--no-plot"}, "tracing");
   // The next run traces the same process normally.
-  auto r = run({kKscope, "faults", "-p", std::to_string(prog), "--duration", "1", "--no-plot"},
-               120);
+  auto r =
+      run({kKscope, "faults", "-p", std::to_string(prog), "--duration", "1", "--no-plot"}, 120);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::smatch m;
   std::regex re("pid " + std::to_string(prog) +

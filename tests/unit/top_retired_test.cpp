@@ -1,12 +1,12 @@
 // What kscope top keeps of exited processes for the whole-run profile (TopRetired): values,
 // names and symbolized user stacks round-trip exactly, and what is held grows with the distinct
 // frames and stacks of the run, not with the number of processes that ran the same code.
+#include "model/top_retired.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
-
-#include "model/top_retired.h"
 
 namespace kscope {
 namespace {
