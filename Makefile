@@ -5,7 +5,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 KSCOPE := $(BUILD_DIR)/kscope
 
-.PHONY: all build deps deps-check deps-bench configure demo check check-sanitize fuzz fuzz-smoke format format-check unit-test runtime-test bench fault-patterns studies clean
+.PHONY: all build deps deps-check deps-bench configure demo check check-sanitize fuzz fuzz-smoke soak format format-check unit-test runtime-test bench fault-patterns studies clean
 
 all: build
 
@@ -59,6 +59,12 @@ fuzz: deps-check
 
 fuzz-smoke: deps-check
 	@scripts/fuzz.sh $(FUZZ_DIR) $(JOBS) 15
+
+# kscope top (live screen in tmux) and kscope faults -p on a churning workload for SOAK_SECONDS:
+# RSS, fds and BPF map memory must stay flat after the warm-up (root; docs/RELIABILITY.md).
+SOAK_SECONDS ?= 600
+soak: build
+	@scripts/soak.sh $(BUILD_DIR) $(SOAK_SECONDS)
 
 unit-test: build
 	@cd $(BUILD_DIR) && ctest --output-on-failure -LE runtime

@@ -84,6 +84,7 @@ Result<int> run_top(const TopCliOptions& o) {
   so.trace.ringbuf_bytes = so.trace.record_slices ? (8u << 20) : (256u << 10);
   so.trace.verbosity = global_options().verbose;
   so.keep_whole_run = !o.folded_path.empty() || !o.output_path.empty();
+  so.refreshes = !o.once;
   so.recording_path = o.output_path;
   so.symbols = symbolizer_options();
   so.trace.unwind_debug_dirs = so.symbols.debug_search.debug_dirs;

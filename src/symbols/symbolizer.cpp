@@ -68,6 +68,8 @@ void Symbolizer::set_mappings(const MappingSnapshot& snapshot) {
 
 void Symbolizer::forget_process(uint32_t pid) {
   processes_.erase(pid);
+  jit_maps_.erase(pid);
+  owners_.erase(pid);
   if (last_ && last_->pid == pid) last_.reset();
 }
 

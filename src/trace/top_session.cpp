@@ -1,10 +1,12 @@
 #include "trace/top_session.h"
 
 #include <fmt/format.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -14,6 +16,7 @@
 #include "model/top_aggregator.h"
 #include "model/top_profile.h"
 #include "model/top_recording.h"
+#include "model/top_retired.h"
 #include "symbols/elf_binary.h"
 #include "symbols/proc_maps.h"
 #include "trace/mmap_watch.h"
@@ -103,8 +106,12 @@ struct TopSession::Impl {
   std::optional<CpuTimes> cpu_start;
   double last_busy = -1;
 
-  // Exited threads' final account values, for the whole-run profile.
-  std::unordered_map<TopAccountKey, TopValues, TopAccountKeyHash> retired;
+  // Exited threads' final account values, names and symbolized user stacks, for the whole-run
+  // profile (only with keep_whole_run).
+  TopRetired retired;
+  // Processes found exited at the last refresh, and the user stack ids their accounts used: their
+  // state is dropped at the next refresh (the table on screen until then can still show them).
+  std::map<uint32_t, std::set<int32_t>> exited;
 
   std::map<int32_t, std::vector<TopFrameView>> kernel_cache;
   std::map<std::pair<uint32_t, int32_t>, std::vector<TopFrameView>> user_cache;
@@ -115,6 +122,7 @@ struct TopSession::Impl {
   std::string comm_of(uint32_t pid, uint32_t tid) {
     auto it = thread_names.find(tid);
     if (it != thread_names.end()) return it->second;
+    if (auto kept = retired.comm(pid, tid)) return *kept;  // exited
     std::string name;
     if (tid == 0) {
       name = "[idle]";
@@ -240,7 +248,14 @@ struct TopSession::Impl {
     auto key = std::make_pair(pid, id);
     auto it = user_cache.find(key);
     if (it != user_cache.end()) return it->second;
-    if (!mapped_pids.count(pid)) read_mappings(pid, monotonic_ns());
+    if (!mapped_pids.count(pid)) {
+      // An exited process: its stacks were symbolized when its threads exited.
+      if (auto kept = retired.user_stack(pid, id)) {
+        if (user_cache.size() > 65536) user_cache.clear();
+        return user_cache.emplace(key, std::move(*kept)).first->second;
+      }
+      read_mappings(pid, monotonic_ns());
+    }
     std::vector<TopFrameView> frames;
     UserStack stack = tracer->user_stack(id);
     const std::vector<uint64_t>& ips = stack.ips;
@@ -300,25 +315,36 @@ struct TopSession::Impl {
 
   // Threads that exited: retire their accounts (kept for the whole-run profile when asked)
   // and drop them from the kernel map and from `sample`, which becomes the next baseline.
-  void prune(TopSample& sample) {
+  void prune(TopSample& sample, const std::optional<TopSample>& before) {
     std::map<uint32_t, uint32_t> tids;  // tid -> pid, of threads whose values did not move
     std::unordered_map<uint32_t, uint64_t> now_oncpu, before_oncpu;
     for (const auto& [k, v] : sample.accounts) now_oncpu[k.tid] += v.oncpu_ns + v.switches;
-    if (prev)
-      for (const auto& [k, v] : prev->accounts) before_oncpu[k.tid] += v.oncpu_ns + v.switches;
+    if (before)
+      for (const auto& [k, v] : before->accounts) before_oncpu[k.tid] += v.oncpu_ns + v.switches;
     for (const auto& [k, v] : sample.accounts) {
       if (k.tid == 0) continue;
       auto b = before_oncpu.find(k.tid);
       if (b != before_oncpu.end() && b->second == now_oncpu[k.tid]) tids.emplace(k.tid, k.pid);
     }
+    drop_exited(sample);
+    sweep_unannounced();
     std::vector<uint32_t> dead;
     for (const auto& [tid, pid] : tids)
       if (!thread_alive(pid, tid)) dead.push_back(tid);
     if (dead.empty()) return;
     std::unordered_set<uint32_t> dead_set(dead.begin(), dead.end());
+    std::map<uint32_t, std::set<int32_t>> dead_stacks;  // pid -> user stack ids of its dead threads
     for (auto it = sample.accounts.begin(); it != sample.accounts.end();) {
-      if (dead_set.count(it->first.tid)) {
-        if (options.keep_whole_run) retired[it->first] += it->second;
+      const TopAccountKey& k = it->first;
+      if (dead_set.count(k.tid)) {
+        if (k.ustack >= 0) dead_stacks[k.pid].insert(k.ustack);
+        if (options.keep_whole_run || !options.refreshes) {
+          // Symbolized now, while the process's mappings are still known.
+          retired.add_values(k, it->second);
+          retired.set_comm(k.pid, k.tid, comm_of(k.pid, k.tid));
+          if (k.ustack >= 0 && !retired.has_user_stack(k.pid, k.ustack))
+            retired.keep_user_stack(k.pid, k.ustack, user_frames(k.pid, k.ustack));
+        }
         it = sample.accounts.erase(it);
       } else {
         ++it;
@@ -329,16 +355,55 @@ struct TopSession::Impl {
       thread_names.erase(tid);
       thread_pid.erase(tid);
     }
-    // Processes with no thread left: no more mmap records will come for them.
+    // Processes with no thread left: no more mmap records will come for them; their state is
+    // dropped at the next refresh.
     std::unordered_set<uint32_t> live_pids;
     for (const auto& [tid, pid] : thread_pid) live_pids.insert(pid);
     for (const auto& [tid, pid] : tids)
       if (!live_pids.count(pid) && !thread_alive(pid, pid)) {
-        procmaps.erase(pid);
-        mapped_pids.erase(pid);  // a process reusing the pid is read afresh
-        // Its files' unwind tables may be reused once no other process maps them.
-        tracer->forget_unwind_process(pid);
+        auto& ids = exited[pid];
+        ids.insert(dead_stacks[pid].begin(), dead_stacks[pid].end());
       }
+  }
+
+  // Mapping records come for every process on the machine, before its process event if any:
+  // those of processes never announced (filtered out, or gone before they ran a tracked switch)
+  // are forgotten once the process no longer exists, so they do not pile up with churn.
+  void sweep_unannounced() {
+    for (auto it = procmaps.begin(); it != procmaps.end();) {
+      if (!mapped_pids.count(it->first) && ::kill(static_cast<pid_t>(it->first), 0) != 0 &&
+          errno == ESRCH)
+        it = procmaps.erase(it);
+      else
+        ++it;
+    }
+  }
+
+  // Drops what is kept per process for the processes found exited at the previous refresh:
+  // mappings, the symbolizer's and the unwinder's state, cached stacks, and the user stacks no
+  // live account refers to. What the whole-run profile needs of them is in `retired`.
+  void drop_exited(const TopSample& sample) {
+    if (exited.empty()) return;
+    std::unordered_set<int32_t> in_use;
+    for (const auto& [k, v] : sample.accounts) {
+      in_use.insert(k.kstack);
+      in_use.insert(k.ustack);
+    }
+    std::vector<int32_t> unused;
+    for (const auto& [pid, ids] : exited) {
+      if (thread_alive(pid, pid)) continue;  // the pid was reused meanwhile: a new process
+      procmaps.erase(pid);
+      mapped_pids.erase(pid);  // a process reusing the pid is read afresh
+      symbolizer->forget_process(pid);
+      tracer->forget_unwind_process(pid);  // its files' tables are reused once no process maps them
+      for (auto it = user_cache.lower_bound({pid, INT32_MIN});
+           it != user_cache.end() && it->first.first == pid;)
+        it = user_cache.erase(it);
+      for (int32_t id : ids)
+        if (!in_use.count(id)) unused.push_back(id);
+    }
+    exited.clear();
+    tracer->forget_user_stacks(unused);
   }
 
   TopTable make_table(const TopSample* base, const TopSample& cur, TopGroupBy by, TopSortKey sort) {
@@ -360,7 +425,7 @@ struct TopSession::Impl {
   // Cumulative totals of every account since tracing started: exited threads' final values
   // plus the live accounts of `sample`.
   ProfileIncrements::Totals run_totals(const TopSample& sample) {
-    ProfileIncrements::Totals all = retired;
+    ProfileIncrements::Totals all = retired.values();
     for (const auto& [k, v] : sample.accounts) all[k] += v;
     return all;
   }
@@ -415,6 +480,22 @@ struct TopSession::Impl {
     return {};
   }
   Status recording_error;
+
+  // Without refreshes (--once), exited threads are still retired (kept for the whole-run table)
+  // and exited processes dropped, about once a second, against a baseline of its own.
+  static constexpr uint64_t kHousekeepingNs = 1'000'000'000;
+  std::optional<TopSample> housekeeping_prev;
+  uint64_t last_housekeeping_ns = 0;
+  Status housekeep() {
+    if (options.refreshes) return {};
+    uint64_t now = monotonic_ns();
+    if (now - last_housekeeping_ns < kHousekeepingNs) return {};
+    last_housekeeping_ns = now;
+    KSCOPE_ASSIGN_OR_RETURN(TopSample sample, tracer->sample());
+    prune(sample, housekeeping_prev);
+    housekeeping_prev = std::move(sample);
+    return {};
+  }
 };
 
 TopSession::TopSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -459,6 +540,7 @@ int TopSession::ncpus() const { return impl_->tracer->ncpus(); }
 Status TopSession::poll(int timeout_ms) {
   KSCOPE_TRY(impl_->tracer->poll(timeout_ms));
   impl_->drain_mmaps();
+  KSCOPE_TRY(impl_->housekeep());
   return impl_->checkpoint();
 }
 
@@ -485,7 +567,7 @@ Result<TopTable> TopSession::refresh(TopGroupBy by, TopSortKey sort) {
   TopTable t = s.make_table(s.prev ? &*s.prev : nullptr, cur, by, sort);
   if (s.tracer->native_unwind()) t.unwind = s.tracer->unwind_report();
   if (s.recording) (void)s.recording->add_interval(t, s.tracer->start_ns());
-  s.prune(cur);
+  s.prune(cur, s.prev);
   s.prev_prev = std::move(s.prev);
   s.prev = std::move(cur);
   return t;
@@ -506,7 +588,7 @@ Result<TopTable> TopSession::table_since_start(TopGroupBy by, TopSortKey sort) {
   s.cpu_prev = s.cpu_start;
   s.update_busy();
   // Exited threads' accounts were moved out by refreshes; put them back for a whole-run table.
-  for (const auto& [k, v] : s.retired) cur.accounts[k] += v;
+  for (const auto& [k, v] : s.retired.values()) cur.accounts[k] += v;
   TopTable t = s.make_table(nullptr, cur, by, sort);
   if (s.tracer->native_unwind()) t.unwind = s.tracer->unwind_report();
   if (s.recording) (void)s.recording->add_interval(t, s.tracer->start_ns());

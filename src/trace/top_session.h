@@ -21,9 +21,12 @@ namespace kscope {
 struct TopSessionOptions {
   TopTraceOptions trace;
   bool keep_whole_run = false;  // keep the values of exited threads for the whole-run profile
-  std::string recording_path;   // -o
-  RecordingMeta meta;           // for the recording
-  SymbolizerOptions symbols;    // debug directories, debuginfod, JIT maps, kallsyms
+  // false (--once): no refresh() comes, so poll() retires exited threads (keeping what the
+  // whole-run table needs of them) and drops exited processes about once a second.
+  bool refreshes = true;
+  std::string recording_path;  // -o
+  RecordingMeta meta;          // for the recording
+  SymbolizerOptions symbols;   // debug directories, debuginfod, JIT maps, kallsyms
 };
 
 struct TopSummary {

@@ -389,6 +389,17 @@ void TopTracer::forget_threads(const std::vector<uint32_t>& tids) {
   for (const auto& k : doomed) bpf_map_delete_elem(fd, &k);
 }
 
+void TopTracer::forget_user_stacks(const std::vector<int32_t>& ids) {
+  // Native walks are in ustacks; frame-pointer user stacks share the stack map with the kernel's.
+  int fd = impl_->tables ? bpf_map__fd(impl_->skel->maps.ustacks)
+                         : bpf_map__fd(impl_->skel->maps.stacks);
+  for (int32_t id : ids) {
+    if (id < 0) continue;
+    uint32_t key = static_cast<uint32_t>(id);
+    bpf_map_delete_elem(fd, &key);
+  }
+}
+
 std::pair<uint64_t, uint64_t> TopTracer::diagnostics() {
   auto sum = [&](uint32_t idx) -> uint64_t {
     auto v = bpf::read_percpu_u64(bpf_map__fd(impl_->skel->maps.counters), idx);

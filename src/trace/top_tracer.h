@@ -98,6 +98,9 @@ class TopTracer {
   // Removes the accounts of threads that exited (after a sample() showed their last values),
   // so the maps stay bounded on long runs.
   void forget_threads(const std::vector<uint32_t>& tids);
+  // Deletes user stacks (by id) that no account refers to any more, the stacks of exited
+  // processes, so the stack maps do not fill up with processes that came and went.
+  void forget_user_stacks(const std::vector<int32_t>& ids);
 
   // Consistency diagnostics from the kernel side (for -v): switch-outs whose switch-in was not
   // seen (besides slices running at attach), and switch-ins while a slice was still open.
