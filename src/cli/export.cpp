@@ -196,7 +196,7 @@ Result<int> run_export(ExportOptions& o) {
 
   Symbolizer symbolizer(symbolizer_options());
   FaultLocations locations = resolve_fault_locations(rec, symbolizer);
-  print_symbol_sources(symbolizer.binary_sources());
+  print_symbol_sources(rec, symbolizer);
   StackProfile profile = fault_stack_profile(rec, locations);
 
   if (fmt_name == "pprof") return write_pprof(out, profile);

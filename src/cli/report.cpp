@@ -65,7 +65,7 @@ Result<int> run_report(ReportCliOptions& o) {
   } else {
     KSCOPE_ASSIGN_OR_RETURN(Recording rec, load_recording_for(o.path, "report"));
     KSCOPE_ASSIGN_OR_RETURN(report, build_fault_report(rec, ro, symbolizer, !o.svg_dir.empty()));
-    print_symbol_sources(symbolizer.binary_sources());
+    print_symbol_sources(rec, symbolizer);
     empty = rec.faults.empty();
     if (empty) std::fprintf(stderr, "kscope: report: no faults recorded in %s\n", o.path.c_str());
   }

@@ -36,7 +36,8 @@ enum BlockType : uint16_t {
   kBlockMappings = 3,
   kBlockFaults = 4,
   kBlockTrailer = 5,
-  kBlockSymbols = 6,  // minor version 1; model/recording_symbols.h
+  kBlockSymbols = 6,        // minor version 1; model/recording_symbols.h
+  kBlockSymbolSources = 7,  // minor version 2; model/recording_symbols.h
 };
 // Block flag: a reader that does not know this block type must refuse the file instead of
 // skipping the block.
@@ -70,6 +71,8 @@ std::string_view block_type_name(uint16_t type) {
       return "trailer";
     case kBlockSymbols:
       return "symbols";
+    case kBlockSymbolSources:
+      return "symbol sources";
   }
   if (type >= kFirstExtensionBlockType) return "extension";
   return "unknown";
@@ -503,6 +506,20 @@ Status RecordingWriter::add_symbols(const std::vector<StoredSymbol>& symbols) {
     begin = end;
   }
   return {};
+}
+
+Status RecordingWriter::add_symbol_sources(const std::vector<BinarySymbolSource>& sources) {
+  KSCOPE_TRY(check_usable());
+  if (sources.size() > kMaxSymbolSources)
+    return make_error(fmt::format("recording {}: {} symbol sources are too many for a block",
+                                  path_, sources.size()));
+  KSCOPE_TRY(flush());
+  Bytes payload = encode_symbol_sources(sources);
+  if (payload.size() > kMaxBlockPayload)
+    return make_error(fmt::format("recording {}: the symbol sources take {} bytes, more than a "
+                                  "block holds",
+                                  path_, payload.size()));
+  return write_block(kBlockSymbolSources, static_cast<uint32_t>(sources.size()), payload);
 }
 
 Status RecordingWriter::finish(const RecordingTrailer& trailer) {
@@ -1020,6 +1037,14 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
           ++data_blocks;
           break;
         }
+        case kBlockSymbolSources: {
+          std::vector<BinarySymbolSource> sources;
+          decode_symbol_sources(c, b.count, sources);
+          if (!decoded(true)) break;
+          KSCOPE_TRY(visitor.on_symbol_sources(sources));
+          ++data_blocks;
+          break;
+        }
         case kBlockTrailer: {
           RecordingTrailer t = decode_trailer(c);
           if (!decoded(false)) break;
@@ -1146,6 +1171,10 @@ class CollectingVisitor : public CommonBlocksCollector<Recording> {
   }
   Status on_symbols(const std::vector<StoredSymbol>& symbols) override {
     r_.symbols.insert(r_.symbols.end(), symbols.begin(), symbols.end());
+    return {};
+  }
+  Status on_symbol_sources(const std::vector<BinarySymbolSource>& sources) override {
+    r_.symbol_sources = sources;  // the last block is the complete table
     return {};
   }
   Status on_trailer(const RecordingTrailer& t) override {
