@@ -82,8 +82,8 @@ int main(int argc, char** argv) {
     double dt = now_s() - t0;
     size_t named = 0;
     for (const auto& s : symbolizer.binary_sources()) named += s.addresses_named;
-    std::printf("from the files: %.3f s, %zu addresses named, %.0f addresses/s (%zu frames)\n",
-                dt, named, static_cast<double>(distinct.size()) / dt, locations.frames.size());
+    std::printf("from the files: %.3f s, %zu addresses named, %.0f addresses/s (%zu frames)\n", dt,
+                named, static_cast<double>(distinct.size()) / dt, locations.frames.size());
     if (run == 0) {
       FaultSummary summary;
       for (const FaultRecord& f : rec.faults) summary.add(f);

@@ -511,14 +511,15 @@ Status RecordingWriter::add_symbols(const std::vector<StoredSymbol>& symbols) {
 Status RecordingWriter::add_symbol_sources(const std::vector<BinarySymbolSource>& sources) {
   KSCOPE_TRY(check_usable());
   if (sources.size() > kMaxSymbolSources)
-    return make_error(fmt::format("recording {}: {} symbol sources are too many for a block",
-                                  path_, sources.size()));
+    return make_error(fmt::format("recording {}: {} symbol sources are too many for a block", path_,
+                                  sources.size()));
   KSCOPE_TRY(flush());
   Bytes payload = encode_symbol_sources(sources);
   if (payload.size() > kMaxBlockPayload)
-    return make_error(fmt::format("recording {}: the symbol sources take {} bytes, more than a "
-                                  "block holds",
-                                  path_, payload.size()));
+    return make_error(
+        fmt::format("recording {}: the symbol sources take {} bytes, more than a "
+                    "block holds",
+                    path_, payload.size()));
   return write_block(kBlockSymbolSources, static_cast<uint32_t>(sources.size()), payload);
 }
 

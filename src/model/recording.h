@@ -226,7 +226,7 @@ class RecordingVisitor {
   virtual Status on_fault(const FaultRecord&) { return {}; }
   virtual Status on_symbols(const std::vector<StoredSymbol>&) { return {}; }  // one per block
   virtual Status on_symbol_sources(const std::vector<BinarySymbolSource>&) { return {}; }
-  virtual Status on_trailer(const RecordingTrailer&) { return {}; }           // last, if present
+  virtual Status on_trailer(const RecordingTrailer&) { return {}; }  // last, if present
   // A block of type >= kFirstExtensionBlockType, whose payload `c` covers (its file offsets
   // name the bytes in messages). Returns whether the visitor knew the type; unknown types are
   // skipped, or refused when the writer marked them as required, like any unknown block.

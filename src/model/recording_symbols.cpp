@@ -111,8 +111,8 @@ Bytes encode_symbol_sources(const std::vector<BinarySymbolSource>& sources) {
 void decode_symbol_sources(PayloadCursor& c, uint32_t count, std::vector<BinarySymbolSource>& out) {
   out.clear();
   if (count > kMaxSymbolSources || count > c.remaining() / 6) {
-    c.fail(fmt::format("impossible symbol source count {} for a {}-byte block", count,
-                       c.remaining()));
+    c.fail(
+        fmt::format("impossible symbol source count {} for a {}-byte block", count, c.remaining()));
     return;
   }
   out.reserve(count);

@@ -4,10 +4,9 @@
 // and its JSON data.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "model/recording.h"
 #include "symbols/symbolizer.h"

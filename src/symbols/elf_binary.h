@@ -142,7 +142,7 @@ class ElfBinary {
   std::unique_ptr<struct stat> file_;  // the file's identity between begin and finish_open
   uint32_t file_owner_ = 0;
   uint64_t file_size_ = 0;
-  std::vector<char> image_;  // backing memory for from_image()
+  std::vector<char> image_;   // backing memory for from_image()
   Elf* main_elf_ = nullptr;   // owned; kept only while it holds the DWARF
   Elf* debug_elf_ = nullptr;  // owned; the separate debug file, when one was used
   Elf* dwarf_elf_ = nullptr;  // one of the above when it has .debug_info; not owned

@@ -6,16 +6,16 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
-#include <map>
-#include <set>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -253,7 +253,6 @@ TEST_F(NodeJit, TopNamesTheJitFunction) {
   EXPECT_TRUE(named) << r.out;
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // The symbol sources table (recording block type 7, the report's "Symbol sources" panel, -v):
 // faultprog, whole or stripped with its debug information in one place, recorded by kscope
@@ -301,11 +300,16 @@ int http_status(int port, const std::string& path) {
 std::string html_escaped(std::string s) {
   std::string out;
   for (char c : s) {
-    if (c == '&') out += "&amp;";
-    else if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
+    if (c == '&')
+      out += "&amp;";
+    else if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
   }
   return out;
 }
@@ -347,10 +351,10 @@ class SourcesTable : public ::testing::Test {
                                      "KSCOPE_DEBUG_DIR=" + dir_ + "/empty"};
     argv.insert(argv.end(), env.begin(), env.end());
     rec_ = dir_ + "/run.kscope";
-    for (std::string a : {std::string(KSCOPE_BINARY), std::string("-v"), std::string("faults"),
-                          std::string("--no-plot"), std::string("-o"), rec_, std::string("--"),
-                          program, std::string("anon-write"), std::string("3000"),
-                          std::string("7")})
+    for (std::string a :
+         {std::string(KSCOPE_BINARY), std::string("-v"), std::string("faults"),
+          std::string("--no-plot"), std::string("-o"), rec_, std::string("--"), program,
+          std::string("anon-write"), std::string("3000"), std::string("7")})
       argv.push_back(a);
     auto r = run(argv, 180);
     EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -395,11 +399,10 @@ class SourcesTable : public ::testing::Test {
     std::string html = read_file(dir_ + "/report.html");
     size_t panel = html.find("id=\"symbol-sources\"");
     ASSERT_NE(panel, std::string::npos);
-    std::string row_html =
-        fmt::format("<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td><td "
-                    "class=\"mono\">{}</td>",
-                    html_escaped(path), build_id_, html_escaped(source),
-                    html_escaped(row->detail));
+    std::string row_html = fmt::format(
+        "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td><td "
+        "class=\"mono\">{}</td>",
+        html_escaped(path), build_id_, html_escaped(source), html_escaped(row->detail));
     EXPECT_NE(html.find(row_html, panel), std::string::npos) << row_html;
     EXPECT_NE(html.find("Names stored in the recording when it was made", panel),
               std::string::npos);
@@ -422,8 +425,8 @@ TEST_F(SourcesTable, PlainBinaryFromItsSymtab) {
 }
 
 TEST_F(SourcesTable, StrippedBinaryFromABuildIdDebugFile) {
-  std::string by_id = dir_ + "/root/.build-id/" + build_id_.substr(0, 2) + "/" +
-                      build_id_.substr(2) + ".debug";
+  std::string by_id =
+      dir_ + "/root/.build-id/" + build_id_.substr(0, 2) + "/" + build_id_.substr(2) + ".debug";
   fs::create_directories(fs::path(by_id).parent_path());
   fs::copy_file(debug_, by_id);
   Recording rec = record(stripped_, {"KSCOPE_DEBUG_DIR=" + dir_ + "/root"});
@@ -477,11 +480,9 @@ TEST_F(SourcesTable, StrippedBinaryFromDebuginfod) {
   ASSERT_GT(server_pid_, 0) << read_file(dir_ + "/debuginfod.err");
   std::string url = "http://127.0.0.1:" + std::to_string(port);
   std::string cache = dir_ + "/cache";
-  Recording rec =
-      record(stripped_, {"DEBUGINFOD_URLS=" + url, "DEBUGINFOD_CACHE_PATH=" + cache});
+  Recording rec = record(stripped_, {"DEBUGINFOD_URLS=" + url, "DEBUGINFOD_CACHE_PATH=" + cache});
   expect_source(rec, stripped_, "debuginfod", url + " (cached as " + cache + "/" + build_id_);
 }
-
 
 // Issue 13, "no file opened twice": one stripped binary with a build-id debug file, run by 21
 // processes under three names: the file itself, a hard link, and a copy (another inode, same
@@ -489,8 +490,8 @@ TEST_F(SourcesTable, StrippedBinaryFromDebuginfod) {
 // children exec the binaries (execve, not openat), so every openat of these paths is kscope's.
 TEST_F(SourcesTable, NoFileIsOpenedTwiceForManyProcessesAndPaths) {
   KSCOPE_REQUIRE_TOOL_OR_SKIP(strace, "strace", "strace");
-  std::string by_id = dir_ + "/root/.build-id/" + build_id_.substr(0, 2) + "/" +
-                      build_id_.substr(2) + ".debug";
+  std::string by_id =
+      dir_ + "/root/.build-id/" + build_id_.substr(0, 2) + "/" + build_id_.substr(2) + ".debug";
   fs::create_directories(fs::path(by_id).parent_path());
   fs::copy_file(debug_, by_id);
   std::string link = dir_ + "/faultprog_link", copy = dir_ + "/faultprog_copy";
@@ -501,9 +502,26 @@ TEST_F(SourcesTable, NoFileIsOpenedTwiceForManyProcessesAndPaths) {
   std::string workload = "for i in 1 2 3 4 5 6 7; do '" + stripped_ + "' anon-write 300 $i & '" +
                          link + "' anon-write 300 $i & '" + copy +
                          "' anon-write 300 $i & done; wait";
-  auto r = run({"/usr/bin/env", "-u", "DEBUGINFOD_URLS", "KSCOPE_DEBUG_DIR=" + dir_ + "/root",
-                strace, "-f", "-qq", "-e", "trace=open,openat,openat2", "-o", log, KSCOPE_BINARY,
-                "faults", "--no-plot", "-o", rec_, "--", "/bin/sh", "-c", workload},
+  auto r = run({"/usr/bin/env",
+                "-u",
+                "DEBUGINFOD_URLS",
+                "KSCOPE_DEBUG_DIR=" + dir_ + "/root",
+                strace,
+                "-f",
+                "-qq",
+                "-e",
+                "trace=open,openat,openat2",
+                "-o",
+                log,
+                KSCOPE_BINARY,
+                "faults",
+                "--no-plot",
+                "-o",
+                rec_,
+                "--",
+                "/bin/sh",
+                "-c",
+                workload},
                300);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto rec = read_recording(rec_);
@@ -521,7 +539,8 @@ TEST_F(SourcesTable, NoFileIsOpenedTwiceForManyProcessesAndPaths) {
     size_t n = 0;
     std::istringstream in(trace);
     for (std::string line; std::getline(in, line);) {
-      if (line.find("open") != std::string::npos && line.find("\"" + path + "\"") != std::string::npos)
+      if (line.find("open") != std::string::npos &&
+          line.find("\"" + path + "\"") != std::string::npos)
         ++n;
     }
     return n;
@@ -592,10 +611,26 @@ TEST_F(SourcesTable, UnderSudoTheInvokingUsersDebuginfodUrlsApply) {
       "    os.execve(sys.argv[3], sys.argv[3:], env)\n"
       "_, status = os.waitpid(pid, 0)\n"
       "sys.exit(os.waitstatus_to_exitcode(status))\n";
-  auto r = run({"/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "HOME=" + user_home,
-                "DEBUGINFOD_URLS=" + url, python, "-c", script, root_home, dir_ + "/empty",
-                KSCOPE_BINARY, "faults", "--no-plot", "-o", rec_, "--", stripped_, "anon-write",
-                "3000", "7"},
+  auto r = run({"/usr/bin/env",
+                "-i",
+                "PATH=/usr/bin:/bin",
+                "HOME=" + user_home,
+                "DEBUGINFOD_URLS=" + url,
+                python,
+                "-c",
+                script,
+                root_home,
+                dir_ + "/empty",
+                KSCOPE_BINARY,
+                "faults",
+                "--no-plot",
+                "-o",
+                rec_,
+                "--",
+                stripped_,
+                "anon-write",
+                "3000",
+                "7"},
                180);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("fetching debug info for " + stripped_ + " from debuginfod"),
@@ -627,16 +662,15 @@ TEST_F(SourcesTable, UnderSudoTheInvokingUsersDebuginfodUrlsApply) {
   EXPECT_EQ(r.err.find("debuginfod"), std::string::npos) << r.err;
 }
 
-
 // A recording cut short (kscope faults killed with SIGKILL) has no stored names: report and
 // export name its intact records from this machine's files and say so; with the binary deleted
 // the names are gone (the control: they really come from the files at report time).
 TEST_F(SourcesTable, CutShortRecordingIsNamedAtReportTimeAndSaysSo) {
   int target = spawn({full_, "loop-touch"});
   rec_ = dir_ + "/killed.kscope";
-  int tracer = spawn({KSCOPE_BINARY, "faults", "--no-plot", "-o", rec_, "-p",
-                      std::to_string(target)},
-                     dir_ + "/faults.out", dir_ + "/faults.err");
+  int tracer =
+      spawn({KSCOPE_BINARY, "faults", "--no-plot", "-o", rec_, "-p", std::to_string(target)},
+            dir_ + "/faults.out", dir_ + "/faults.err");
   size_t faults = 0;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
   while (std::chrono::steady_clock::now() < deadline && faults < 100) {
@@ -657,8 +691,7 @@ TEST_F(SourcesTable, CutShortRecordingIsNamedAtReportTimeAndSaysSo) {
   // Named now, from the binary still in place; the reader says where the names come from.
   auto r = run({KSCOPE_BINARY, "report", rec_, "-o", dir_ + "/killed.html"}, 120);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("kscope: symbols: The recording was cut short"), std::string::npos)
-      << r.err;
+  EXPECT_NE(r.err.find("kscope: symbols: The recording was cut short"), std::string::npos) << r.err;
   std::string html = read_file(dir_ + "/killed.html");
   size_t panel = html.find("id=\"symbol-sources\"");
   ASSERT_NE(panel, std::string::npos);

@@ -1036,8 +1036,8 @@ TEST(RecordingSymbols, SymbolSourcesRoundTripAndTheLastBlockWins) {
       {"/usr/bin/prog", "ab12", "symtab", "", ".symtab; lines from it", 7}};
   std::vector<BinarySymbolSource> last = {
       {"/usr/bin/prog", "ab12", "symtab", "", ".symtab; lines from it", 9},
-      {"/lib/libc.so.6", "cd34", "build-id debug file",
-       "/usr/lib/debug/.build-id/cd/34.debug", "debug file by build-id", 1234567},
+      {"/lib/libc.so.6", "cd34", "build-id debug file", "/usr/lib/debug/.build-id/cd/34.debug",
+       "debug file by build-id", 1234567},
       {"/tmp/perf-1.map", "", "perf map", "/tmp/perf-1.map", "JIT perf map, 3 regions", 3},
       {"/gone", "", "none", "cannot open: No such file or directory", "", 0}};
   {
