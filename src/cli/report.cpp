@@ -88,7 +88,8 @@ Subcommand setup_report(CLI::App& parent) {
       "report",
       "Write a self-contained HTML report of a recording (no network needed to open it). Faults: "
       "summary and kernel-counter reconciliation, zoomable fault scatter (all and per segment), "
-      "cumulative faults, latency histogram, top functions and pages, a flame graph. Top: an "
+      "cumulative faults, latency histogram, top functions and pages, a flame graph, where each "
+      "binary's symbols came from. Top: an "
       "on-CPU flame graph, the per-task table, schedule-in and run-queue-wait figures.\n"
       "  kscope report RECORDING -o report.html [--svg DIR]");
   app->add_option("recording", o->path, "Recording file (kscope faults -o or kscope top -o)")
