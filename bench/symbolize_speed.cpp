@@ -31,6 +31,13 @@ double now_s() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
 }
 
+// CPU time of this process: on a loaded machine the wall time mostly measures the others.
+double cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -90,17 +97,17 @@ int main(int argc, char** argv) {
       stored = name_fault_addresses(summary, symbolizer);
     }
   }
-  Recording with_names = rec;
-  with_names.symbols = stored;
   for (int run = 0; run < runs; ++run) {
     SymbolizerOptions options;
     options.messages = nullptr;
     Symbolizer symbolizer(options);
-    double t0 = now_s();
-    FaultLocations locations = resolve_fault_locations(with_names, symbolizer);
-    double dt = now_s() - t0;
-    std::printf("from stored names: %.3f s, %.0f addresses/s (%zu frames)\n", dt,
-                static_cast<double>(distinct.size()) / dt, locations.frames.size());
+    double t0 = now_s(), c0 = cpu_s();
+    symbolizer.add_stored_symbols(stored);  // as read_recording's reader does, timed with it
+    FaultLocations locations = resolve_fault_locations(rec, symbolizer);
+    double dt = now_s() - t0, dc = cpu_s() - c0;
+    std::printf(
+        "from stored names: %.3f s wall, %.3f s CPU, %.0f addresses/s of CPU (%zu frames)\n", dt,
+        dc, static_cast<double>(distinct.size()) / dc, locations.frames.size());
   }
   return 0;
 }
