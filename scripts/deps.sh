@@ -13,6 +13,7 @@ build_pkgs=(cmake make g++ clang llvm pkg-config libbpf-dev bpftool libelf-dev l
 # for make fuzz / check-sanitize.
 check_pkgs=(clang-format procps python3 tmux golang-go sqlite3 chromium prometheus util-linux
   mandoc groff-base debuginfod elfutils binutils xz-utils libc6-dbg nodejs libclang-rt-14-dev)
+check_pkgs+=(strace)  # tests/runtime/symbols_runtime_test.cpp: no file opened twice (strace -f)
 bench_pkgs=(linux-perf bpftrace libbpf-tools bc)
 # make fault-patterns: the real programs of docs/fault-patterns.md, and chromium for the PNGs.
 pattern_pkgs=(g++ sysbench iperf3 chromium)

@@ -62,5 +62,9 @@ SymbolizerOptions symbolizer_options();
 
 // Under -v: one line per binary naming where its symbols came from, on stderr.
 void print_symbol_sources(const std::vector<BinarySource>& sources);
+// For a faults recording that was read and named with `symbolizer`: under -v the whole symbol
+// sources table (render/symbol_sources.h); without -v only the note, when the names were
+// resolved now because the recording holds none (it was cut short).
+void print_symbol_sources(const Recording& recording, const Symbolizer& symbolizer);
 
 }  // namespace kscope::cli

@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "kscope/version.h"
+#include "render/symbol_sources.h"
 #include "trace/proc.h"
 #include "util/clock.h"
 #include "util/file.h"
@@ -91,10 +92,17 @@ SymbolizerOptions symbolizer_options() {
 
 void print_symbol_sources(const std::vector<BinarySource>& sources) {
   if (!global_options().verbose) return;
-  for (const BinarySource& source : sources) {
-    std::fprintf(stderr, "kscope: symbols: %s%s%s: %s\n", source.path.c_str(),
-                 source.build_id.empty() ? "" : " build-id ", source.build_id.c_str(),
-                 source.description.c_str());
+  SymbolSourcesView view;
+  view.rows = sources;
+  std::fputs(symbol_sources_text(view).c_str(), stderr);
+}
+
+void print_symbol_sources(const Recording& recording, const Symbolizer& symbolizer) {
+  SymbolSourcesView view = symbol_sources_view(recording, symbolizer);
+  if (global_options().verbose) {
+    std::fputs(symbol_sources_text(view).c_str(), stderr);
+  } else if (recording.symbols.empty() && !recording.faults.empty()) {
+    std::fprintf(stderr, "kscope: symbols: %s\n", view.note.c_str());
   }
 }
 

@@ -246,7 +246,7 @@ Result<int> run_export(ExportOptions& o) {
 
   Symbolizer symbolizer(symbolizer_options());
   FaultLocations locations = resolve_fault_locations(rec, symbolizer);
-  print_symbol_sources(symbolizer.binary_sources());
+  print_symbol_sources(rec, symbolizer);
   StackProfile profile = fault_stack_profile(rec, locations);
 
   // comm;root;...;leaf COUNT (faults); without stacks the location alone: comm;location COUNT.

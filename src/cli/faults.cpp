@@ -300,6 +300,8 @@ Result<int> run_faults(const FaultsOptions& o) {
     trailer.faults_seen = collector.summary().total + lost;
     // The names of every address, from this machine and boot, go into the recording.
     Status symbols = recording->add_symbols(collector.resolve_all());
+    if (symbols)
+      symbols = recording->add_symbol_sources(collector.end_symbolizer().binary_sources());
     Status st = recording->finish(trailer);
     if (!symbols) st = symbols;
     if (output_status) output_status = st;

@@ -65,7 +65,7 @@ Result<int> run_report(ReportCliOptions& o) {
   } else {
     KSCOPE_ASSIGN_OR_RETURN(Recording rec, load_recording_for(o.path, "report"));
     KSCOPE_ASSIGN_OR_RETURN(report, build_fault_report(rec, ro, symbolizer, !o.svg_dir.empty()));
-    print_symbol_sources(symbolizer.binary_sources());
+    print_symbol_sources(rec, symbolizer);
     empty = rec.faults.empty();
     if (empty) std::fprintf(stderr, "kscope: report: no faults recorded in %s\n", o.path.c_str());
   }
@@ -88,7 +88,8 @@ Subcommand setup_report(CLI::App& parent) {
       "report",
       "Write a self-contained HTML report of a recording (no network needed to open it). Faults: "
       "summary and kernel-counter reconciliation, zoomable fault scatter (all and per segment), "
-      "cumulative faults, latency histogram, top functions and pages, a flame graph. Top: an "
+      "cumulative faults, latency histogram, top functions and pages, a flame graph, where each "
+      "binary's symbols came from. Top: an "
       "on-CPU flame graph, the per-task table, schedule-in and run-queue-wait figures.\n"
       "  kscope report RECORDING -o report.html [--svg DIR]");
   app->add_option("recording", o->path, "Recording file (kscope faults -o or kscope top -o)")

@@ -40,6 +40,7 @@ enum BlockType : uint16_t {
   kBlockStacks = 7,   // minor version 2; model/fault_stacks.h
   // minor version 2: a faults block whose records each end with a stack reference (required)
   kBlockFaultsWithStacks = 8,
+  kBlockSymbolSources = 9,  // minor version 2; model/recording_symbols.h
 };
 // Block flag: a reader that does not know this block type must refuse the file instead of
 // skipping the block.
@@ -77,6 +78,8 @@ std::string_view block_type_name(uint16_t type) {
       return "faults";
     case kBlockSymbols:
       return "symbols";
+    case kBlockSymbolSources:
+      return "symbol sources";
   }
   if (type >= kFirstExtensionBlockType) return "extension";
   return "unknown";
@@ -541,6 +544,21 @@ Status RecordingWriter::add_symbols(const std::vector<StoredSymbol>& symbols) {
     begin = end;
   }
   return {};
+}
+
+Status RecordingWriter::add_symbol_sources(const std::vector<BinarySymbolSource>& sources) {
+  KSCOPE_TRY(check_usable());
+  if (sources.size() > kMaxSymbolSources)
+    return make_error(fmt::format("recording {}: {} symbol sources are too many for a block", path_,
+                                  sources.size()));
+  KSCOPE_TRY(flush());
+  Bytes payload = encode_symbol_sources(sources);
+  if (payload.size() > kMaxBlockPayload)
+    return make_error(
+        fmt::format("recording {}: the symbol sources take {} bytes, more than a "
+                    "block holds",
+                    path_, payload.size()));
+  return write_block(kBlockSymbolSources, static_cast<uint32_t>(sources.size()), payload);
 }
 
 Status RecordingWriter::finish(const RecordingTrailer& trailer) {
@@ -1073,6 +1091,14 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
           ++data_blocks;
           break;
         }
+        case kBlockSymbolSources: {
+          std::vector<BinarySymbolSource> sources;
+          decode_symbol_sources(c, b.count, sources);
+          if (!decoded(true)) break;
+          KSCOPE_TRY(visitor.on_symbol_sources(sources));
+          ++data_blocks;
+          break;
+        }
         case kBlockTrailer: {
           RecordingTrailer t = decode_trailer(c);
           if (!decoded(false)) break;
@@ -1204,6 +1230,10 @@ class CollectingVisitor : public CommonBlocksCollector<Recording> {
   }
   Status on_symbols(const std::vector<StoredSymbol>& symbols) override {
     r_.symbols.insert(r_.symbols.end(), symbols.begin(), symbols.end());
+    return {};
+  }
+  Status on_symbol_sources(const std::vector<BinarySymbolSource>& sources) override {
+    r_.symbol_sources = sources;  // the last block is the complete table
     return {};
   }
   Status on_trailer(const RecordingTrailer& t) override {

@@ -42,8 +42,9 @@ inline constexpr uint16_t kRecordingVersionMajor = 1;
 // 1.1: top recordings carry profile increments (block type 19); faults recordings carry the
 // names of their addresses (the symbols block, model/recording_symbols.h); readers resynchronise
 // after damaged blocks. 1.2: faults recordings with stacks (kscope faults --stacks): stacks
-// blocks (type 7) and faults blocks with a stack reference per record (type 8, marked required).
-// 1.0 and 1.1 files read unchanged.
+// blocks (type 7) and faults blocks with a stack reference per record (type 8, marked required);
+// faults recordings say where the names of each binary came from (the symbol sources block,
+// type 9; 1.1 readers skip it). 1.0 and 1.1 files read unchanged.
 inline constexpr uint16_t kRecordingVersionMinor = 2;
 
 // Largest block payload a reader accepts and a writer produces (a MappingSnapshot of a process
@@ -131,6 +132,9 @@ class RecordingWriter {
   // The names of the recording's addresses (model/recording_symbols.h), as one or more symbols
   // blocks after the pending process and fault blocks; call once, before finish().
   Status add_symbols(const std::vector<StoredSymbol>& symbols);
+  // Where those names came from, one entry per binary (one symbol sources block); after
+  // add_symbols(), before finish().
+  Status add_symbol_sources(const std::vector<BinarySymbolSource>& sources);
 
   // Writes the pending partial blocks (no fsync: data in the page cache survives a kill).
   Status flush();
@@ -216,6 +220,8 @@ struct Recording {
   // Names stored when the recording was finished (format 1.1+); empty for older recordings and
   // for recordings that were not finished (kscope was killed).
   std::vector<StoredSymbol> symbols;
+  // Where they came from (format 1.2+); empty when the recording has none.
+  std::vector<BinarySymbolSource> symbol_sources;
   // kscope faults --stacks (format 1.2+): the stacks by id, and whether any fault block carried
   // stack references (a fault whose stack id is missing here lost its stacks block to damage).
   std::map<uint32_t, FaultStack> stacks;
@@ -237,7 +243,8 @@ class RecordingVisitor {
   // The stacks of a stacks block (before the faults that refer to them, unless damaged).
   virtual Status on_stacks(const std::vector<FaultStack>&) { return {}; }
   virtual Status on_symbols(const std::vector<StoredSymbol>&) { return {}; }  // one per block
-  virtual Status on_trailer(const RecordingTrailer&) { return {}; }           // last, if present
+  virtual Status on_symbol_sources(const std::vector<BinarySymbolSource>&) { return {}; }
+  virtual Status on_trailer(const RecordingTrailer&) { return {}; }  // last, if present
   // A block of type >= kFirstExtensionBlockType, whose payload `c` covers (its file offsets
   // name the bytes in messages). Returns whether the visitor knew the type; unknown types are
   // skipped, or refused when the writer marked them as required, like any unknown block.

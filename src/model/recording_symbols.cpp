@@ -94,4 +94,39 @@ void decode_symbols(PayloadCursor& c, uint32_t count, std::vector<StoredSymbol>&
   }
 }
 
+// Per entry: path, build-id, source, detail, description (strings), addresses named (varint).
+Bytes encode_symbol_sources(const std::vector<BinarySymbolSource>& sources) {
+  Bytes out;
+  for (const BinarySymbolSource& s : sources) {
+    put_string(out, s.path);
+    put_string(out, s.build_id);
+    put_string(out, s.source);
+    put_string(out, s.detail);
+    put_string(out, s.description);
+    put_varint(out, s.addresses_named);
+  }
+  return out;
+}
+
+void decode_symbol_sources(PayloadCursor& c, uint32_t count, std::vector<BinarySymbolSource>& out) {
+  out.clear();
+  if (count > kMaxSymbolSources || count > c.remaining() / 6) {
+    c.fail(
+        fmt::format("impossible symbol source count {} for a {}-byte block", count, c.remaining()));
+    return;
+  }
+  out.reserve(count);
+  for (uint32_t i = 0; i < count && c.ok(); ++i) {
+    BinarySymbolSource s;
+    s.path = c.string("symbol source path");
+    s.build_id = c.string("symbol source build-id");
+    s.source = c.string("symbol source");
+    s.detail = c.string("symbol source detail");
+    s.description = c.string("symbol source description");
+    s.addresses_named = c.varint("addresses named");
+    if (c.ok()) out.push_back(std::move(s));
+  }
+  if (!c.ok()) out.clear();
+}
+
 }  // namespace kscope

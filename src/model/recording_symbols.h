@@ -40,4 +40,30 @@ wire::Bytes encode_symbols(const std::vector<StoredSymbol>& symbols, size_t begi
 // Decodes a payload of `count` entries, appending to `out`. Errors go to the cursor.
 void decode_symbols(wire::PayloadCursor& c, uint32_t count, std::vector<StoredSymbol>& out);
 
+// Where the names of one binary (or JIT map) came from, and how many distinct addresses it
+// named: the "symbol sources" table of -v and the report. Stored in the symbol sources block
+// (type 9, format minor version 2), so a report made elsewhere still says it.
+struct BinarySymbolSource {
+  std::string path;
+  std::string build_id;  // hex; empty when none
+  // One of: "symtab" (the file's own .symtab), "build-id debug file", "debuglink",
+  // "minidebuginfo", "debuginfod", "dynsym", "perf map" (JIT), "none" (no symbols, or the file
+  // could not be read).
+  std::string source;
+  // The debug file's path (build-id debug file, debuglink), the debuginfod URLs and the cached
+  // file, the perf map's path; why the file was unusable for "none"; else empty.
+  std::string detail;
+  std::string description;       // one line: symbols and line information (ElfBinary)
+  uint64_t addresses_named = 0;  // distinct addresses (per process) given a function name
+  bool operator==(const BinarySymbolSource&) const = default;
+};
+
+// At most this many entries per symbol sources block.
+inline constexpr uint32_t kMaxSymbolSources = 1u << 20;
+
+wire::Bytes encode_symbol_sources(const std::vector<BinarySymbolSource>& sources);
+// Decodes a payload of `count` entries into `out` (replacing it). Errors go to the cursor.
+void decode_symbol_sources(wire::PayloadCursor& c, uint32_t count,
+                           std::vector<BinarySymbolSource>& out);
+
 }  // namespace kscope

@@ -13,6 +13,7 @@
 #include "render/flamegraph.h"
 #include "render/html_page.h"
 #include "render/svg.h"
+#include "render/symbol_sources.h"
 #include "symbols/symbolizer.h"
 #include "util/gzip.h"
 
@@ -243,7 +244,8 @@ Result<ReportOutput> build_fault_report(const Recording& rec, const ReportOption
       "href=\"#segments\">segments</a> "
       "<a href=\"#cumulative\">cumulative</a> <a href=\"#latency\">latency</a> <a "
       "href=\"#functions\">functions</a> "
-      "<a href=\"#pages\">pages</a> <a href=\"#flame-section\">flame graph</a></nav></header>\n";
+      "<a href=\"#pages\">pages</a> <a href=\"#flame-section\">flame graph</a> <a "
+      "href=\"#symbol-sources\">symbol sources</a></nav></header>\n";
 
   if (rec.faults.empty()) {
     body +=
@@ -315,6 +317,8 @@ Result<ReportOutput> build_fault_report(const Recording& rec, const ReportOption
         "regex.";
   }
   body += render_flamegraph_section(profile, fg);
+  const SymbolSourcesView sources = symbol_sources_view(rec, symbolizer);
+  body += symbol_sources_html(sources);
 
   // Page data for report.js.
   std::map<uint32_t, uint32_t> pid_index;
@@ -345,6 +349,7 @@ Result<ReportOutput> build_fault_report(const Recording& rec, const ReportOption
       {"segment_axes", seg_axes},
       {"density_threshold", options.density_threshold},
       {"points", base64_encode(packed)},
+      {"symbol_sources", symbol_sources_json(sources)},
   };
   body += json_script("kscope-data", data);
   out.html = html_page(title, body);

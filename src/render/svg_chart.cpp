@@ -6,33 +6,9 @@
 #include <cmath>
 #include <limits>
 
-namespace kscope {
+#include "render/svg.h"
 
-std::string svg_escape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        out += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
-    }
-  }
-  return out;
-}
+namespace kscope {
 
 std::vector<double> nice_ticks(double lo, double hi, int target) {
   std::vector<double> ticks;
@@ -112,7 +88,7 @@ std::string render_svg_chart(const std::vector<ChartSeries>& series, const Chart
   out += fmt::format(
       "<text x=\"{:.1f}\" y=\"28\" text-anchor=\"middle\" font-size=\"16\" "
       "font-weight=\"bold\">{}</text>\n",
-      W / 2, svg_escape(o.title));
+      W / 2, xml_escape(o.title));
   // Grid and ticks.
   for (double v : xt) {
     double x = px(v);
@@ -121,7 +97,7 @@ std::string render_svg_chart(const std::vector<ChartSeries>& series, const Chart
         "stroke=\"#e0e0e0\"/>\n",
         x, top, top + ph);
     out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", x,
-                       top + ph + 16, svg_escape(format_tick(v, xstep)));
+                       top + ph + 16, xml_escape(format_tick(v, xstep)));
   }
   for (double v : yt) {
     double y = py(v);
@@ -130,18 +106,18 @@ std::string render_svg_chart(const std::vector<ChartSeries>& series, const Chart
         "stroke=\"#e0e0e0\"/>\n",
         left, y, left + pw);
     out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 6,
-                       y + 4, svg_escape(format_tick(v, ystep)));
+                       y + 4, xml_escape(format_tick(v, ystep)));
   }
   out += fmt::format(
       "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" "
       "fill=\"none\" stroke=\"black\"/>\n",
       left, top, pw, ph);
   out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n",
-                     left + pw / 2, top + ph + 36, svg_escape(o.x_label));
+                     left + pw / 2, top + ph + 36, xml_escape(o.x_label));
   out += fmt::format(
       "<text x=\"18\" y=\"{0:.1f}\" text-anchor=\"middle\" "
       "transform=\"rotate(-90 18 {0:.1f})\">{1}</text>\n",
-      top + ph / 2, svg_escape(o.y_label));
+      top + ph / 2, xml_escape(o.y_label));
   if (empty)
     out += fmt::format(
         "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#888\">"
@@ -170,7 +146,7 @@ std::string render_svg_chart(const std::vector<ChartSeries>& series, const Chart
         "stroke=\"{3}\" stroke-width=\"2\"{4}/>\n",
         left, ly - 4, left + 28, color, s.dashed ? " stroke-dasharray=\"6 4\"" : "");
     out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", left + 36, ly,
-                       svg_escape(s.name));
+                       xml_escape(s.name));
   }
   out += "</svg>\n";
   return out;

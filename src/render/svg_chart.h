@@ -26,9 +26,6 @@ struct ChartOptions {
   bool x_from_zero = false;
 };
 
-// &, <, >, " and ' become entities; control characters become spaces.
-std::string svg_escape(std::string_view text);
-
 // Round tick values (1, 2, 5 x 10^k steps) covering [lo, hi], about `target` of them.
 std::vector<double> nice_ticks(double lo, double hi, int target = 6);
 

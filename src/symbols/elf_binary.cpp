@@ -430,14 +430,31 @@ ElfBinary::~ElfBinary() {
 
 Result<std::unique_ptr<ElfBinary>> ElfBinary::open(const std::string& path,
                                                    const DebugSearchPaths& search) {
-  struct stat st {};
-  KSCOPE_ASSIGN_OR_RETURN(ElfHandle elf, open_elf_file(path, &st));
+  KSCOPE_ASSIGN_OR_RETURN(std::unique_ptr<ElfBinary> binary, begin_open(path, search));
+  KSCOPE_TRY(binary->finish_open());
+  return binary;
+}
+
+Result<std::unique_ptr<ElfBinary>> ElfBinary::begin_open(const std::string& path,
+                                                         const DebugSearchPaths& search) {
+  auto st = std::make_unique<struct stat>();
+  KSCOPE_ASSIGN_OR_RETURN(ElfHandle elf, open_elf_file(path, st.get()));
   std::unique_ptr<ElfBinary> binary(new ElfBinary());
   binary->path_ = path;
   binary->search_ = search;
   binary->main_elf_ = elf.release();
-  KSCOPE_TRY(binary->load(&st));
+  binary->build_id_ = find_build_id(binary->main_elf_);
+  binary->file_owner_ = st->st_uid;
+  binary->file_size_ = static_cast<uint64_t>(st->st_size);
+  binary->file_ = std::move(st);
   return binary;
+}
+
+Status ElfBinary::finish_open() {
+  if (!file_) return make_error(fmt::format("{}: finish_open() without begin_open()", path_));
+  Status st = load(file_.get());
+  file_.reset();
+  return st;
 }
 
 Result<std::unique_ptr<ElfBinary>> ElfBinary::from_image(std::string name,

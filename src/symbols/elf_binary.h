@@ -68,6 +68,15 @@ class ElfBinary {
   // be opened or is not ELF.
   static Result<std::unique_ptr<ElfBinary>> open(const std::string& path,
                                                  const DebugSearchPaths& search);
+  // open() in two steps, for a cache keyed by build-id: begin_open() opens the file (the only
+  // time it is opened) and reads its ELF header and build-id; finish_open() reads its symbols
+  // and finds its debug file. A caller that already has a binary with this build-id drops the
+  // unfinished one instead.
+  static Result<std::unique_ptr<ElfBinary>> begin_open(const std::string& path,
+                                                       const DebugSearchPaths& search);
+  Status finish_open();
+  uint32_t file_owner() const { return file_owner_; }  // uid owning the file (begin_open)
+  uint64_t file_size() const { return file_size_; }
   // An ELF image already in memory (the vDSO); `name` stands for its path.
   static Result<std::unique_ptr<ElfBinary>> from_image(std::string name, std::vector<char> image);
 
@@ -130,6 +139,9 @@ class ElfBinary {
   std::unordered_map<uint32_t, std::string> demangled_;  // by functions_ index
   mutable size_t last_hit_ = SIZE_MAX;
 
+  std::unique_ptr<struct stat> file_;  // the file's identity between begin and finish_open
+  uint32_t file_owner_ = 0;
+  uint64_t file_size_ = 0;
   std::vector<char> image_;   // backing memory for from_image()
   Elf* main_elf_ = nullptr;   // owned; kept only while it holds the DWARF
   Elf* debug_elf_ = nullptr;  // owned; the separate debug file, when one was used

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <ctime>
 
@@ -150,6 +151,7 @@ Symbol Symbolizer::resolve_user_uncached(uint32_t pid, uint64_t ip, SymbolDetail
   symbol.function = std::string(function->name);
   symbol.offset = *vaddr - function->start;
   symbol.resolved = true;
+  count_named(pid, ip, binary);
   if (detail != SymbolDetail::kFunction) {
     binary->describe_source(*vaddr, detail == SymbolDetail::kInlineFrames, symbol);
   }
@@ -192,7 +194,12 @@ Symbol Symbolizer::resolve_jit(uint32_t pid, uint64_t ip, Symbol symbol) {
   symbol.module = "[jit]";
   symbol.module_path = jit.file->path();
   symbol.resolved = true;
+  count_named(pid, ip, jit.file.get());
   return symbol;
+}
+
+void Symbolizer::count_named(uint32_t pid, uint64_t ip, const void* named_by) {
+  if (named_.insert(StoredKey{pid, ip, false}).second) ++named_count_[named_by];
 }
 
 ElfBinary* Symbolizer::binary_for(Process& process, size_t index) {
@@ -212,6 +219,7 @@ ElfBinary* Symbolizer::load_file(const Mapping& mapping) {
   ElfBinary* binary = nullptr;
   std::string path(path_without_deleted(mapping.path));
   struct stat st {};
+  errno = 0;
   if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
     // A deleted file's path may now name its replacement (an upgraded library): use it only if
     // it is still the very file that was mapped.
@@ -221,15 +229,46 @@ ElfBinary* Symbolizer::load_file(const Mapping& mapping) {
                        static_cast<uint64_t>(st.st_size),
                        static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
       auto it = binaries_.find(file_key);
-      if (it == binaries_.end()) {
-        auto opened = ElfBinary::open(path, options_.debug_search);
-        it = binaries_.emplace(file_key, opened ? std::move(*opened) : nullptr).first;
+      if (it != binaries_.end()) {
+        binary = it->second;
+      } else {
+        binary = open_binary(path, file_key);
       }
-      binary = it->second.get();
+    } else {
+      unavailable_.emplace(path, "the file at this path is not the one that was mapped");
     }
+  } else {
+    unavailable_.emplace(path, fmt::format("cannot open: {}", std::strerror(errno)));
   }
   if (!binary) ++unavailable_files_;
   by_mapping_.emplace(std::move(key), binary);
+  return binary;
+}
+
+ElfBinary* Symbolizer::open_binary(const std::string& path, const FileKey& file_key) {
+  auto opened = ElfBinary::begin_open(path, options_.debug_search);
+  if (!opened) {
+    unavailable_.emplace(path, opened.error().describe());
+    binaries_.emplace(file_key, nullptr);
+    return nullptr;
+  }
+  std::string id_key;
+  if (!(*opened)->build_id().empty()) {
+    id_key = fmt::format("{}:{}:{}", (*opened)->build_id(), (*opened)->file_owner(),
+                         (*opened)->file_size());
+    if (auto same = by_build_id_.find(id_key); same != by_build_id_.end()) {
+      binaries_.emplace(file_key, same->second);  // a copy: named by the binary already read
+      return same->second;
+    }
+  }
+  if (Status st = (*opened)->finish_open(); !st) {
+    unavailable_.emplace(path, st.error().describe());
+    binaries_.emplace(file_key, nullptr);
+    return nullptr;
+  }
+  ElfBinary* binary = owned_.emplace_back(std::move(*opened)).get();
+  binaries_.emplace(file_key, binary);
+  if (!id_key.empty()) by_build_id_.emplace(id_key, binary);
   return binary;
 }
 
@@ -285,9 +324,7 @@ const KernelSymbols* Symbolizer::kernel_symbols() {
 SymbolizerStats Symbolizer::stats() const {
   SymbolizerStats stats;
   stats.processes = processes_.size();
-  for (const auto& [key, binary] : binaries_) {
-    if (binary) ++stats.binaries_loaded;
-  }
+  stats.binaries_loaded = owned_.size();
   stats.binaries_unavailable = unavailable_files_;
   for (const auto& [pid, jit] : jit_maps_) {
     if (jit.file && jit.file->map().size() > 0) {
@@ -299,16 +336,70 @@ SymbolizerStats Symbolizer::stats() const {
   return stats;
 }
 
+BinarySource Symbolizer::source_of(const ElfBinary& binary) const {
+  BinarySource out;
+  out.path = binary.path();
+  out.build_id = binary.build_id();
+  out.description = binary.describe_sources();
+  switch (binary.symbol_source()) {
+    case ElfBinary::SymbolSource::kNone:
+      out.source = "none";
+      break;
+    case ElfBinary::SymbolSource::kSymtab:
+      out.source = "symtab";
+      break;
+    case ElfBinary::SymbolSource::kDebugFileSymtab:
+      switch (binary.debug_origin()) {
+        case ElfBinary::DebugOrigin::kBuildIdDir:
+        case ElfBinary::DebugOrigin::kNone:
+          out.source = "build-id debug file";
+          out.detail = binary.debug_file();
+          break;
+        case ElfBinary::DebugOrigin::kDebugLink:
+          out.source = "debuglink";
+          out.detail = binary.debug_file();
+          break;
+        case ElfBinary::DebugOrigin::kDebuginfod:
+          out.source = "debuginfod";
+          out.detail = fmt::format("{} (cached as {})", debuginfod_ ? debuginfod_->urls() : "?",
+                                   binary.debug_file());
+          break;
+      }
+      break;
+    case ElfBinary::SymbolSource::kMiniDebugInfo:
+      out.source = "minidebuginfo";
+      break;
+    case ElfBinary::SymbolSource::kDynsym:
+      out.source = "dynsym";
+      break;
+  }
+  if (auto it = named_count_.find(&binary); it != named_count_.end()) {
+    out.addresses_named = it->second;
+  }
+  return out;
+}
+
 std::vector<BinarySource> Symbolizer::binary_sources() const {
   std::vector<BinarySource> out;
-  for (const auto& [key, binary] : binaries_) {
-    if (binary) out.push_back({binary->path(), binary->build_id(), binary->describe_sources()});
+  for (const auto& binary : owned_) out.push_back(source_of(*binary));
+  if (vdso_) out.push_back(source_of(*vdso_));
+  for (const auto& [path, why] : unavailable_) {
+    BinarySource none;
+    none.path = path;
+    none.source = "none";
+    none.detail = why;
+    out.push_back(std::move(none));
   }
-  if (vdso_) out.push_back({vdso_->path(), vdso_->build_id(), vdso_->describe_sources()});
   for (const auto& [pid, jit] : jit_maps_) {
     if (jit.file && jit.file->map().size() > 0) {
-      out.push_back(
-          {jit.file->path(), "", fmt::format("JIT perf map, {} regions", jit.file->map().size())});
+      BinarySource map;
+      map.path = jit.file->path();
+      map.source = "perf map";
+      map.description = fmt::format("JIT perf map, {} regions", jit.file->map().size());
+      if (auto it = named_count_.find(jit.file.get()); it != named_count_.end()) {
+        map.addresses_named = it->second;
+      }
+      out.push_back(std::move(map));
     }
   }
   std::sort(out.begin(), out.end(),

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "model/process_info.h"
@@ -56,12 +57,9 @@ struct SymbolizerOptions {
   FILE* messages = stderr;
 };
 
-// Which source named one binary, for -v and reports.
-struct BinarySource {
-  std::string path;
-  std::string build_id;
-  std::string description;  // ElfBinary::describe_sources(), or why the file was unusable
-};
+// Which source named one binary, for -v and reports (model/recording_symbols.h: it is stored in
+// recordings as it is).
+using BinarySource = BinarySymbolSource;
 
 struct SymbolizerStats {
   size_t processes = 0;             // processes with mappings
@@ -110,7 +108,9 @@ class Symbolizer {
   Status kernel_symbols_status();
 
   SymbolizerStats stats() const;
-  // Every binary looked at, with where its names came from, sorted by path.
+  // Every binary looked at (and every mapped file that could not be used), with where its names
+  // came from and how many distinct addresses it named, sorted by path. Names given from
+  // add_stored_symbols() are not counted: they were named where the recording was made.
   std::vector<BinarySource> binary_sources() const;
 
  private:
@@ -128,6 +128,12 @@ class Symbolizer {
   ElfBinary* binary_for(Process& process, size_t mapping_index);
   ElfBinary* load_file(const Mapping& mapping);
   ElfBinary* load_vdso(const Mapping& mapping);
+  // Opens and reads a file not seen before (or reuses the binary of a copy with its build-id).
+  ElfBinary* open_binary(const std::string& path, const FileKey& file_key);
+  // Counts a function name given to (pid, ip) by `named_by` (an ElfBinary or a PerfMapFile),
+  // once per distinct address.
+  void count_named(uint32_t pid, uint64_t ip, const void* named_by);
+  BinarySource source_of(const ElfBinary& binary) const;
   Symbol resolve_jit(uint32_t pid, uint64_t ip, Symbol symbol);
   const KernelSymbols* kernel_symbols();
 
@@ -136,9 +142,17 @@ class Symbolizer {
   // Binaries by mapping identity ("dev:inode:path"); null when the file is unusable, so a
   // missing file is not looked for again on every address.
   std::unordered_map<std::string, ElfBinary*> by_mapping_;
-  // Owners, by the identity of the file opened, so links and bind mounts share one copy.
-  std::unordered_map<FileKey, std::unique_ptr<ElfBinary>, FileKeyHash> binaries_;
+  // By the identity of the file opened, so links and bind mounts share one copy; null when the
+  // file is unusable.
+  std::unordered_map<FileKey, ElfBinary*, FileKeyHash> binaries_;
+  std::vector<std::unique_ptr<ElfBinary>> owned_;  // every binary read, in the order read
+  // Binaries by "build-id:owner uid:size": copies of one file (same build-id, e.g. a binary and
+  // its copy, or one library in two container images) are read once. The owner is part of the
+  // key so a file a user made, with a forged build-id, never names a root-owned binary's code.
+  std::unordered_map<std::string, ElfBinary*> by_build_id_;
   size_t unavailable_files_ = 0;
+  std::unordered_map<std::string, std::string> unavailable_;  // path -> why it was not used
+  std::unordered_map<const void*, uint64_t> named_count_;     // by ElfBinary / PerfMapFile
   std::unique_ptr<DebuginfodClient> debuginfod_;
 
   struct StoredKey {
@@ -155,6 +169,7 @@ class Symbolizer {
   };
   std::unordered_map<StoredKey, Symbol, StoredKeyHash> stored_;
   size_t stored_used_ = 0;
+  std::unordered_set<StoredKey, StoredKeyHash> named_;  // user addresses named so far
 
   struct JitMap {
     std::unique_ptr<PerfMapFile> file;

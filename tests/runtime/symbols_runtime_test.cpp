@@ -2,15 +2,20 @@
 // its binary was deleted and with another kernel's kallsyms in front of the reader; JIT code of
 // `node --perf-basic-prof` is named by kscope faults and kscope top. Ground truth: the names the
 // same recording gets while everything is still in place, and the perf map node itself wrote.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -246,6 +251,469 @@ TEST_F(NodeJit, TopNamesTheJitFunction) {
     }
   }
   EXPECT_TRUE(named) << r.out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The symbol sources table (recording block type 9, the report's "Symbol sources" panel, -v):
+// faultprog, whole or stripped with its debug information in one place, recorded by kscope
+// faults. Ground truth: where the test put the debug information, and the names block of the
+// same recording (the addresses named per binary must be the names it holds for that binary).
+
+int free_loopback_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+// One HTTP GET on loopback; the status code, or -1.
+int http_status(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  int status = -1;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+      char buf[64] = {};
+      ssize_t n = ::recv(fd, buf, sizeof buf - 1, 0);
+      if (n > 12 && std::string_view(buf, 5) == "HTTP/") status = std::atoi(buf + 9);
+    }
+  }
+  ::close(fd);
+  return status;
+}
+
+std::string html_escaped(std::string s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '&')
+      out += "&amp;";
+    else if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
+  }
+  return out;
+}
+
+class SourcesTable : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    KSCOPE_REQUIRE_ROOT_OR_SKIP();
+    KSCOPE_REQUIRE_TOOL_OR_SKIP(objcopy, "objcopy", "binutils");
+    dir_ = temp_dir();
+    full_ = dir_ + "/faultprog_full";
+    stripped_ = dir_ + "/faultprog_stripped";
+    debug_ = dir_ + "/faultprog.debug";
+    fs::copy_file(std::string(KSCOPE_TEST_PROGS_DIR) + "/faultprog", full_);
+    auto r = run({"/bin/sh", "-c",
+                  "objcopy --only-keep-debug '" + full_ + "' '" + debug_ +
+                      "' && strip --strip-all -o '" + stripped_ + "' '" + full_ + "'"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto id = read_build_id(stripped_);
+    ASSERT_TRUE(id.ok()) << id.error().describe();
+    build_id_ = *id;
+    fs::create_directories(dir_ + "/empty");
+  }
+  void TearDown() override {
+    if (server_pid_ > 0) {
+      ::kill(server_pid_, SIGTERM);
+      if (wait_for(server_pid_, 20) < 0) {
+        ::kill(server_pid_, SIGKILL);
+        wait_for(server_pid_, 20);
+      }
+    }
+    if (!dir_.empty()) run({"/bin/rm", "-rf", dir_});
+  }
+
+  // kscope faults over `program anon-write 3000 7` with these environment variables (no debug
+  // directory, debuginfod or debuglink beyond what the test sets up).
+  Recording record(const std::string& program, std::vector<std::string> env) {
+    std::vector<std::string> argv = {"/usr/bin/env", "-u", "DEBUGINFOD_URLS",
+                                     "KSCOPE_DEBUG_DIR=" + dir_ + "/empty"};
+    argv.insert(argv.end(), env.begin(), env.end());
+    rec_ = dir_ + "/run.kscope";
+    for (std::string a :
+         {std::string(KSCOPE_BINARY), std::string("-v"), std::string("faults"),
+          std::string("--no-plot"), std::string("-o"), rec_, std::string("--"), program,
+          std::string("anon-write"), std::string("3000"), std::string("7")})
+      argv.push_back(a);
+    auto r = run(argv, 180);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    faults_err_ = r.err;
+    auto recording = read_recording(rec_);
+    EXPECT_TRUE(recording.ok());
+    return recording.ok() ? std::move(*recording) : Recording{};
+  }
+
+  // The recording says `path` was named by `source` with `detail` (a substring), and counts
+  // exactly the names its names block holds for that binary (which include the function the
+  // program faults in). Then the binary and its debug information are deleted, and the report
+  // and -v still say it, from the recording.
+  void expect_source(const Recording& rec, const std::string& path, const std::string& source,
+                     const std::string& detail) {
+    EXPECT_EQ(rec.summary.version_minor, kRecordingVersionMinor);
+    const BinarySymbolSource* row = nullptr;
+    for (const BinarySymbolSource& s : rec.symbol_sources) {
+      if (s.path == path) row = &s;
+    }
+    ASSERT_NE(row, nullptr) << "no symbol source row for " << path;
+    EXPECT_EQ(row->source, source);
+    EXPECT_NE(row->detail.find(detail), std::string::npos) << row->detail;
+    EXPECT_EQ(row->build_id, build_id_);
+    uint64_t named = 0;
+    bool touch = false;
+    for (const StoredSymbol& s : rec.symbols) {
+      if (s.module_path != path || !s.resolved) continue;
+      ++named;
+      touch = touch || s.function == "touch_pages_permuted";
+    }
+    EXPECT_TRUE(touch) << "touch_pages_permuted not named";
+    EXPECT_EQ(row->addresses_named, named);
+    EXPECT_GT(named, 0u);
+    std::string line = fmt::format("kscope: symbols: {} build-id {}: {}", path, build_id_, source);
+    EXPECT_NE(faults_err_.find(line), std::string::npos) << faults_err_;
+
+    run({"/bin/rm", "-rf", full_, stripped_, debug_, dir_ + "/root", dir_ + "/served",
+         dir_ + "/cache"});
+    auto r = run({KSCOPE_BINARY, "-v", "report", rec_, "-o", dir_ + "/report.html"}, 120);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::string html = read_file(dir_ + "/report.html");
+    size_t panel = html.find("id=\"symbol-sources\"");
+    ASSERT_NE(panel, std::string::npos);
+    std::string row_html = fmt::format(
+        "<tr><td class=\"mono\">{}</td><td class=\"mono\">{}</td><td>{}</td><td "
+        "class=\"mono\">{}</td>",
+        html_escaped(path), build_id_, html_escaped(source), html_escaped(row->detail));
+    EXPECT_NE(html.find(row_html, panel), std::string::npos) << row_html;
+    EXPECT_NE(html.find("Names stored in the recording when it was made", panel),
+              std::string::npos);
+    std::string with_count = fmt::format("{}{}{}; {} addresses named", line,
+                                         row->detail.empty() ? "" : " ", row->detail, named);
+    EXPECT_NE(r.err.find(with_count), std::string::npos) << with_count << "\n" << r.err;
+    // The report's data for scripts carries the same table.
+    size_t data = html.find("\"symbol_sources\":");
+    ASSERT_NE(data, std::string::npos);
+    EXPECT_NE(html.find("\"named_at\":\"recording\"", data), std::string::npos);
+  }
+
+  std::string dir_, full_, stripped_, debug_, build_id_, rec_, faults_err_;
+  int server_pid_ = -1;
+};
+
+TEST_F(SourcesTable, PlainBinaryFromItsSymtab) {
+  Recording rec = record(full_, {});
+  expect_source(rec, full_, "symtab", "");
+}
+
+TEST_F(SourcesTable, StrippedBinaryFromABuildIdDebugFile) {
+  std::string by_id =
+      dir_ + "/root/.build-id/" + build_id_.substr(0, 2) + "/" + build_id_.substr(2) + ".debug";
+  fs::create_directories(fs::path(by_id).parent_path());
+  fs::copy_file(debug_, by_id);
+  Recording rec = record(stripped_, {"KSCOPE_DEBUG_DIR=" + dir_ + "/root"});
+  expect_source(rec, stripped_, "build-id debug file", by_id);
+}
+
+// MiniDebugInfo made the way distributions make it (nm, objcopy, xz).
+TEST_F(SourcesTable, StrippedBinaryFromMiniDebugInfo) {
+  KSCOPE_REQUIRE_TOOL_OR_SKIP(xz, "xz", "xz-utils");
+  KSCOPE_REQUIRE_TOOL_OR_SKIP(nm, "nm", "binutils");
+  std::string recipe =
+      "cd '" + dir_ + "' && nm -D '" + full_ +
+      "' --format=posix --defined-only | awk '{print $1}' | sort > dynsyms && nm '" + full_ +
+      "' --format=posix --defined-only | awk '{ if ($2 == \"T\" || $2 == \"t\" || $2 == \"D\") "
+      "print $1 }' | sort > funcsyms && comm -13 dynsyms funcsyms > keep_symbols && "
+      "objcopy -S --remove-section .gdb_index --remove-section .comment "
+      "--keep-symbols=keep_symbols '" +
+      debug_ + "' mini_debuginfo && xz --keep mini_debuginfo && " +
+      "objcopy --add-section .gnu_debugdata=mini_debuginfo.xz '" + stripped_ + "'";
+  auto made = run({"/bin/sh", "-c", recipe});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  Recording rec = record(stripped_, {});
+  expect_source(rec, stripped_, "minidebuginfo", "");
+}
+
+// A real debuginfod on loopback serving the debug file.
+TEST_F(SourcesTable, StrippedBinaryFromDebuginfod) {
+  KSCOPE_REQUIRE_TOOL_OR_SKIP(debuginfod, "debuginfod", "debuginfod");
+  std::string served = dir_ + "/served";
+  fs::create_directories(served);
+  fs::copy_file(debug_, served + "/faultprog.debug");
+  int port = -1;
+  for (int attempt = 0; attempt < 5 && server_pid_ <= 0; ++attempt) {
+    port = free_loopback_port();
+    int pid = spawn({debuginfod, "-F", served, "-p", std::to_string(port), "-d",
+                     dir_ + "/db.sqlite", "-t", "0", "-g", "0"},
+                    dir_ + "/debuginfod.out", dir_ + "/debuginfod.err");
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (http_status(port, "/buildid/" + build_id_ + "/debuginfo") == 200) {
+        server_pid_ = pid;
+        break;
+      }
+      if (wait_for(pid, 0.2) >= 0) break;  // exited: port taken? retry
+    }
+    if (server_pid_ <= 0) {
+      ::kill(pid, SIGKILL);
+      wait_for(pid, 20);
+    }
+  }
+  ASSERT_GT(server_pid_, 0) << read_file(dir_ + "/debuginfod.err");
+  std::string url = "http://127.0.0.1:" + std::to_string(port);
+  std::string cache = dir_ + "/cache";
+  Recording rec = record(stripped_, {"DEBUGINFOD_URLS=" + url, "DEBUGINFOD_CACHE_PATH=" + cache});
+  expect_source(rec, stripped_, "debuginfod", url + " (cached as " + cache + "/" + build_id_);
+}
+
+// Issue 13, "no file opened twice": one stripped binary with a build-id debug file, run by 21
+// processes under three names: the file itself, a hard link, and a copy (another inode, same
+// build-id). strace (an independent witness) sees every open of kscope and its children: the
+// children exec the binaries (execve, not openat), so every openat of these paths is kscope's.
+TEST_F(SourcesTable, NoFileIsOpenedTwiceForManyProcessesAndPaths) {
+  KSCOPE_REQUIRE_TOOL_OR_SKIP(strace, "strace", "strace");
+  std::string by_id =
+      dir_ + "/root/.build-id/" + build_id_.substr(0, 2) + "/" + build_id_.substr(2) + ".debug";
+  fs::create_directories(fs::path(by_id).parent_path());
+  fs::copy_file(debug_, by_id);
+  std::string link = dir_ + "/faultprog_link", copy = dir_ + "/faultprog_copy";
+  fs::create_hard_link(stripped_, link);
+  fs::copy_file(stripped_, copy);
+  std::string log = dir_ + "/strace.log";
+  rec_ = dir_ + "/many.kscope";
+  std::string workload = "for i in 1 2 3 4 5 6 7; do '" + stripped_ + "' anon-write 300 $i & '" +
+                         link + "' anon-write 300 $i & '" + copy +
+                         "' anon-write 300 $i & done; wait";
+  auto r = run({"/usr/bin/env",
+                "-u",
+                "DEBUGINFOD_URLS",
+                "KSCOPE_DEBUG_DIR=" + dir_ + "/root",
+                strace,
+                "-f",
+                "-qq",
+                "-e",
+                "trace=open,openat,openat2",
+                "-o",
+                log,
+                KSCOPE_BINARY,
+                "faults",
+                "--no-plot",
+                "-o",
+                rec_,
+                "--",
+                "/bin/sh",
+                "-c",
+                workload},
+               300);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto rec = read_recording(rec_);
+  ASSERT_TRUE(rec.ok());
+  // All three names were named (from the one debug file), in 21 processes.
+  std::map<std::string, std::set<uint32_t>> named_pids;
+  for (const StoredSymbol& s : rec->symbols) {
+    if (s.function == "touch_pages_permuted") named_pids[s.module_path].insert(s.pid);
+  }
+  EXPECT_EQ(named_pids[stripped_].size(), 7u);
+  EXPECT_EQ(named_pids[link].size(), 7u);
+  EXPECT_EQ(named_pids[copy].size(), 7u);
+  std::string trace = read_file(log);
+  auto opens_of = [&trace](const std::string& path) {
+    size_t n = 0;
+    std::istringstream in(trace);
+    for (std::string line; std::getline(in, line);) {
+      if (line.find("open") != std::string::npos &&
+          line.find("\"" + path + "\"") != std::string::npos)
+        ++n;
+    }
+    return n;
+  };
+  EXPECT_EQ(opens_of(by_id), 1u) << "the debug file is read once for all three names";
+  EXPECT_LE(opens_of(stripped_) + opens_of(link), 1u) << "one inode, two paths: opened once";
+  EXPECT_LE(opens_of(copy), 1u) << "the copy is opened once, for its build-id, and not parsed";
+  // The copy was recognised by its build-id: one binary in the sources table.
+  size_t rows = 0;
+  for (const BinarySymbolSource& s : rec->symbol_sources) {
+    rows += s.build_id == build_id_;
+  }
+  EXPECT_EQ(rows, 1u);
+}
+
+// Under sudo the environment is reset, so DEBUGINFOD_URLS is not kscope's: it is read from the
+// invoking user's shell (the nearest ancestor running as SUDO_UID). sudo itself is not needed to
+// make that situation: a parent running as nobody (real uid 65534, saved uid 0, as a setuid
+// sudo runs) with DEBUGINFOD_URLS in its environment starts kscope as root with an environment
+// as sudo leaves it (SUDO_UID, SUDO_USER, root's HOME, no DEBUGINFOD_URLS). The debug file
+// goes to root's debuginfod cache (kscope runs as root: nothing root-owned is written into the
+// user's home), and the function is named.
+TEST_F(SourcesTable, UnderSudoTheInvokingUsersDebuginfodUrlsApply) {
+  KSCOPE_REQUIRE_TOOL_OR_SKIP(debuginfod, "debuginfod", "debuginfod");
+  std::string python = fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "";
+  if (python.empty()) GTEST_SKIP() << "/usr/bin/python3 not found";
+  std::string served = dir_ + "/served";
+  fs::create_directories(served);
+  fs::copy_file(debug_, served + "/faultprog.debug");
+  int port = -1;
+  for (int attempt = 0; attempt < 5 && server_pid_ <= 0; ++attempt) {
+    port = free_loopback_port();
+    int pid = spawn({debuginfod, "-F", served, "-p", std::to_string(port), "-d",
+                     dir_ + "/db.sqlite", "-t", "0", "-g", "0"},
+                    dir_ + "/debuginfod.out", dir_ + "/debuginfod.err");
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (http_status(port, "/buildid/" + build_id_ + "/debuginfo") == 200) {
+        server_pid_ = pid;
+        break;
+      }
+      if (wait_for(pid, 0.2) >= 0) break;
+    }
+    if (server_pid_ <= 0) {
+      ::kill(pid, SIGKILL);
+      wait_for(pid, 20);
+    }
+  }
+  ASSERT_GT(server_pid_, 0) << read_file(dir_ + "/debuginfod.err");
+  std::string url = "http://127.0.0.1:" + std::to_string(port);
+  std::string user_home = dir_ + "/userhome", root_home = dir_ + "/roothome";
+  fs::create_directories(user_home);
+  fs::create_directories(root_home);
+  ASSERT_EQ(::chown(user_home.c_str(), 65534, 65534), 0);
+  ::chmod(dir_.c_str(), 0755);
+  rec_ = dir_ + "/sudo.kscope";
+  std::string script =
+      "import os, sys\n"
+      "os.setresgid(65534, 65534, 0)\n"
+      "os.setresuid(65534, 65534, 0)\n"
+      "pid = os.fork()\n"
+      "if pid == 0:\n"
+      "    os.setresuid(0, 0, 0)\n"
+      "    os.setresgid(0, 0, 0)\n"
+      "    env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'HOME': sys.argv[1],\n"
+      "           'SUDO_UID': '65534', 'SUDO_GID': '65534', 'SUDO_USER': 'nobody',\n"
+      "           'KSCOPE_DEBUG_DIR': sys.argv[2]}\n"
+      "    os.execve(sys.argv[3], sys.argv[3:], env)\n"
+      "_, status = os.waitpid(pid, 0)\n"
+      "sys.exit(os.waitstatus_to_exitcode(status))\n";
+  auto r = run({"/usr/bin/env",
+                "-i",
+                "PATH=/usr/bin:/bin",
+                "HOME=" + user_home,
+                "DEBUGINFOD_URLS=" + url,
+                python,
+                "-c",
+                script,
+                root_home,
+                dir_ + "/empty",
+                KSCOPE_BINARY,
+                "faults",
+                "--no-plot",
+                "-o",
+                rec_,
+                "--",
+                stripped_,
+                "anon-write",
+                "3000",
+                "7"},
+               180);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("fetching debug info for " + stripped_ + " from debuginfod"),
+            std::string::npos)
+      << r.err;
+  auto rec = read_recording(rec_);
+  ASSERT_TRUE(rec.ok());
+  bool named = false;
+  for (const StoredSymbol& s : rec->symbols) {
+    named = named || (s.module_path == stripped_ && s.function == "touch_pages_permuted");
+  }
+  EXPECT_TRUE(named);
+  std::string cached = root_home + "/.cache/debuginfod_client/" + build_id_ + "/debuginfo";
+  struct stat st {};
+  ASSERT_EQ(::stat(cached.c_str(), &st), 0) << cached;
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_FALSE(fs::exists(user_home + "/.cache")) << "root wrote into the user's home";
+
+  // The control: without SUDO_UID nothing is asked (kscope's own environment has no URLs).
+  std::string control =
+      "import os, sys\n"
+      "env = {'PATH': '/usr/bin:/bin', 'HOME': sys.argv[1], 'KSCOPE_DEBUG_DIR': sys.argv[2]}\n"
+      "os.execve(sys.argv[3], sys.argv[3:], env)\n";
+  r = run({"/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "DEBUGINFOD_URLS=" + url, python, "-c",
+           control, root_home + "2", dir_ + "/empty", KSCOPE_BINARY, "faults", "--no-plot", "-o",
+           dir_ + "/control.kscope", "--", stripped_, "anon-write", "300", "7"},
+          180);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("debuginfod"), std::string::npos) << r.err;
+}
+
+// A recording cut short (kscope faults killed with SIGKILL) has no stored names: report and
+// export name its intact records from this machine's files and say so; with the binary deleted
+// the names are gone (the control: they really come from the files at report time).
+TEST_F(SourcesTable, CutShortRecordingIsNamedAtReportTimeAndSaysSo) {
+  int target = spawn({full_, "loop-touch"});
+  rec_ = dir_ + "/killed.kscope";
+  int tracer =
+      spawn({KSCOPE_BINARY, "faults", "--no-plot", "-o", rec_, "-p", std::to_string(target)},
+            dir_ + "/faults.out", dir_ + "/faults.err");
+  size_t faults = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(90);
+  while (std::chrono::steady_clock::now() < deadline && faults < 100) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (auto partial = read_recording(rec_); partial.ok()) faults = partial->faults.size();
+  }
+  ::kill(tracer, SIGKILL);
+  wait_for(tracer, 30);
+  ::kill(target, SIGKILL);
+  wait_for(target, 30);
+  ASSERT_GE(faults, 100u) << read_file(dir_ + "/faults.err");
+  auto rec = read_recording(rec_);
+  ASSERT_TRUE(rec.ok()) << rec.error().describe();
+  EXPECT_FALSE(rec->summary.complete);
+  EXPECT_TRUE(rec->symbols.empty());
+  EXPECT_TRUE(rec->symbol_sources.empty());
+
+  // Named now, from the binary still in place; the reader says where the names come from.
+  auto r = run({KSCOPE_BINARY, "report", rec_, "-o", dir_ + "/killed.html"}, 120);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("kscope: symbols: The recording was cut short"), std::string::npos) << r.err;
+  std::string html = read_file(dir_ + "/killed.html");
+  size_t panel = html.find("id=\"symbol-sources\"");
+  ASSERT_NE(panel, std::string::npos);
+  EXPECT_NE(html.find("named at report time from this machine", panel), std::string::npos);
+  EXPECT_NE(html.find("<tr><td class=\"mono\">" + html_escaped(full_) + "</td>", panel),
+            std::string::npos);
+  EXPECT_NE(html.find("\"named_at\":\"report\""), std::string::npos);
+  r = run({KSCOPE_BINARY, "export", rec_, "--format", "sqlite", "-o", dir_ + "/killed.db"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("cut short"), std::string::npos) << r.err;
+  std::string frames = frames_of(dir_ + "/killed.db");
+  EXPECT_NE(frames.find("|faultprog_full|" + full_ + "|"), std::string::npos) << frames;
+  EXPECT_NE(frames.find("|main|"), std::string::npos) << frames;
+
+  // With the binary gone, nothing names its code: the names above were the reporting machine's.
+  fs::remove(full_);
+  r = run({KSCOPE_BINARY, "-v", "export", rec_, "--format", "sqlite", "-o", dir_ + "/gone.db"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("cut short"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("kscope: symbols: " + full_ + ": none cannot open"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(frames_of(dir_ + "/gone.db").find("|main|"), std::string::npos);
 }
 
 }  // namespace

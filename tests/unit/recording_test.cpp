@@ -1028,6 +1028,72 @@ TEST(RecordingSymbols, RoundTripAcrossSeveralBlocks) {
   EXPECT_EQ(get_u32(bytes, blocks[blocks.size() - 3]) & 0xffff, 6u);
 }
 
+TEST(RecordingSymbols, SymbolSourcesRoundTripAndTheLastBlockWins) {
+  TempDir dir;
+  std::string path = dir.file("sources.kscope");
+  Content c = make_content(300, 4);
+  std::vector<BinarySymbolSource> first = {
+      {"/usr/bin/prog", "ab12", "symtab", "", ".symtab; lines from it", 7}};
+  std::vector<BinarySymbolSource> last = {
+      {"/usr/bin/prog", "ab12", "symtab", "", ".symtab; lines from it", 9},
+      {"/lib/libc.so.6", "cd34", "build-id debug file", "/usr/lib/debug/.build-id/cd/34.debug",
+       "debug file by build-id", 1234567},
+      {"/tmp/perf-1.map", "", "perf map", "/tmp/perf-1.map", "JIT perf map, 3 regions", 3},
+      {"/gone", "", "none", "cannot open: No such file or directory", "", 0}};
+  {
+    auto w = RecordingWriter::create(path, c.meta);
+    ASSERT_TRUE(w.ok());
+    write_content(*w, c, /*finish=*/false);
+    ASSERT_TRUE(w->add_symbols(make_symbols(10)).ok());
+    ASSERT_TRUE(w->add_symbol_sources(first).ok());
+    ASSERT_TRUE(w->add_symbol_sources(last).ok());
+    ASSERT_TRUE(w->finish(c.trailer).ok());
+  }
+  auto r = read_recording(path);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->summary.version_minor, kRecordingVersionMinor);
+  EXPECT_EQ(r->summary.skipped_blocks, 0u);
+  EXPECT_EQ(r->symbol_sources, last);
+  expect_equal_content(*r, c);
+  // The block is type 9, just before the trailer.
+  std::string bytes = read_bytes(path);
+  std::vector<uint64_t> blocks = block_offsets(bytes);
+  EXPECT_EQ(get_u32(bytes, blocks[blocks.size() - 2]) & 0xffff, 9u);
+
+  // A count the payload cannot hold is corruption, reported with the block's offset.
+  std::string full = write_file(path, make_content(10, 10));
+  uint64_t second = block_offsets(full)[1];
+  write_bytes(path, full.substr(0, second) + make_block(9, 0, 50, std::string("\x01a\x00", 3)));
+  auto bad = read_recording(path);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("impossible symbol source count"), std::string::npos)
+      << bad.error().message;
+}
+
+TEST(RecordingSymbols, VersionOneFilesWithoutSourcesStillRead) {
+  // A 1.1 file: symbols but no symbol sources block, minor 1 in the header.
+  TempDir dir;
+  std::string path = dir.file("v11.kscope");
+  Content c = make_content(100, 2);
+  {
+    auto w = RecordingWriter::create(path, c.meta);
+    ASSERT_TRUE(w.ok());
+    write_content(*w, c, /*finish=*/false);
+    ASSERT_TRUE(w->add_symbols(make_symbols(5)).ok());
+    ASSERT_TRUE(w->finish(c.trailer).ok());
+  }
+  std::string full = read_bytes(path);
+  full[10] = 1;
+  put_u32(full, 16, crc(std::string_view(full).substr(0, 16)));
+  write_bytes(path, full);
+  auto r = read_recording(path);
+  ASSERT_TRUE(r.ok()) << r.error().describe();
+  EXPECT_EQ(r->summary.version_minor, 1);
+  EXPECT_EQ(r->symbols.size(), 5u);
+  EXPECT_TRUE(r->symbol_sources.empty());
+  expect_equal_content(*r, c);
+}
+
 TEST(RecordingSymbols, VersionZeroFilesStillRead) {
   // A 1.0 file: what this writer makes without add_symbols(), with minor 0 in the header.
   TempDir dir;

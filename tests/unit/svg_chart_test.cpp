@@ -4,11 +4,19 @@
 
 #include <algorithm>
 
+#include "render/svg.h"
+
 namespace kscope {
 namespace {
 
+// Charts escape their text with the one XML escaper of render/svg.h.
 TEST(SvgChart, EscapesText) {
-  EXPECT_EQ(svg_escape("a<b>&\"c'\x01"), "a&lt;b&gt;&amp;&quot;c&apos; ");
+  ChartOptions o;
+  o.title = "a<b>&\"c'\x01";
+  std::string svg = render_svg_chart({{"s<1>", {{0, 1}, {1, 2}}}}, o);
+  EXPECT_NE(svg.find(xml_escape(o.title)), std::string::npos) << svg;
+  EXPECT_EQ(svg.find("a<b>"), std::string::npos);
+  EXPECT_NE(svg.find("s&lt;1&gt;"), std::string::npos);
 }
 
 TEST(SvgChart, NiceTicksCoverTheRange) {

@@ -223,6 +223,65 @@ TEST_F(StrippedTarget, DebugDirOptionNamesFunctionsInExports) {
   EXPECT_NE((*binary)->describe_sources().find("by build-id " + by_id), std::string::npos);
 }
 
+// The same binary under three paths (itself, a hard link, a copy: same build-id, another inode)
+// in three processes is read once, and the sources table counts the addresses each named. A
+// copy owned by another user is not taken for it (a forged build-id must not name root's code).
+TEST_F(StrippedTarget, CopiesAreReadOnceByBuildIdAndCounted) {
+  std::string root = dir_ / "root";
+  std::string by_id =
+      root + "/.build-id/" + build_id_.substr(0, 2) + "/" + build_id_.substr(2) + ".debug";
+  fs::create_directories(fs::path(by_id).parent_path());
+  fs::copy_file(debug_, by_id);
+  std::string link = dir_ / "hard_link", copy = dir_ / "copy", other = dir_ / "other_owner";
+  fs::create_hard_link(binary_, link);
+  fs::copy_file(binary_, copy);
+  fs::copy_file(binary_, other);
+  SymbolizerOptions options = nothing_else(dir_ / "empty");
+  options.debug_search.debug_dirs = {root};
+  auto mapped_as = [this](const std::string& path) {
+    std::vector<Mapping> maps = target_.mappings;
+    for (Mapping& m : maps) {
+      if (m.path == binary_) {
+        m.path = path;
+        struct stat st {};
+        ::stat(path.c_str(), &st);
+        m.inode = st.st_ino;
+      }
+    }
+    return maps;
+  };
+  uint64_t beta = target_.funcs.at("sym_target_beta");
+  {
+    Symbolizer symbolizer(options);
+    symbolizer.set_mappings(1, mapped_as(binary_));
+    symbolizer.set_mappings(2, mapped_as(link));
+    symbolizer.set_mappings(3, mapped_as(copy));
+    for (uint32_t pid : {1u, 2u, 3u}) {
+      EXPECT_EQ(symbolizer.resolve_user(pid, beta + 2, SymbolDetail::kFunction).function,
+                "sym_target_beta");
+      EXPECT_EQ(symbolizer.resolve_user(pid, beta + 3, SymbolDetail::kFunction).function,
+                "sym_target_beta");
+    }
+    // The same address again is not counted again.
+    symbolizer.resolve_user(1, beta + 2, SymbolDetail::kFunction);
+    EXPECT_EQ(symbolizer.stats().binaries_loaded, 1u);
+    std::vector<BinarySource> sources = symbolizer.binary_sources();
+    ASSERT_EQ(sources.size(), 1u);
+    EXPECT_EQ(sources[0].build_id, build_id_);
+    EXPECT_EQ(sources[0].source, "build-id debug file");
+    EXPECT_EQ(sources[0].detail, by_id);
+    EXPECT_EQ(sources[0].addresses_named, 6u);
+  }
+  if (::geteuid() != 0) return;  // chown needs root
+  ASSERT_EQ(::chown(other.c_str(), 65534, 65534), 0);
+  Symbolizer symbolizer(options);
+  symbolizer.set_mappings(1, mapped_as(binary_));
+  symbolizer.set_mappings(2, mapped_as(other));
+  symbolizer.resolve_user(1, beta + 2, SymbolDetail::kFunction);
+  symbolizer.resolve_user(2, beta + 2, SymbolDetail::kFunction);
+  EXPECT_EQ(symbolizer.stats().binaries_loaded, 2u);
+}
+
 // ---------------------------------------------------------------------------------------------
 // debuginfod
 
