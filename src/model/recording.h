@@ -41,7 +41,9 @@ inline constexpr uint16_t kRecordingVersionMajor = 1;
 // 1.1: top recordings carry profile increments (block type 19); faults recordings carry the
 // names of their addresses (the symbols block, model/recording_symbols.h); readers resynchronise
 // after damaged blocks. 1.0 files read unchanged.
-inline constexpr uint16_t kRecordingVersionMinor = 1;
+// 1.2: a top profile's "oncpu" is on-CPU time by stack (sampled, scaled); new values
+// oncpu_samples, offcpu, slice. Older top profiles' "oncpu" (slice time) is read as "slice".
+inline constexpr uint16_t kRecordingVersionMinor = 2;
 
 // Largest block payload a reader accepts and a writer produces (a MappingSnapshot of a process
 // with the kernel's default 65530 mappings and long paths fits comfortably).
