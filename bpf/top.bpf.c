@@ -554,8 +554,10 @@ int top_sample(struct bpf_perf_event_data *ctx)
 		.kstack = KSCOPE_STACK_NONE,
 		.ustack = KSCOPE_STACK_NONE,
 	};
-	/* Interrupted in user mode, the task has no kernel stack now. */
-	if (collect_kstack && !(ctx->regs.cs & 3))
+	/* Interrupted in user mode (CPL 3), the task has no kernel stack now. The context allows
+	 * only full-width loads of the registers: volatile keeps the compiler from narrowing it. */
+	__u64 cs = *(volatile __u64 *)&ctx->regs.cs;
+	if (collect_kstack && !(cs & 3))
 		key.kstack = stack_id(ctx, 0, KSCOPE_TOP_KSTACK_COLLISION, KSCOPE_TOP_KSTACK_ERROR);
 	key.ustack = user_stack_id(ctx, t);
 	count(KSCOPE_TOP_SAMPLES, 1);
