@@ -1,10 +1,10 @@
 /* Ground truth for `kscope top`'s on-CPU (sampled) and off-CPU (exact) views by stack.
  *
- *   oncpuprog TRUTH_FILE WALL_MS BIG_MS SMALL_MS SLEEPS
+ *   oncpuprog TRUTH_FILE ROUNDS BIG_MS SMALL_MS SLEEPS
  *
  * Four worker threads block until released by SIGUSR1 (sent once the tracer is attached):
- *   spinsleep  until WALL_MS of wall time has passed: spin_a() for 4 ms of its own CPU time
- *              (CLOCK_THREAD_CPUTIME_ID), then sleep_b() for 2 ms, and again
+ *   spinsleep  ROUNDS times: spin_a() for 4 ms of its own CPU time (CLOCK_THREAD_CPUTIME_ID),
+ *              then sleep_b() for 2 ms
  *   big        spins in spin_big() until its own CPU clock has grown by BIG_MS
  *   small      spins in spin_small() until its own CPU clock has grown by SMALL_MS
  *   sleeper    sleeps 10 ms SLEEPS times in sleep_known()
@@ -46,7 +46,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t go_cond = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 static int go, started, done;
-static uint64_t wall_ms, big_ms, small_ms;
+static uint64_t rounds, big_ms, small_ms;
 static int nsleeps;
 
 static uint64_t clock_ns(clockid_t clock)
@@ -123,14 +123,12 @@ static void __attribute__((noinline)) sleep_known(struct worker *w, uint64_t ns)
 static void work(struct worker *w)
 {
 	switch (w - workers) {
-	case SPINSLEEP: {
-		uint64_t end = clock_ns(CLOCK_MONOTONIC) + wall_ms * 1000000ull;
-		while (clock_ns(CLOCK_MONOTONIC) < end) {
+	case SPINSLEEP:
+		for (uint64_t i = 0; i < rounds; i++) {
 			spin_a(4000000ull);
 			sleep_b(w, 2000000ull);
 		}
 		break;
-	}
 	case BIG:
 		spin_big(big_ms * 1000000ull);
 		break;
@@ -195,10 +193,10 @@ static void wait_blocked(void)
 int main(int argc, char **argv)
 {
 	if (argc != 6) {
-		fprintf(stderr, "usage: oncpuprog TRUTH_FILE WALL_MS BIG_MS SMALL_MS SLEEPS\n");
+		fprintf(stderr, "usage: oncpuprog TRUTH_FILE ROUNDS BIG_MS SMALL_MS SLEEPS\n");
 		return 2;
 	}
-	wall_ms = strtoull(argv[2], NULL, 10);
+	rounds = strtoull(argv[2], NULL, 10);
 	big_ms = strtoull(argv[3], NULL, 10);
 	small_ms = strtoull(argv[4], NULL, 10);
 	nsleeps = atoi(argv[5]);

@@ -107,6 +107,7 @@ TEST(TopAggregator, SortKeys) {
   rows[0].pid = 3, rows[0].comm = "b", rows[0].values = {10, 5, 9, 1, 0};
   rows[1].pid = 1, rows[1].comm = "c", rows[1].values = {30, 1, 1, 0, 1};
   rows[2].pid = 2, rows[2].comm = "a", rows[2].values = {20, 9, 4, 4, 0};
+  for (auto& r : rows) r.values.slice_ns = r.values.oncpu_ns;  // per thread: the same total
   sort_top_rows(rows, TopSortKey::kOnCpu);
   EXPECT_EQ(rows[0].pid, 1u);
   sort_top_rows(rows, TopSortKey::kSwitches);
@@ -125,7 +126,9 @@ TEST(TopAggregator, SortKeys) {
 TEST(TopModel, GroupAndSortCycles) {
   EXPECT_EQ(next_group_by(TopGroupBy::kStack), TopGroupBy::kTid);
   EXPECT_EQ(next_group_by(TopGroupBy::kComm), TopGroupBy::kStack);
-  EXPECT_EQ(next_sort_key(TopSortKey::kComm), TopSortKey::kOnCpu);
+  EXPECT_EQ(next_sort_key(TopSortKey::kComm), TopSortKey::kOffCpu);
+  EXPECT_EQ(next_sort_key(TopSortKey::kOffCpu), TopSortKey::kSlice);
+  EXPECT_EQ(next_sort_key(TopSortKey::kSlice), TopSortKey::kOnCpu);
   EXPECT_EQ(parse_group_by("pid"), TopGroupBy::kPid);
   EXPECT_FALSE(parse_group_by("cpu"));
 }
