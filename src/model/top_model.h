@@ -82,6 +82,9 @@ struct TopCounters {
   uint64_t prog_misses = 0;   // program runs the kernel skipped (recursion protection)
   uint64_t samples = 0;       // cpu-clock samples of tracked threads
   uint64_t samples_full = 0;  // of them, not counted: the samples map was full
+  // Timer samples the kernel skipped because a BPF program was already running on the CPU (often
+  // another tool's): fewer samples, totals still exact, so not part of lost(); reported.
+  uint64_t samples_missed = 0;
   // Everything that made a number less than exact, for the "lost" field.
   uint64_t lost() const {
     return kstack_collisions + ustack_collisions + accounts_full + storage_failures + slices_lost +

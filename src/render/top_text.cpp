@@ -122,7 +122,8 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                 {"slice_records_lost", t.counters.slices_lost},
                 {"process_events_lost", t.counters.events_lost},
                 {"bpf_program_misses", t.counters.prog_misses},
-                {"samples_not_counted", t.counters.samples_full}};
+                {"samples_not_counted", t.counters.samples_full},
+                {"samples_skipped", t.counters.samples_missed}};
   j["oncpu_by_stack"] =
       t.sample_hz ? nlohmann::json{{"method", "sampled, scaled to exact per-thread totals"},
                                    {"sample_hz", t.sample_hz},

@@ -247,7 +247,8 @@ struct TopTracer::Impl {
       bpf_prog_info info{};
       uint32_t len = sizeof(info);
       if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0)
-        c.prog_misses += info.recursion_misses;
+        (prog == skel->progs.top_sample ? c.samples_missed : c.prog_misses) +=
+            info.recursion_misses;
     }
     return {};
   }

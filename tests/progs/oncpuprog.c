@@ -57,17 +57,18 @@ static uint64_t clock_ns(clockid_t clock)
 }
 
 /* Raw syscalls: no libc frame (built without frame pointers) between the kernel and the caller. */
-static inline __attribute__((always_inline)) uint64_t raw_thread_cpu_ns(void)
+static inline __attribute__((always_inline)) uint64_t raw_clock_ns(long clock)
 {
 	struct timespec ts;
 	long ret;
 	__asm__ volatile("syscall"
 			 : "=a"(ret)
-			 : "a"((long)SYS_clock_gettime), "D"((long)CLOCK_THREAD_CPUTIME_ID), "S"(&ts)
+			 : "a"((long)SYS_clock_gettime), "D"(clock), "S"(&ts)
 			 : "rcx", "r11", "memory");
 	(void)ret;
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+#define raw_thread_cpu_ns() raw_clock_ns(CLOCK_THREAD_CPUTIME_ID)
 
 static inline __attribute__((always_inline)) void raw_nanosleep(uint64_t ns)
 {
@@ -104,19 +105,22 @@ static void __attribute__((noinline)) spin_small(uint64_t cpu_ns)
 	SPIN_BODY(cpu_ns);
 }
 
+/* The sleeps' wall time is read with raw syscalls too: a preemption inside the vDSO's
+ * clock_gettime (no frame of its own, so a frame-pointer walk skips its caller) would put that
+ * off-CPU time on a stack without the sleeping function. */
 static void __attribute__((noinline)) sleep_b(struct worker *w, uint64_t ns)
 {
-	uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
+	uint64_t t0 = raw_clock_ns(CLOCK_MONOTONIC);
 	raw_nanosleep(ns);
-	w->sleep_ns += clock_ns(CLOCK_MONOTONIC) - t0;
+	w->sleep_ns += raw_clock_ns(CLOCK_MONOTONIC) - t0;
 	w->sleeps++;
 }
 
 static void __attribute__((noinline)) sleep_known(struct worker *w, uint64_t ns)
 {
-	uint64_t t0 = clock_ns(CLOCK_MONOTONIC);
+	uint64_t t0 = raw_clock_ns(CLOCK_MONOTONIC);
 	raw_nanosleep(ns);
-	w->sleep_ns += clock_ns(CLOCK_MONOTONIC) - t0;
+	w->sleep_ns += raw_clock_ns(CLOCK_MONOTONIC) - t0;
 	w->sleeps++;
 }
 
