@@ -3,6 +3,8 @@
 # pipe) untraced, under kscope top, BCC's offcputime, perf sched record and a bpftrace
 # kstack+ustack count, interleaved rounds, medians, ratios; (2) kscope top's own CPU use and RSS
 # while its live screen refreshes every second with 500 processes waking up.
+# (3) MODE=sampler: only the cost of the on-CPU sampler (cpu-clock, -F), on an idle machine (CPU
+# busy from /proc/stat) and on a busy one (fixed CPU-bound work on every CPU), -F 1 vs 999 vs max.
 #   ROUNDS (default 5)  LOOPS (default 200000 pipe round trips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +23,7 @@ have perf || { echo "bench: perf (linux-perf) is required for the workload" >&2;
 
 configs=(untraced kscope-top kscope-top-no-stacks)
 have offcputime && have bpftool && configs+=(offcputime)
-configs+=(perf-sched-record)
+configs+=(perf-sched-record perf-record-g kscope-top-F1)
 have bpftrace && configs+=(bpftrace-stacks)
 
 # PIN=1: both pipe processes on one CPU, so the time is the cost of the switches themselves, not
@@ -51,6 +53,7 @@ start_offcputime() {
   done
   echo "bench: offcputime did not attach:" >&2; cat "$tmp/o.log" >&2; return 1
 }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 stop_bg() { kill -INT "$bg_pid" 2>/dev/null || true; wait "$bg_pid" 2>/dev/null || true; }
 
 run_one() {
@@ -61,6 +64,11 @@ run_one() {
       start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600
       t=$(workload); stop_bg
       grep -q "RANK" "$tmp/k.log" || { echo "bench: kscope top printed no table" >&2; cat "$tmp/k.log" >&2; exit 1; } ;;
+    kscope-top-F1)  # the sampler almost off: kscope-top minus this = the sampler's share
+      start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600 -F 1
+      t=$(workload); stop_bg ;;
+    perf-record-g)
+      t=$(perf record -q -F 999 -g -a -o "$tmp/perf.data" -- "${pin[@]}" perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}') ;;
     kscope-top-no-stacks)
       start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600 --no-stacks
       t=$(workload); stop_bg ;;
@@ -76,6 +84,51 @@ run_one() {
   echo "$t"
 }
 
+# ---- MODE=sampler: what the cpu-clock sampler costs, idle and busy.
+if [[ ${MODE:-} == sampler ]]; then
+  IDLE_SECS=${IDLE_SECS:-10}
+  busy_work() {  # fixed CPU-bound work on every CPU; prints the wall time
+    local s0 s1
+    s0=$(date +%s.%N)
+    for _ in $(seq "$(nproc)"); do awk 'BEGIN { for (i = 0; i < 2e7; i++) s += i }' & done
+    wait
+    s1=$(date +%s.%N)
+    echo "$s1 - $s0" | bc -l
+  }
+  busy_pct() {  # CPU busy (all CPUs, %) over IDLE_SECS
+    local a b
+    a=($(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat))
+    sleep "$IDLE_SECS"
+    b=($(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat))
+    echo "scale=3; 100 * (${b[0]} - ${a[0]}) / (${b[1]} - ${a[1]})" | bc -l
+  }
+  declare -A idle busy
+  scfgs=(untraced F1 F999 Fmax)
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for cfg in "${scfgs[@]}"; do
+      if [[ $cfg != untraced ]]; then
+        start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600 -F "${cfg#F}"
+      fi
+      idle[$cfg]+="$(busy_pct) "
+      busy[$cfg]+="$(busy_work) "
+      [[ $cfg != untraced ]] && stop_bg
+    done
+    echo "bench: sampler round $r/$ROUNDS done" >&2
+  done
+  report=$OUT/top-sampler-$(date +%Y%m%d-%H%M%S).md
+  {
+    echo "### kscope top sampler cost ($(date -u +%Y-%m-%d), $ROUNDS interleaved rounds, -F max = $(cat /proc/sys/kernel/perf_event_max_sample_rate) Hz now)"
+    echo
+    echo "| set-up | idle: CPU busy over ${IDLE_SECS} s (median %) | busy: fixed awk work on $(nproc) CPUs (median s) | idle runs | busy runs |"
+    echo "| --- | --- | --- | --- | --- |"
+    for cfg in "${scfgs[@]}"; do
+      printf '| %s | %s | %s | %s| %s|\n' "$cfg" "$(echo "${idle[$cfg]}" | median)" "$(echo "${busy[$cfg]}" | median)" "${idle[$cfg]}" "${busy[$cfg]}"
+    done
+  } | tee "$report"
+  echo "bench: written to $report" >&2
+  exit 0
+fi
+
 declare -A samples
 echo "bench: $ROUNDS interleaved rounds of: ${configs[*]} (perf bench sched pipe -l $LOOPS)" >&2
 for ((r = 1; r <= ROUNDS; r++)); do
@@ -86,7 +139,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
   echo "bench: round $r/$ROUNDS done" >&2
 done
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 base=$(echo "${samples[untraced]}" | median)
 
 if [[ ${SKIP_SCREEN:-0} == 1 ]]; then

@@ -1,13 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /* kscope top: exact on-CPU time, schedule-ins, voluntary/involuntary switches and run-queue wait
- * per thread and per kernel+user stack, measured at every context switch.
+ * per thread, off-CPU time per switch-out stack (measured at every context switch), and a
+ * cpu-clock sampler that counts where tracked threads are when they run.
  *
  * sched_switch (tp_btf, runs on the CPU doing the switch, in the context of `prev`):
  *  - prev (switched out): what prev did since it was last observed is added to the account
  *    (tgid, tid, kernel stack, user stack) of prev's stacks at this moment: the growth of its
  *    own kernel counters (on-CPU time, schedule-ins, run-queue wait, voluntary and involuntary
  *    switches), so the account equals schedstat and status even if an event was missed.
- *  - next (switched in): the slice start (for in-progress time and slice records).
+ *    The CPU time of a slice goes to the stack it ended at (slice_ns: not where the CPU went);
+ *    the run-queue wait that followed the previous switch-out goes to that switch-out's account.
+ *  - next (switched in): the slice start (for in-progress time and slice records), and the
+ *    off-CPU interval since its switch-out, added to that switch-out's account (offcpu_ns).
+ * perf_event (cpu-clock, one per online CPU): the kernel and user stack of the tracked task
+ * running there, counted per (tgid, tid, kstack, ustack) in `oncpu_samples`. User space scales
+ * each thread's samples to its exact on-CPU total.
  * sched_wakeup / sched_wakeup_new give a task's counters a starting point before it runs.
  * Slice and wakeup state lives in task storage, so migrations cannot corrupt it. A per-CPU copy
  * of the running slice lets user space add the time of slices still in progress.
@@ -42,6 +49,7 @@ struct task_state {
 	__u64 since_ns;     /* switch-in time of the running slice, 0 when not running/unknown */
 	__u64 wake_ts;      /* became runnable at, 0 when not waiting (without sched_info only) */
 	__u64 pending_wait; /* run-queue wait before the running slice (without sched_info only) */
+	__u64 out_ns;       /* switch-out time while off-CPU (0: running, or not seen) */
 	/* The task's own kernel counters when it was last observed: each switch-out adds their
 	 * growth since then to the account of its stacks at that moment. */
 	__u64 last_sum;       /* se.sum_exec_runtime */
@@ -114,6 +122,14 @@ struct {
 	__type(key, struct kscope_top_key);
 	__type(value, struct kscope_top_value);
 } accounts SEC(".maps");
+
+/* cpu-clock samples per account key (only with the sampler). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* resized by user space */
+	__type(key, struct kscope_top_key);
+	__type(value, __u64);
+} oncpu_samples SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -231,6 +247,38 @@ static __always_inline __s32 stack_id(void *ctx, __u64 flags, __u32 collision_id
 	return KSCOPE_STACK_ERROR;
 }
 
+/* The user stack of `t`, which is the current task (switched out, or interrupted by a sample):
+ * its user registers from kernel entry, its stack readable. The walk --call-graph selects. */
+static __always_inline __s32 user_stack_id(void *ctx, struct task_struct *t)
+{
+	__s32 id;
+
+	if (!collect_ustack || !t->mm || (t->flags & PF_KTHREAD))
+		return KSCOPE_STACK_NONE;
+	if (!ustack_dwarf)
+		return stack_id(ctx, BPF_F_USER_STACK, KSCOPE_TOP_USTACK_COLLISION,
+				KSCOPE_TOP_USTACK_ERROR);
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	id = kscope_unwind_user(t->tgid, BPF_CORE_READ(regs, ip), BPF_CORE_READ(regs, sp),
+				BPF_CORE_READ(regs, bp));
+	if (id == KSCOPE_STACK_COLLISION)
+		count(KSCOPE_TOP_USTACK_COLLISION, 1);
+	else if (id == KSCOPE_STACK_ERROR)
+		count(KSCOPE_TOP_USTACK_ERROR, 1);
+	return id;
+}
+
+static __always_inline struct kscope_top_value *account(struct kscope_top_key *key)
+{
+	struct kscope_top_value *val = bpf_map_lookup_elem(&accounts, key);
+	if (!val) {
+		struct kscope_top_value zero = {};
+		bpf_map_update_elem(&accounts, key, &zero, BPF_NOEXIST);
+		val = bpf_map_lookup_elem(&accounts, key);
+	}
+	return val;
+}
+
 static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool preempt,
 				       unsigned int prev_state, __u64 now, __u64 cpu_start)
 {
@@ -294,31 +342,29 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 	};
 	if (collect_kstack)
 		key.kstack = stack_id(ctx, 0, KSCOPE_TOP_KSTACK_COLLISION, KSCOPE_TOP_KSTACK_ERROR);
-	if (collect_ustack && prev->mm && !(prev->flags & PF_KTHREAD)) {
-		if (ustack_dwarf) {
-			/* prev is current here: its user registers from kernel entry, its stack readable. */
-			struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
-			key.ustack = kscope_unwind_user(prev->tgid, BPF_CORE_READ(regs, ip),
-							BPF_CORE_READ(regs, sp), BPF_CORE_READ(regs, bp));
-			if (key.ustack == KSCOPE_STACK_COLLISION)
-				count(KSCOPE_TOP_USTACK_COLLISION, 1);
-			else if (key.ustack == KSCOPE_STACK_ERROR)
-				count(KSCOPE_TOP_USTACK_ERROR, 1);
-		} else {
-			key.ustack = stack_id(ctx, BPF_F_USER_STACK, KSCOPE_TOP_USTACK_COLLISION,
-					      KSCOPE_TOP_USTACK_ERROR);
-		}
+	key.ustack = user_stack_id(ctx, prev);
+
+	/* The run-queue wait since the previous switch-out (the kernel adds it to run_delay at
+	 * the switch-in) belongs to the off-CPU interval that began there: to its account. */
+	bool wait_to_prev = wait && st && st->have_last && prev->pid != 0;
+	if (wait_to_prev) {
+		struct kscope_top_key pkey = {
+			.pid = prev->tgid,
+			.tid = prev->pid,
+			.kstack = st->last_kstack,
+			.ustack = st->last_ustack,
+		};
+		struct kscope_top_value *pval = account(&pkey);
+		if (pval)
+			pval->runq_wait_ns += wait;
+		else
+			wait_to_prev = false;
 	}
 
-	struct kscope_top_value *val = bpf_map_lookup_elem(&accounts, &key);
-	if (!val) {
-		struct kscope_top_value zero = {};
-		bpf_map_update_elem(&accounts, &key, &zero, BPF_NOEXIST);
-		val = bpf_map_lookup_elem(&accounts, &key);
-	}
+	struct kscope_top_value *val = account(&key);
 	if (val && prev->pid == 0) {
 		/* The idle tasks of all CPUs share pid 0 and so this account. */
-		__sync_fetch_and_add(&val->oncpu_ns, slice);
+		__sync_fetch_and_add(&val->slice_ns, slice);
 		__sync_fetch_and_add(&val->runq_wait_ns, wait);
 		__sync_fetch_and_add(&val->switches, ins);
 		__sync_fetch_and_add(&val->voluntary, vol);
@@ -326,8 +372,9 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 	} else if (val) {
 		/* An account belongs to one thread, which switches out on one CPU at a time (the
 		 * scheduler orders its switch-outs): plain adds, no locked instructions. */
-		val->oncpu_ns += slice;
-		val->runq_wait_ns += wait;
+		val->slice_ns += slice;
+		if (!wait_to_prev)
+			val->runq_wait_ns += wait;
 		val->switches += ins;
 		val->voluntary += vol;
 		val->involuntary += invol;
@@ -348,6 +395,7 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 		st->last_kstack = key.kstack;
 		st->last_ustack = key.ustack;
 		st->have_last = 1;
+		st->out_ns = prev->pid != 0 ? now : 0;
 		/* Without sched_info: preempted, the task waits on the run queue from now; blocked,
 		 * a wakeup will start the wait (and a wakeup that came while it ran is void). */
 		st->wake_ts = voluntary ? 0 : now;
@@ -386,6 +434,22 @@ static __always_inline void switch_in(struct task_struct *next, __u64 now,
 		count(KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN, 1);
 	st->since_ns = now;
 	st->switched_in = 1;
+	/* The off-CPU interval that began at the last switch-out ends here: exact, by that
+	 * switch-out's stack. The thread is off every CPU, so nothing else adds to its accounts. */
+	if (st->out_ns && st->have_last && st->out_ns <= now && next->pid != 0) {
+		struct kscope_top_key key = {
+			.pid = next->tgid,
+			.tid = next->pid,
+			.kstack = st->last_kstack,
+			.ustack = st->last_ustack,
+		};
+		struct kscope_top_value *val = account(&key);
+		if (val)
+			val->offcpu_ns += now - st->out_ns;
+		else
+			count(KSCOPE_TOP_ACCOUNTS_FULL, 1);
+	}
+	st->out_ns = 0;
 	/* The kernel updates schedstat for this switch-in after the tracepoint: counters read
 	 * now do not include it yet, so the next switch-out counts it. */
 	if (!st->have_base && next->pid != 0) {
@@ -472,5 +536,40 @@ int BPF_PROG(top_sched_process_exec, struct task_struct *p, pid_t old_pid, struc
 	struct task_state *st = bpf_task_storage_get(&task_state, p, 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
 	announce(p, st, 1, bpf_ktime_get_ns());
+	return 0;
+}
+
+/* cpu-clock sample on one CPU: where the tracked task running there is now. The idle tasks are
+ * never sampled (their time is not any thread's CPU time). */
+SEC("perf_event")
+int top_sample(struct bpf_perf_event_data *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+
+	if (t->pid == 0 || !tracked(t))
+		return 0;
+	struct kscope_top_key key = {
+		.pid = t->tgid,
+		.tid = t->pid,
+		.kstack = KSCOPE_STACK_NONE,
+		.ustack = KSCOPE_STACK_NONE,
+	};
+	/* Interrupted in user mode (CPL 3), the task has no kernel stack now. The context allows
+	 * only full-width loads of the registers: volatile keeps the compiler from narrowing it. */
+	__u64 cs = *(volatile __u64 *)&ctx->regs.cs;
+	if (collect_kstack && !(cs & 3))
+		key.kstack = stack_id(ctx, 0, KSCOPE_TOP_KSTACK_COLLISION, KSCOPE_TOP_KSTACK_ERROR);
+	key.ustack = user_stack_id(ctx, t);
+	count(KSCOPE_TOP_SAMPLES, 1);
+	__u64 *n = bpf_map_lookup_elem(&oncpu_samples, &key);
+	if (!n) {
+		__u64 zero = 0;
+		bpf_map_update_elem(&oncpu_samples, &key, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(&oncpu_samples, &key);
+	}
+	if (n)
+		*n += 1; /* a thread runs on one CPU at a time */
+	else
+		count(KSCOPE_TOP_SAMPLES_FULL, 1);
 	return 0;
 }

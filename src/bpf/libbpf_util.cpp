@@ -143,7 +143,8 @@ Result<std::vector<int>> online_cpus() {
 }
 
 Result<PerfEventLinks> attach_sw_event_all_cpus(bpf_program* prog, unsigned long long config,
-                                                const std::string& event_name) {
+                                                const std::string& event_name,
+                                                uint64_t sample_freq) {
   KSCOPE_ASSIGN_OR_RETURN(auto cpus, online_cpus());
   PerfEventLinks result;
   for (int cpu : cpus) {
@@ -151,7 +152,12 @@ Result<PerfEventLinks> attach_sw_event_all_cpus(bpf_program* prog, unsigned long
     attr.size = sizeof(attr);
     attr.type = PERF_TYPE_SOFTWARE;
     attr.config = config;
-    attr.sample_period = 1;  // every fault
+    if (sample_freq) {
+      attr.freq = 1;
+      attr.sample_freq = sample_freq;
+    } else {
+      attr.sample_period = 1;  // every event
+    }
     long fd =
         syscall(SYS_perf_event_open, &attr, -1 /* all processes */, cpu, -1, PERF_FLAG_FD_CLOEXEC);
     if (fd < 0) {

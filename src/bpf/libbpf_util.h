@@ -3,6 +3,7 @@
 
 #include <bpf/libbpf.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -62,8 +63,10 @@ struct PerfEventLinks {
   PerfEventLinks& operator=(PerfEventLinks&&) = default;
   ~PerfEventLinks();
 };
+// With sample_freq > 0 the events sample at that frequency (Hz) instead.
 Result<PerfEventLinks> attach_sw_event_all_cpus(bpf_program* prog, unsigned long long config,
-                                                const std::string& event_name);
+                                                const std::string& event_name,
+                                                uint64_t sample_freq = 0);
 
 // Online CPU ids from /sys/devices/system/cpu/online.
 Result<std::vector<int>> online_cpus();

@@ -38,7 +38,8 @@ struct ExportOptions {
   std::string path;
   std::string format;
   std::string output;
-  bool opened_output = false;  // set once -o was created by us: remove it again on failure
+  bool opened_output = false;   // set once -o was created by us: remove it again on failure
+  std::string value = "oncpu";  // --value (folded): oncpu, offcpu or switches
 };
 
 // A first pass over a faults recording for the events' stack field: its stacks, each process's
@@ -147,7 +148,10 @@ Result<int> export_top(ExportOptions& o, OutputFile& out) {
     // One row per account: a thread and its kernel+user stack (root first, ';'-separated).
     bool csv = fmt_name == "csv";
     std::string text;
-    if (csv) text = "pid,tid,comm,oncpu_ns,switches,runq_wait_ns,voluntary,involuntary,stack\n";
+    if (csv)
+      text =
+          "pid,tid,comm,oncpu_ns,switches,runq_wait_ns,voluntary,involuntary,stack,oncpu_samples,"
+          "offcpu_ns,slice_ns\n";
     for (const auto& s : p.samples) {
       std::string stack;
       for (auto it = s.frames.rbegin(); it != s.frames.rend(); ++it) {
@@ -157,8 +161,9 @@ Result<int> export_top(ExportOptions& o, OutputFile& out) {
       const TopValues v = top_values_of(p, s);
       if (csv) {
         text +=
-            fmt::format("{},{},{},{},{},{},{},{},{}\n", s.pid, s.tid, csv_field(s.comm), v.oncpu_ns,
-                        v.switches, v.runq_wait_ns, v.voluntary, v.involuntary, csv_field(stack));
+            fmt::format("{},{},{},{},{},{},{},{},{},{},{},{}\n", s.pid, s.tid, csv_field(s.comm),
+                        v.oncpu_ns, v.switches, v.runq_wait_ns, v.voluntary, v.involuntary,
+                        csv_field(stack), v.oncpu_samples, v.offcpu_ns, v.slice_ns);
       } else {
         nlohmann::json j = {{"pid", s.pid},
                             {"tid", s.tid},
@@ -168,6 +173,9 @@ Result<int> export_top(ExportOptions& o, OutputFile& out) {
                             {"runq_wait_ns", v.runq_wait_ns},
                             {"voluntary", v.voluntary},
                             {"involuntary", v.involuntary},
+                            {"oncpu_samples", v.oncpu_samples},
+                            {"offcpu_ns", v.offcpu_ns},
+                            {"slice_ns", v.slice_ns},
                             {"stack", stack}};
         text += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
       }
@@ -177,11 +185,20 @@ Result<int> export_top(ExportOptions& o, OutputFile& out) {
     return 0;
   }
   if (fmt_name == "folded") {
-    KSCOPE_TRY(write_folded(p, out.get()));
+    KSCOPE_ASSIGN_OR_RETURN(const char* value, top_folded_value(o.value));
+    auto index = p.value_index(value);
+    if (!index)
+      return make_error(
+          fmt::format("the recording's profile has no '{}' values (recorded by an "
+                      "older kscope top)",
+                      value));
+    FoldedOptions fo;
+    fo.value_index = *index;
+    KSCOPE_TRY(write_folded(p, out.get(), fo));
     KSCOPE_TRY(out.close());
     return 0;
   }
-  if (fmt_name == "pprof") return write_pprof(out, p);
+  if (fmt_name == "pprof") return write_pprof(out, top_pprof_profile(p));
   if (fmt_name == "sqlite") {
     SqliteExportInput in;
     in.profile = &p;
@@ -311,6 +328,9 @@ Subcommand setup_export(CLI::App& parent) {
   app->add_option("-o,--output", o->output,
                   "Output file ('-' = stdout for the text formats); created 0666 minus umask")
       ->required();
+  app->add_option("--value", o->value,
+                  "folded: weigh stacks by oncpu (default: sampled on-CPU ns), offcpu (off-CPU ns "
+                  "by switch-out stack) or switches");
   app->footer(
       "Formats and the sqlite schema: docs/export-formats.md. Exit status: 0 on success, "
       "1 on error, 2 on bad usage.");

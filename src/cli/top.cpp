@@ -19,6 +19,7 @@
 #include "cli/commands.h"
 #include "export/folded.h"
 #include "model/top_aggregator.h"
+#include "model/top_profile.h"
 #include "render/top_live.h"
 #include "render/top_text.h"
 #include "trace/proc.h"
@@ -50,6 +51,8 @@ struct TopCliOptions {
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;
   std::string call_graph = "dwarf";
+  std::string frequency = "999";  // -F: the on-CPU sampler's rate (Hz or "max")
+  std::string value = "oncpu";    // --value: what --folded weighs stacks by
   uint32_t unwind_rows = 1u << 21;
 };
 
@@ -79,6 +82,11 @@ Result<int> run_top(const TopCliOptions& o) {
   so.trace.dwarf_unwind = o.call_graph == "dwarf";
   so.trace.unwind_rows = o.unwind_rows;
   so.trace.record_slices = !o.output_path.empty();
+  if (o.no_stacks) {
+    so.trace.sample_hz = 0;  // no stacks, no sampler
+  } else {
+    KSCOPE_ASSIGN_OR_RETURN(so.trace.sample_hz, parse_sample_rate(o.frequency));
+  }
   // Without a recording the ring buffer carries only rare process events: keep it small (its
   // pages are mapped into this process and count in its RSS).
   so.trace.ringbuf_bytes = so.trace.record_slices ? (8u << 20) : (256u << 10);
@@ -93,8 +101,11 @@ Result<int> run_top(const TopCliOptions& o) {
     for (const auto& t : so.trace.threads) targets.push_back(static_cast<uint32_t>(t.tgid));
     so.meta = make_recording_meta(targets);
   }
+  KSCOPE_ASSIGN_OR_RETURN(const char* folded_value, top_folded_value(o.value));
   auto group = parse_group_by(o.by);
   if (!group) return usage_error("--by must be stack, tid, pid or comm");
+  // Without stacks there is nothing to group by stack: one row per thread.
+  if (o.no_stacks && *group == TopGroupBy::kStack) group = TopGroupBy::kTid;
   if (o.rows < 1) return usage_error("-n must be at least 1");
   if (!(o.interval_s >= 0.05 && o.interval_s <= 3600))
     return usage_error("-d must be between 0.05 and 3600 seconds");
@@ -194,7 +205,9 @@ Result<int> run_top(const TopCliOptions& o) {
   KSCOPE_ASSIGN_OR_RETURN(TopSummary summary, session->finish());
   print_symbol_sources(summary.symbol_sources);
   if (folded) {
-    KSCOPE_TRY(write_folded(summary.profile, folded));
+    FoldedOptions fo;
+    fo.value_index = summary.profile.value_index(folded_value).value_or(0);
+    KSCOPE_TRY(write_folded(summary.profile, folded, fo));
   }
   if (summary.counters.lost())
     std::fprintf(stderr, "kscope top: lost over the whole run: %s\n",
@@ -263,7 +276,10 @@ Subcommand setup_top(CLI::App& parent) {
   app->add_option("--format", o->format, "Batch output format: text (default) or json")
       ->check(CLI::IsMember({"text", "json"}));
   app->add_option("--folded", o->folded_path,
-                  "At the end, write folded stacks of the whole run (value = on-CPU ns) to FILE");
+                  "At the end, write folded stacks of the whole run to FILE (value: --value)");
+  app->add_option("--value", o->value,
+                  "What --folded weighs stacks by: oncpu (default: sampled on-CPU ns), offcpu "
+                  "(off-CPU ns by switch-out stack) or switches");
   app->add_option("-o,--output", o->output_path, "Save a recording to FILE for 'kscope report'");
   app->add_flag("--idle", o->idle, "Include the idle tasks (pid 0)");
   app->add_option("--max-accounts", o->max_accounts,
@@ -278,6 +294,9 @@ Subcommand setup_top(CLI::App& parent) {
                   "frame-pointer walk, bpf_get_stackid: cheaper, no tables to read, but short or "
                   "wrong stacks in code built without frame pointers)")
       ->check(CLI::IsMember({"dwarf", "fp"}));
+  app->add_option("-F,--freq", o->frequency,
+                  "On-CPU sampling rate per CPU in Hz (default 999), or 'max' for the kernel's "
+                  "limit (/proc/sys/kernel/perf_event_max_sample_rate)");
   app->add_option("--unwind-rows", o->unwind_rows,
                   "Capacity of the kernel's unwind-table map in rows, 8 bytes each (default "
                   "2097152; files that do not fit are counted and their frames end the stack)")

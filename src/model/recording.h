@@ -44,7 +44,9 @@ inline constexpr uint16_t kRecordingVersionMajor = 1;
 // after damaged blocks. 1.2: faults recordings with stacks (kscope faults --stacks): stacks
 // blocks (type 7) and faults blocks with a stack reference per record (type 8, marked required);
 // faults recordings say where the names of each binary came from (the symbol sources block,
-// type 9; 1.1 readers skip it). 1.0 and 1.1 files read unchanged.
+// type 9; 1.1 readers skip it); a top profile's "oncpu" is on-CPU time by stack (sampled,
+// scaled), with new values oncpu_samples, offcpu, slice (older top profiles' "oncpu", which was
+// slice time, is read as "slice"). 1.0 and 1.1 files read unchanged.
 inline constexpr uint16_t kRecordingVersionMinor = 2;
 
 // Largest block payload a reader accepts and a writer produces (a MappingSnapshot of a process

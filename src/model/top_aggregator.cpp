@@ -14,7 +14,9 @@ struct Group {
   TopRow row;
   TopValues cur;
   TopValues prev;
+  uint64_t oncpu = 0;  // scaled over the interval
   // The account with the most on-CPU time in the interval gives the group's stacks.
+  std::map<TopAccountKey, uint64_t> members_oncpu;
   std::map<TopAccountKey, TopValues> members_cur;
   std::map<TopAccountKey, TopValues> members_prev;
 };
@@ -50,6 +52,10 @@ void sort_top_rows(std::vector<TopRow>& rows, TopSortKey sort) {
         return r.avg_slice_ns();
       case TopSortKey::kRunqWait:
         return r.values.runq_wait_ns;
+      case TopSortKey::kOffCpu:
+        return r.values.offcpu_ns;
+      case TopSortKey::kSlice:
+        return r.values.slice_ns;
       case TopSortKey::kPid:
       case TopSortKey::kComm:
         return 0;
@@ -92,21 +98,27 @@ TopTable build_top_table(const TopSample* prev, const TopSample& cur, uint64_t s
     comm_cache.emplace(who, c);
     return c;
   };
+  auto group_of = [&](const TopAccountKey& k) -> Group& {
+    std::string comm = comm_for(k);
+    std::string id = group_id(group_by, k, comm);
+    auto [it, inserted] = groups.try_emplace(id);
+    Group& g = it->second;
+    if (inserted) {
+      g.row.id = id;
+      g.row.comm = comm;
+      g.row.pid = group_by == TopGroupBy::kComm ? 0 : k.pid;
+      g.row.tid = (group_by == TopGroupBy::kStack || group_by == TopGroupBy::kTid) ? k.tid : 0;
+      g.row.kstack = k.kstack;
+      g.row.ustack = k.ustack;
+      g.row.stack_pid = k.pid;
+    }
+    return g;
+  };
   auto visit = [&](const TopSample& s, bool is_cur) {
-    for (const auto& [k, v] : s.accounts) {
-      std::string comm = comm_for(k);
-      std::string id = group_id(group_by, k, comm);
-      auto [it, inserted] = groups.try_emplace(id);
-      Group& g = it->second;
-      if (inserted) {
-        g.row.id = id;
-        g.row.comm = comm;
-        g.row.pid = group_by == TopGroupBy::kComm ? 0 : k.pid;
-        g.row.tid = (group_by == TopGroupBy::kStack || group_by == TopGroupBy::kTid) ? k.tid : 0;
-        g.row.kstack = k.kstack;
-        g.row.ustack = k.ustack;
-        g.row.stack_pid = k.pid;
-      }
+    for (const auto& [k, raw] : s.accounts) {
+      TopValues v = raw;
+      v.oncpu_ns = 0;  // set below, from the samples
+      Group& g = group_of(k);
       if (is_cur) {
         g.cur += v;
         if (group_by != TopGroupBy::kStack) g.members_cur[k] += v;
@@ -119,18 +131,55 @@ TopTable build_top_table(const TopSample* prev, const TopSample& cur, uint64_t s
   visit(cur, true);
   if (prev) visit(*prev, false);
 
+  // On-CPU time by stack: per thread, its exact on-CPU time in the interval (the growth of the
+  // sum of its slices: exact even when its running slice moved between accounts) split by the
+  // samples its stacks got in the interval.
+  struct Thread {
+    uint32_t pid = 0;
+    uint64_t cur = 0, prev = 0;
+    std::map<TopAccountKey, uint64_t> samples;
+  };
+  std::map<uint32_t, Thread> threads;
+  for (const auto& [k, v] : cur.accounts) {
+    Thread& t = threads[k.tid];
+    t.pid = k.pid;
+    t.cur += v.slice_ns;
+    if (v.oncpu_samples) t.samples[k] += v.oncpu_samples;
+  }
+  if (prev)
+    for (const auto& [k, v] : prev->accounts) {
+      auto it = threads.find(k.tid);
+      if (it == threads.end()) continue;
+      it->second.prev += v.slice_ns;
+      auto s = it->second.samples.find(k);
+      if (s != it->second.samples.end())
+        s->second = s->second > v.oncpu_samples ? s->second - v.oncpu_samples : 0;
+    }
+  for (const auto& [tid, t] : threads) {
+    uint64_t total = t.cur > t.prev ? t.cur - t.prev : 0;
+    for (const auto& [k, ns] : split_thread_oncpu(total, t.samples, t.pid, tid)) {
+      Group& g = group_of(k);
+      g.oncpu += ns;
+      if (group_by != TopGroupBy::kStack) g.members_oncpu[k] += ns;
+    }
+  }
+
   for (auto& [id, g] : groups) {
     g.row.values = g.cur.minus(g.prev);
+    g.row.values.oncpu_ns = g.oncpu;
     if (g.row.values.empty()) continue;
     if (group_by != TopGroupBy::kStack) {
-      // Known stacks with activity win over the placeholder of a slice running since before
-      // tracing (no stack yet); among equals, the most on-CPU time.
+      // The stack where the group spent the most CPU (sampled); without samples, known stacks
+      // with activity win over the placeholder of a slice running since before tracing (no
+      // stack yet); among equals, the most slice time.
       const TopAccountKey* best = nullptr;
-      std::pair<bool, uint64_t> best_rank{false, 0};
+      std::tuple<uint64_t, bool, uint64_t> best_rank{0, false, 0};
       for (const auto& [k, v] : g.members_cur) {
         auto p = g.members_prev.find(k);
-        uint64_t d = v.minus(p == g.members_prev.end() ? TopValues{} : p->second).oncpu_ns;
-        std::pair<bool, uint64_t> rank{k.kstack != kStackUnknown && d > 0, d};
+        uint64_t d = v.minus(p == g.members_prev.end() ? TopValues{} : p->second).slice_ns;
+        auto o = g.members_oncpu.find(k);
+        uint64_t on = o == g.members_oncpu.end() ? 0 : o->second;
+        std::tuple<uint64_t, bool, uint64_t> rank{on, k.kstack != kStackUnknown && d > 0, d};
         if (!best || rank > best_rank) {
           best = &k;
           best_rank = rank;

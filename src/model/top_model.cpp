@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <unordered_map>
+
 namespace kscope {
 
 namespace {
@@ -14,13 +17,23 @@ TopValues& TopValues::operator+=(const TopValues& o) {
   switches += o.switches;
   voluntary += o.voluntary;
   involuntary += o.involuntary;
+  slice_ns += o.slice_ns;
+  offcpu_ns += o.offcpu_ns;
+  oncpu_samples += o.oncpu_samples;
   return *this;
 }
 
 TopValues TopValues::minus(const TopValues& o) const {
-  return TopValues{sat_sub(oncpu_ns, o.oncpu_ns), sat_sub(runq_wait_ns, o.runq_wait_ns),
-                   sat_sub(switches, o.switches), sat_sub(voluntary, o.voluntary),
-                   sat_sub(involuntary, o.involuntary)};
+  TopValues r;
+  r.oncpu_ns = sat_sub(oncpu_ns, o.oncpu_ns);
+  r.runq_wait_ns = sat_sub(runq_wait_ns, o.runq_wait_ns);
+  r.switches = sat_sub(switches, o.switches);
+  r.voluntary = sat_sub(voluntary, o.voluntary);
+  r.involuntary = sat_sub(involuntary, o.involuntary);
+  r.slice_ns = sat_sub(slice_ns, o.slice_ns);
+  r.offcpu_ns = sat_sub(offcpu_ns, o.offcpu_ns);
+  r.oncpu_samples = sat_sub(oncpu_samples, o.oncpu_samples);
+  return r;
 }
 
 TopCounters TopCounters::minus(const TopCounters& o) const {
@@ -37,7 +50,58 @@ TopCounters TopCounters::minus(const TopCounters& o) const {
   r.slices_lost = sat_sub(slices_lost, o.slices_lost);
   r.events_lost = sat_sub(events_lost, o.events_lost);
   r.prog_misses = sat_sub(prog_misses, o.prog_misses);
+  r.samples = sat_sub(samples, o.samples);
+  r.samples_full = sat_sub(samples_full, o.samples_full);
+  r.samples_missed = sat_sub(samples_missed, o.samples_missed);
   return r;
+}
+
+std::map<TopAccountKey, uint64_t> split_thread_oncpu(
+    uint64_t total_ns, const std::map<TopAccountKey, uint64_t>& samples, uint32_t pid,
+    uint32_t tid) {
+  std::map<TopAccountKey, uint64_t> out;
+  if (total_ns == 0) return out;
+  unsigned __int128 n = 0;
+  for (const auto& [k, c] : samples) n += c;
+  if (n == 0) {
+    out[TopAccountKey{pid, tid, kStackNotSampled, kStackNotSampled}] = total_ns;
+    return out;
+  }
+  // Floor shares, then the remainder one ns at a time to the largest fractional parts (ties:
+  // key order), so the parts add up to total_ns exactly.
+  std::vector<std::pair<unsigned __int128, TopAccountKey>> rems;
+  uint64_t given = 0;
+  for (const auto& [k, c] : samples) {
+    if (!c) continue;
+    unsigned __int128 prod = static_cast<unsigned __int128>(total_ns) * c;
+    uint64_t part = static_cast<uint64_t>(prod / n);
+    out[k] = part;
+    given += part;
+    rems.emplace_back(prod % n, k);
+  }
+  std::stable_sort(rems.begin(), rems.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (size_t i = 0; given < total_ns && i < rems.size(); ++i, ++given) ++out[rems[i].second];
+  return out;
+}
+
+void scale_oncpu(TopAccounts& accounts) {
+  struct Thread {
+    uint32_t pid = 0;
+    uint64_t total = 0;
+    std::map<TopAccountKey, uint64_t> samples;
+  };
+  std::map<uint32_t, Thread> threads;
+  for (auto& [k, v] : accounts) {
+    Thread& t = threads[k.tid];
+    t.pid = k.pid;
+    t.total += v.slice_ns;
+    if (v.oncpu_samples) t.samples[k] += v.oncpu_samples;
+    v.oncpu_ns = 0;
+  }
+  for (const auto& [tid, t] : threads)
+    for (const auto& [k, ns] : split_thread_oncpu(t.total, t.samples, t.pid, tid))
+      accounts[k].oncpu_ns += ns;
 }
 
 const char* to_string(TopGroupBy g) {
@@ -80,6 +144,10 @@ const char* to_string(TopSortKey k) {
       return "PID";
     case TopSortKey::kComm:
       return "COMM";
+    case TopSortKey::kOffCpu:
+      return "OFF-CPU";
+    case TopSortKey::kSlice:
+      return "SLICE";
   }
   return "ON-CPU";
 }
@@ -99,8 +167,8 @@ TopGroupBy next_group_by(TopGroupBy g) {
 }
 
 TopSortKey next_sort_key(TopSortKey k) {
-  return k == TopSortKey::kComm ? TopSortKey::kOnCpu
-                                : static_cast<TopSortKey>(static_cast<uint8_t>(k) + 1);
+  return k == TopSortKey::kSlice ? TopSortKey::kOnCpu
+                                 : static_cast<TopSortKey>(static_cast<uint8_t>(k) + 1);
 }
 
 std::string TopFrameView::display() const {
@@ -126,6 +194,8 @@ std::vector<std::string> lost_items(const TopCounters& c) {
   add(c.slices_lost, "slice records lost");
   add(c.events_lost, "process events lost");
   add(c.prog_misses, "scheduler events skipped (BPF recursion)");
+  add(c.samples_full, "samples not counted (samples map full)");
+  add(c.samples_missed, "timer samples skipped (a BPF program was running)");
   return items;
 }
 

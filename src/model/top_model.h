@@ -19,6 +19,8 @@ inline constexpr int32_t kStackNone = -1;       // not collected
 inline constexpr int32_t kStackCollision = -2;  // lost to a stack-map collision
 inline constexpr int32_t kStackError = -3;      // could not be read
 inline constexpr int32_t kStackUnknown = -4;    // running since before tracing started
+// The on-CPU time of a thread the sampler never caught running (model only, not a kernel id).
+inline constexpr int32_t kStackNotSampled = -5;
 
 // One account: a thread and the kernel+user stack it had when switched out.
 struct TopAccountKey {
@@ -38,18 +40,28 @@ struct TopAccountKeyHash {
   }
 };
 
+// What the kernel measured for an account (a thread and its stack at switch-out or at a sample)
+// and, after scale_oncpu(), the on-CPU time by stack.
 struct TopValues {
+  // On-CPU time. In a TopSample (raw kernel values) 0; after scale_oncpu() the thread's exact
+  // on-CPU total (sum of its slice_ns) split over its stacks by their share of its samples. A
+  // thread row's sum is its exact total.
   uint64_t oncpu_ns = 0;
-  uint64_t runq_wait_ns = 0;
-  uint64_t switches = 0;  // schedule-ins
+  uint64_t runq_wait_ns = 0;  // run-queue wait of the off-CPU intervals begun at this stack
+  uint64_t switches = 0;      // schedule-ins
   uint64_t voluntary = 0;
   uint64_t involuntary = 0;
+  uint64_t slice_ns = 0;       // CPU time of the slices that ended at this stack (kernel counters)
+  uint64_t offcpu_ns = 0;      // switch-out at this stack to the next switch-in (ended intervals)
+  uint64_t oncpu_samples = 0;  // cpu-clock samples with this stack
+  uint64_t blocked_ns() const { return offcpu_ns > runq_wait_ns ? offcpu_ns - runq_wait_ns : 0; }
   TopValues& operator+=(const TopValues& o);
   // Saturating difference (an account can shrink when an in-progress slice ends up in another
   // account of the same thread).
   TopValues minus(const TopValues& o) const;
   bool empty() const {
-    return !oncpu_ns && !runq_wait_ns && !switches && !voluntary && !involuntary;
+    return !oncpu_ns && !runq_wait_ns && !switches && !voluntary && !involuntary && !slice_ns &&
+           !offcpu_ns && !oncpu_samples;
   }
   bool operator==(const TopValues&) const = default;
 };
@@ -65,13 +77,18 @@ struct TopCounters {
   uint64_t accounts_full = 0;  // slices not accounted because the map was full
   uint64_t accounts_full_ns = 0;
   uint64_t storage_failures = 0;
-  uint64_t slices_lost = 0;  // slice records lost (recording)
-  uint64_t events_lost = 0;  // process events lost
-  uint64_t prog_misses = 0;  // program runs the kernel skipped (recursion protection)
+  uint64_t slices_lost = 0;   // slice records lost (recording)
+  uint64_t events_lost = 0;   // process events lost
+  uint64_t prog_misses = 0;   // program runs the kernel skipped (recursion protection)
+  uint64_t samples = 0;       // cpu-clock samples of tracked threads
+  uint64_t samples_full = 0;  // of them, not counted: the samples map was full
+  // Timer samples the kernel skipped because a BPF program was already running on the CPU (often
+  // another tool's): fewer samples, totals still exact, so not part of lost(); reported.
+  uint64_t samples_missed = 0;
   // Everything that made a number less than exact, for the "lost" field.
   uint64_t lost() const {
     return kstack_collisions + ustack_collisions + accounts_full + storage_failures + slices_lost +
-           events_lost + prog_misses;
+           events_lost + prog_misses + samples_full;
   }
   TopCounters minus(const TopCounters& o) const;
 };
@@ -82,11 +99,23 @@ std::vector<std::string> lost_items(const TopCounters& c);
 
 // Everything read from the kernel at one moment: cumulative values since tracing started, with
 // the slices still running at that moment included.
+using TopAccounts = std::unordered_map<TopAccountKey, TopValues, TopAccountKeyHash>;
 struct TopSample {
   uint64_t time_ns = 0;  // CLOCK_MONOTONIC
-  std::unordered_map<TopAccountKey, TopValues, TopAccountKeyHash> accounts;
+  TopAccounts accounts;  // raw: oncpu_ns 0, the samples in oncpu_samples
   TopCounters counters;
 };
+
+// Sets oncpu_ns of every account: per thread, its exact on-CPU total (the sum of its slice_ns)
+// split over its accounts in proportion to their oncpu_samples (largest remainders, so the parts
+// add up to the total exactly). A thread with CPU time but no sample keeps the time on the
+// account {pid, tid, kStackNotSampled, kStackNotSampled}, added when missing.
+void scale_oncpu(TopAccounts& accounts);
+// The same over an interval: per thread, `total_ns` split by `samples` (key -> samples in the
+// interval); returns key -> on-CPU ns.
+std::map<TopAccountKey, uint64_t> split_thread_oncpu(
+    uint64_t total_ns, const std::map<TopAccountKey, uint64_t>& samples, uint32_t pid,
+    uint32_t tid);
 
 enum class TopGroupBy : uint8_t { kStack, kTid, kPid, kComm };
 enum class TopSortKey : uint8_t {
@@ -98,6 +127,8 @@ enum class TopSortKey : uint8_t {
   kRunqWait,
   kPid,
   kComm,
+  kOffCpu,
+  kSlice,
 };
 const char* to_string(TopGroupBy g);  // "stack", "tid", "pid", "comm"
 std::optional<TopGroupBy> parse_group_by(const std::string& s);
@@ -118,9 +149,10 @@ struct TopRow {
   uint32_t stack_pid = 0;  // process whose address space the user stack belongs to
   // A stable identity for UI selection/expansion across refreshes.
   std::string id;
+  // CPU per switch-out: the slices that ended here (per thread: its on-CPU time) / switch-outs.
   uint64_t avg_slice_ns() const {
     uint64_t n = values.voluntary + values.involuntary;
-    return n ? values.oncpu_ns / n : values.oncpu_ns;
+    return n ? values.slice_ns / n : values.slice_ns;
   }
 };
 
@@ -151,6 +183,7 @@ struct TopTable {
   double cpu_busy = -1;       // fraction of all CPUs busy (from /proc/stat), -1 unknown
   int ncpus = 0;
   std::optional<UnwindSummary> unwind;  // with the native unwinder
+  uint32_t sample_hz = 0;               // the cpu-clock sampler's rate, 0 without it
 };
 
 // One frame of a displayed stack, already symbolized.

@@ -4,12 +4,32 @@
 
 namespace kscope {
 
+Result<const char*> top_folded_value(const std::string& option) {
+  if (option == "oncpu") return top_profile::kOnCpu;
+  if (option == "offcpu") return top_profile::kOffCpu;
+  if (option == "switches") return top_profile::kSwitches;
+  return usage_error("--value '" + option +
+                     "': expected oncpu (sampled on-CPU ns, the default), offcpu (off-CPU ns by "
+                     "switch-out stack) or switches (schedule-ins)");
+}
+
+StackProfile top_pprof_profile(StackProfile profile) {
+  for (auto& t : profile.value_types) {
+    if (t.type == top_profile::kOnCpu)
+      t.type = "cpu";
+    else if (t.type == top_profile::kOnCpuSamples)
+      t.type = "samples";
+    else if (t.type == top_profile::kOffCpu)
+      t.type = "off_cpu";
+  }
+  return profile;
+}
+
 std::vector<ProfileValueType> top_profile_value_types() {
-  return {{top_profile::kOnCpu, "nanoseconds"},
-          {top_profile::kSwitches, "count"},
-          {top_profile::kRunqWait, "nanoseconds"},
-          {top_profile::kVoluntary, "count"},
-          {top_profile::kInvoluntary, "count"}};
+  return {{top_profile::kOnCpu, "nanoseconds"},    {top_profile::kSwitches, "count"},
+          {top_profile::kRunqWait, "nanoseconds"}, {top_profile::kVoluntary, "count"},
+          {top_profile::kInvoluntary, "count"},    {top_profile::kOnCpuSamples, "count"},
+          {top_profile::kOffCpu, "nanoseconds"},   {top_profile::kSlice, "nanoseconds"}};
 }
 
 TopValues top_values_of(const StackProfile& profile, const ProfileSample& sample) {
@@ -24,6 +44,9 @@ TopValues top_values_of(const StackProfile& profile, const ProfileSample& sample
   v.switches = get(top_profile::kSwitches);
   v.voluntary = get(top_profile::kVoluntary);
   v.involuntary = get(top_profile::kInvoluntary);
+  v.oncpu_samples = get(top_profile::kOnCpuSamples);
+  v.offcpu_ns = get(top_profile::kOffCpu);
+  v.slice_ns = get(top_profile::kSlice);
   return v;
 }
 
@@ -62,7 +85,9 @@ void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm, const 
   add(pid, tid, std::move(comm), stack,
       std::vector<int64_t>{static_cast<int64_t>(v.oncpu_ns), static_cast<int64_t>(v.switches),
                            static_cast<int64_t>(v.runq_wait_ns), static_cast<int64_t>(v.voluntary),
-                           static_cast<int64_t>(v.involuntary)});
+                           static_cast<int64_t>(v.involuntary),
+                           static_cast<int64_t>(v.oncpu_samples), static_cast<int64_t>(v.offcpu_ns),
+                           static_cast<int64_t>(v.slice_ns)});
 }
 
 void TopProfileBuilder::add(uint32_t pid, uint32_t tid, std::string comm, const TopStackView& stack,

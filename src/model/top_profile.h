@@ -12,16 +12,30 @@
 
 #include "model/stack_profile.h"
 #include "model/top_model.h"
+#include "util/result.h"
 
 namespace kscope {
 
 namespace top_profile {
-inline constexpr const char* kOnCpu = "oncpu";              // nanoseconds
-inline constexpr const char* kSwitches = "switches";        // schedule-ins, count
-inline constexpr const char* kRunqWait = "runq_wait";       // nanoseconds
-inline constexpr const char* kVoluntary = "voluntary";      // count
-inline constexpr const char* kInvoluntary = "involuntary";  // count
+// On-CPU time by stack: sampled, scaled to the threads' exact totals. (Recordings before minor
+// version 3 used "oncpu" for the slice value; their reader renames it to kSlice.)
+inline constexpr const char* kOnCpu = "oncpu";                 // nanoseconds
+inline constexpr const char* kSwitches = "switches";           // schedule-ins, count
+inline constexpr const char* kRunqWait = "runq_wait";          // nanoseconds
+inline constexpr const char* kVoluntary = "voluntary";         // count
+inline constexpr const char* kInvoluntary = "involuntary";     // count
+inline constexpr const char* kOnCpuSamples = "oncpu_samples";  // cpu-clock samples, count
+inline constexpr const char* kOffCpu = "offcpu";               // nanoseconds, by switch-out stack
+inline constexpr const char* kSlice = "slice";  // ns of the slices that ended at the stack
 }  // namespace top_profile
+
+// `--value oncpu|offcpu|switches` (folded output): the profile value type it names, or an
+// error naming the choices.
+Result<const char*> top_folded_value(const std::string& option);
+
+// The profile with the sample type names pprof users expect: cpu (on-CPU ns, sampled and
+// scaled), samples, off_cpu (ns), switches; the others keep their names.
+StackProfile top_pprof_profile(StackProfile profile);
 
 // The value types a top profile is written with; the first (on-CPU ns) is the default.
 std::vector<ProfileValueType> top_profile_value_types();

@@ -105,6 +105,14 @@ StackProfile get_profile(PayloadCursor& c, TopCounters& counters) {
     t.unit = c.string("value unit");
     p.value_types.push_back(std::move(t));
   }
+  // Before format 1.2 a top profile had no "slice" value and its "oncpu" was the CPU time of the
+  // slices that ended at each stack (switch-out stack), not on-CPU time by stack: read it as
+  // slice, so it is never shown as on-CPU.
+  bool has_slice = std::any_of(p.value_types.begin(), p.value_types.end(),
+                               [](const ProfileValueType& t) { return t.type == "slice"; });
+  if (!has_slice)
+    for (auto& t : p.value_types)
+      if (t.type == "oncpu") t.type = "slice";
   uint64_t nf = c.count("frame count", kMaxFrames);
   for (uint64_t i = 0; i < nf && c.ok(); ++i) {
     ProfileFrame f;
@@ -406,9 +414,10 @@ std::string TopRecordingWriter::describe() const {
 }
 
 TopProfileValues profile_values(const TopValues& v) {
-  return {static_cast<int64_t>(v.oncpu_ns), static_cast<int64_t>(v.switches),
+  return {static_cast<int64_t>(v.oncpu_ns),     static_cast<int64_t>(v.switches),
           static_cast<int64_t>(v.runq_wait_ns), static_cast<int64_t>(v.voluntary),
-          static_cast<int64_t>(v.involuntary)};
+          static_cast<int64_t>(v.involuntary),  static_cast<int64_t>(v.oncpu_samples),
+          static_cast<int64_t>(v.offcpu_ns),    static_cast<int64_t>(v.slice_ns)};
 }
 
 std::vector<std::pair<TopAccountKey, TopProfileValues>> ProfileIncrements::next(

@@ -79,8 +79,8 @@ struct TopRecording {
 };
 
 // The values of one account as profile sample values, in the order of the value types
-// (oncpu, switches, runq_wait, voluntary, involuntary).
-using TopProfileValues = std::array<int64_t, 5>;
+// (oncpu, switches, runq_wait, voluntary, involuntary, oncpu_samples, offcpu, slice).
+using TopProfileValues = std::array<int64_t, 8>;
 TopProfileValues profile_values(const TopValues& v);
 
 // Turns cumulative per-account totals into increments: each call returns, for every account

@@ -114,8 +114,14 @@ std::vector<TopTaskTotal> top_task_totals(const StackProfile& profile) {
     t.comm = s.comm;
     t.values += top_values_of(profile, s);
   }
+  // A profile of an older kscope top has no on-CPU by stack, only slice time, whose sum per
+  // thread is the same exact on-CPU total.
+  bool has_oncpu = profile.value_index(top_profile::kOnCpu).has_value();
   std::vector<TopTaskTotal> out;
-  for (auto& [k, t] : by) out.push_back(std::move(t));
+  for (auto& [k, t] : by) {
+    if (!has_oncpu) t.values.oncpu_ns = t.values.slice_ns;
+    out.push_back(std::move(t));
+  }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
     if (a.values.oncpu_ns != b.values.oncpu_ns) return a.values.oncpu_ns > b.values.oncpu_ns;
     return std::tie(a.pid, a.tid) < std::tie(b.pid, b.tid);
@@ -131,7 +137,7 @@ Result<ReportOutput> build_top_report(const TopRecording& rec, const ReportOptio
   std::string body = fmt::format(
       "<header><h1>{}</h1><p class=\"note\">kscope top recording, host {}, kernel {}, {} "
       "measured</p>"
-      "<nav><a href=\"#flame-section\">flame graph</a> <a href=\"#tasks\">tasks</a> "
+      "<nav><a href=\"#fg-oncpu-section\">flame graphs</a> <a href=\"#tasks\">tasks</a> "
       "<a href=\"#switches\">switches and run-queue wait</a></nav></header>\n",
       xml_escape(title), xml_escape(rec.meta.hostname), xml_escape(rec.meta.kernel_release),
       format_duration_ns(rec.profile.duration_ns));
@@ -176,12 +182,41 @@ Result<ReportOutput> build_top_report(const TopRecording& rec, const ReportOptio
     out.html = html_page(title, body);
     return out;
   }
-  FlameGraphOptions fg;
-  fg.title = "On-CPU time by kernel+user stack";
-  fg.note =
-      "Width: exact on-CPU ns measured at every context switch; kernel frames and user frames "
-      "coloured apart; click to zoom, search to highlight.";
-  body += render_flamegraph_section(rec.profile, fg);
+  // Two questions, two flame graphs: where the CPU went (sampled, scaled to exact per-thread
+  // totals) and where threads left the CPU (exact, by switch-out stack).
+  std::vector<FlameGraphOptions> graphs;
+  if (auto on = rec.profile.value_index(top_profile::kOnCpu)) {
+    FlameGraphOptions fg;
+    fg.title = "On-CPU time by stack (sampled, scaled to exact per-thread totals)";
+    fg.id = "fg-oncpu";
+    fg.value_index = *on;
+    fg.note =
+        "Width: each thread's exact on-CPU ns (kernel counters) split over its stacks by the "
+        "share of cpu-clock samples they got; kernel and user frames coloured apart; click to "
+        "zoom, search to highlight.";
+    graphs.push_back(fg);
+  }
+  if (auto off = rec.profile.value_index(top_profile::kOffCpu)) {
+    FlameGraphOptions fg;
+    fg.title = "Off-CPU time by switch-out stack (exact)";
+    fg.id = "fg-offcpu";
+    fg.value_index = *off;
+    fg.note =
+        "Width: ns from each switch-out to the next switch-in (blocked and run-queue wait), by "
+        "the stack the thread had when it left the CPU.";
+    graphs.push_back(fg);
+  }
+  if (graphs.empty())
+    if (auto slice = rec.profile.value_index(top_profile::kSlice)) {
+      FlameGraphOptions fg;
+      fg.title = "CPU time of the slices that ended at each switch-out stack";
+      fg.value_index = *slice;
+      fg.note =
+          "A recording of an older kscope top: it has no on-CPU time by stack, only the CPU time "
+          "of each slice charged to the stack it switched out at (not where the CPU went).";
+      graphs.push_back(fg);
+    }
+  for (const auto& fg : graphs) body += render_flamegraph_section(rec.profile, fg);
 
   body +=
       "<section class=\"panel\" id=\"tasks\"><h2>Tasks</h2><table "
@@ -221,7 +256,9 @@ Result<ReportOutput> build_top_report(const TopRecording& rec, const ReportOptio
   body += "</div></section>\n";
   out.html = html_page(title, body);
   if (want_svg) {
-    out.figures.push_back({"flamegraph", render_flamegraph_svg(rec.profile, fg)});
+    for (const auto& fg : graphs)
+      out.figures.push_back({fg.id == "fg-offcpu" ? "flamegraph_offcpu" : "flamegraph",
+                             render_flamegraph_svg(rec.profile, fg)});
     out.figures.push_back({"switches_per_task", sw});
     out.figures.push_back({"runq_wait_per_task", rq});
     if (!sw_t.empty()) {

@@ -117,7 +117,8 @@ enum class Col {
   kOnCpu,
   kCpuPct,
   kAvgSlice,
-  kRunqWait
+  kRunqWait,
+  kOffCpu
 };
 
 struct ColumnSpec {
@@ -139,13 +140,14 @@ constexpr ColumnSpec kColumns[] = {
     {Col::kCpuPct, "%CPU", 6, false},
     {Col::kAvgSlice, "AVG SLICE", 10, false},
     {Col::kRunqWait, "RUNQ WAIT", 10, false},
+    {Col::kOffCpu, "OFF-CPU", 9, false},
 };
 
 // When the terminal is too narrow for every column, these go first (COMM and the sorted column
 // stay; COMM then shrinks down to kMinCommWidth, and what still does not fit is cut off).
-constexpr Col kDropOrder[] = {Col::kRank,   Col::kVol,      Col::kInvol,    Col::kAvgSlice,
-                              Col::kTid,    Col::kRunqWait, Col::kSwitches, Col::kPid,
-                              Col::kCpuPct, Col::kOnCpu};
+constexpr Col kDropOrder[] = {Col::kRank,     Col::kOffCpu, Col::kVol,      Col::kInvol,
+                              Col::kAvgSlice, Col::kTid,    Col::kRunqWait, Col::kSwitches,
+                              Col::kPid,      Col::kCpuPct, Col::kOnCpu};
 constexpr int kMinCommWidth = 6;
 constexpr int kGutter = 1;        // '>' marks the selected row
 constexpr int kFrameIndent = 6;   // inline stack frames under an expanded row
@@ -169,6 +171,10 @@ std::optional<Col> sort_column(TopSortKey k) {
       return Col::kPid;
     case TopSortKey::kComm:
       return Col::kComm;
+    case TopSortKey::kOffCpu:
+      return Col::kOffCpu;
+    case TopSortKey::kSlice:  // no SLICE column on the screen: the header names the sort
+      return std::nullopt;
   }
   return std::nullopt;
 }
@@ -228,6 +234,8 @@ std::string cell(Col col, const TopTable& table, size_t index) {
       return format_duration_ns(row.avg_slice_ns());
     case Col::kRunqWait:
       return format_duration_ns(row.values.runq_wait_ns);
+    case Col::kOffCpu:
+      return format_duration_ns(row.values.offcpu_ns);
   }
   return {};
 }
@@ -290,9 +298,16 @@ std::string totals_line(const TopTable& table, size_t shown) {
   std::string rows = table.rows.size() == shown
                          ? fmt::format("rows {}", shown)
                          : fmt::format("rows {} of {}", shown, table.rows.size());
+  std::string by = table.sample_hz ? fmt::format(
+                                         " (by stack: sampled at {} Hz, {} samples, scaled "
+                                         "to exact per-thread totals)",
+                                         table.sample_hz, format_count(table.counters.samples))
+                                   : std::string(" (no stacks)");
   return fmt::format(
-      "on-CPU {}  runq wait {}  schedule-ins {}  {}", format_duration_ns(table.total.oncpu_ns),
-      format_duration_ns(table.total.runq_wait_ns), format_count(table.total.switches), rows);
+      "on-CPU {}  runq wait {}  schedule-ins {}  {}  off-CPU {} (exact, by switch-out "
+      "stack){}",
+      format_duration_ns(table.total.oncpu_ns), format_duration_ns(table.total.runq_wait_ns),
+      format_count(table.total.switches), rows, format_duration_ns(table.total.offcpu_ns), by);
 }
 
 // Every drop and error by cause, wrapped at item boundaries into lines of `width`; empty when

@@ -18,6 +18,31 @@ std::string header_line(const TopTable& t) {
       to_string(t.sort), t.counters.lost());
 }
 
+// How the numbers of a row came about: what a reader must know to trust them.
+std::string sources_line(const TopTable& t) {
+  if (!t.sample_hz)
+    return "kscope top: no stacks sampled (--no-stacks): on-CPU, switches, run-queue wait and "
+           "off-CPU time are exact per thread";
+  return fmt::format(
+      "kscope top: on-CPU by stack: sampled at {} Hz ({} samples), scaled to exact per-thread "
+      "totals; off-CPU: exact, by switch-out stack; SLICE: CPU time of the slices that ended at "
+      "the stack",
+      t.sample_hz, t.counters.samples);
+}
+
+// "[incomplete: REASON]" markers the native unwinder ends an unfinished stack with.
+std::string incomplete_reason(const TopStackView& s) {
+  for (const auto& f : s.user)
+    if (f.marker) {
+      std::string r = f.symbol;
+      const std::string prefix = "[incomplete: ";
+      if (r.rfind(prefix, 0) == 0 && r.size() > prefix.size() + 1)
+        return r.substr(prefix.size(), r.size() - prefix.size() - 1);
+      return r;
+    }
+  return {};
+}
+
 void print_frames(std::string& out, const char* label, const std::vector<TopFrameView>& frames) {
   bool first = true;
   for (const auto& f : frames) {
@@ -51,11 +76,12 @@ std::string top_lost_breakdown(const TopCounters& c) {
 }
 
 std::string render_top_text(const TopTable& t, size_t max_rows, const StackProvider& stacks) {
-  std::string out = header_line(t) + "\n";
+  std::string out = header_line(t) + "\n" + sources_line(t) + "\n";
   if (t.counters.lost()) out += "kscope top: lost: " + top_lost_breakdown(t.counters) + "\n";
-  out += fmt::format("{:>4} {:>7} {:>7} {:<16} {:>8} {:>7} {:>7} {:>9} {:>6} {:>10} {:>10}\n",
-                     "RANK", "PID", "TID", "COMM", "SWITCHES", "VOL", "INVOL", "ON-CPU", "%CPU",
-                     "AVG SLICE", "RUNQ WAIT");
+  out += fmt::format(
+      "{:>4} {:>7} {:>7} {:<16} {:>9} {:>6} {:>7} {:>9} {:>10} {:>8} {:>7} {:>7} {:>9}\n", "RANK",
+      "PID", "TID", "COMM", "ON-CPU", "%CPU", "SAMPLES", "OFF-CPU", "RUNQ WAIT", "SWITCHES", "VOL",
+      "INVOL", "SLICE");
   size_t n = std::min(max_rows, t.rows.size());
   for (size_t i = 0; i < n; ++i) {
     const TopRow& r = t.rows[i];
@@ -66,11 +92,12 @@ std::string render_top_text(const TopTable& t, size_t max_rows, const StackProvi
     std::string tid = (t.group_by == TopGroupBy::kStack || t.group_by == TopGroupBy::kTid)
                           ? std::to_string(r.tid)
                           : "-";
-    out += fmt::format("{:>4} {:>7} {:>7} {:<16} {:>8} {:>7} {:>7} {:>9} {:>6.1f} {:>10} {:>10}\n",
-                       i + 1, pid, tid, r.comm.substr(0, 16), r.values.switches, r.values.voluntary,
-                       r.values.involuntary, format_duration_ns(r.values.oncpu_ns), pct,
-                       format_duration_ns(r.avg_slice_ns()),
-                       format_duration_ns(r.values.runq_wait_ns));
+    out += fmt::format(
+        "{:>4} {:>7} {:>7} {:<16} {:>9} {:>6.1f} {:>7} {:>9} {:>10} {:>8} {:>7} {:>7} {:>9}\n",
+        i + 1, pid, tid, r.comm.substr(0, 16), format_duration_ns(r.values.oncpu_ns), pct,
+        r.values.oncpu_samples, format_duration_ns(r.values.offcpu_ns),
+        format_duration_ns(r.values.runq_wait_ns), r.values.switches, r.values.voluntary,
+        r.values.involuntary, format_duration_ns(r.values.slice_ns));
     TopStackView stack = stacks(r);
     if (!stack.note.empty()) out += "        " + stack.note + "\n";
     print_frames(out, "kernel:", stack.kernel);
@@ -94,7 +121,15 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                 {"task_storage_failures", t.counters.storage_failures},
                 {"slice_records_lost", t.counters.slices_lost},
                 {"process_events_lost", t.counters.events_lost},
-                {"bpf_program_misses", t.counters.prog_misses}};
+                {"bpf_program_misses", t.counters.prog_misses},
+                {"samples_not_counted", t.counters.samples_full},
+                {"samples_skipped", t.counters.samples_missed}};
+  j["oncpu_by_stack"] =
+      t.sample_hz ? nlohmann::json{{"method", "sampled, scaled to exact per-thread totals"},
+                                   {"sample_hz", t.sample_hz},
+                                   {"samples", t.counters.samples}}
+                  : nlohmann::json{{"method", "none (--no-stacks)"}};
+  j["offcpu_by_stack"] = "exact, by switch-out stack";
   if (t.unwind) {
     const UnwindSummary& u = *t.unwind;
     nlohmann::json ended = nlohmann::json::object();
@@ -148,8 +183,22 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                           {"involuntary", r.values.involuntary},
                           {"oncpu_ns", r.values.oncpu_ns},
                           {"runq_wait_ns", r.values.runq_wait_ns},
-                          {"kernel_stack", frames_json(stack.kernel)},
-                          {"user_stack", frames_json(stack.user)}};
+                          {"offcpu_ns", r.values.offcpu_ns}};
+    if (t.group_by == TopGroupBy::kStack) {
+      std::string why = incomplete_reason(stack);
+      row["oncpu_samples"] = r.values.oncpu_samples;
+      row["slice_ns"] = r.values.slice_ns;
+      row["kernel_stack"] = frames_json(stack.kernel);
+      row["user_stack"] = frames_json(stack.user);
+      row["completeness"] =
+          why.empty() && stack.note.empty()
+              ? nlohmann::json{{"complete", true}}
+              : nlohmann::json{{"complete", false}, {"reason", why.empty() ? stack.note : why}};
+    } else {
+      // The group's stack with the most sampled on-CPU time.
+      row["kernel_stack"] = frames_json(stack.kernel);
+      row["user_stack"] = frames_json(stack.user);
+    }
     if (!stack.note.empty()) row["stack_note"] = stack.note;
     tasks.push_back(std::move(row));
   }

@@ -290,6 +290,8 @@ struct TopSession::Impl {
         return fmt::format("[{} stack unavailable]", which);
       case kStackUnknown:
         return "[running since before tracing started: no switch-out yet, no stack]";
+      case kStackNotSampled:
+        return "[not sampled: on-CPU time of a thread no sample caught running]";
       default:
         return {};
     }
@@ -298,7 +300,9 @@ struct TopSession::Impl {
   TopStackView view(uint32_t pid, int32_t kstack, int32_t ustack) {
     TopStackView v;
     std::string knote = stack_note(kstack, "kernel");
-    std::string unote = kstack == kStackUnknown ? std::string() : stack_note(ustack, "user");
+    std::string unote = kstack == kStackUnknown || kstack == kStackNotSampled
+                            ? std::string()
+                            : stack_note(ustack, "user");
     v.note = knote.empty() ? unote : (unote.empty() ? knote : knote + " " + unote);
     if (kstack >= 0) v.kernel = kernel_frames(kstack);
     if (ustack >= 0) v.user = user_frames(pid, ustack);
@@ -318,9 +322,12 @@ struct TopSession::Impl {
   void prune(TopSample& sample, const std::optional<TopSample>& before) {
     std::map<uint32_t, uint32_t> tids;  // tid -> pid, of threads whose values did not move
     std::unordered_map<uint32_t, uint64_t> now_oncpu, before_oncpu;
-    for (const auto& [k, v] : sample.accounts) now_oncpu[k.tid] += v.oncpu_ns + v.switches;
+    auto activity = [](const TopValues& v) {
+      return v.slice_ns + v.switches + v.offcpu_ns + v.oncpu_samples;
+    };
+    for (const auto& [k, v] : sample.accounts) now_oncpu[k.tid] += activity(v);
     if (before)
-      for (const auto& [k, v] : before->accounts) before_oncpu[k.tid] += v.oncpu_ns + v.switches;
+      for (const auto& [k, v] : before->accounts) before_oncpu[k.tid] += activity(v);
     for (const auto& [k, v] : sample.accounts) {
       if (k.tid == 0) continue;
       auto b = before_oncpu.find(k.tid);
@@ -410,6 +417,7 @@ struct TopSession::Impl {
     TopTable t = build_top_table(base, cur, tracer->start_ns(), by, sort,
                                  [this](uint32_t pid, uint32_t tid) { return comm_of(pid, tid); });
     t.ncpus = tracer->ncpus();
+    t.sample_hz = tracer->sample_hz();
     t.cpu_busy = last_busy;
     return t;
   }
@@ -423,10 +431,11 @@ struct TopSession::Impl {
   }
 
   // Cumulative totals of every account since tracing started: exited threads' final values
-  // plus the live accounts of `sample`.
+  // plus the live accounts of `sample`, with on-CPU time by stack (scaled samples).
   ProfileIncrements::Totals run_totals(const TopSample& sample) {
     ProfileIncrements::Totals all = retired.values();
     for (const auto& [k, v] : sample.accounts) all[k] += v;
+    scale_oncpu(all);
     return all;
   }
 

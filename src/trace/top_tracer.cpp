@@ -2,6 +2,7 @@
 
 #include <bpf/bpf.h>
 #include <fmt/format.h>
+#include <linux/perf_event.h>
 #include <time.h>
 
 #include <algorithm>
@@ -22,11 +23,12 @@
 #include "trace/targets.h"
 #include "unwind/table_loader.h"
 #include "util/clock.h"
+#include "util/file.h"
 
 namespace kscope {
 
 static_assert(sizeof(kscope_top_key) == 16, "kscope_top_key layout changed");
-static_assert(sizeof(kscope_top_value) == 40, "kscope_top_value layout changed");
+static_assert(sizeof(kscope_top_value) == 48, "kscope_top_value layout changed");
 static_assert(sizeof(kscope_top_cpu) == 40, "kscope_top_cpu layout changed");
 static_assert(sizeof(kscope_top_process_event) == 40, "kscope_top_process_event layout changed");
 static_assert(sizeof(kscope_top_slice_event) == 48, "kscope_top_slice_event layout changed");
@@ -60,6 +62,7 @@ struct TopTracer::Impl {
   bool batch_supported = true;
   std::unique_ptr<BpfUnwindMaps> unwind_maps;  // with --call-graph dwarf
   std::unique_ptr<unwind::TableLoader> tables;
+  bpf::PerfEventLinks sampler;  // one cpu-clock event per online CPU
 
   void handle(const void* data, size_t size) {
     if (size < sizeof(uint16_t)) return;
@@ -121,7 +124,30 @@ struct TopTracer::Impl {
 
   static void add(TopSample& out, const kscope_top_key& k, const kscope_top_value& v) {
     TopValues& dst = out.accounts[TopAccountKey{k.pid, k.tid, k.kstack, k.ustack}];
-    dst += TopValues{v.oncpu_ns, v.runq_wait_ns, v.switches, v.voluntary, v.involuntary};
+    TopValues add;
+    add.slice_ns = v.slice_ns;
+    add.runq_wait_ns = v.runq_wait_ns;
+    add.switches = v.switches;
+    add.voluntary = v.voluntary;
+    add.involuntary = v.involuntary;
+    add.offcpu_ns = v.offcpu_ns;
+    dst += add;
+  }
+
+  Status read_samples(TopSample& out) {
+    if (!options.sample_hz) return {};
+    int fd = bpf_map__fd(skel->maps.oncpu_samples);
+    kscope_top_key key{}, next{};
+    kscope_top_key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      uint64_t n = 0;
+      if (bpf_map_lookup_elem(fd, &next, &n) == 0 && n)
+        out.accounts[TopAccountKey{next.pid, next.tid, next.kstack, next.ustack}].oncpu_samples +=
+            n;
+      key = next;
+      prev = &key;
+    }
+    return {};
   }
 
   Status read_running(TopSample& out, uint64_t now) {
@@ -132,7 +158,11 @@ struct TopTracer::Impl {
     for (const auto& c : cpus) {
       if (!c.tracked || c.since_ns == 0 || c.since_ns > now) continue;
       TopValues& dst = out.accounts[TopAccountKey{c.pid, c.tid, c.kstack, c.ustack}];
-      dst += TopValues{now - c.since_ns, c.pending_wait_ns, c.switched_in ? 1u : 0u, 0, 0};
+      TopValues add;
+      add.slice_ns = now - c.since_ns;
+      add.runq_wait_ns = c.pending_wait_ns;
+      add.switches = c.switched_in ? 1u : 0u;
+      dst += add;
     }
     return {};
   }
@@ -156,14 +186,18 @@ struct TopTracer::Impl {
     KSCOPE_ASSIGN_OR_RETURN(c.storage_failures, sum(KSCOPE_TOP_STORAGE_FAIL));
     KSCOPE_ASSIGN_OR_RETURN(c.slices_lost, sum(KSCOPE_TOP_SLICES_LOST));
     KSCOPE_ASSIGN_OR_RETURN(c.events_lost, sum(KSCOPE_TOP_EVENTS_LOST));
+    KSCOPE_ASSIGN_OR_RETURN(c.samples, sum(KSCOPE_TOP_SAMPLES));
+    KSCOPE_ASSIGN_OR_RETURN(c.samples_full, sum(KSCOPE_TOP_SAMPLES_FULL));
     // Runs the kernel skipped because the program was already active on that CPU: a switch or
     // wakeup not seen at all.
     for (bpf_program* prog : {skel->progs.top_sched_switch, skel->progs.top_sched_wakeup,
-                              skel->progs.top_sched_wakeup_new}) {
+                              skel->progs.top_sched_wakeup_new, skel->progs.top_sample}) {
+      if (!bpf_program__autoload(prog)) continue;
       bpf_prog_info info{};
       uint32_t len = sizeof(info);
       if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) == 0)
-        c.prog_misses += info.recursion_misses;
+        (prog == skel->progs.top_sample ? c.samples_missed : c.prog_misses) +=
+            info.recursion_misses;
     }
     return {};
   }
@@ -217,6 +251,11 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   skel->rodata->wakeup_bytes = std::max<uint64_t>(options.ringbuf_bytes / 8, 4096);
   if (int err = bpf_map__set_max_entries(skel->maps.accounts, options.max_accounts))
     return bpf::libbpf_error("sizing the accounts map failed", err);
+  // The sampler: its samples map as large as the accounts map; without it, not loaded.
+  if (int err = bpf_map__set_max_entries(skel->maps.oncpu_samples,
+                                         options.sample_hz ? options.max_accounts : 1u))
+    return bpf::libbpf_error("sizing the samples map failed", err);
+  if (!options.sample_hz) bpf_program__set_autoload(skel->progs.top_sample, false);
   if (int err = bpf_map__set_max_entries(skel->maps.stacks, options.max_stacks))
     return bpf::libbpf_error("sizing the stack map failed", err);
   if (int err = bpf_map__set_max_entries(skel->maps.events, options.ringbuf_bytes))
@@ -259,6 +298,11 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
     return make_error("attaching the scheduler tracepoints failed", -err,
                       "run 'kscope doctor' to check tp_btf/sched_switch and sched_wakeup");
   }
+  if (options.sample_hz) {
+    KSCOPE_ASSIGN_OR_RETURN(impl->sampler, bpf::attach_sw_event_all_cpus(
+                                               skel->progs.top_sample, PERF_COUNT_SW_CPU_CLOCK,
+                                               "cpu-clock", options.sample_hz));
+  }
   return std::unique_ptr<TopTracer>(new TopTracer(std::move(impl)));
 }
 
@@ -267,6 +311,7 @@ Result<TopSample> TopTracer::sample() {
   TopSample out;
   KSCOPE_TRY(s.read_counters(out.counters));
   KSCOPE_TRY(s.read_accounts(out));
+  KSCOPE_TRY(s.read_samples(out));
   out.time_ns = monotonic_ns();
   KSCOPE_TRY(s.read_running(out, out.time_ns));
   return out;
@@ -412,6 +457,34 @@ std::pair<uint64_t, uint64_t> TopTracer::diagnostics() {
 }
 
 uint64_t TopTracer::start_ns() const { return impl_->start_ns; }
+uint32_t TopTracer::sample_hz() const { return impl_->options.sample_hz; }
+
+Result<uint32_t> perf_max_sample_rate() {
+  auto text = read_file("/proc/sys/kernel/perf_event_max_sample_rate", 64);
+  if (!text) return make_error("cannot read /proc/sys/kernel/perf_event_max_sample_rate");
+  char* end = nullptr;
+  unsigned long v = std::strtoul(text->c_str(), &end, 10);
+  if (end == text->c_str() || v == 0 || v > 10'000'000)
+    return make_error("malformed /proc/sys/kernel/perf_event_max_sample_rate");
+  return static_cast<uint32_t>(v);
+}
+
+Result<uint32_t> parse_sample_rate(const std::string& text) {
+  KSCOPE_ASSIGN_OR_RETURN(uint32_t max, perf_max_sample_rate());
+  if (text == "max") return max;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = text.empty() ? 0 : std::strtoull(text.c_str(), &end, 10);
+  if (text.empty() || text[0] == '-' || *end != 0 || errno == ERANGE || v == 0)
+    return usage_error(
+        fmt::format("-F '{}': expected a sampling rate in Hz (1 to {}) or 'max'", text, max));
+  if (v > max)
+    return usage_error(fmt::format(
+        "-F {}: above the kernel's limit of {} Hz (/proc/sys/kernel/perf_event_max_sample_rate); "
+        "use -F max",
+        v, max));
+  return static_cast<uint32_t>(v);
+}
 int TopTracer::ncpus() const { return impl_->ncpus; }
 
 }  // namespace kscope

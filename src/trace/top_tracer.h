@@ -33,6 +33,8 @@ struct TopTraceOptions {
   // Roots of separate debug files (.debug_frame of files without .eh_frame); empty: the default.
   std::vector<std::string> unwind_debug_dirs;
   bool record_slices = false;  // stream every on-CPU slice (for recordings)
+  // The cpu-clock sampler (on-CPU time by stack): samples per second per CPU, 0 = off (no stacks).
+  uint32_t sample_hz = 999;
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;
   uint32_t ringbuf_bytes = 8u << 20;
@@ -65,6 +67,11 @@ struct UserStack {
   bool native = false;        // walked by the .eh_frame unwinder (else frame pointers)
   uint8_t reason = 0;         // kscope_unwind_reason (0: complete) when native
 };
+
+// The kernel's limit on perf sampling rates (/proc/sys/kernel/perf_event_max_sample_rate).
+Result<uint32_t> perf_max_sample_rate();
+// Parses -F: a rate in Hz (1 .. the kernel's limit) or "max".
+Result<uint32_t> parse_sample_rate(const std::string& text);
 
 // "no table", "depth limit", ...: the words for a kscope_unwind_reason.
 const char* unwind_reason_name(uint8_t reason);
@@ -106,7 +113,8 @@ class TopTracer {
   // seen (besides slices running at attach), and switch-ins while a slice was still open.
   std::pair<uint64_t, uint64_t> diagnostics();
 
-  uint64_t start_ns() const;  // CLOCK_MONOTONIC when measuring started
+  uint64_t start_ns() const;   // CLOCK_MONOTONIC when measuring started
+  uint32_t sample_hz() const;  // the sampler's rate, 0 without it
   int ncpus() const;
 
   struct Impl;

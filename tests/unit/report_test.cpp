@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "model/top_profile.h"
 #include "model/top_recording.h"
 #include "render/fault_figures.h"
 #include "render/flamegraph.h"
@@ -362,11 +363,7 @@ std::vector<int64_t> write_top(const std::string& path, int seconds) {
       acc[TopAccountKey{10, 11, -1, 1}] += TopValues{9'000'000, 1'000'000, 1, 0, 1};
     }
     StackProfile p;
-    p.value_types = {{"oncpu", "nanoseconds"},
-                     {"switches", "count"},
-                     {"runq_wait", "nanoseconds"},
-                     {"voluntary", "count"},
-                     {"involuntary", "count"}};
+    p.value_types = top_profile_value_types();  // in the order of TopProfileValues
     p.frames = {main_frame};
     p.duration_ns = t;
     for (const auto& [k, v] : increments.next(acc))

@@ -15,11 +15,24 @@
 namespace kscope {
 namespace {
 
+// Raw kernel values as a TopSample holds them: the first value given is the slice time (the
+// kernel's per-switch-out CPU), on-CPU by stack is 0 until the aggregator scales the samples.
 TopSample sample(uint64_t t, std::initializer_list<std::pair<TopAccountKey, TopValues>> accounts) {
   TopSample s;
   s.time_ns = t;
-  for (const auto& [k, v] : accounts) s.accounts[k] = v;
+  for (const auto& [k, v] : accounts) {
+    TopValues raw = v;
+    raw.slice_ns = v.oncpu_ns;
+    raw.oncpu_ns = 0;
+    s.accounts[k] = raw;
+  }
   return s;
+}
+
+TopValues with_samples(TopValues v, uint64_t samples, uint64_t offcpu = 0) {
+  v.oncpu_samples = samples;
+  v.offcpu_ns = offcpu;
+  return v;
 }
 
 std::string comm(uint32_t pid, uint32_t tid) {
@@ -30,17 +43,24 @@ std::string comm(uint32_t pid, uint32_t tid) {
 
 TEST(TopAggregator, DifferencesIntervalsPerStack) {
   TopAccountKey a{10, 11, 1, 2}, b{10, 11, 3, 4}, c{20, 20, 5, 6};
-  TopSample prev = sample(1000, {{a, {100, 10, 1, 1, 0}}, {b, {50, 0, 1, 0, 1}}});
-  TopSample cur =
-      sample(2000, {{a, {400, 30, 3, 2, 1}}, {b, {50, 0, 1, 0, 1}}, {c, {900, 5, 2, 2, 0}}});
+  TopSample prev = sample(
+      1000, {{a, with_samples({100, 10, 1, 1, 0}, 1, 70)}, {b, with_samples({50, 0, 1, 0, 1}, 2)}});
+  TopSample cur = sample(2000, {{a, with_samples({400, 30, 3, 2, 1}, 4, 90)},
+                                {b, with_samples({50, 0, 1, 0, 1}, 2)},
+                                {c, with_samples({900, 5, 2, 2, 0}, 9)}});
   TopTable t = build_top_table(&prev, cur, 0, TopGroupBy::kStack, TopSortKey::kOnCpu, comm);
   EXPECT_EQ(t.interval_ns, 1000u);
-  ASSERT_EQ(t.rows.size(), 2u);  // b did not move: no row
+  ASSERT_EQ(t.rows.size(), 2u);  // b did not move (no sample in the interval): no row
   EXPECT_EQ(t.rows[0].pid, 20u);
   EXPECT_EQ(t.rows[0].values.oncpu_ns, 900u);
   EXPECT_EQ(t.rows[0].comm, "main20");
   EXPECT_EQ(t.rows[1].tid, 11u);
-  EXPECT_EQ(t.rows[1].values, (TopValues{300, 20, 2, 1, 1}));
+  // Thread 11's 300 ns in the interval all go to a, the only stack sampled in it.
+  TopValues want{300, 20, 2, 1, 1};
+  want.slice_ns = 300;
+  want.offcpu_ns = 20;
+  want.oncpu_samples = 3;
+  EXPECT_EQ(t.rows[1].values, want);
   EXPECT_EQ(t.rows[1].kstack, 1);
   EXPECT_EQ(t.rows[1].ustack, 2);
   EXPECT_EQ(t.total.oncpu_ns, 1200u);
@@ -87,6 +107,7 @@ TEST(TopAggregator, SortKeys) {
   rows[0].pid = 3, rows[0].comm = "b", rows[0].values = {10, 5, 9, 1, 0};
   rows[1].pid = 1, rows[1].comm = "c", rows[1].values = {30, 1, 1, 0, 1};
   rows[2].pid = 2, rows[2].comm = "a", rows[2].values = {20, 9, 4, 4, 0};
+  for (auto& r : rows) r.values.slice_ns = r.values.oncpu_ns;  // per thread: the same total
   sort_top_rows(rows, TopSortKey::kOnCpu);
   EXPECT_EQ(rows[0].pid, 1u);
   sort_top_rows(rows, TopSortKey::kSwitches);
@@ -105,7 +126,9 @@ TEST(TopAggregator, SortKeys) {
 TEST(TopModel, GroupAndSortCycles) {
   EXPECT_EQ(next_group_by(TopGroupBy::kStack), TopGroupBy::kTid);
   EXPECT_EQ(next_group_by(TopGroupBy::kComm), TopGroupBy::kStack);
-  EXPECT_EQ(next_sort_key(TopSortKey::kComm), TopSortKey::kOnCpu);
+  EXPECT_EQ(next_sort_key(TopSortKey::kComm), TopSortKey::kOffCpu);
+  EXPECT_EQ(next_sort_key(TopSortKey::kOffCpu), TopSortKey::kSlice);
+  EXPECT_EQ(next_sort_key(TopSortKey::kSlice), TopSortKey::kOnCpu);
   EXPECT_EQ(parse_group_by("pid"), TopGroupBy::kPid);
   EXPECT_FALSE(parse_group_by("cpu"));
 }
@@ -540,6 +563,86 @@ TEST(TopRecording, FaultsRecordingIsRefusedByName) {
   ASSERT_TRUE(k);
   EXPECT_EQ(*k, RecordingKind::kFaults);
   std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace kscope
+
+namespace kscope {
+namespace {
+
+// The scaling: exact per-thread totals, split by samples, adding up exactly.
+TEST(TopScaling, SplitsTheExactTotalBySamplesAndAddsUpExactly) {
+  TopAccountKey a{1, 2, 10, 20}, b{1, 2, 11, 21}, c{1, 2, 12, 22};
+  auto parts = split_thread_oncpu(1000, {{a, 3}, {b, 1}}, 1, 2);
+  EXPECT_EQ(parts[a], 750u);
+  EXPECT_EQ(parts[b], 250u);
+  // 1001 over three equal shares: floors 333 each, the remainder 2 to the first two keys.
+  parts = split_thread_oncpu(1001, {{a, 1}, {b, 1}, {c, 1}}, 1, 2);
+  EXPECT_EQ(parts[a] + parts[b] + parts[c], 1001u);
+  EXPECT_EQ(parts[a], 334u);
+  EXPECT_EQ(parts[b], 334u);
+  EXPECT_EQ(parts[c], 333u);
+  // Large values do not overflow (128-bit products).
+  parts = split_thread_oncpu(uint64_t{1} << 62, {{a, 3}, {b, 1}}, 1, 2);
+  EXPECT_EQ(parts[a], (uint64_t{3} << 60));
+  // CPU time but no sample: kept on the [not sampled] pseudo-stack, never dropped.
+  parts = split_thread_oncpu(500, {}, 1, 2);
+  ASSERT_EQ(parts.size(), 1u);
+  EXPECT_EQ((parts[TopAccountKey{1, 2, kStackNotSampled, kStackNotSampled}]), 500u);
+  EXPECT_TRUE(split_thread_oncpu(0, {{a, 5}}, 1, 2).empty());
+}
+
+TEST(TopScaling, StacksOnlySampledGetTimeAndThreadTotalsStayExact) {
+  // Thread 11 switched out at s (slice 1000 ns) but was sampled 3x at x and 1x at s.
+  TopAccountKey s{10, 11, 1, 1}, x{10, 11, 2, 2}, lone{10, 12, 3, 3};
+  TopAccounts acc;
+  acc[s].slice_ns = 1000;
+  acc[s].oncpu_samples = 1;
+  acc[s].offcpu_ns = 5000;
+  acc[x].oncpu_samples = 3;
+  acc[lone].slice_ns = 40;  // thread 12: never sampled
+  scale_oncpu(acc);
+  EXPECT_EQ(acc[x].oncpu_ns, 750u);
+  EXPECT_EQ(acc[s].oncpu_ns, 250u);
+  EXPECT_EQ(acc[lone].oncpu_ns, 0u);
+  EXPECT_EQ((acc[TopAccountKey{10, 12, kStackNotSampled, kStackNotSampled}].oncpu_ns), 40u);
+
+  // The same through the aggregator: by stack, x is a row of its own with 750 ns; by tid the
+  // thread's row is its exact total, with the sampled stack x as its stack.
+  TopSample cur;
+  cur.time_ns = 2000;
+  cur.accounts[s] = TopValues{};
+  cur.accounts[s].slice_ns = 1000;
+  cur.accounts[s].oncpu_samples = 1;
+  cur.accounts[s].offcpu_ns = 5000;
+  cur.accounts[x].oncpu_samples = 3;
+  TopTable byst = build_top_table(nullptr, cur, 0, TopGroupBy::kStack, TopSortKey::kOnCpu, comm);
+  ASSERT_EQ(byst.rows.size(), 2u);
+  EXPECT_EQ(byst.rows[0].kstack, 2);
+  EXPECT_EQ(byst.rows[0].values.oncpu_ns, 750u);
+  EXPECT_EQ(byst.rows[0].values.slice_ns, 0u);
+  EXPECT_EQ(byst.rows[1].values.oncpu_ns, 250u);
+  EXPECT_EQ(byst.rows[1].values.slice_ns, 1000u);
+  EXPECT_EQ(byst.rows[1].values.offcpu_ns, 5000u);
+  TopTable byt = build_top_table(nullptr, cur, 0, TopGroupBy::kTid, TopSortKey::kOnCpu, comm);
+  ASSERT_EQ(byt.rows.size(), 1u);
+  EXPECT_EQ(byt.rows[0].values.oncpu_ns, 1000u);
+  EXPECT_EQ(byt.rows[0].values.offcpu_ns, 5000u);
+  EXPECT_EQ(byt.rows[0].kstack, 2);
+
+  // An interval: the growth of the thread's total split by the samples taken in the interval.
+  TopSample next = cur;
+  next.time_ns = 3000;
+  next.accounts[s].slice_ns = 1600;    // +600 ns
+  next.accounts[x].oncpu_samples = 5;  // +2
+  next.accounts[s].oncpu_samples = 2;  // +1
+  TopTable iv = build_top_table(&cur, next, 0, TopGroupBy::kStack, TopSortKey::kOnCpu, comm);
+  ASSERT_EQ(iv.rows.size(), 2u);
+  EXPECT_EQ(iv.rows[0].values.oncpu_ns, 400u);
+  EXPECT_EQ(iv.rows[0].values.oncpu_samples, 2u);
+  EXPECT_EQ(iv.rows[1].values.oncpu_ns, 200u);
+  EXPECT_EQ(iv.total.oncpu_ns, 600u);
 }
 
 }  // namespace

@@ -27,6 +27,7 @@ TopRow make_row(uint32_t pid, uint32_t tid, std::string comm, uint64_t oncpu_ns,
   r.tid = tid;
   r.comm = std::move(comm);
   r.values.oncpu_ns = oncpu_ns;
+  r.values.slice_ns = oncpu_ns;  // a thread row: its slices add up to its on-CPU time
   r.values.voluntary = vol;
   r.values.involuntary = invol;
   r.values.switches = vol + invol;
@@ -212,7 +213,7 @@ TEST(TopScreenLayout, RowsKeepTheTableRankingAndShowTheirValues) {
     prev = at;
     auto w = words(lines[at]);
     if (w[0] == ">") w.erase(w.begin());
-    ASSERT_EQ(w.size(), 11u) << lines[at];
+    ASSERT_EQ(w.size(), 12u) << lines[at];
     EXPECT_EQ(w[0], std::to_string(i + 1));
     EXPECT_EQ(w[1], std::to_string(t.rows[i].pid));
     EXPECT_EQ(w[2], std::to_string(t.rows[i].tid));
@@ -221,11 +222,13 @@ TEST(TopScreenLayout, RowsKeepTheTableRankingAndShowTheirValues) {
   // webserver: 150 switches (120 vol, 30 invol), 750 ms of 1 s = 75.0 %, avg slice 5 ms.
   auto w = words(lines[row_line_of(lines, "webserver")]);
   EXPECT_EQ(w[0], ">");  // the first row is selected by default
-  EXPECT_EQ(std::vector<std::string>(w.begin() + 5, w.end()),
-            (std::vector<std::string>{"150", "120", "30", "750.0ms", "75.0", "5.0ms", "5.0ms"}));
+  EXPECT_EQ(
+      std::vector<std::string>(w.begin() + 5, w.end()),
+      (std::vector<std::string>{"150", "120", "30", "750.0ms", "75.0", "5.0ms", "5.0ms", "0ns"}));
   auto d = words(lines[row_line_of(lines, "database")]);
-  EXPECT_EQ(std::vector<std::string>(d.begin() + 4, d.end()),
-            (std::vector<std::string>{"50", "40", "10", "250.0ms", "25.0", "5.0ms", "12.5ms"}));
+  EXPECT_EQ(
+      std::vector<std::string>(d.begin() + 4, d.end()),
+      (std::vector<std::string>{"50", "40", "10", "250.0ms", "25.0", "5.0ms", "12.5ms", "0ns"}));
 }
 
 TEST(TopScreenLayout, TidIsADashWhenGroupedByPidAndPidTooByComm) {
@@ -531,12 +534,12 @@ TEST(TopScreenKeys, SortAndGroupCycleAndAskForANewTable) {
   TopTable t = make_table();
   TopUiState s = state_for(t);
   std::vector<TopSortKey> seen;
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 10; ++i) {
     EXPECT_EQ(apply_key(s, 's', t), TopEvent::kRegroup);
     seen.push_back(s.sort);
   }
   EXPECT_EQ(seen.front(), TopSortKey::kSwitches);
-  EXPECT_EQ(seen.back(), TopSortKey::kOnCpu);  // all eight keys, then back to the start
+  EXPECT_EQ(seen.back(), TopSortKey::kOnCpu);  // all ten keys, then back to the start
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(std::unique(seen.begin(), seen.end()), seen.end());
 

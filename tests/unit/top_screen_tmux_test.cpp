@@ -171,9 +171,9 @@ TEST(TopScreenTmux, WhatAPersonSees) {
   EXPECT_THAT(s[1], StartsWith("LOST 3: kernel stack collisions 2, accounts map full 1"));
   int titles = line_with(s, "RANK");
   ASSERT_GE(titles, 0);
-  EXPECT_EQ(words(s[titles]),
-            (std::vector<std::string>{"RANK", "PID", "TID", "COMM", "SWITCHES", "VOL", "INVOL",
-                                      "ON-CPU*", "%CPU", "AVG", "SLICE", "RUNQ", "WAIT"}));
+  EXPECT_EQ(words(s[titles]), (std::vector<std::string>{"RANK", "PID", "TID", "COMM", "SWITCHES",
+                                                        "VOL", "INVOL", "ON-CPU*", "%CPU", "AVG",
+                                                        "SLICE", "RUNQ", "WAIT", "OFF-CPU"}));
   {
     auto first = words(s[titles + 1]);
     ASSERT_GE(first.size(), 5u);

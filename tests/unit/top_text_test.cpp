@@ -17,6 +17,9 @@ TopRow row(uint32_t pid, uint32_t tid, const char* comm, uint64_t oncpu, uint64_
   r.tid = tid;
   r.comm = comm;
   r.values.oncpu_ns = oncpu;
+  r.values.slice_ns = oncpu;  // a thread row: its slices add up to its on-CPU time
+  r.values.offcpu_ns = 7'000'000;
+  r.values.oncpu_samples = 499;
   r.values.voluntary = vol;
   r.values.involuntary = invol;
   r.values.switches = vol + invol;
@@ -79,13 +82,18 @@ TEST(TopText, TableRowsCarryEveryValueAndTheirStacks) {
   std::string line;
   std::vector<std::string> lines;
   while (std::getline(in, line)) lines.push_back(line);
-  // header, lost breakdown, column titles, then row 1 and its two frames.
-  ASSERT_GE(lines.size(), 10u) << text;
-  EXPECT_EQ(lines[1], "kscope top: lost: kernel stack collisions 2, slice records lost 1");
-  EXPECT_NE(lines[2].find("RUNQ WAIT"), std::string::npos);
-  std::istringstream r1(lines[3]);
-  std::string rank, pid, tid, comm, sw, vol, invol, oncpu, pct, avg, runq;
-  r1 >> rank >> pid >> tid >> comm >> sw >> vol >> invol >> oncpu >> pct >> avg >> runq;
+  // header, what the stacks' numbers are, lost breakdown, column titles, then row 1 and its two
+  // frames.
+  ASSERT_GE(lines.size(), 11u) << text;
+  EXPECT_EQ(lines[1].rfind("kscope top: no stacks sampled", 0), 0u) << lines[1];
+  EXPECT_EQ(lines[2], "kscope top: lost: kernel stack collisions 2, slice records lost 1");
+  EXPECT_NE(lines[3].find("RUNQ WAIT"), std::string::npos);
+  EXPECT_NE(lines[3].find("OFF-CPU"), std::string::npos);
+  std::istringstream r1(lines[4]);
+  std::string rank, pid, tid, comm, sw, vol, invol, oncpu, pct, samples, offcpu, runq, slice;
+  r1 >> rank >> pid >> tid >> comm >> oncpu >> pct >> samples >> offcpu >> runq >> sw >> vol >>
+      invol >> slice;
+  std::string avg = format_duration_ns(table().rows[0].avg_slice_ns());
   EXPECT_EQ(rank, "1");
   EXPECT_EQ(pid, "100");
   EXPECT_EQ(tid, "101");
@@ -97,10 +105,13 @@ TEST(TopText, TableRowsCarryEveryValueAndTheirStacks) {
   EXPECT_EQ(pct, "50.0");
   EXPECT_EQ(avg, "10.0ms");  // 500 ms over 50 switch-outs
   EXPECT_EQ(runq, "3.0ms");
-  EXPECT_NE(lines[4].find("kernel:"), std::string::npos);
-  EXPECT_NE(lines[4].find("__schedule+0x10"), std::string::npos) << lines[4];
-  EXPECT_NE(lines[5].find("user:"), std::string::npos);
-  EXPECT_NE(lines[5].find("spin_loop+0x4 [prog]"), std::string::npos) << lines[5];
+  EXPECT_EQ(samples, "499");
+  EXPECT_EQ(offcpu, "7.0ms");
+  EXPECT_EQ(slice, "500.0ms");
+  EXPECT_NE(lines[5].find("kernel:"), std::string::npos);
+  EXPECT_NE(lines[5].find("__schedule+0x10"), std::string::npos) << lines[5];
+  EXPECT_NE(lines[6].find("user:"), std::string::npos);
+  EXPECT_NE(lines[6].find("spin_loop+0x4 [prog]"), std::string::npos) << lines[6];
   EXPECT_NE(text.find("[user stack lost: stack-map collision"), std::string::npos);
   EXPECT_EQ(fake.calls, 2);
 }

@@ -21,13 +21,15 @@ struct kscope_top_key {
   __s32 ustack;
 };
 
-/* Cumulative values of an account since tracing started. */
+/* Cumulative values of an account since tracing started. Not on-CPU time by stack: that comes
+ * from the sampler (`oncpu_samples`), scaled in user space to the threads' exact totals. */
 struct kscope_top_value {
-  __u64 oncpu_ns;     /* sum of the on-CPU slices that ended with this stack */
-  __u64 runq_wait_ns; /* run-queue wait (wakeup or preemption to switch-in) before them */
+  __u64 slice_ns;     /* CPU time of the slices that ended with this switch-out stack */
+  __u64 runq_wait_ns; /* run-queue wait of the off-CPU intervals that began at this stack */
   __u64 switches;     /* schedule-ins of those slices (a slice running at attach has none) */
   __u64 voluntary;    /* switch-outs because the task blocked (kernel's nvcsw) */
   __u64 involuntary;  /* switch-outs while runnable: preempted (kernel's nivcsw) */
+  __u64 offcpu_ns;    /* switch-out at this stack to the next switch-in (ended intervals) */
 };
 
 /* The slice running on a CPU now, for user space to add in-progress time (per-CPU array). */
@@ -59,6 +61,8 @@ enum kscope_top_counter {
                                   event showed */
   KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN, /* diagnostics: switch-in while a slice was open (a switch-out no
                                       event showed) */
+  KSCOPE_TOP_SAMPLES,      /* cpu-clock samples of tracked tasks (counted in `oncpu_samples`) */
+  KSCOPE_TOP_SAMPLES_FULL, /* samples not counted: the `oncpu_samples` map was full */
   KSCOPE_TOP_COUNTER_MAX,
 };
 
