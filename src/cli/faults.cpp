@@ -277,6 +277,7 @@ Result<int> run_faults(const FaultsOptions& o) {
   if (events) {
     auto st = events->flush();
     if (output_status) output_status = st;
+    events.reset();  // its destructor flushes: before the FILE is closed
     if (events_file != stdout) std::fclose(events_file);
   }
   FaultRunTotals& totals = outcome.totals;

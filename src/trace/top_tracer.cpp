@@ -422,16 +422,20 @@ void TopTracer::on_slice(std::function<void(const TopSliceEvent&)> handler) {
 void TopTracer::forget_threads(const std::vector<uint32_t>& tids) {
   if (tids.empty()) return;
   std::unordered_set<uint32_t> dead(tids.begin(), tids.end());
-  int fd = bpf_map__fd(impl_->skel->maps.accounts);
-  std::vector<kscope_top_key> doomed;
-  kscope_top_key key{}, next{};
-  kscope_top_key* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    if (dead.count(next.tid)) doomed.push_back(next);
-    key = next;
-    prev = &key;
+  // Both maps keyed by account: the switch accounts and the sampler's counts. A dead thread's
+  // sample counts left behind would be read again at every refresh (and retired again).
+  for (bpf_map* map : {impl_->skel->maps.accounts, impl_->skel->maps.oncpu_samples}) {
+    int fd = bpf_map__fd(map);
+    std::vector<kscope_top_key> doomed;
+    kscope_top_key key{}, next{};
+    kscope_top_key* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+      if (dead.count(next.tid)) doomed.push_back(next);
+      key = next;
+      prev = &key;
+    }
+    for (const auto& k : doomed) bpf_map_delete_elem(fd, &k);
   }
-  for (const auto& k : doomed) bpf_map_delete_elem(fd, &k);
 }
 
 void TopTracer::forget_user_stacks(const std::vector<int32_t>& ids) {
