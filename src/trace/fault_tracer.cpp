@@ -137,6 +137,18 @@ struct FaultTracer::Impl {
       } else if (options.stacks == FaultStackMode::kFramePointers) {
         s->user = trace_frames(ustack);
         s->user_status = s->user.empty() ? kStackStatusLostError : kStackStatusFramePointers;
+        // The kernel's frame-pointer walk reads whatever the saved-rbp chain points at: in code
+        // built without frame pointers the "return addresses" are data (0x1e8480, string bytes).
+        // Never shown as frames: the stack ends at the first one outside every executable
+        // mapping of the process, marked as incomplete for that reason.
+        auto ps = processes.find(static_cast<pid_t>(pid));
+        if (ps != processes.end() && !ps->second.exec_ranges.empty())
+          for (size_t i = 1; i < s->user.size(); ++i)
+            if (!covered(ps->second, s->user[i])) {
+              s->user.resize(i);
+              s->user_status = KSCOPE_UNWIND_NO_MAPPING;
+              break;
+            }
       } else {
         auto v = std::make_unique<kscope_unwind_stack>();
         uint32_t key = static_cast<uint32_t>(ustack);

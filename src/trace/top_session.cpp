@@ -13,6 +13,7 @@
 #include <tuple>
 #include <unordered_set>
 
+#include "kscope/abi/unwind.h"
 #include "model/top_aggregator.h"
 #include "model/top_profile.h"
 #include "model/top_recording.h"
@@ -258,7 +259,28 @@ struct TopSession::Impl {
     }
     std::vector<TopFrameView> frames;
     UserStack stack = tracer->user_stack(id);
-    const std::vector<uint64_t>& ips = stack.ips;
+    std::vector<uint64_t> ips = std::move(stack.ips);
+    if (!stack.native) {
+      // The kernel's frame-pointer walk reads whatever the saved-rbp chain points at: in code
+      // built without frame pointers its "return addresses" are data. None is shown as a frame:
+      // the stack ends at the first word outside every executable mapping of the process.
+      auto pm = procmaps.find(pid);
+      std::vector<Mapping> maps;
+      if (pm != procmaps.end()) maps = pm->second.current();
+      auto in_code = [&](uint64_t ip) {
+        for (const Mapping& m : maps)
+          if (m.executable() && ip >= m.start && ip < m.end) return true;
+        return false;
+      };
+      if (!maps.empty())
+        for (size_t i = 1; i < ips.size(); ++i)
+          if (!in_code(ips[i])) {
+            ips.resize(i);
+            stack.native = true;  // ends with the marker below, as a native walk would
+            stack.reason = KSCOPE_UNWIND_NO_MAPPING;
+            break;
+          }
+    }
     for (size_t i = 0; i < ips.size(); ++i) {
       uint64_t adjust =
           i == 0 ? 0 : 1;  // frame 0 is where the thread was; the rest return addresses

@@ -13,9 +13,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <thread>
 
+#include "kscope/abi/unwind.h"
 #include "model/recording.h"
 #include "runtime_env.h"
 #include "subprocess.h"
@@ -216,6 +218,38 @@ TEST_F(FaultStacksRuntime, DeepChainEveryFaultHasTheWholeChain) {
   auto again = run({kKscope, "export", rec_path_, "--format", "folded", "-o", "-"}, 120);
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(again.out, folded.out);
+}
+
+// --stacks=fp on a program built without frame pointers: the kernel's frame-pointer walk
+// reads data as return addresses. No such word may be shown as a frame: every user frame of
+// every fault lies in an executable mapping of the process, and a stack the filter cut ends
+// with the "pc outside executable mappings" reason (and its marker frame), not with a guess.
+TEST_F(FaultStacksRuntime, FramePointerWalkNeverShowsAWordOutsideTheCode) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  constexpr int kPages = 64;
+  Recording rec = trace("chain", kPages, "fp");
+  ASSERT_TRUE(rec.has_stacks);
+  int seen = 0, cut = 0;
+  for (const FaultRecord& f : rec.faults) {
+    if (!in_buffer(f)) continue;
+    ++seen;
+    ASSERT_NE(f.stack, 0u);
+    const FaultStack& s = rec.stacks.at(f.stack);
+    ASSERT_FALSE(s.user.empty());
+    EXPECT_EQ(s.user.front(), f.ip);
+    expect_user_frames_mapped(s);
+    EXPECT_TRUE(s.user_status == kStackStatusFramePointers ||
+                s.user_status == KSCOPE_UNWIND_NO_MAPPING)
+        << int{s.user_status};
+    if (s.user_status == KSCOPE_UNWIND_NO_MAPPING) {
+      ++cut;
+      auto n = names(frames(rec, f));
+      ASSERT_FALSE(n.empty());
+      EXPECT_NE(n.back().find("incomplete"), std::string::npos) << join(n);
+    }
+  }
+  EXPECT_EQ(seen, kPages);
+  std::cerr << cut << " of " << seen << " frame-pointer stacks cut at a word outside the code\n";
 }
 
 TEST_F(FaultStacksRuntime, FaultInsideLibcMemsetShowsItsCallers) {
