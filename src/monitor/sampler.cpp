@@ -1,13 +1,10 @@
 #include "monitor/sampler.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
-#include <memory>
 
 #include "trace/proc.h"
 #include "util/file.h"
@@ -108,14 +105,11 @@ namespace {
 void read_live_thread_rss(pid_t pid, bool exact, ProcReading& out) {
   out.rss_pages = 0;
   out.vm_rss_kb.reset();
-  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(fmt::format("/proc/{}/task", pid).c_str()),
-                                          ::closedir);
-  if (!dir) return;
-  while (dirent* e = ::readdir(dir.get())) {
-    char* end = nullptr;
-    long tid = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0' || tid <= 0 || tid == pid) continue;
-    auto st = proc::read_thread_stat(pid, static_cast<pid_t>(tid));
+  auto tids = proc::list_threads(pid);
+  if (!tids) return;
+  for (pid_t tid : *tids) {
+    if (tid == pid) continue;
+    auto st = proc::read_thread_stat(pid, tid);
     if (!st || st->state == 'Z' || st->state == 'X' || st->rss_pages <= 0) continue;
     out.rss_pages = st->rss_pages;
     if (exact) {

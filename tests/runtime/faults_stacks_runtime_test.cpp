@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "exec_mappings.h"
 #include "kscope/abi/unwind.h"
 #include "model/recording.h"
 #include "runtime_env.h"
@@ -29,23 +30,6 @@ namespace kscope::testing {
 namespace {
 
 const std::string kKscope = KSCOPE_BINARY;
-
-struct ExecRange {
-  uint64_t start, end;
-};
-
-std::vector<ExecRange> exec_mappings(int pid) {
-  std::vector<ExecRange> out;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
-  std::string line;
-  while (std::getline(in, line)) {
-    unsigned long long s = 0, e = 0;
-    char perms[8] = {};
-    if (std::sscanf(line.c_str(), "%llx-%llx %7s", &s, &e, perms) != 3 || perms[2] != 'x') continue;
-    out.push_back({s, e});
-  }
-  return out;
-}
 
 std::string join(const std::vector<std::string>& v, const char* sep = " <- ") {
   std::string s;

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "exec_mappings.h"
 #include "runtime_env.h"
 #include "subprocess.h"
 #include "tools.h"
@@ -25,29 +26,6 @@ namespace {
 const std::string kKscope = KSCOPE_BINARY;
 std::string prog(const std::string& name) {
   return std::string(KSCOPE_TEST_PROGS_DIR) + "/" + name;
-}
-
-struct ExecRange {
-  uint64_t start, end;
-  std::string path;
-};
-
-std::vector<ExecRange> exec_mappings(int pid) {
-  std::vector<ExecRange> out;
-  std::ifstream in("/proc/" + std::to_string(pid) + "/maps");
-  std::string line;
-  while (std::getline(in, line)) {
-    unsigned long long s = 0, e = 0;
-    char perms[8] = {};
-    if (std::sscanf(line.c_str(), "%llx-%llx %7s", &s, &e, perms) != 3 || perms[2] != 'x') continue;
-    auto slash = line.find('/');
-    auto bracket = line.find('[');
-    std::string path = slash != std::string::npos     ? line.substr(slash)
-                       : bracket != std::string::npos ? line.substr(bracket)
-                                                      : "";
-    out.push_back({s, e, path});
-  }
-  return out;
 }
 
 class UnwindRuntime : public ::testing::Test {
