@@ -621,6 +621,8 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 		armed_now = true;
 	}
 	mark_announced(p);
+	/* The new image's executable, loader and vDSO, for walks before user space loads them. */
+	kscope_unwind_note_exec(p);
 	flush_this_cpu();
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {

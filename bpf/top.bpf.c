@@ -533,6 +533,7 @@ int BPF_PROG(top_sched_process_exec, struct task_struct *p, pid_t old_pid, struc
 {
 	if (!tracked(p))
 		return 0;
+	kscope_unwind_note_exec(p); /* walks before user space reads the new image's mappings */
 	struct task_state *st = bpf_task_storage_get(&task_state, p, 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
 	announce(p, st, 1, bpf_ktime_get_ns());

@@ -49,6 +49,29 @@ struct {
 	__type(value, struct kscope_unwind_process);
 } unwind_procs SEC(".maps");
 
+/* File identity -> its table (written by user space with each table it loads): a mapping found
+ * by the kernel's VMA before user space wrote the process's entry still gets its rows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 8192);
+	__type(key, struct kscope_unwind_file_key);
+	__type(value, struct kscope_unwind_file_info);
+} unwind_inodes SEC(".maps");
+
+/* tgid -> executable mappings noted at execve and mmap() (kscope_unwind_note_exec,
+ * kscope_unwind_mmap_exit), valid for the address space they were noted in. LRU: a process
+ * user space never reads (it exited) does not keep its slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct kscope_unwind_early);
+} unwind_early SEC(".maps");
+
+/* Set by user space for the native walk: note mappings at execve/mmap (else nothing is done). */
+const volatile bool kscope_unwind_early_on = false;
+
 /* Walked stacks by id (31 bits of their hash); the hash in the value tells collisions apart. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -83,6 +106,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kscope_unwind_stack);
 } unwind_scratch SEC(".maps");
+
+/* An early-mappings entry being built at execve (too big for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kscope_unwind_early);
+} unwind_early_scratch SEC(".maps");
 
 /* x86-64 rt_sigframe: at __restore_rt, rsp points at the ucontext_t (uc_flags, uc_link,
  * uc_stack: 40 bytes) whose mcontext gregs follow: REG_RBP = 10, REG_RSP = 15, REG_RIP = 16. */
@@ -191,6 +222,216 @@ static __always_inline struct kscope_unwind_row *kscope_unwind_find_row(__u32 fi
 	return bpf_map_lookup_elem(&unwind_rows, &key);
 }
 
+/* ---- Early mappings: found before user space wrote the process's entry ----
+ *
+ * At execve (the executable, the dynamic loader, the vDSO) and at each mmap() that returns an
+ * executable file mapping (the loader mapping a library's text, dlopen), the VMA's file identity
+ * and offset are noted in unwind_early; a walk whose PC lies in none of the process's mappings
+ * from user space looks there, newest first, and finds the file's table by identity in
+ * unwind_inodes. Noting runs where interrupts are on (sched_process_exec, the mmap system call's
+ * exit): bpf_find_vma() with interrupts off (sched_switch, a page-fault entry, a perf sample,
+ * where the walks run) defers its unlock to irq_work and refuses a second call until that ran,
+ * so the walk itself never looks a VMA up. */
+
+#define KSCOPE_VM_EXEC 0x00000004ul
+
+struct inode___mtime {
+	__s64 i_mtime_sec;
+	__u32 i_mtime_nsec;
+} __attribute__((preserve_access_index));
+
+struct kscope_unwind_vma {
+	__u64 vdso; /* mm->context.vdso: the vDSO VMA has no file */
+	__u64 start, end, offset;
+	struct kscope_unwind_file_key key;
+	__u8 ok;
+};
+
+static long kscope_unwind_vma_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+	struct kscope_unwind_vma *v = data;
+	if (!(vma->vm_flags & KSCOPE_VM_EXEC))
+		return 0;
+	struct file *f = vma->vm_file;
+	v->start = vma->vm_start;
+	v->end = vma->vm_end;
+	if (!f) {
+		if (v->vdso && vma->vm_start == v->vdso) {
+			v->offset = 0;
+			v->key.size = vma->vm_end - vma->vm_start;
+			v->ok = 1;
+		}
+		return 0;
+	}
+	struct inode *ino = BPF_CORE_READ(f, f_inode);
+	if (!ino)
+		return 0;
+	v->offset = (__u64)vma->vm_pgoff << 12;
+	v->key.ino = BPF_CORE_READ(ino, i_ino);
+	v->key.dev = BPF_CORE_READ(ino, i_sb, s_dev);
+	v->key.size = BPF_CORE_READ(ino, i_size);
+	if (bpf_core_field_exists(struct inode___mtime, i_mtime_sec)) {
+		struct inode___mtime *t = (void *)ino;
+		v->key.mtime_sec = BPF_CORE_READ(t, i_mtime_sec);
+		v->key.mtime_nsec = BPF_CORE_READ(t, i_mtime_nsec);
+	}
+	v->ok = 1;
+	return 0;
+}
+
+/* Notes the executable VMA holding addr (if it is one) in e. */
+static __always_inline void kscope_unwind_note_vma(struct task_struct *task, __u64 addr,
+						   struct kscope_unwind_early *e, __u64 vdso)
+{
+	struct kscope_unwind_vma v = {.vdso = vdso};
+	long err = bpf_find_vma(task, addr, kscope_unwind_vma_cb, &v, 0);
+	if (err) {
+		if (err != -ENOENT)
+			kscope_unwind_count(KSCOPE_UNWIND_EARLY_DROPPED); /* -EBUSY: mmap_lock contended */
+		return;
+	}
+	if (!v.ok)
+		return;
+	__u64 slot = __sync_fetch_and_add(&e->reserved, 1);
+	if (slot >= KSCOPE_UNWIND_EARLY_MAPPINGS) {
+		kscope_unwind_count(KSCOPE_UNWIND_EARLY_DROPPED);
+		return;
+	}
+	struct kscope_unwind_early_mapping *m = &e->mappings[slot];
+	m->start = v.start;
+	m->end = v.end;
+	m->offset = v.offset;
+	m->key = v.key;
+	asm volatile("" ::: "memory"); /* the fields before ready (x86 keeps store order) */
+	m->ready = 1;
+	kscope_unwind_count(KSCOPE_UNWIND_EARLY_NOTED);
+}
+
+/* At execve (tp_btf/sched_process_exec of the exec'ing task p, interrupts on): a fresh entry
+ * for the new address space with its executable, dynamic loader and vDSO text. Called by the
+ * exec program of each object that walks, for the processes it traces. */
+static __always_inline void kscope_unwind_note_exec(struct task_struct *p)
+{
+	if (!kscope_unwind_early_on)
+		return;
+	__u32 zero = 0, tgid = p->tgid;
+	struct kscope_unwind_early *scratch = bpf_map_lookup_elem(&unwind_early_scratch, &zero);
+	struct mm_struct *mm = p->mm;
+	if (!scratch || !mm)
+		return;
+	scratch->mm = (__u64)mm;
+	scratch->start_time = BPF_CORE_READ(p, group_leader, start_time);
+	scratch->reserved = 0;
+	for (int i = 0; i < KSCOPE_UNWIND_EARLY_MAPPINGS; i++)
+		scratch->mappings[i].ready = 0;
+	if (bpf_map_update_elem(&unwind_early, &tgid, scratch, BPF_ANY)) {
+		kscope_unwind_count(KSCOPE_UNWIND_EARLY_DROPPED);
+		return;
+	}
+	struct kscope_unwind_early *e = bpf_map_lookup_elem(&unwind_early, &tgid);
+	if (!e)
+		return;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(p);
+	__u64 entry = BPF_CORE_READ(regs, ip); /* the dynamic loader's entry (static: the program's) */
+	__u64 code = mm->start_code;
+	__u64 vdso = (__u64)BPF_CORE_READ(mm, context.vdso);
+	kscope_unwind_note_vma(p, code, e, 0);
+	if (entry < code || entry >= mm->end_code)
+		kscope_unwind_note_vma(p, entry, e, 0);
+	if (vdso)
+		kscope_unwind_note_vma(p, vdso, e, vdso);
+}
+
+/* mmap() returned: note the mapping if it is executable, for processes noted at execve. */
+SEC("tracepoint/syscalls/sys_exit_mmap")
+int kscope_unwind_mmap_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	if (!kscope_unwind_early_on)
+		return 0;
+	long ret = ctx->ret;
+	if (ret < 0 && ret > -4096)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct kscope_unwind_early *e = bpf_map_lookup_elem(&unwind_early, &tgid);
+	if (!e)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (e->mm != (__u64)task->mm)
+		return 0;
+	kscope_unwind_note_vma(task, (__u64)ret, e, 0);
+	return 0;
+}
+
+struct kscope_unwind_esearch {
+	struct kscope_unwind_early *e;
+	__u64 pc;
+	__u32 n;
+	__s32 found;
+};
+
+static long kscope_unwind_esearch_step(__u32 i, void *data)
+{
+	struct kscope_unwind_esearch *q = data;
+	if (i >= q->n)
+		return 1;
+	__u32 idx = q->n - 1 - i; /* newest first: a later mapping replaces an earlier one */
+	if (idx >= KSCOPE_UNWIND_EARLY_MAPPINGS)
+		return 1;
+	struct kscope_unwind_early_mapping *m = &q->e->mappings[idx];
+	if (!*(volatile __u64 *)&m->ready)
+		return 0;
+	asm volatile("" ::: "memory");
+	if (q->pc >= m->start && q->pc < m->end) {
+		q->found = (__s32)idx;
+		return 1;
+	}
+	return 0;
+}
+
+/* The early mapping of the current task's process holding pc, as a mapping of the walk (its
+ * file id NO_FILE when the file's table is not loaded). false: none. */
+static __always_inline bool kscope_unwind_early_find(__u32 tgid, __u64 pc,
+						     struct kscope_unwind_mapping *out)
+{
+	struct kscope_unwind_early *e = bpf_map_lookup_elem(&unwind_early, &tgid);
+	if (!e)
+		return false;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (e->mm != (__u64)task->mm || e->start_time != BPF_CORE_READ(task, group_leader, start_time))
+		return false;
+	__u64 n = e->reserved;
+	struct kscope_unwind_esearch q = {
+		.e = e, .pc = pc, .n = n < KSCOPE_UNWIND_EARLY_MAPPINGS ? n : KSCOPE_UNWIND_EARLY_MAPPINGS,
+		.found = -1};
+	bpf_loop(KSCOPE_UNWIND_EARLY_MAPPINGS, kscope_unwind_esearch_step, &q, 0);
+	__u32 idx = (__u32)q.found;
+	if (q.found < 0 || idx >= KSCOPE_UNWIND_EARLY_MAPPINGS)
+		return false;
+	struct kscope_unwind_early_mapping *m = &e->mappings[idx];
+	struct kscope_unwind_file_key key = m->key;
+	__u64 offset = m->offset;
+	out->start = m->start;
+	out->end = m->end;
+	out->bias = 0;
+	out->file_id = KSCOPE_UNWIND_NO_FILE;
+	struct kscope_unwind_file_info *info = bpf_map_lookup_elem(&unwind_inodes, &key);
+	if (!info)
+		return true; /* the file's table is not loaded (yet) */
+	for (int i = 0; i < KSCOPE_UNWIND_FILE_SEGMENTS; i++) {
+		if (i >= info->segment_count)
+			break;
+		struct kscope_unwind_file_segment *sg = &info->segments[i];
+		__u64 seg_page = sg->offset & ~0xfffull;
+		__u64 size = sg->filesz ? sg->filesz : 1;
+		if (offset < seg_page || offset >= sg->offset + size)
+			continue;
+		out->bias = out->start - (sg->vaddr - (sg->offset - offset));
+		out->file_id = info->file_id;
+		break;
+	}
+	return true;
+}
+
 static __always_inline bool kscope_unwind_read(__u64 *dst, __u64 addr)
 {
 	return bpf_probe_read_user(dst, sizeof(*dst), (const void *)addr) == 0;
@@ -212,24 +453,25 @@ static long kscope_unwind_step(__u32 i, void *data)
 	if (!s)
 		return kscope_unwind_stop(c, KSCOPE_UNWIND_BUDGET);
 	struct kscope_unwind_process *proc = bpf_map_lookup_elem(&unwind_procs, &c->tgid);
-	if (!proc) {
-		/* The thread's own pc is still known: a one-frame stack that says why. */
+	struct kscope_unwind_mapping *pm = proc ? kscope_unwind_find_mapping(proc, c->pc) : NULL;
+	struct kscope_unwind_mapping mapping = {};
+	if (pm) {
+		mapping = *pm;
+	} else if (kscope_unwind_early_on && kscope_unwind_early_find(c->tgid, c->pc, &mapping)) {
+		/* A mapping made before user space wrote (or rewrote) the process's entry. */
+		kscope_unwind_count(KSCOPE_UNWIND_EARLY_FRAMES);
+	} else {
+		/* Where the thread is, is a frame even outside the known mappings (and before the
+		 * process's mappings are loaded); a value read from the stack is not. */
 		if (s->len == 0) {
 			s->ips[0] = c->pc;
 			s->len = 1;
 		}
-		return kscope_unwind_stop(c, KSCOPE_UNWIND_NO_PROCESS);
-	}
-	struct kscope_unwind_mapping *m = kscope_unwind_find_mapping(proc, c->pc);
-	if (!m) {
-		/* Where the thread is, is a frame even outside the known mappings; a value read from
-		 * the stack is not. */
-		if (s->len == 0) {
-			s->ips[0] = c->pc;
-			s->len = 1;
-		}
+		if (!proc)
+			return kscope_unwind_stop(c, KSCOPE_UNWIND_NO_PROCESS);
 		return kscope_unwind_stop(c, c->via_fp ? KSCOPE_UNWIND_NO_TABLE : KSCOPE_UNWIND_NO_MAPPING);
 	}
+	struct kscope_unwind_mapping *m = &mapping;
 	__u32 len = s->len;
 	if (len >= KSCOPE_UNWIND_MAX_FRAMES)
 		return kscope_unwind_stop(c, KSCOPE_UNWIND_DEPTH);
@@ -251,6 +493,12 @@ static long kscope_unwind_step(__u32 i, void *data)
 			use_fp = true; /* code without CFI (hand-written assembly): the fallback */
 	}
 	if (use_fp) {
+		/* The main thread's entry frame: its sp is where the kernel put argc at execve
+		 * (mm->start_stack), nothing called it. The dynamic loader's _start has no CFI; a
+		 * walk that reaches it this way is whole. */
+		struct task_struct *task = bpf_get_current_task_btf();
+		if (c->sp == BPF_CORE_READ(task, mm, start_stack))
+			return kscope_unwind_stop(c, KSCOPE_UNWIND_COMPLETE);
 		/* Frame-pointer fallback, only when rbp is plausible. */
 		__u64 bp = c->bp;
 		if (!c->bp_valid || bp <= c->sp || bp - c->sp > KSCOPE_FP_MAX_DISTANCE || (bp & 7))

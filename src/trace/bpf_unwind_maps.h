@@ -6,23 +6,40 @@
 #include <cstdint>
 #include <span>
 
+#include "bpf/libbpf_util.h"
 #include "unwind/table_loader.h"
+
+struct bpf_object;
 #include "util/result.h"
 
 namespace kscope {
 
 class BpfUnwindMaps : public unwind::UnwindMapWriter {
  public:
-  BpfUnwindMaps(int rows, int files, int procs) : rows_(rows), files_(files), procs_(procs) {}
+  // inodes: the unwind_inodes map (file identity -> table), -1 for none.
+  BpfUnwindMaps(int rows, int files, int procs, int inodes = -1)
+      : rows_(rows), files_(files), procs_(procs), inodes_(inodes) {}
   Status write_rows(uint32_t first, std::span<const kscope_unwind_row> rows) override;
   Status write_file(uint32_t id, const kscope_unwind_file& file) override;
   Status write_process(uint32_t pid, const kscope_unwind_process& process) override;
   void delete_process(uint32_t pid) override;
+  Status write_identity(const kscope_unwind_file_key& key,
+                        const kscope_unwind_file_info& info) override;
+  void delete_identity(const kscope_unwind_file_key& key) override;
 
  private:
-  int rows_, files_, procs_;
+  int rows_, files_, procs_, inodes_;
   bool batch_ok_ = true;
   uint64_t delete_failures_ = 0;
 };
+
+// Before loading an object that includes bpf/unwind.bpf.h: sizes the early-mapping maps
+// (unwind_inodes: one entry per table file; unwind_early: processes whose mappings are noted at
+// execve/mmap) and loads the mmap-exit program only with the native walk. Its attachment is
+// separate (attach_unwind_mmap_exit), so a kernel without the syscall tracepoint still runs.
+Status configure_unwind_early(bpf_object* obj, bool native, uint32_t files, uint32_t processes);
+// After loading: attaches kscope_unwind_mmap_exit (tracepoint syscalls/sys_exit_mmap). Without
+// it, libraries mapped after execve are found only once user space read the process's mappings.
+Result<bpf::Link> attach_unwind_mmap_exit(bpf_object* obj);
 
 }  // namespace kscope

@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <set>
@@ -26,6 +28,7 @@
 #include "trace/privileges.h"
 #include "trace/proc.h"
 #include "trace/targets.h"
+#include "unwind/needed_libs.h"
 #include "unwind/table_loader.h"
 #include "util/clock.h"
 #include "util/fd.h"
@@ -104,6 +107,29 @@ struct FaultTracer::Impl {
   std::unique_ptr<BpfUnwindMaps> unwind_maps;
   std::unique_ptr<unwind::TableLoader> tables;
   bool unwind_load_warned = false;
+  bpf::Link mmap_exit;  // kscope_unwind_mmap_exit (--stacks=dwarf)
+
+  void preload_command_tables() {
+    auto program = find_executable(options.command[0]);
+    if (!program) return;
+    const char* env = std::getenv("LD_LIBRARY_PATH");
+    auto t0 = std::chrono::steady_clock::now();
+    unwind::NeededFiles needed = unwind::needed_files(*program, env ? env : "");
+    size_t loaded = 0;
+    for (const std::string& f : needed.files) loaded += tables->preload(f) ? 1 : 0;
+    if (options.verbosity > 0) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::steady_clock::now() - t0)
+                    .count();
+      std::fprintf(stderr,
+                   "kscope faults: unwind tables of the command loaded before it ran: %zu of %zu "
+                   "files (%lld ms)%s%s\n",
+                   loaded, needed.files.size(), static_cast<long long>(ms),
+                   needed.capped ? "; stopped at the cap (64 files, 2 s)" : "",
+                   needed.missing.empty() ? "" : "; libraries not found (loaded when mapped):");
+      for (const std::string& m : needed.missing) std::fprintf(stderr, "  %s\n", m.c_str());
+    }
+  }
   std::map<std::tuple<uint32_t, int32_t, int32_t>, std::pair<uint32_t, FaultStack*>> stack_ids;
   std::vector<std::unique_ptr<FaultStack>> stacks;
 
@@ -586,11 +612,14 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
   }
   if (int err = bpf_map__set_max_entries(skel->maps.events, options.ringbuf_bytes))
     return bpf::libbpf_error("sizing the ring buffer failed", err);
+  skel->rodata->kscope_unwind_early_on = dwarf;
+  KSCOPE_TRY(
+      configure_unwind_early(skel->obj, dwarf, options.unwind_files, options.unwind_processes));
   if (int err = faults_bpf__load(skel)) return bpf::load_error("faults", err);
   if (dwarf) {
-    impl->unwind_maps = std::make_unique<BpfUnwindMaps>(bpf_map__fd(skel->maps.unwind_rows),
-                                                        bpf_map__fd(skel->maps.unwind_files),
-                                                        bpf_map__fd(skel->maps.unwind_procs));
+    impl->unwind_maps = std::make_unique<BpfUnwindMaps>(
+        bpf_map__fd(skel->maps.unwind_rows), bpf_map__fd(skel->maps.unwind_files),
+        bpf_map__fd(skel->maps.unwind_procs), bpf_map__fd(skel->maps.unwind_inodes));
     impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, options.unwind_rows,
                                                          options.unwind_files);
   }
@@ -607,6 +636,13 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
   KSCOPE_ASSIGN_OR_RETURN(impl->major_links, bpf::attach_sw_event_all_cpus(
                                                  skel->progs.fault_done_major,
                                                  PERF_COUNT_SW_PAGE_FAULTS_MAJ, "major-faults"));
+  if (dwarf) {
+    // Libraries mapped after execve, found before their perf mmap records are read.
+    if (auto link = attach_unwind_mmap_exit(skel->obj))
+      impl->mmap_exit = std::move(*link);
+    else if (options.verbosity > 0)
+      std::fprintf(stderr, "kscope faults: %s\n", link.error().describe().c_str());
+  }
   // Executable mappings as they are made (perf mmap records), so libraries of a process that
   // exits before /proc/PID/maps is read again still resolve.
   KSCOPE_ASSIGN_OR_RETURN(impl->mmaps, MmapWatcher::open());
@@ -630,6 +666,9 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
       impl->totals.process_names[static_cast<uint32_t>(tgid)] = st->comm;
   }
   if (!options.command.empty()) {
+    // The command's program, loader and libraries, before it may exec: its walks are whole
+    // from its first instruction (bpf/unwind.bpf.h's early mappings find them by identity).
+    if (impl->tables) impl->preload_command_tables();
     KSCOPE_ASSIGN_OR_RETURN(
         auto cmd,
         LaunchedCommand::start(

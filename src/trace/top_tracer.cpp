@@ -63,6 +63,7 @@ struct TopTracer::Impl {
   std::unique_ptr<BpfUnwindMaps> unwind_maps;  // with --call-graph dwarf
   std::unique_ptr<unwind::TableLoader> tables;
   bpf::PerfEventLinks sampler;  // one cpu-clock event per online CPU
+  bpf::Link mmap_exit;          // kscope_unwind_mmap_exit, with --call-graph dwarf
 
   void handle(const void* data, size_t size) {
     if (size < sizeof(uint16_t)) return;
@@ -247,6 +248,9 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
     if (int err = bpf_map__set_max_entries(map, size))
       return bpf::libbpf_error("sizing the unwinder's maps failed", err);
   }
+  skel->rodata->kscope_unwind_early_on = dwarf;
+  KSCOPE_TRY(
+      configure_unwind_early(skel->obj, dwarf, options.unwind_files, options.unwind_processes));
   skel->rodata->record_slices = options.record_slices;
   skel->rodata->wakeup_bytes = std::max<uint64_t>(options.ringbuf_bytes / 8, 4096);
   if (int err = bpf_map__set_max_entries(skel->maps.accounts, options.max_accounts))
@@ -263,9 +267,9 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   if (int err = top_bpf__load(skel)) return bpf::load_error("top", err);
 
   if (dwarf) {
-    impl->unwind_maps = std::make_unique<BpfUnwindMaps>(bpf_map__fd(skel->maps.unwind_rows),
-                                                        bpf_map__fd(skel->maps.unwind_files),
-                                                        bpf_map__fd(skel->maps.unwind_procs));
+    impl->unwind_maps = std::make_unique<BpfUnwindMaps>(
+        bpf_map__fd(skel->maps.unwind_rows), bpf_map__fd(skel->maps.unwind_files),
+        bpf_map__fd(skel->maps.unwind_procs), bpf_map__fd(skel->maps.unwind_inodes));
     impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, options.unwind_rows,
                                                          options.unwind_files);
     if (!options.unwind_debug_dirs.empty()) impl->tables->set_debug_dirs(options.unwind_debug_dirs);
@@ -297,6 +301,13 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   if (int err = top_bpf__attach(skel)) {
     return make_error("attaching the scheduler tracepoints failed", -err,
                       "run 'kscope doctor' to check tp_btf/sched_switch and sched_wakeup");
+  }
+  if (dwarf) {
+    // Without it a library mapped after execve is found once its mmap record is read.
+    if (auto link = attach_unwind_mmap_exit(skel->obj))
+      impl->mmap_exit = std::move(*link);
+    else if (options.verbosity > 0)
+      std::fprintf(stderr, "kscope top: %s\n", link.error().describe().c_str());
   }
   if (options.sample_hz) {
     KSCOPE_ASSIGN_OR_RETURN(impl->sampler, bpf::attach_sw_event_all_cpus(

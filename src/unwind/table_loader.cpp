@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/auxv.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +18,25 @@ namespace kscope::unwind {
 namespace {
 
 constexpr const char* kVdso = "[vdso]";
+
+// The kernel's encoding of a device number (MKDEV: major << 20 | minor), as vma->vm_file's
+// inode has it in i_sb->s_dev.
+uint32_t kernel_dev(uint32_t major, uint32_t minor) { return (major << 20) | (minor & 0xfffff); }
+
+kscope_unwind_file_key file_key(uint32_t dev, uint64_t ino, const struct stat& st) {
+  kscope_unwind_file_key k{};
+  k.ino = ino;
+  k.size = static_cast<uint64_t>(st.st_size);
+  k.mtime_sec = st.st_mtim.tv_sec;
+  k.mtime_nsec = static_cast<uint32_t>(st.st_mtim.tv_nsec);
+  k.dev = dev;
+  return k;
+}
+
+bool same_key(const kscope_unwind_file_key& a, const kscope_unwind_file_key& b) {
+  return a.ino == b.ino && a.size == b.size && a.mtime_sec == b.mtime_sec &&
+         a.mtime_nsec == b.mtime_nsec && a.dev == b.dev;
+}
 
 std::string inode_key(const struct stat& st) {
   return fmt::format("{}:{}:{}:{}.{}", static_cast<uint64_t>(st.st_dev),
@@ -185,6 +205,9 @@ bool TableLoader::free_one_unused() {
   std::shared_ptr<LoadedFile> f = *oldest;
   tables_.erase(oldest);
   // No process entry refers to it; an empty entry keeps a stale id from finding rows.
+  for (const auto& key : f->identities) writer_.delete_identity(key);
+  stats_.identities -= f->identities.size();
+  f->identities.clear();
   (void)writer_.write_file(f->file_id, kscope_unwind_file{0, 0});
   free_ids_.push_back(f->file_id);
   free_range(f->first_row, f->row_count);
@@ -205,6 +228,48 @@ void TableLoader::release(const std::vector<std::shared_ptr<LoadedFile>>& files)
     if (f->users > 0 && --f->users == 0) f->unused_since = now;
 }
 
+void TableLoader::add_identity(LoadedFile& f, const kscope_unwind_file_key& key) {
+  if (f.file_id == KSCOPE_UNWIND_NO_FILE) return;
+  for (const auto& k : f.identities)
+    if (same_key(k, key)) return;
+  kscope_unwind_file_info info{};
+  info.file_id = f.file_id;
+  for (const LoadSegment& seg : f.loads) {
+    if (!seg.executable) continue;
+    if (info.segment_count >= KSCOPE_UNWIND_FILE_SEGMENTS) break;
+    info.segments[info.segment_count++] = {seg.offset, seg.vaddr, seg.filesz};
+  }
+  if (info.segment_count == 0) return;
+  // A failed write only loses the early lookup of this file (its walks end as before).
+  if (!writer_.write_identity(key, info)) return;
+  f.identities.push_back(key);
+  ++stats_.identities;
+}
+
+bool TableLoader::preload(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    failures_[path] = "cannot open the file";
+    return false;
+  }
+  std::string ikey = inode_key(st);
+  std::shared_ptr<LoadedFile> f;
+  if (auto it = by_inode_.find(ikey); it != by_inode_.end()) {
+    f = it->second;
+  } else {
+    f = install("inode:" + ikey, read_unwind_source(path), path, path);
+    by_inode_[ikey] = f;
+  }
+  if (!f || f->file_id == KSCOPE_UNWIND_NO_FILE) return false;
+  add_identity(*f, file_key(kernel_dev(major(st.st_dev), minor(st.st_dev)), st.st_ino, st));
+  if (std::find(preloaded_.begin(), preloaded_.end(), f) == preloaded_.end()) {
+    ++f->users;  // held for the run: the command maps it as soon as it starts
+    preloaded_.push_back(f);
+    ++stats_.preloaded_files;
+  }
+  return true;
+}
+
 std::shared_ptr<TableLoader::LoadedFile> TableLoader::vdso_file(const ExecMapping& m) {
   if (!vdso_tried_) {
     vdso_tried_ = true;
@@ -214,6 +279,9 @@ std::shared_ptr<TableLoader::LoadedFile> TableLoader::vdso_file(const ExecMappin
       vdso_ = install("vdso", read_unwind_source_image(image), kVdso);
       vdso_->pinned = true;
       vdso_size_ = end - start;
+      kscope_unwind_file_key key{};
+      key.size = vdso_size_;  // the vDSO has no file: known by its size (bpf/unwind.bpf.h)
+      add_identity(*vdso_, key);
     }
   }
   // A vDSO of another size is another image (a 32-bit process's): no table.
@@ -238,10 +306,18 @@ std::shared_ptr<TableLoader::LoadedFile> TableLoader::file_for(uint32_t pid, con
     if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
     if (m.inode != 0 && st.st_ino != m.inode) continue;  // another file by now
     std::string ikey = inode_key(st);
-    if (auto it = by_inode_.find(ikey); it != by_inode_.end()) return it->second;
-    // Debug files are looked for by the mapped path (kscope's mount namespace).
-    auto f = install("inode:" + ikey, read_unwind_source(candidate), m.path, path);
-    by_inode_[ikey] = f;
+    std::shared_ptr<LoadedFile> f;
+    if (auto it = by_inode_.find(ikey); it != by_inode_.end()) {
+      f = it->second;
+    } else {
+      // Debug files are looked for by the mapped path (kscope's mount namespace).
+      f = install("inode:" + ikey, read_unwind_source(candidate), m.path, path);
+      by_inode_[ikey] = f;
+    }
+    // The identity the kernel's VMA has: the mapping's device and inode (as /proc/PID/maps
+    // prints them), the file's size and mtime.
+    if (f && m.inode != 0)
+      add_identity(*f, file_key(kernel_dev(m.dev_major, m.dev_minor), m.inode, st));
     return f;
   }
   if (!failures_.count(m.path)) {

@@ -48,6 +48,14 @@ class UnwindMapWriter {
   virtual Status write_file(uint32_t id, const kscope_unwind_file& file) = 0;
   virtual Status write_process(uint32_t pid, const kscope_unwind_process& process) = 0;
   virtual void delete_process(uint32_t pid) = 0;
+  // A file identity (device, inode, size, mtime as the kernel's VMA has them) -> its table, for
+  // walks that find a mapping before its process's entry is written (bpf/unwind.bpf.h's early
+  // mappings). Writers without that map ignore them.
+  virtual Status write_identity(const kscope_unwind_file_key& /*key*/,
+                                const kscope_unwind_file_info& /*info*/) {
+    return {};
+  }
+  virtual void delete_identity(const kscope_unwind_file_key& /*key*/) {}
 };
 
 struct UnwindLoadStats {
@@ -63,6 +71,9 @@ struct UnwindLoadStats {
   size_t debug_files = 0;        // of those, with a separate debug file (build-id/debuglink)
   size_t files_freed = 0;        // tables of files no longer mapped, whose rows were reused
   size_t rows_freed = 0;
+  size_t identities = 0;       // file identities written for the walker's early mappings
+  size_t preloaded_files = 0;  // files loaded before the launched command ran (preload)
+  size_t preload_skipped = 0;  // files of the preload left for later (cap on files or time)
   uint64_t table_bytes() const { return rows * sizeof(kscope_unwind_row); }  // rows in use
 };
 
@@ -78,6 +89,10 @@ class TableLoader {
   // How long a table no process maps stays untouched before its rows may be reused.
   void set_reuse_delay(std::chrono::milliseconds d) { reuse_delay_ = d; }
   void forget_process(uint32_t pid);
+  // Loads the table of the file at `path` (as kscope sees it) before any process maps it, and
+  // keeps it for the run: the files of a command kscope is about to launch. false when the file
+  // has no table (or no room); the reason is in failures().
+  bool preload(const std::string& path);
   const UnwindLoadStats& stats() const { return stats_; }
   // Why the last file of this path could not be loaded (for -v), empty when it was.
   const std::map<std::string, std::string>& failures() const { return failures_; }
@@ -90,8 +105,11 @@ class TableLoader {
     std::vector<LoadSegment> loads;
     size_t users = 0;  // processes whose entry uses the table
     std::chrono::steady_clock::time_point unused_since;
-    bool pinned = false;  // the vDSO's: every process maps it
+    bool pinned = false;                             // the vDSO's: every process maps it
+    std::vector<kscope_unwind_file_key> identities;  // written to the walker's identity map
   };
+  // Writes the identity of a file whose table is loaded (once per identity).
+  void add_identity(LoadedFile& f, const kscope_unwind_file_key& key);
   // Rows for a new table: first fit in the free ranges, freeing unused tables as needed.
   std::optional<uint32_t> allocate_rows(uint32_t count);
   bool free_one_unused();
@@ -117,6 +135,7 @@ class TableLoader {
   std::vector<std::shared_ptr<LoadedFile>> tables_;  // with rows, in load order
   std::chrono::milliseconds reuse_delay_{2000};
   std::vector<std::string> debug_dirs_ = {"/usr/lib/debug"};
+  std::vector<std::shared_ptr<LoadedFile>> preloaded_;  // held for the run
   std::shared_ptr<LoadedFile> vdso_;
   uint64_t vdso_size_ = 0;
   bool vdso_tried_ = false;

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -208,6 +209,68 @@ TEST_F(FaultStacksRuntime, DeepChainEveryFaultHasTheWholeChain) {
 // reads data as return addresses. No such word may be shown as a frame: every user frame of
 // every fault lies in an executable mapping of the process, and a stack the filter cut ends
 // with the "pc outside executable mappings" reason (and its marker frame), not with a guess.
+// kscope faults -- COMMAND with the command faulting from its first instruction (no wait for a
+// tracer): the program's, the dynamic loader's and the libraries' tables are loaded before the
+// command may exec, and the executable mappings it makes are noted in BPF as they are made
+// (bpf/unwind.bpf.h's early mappings), so the loader's first faults and the chain's have whole
+// stacks although user space reads the process's mappings only later. Before both, none of
+// this run's stacks was whole (the loader's faults ended with "process tables not loaded yet",
+// the chain's with "pc outside executable mappings" after main).
+TEST_F(FaultStacksRuntime, LaunchedCommandHasWholeStacksFromItsFirstInstruction) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  constexpr int kPages = 64;
+  rec_path_ = (dir_ / "rec.kscope").string();
+  std::string out = (dir_ / "kscope.out").string(), err = (dir_ / "kscope.err").string();
+  int kpid = spawn({kKscope, "faults", "--stacks", "-v", "-o", rec_path_, "--no-plot", "--", prog_,
+                    "chain", std::to_string(kPages), "go"},
+                   out, err);
+  int rc = wait_for(kpid, 240);
+  kscope_err_ = read_file(err);
+  kscope_out_ = read_file(out);
+  ASSERT_EQ(rc, 0) << kscope_err_;
+  // Every file the command maps at start had its table before it ran.
+  EXPECT_NE(kscope_err_.find("loaded before it ran: 3 of 3 files"), std::string::npos)
+      << kscope_err_;
+  unsigned long long bs = 0, be = 0;
+  auto at = kscope_out_.find("buffer ");
+  ASSERT_NE(at, std::string::npos) << kscope_out_;
+  ASSERT_EQ(std::sscanf(kscope_out_.c_str() + at, "buffer %llx %llx", &bs, &be), 2);
+  buf_start_ = bs;
+  buf_end_ = be;
+  auto rec = read_recording(rec_path_);
+  ASSERT_TRUE(rec.ok()) << rec.error().describe();
+  ASSERT_TRUE(rec->has_stacks);
+  size_t total = 0, whole = 0, chain = 0;
+  std::map<std::string, size_t> not_whole;
+  for (const FaultRecord& f : rec->faults) {
+    ASSERT_NE(f.stack, 0u);
+    const FaultStack& s = rec->stacks.at(f.stack);
+    auto n = names(frames(*rec, f));
+    ++total;
+    if (s.user_status == kStackStatusComplete) {
+      ++whole;
+      // A whole stack ends at an entry point: the program's or the loader's _start (whose CFI
+      // marks the return address undefined).
+      EXPECT_EQ(n.back(), "_start") << join(n);
+      for (const auto& name : n) EXPECT_EQ(name.find("[unknown"), std::string::npos) << join(n);
+    } else {
+      not_whole[unwind_reason_text(s.user_status)] += 1;
+    }
+    if (!in_buffer(f)) continue;
+    ++chain;
+    EXPECT_EQ(s.user_status, kStackStatusComplete) << join(n);
+    EXPECT_EQ(s.user.front(), f.ip);
+    ASSERT_GE(n.size(), kChain.size()) << join(n);
+    EXPECT_EQ(std::vector<std::string>(n.begin(), n.begin() + kChain.size()), kChain) << join(n);
+  }
+  EXPECT_EQ(chain, static_cast<size_t>(kPages));
+  std::string reasons;
+  for (const auto& [why, count] : not_whole) reasons += why + ": " + std::to_string(count) + "; ";
+  // The kernel's own count of the command's faults is what the recording holds (none unseen).
+  EXPECT_GE(total, static_cast<size_t>(kPages) + 20);
+  EXPECT_GE(whole * 100, total * 99) << whole << " of " << total << " whole; " << reasons;
+}
+
 TEST_F(FaultStacksRuntime, FramePointerWalkNeverShowsAWordOutsideTheCode) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   constexpr int kPages = 64;

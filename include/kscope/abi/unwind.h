@@ -75,6 +75,55 @@ struct kscope_unwind_process {
   struct kscope_unwind_mapping mappings[KSCOPE_UNWIND_MAX_MAPPINGS];
 };
 
+/* A file's identity as the kernel sees it (vma->vm_file's inode), the key of the unwind_inodes
+ * map: device (kernel encoding, MAJOR << 20 | MINOR, as /proc/PID/maps prints it), inode number,
+ * size and modification time (an inode number reused by another file after the first was
+ * deleted has another size or mtime). The vDSO: all zero but `size`, the image's size. */
+struct kscope_unwind_file_key {
+  __u64 ino;
+  __u64 size;
+  __s64 mtime_sec;
+  __u32 mtime_nsec;
+  __u32 dev;
+};
+
+/* An executable PT_LOAD of a file: load bias = vm_start - (vaddr - (offset - vm_pgoff * 4096)). */
+struct kscope_unwind_file_segment {
+  __u64 offset; /* p_offset */
+  __u64 vaddr;  /* p_vaddr */
+  __u64 filesz; /* p_filesz */
+};
+
+#define KSCOPE_UNWIND_FILE_SEGMENTS 4
+
+/* Value of unwind_inodes: where a loaded file's table is, for mappings the walker finds before
+ * user space wrote the process's entry. */
+struct kscope_unwind_file_info {
+  __u32 file_id;
+  __u32 segment_count;
+  struct kscope_unwind_file_segment segments[KSCOPE_UNWIND_FILE_SEGMENTS];
+};
+
+/* Executable mappings of a process noted in BPF as they are made (at execve: the executable,
+ * the dynamic loader, the vDSO; at each mmap() returning an executable file mapping), so a walk
+ * finds them before user space has read the process's mappings. */
+#define KSCOPE_UNWIND_EARLY_MAPPINGS 32
+
+struct kscope_unwind_early_mapping {
+  __u64 ready; /* set last: the other fields are written */
+  __u64 start;
+  __u64 end;
+  __u64 offset; /* vm_pgoff * 4096 */
+  struct kscope_unwind_file_key key;
+};
+
+struct kscope_unwind_early {
+  __u64 mm;         /* the address space these mappings belong to (task->mm at execve) */
+  __u64 start_time; /* of the process (group leader), with mm: not a previous owner of the tgid */
+  __u64 reserved;   /* slots taken (may exceed KSCOPE_UNWIND_EARLY_MAPPINGS: counted) */
+  struct kscope_unwind_early_mapping mappings[KSCOPE_UNWIND_EARLY_MAPPINGS];
+};
+
 /* Why a walk stopped before the outermost frame (0: it reached it). */
 enum kscope_unwind_reason {
   KSCOPE_UNWIND_COMPLETE = 0,
@@ -115,6 +164,9 @@ enum kscope_unwind_counter {
       KSCOPE_UNWIND_ENDED + KSCOPE_UNWIND_REASON_MAX, /* frames from the frame pointer */
   KSCOPE_UNWIND_STACK_COLLISION,                      /* another stack held the id: not stored */
   KSCOPE_UNWIND_STACK_FULL,                           /* the ustacks map was full: not stored */
+  KSCOPE_UNWIND_EARLY_FRAMES,  /* frames whose mapping came from the early (BPF-noted) mappings */
+  KSCOPE_UNWIND_EARLY_NOTED,   /* executable mappings noted at execve/mmap */
+  KSCOPE_UNWIND_EARLY_DROPPED, /* not noted: no slot left, or the VMA lookup was refused */
   KSCOPE_UNWIND_COUNTER_MAX,
 };
 
