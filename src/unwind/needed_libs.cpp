@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <fstream>
@@ -89,6 +91,13 @@ DynInfo read_dyn(const std::string& path) {
   elf_end(elf);
   ::close(fd);
   return out;
+}
+
+// One name per file: PT_INTERP's /lib64/ld-linux-x86-64.so.2 and libc's DT_NEEDED resolved in
+// /lib/x86_64-linux-gnu are the same file.
+std::string real_path(const std::string& path) {
+  char buf[PATH_MAX];
+  return ::realpath(path.c_str(), buf) ? std::string(buf) : path;
 }
 
 std::string dir_of(const std::string& path) {
@@ -183,8 +192,9 @@ NeededFiles needed_files(const std::string& program, const std::string& ld_libra
   DynInfo exe = read_dyn(program);
   if (!exe.ok) return out;
   out.files.push_back(program);
-  seen_files.insert(program);
-  if (!exe.interp.empty() && is_x86_64_elf(exe.interp) && seen_files.insert(exe.interp).second)
+  seen_files.insert(real_path(program));
+  if (!exe.interp.empty() && is_x86_64_elf(exe.interp) &&
+      seen_files.insert(real_path(exe.interp)).second)
     out.files.push_back(exe.interp);
   const std::vector<std::string> env_dirs = split_path(ld_library_path, dir_of(program));
   const std::vector<std::string> exe_rpath =
@@ -239,7 +249,7 @@ NeededFiles needed_files(const std::string& program, const std::string& ld_libra
         out.missing.push_back(name);
         continue;
       }
-      if (!seen_files.insert(found).second) continue;
+      if (!seen_files.insert(real_path(found)).second) continue;
       out.files.push_back(found);
       infos.push_back(read_dyn(found));
       if (infos.back().ok) queue.emplace_back(found, &infos.back());

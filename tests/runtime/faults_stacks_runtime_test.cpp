@@ -228,7 +228,7 @@ TEST_F(FaultStacksRuntime, LaunchedCommandHasWholeStacksFromItsFirstInstruction)
   kscope_err_ = read_file(err);
   kscope_out_ = read_file(out);
   ASSERT_EQ(rc, 0) << kscope_err_;
-  // Every file the command maps at start had its table before it ran.
+  // Every file the command maps at start had its table before it ran: the program, ld.so, libc.
   EXPECT_NE(kscope_err_.find("loaded before it ran: 3 of 3 files"), std::string::npos)
       << kscope_err_;
   unsigned long long bs = 0, be = 0;

@@ -57,6 +57,7 @@ void expect_like_ldd(const std::string& program) {
   std::set<std::string> ours;
   for (const auto& f : got.files) ours.insert(real(f));
   EXPECT_EQ(ours, expected) << program;
+  EXPECT_EQ(ours.size(), got.files.size()) << "a file listed twice under two names";
   EXPECT_TRUE(got.missing.empty());
   EXPECT_FALSE(got.capped);
   ASSERT_FALSE(got.files.empty());
