@@ -1,5 +1,5 @@
 /* clang-format off */
-/* (C in the kernel style of the programs that include it, as tests/progs/*.c) */
+/* (C in the kernel style of the programs that include it, like the other test programs) */
 /* The worker gate of the thread programs behind the kscope top tests (oncpuprog, topprog), and
  * main's view of its workers' scheduling state.
  *
