@@ -588,10 +588,9 @@ TEST_F(NoFileOpenedTwice, WithStacksAndStreamedSymbols) {
     size_t at = line.find("touch_pages_permuted");
     if (at == std::string::npos) continue;
     ++symbol_fields;
-    // The stack field follows the symbol field: the function again, with its callers.
-    if (line.find("touch_pages_permuted", at + 1) != std::string::npos &&
-        line.find(";main", at) != std::string::npos)
-      ++stack_fields;
+    // The stack field follows the symbol field: its leaf frame names the function again (its
+    // callers depend on the walker having the process's tables: not what this test is about).
+    if (line.find(" touch_pages_permuted;", at + 1) != std::string::npos) ++stack_fields;
   }
   // 21 processes fault 300 pages each in touch_pages_permuted (anon-write).
   EXPECT_GE(symbol_fields, 21u * 300u) << text.substr(0, 2000);
