@@ -1,7 +1,6 @@
 // kscope faults: trace every page fault of a process; stream, record, summarize, plot.
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,10 +20,7 @@
 #include "render/fault_summary_text.h"
 #include "render/progress_line.h"
 #include "render/scatter_plot.h"
-#include "symbols/fault_locations.h"
-#include "symbols/fault_stack_frames.h"
-#include "symbols/symbol_cache.h"
-#include "symbols/symbolizer.h"
+#include "symbols/fault_run_symbols.h"
 #include "trace/fault_tracer.h"
 #include "trace/proc.h"
 #include "trace/targets.h"
@@ -62,18 +58,16 @@ constexpr size_t kMaxPlotPoints = 1'000'000;
 // Receives the tracer's records and fans them out to the outputs.
 class FaultCollector : public FaultSink {
  public:
-  FaultCollector(FaultEventWriter* events, RecordingWriter* recording, bool symbols, bool stacks)
-      : events_(events), recording_(recording), symbol_field_(symbols) {
-    if (symbols || (stacks && events)) symbols_.emplace();
-  }
+  FaultCollector(FaultEventWriter* events, RecordingWriter* recording, bool symbols)
+      : events_(events), recording_(recording), symbol_field_(symbols) {}
 
   void on_fault(const FaultRecord& r) override {
     summary_.add(r);
     if (events_) {
       auto st = r.stack ? stacks_.find(r.stack) : stacks_.end();
       events_->write(r, comm_of(r.tid),
-                     symbol_field_ ? symbols_->function_at(r.pid, r.ip) : std::string_view(),
-                     st != stacks_.end() ? symbols_->stack_field(st->second) : std::string_view());
+                     symbol_field_ ? symbols_.function_at(r.pid, r.ip) : std::string_view(),
+                     st != stacks_.end() ? symbols_.stack_field(st->second) : std::string_view());
     }
     if (recording_ && status_) status_ = recording_->add_fault(r);
     add_plot_point(to_plot_point(r));
@@ -83,13 +77,7 @@ class FaultCollector : public FaultSink {
     if (recording_ && status_) status_ = recording_->add_thread(t);
   }
   void on_mappings(const MappingSnapshot& m) override {
-    latest_maps_[m.pid] = m.mappings;
-    if (symbols_) symbols_->set_mappings(m.pid, m.mappings);
-    // Whose process it is, while it lives: its JIT map (perf-PID.map) must be that user's.
-    if (struct stat st{};
-        !owners_.count(m.pid) && ::stat(fmt::format("/proc/{}", m.pid).c_str(), &st) == 0) {
-      owners_[m.pid] = st.st_uid;
-    }
+    symbols_.set_mappings(m);
     if (recording_ && status_) status_ = recording_->add_mappings(m);
   }
   void on_stack(const FaultStack& stack) override {
@@ -126,32 +114,16 @@ class FaultCollector : public FaultSink {
   const std::vector<PlotPoint>& plot_points() const { return points_; }
   uint64_t plot_points_offered() const { return points_offered_; }
 
-  // The symbolizer of the end of the run: the last mappings of every process, kallsyms of this
-  // boot. One for the recording's symbols and the summary, so no binary is read twice.
-  Symbolizer& end_symbolizer() {
-    if (!symbolizer_) {
-      symbolizer_ = std::make_unique<Symbolizer>(symbolizer_options());
-      for (auto& [pid, maps] : latest_maps_) symbolizer_->set_mappings(pid, maps);
-      for (auto& [pid, uid] : owners_) symbolizer_->set_process_owner(pid, uid);
-    }
-    return *symbolizer_;
-  }
-
-  // The name of every distinct instruction address seen, for the recording.
-  std::vector<StoredSymbol> resolve_all() {
-    std::vector<const FaultStack*> stacks;
-    for (const auto& [id, s] : stacks_) stacks.push_back(&s);
-    return name_fault_addresses(summary_, end_symbolizer(), stacks);
-  }
+  // The names of every distinct address seen, for the recording, and where they came from.
+  std::vector<StoredSymbol> resolve_all() { return symbols_.name_all(summary_, stacks_); }
+  std::vector<BinarySource> symbol_sources() const { return symbols_.binary_sources(); }
 
   // The top code locations, or with --stacks the top call paths.
   std::vector<LocationCount> top_locations(size_t n, bool stacks) {
     std::vector<LocationCount> v;
-    for (auto& [loc, c] :
-         stacks ? top_fault_call_paths(summary_.by_stack, stacks_, n, end_symbolizer())
-                : top_fault_location_names(summary_, n, end_symbolizer()))
+    for (auto& [loc, c] : symbols_.top_locations(summary_, stacks_, n, stacks))
       v.push_back({std::move(loc), c});
-    print_symbol_sources(end_symbolizer().binary_sources());
+    print_symbol_sources(symbols_.binary_sources());
     return v;
   }
 
@@ -179,13 +151,11 @@ class FaultCollector : public FaultSink {
   FaultSummary summary_;
   std::map<uint32_t, std::string> comms_;
   std::map<uint32_t, FaultStack> stacks_;  // --stacks: by id
-  std::map<uint32_t, std::vector<Mapping>> latest_maps_;
-  std::map<uint32_t, uint32_t> owners_;
-  std::unique_ptr<Symbolizer> symbolizer_;
+  // Every name of the run, from one symbolizer: --events fields, the recording, the summary.
+  FaultRunSymbols symbols_{symbolizer_options()};
   std::vector<PlotPoint> points_;
   uint64_t points_offered_ = 0;
   std::mt19937_64 rng_{0x6b73636f7065ull};
-  std::optional<SymbolCache> symbols_;    // --symbols
   std::optional<ProgressLine> progress_;  // stderr a terminal
 };
 
@@ -262,7 +232,7 @@ Result<int> run_faults(const FaultsOptions& o) {
   }
 
   FaultCollector collector(events ? &*events : nullptr, recording ? &*recording : nullptr,
-                           o.symbols, !o.stacks.empty());
+                           o.symbols);
   // Progress only where it cannot mix into anything: stderr a terminal, no COMMAND writing to
   // it, and no --events stream on the same terminal.
   if (isatty(STDERR_FILENO) && o.command.empty() && !(events_to_stdout && isatty(STDOUT_FILENO)))
@@ -301,8 +271,7 @@ Result<int> run_faults(const FaultsOptions& o) {
     trailer.faults_seen = collector.summary().total + lost;
     // The names of every address, from this machine and boot, go into the recording.
     Status symbols = recording->add_symbols(collector.resolve_all());
-    if (symbols)
-      symbols = recording->add_symbol_sources(collector.end_symbolizer().binary_sources());
+    if (symbols) symbols = recording->add_symbol_sources(collector.symbol_sources());
     Status st = recording->finish(trailer);
     if (!symbols) st = symbols;
     if (output_status) output_status = st;

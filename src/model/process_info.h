@@ -2,8 +2,10 @@
 // addresses resolve after the process is gone), forks and exits; all stored in recordings.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kscope {
@@ -28,6 +30,29 @@ struct Mapping {
   bool operator==(const Mapping&) const = default;
   bool contains(uint64_t addr) const { return addr >= start && addr < end; }
   bool executable() const { return perms.size() >= 3 && perms[2] == 'x'; }
+};
+
+// The executable address ranges of a process, for the frame-pointer cut: the kernel's
+// frame-pointer walk reads whatever the saved-rbp chain points at, and in code built without
+// frame pointers its "return addresses" are data (0x1e8480, string bytes), so a stack ends at
+// the first word outside every executable mapping. Mappings may come in any order and may
+// overlap (a /proc snapshot merged with later mmap records): overlapping and touching ranges are
+// merged, so a lookup is one binary search.
+class ExecRanges {
+ public:
+  ExecRanges() = default;
+  explicit ExecRanges(const std::vector<Mapping>& mappings);
+
+  bool empty() const { return ranges_.empty(); }
+  // Whether `addr` is inside an executable mapping ([start, end)).
+  bool contains(uint64_t addr) const;
+  // How many of `frames` (a stack, leaf first) to keep: all of them, or up to the first one
+  // after the leaf that lies outside every executable mapping. The leaf (frame 0, where the
+  // thread was) is always kept. With no ranges known nothing can be judged: all are kept.
+  size_t frames_to_keep(const std::vector<uint64_t>& frames) const;
+
+ private:
+  std::vector<std::pair<uint64_t, uint64_t>> ranges_;  // [start, end): sorted, disjoint
 };
 
 // A snapshot of one process's mappings, taken at `time_ns` (since tracing started).

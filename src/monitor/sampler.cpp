@@ -166,7 +166,9 @@ Result<ReadOutcome> ProcFsSource::open(TrackedProcess& p, bool exact_rss, ProcRe
   pid_t pid = p.pid;
   p.stat_fd.reset(::open(fmt::format("/proc/{}/stat", pid).c_str(), O_RDONLY | O_CLOEXEC));
   if (!p.stat_fd) {
-    if (errno == ENOENT) return make_error(fmt::format("no process with pid {}", pid));
+    // The words kscope faults and top use (trace/targets.h): no /proc entry is "no such
+    // process"; one that was there and is gone or a zombie "has exited".
+    if (errno == ENOENT) return make_error(fmt::format("no such process: {}", pid));
     return errno_error(fmt::format("cannot open /proc/{}/stat", pid));
   }
   if (exact_rss)
@@ -197,7 +199,7 @@ Result<const TrackedProcess*> Registry::add(pid_t pid, uint64_t now_ns) {
   ProcReading first;
   KSCOPE_ASSIGN_OR_RETURN(auto outcome, source_->open(p, exact_rss_, first));
   if (outcome == ReadOutcome::kExited || first.exiting)
-    return make_error(fmt::format("no process with pid {} (it has exited)", pid));
+    return make_error(fmt::format("process {} has exited", pid));
   p.last = first;
   p.last_time_ns = now_ns;
   auto [it, ok] = procs_.emplace(pid, std::move(p));

@@ -21,6 +21,7 @@
 #include "faults.skel.h"
 #include "kscope/abi/faults.h"
 #include "kscope/abi/unwind.h"
+#include "model/process_info.h"
 #include "symbols/proc_maps.h"
 #include "trace/bpf_unwind_maps.h"
 #include "trace/command_launcher.h"
@@ -67,7 +68,7 @@ struct ProcessState {
   std::map<uint32_t, Counts> baseline;
   std::map<uint32_t, Counts> final;  // per thread, at exit or at the end of tracing
   std::set<uint32_t> exit_seen;      // threads whose final counts came from their exit record
-  std::vector<std::pair<uint64_t, uint64_t>> exec_ranges;  // executable mappings, sorted
+  ExecRanges exec_ranges;            // of the current mappings: the frame-pointer cut
   bool maps_dirty = false;
   uint64_t last_maps_read_ns = 0;
   ProcessMappings mappings;  // /proc reads and the kernel's mmap records
@@ -168,13 +169,12 @@ struct FaultTracer::Impl {
         // Never shown as frames: the stack ends at the first one outside every executable
         // mapping of the process, marked as incomplete for that reason.
         auto ps = processes.find(static_cast<pid_t>(pid));
-        if (ps != processes.end() && !ps->second.exec_ranges.empty())
-          for (size_t i = 1; i < s->user.size(); ++i)
-            if (!covered(ps->second, s->user[i])) {
-              s->user.resize(i);
-              s->user_status = KSCOPE_UNWIND_NO_MAPPING;
-              break;
-            }
+        size_t keep =
+            ps == processes.end() ? s->user.size() : ps->second.exec_ranges.frames_to_keep(s->user);
+        if (keep < s->user.size()) {
+          s->user.resize(keep);
+          s->user_status = KSCOPE_UNWIND_NO_MAPPING;
+        }
       } else {
         auto v = std::make_unique<kscope_unwind_stack>();
         uint32_t key = static_cast<uint32_t>(ustack);
@@ -240,10 +240,7 @@ struct FaultTracer::Impl {
 
   void publish_maps(pid_t pid, ProcessState& ps, uint64_t now) {
     std::vector<Mapping> current = ps.mappings.current();
-    ps.exec_ranges.clear();
-    for (const auto& m : current)
-      if (m.executable()) ps.exec_ranges.emplace_back(m.start, m.end);
-    std::sort(ps.exec_ranges.begin(), ps.exec_ranges.end());
+    ps.exec_ranges = ExecRanges(current);
     // The walker's tables follow the same mappings (a dlopen arrives as an mmap record).
     load_tables(pid, current);
     sink->on_mappings(MappingSnapshot{static_cast<uint32_t>(pid), rel(now), std::move(current)});
@@ -263,14 +260,6 @@ struct FaultTracer::Impl {
     });
     uint64_t now = monotonic_ns();
     for (pid_t pid : changed) publish_maps(pid, processes[pid], now);
-  }
-
-  bool covered(const ProcessState& ps, uint64_t ip) const {
-    auto it = std::upper_bound(ps.exec_ranges.begin(), ps.exec_ranges.end(),
-                               std::make_pair(ip, UINT64_MAX));
-    if (it == ps.exec_ranges.begin()) return false;
-    --it;
-    return ip >= it->first && ip < it->second;
   }
 
   ProcessState& add_process(pid_t pid) {
@@ -319,7 +308,8 @@ struct FaultTracer::Impl {
         totals.seen_by_pid[r.pid]++;
         if (r.mode == FaultMode::kUser) {
           auto it = processes.find(static_cast<pid_t>(r.pid));
-          if (it != processes.end() && !covered(it->second, r.ip)) it->second.maps_dirty = true;
+          if (it != processes.end() && !it->second.exec_ranges.contains(r.ip))
+            it->second.maps_dirty = true;
         }
         held.push_back(Held{r.time_ns, r});
         break;

@@ -19,7 +19,10 @@ struct ThreadTarget {
 // -p: each PID is a process that has not exited (and, unless `kernel_threads_ok`, is not a
 // kernel thread: those take no page faults). A thread id is refused with a message naming its
 // process (use -p PROCESS or `tid_option` TID); a process whose threads have all exited (a
-// zombie) gets "process N has exited" (exit 1).
+// zombie) gets "process N has exited" (exit 1). A PID with no /proc entry gets "no such
+// process: N": it never existed or it has been reaped, which /proc cannot tell apart. kscope
+// faults, top and monitor use these words, and "process N has exited" too for a target that
+// exits between this check and the start of tracing.
 Status check_process_targets(const std::vector<pid_t>& pids, const std::string& tid_option,
                              bool kernel_threads_ok = false);
 

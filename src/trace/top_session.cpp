@@ -14,6 +14,7 @@
 #include <unordered_set>
 
 #include "kscope/abi/unwind.h"
+#include "model/process_info.h"
 #include "model/top_aggregator.h"
 #include "model/top_profile.h"
 #include "model/top_recording.h"
@@ -265,21 +266,13 @@ struct TopSession::Impl {
       // built without frame pointers its "return addresses" are data. None is shown as a frame:
       // the stack ends at the first word outside every executable mapping of the process.
       auto pm = procmaps.find(pid);
-      std::vector<Mapping> maps;
-      if (pm != procmaps.end()) maps = pm->second.current();
-      auto in_code = [&](uint64_t ip) {
-        for (const Mapping& m : maps)
-          if (m.executable() && ip >= m.start && ip < m.end) return true;
-        return false;
-      };
-      if (!maps.empty())
-        for (size_t i = 1; i < ips.size(); ++i)
-          if (!in_code(ips[i])) {
-            ips.resize(i);
-            stack.native = true;  // ends with the marker below, as a native walk would
-            stack.reason = KSCOPE_UNWIND_NO_MAPPING;
-            break;
-          }
+      size_t keep =
+          pm == procmaps.end() ? ips.size() : ExecRanges(pm->second.current()).frames_to_keep(ips);
+      if (keep < ips.size()) {
+        ips.resize(keep);
+        stack.native = true;  // ends with the marker below, as a native walk would
+        stack.reason = KSCOPE_UNWIND_NO_MAPPING;
+      }
     }
     for (size_t i = 0; i < ips.size(); ++i) {
       uint64_t adjust =

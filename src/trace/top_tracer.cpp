@@ -314,6 +314,10 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
                                                skel->progs.top_sample, PERF_COUNT_SW_CPU_CLOCK,
                                                "cpu-clock", options.sample_hz));
   }
+  // Exited between the check of the targets and now: there is nothing to measure. The same
+  // words as kscope faults in the same situation (and as the check itself for a zombie).
+  for (pid_t pid : options.pids)
+    if (process_has_exited(pid)) return make_error(fmt::format("process {} has exited", pid));
   return std::unique_ptr<TopTracer>(new TopTracer(std::move(impl)));
 }
 

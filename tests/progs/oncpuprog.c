@@ -42,19 +42,15 @@ struct worker {
 };
 
 static struct worker workers[NWORKERS] = {{"spinsleep"}, {"big"}, {"small"}, {"sleeper"}};
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t go_cond = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
-static int go, started, done;
+static pid_t worker_tid(int i)
+{
+	return workers[i].tid;
+}
+
+#include "lib/worker_gate.h"
+
 static uint64_t rounds, big_ms, small_ms;
 static int nsleeps;
-
-static uint64_t clock_ns(clockid_t clock)
-{
-	struct timespec ts;
-	clock_gettime(clock, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Raw syscalls: no libc frame (built without frame pointers) between the kernel and the caller. */
 static inline __attribute__((always_inline)) uint64_t raw_clock_ns(long clock)
@@ -151,47 +147,10 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	w->tid = (pid_t)syscall(SYS_gettid);
 	pthread_setname_np(pthread_self(), w->name);
-	pthread_mutex_lock(&lock);
-	started++;
-	pthread_cond_broadcast(&done_cond);
-	while (!go)
-		pthread_cond_wait(&go_cond, &lock);
-	pthread_mutex_unlock(&lock);
+	gate_arrive();
 	work(w);
-	pthread_mutex_lock(&lock);
-	done++;
-	pthread_cond_broadcast(&done_cond);
-	while (go != 2)
-		pthread_cond_wait(&go_cond, &lock);
-	pthread_mutex_unlock(&lock);
+	gate_leave();
 	return NULL;
-}
-
-static char thread_state(pid_t tid)
-{
-	char path[128], buf[1024];
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return '?';
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = 0;
-	fclose(f);
-	char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
-}
-
-static void wait_blocked(void)
-{
-	for (int tries = 0; tries < 5000; tries++) {
-		int all = 1;
-		for (int i = 0; i < NWORKERS; i++)
-			if (thread_state(workers[i].tid) != 'S')
-				all = 0;
-		if (all)
-			return;
-		usleep(1000);
-	}
 }
 
 int main(int argc, char **argv)
@@ -213,10 +172,7 @@ int main(int argc, char **argv)
 		pthread_create(&th[i], NULL, worker_main, &workers[i]);
 		pthread_getcpuclockid(th[i], &workers[i].cpu_clock);
 	}
-	pthread_mutex_lock(&lock);
-	while (started < NWORKERS)
-		pthread_cond_wait(&done_cond, &lock);
-	pthread_mutex_unlock(&lock);
+	gate_wait_started();
 	wait_blocked();
 	printf("ready %d\n", getpid());
 	fflush(stdout);
@@ -225,12 +181,7 @@ int main(int argc, char **argv)
 	sigwait(&set, &sig);
 	for (int i = 0; i < NWORKERS; i++)
 		workers[i].base_clock = clock_ns(workers[i].cpu_clock);
-	pthread_mutex_lock(&lock);
-	go = 1;
-	pthread_cond_broadcast(&go_cond);
-	while (done < NWORKERS)
-		pthread_cond_wait(&done_cond, &lock);
-	pthread_mutex_unlock(&lock);
+	gate_release_and_wait_done();
 	wait_blocked();
 	for (int i = 0; i < NWORKERS; i++)
 		workers[i].cpu_ns = clock_ns(workers[i].cpu_clock) - workers[i].base_clock;

@@ -46,10 +46,13 @@ struct worker {
 };
 
 static struct worker workers[NWORKERS] = {{"spin_full"}, {"spin_third"}, {"sleeper"}};
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t go_cond = PTHREAD_COND_INITIALIZER;
-static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
-static int go, started, done;
+static pid_t worker_tid(int i)
+{
+	return workers[i].tid;
+}
+
+#include "lib/worker_gate.h"
+
 static uint64_t spin_ms;
 static int sleeps;
 static volatile sig_atomic_t got_signal;
@@ -101,12 +104,7 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	w->tid = (pid_t)syscall(SYS_gettid);
 	pthread_setname_np(pthread_self(), w->name);
-	pthread_mutex_lock(&lock);
-	started++;
-	pthread_cond_broadcast(&done_cond);
-	while (!go)
-		pthread_cond_wait(&go_cond, &lock);
-	pthread_mutex_unlock(&lock);
+	gate_arrive();
 
 	uint64_t w0 = mono_ns();
 	if (strcmp(w->name, "spin_full") == 0)
@@ -117,12 +115,7 @@ static void *worker_main(void *arg)
 		sleeper_loop(sleeps);
 	w->wall_ns = mono_ns() - w0;
 
-	pthread_mutex_lock(&lock);
-	done++;
-	pthread_cond_broadcast(&done_cond);
-	while (go != 2)
-		pthread_cond_wait(&go_cond, &lock);
-	pthread_mutex_unlock(&lock);
+	gate_leave();
 	return NULL;
 }
 
@@ -163,37 +156,6 @@ static void read_counters(pid_t tid, uint64_t *cpu, uint64_t *wait, uint64_t *vo
 	*invol = status_field(buf, "nonvoluntary_ctxt_switches:");
 }
 
-static char thread_state(pid_t tid)
-{
-	char path[128], buf[1024];
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	if (read_file(path, buf, sizeof(buf)) != 0)
-		return '?';
-	char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : '?';
-}
-
-static void wait_blocked(void)
-{
-	/* Blocked in the kernel (S) means its last switch-out has happened. */
-	for (int tries = 0; tries < 5000; tries++) {
-		int all = 1;
-		for (int i = 0; i < NWORKERS; i++)
-			if (thread_state(workers[i].tid) != 'S')
-				all = 0;
-		if (all)
-			return;
-		usleep(1000);
-	}
-}
-
-static uint64_t clock_ns(clockid_t clock)
-{
-	struct timespec ts;
-	clock_gettime(clock, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -217,10 +179,7 @@ int main(int argc, char **argv)
 		pthread_create(&th[i], NULL, worker_main, &workers[i]);
 		pthread_getcpuclockid(th[i], &workers[i].cpu_clock);
 	}
-	pthread_mutex_lock(&lock);
-	while (started < NWORKERS)
-		pthread_cond_wait(&done_cond, &lock);
-	pthread_mutex_unlock(&lock);
+	gate_wait_started();
 	wait_blocked();
 	printf("ready %d\n", getpid());
 	fflush(stdout);
@@ -234,12 +193,7 @@ int main(int argc, char **argv)
 			      &workers[i].base_invol, &workers[i].base_runs);
 		workers[i].base_clock = clock_ns(workers[i].cpu_clock);
 	}
-	pthread_mutex_lock(&lock);
-	go = 1;
-	pthread_cond_broadcast(&go_cond);
-	while (done < NWORKERS)
-		pthread_cond_wait(&done_cond, &lock);
-	pthread_mutex_unlock(&lock);
+	gate_release_and_wait_done();
 	wait_blocked();
 	for (int i = 0; i < NWORKERS; i++) {
 		read_counters(workers[i].tid, &workers[i].end_cpu, &workers[i].end_wait,

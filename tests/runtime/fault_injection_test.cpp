@@ -33,15 +33,6 @@ const std::string kFaultprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/faultprog"
 const std::string kThreadprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/threadprog";
 const std::string kKscope = KSCOPE_BINARY;
 
-bool wait_for_text(const std::string& path, const std::string& needle, double timeout_s) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (read_file(path).find(needle) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 uint64_t num(std::string s) {
   s.erase(std::remove(s.begin(), s.end(), ','), s.end());
   return std::stoull(s);
@@ -101,13 +92,7 @@ std::string describe(const BpfObjects& o) {
 
 class FaultInjection : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("kscope-fi-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = fresh_test_dir("kscope-fi"); }
   void TearDown() override {
     for (int pid : pids_)
       if (pid > 0) {

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -45,11 +46,7 @@ const std::vector<std::string> kChain = {"toucher", "f8", "f7", "f6",        "f5
 class FaultStacksRuntime : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("kscope-fstacks-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    dir_ = fresh_test_dir("kscope-fstacks");
     // A copy of the program of its own: the deleted-binary test removes it.
     prog_ = (dir_ / "fault_stacks").string();
     std::filesystem::copy_file(std::string(KSCOPE_TEST_PROGS_DIR) + "/fault_stacks", prog_);
@@ -138,6 +135,27 @@ class FaultStacksRuntime : public ::testing::Test {
     }
   }
 
+  // Every fault in the program's buffer (`pages` of them, one a page) has a complete user stack
+  // whose frames all lie in executable mappings of the program; `check` looks at its frames,
+  // named (`n`: the words of `fr`, leaf first).
+  using StackCheck = std::function<void(const FaultRecord& f, const FaultStack& s,
+                                        const std::vector<NamedStackFrame>& fr,
+                                        const std::vector<std::string>& n)>;
+  void expect_complete_stacks(const Recording& rec, int pages, const StackCheck& check) {
+    int seen = 0;
+    for (const FaultRecord& f : rec.faults) {
+      if (!in_buffer(f)) continue;
+      ++seen;
+      ASSERT_NE(f.stack, 0u);
+      const FaultStack& s = rec.stacks.at(f.stack);
+      EXPECT_EQ(s.user_status, kStackStatusComplete) << user_stack_marker(s.user_status);
+      expect_user_frames_mapped(s);
+      auto fr = frames(rec, f);
+      check(f, s, fr, names(fr));
+    }
+    EXPECT_EQ(seen, pages);
+  }
+
   std::filesystem::path dir_;
   std::string prog_, rec_path_, events_path_, kscope_err_, kscope_out_;
   int pid_ = -1;
@@ -151,21 +169,16 @@ TEST_F(FaultStacksRuntime, DeepChainEveryFaultHasTheWholeChain) {
   constexpr int kPages = 64;
   Recording rec = trace("chain", kPages);
   ASSERT_TRUE(rec.has_stacks);
-  int seen = 0;
-  for (const FaultRecord& f : rec.faults) {
-    if (!in_buffer(f)) continue;
-    ++seen;
-    ASSERT_NE(f.stack, 0u);
-    const FaultStack& s = rec.stacks.at(f.stack);
-    EXPECT_EQ(s.user_status, kStackStatusComplete) << user_stack_marker(s.user_status);
-    EXPECT_EQ(s.kernel_status, kStackStatusNone);
-    EXPECT_EQ(s.user.front(), f.ip);  // the first frame is where the fault was
-    expect_user_frames_mapped(s);
-    auto n = names(frames(rec, f));
-    ASSERT_GE(n.size(), kChain.size()) << join(n);
-    EXPECT_EQ(std::vector<std::string>(n.begin(), n.begin() + kChain.size()), kChain) << join(n);
-  }
-  EXPECT_EQ(seen, kPages);
+  expect_complete_stacks(
+      rec, kPages,
+      [](const FaultRecord& f, const FaultStack& s, const auto&,
+         const std::vector<std::string>& n) {
+        EXPECT_EQ(s.kernel_status, kStackStatusNone);
+        EXPECT_EQ(s.user.front(), f.ip);  // the first frame is where the fault was
+        ASSERT_GE(n.size(), kChain.size()) << join(n);
+        EXPECT_EQ(std::vector<std::string>(n.begin(), n.begin() + kChain.size()), kChain)
+            << join(n);
+      });
   // The summary names the chain as its top call path, root first.
   EXPECT_NE(kscope_out_.find("top call paths"), std::string::npos) << kscope_out_;
   EXPECT_NE(kscope_out_.find("main -> run_chain -> f1 -> f2 -> f3 -> f4 -> f5 -> f6 -> f7 -> f8 "
@@ -304,81 +317,61 @@ TEST_F(FaultStacksRuntime, FaultInsideLibcMemsetShowsItsCallers) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   constexpr int kPages = 64;
   Recording rec = trace("memset", kPages);
-  int seen = 0;
-  for (const FaultRecord& f : rec.faults) {
-    if (!in_buffer(f)) continue;
-    ++seen;
-    const FaultStack& s = rec.stacks.at(f.stack);
-    EXPECT_EQ(s.user_status, kStackStatusComplete) << user_stack_marker(s.user_status);
-    expect_user_frames_mapped(s);
-    auto fr = frames(rec, f);
-    auto n = names(fr);
-    ASSERT_GE(n.size(), 3u) << join(n);
-    EXPECT_NE(n[0].find("memset"), std::string::npos) << join(n);
-    EXPECT_EQ(fr[0].symbol.module, "libc.so.6") << join(n);
-    EXPECT_EQ(n[1], "memset_caller") << join(n);
-    EXPECT_EQ(n[2], "main") << join(n);
-  }
-  EXPECT_EQ(seen, kPages);
+  expect_complete_stacks(
+      rec, kPages,
+      [](const FaultRecord&, const FaultStack&, const auto& fr, const std::vector<std::string>& n) {
+        ASSERT_GE(n.size(), 3u) << join(n);
+        EXPECT_NE(n[0].find("memset"), std::string::npos) << join(n);
+        EXPECT_EQ(fr[0].symbol.module, "libc.so.6") << join(n);
+        EXPECT_EQ(n[1], "memset_caller") << join(n);
+        EXPECT_EQ(n[2], "main") << join(n);
+      });
 }
 
 TEST_F(FaultStacksRuntime, QsortCallbackShowsQsortBetweenTheProgramsFrames) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   constexpr int kPages = 32;
   Recording rec = trace("qsort", kPages);
-  int seen = 0;
-  for (const FaultRecord& f : rec.faults) {
-    if (!in_buffer(f)) continue;
-    ++seen;
-    const FaultStack& s = rec.stacks.at(f.stack);
-    EXPECT_EQ(s.user_status, kStackStatusComplete) << user_stack_marker(s.user_status);
-    expect_user_frames_mapped(s);
-    auto fr = frames(rec, f);
-    auto n = names(fr);
-    ASSERT_GE(n.size(), 4u) << join(n);
-    EXPECT_EQ(n[0], "compare_touch") << join(n);
-    auto driver = std::find(n.begin(), n.end(), "qsort_driver");
-    ASSERT_NE(driver, n.end()) << join(n);
-    ASSERT_NE(driver + 1, n.end());
-    EXPECT_EQ(*(driver + 1), "main") << join(n);
-    size_t d = static_cast<size_t>(driver - n.begin());
-    ASSERT_GE(d, 2u) << "no libc frame between the callback and qsort_driver: " << join(n);
-    bool qsort_named = false;
-    for (size_t i = 1; i < d; ++i) {
-      EXPECT_EQ(fr[i].symbol.module, "libc.so.6") << n[i] << " in " << join(n);
-      qsort_named = qsort_named || n[i].find("sort") != std::string::npos;
-    }
-    EXPECT_TRUE(qsort_named) << join(n);
-  }
-  EXPECT_EQ(seen, kPages);
+  expect_complete_stacks(
+      rec, kPages,
+      [](const FaultRecord&, const FaultStack&, const auto& fr, const std::vector<std::string>& n) {
+        ASSERT_GE(n.size(), 4u) << join(n);
+        EXPECT_EQ(n[0], "compare_touch") << join(n);
+        auto driver = std::find(n.begin(), n.end(), "qsort_driver");
+        ASSERT_NE(driver, n.end()) << join(n);
+        ASSERT_NE(driver + 1, n.end());
+        EXPECT_EQ(*(driver + 1), "main") << join(n);
+        size_t d = static_cast<size_t>(driver - n.begin());
+        ASSERT_GE(d, 2u) << "no libc frame between the callback and qsort_driver: " << join(n);
+        bool qsort_named = false;
+        for (size_t i = 1; i < d; ++i) {
+          EXPECT_EQ(fr[i].symbol.module, "libc.so.6") << n[i] << " in " << join(n);
+          qsort_named = qsort_named || n[i].find("sort") != std::string::npos;
+        }
+        EXPECT_TRUE(qsort_named) << join(n);
+      });
 }
 
 TEST_F(FaultStacksRuntime, KernelModeFaultHasKernelAndUserStacks) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   constexpr int kPages = 32;
   Recording rec = trace("read", kPages);
-  int seen = 0;
-  for (const FaultRecord& f : rec.faults) {
-    if (!in_buffer(f)) continue;
-    ASSERT_EQ(f.mode, FaultMode::kKernel);  // read() writes the buffer from the kernel
-    ++seen;
-    const FaultStack& s = rec.stacks.at(f.stack);
-    EXPECT_EQ(s.kernel_status, kStackStatusPresent);
-    EXPECT_EQ(s.user_status, kStackStatusComplete) << user_stack_marker(s.user_status);
-    expect_user_frames_mapped(s);
-    auto fr = frames(rec, f);
-    auto n = names(fr);
-    size_t k = 0;
-    while (k < fr.size() && fr[k].kernel) ++k;
-    ASSERT_GE(k, 1u) << join(n);
-    EXPECT_EQ(std::find(n.begin(), n.end(), "asm_exc_page_fault_[k]"), n.end()) << join(n);
-    // The user part: the read wrapper in libc, its caller, main.
-    ASSERT_GE(n.size(), k + 3) << join(n);
-    EXPECT_EQ(fr[k].symbol.module, "libc.so.6") << join(n);
-    EXPECT_EQ(n[k + 1], "read_caller") << join(n);
-    EXPECT_EQ(n[k + 2], "main") << join(n);
-  }
-  EXPECT_EQ(seen, kPages);
+  expect_complete_stacks(
+      rec, kPages,
+      [](const FaultRecord& f, const FaultStack& s, const auto& fr,
+         const std::vector<std::string>& n) {
+        ASSERT_EQ(f.mode, FaultMode::kKernel);  // read() writes the buffer from the kernel
+        EXPECT_EQ(s.kernel_status, kStackStatusPresent);
+        size_t k = 0;
+        while (k < fr.size() && fr[k].kernel) ++k;
+        ASSERT_GE(k, 1u) << join(n);
+        EXPECT_EQ(std::find(n.begin(), n.end(), "asm_exc_page_fault_[k]"), n.end()) << join(n);
+        // The user part: the read wrapper in libc, its caller, main.
+        ASSERT_GE(n.size(), k + 3) << join(n);
+        EXPECT_EQ(fr[k].symbol.module, "libc.so.6") << join(n);
+        EXPECT_EQ(n[k + 1], "read_caller") << join(n);
+        EXPECT_EQ(n[k + 2], "main") << join(n);
+      });
 }
 
 // perf's own DWARF unwinding (libdw/libunwind on a copy of the stack) on the same program: the

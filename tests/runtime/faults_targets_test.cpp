@@ -297,6 +297,47 @@ TEST_F(FaultsTargets, ZombieIsAProcessThatHasExited) {
   wait_for(child, 10);
 }
 
+// Issue 13 review: one wording per situation in faults, top and monitor. A PID that never
+// existed and one reaped (no /proc entry: the two cannot be told apart) are "no such process:
+// N"; a zombie (still in /proc, every thread exited) is "process N has exited". Exit 1 for all.
+TEST_F(FaultsTargets, GoneTargetsGetTheSameWordsInFaultsTopAndMonitor) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  pid_t reaped = fork();
+  ASSERT_GE(reaped, 0);
+  if (reaped == 0) _exit(0);
+  ASSERT_EQ(wait_for(reaped, 10), 0);
+  pid_t zombie = fork();
+  ASSERT_GE(zombie, 0);
+  if (zombie == 0) _exit(0);
+  bool is_zombie = false;
+  for (int i = 0; i < 500 && !is_zombie; ++i) {
+    auto st = proc::read_stat(zombie);
+    is_zombie = st && st->state == 'Z';
+    if (!is_zombie) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(is_zombie);
+  ASSERT_FALSE(proc::process_exists(4194303));  // above any pid in use (the largest pid_max)
+  ASSERT_FALSE(proc::process_exists(reaped));   // pids are not reused right away
+  const std::vector<std::pair<pid_t, std::string>> cases = {
+      {4194303, "no such process: 4194303"},
+      {reaped, "no such process: " + std::to_string(reaped)},
+      {zombie, "process " + std::to_string(zombie) + " has exited"}};
+  std::string sock = path("monitor.sock");
+  for (const auto& [pid, words] : cases) {
+    std::string p = std::to_string(pid);
+    for (const std::vector<std::string>& argv :
+         {std::vector<std::string>{KSCOPE_BINARY, "faults", "-p", p, "--duration", "1"},
+          std::vector<std::string>{KSCOPE_BINARY, "top", "--once", "-p", p},
+          std::vector<std::string>{KSCOPE_BINARY, "monitor", "--socket", sock, "--no-shm", "-p",
+                                   p}}) {
+      auto r = run(argv, 60);
+      EXPECT_EQ(r.exit_code, 1) << argv[1] << " -p " << p << ": " << r.err;
+      EXPECT_NE(r.err.find(words), std::string::npos) << argv[1] << " -p " << p << ": " << r.err;
+    }
+  }
+  wait_for(zombie, 10);
+}
+
 // Item 4: through sudo (SUDO_UID/SUDO_GID as sudo sets them), the files kscope creates belong to
 // the invoking user with their modes, and the command runs as that user with that user's HOME.
 TEST_F(FaultsTargets, SudoUsersFilesAndHome) {

@@ -415,6 +415,29 @@ class SourcesTable : public ::testing::Test {
     EXPECT_NE(html.find("\"named_at\":\"recording\"", data), std::string::npos);
   }
 
+  // A real debuginfod on a free loopback port serving the debug files under `served`, up once
+  // it serves this test's build-id (server_pid_, stopped by TearDown); its URL, or "" when it
+  // would not start (five ports tried).
+  std::string start_debuginfod(const std::string& debuginfod, const std::string& served) {
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      int port = free_loopback_port();
+      int pid = spawn({debuginfod, "-F", served, "-p", std::to_string(port), "-d",
+                       dir_ + "/db.sqlite", "-t", "0", "-g", "0"},
+                      dir_ + "/debuginfod.out", dir_ + "/debuginfod.err");
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (std::chrono::steady_clock::now() < deadline) {
+        if (http_status(port, "/buildid/" + build_id_ + "/debuginfo") == 200) {
+          server_pid_ = pid;
+          return "http://127.0.0.1:" + std::to_string(port);
+        }
+        if (wait_for(pid, 0.2) >= 0) break;  // exited: port taken? retry
+      }
+      ::kill(pid, SIGKILL);
+      wait_for(pid, 20);
+    }
+    return "";
+  }
+
   std::string dir_, full_, stripped_, debug_, build_id_, rec_, faults_err_;
   int server_pid_ = -1;
 };
@@ -458,27 +481,8 @@ TEST_F(SourcesTable, StrippedBinaryFromDebuginfod) {
   std::string served = dir_ + "/served";
   fs::create_directories(served);
   fs::copy_file(debug_, served + "/faultprog.debug");
-  int port = -1;
-  for (int attempt = 0; attempt < 5 && server_pid_ <= 0; ++attempt) {
-    port = free_loopback_port();
-    int pid = spawn({debuginfod, "-F", served, "-p", std::to_string(port), "-d",
-                     dir_ + "/db.sqlite", "-t", "0", "-g", "0"},
-                    dir_ + "/debuginfod.out", dir_ + "/debuginfod.err");
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (http_status(port, "/buildid/" + build_id_ + "/debuginfo") == 200) {
-        server_pid_ = pid;
-        break;
-      }
-      if (wait_for(pid, 0.2) >= 0) break;  // exited: port taken? retry
-    }
-    if (server_pid_ <= 0) {
-      ::kill(pid, SIGKILL);
-      wait_for(pid, 20);
-    }
-  }
-  ASSERT_GT(server_pid_, 0) << read_file(dir_ + "/debuginfod.err");
-  std::string url = "http://127.0.0.1:" + std::to_string(port);
+  std::string url = start_debuginfod(debuginfod, served);
+  ASSERT_FALSE(url.empty()) << read_file(dir_ + "/debuginfod.err");
   std::string cache = dir_ + "/cache";
   Recording rec = record(stripped_, {"DEBUGINFOD_URLS=" + url, "DEBUGINFOD_CACHE_PATH=" + cache});
   expect_source(rec, stripped_, "debuginfod", url + " (cached as " + cache + "/" + build_id_);
@@ -488,72 +492,109 @@ TEST_F(SourcesTable, StrippedBinaryFromDebuginfod) {
 // processes under three names: the file itself, a hard link, and a copy (another inode, same
 // build-id). strace (an independent witness) sees every open of kscope and its children: the
 // children exec the binaries (execve, not openat), so every openat of these paths is kscope's.
-TEST_F(SourcesTable, NoFileIsOpenedTwiceForManyProcessesAndPaths) {
-  KSCOPE_REQUIRE_TOOL_OR_SKIP(strace, "strace", "strace");
-  std::string by_id =
-      dir_ + "/root/.build-id/" + build_id_.substr(0, 2) + "/" + build_id_.substr(2) + ".debug";
-  fs::create_directories(fs::path(by_id).parent_path());
-  fs::copy_file(debug_, by_id);
-  std::string link = dir_ + "/faultprog_link", copy = dir_ + "/faultprog_copy";
-  fs::create_hard_link(stripped_, link);
-  fs::copy_file(stripped_, copy);
-  std::string log = dir_ + "/strace.log";
-  rec_ = dir_ + "/many.kscope";
-  std::string workload = "for i in 1 2 3 4 5 6 7; do '" + stripped_ + "' anon-write 300 $i & '" +
-                         link + "' anon-write 300 $i & '" + copy +
-                         "' anon-write 300 $i & done; wait";
-  auto r = run({"/usr/bin/env",
-                "-u",
-                "DEBUGINFOD_URLS",
-                "KSCOPE_DEBUG_DIR=" + dir_ + "/root",
-                strace,
-                "-f",
-                "-qq",
-                "-e",
-                "trace=open,openat,openat2",
-                "-o",
-                log,
-                KSCOPE_BINARY,
-                "faults",
-                "--no-plot",
-                "-o",
-                rec_,
-                "--",
-                "/bin/sh",
-                "-c",
-                workload},
-               300);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto rec = read_recording(rec_);
-  ASSERT_TRUE(rec.ok());
-  // All three names were named (from the one debug file), in 21 processes.
-  std::map<std::string, std::set<uint32_t>> named_pids;
-  for (const StoredSymbol& s : rec->symbols) {
-    if (s.function == "touch_pages_permuted") named_pids[s.module_path].insert(s.pid);
-  }
-  EXPECT_EQ(named_pids[stripped_].size(), 7u);
-  EXPECT_EQ(named_pids[link].size(), 7u);
-  EXPECT_EQ(named_pids[copy].size(), 7u);
-  std::string trace = read_file(log);
-  auto opens_of = [&trace](const std::string& path) {
-    size_t n = 0;
-    std::istringstream in(trace);
-    for (std::string line; std::getline(in, line);) {
-      if (line.find("open") != std::string::npos &&
-          line.find("\"" + path + "\"") != std::string::npos)
-        ++n;
+// `options` are kscope faults options beyond -o; returns the run's stdout and stderr.
+class NoFileOpenedTwice : public SourcesTable {
+ protected:
+  std::string run_and_check(const std::vector<std::string>& options) {
+    std::string by_id =
+        dir_ + "/root/.build-id/" + build_id_.substr(0, 2) + "/" + build_id_.substr(2) + ".debug";
+    fs::create_directories(fs::path(by_id).parent_path());
+    fs::copy_file(debug_, by_id);
+    std::string link = dir_ + "/faultprog_link", copy = dir_ + "/faultprog_copy";
+    fs::create_hard_link(stripped_, link);
+    fs::copy_file(stripped_, copy);
+    std::string log = dir_ + "/strace.log";
+    rec_ = dir_ + "/many.kscope";
+    std::string workload = "for i in 1 2 3 4 5 6 7; do '" + stripped_ + "' anon-write 300 $i & '" +
+                           link + "' anon-write 300 $i & '" + copy +
+                           "' anon-write 300 $i & done; wait";
+    std::vector<std::string> argv = {"/usr/bin/env",
+                                     "-u",
+                                     "DEBUGINFOD_URLS",
+                                     "KSCOPE_DEBUG_DIR=" + dir_ + "/root",
+                                     strace_,
+                                     "-f",
+                                     "-qq",
+                                     "-e",
+                                     "trace=open,openat,openat2",
+                                     "-o",
+                                     log,
+                                     KSCOPE_BINARY,
+                                     "faults",
+                                     "--no-plot",
+                                     "-o",
+                                     rec_};
+    argv.insert(argv.end(), options.begin(), options.end());
+    for (std::string a : {"--", "/bin/sh", "-c"}) argv.push_back(a);
+    argv.push_back(workload);
+    auto r = run(argv, 300);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto rec = read_recording(rec_);
+    EXPECT_TRUE(rec.ok());
+    if (!rec.ok()) return {};
+    // All three names were named (from the one debug file), in 21 processes.
+    std::map<std::string, std::set<uint32_t>> named_pids;
+    for (const StoredSymbol& s : rec->symbols) {
+      if (s.function == "touch_pages_permuted") named_pids[s.module_path].insert(s.pid);
     }
-    return n;
-  };
-  EXPECT_EQ(opens_of(by_id), 1u) << "the debug file is read once for all three names";
-  EXPECT_LE(opens_of(stripped_) + opens_of(link), 1u) << "one inode, two paths: opened once";
-  EXPECT_LE(opens_of(copy), 1u) << "the copy is opened once, for its build-id, and not parsed";
-  // The copy was recognised by its build-id: one binary in the sources table.
-  size_t rows = 0;
-  for (const BinarySymbolSource& s : rec->symbol_sources) {
-    rows += s.build_id == build_id_;
+    EXPECT_EQ(named_pids[stripped_].size(), 7u);
+    EXPECT_EQ(named_pids[link].size(), 7u);
+    EXPECT_EQ(named_pids[copy].size(), 7u);
+    std::string trace = read_file(log);
+    auto opens_of = [&trace](const std::string& path) {
+      size_t n = 0;
+      std::istringstream in(trace);
+      for (std::string line; std::getline(in, line);) {
+        if (line.find("open") != std::string::npos &&
+            line.find("\"" + path + "\"") != std::string::npos)
+          ++n;
+      }
+      return n;
+    };
+    EXPECT_EQ(opens_of(by_id), 1u) << "the debug file is read once for all three names";
+    EXPECT_LE(opens_of(stripped_) + opens_of(link), 1u) << "one inode, two paths: opened once";
+    EXPECT_LE(opens_of(copy), 1u) << "the copy is opened once, for its build-id, and not parsed";
+    EXPECT_LE(opens_of("/proc/kallsyms"), 1u) << "kernel symbols are read once";
+    // The copy was recognised by its build-id: one binary in the sources table.
+    size_t rows = 0;
+    for (const BinarySymbolSource& s : rec->symbol_sources) {
+      rows += s.build_id == build_id_;
+    }
+    EXPECT_EQ(rows, 1u);
+    return r.out + r.err;
   }
-  EXPECT_EQ(rows, 1u);
+
+  void SetUp() override {
+    SourcesTable::SetUp();
+    if (IsSkipped()) return;
+    KSCOPE_REQUIRE_TOOL_OR_SKIP(strace, "strace", "strace");
+    strace_ = strace;
+  }
+  std::string strace_;
+};
+
+TEST_F(NoFileOpenedTwice, ForManyProcessesAndPaths) { run_and_check({}); }
+
+// With --events, --symbols and --stacks the names streamed while tracing, those stored in the
+// recording and the summary's come from one symbolizer: still one open per file, and the
+// streamed names use the same debug directory as the recording's.
+TEST_F(NoFileOpenedTwice, WithStacksAndStreamedSymbols) {
+  std::string events = dir_ + "/events.txt";
+  run_and_check({"--stacks", "--symbols", "--events", events});
+  std::string text = read_file(events);
+  size_t symbol_fields = 0, stack_fields = 0;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    size_t at = line.find("touch_pages_permuted");
+    if (at == std::string::npos) continue;
+    ++symbol_fields;
+    // The stack field follows the symbol field: its leaf frame names the function again (its
+    // callers depend on the walker having the process's tables: not what this test is about).
+    if (line.find(" touch_pages_permuted;", at + 1) != std::string::npos) ++stack_fields;
+  }
+  // 21 processes fault 300 pages each in touch_pages_permuted (anon-write).
+  EXPECT_GE(symbol_fields, 21u * 300u) << text.substr(0, 2000);
+  EXPECT_GE(stack_fields, 21u * 300u) << text.substr(0, 2000);
 }
 
 // Under sudo the environment is reset, so DEBUGINFOD_URLS is not kscope's: it is read from the
@@ -570,27 +611,8 @@ TEST_F(SourcesTable, UnderSudoTheInvokingUsersDebuginfodUrlsApply) {
   std::string served = dir_ + "/served";
   fs::create_directories(served);
   fs::copy_file(debug_, served + "/faultprog.debug");
-  int port = -1;
-  for (int attempt = 0; attempt < 5 && server_pid_ <= 0; ++attempt) {
-    port = free_loopback_port();
-    int pid = spawn({debuginfod, "-F", served, "-p", std::to_string(port), "-d",
-                     dir_ + "/db.sqlite", "-t", "0", "-g", "0"},
-                    dir_ + "/debuginfod.out", dir_ + "/debuginfod.err");
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (std::chrono::steady_clock::now() < deadline) {
-      if (http_status(port, "/buildid/" + build_id_ + "/debuginfo") == 200) {
-        server_pid_ = pid;
-        break;
-      }
-      if (wait_for(pid, 0.2) >= 0) break;
-    }
-    if (server_pid_ <= 0) {
-      ::kill(pid, SIGKILL);
-      wait_for(pid, 20);
-    }
-  }
-  ASSERT_GT(server_pid_, 0) << read_file(dir_ + "/debuginfod.err");
-  std::string url = "http://127.0.0.1:" + std::to_string(port);
+  std::string url = start_debuginfod(debuginfod, served);
+  ASSERT_FALSE(url.empty()) << read_file(dir_ + "/debuginfod.err");
   std::string user_home = dir_ + "/userhome", root_home = dir_ + "/roothome";
   fs::create_directories(user_home);
   fs::create_directories(root_home);

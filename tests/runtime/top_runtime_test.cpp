@@ -50,24 +50,9 @@ std::map<std::string, Truth> read_truth(const std::string& path) {
   return out;
 }
 
-bool wait_for_text(const std::string& path, const std::string& needle, double timeout_s) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (read_file(path).find(needle) != std::string::npos) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return false;
-}
-
 class TopRuntime : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("kscope-top-" + std::to_string(getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
+  void SetUp() override { dir_ = fresh_test_dir("kscope-top"); }
   void TearDown() override {
     if (prog_pid_ > 0) {
       kill(prog_pid_, SIGKILL);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 namespace kscope::testing {
@@ -14,6 +15,17 @@ namespace kscope::testing {
 inline bool bpf_required() {
   const char* v = std::getenv("KSCOPE_REQUIRE_BPF");
   return v && std::string(v) == "1";
+}
+
+// A fresh, empty directory for the running test: PREFIX-PID-TESTNAME in the temporary directory
+// (the pid and the name keep parallel runs and tests apart). The fixture removes it.
+inline std::filesystem::path fresh_test_dir(const std::string& prefix) {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                              (prefix + "-" + std::to_string(::getpid()) + "-" +
+                               ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
 }
 
 }  // namespace kscope::testing

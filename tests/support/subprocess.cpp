@@ -117,4 +117,13 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
+bool wait_for_text(const std::string& path, const std::string& needle, double timeout_s) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (read_file(path).find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
 }  // namespace kscope::testing

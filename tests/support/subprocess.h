@@ -27,4 +27,7 @@ int wait_for(int pid, double timeout_s);
 
 std::string read_file(const std::string& path);
 
+// Polls the file until it contains `needle` (every 20 ms); false when `timeout_s` passed first.
+bool wait_for_text(const std::string& path, const std::string& needle, double timeout_s);
+
 }  // namespace kscope::testing

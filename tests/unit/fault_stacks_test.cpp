@@ -18,54 +18,28 @@
 #include <vector>
 
 #include "export/folded.h"
+#include "file_bytes.h"
 #include "model/fault_profile.h"
 #include "model/recording.h"
 #include "symbols/fault_locations.h"
 #include "symbols/fault_stack_frames.h"
+#include "temp_dir.h"
 
 namespace kscope {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TempDir {
+using testing::crc;
+using testing::get_u32;
+using testing::put_u32;
+using testing::read_bytes;
+using testing::write_bytes;
+
+class TempDir : public testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "kscope-fault-stacks-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+  TempDir() : testing::TempDir("kscope-fault-stacks") {}
 };
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-void write_bytes(const std::string& path, std::string_view bytes) {
-  std::remove(path.c_str());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-uint32_t get_u32(const std::string& b, size_t off) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(b[off + i]);
-  return v;
-}
-void put_u32(std::string& b, size_t off, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b[off + i] = static_cast<char>(v >> (8 * i));
-}
-uint32_t crc(std::string_view s) {
-  return static_cast<uint32_t>(
-      ::crc32(0L, reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size())));
-}
 
 // Block offsets, types and flags, per docs/recording-format.md (20-byte file and block headers).
 struct BlockAt {

@@ -17,6 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "file_bytes.h"
+#include "temp_dir.h"
+
 namespace kscope {
 namespace {
 
@@ -27,48 +30,16 @@ namespace fs = std::filesystem;
 constexpr size_t kFileHeaderSize = 20;
 constexpr size_t kBlockHeaderSize = 20;
 
-class TempDir {
+using testing::crc;
+using testing::get_u32;
+using testing::put_u32;
+using testing::read_bytes;
+using testing::write_bytes;
+
+class TempDir : public testing::TempDir {
  public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "kscope-recording-test-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) std::abort();
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
+  TempDir() : testing::TempDir("kscope-recording-test") {}
 };
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const std::string& path, std::string_view bytes) {
-  // Replace rather than truncate: ext4 flushes a file truncated to zero on close
-  // (auto_da_alloc), which makes the loops below over every byte offset very slow.
-  std::remove(path.c_str());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-uint32_t get_u32(const std::string& b, size_t off) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(b[off + i]);
-  return v;
-}
-void put_u32(std::string& b, size_t off, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b[off + i] = static_cast<char>(v >> (8 * i));
-}
-uint32_t crc(std::string_view s) {
-  return static_cast<uint32_t>(
-      ::crc32(0L, reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size())));
-}
 
 // A block as the document describes it: type, flags, length, count, payload crc, header crc.
 std::string make_block(uint16_t type, uint16_t flags, uint32_t count, std::string_view payload) {

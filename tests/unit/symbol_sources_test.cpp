@@ -28,6 +28,7 @@
 #include "symbols/perf_map.h"
 #include "symbols/proc_maps.h"
 #include "symbols/symbolizer.h"
+#include "temp_dir.h"
 #include "tools.h"
 
 namespace kscope {
@@ -42,21 +43,9 @@ const std::string kProgsDir = KSCOPE_TEST_PROGS_DIR;
 
 std::string prog(const std::string& name) { return kProgsDir + "/" + name; }
 
-class TempDir {
+class TempDir : public testing::TempDir {
  public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "kscope_src_XXXXXX").string();
-    if (::mkdtemp(pattern.data())) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
+  TempDir() : testing::TempDir("kscope_src") {}
 };
 
 RunResult sh(const std::string& command) { return run({"/bin/sh", "-c", command}, 120); }

@@ -25,6 +25,7 @@
 #include "symbols/kallsyms.h"
 #include "symbols/proc_maps.h"
 #include "symbols/symbol.h"
+#include "temp_dir.h"
 
 // A function of this test binary with a known name, resolved from our own mappings.
 __attribute__((noinline)) int kscope_symbolizer_test_marker(int x) {
@@ -119,21 +120,9 @@ bool ends_with(const std::optional<std::string>& s, std::string_view suffix) {
   return s && std::string_view(*s).ends_with(suffix);
 }
 
-class TempDir {
+class TempDir : public testing::TempDir {
  public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "kscope_sym_XXXXXX").string();
-    if (::mkdtemp(pattern.data())) path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
+  TempDir() : testing::TempDir("kscope_sym") {}
 };
 
 std::string prog(const std::string& name) { return kProgsDir + "/" + name; }
