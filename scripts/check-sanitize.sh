@@ -21,7 +21,8 @@ echo "check-sanitize: built in $((built - start)) s" >&2
 # kscope's runtime tests start kscope itself; these options reach it through the environment.
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-export LSAN_OPTIONS=${LSAN_OPTIONS:-}
+# Leaks inside system libraries that kscope cannot free (each explained in the file).
+export LSAN_OPTIONS=suppressions=$PWD/scripts/lsan-suppressions.txt${LSAN_OPTIONS:+:$LSAN_OPTIONS}
 cd "$dir"
 status=0
 ctest --output-on-failure -j1 --timeout 600 -LE runtime || status=1
