@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -508,10 +509,16 @@ class NoFileOpenedTwice : public SourcesTable {
     std::string workload = "for i in 1 2 3 4 5 6 7; do '" + stripped_ + "' anon-write 300 $i & '" +
                            link + "' anon-write 300 $i & '" + copy +
                            "' anon-write 300 $i & done; wait";
+    // LeakSanitizer cannot run under ptrace: in a make check-sanitize build, the strace'd
+    // kscope keeps every other ASan/UBSan check but not the leak check (elsewhere it has it).
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    std::string no_leaks =
+        std::string("ASAN_OPTIONS=") + (asan ? std::string(asan) + ":" : "") + "detect_leaks=0";
     std::vector<std::string> argv = {"/usr/bin/env",
                                      "-u",
                                      "DEBUGINFOD_URLS",
                                      "KSCOPE_DEBUG_DIR=" + dir_ + "/root",
+                                     no_leaks,
                                      strace_,
                                      "-f",
                                      "-qq",
