@@ -89,6 +89,13 @@ static long probe_vma_cb(struct task_struct *task, struct vm_area_struct *vma, v
 	return 0;
 }
 
+/* The native unwinder notes each executable mapping that mmap() returns (unwind.bpf.h). */
+SEC("tracepoint/syscalls/sys_exit_mmap")
+int probe_sys_exit_mmap(void *ctx)
+{
+	return 0;
+}
+
 SEC("tp_btf/page_fault_user")
 int BPF_PROG(probe_find_vma, unsigned long address, struct pt_regs *regs, unsigned long ec)
 {

@@ -152,6 +152,10 @@ FeatureReport probe_kernel_features(int verbosity) {
     checks.push_back(try_program("tp_btf/sched_wakeup_new", "top", "probe_sched_wakeup_new", true));
     checks.push_back(try_program("perf_event program type", "faults", "probe_perf_event", false));
     checks.push_back(try_program("bpf_find_vma helper", "faults", "probe_find_vma", false));
+    // Optional: without it the native walker finds a process's libraries only once kscope has
+    // read its mappings (the first moments of a short-lived process stay incomplete).
+    checks.push_back(try_program("tracepoint syscalls:sys_exit_mmap (early unwind mappings)",
+                                 "faults,top", "probe_sys_exit_mmap", true));
     checks.push_back(
         try_program("task storage map", "faults,top", "probe_task_storage_prog", false));
     checks.push_back(try_program("ring buffer map", "faults,top", "probe_ringbuf", false));
