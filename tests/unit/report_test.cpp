@@ -313,13 +313,9 @@ TEST(DamagedRecording, FaultsRecordingWithEightOverwrittenBytes) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find(where), std::string::npos) << r.err;
   std::string html = read_file(dir + "/r.html");
-  // (std::regex recurses per character: too deep for 20,000 faults of page data.)
-  const std::string open = "id=\"kscope-data\">";
-  size_t from = html.find(open);
-  ASSERT_NE(from, std::string::npos);
-  from += open.size();
-  const std::string page_data = html.substr(from, html.find("</script>", from) - from);
-  EXPECT_EQ(nlohmann::json::parse(page_data)["n"], recovered);
+  auto page_data = between(html, "id=\"kscope-data\">", "</script>");
+  ASSERT_TRUE(page_data);
+  EXPECT_EQ(nlohmann::json::parse(*page_data)["n"], recovered);
   // plot and the other exports work too.
   r = run({KSCOPE_BINARY, "plot", dir + "/bad.kscope"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
