@@ -23,6 +23,7 @@
 #include <sstream>
 #include <thread>
 
+#include "counts.h"
 #include "runtime_env.h"
 #include "subprocess.h"
 
@@ -32,11 +33,6 @@ namespace {
 const std::string kFaultprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/faultprog";
 const std::string kThreadprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/threadprog";
 const std::string kKscope = KSCOPE_BINARY;
-
-uint64_t num(std::string s) {
-  s.erase(std::remove(s.begin(), s.end(), ','), s.end());
-  return std::stoull(s);
-}
 
 // The BPF programs, maps and links a process holds, from /proc/PID/fdinfo.
 struct BpfObjects {
@@ -153,7 +149,7 @@ TEST_F(FaultInjection, FaultsKilledMidTraceLeavesNothingAndTheNextRunWorks) {
                 " \\([^)]*\\): kernel ([0-9,]+) \\(minflt [0-9,]+, majflt [0-9,]+\\), seen "
                 "individually ([0-9,]+)");
   ASSERT_TRUE(std::regex_search(r.out, m, re)) << r.out;
-  EXPECT_GT(num(m[2]), 100u) << "loop-touch faults once per millisecond";
+  EXPECT_GT(parse_count(m[2]), 100u) << "loop-touch faults once per millisecond";
 }
 
 TEST_F(FaultInjection, TopKilledMidTraceLeavesNothingAndTheNextRunWorks) {
@@ -228,9 +224,9 @@ TEST_F(FaultInjection, RingBufferOverrunIsCountedRecordForRecord) {
                 " \\([^)]*\\): kernel ([0-9,]+) \\(minflt [0-9,]+, majflt [0-9,]+\\), seen "
                 "individually ([0-9,]+), not seen individually ([0-9,]+)");
   ASSERT_TRUE(std::regex_search(out, m, re)) << out;
-  uint64_t kernel = num(m[1]), seen = num(m[2]), unseen = num(m[3]);
+  uint64_t kernel = parse_count(m[1]), seen = parse_count(m[2]), unseen = parse_count(m[3]);
   ASSERT_TRUE(std::regex_search(out, m, std::regex("lost records: ([0-9,]+)"))) << out;
-  uint64_t lost = num(m[1]);
+  uint64_t lost = parse_count(m[1]);
   // 4 threads faulting 64 pages per loop for 1.5 s overflow 1 MiB of records many times over.
   EXPECT_GT(lost, 0u) << out;
   EXPECT_EQ(kernel, seen + lost) << out;

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "counts.h"
 #include "model/recording.h"
 #include "runtime_env.h"
 #include "subprocess.h"
@@ -237,9 +238,7 @@ TEST_F(FaultsRuntime, EachThreadsPagesCarryItsTidAndNewName) {
         text, m, std::regex("([0-9,]+) faults with segment 'other' because mmap_lock was busy")))
         << busy_others << " pages said 'other' with no busy count\n"
         << text;
-    std::string digits = m[1];
-    std::erase(digits, ',');
-    EXPECT_LE(busy_others, std::stoull(digits)) << text;
+    EXPECT_LE(busy_others, parse_count(m[1])) << text;
   }
   EXPECT_EQ(tids.size(), 3u);
 }
@@ -339,17 +338,13 @@ SummaryCounts parse_summary(const std::string& out, uint32_t pid) {
                 " \\([^)]*\\): kernel ([0-9,]+) \\(minflt ([0-9,]+), majflt ([0-9,]+)\\), seen "
                 "individually ([0-9,]+), not seen individually ([0-9,]+)");
   std::smatch m;
-  auto num = [](std::string s) {
-    s.erase(std::remove(s.begin(), s.end(), ','), s.end());
-    return std::stoull(s);
-  };
   if (std::regex_search(out, m, re)) {
     c.found = true;
-    c.kernel = num(m[1]);
-    c.minflt = num(m[2]);
-    c.majflt = num(m[3]);
-    c.seen = num(m[4]);
-    c.unseen = num(m[5]);
+    c.kernel = parse_count(m[1]);
+    c.minflt = parse_count(m[2]);
+    c.majflt = parse_count(m[3]);
+    c.seen = parse_count(m[4]);
+    c.unseen = parse_count(m[5]);
   }
   return c;
 }

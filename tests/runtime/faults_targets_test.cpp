@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "counts.h"
 #include "runtime_env.h"
 #include "subprocess.h"
 #include "trace/proc.h"
@@ -28,11 +29,6 @@ const std::string kThreadprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/threadpro
 const std::string kFaultprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/faultprog";
 const std::string kEventsHeader =
     "time_ns,pid,tid,comm,addr,ip,access,mode,kind,segment,latency_ns,cpu";
-
-uint64_t num(std::string s) {
-  s.erase(std::remove(s.begin(), s.end(), ','), s.end());
-  return std::stoull(s);
-}
 
 // "pid N (comm): kernel K (minflt a, majflt b), seen individually S, not seen individually U"
 struct Reconciliation {
@@ -49,9 +45,9 @@ Reconciliation reconciliation(const std::string& out, int pid) {
   if (std::regex_search(out, m, re)) {
     c.found = true;
     c.comm = m[1];
-    c.kernel = num(m[2]);
-    c.seen = num(m[3]);
-    c.unseen = num(m[4]);
+    c.kernel = parse_count(m[2]);
+    c.seen = parse_count(m[3]);
+    c.unseen = parse_count(m[4]);
   }
   return c;
 }
@@ -265,7 +261,7 @@ TEST_F(FaultsTargets, BusyProcessReconcilesWithNothingUnseen) {
     // loaded machine can starve the reader; the loss is then named, never blamed on gup).
     std::smatch m;
     ASSERT_TRUE(std::regex_search(r.out, m, std::regex("lost records: ([0-9,]+)"))) << r.out;
-    uint64_t lost = num(m[1]);
+    uint64_t lost = parse_count(m[1]);
     EXPECT_EQ(c.unseen, lost) << r.out;
     EXPECT_EQ(c.kernel, c.seen + lost) << r.out;
     EXPECT_EQ(r.out.find("get_user_pages"), std::string::npos)
@@ -405,7 +401,7 @@ TEST_F(FaultsTargets, ProgressLineOnATerminal) {
   std::vector<uint64_t> totals;
   for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), status);
        it != std::sregex_iterator(); ++it)
-    totals.push_back(num((*it)[1]));
+    totals.push_back(parse_count((*it)[1]));
   ASSERT_GE(totals.size(), 2u) << r.out;
   EXPECT_TRUE(std::is_sorted(totals.begin(), totals.end()));
   EXPECT_GT(totals.back(), 0u);
