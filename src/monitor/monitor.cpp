@@ -83,6 +83,7 @@ class Monitor {
     if (!o_.quiet) std::fprintf(stderr, "kscope: %s\n", msg.c_str());
   }
   void print_final_stats();
+  void emit_row(const SampleRow& row);
 
   MonitorOptions o_;
   Registry registry_;
@@ -285,18 +286,20 @@ std::string format_csv_row_impl(const SampleRow& r) {
                      r.min_faults_total, r.maj_faults_total, util_ppm(r.cpu_util) / 1e6, r.rss_kb);
 }
 
+void Monitor::emit_row(const SampleRow& row) {
+  if (csv_) {
+    std::string line = format_csv_row_impl(row);
+    line += '\n';
+    if (std::fwrite(line.data(), 1, line.size(), csv_) != line.size()) ++csv_dropped_;
+  }
+  if (ring_) ring_->append(to_ring_slot(row));
+  ++rows_;
+}
+
 void Monitor::sample(uint64_t now, uint64_t period_index) {
   auto result = registry_.sample_all(now - start_ns_, period_index, units_);
   ++periods_;
-  for (const auto& row : result.rows) {
-    if (csv_) {
-      std::string line = format_csv_row_impl(row);
-      line += '\n';
-      if (std::fwrite(line.data(), 1, line.size(), csv_) != line.size()) ++csv_dropped_;
-    }
-    if (ring_) ring_->append(to_ring_slot(row));
-    ++rows_;
-  }
+  for (const auto& row : result.rows) emit_row(row);
   if (csv_ && std::fflush(csv_) != 0) clearerr(csv_);
   if (ring_) ring_->set_periods(periods_, missed_);
   for (auto& [pid, comm] : result.exited)
@@ -437,6 +440,15 @@ void Monitor::handle_request(Connection& c) {
         c.out = fmt::format("error permission denied: pid {} belongs to uid {}\n", req->pid,
                             it->second.uid);
         break;
+      }
+      if (it != registry_.processes().end()) {
+        // Its series ends with its counters now, not at the last period: a process that
+        // unregisters itself as it finishes has done its last work since that period.
+        if (auto row = registry_.final_row(req->pid, monotonic_ns() - start_ns_,
+                                           arm_base_index_ + expirations_, units_)) {
+          emit_row(*row);
+          if (csv_ && std::fflush(csv_) != 0) clearerr(csv_);
+        }
       }
       auto st = registry_.remove(req->pid);
       if (st) {

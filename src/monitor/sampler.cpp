@@ -227,6 +227,44 @@ Result<std::string> Registry::refresh_identity(pid_t pid) {
   return p.last.comm;
 }
 
+std::optional<SampleRow> Registry::sample_one(pid_t pid, TrackedProcess& p, uint64_t now_ns,
+                                              uint64_t period_index, const ClockUnits& units,
+                                              bool& exited) {
+  ProcReading cur;
+  auto outcome = source_->read(p, cur);
+  if (!outcome || (*outcome == ReadOutcome::kExited && cur.comm.empty())) {
+    // Reaped before we could read its final counters: nothing more to report.
+    exited = true;
+    return std::nullopt;
+  }
+  SampleRow row = compute_row(p.last, cur, now_ns - p.last_time_ns, units);
+  if (cur.exiting) {
+    // Its memory is already released (exit_mm()): stat reads rss 0 and status has no VmRSS.
+    // The final row carries the RSS of the last live reading instead of a 0 it never had.
+    row.rss_kb = p.latest ? p.latest->rss_kb : rss_kb_of(p.last, units);
+  }
+  row.time_ns = now_ns;
+  row.period_index = period_index;
+  row.pid = pid;
+  p.last = cur;
+  p.last_time_ns = now_ns;
+  p.latest = row;
+  totals_.min_faults_total += row.min_faults;
+  totals_.maj_faults_total += row.maj_faults;
+  totals_.cpu_time_ns_total += row.cpu_time_ns;
+  exited = *outcome == ReadOutcome::kExited;
+  return row;
+}
+
+std::optional<SampleRow> Registry::final_row(pid_t pid, uint64_t now_ns, uint64_t period_index,
+                                             const ClockUnits& units) {
+  auto it = procs_.find(pid);
+  if (it == procs_.end()) return std::nullopt;
+  bool exited = false;
+  auto row = sample_one(pid, it->second, now_ns, period_index, units, exited);
+  return row;
+}
+
 Registry::PeriodResult Registry::sample_all(uint64_t now_ns, uint64_t period_index,
                                             const ClockUnits& units) {
   PeriodResult out;
@@ -237,34 +275,15 @@ Registry::PeriodResult Registry::sample_all(uint64_t now_ns, uint64_t period_ind
   agg.period_index = period_index;
   std::vector<pid_t> gone;
   for (auto& [pid, p] : procs_) {
-    ProcReading cur;
-    auto outcome = source_->read(p, cur);
-    if (!outcome || (*outcome == ReadOutcome::kExited && cur.comm.empty())) {
-      // Reaped before we could read its final counters: nothing more to report.
+    bool exited = false;
+    auto row = sample_one(pid, p, now_ns, period_index, units, exited);
+    if (row) {
+      accumulate(agg, *row);
+      out.rows.push_back(std::move(*row));
+    }
+    if (exited) {
       gone.push_back(pid);
       out.exited.emplace_back(pid, p.last.comm);
-      continue;
-    }
-    SampleRow row = compute_row(p.last, cur, now_ns - p.last_time_ns, units);
-    if (cur.exiting) {
-      // Its memory is already released (exit_mm()): stat reads rss 0 and status has no VmRSS.
-      // The final row carries the RSS of the last live reading instead of a 0 it never had.
-      row.rss_kb = p.latest ? p.latest->rss_kb : rss_kb_of(p.last, units);
-    }
-    row.time_ns = now_ns;
-    row.period_index = period_index;
-    row.pid = pid;
-    p.last = cur;
-    p.last_time_ns = now_ns;
-    p.latest = row;
-    accumulate(agg, row);
-    totals_.min_faults_total += row.min_faults;
-    totals_.maj_faults_total += row.maj_faults;
-    totals_.cpu_time_ns_total += row.cpu_time_ns;
-    out.rows.push_back(std::move(row));
-    if (*outcome == ReadOutcome::kExited) {
-      gone.push_back(pid);
-      out.exited.emplace_back(pid, cur.comm);
     }
   }
   if (!out.rows.empty()) {

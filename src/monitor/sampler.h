@@ -154,10 +154,21 @@ class Registry {
   // leave the list.
   PeriodResult sample_all(uint64_t now_ns, uint64_t period_index, const ClockUnits& units);
 
+  // The row of one process outside the period schedule (its counters since its last row), for a
+  // process about to be unregistered: the series ends with its counters at unregistration, not
+  // at the last period before. nullopt when it is not registered or already reaped.
+  std::optional<SampleRow> final_row(pid_t pid, uint64_t now_ns, uint64_t period_index,
+                                     const ClockUnits& units);
+
   // Running sums over everything sampled since start (the aggregate's totals).
   const SampleRow& aggregate_totals() const { return totals_; }
 
  private:
+  // Reads one process and returns its row (nullopt when reaped unread); sets exited when this
+  // was its final reading.
+  std::optional<SampleRow> sample_one(pid_t pid, TrackedProcess& p, uint64_t now_ns,
+                                      uint64_t period_index, const ClockUnits& units, bool& exited);
+
   size_t max_;
   bool exact_rss_;
   std::unique_ptr<ProcessSource> source_;

@@ -554,6 +554,16 @@ std::vector<StackRow> stack_rows(const nlohmann::json& j) {
   return out;
 }
 
+// A thread's rows as kscope printed them, and the run's drop counters: what a failure needs.
+std::string dump_tid(const nlohmann::json& j, uint32_t tid) {
+  std::string out;
+  for (const auto& t : j.at("tasks"))
+    if (t.at("tid").get<uint32_t>() == tid) out += t.dump() + "\n";
+  if (j.contains("drops")) out += "drops: " + j.at("drops").dump() + "\n";
+  if (j.contains("lost")) out += "lost: " + j.at("lost").dump() + "\n";
+  return out;
+}
+
 // Sums over a thread's rows, and over those whose user stack passes through `fn`.
 struct Split {
   uint64_t all = 0, through = 0;
@@ -629,7 +639,8 @@ TEST_F(TopOncpuRuntime, OnCpuBySampledStackAndOffCpuBySwitchOutStackMatchTheProg
   // syscall from spin_a itself): at least 90% of its on-CPU time.
   const OncpuTruth& ss = truth["spinsleep"];
   Split on = split(rows, ss.tid, "spin_a", &StackRow::oncpu);
-  expect_within(on.all, ss.cpu_ns, 0.02, 50000, "spinsleep on-CPU total vs its own clock");
+  expect_within(on.all, ss.cpu_ns, 0.02, 50000,
+                "spinsleep on-CPU total vs its own clock\n" + dump_tid(j, ss.tid));
   EXPECT_GE(on.share(), 0.90) << on.through << " of " << on.all << " ns through spin_a\n" << out;
   // Its off-CPU time while blocked (off-CPU minus run-queue wait: preemptions in spin_a under
   // load are off-CPU too, correctly on spin_a's stack, but not blocked) is in sleep_b.
@@ -648,7 +659,8 @@ TEST_F(TopOncpuRuntime, OnCpuBySampledStackAndOffCpuBySwitchOutStackMatchTheProg
   Split off_b = split(rows, ss.tid, "sleep_b", &StackRow::offcpu);
   EXPECT_LE(off_b.through, ss.sleep_ns * 102 / 100) << "sleep_b off-CPU vs measured sleeps";
   EXPECT_GE(static_cast<double>(off_b.through),
-            0.98 * static_cast<double>(ss.sleep_ns) - 20000.0 * static_cast<double>(ss.sleeps));
+            0.98 * static_cast<double>(ss.sleep_ns) - 20000.0 * static_cast<double>(ss.sleeps))
+      << dump_tid(j, ss.tid);
   Split vol = split(rows, ss.tid, "sleep_b", &StackRow::vol);
   // 100 sleeps; the thread's other voluntary switch-outs are its 1-2 waits on the start/end
   // condition variable.
@@ -685,7 +697,8 @@ TEST_F(TopOncpuRuntime, OnCpuBySampledStackAndOffCpuBySwitchOutStackMatchTheProg
   const OncpuTruth& sl = truth["sleeper"];
   Split off_k = split(rows, sl.tid, "sleep_known", &StackRow::offcpu);
   EXPECT_EQ(sl.sleeps, 50u);
-  expect_within(off_k.through, sl.sleep_ns, 0.02, 0, "sleep_known off-CPU vs measured sleeps");
+  expect_within(off_k.through, sl.sleep_ns, 0.02, 0,
+                "sleep_known off-CPU vs measured sleeps\n" + dump_tid(j, sl.tid));
 }
 
 // (d) perf record -F 999 -g on the same run names the same top function.

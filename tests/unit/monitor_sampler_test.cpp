@@ -240,6 +240,32 @@ TEST(MonitorSampler, FinalRowOfAnExitedProcessKeepsItsLastLiveRss) {
   EXPECT_EQ(reg2.sample_all(50'000'000, 1, units).rows[0].rss_kb, 120u);
 }
 
+// A process unregistered between periods (kscope-work --register does so as it finishes) ends
+// its series with its counters at that moment, not those of the period before its last work.
+TEST(MonitorSampler, FinalRowAtUnregistrationCarriesTheWorkSinceTheLastPeriod) {
+  auto source = std::make_unique<ScriptedSource>();
+  source->steps[42] = {
+      {ReadOutcome::kOk, reading("w", 'R', 10, 1'000'000, 100)},
+      {ReadOutcome::kOk, reading("w", 'R', 20, 31'000'000, 250)},
+      {ReadOutcome::kOk, reading("w", 'R', 8363, 90'000'000, 260)},
+  };
+  Registry reg(4, false, std::move(source));
+  ASSERT_TRUE(reg.add(42, 0).ok());
+  auto units = units100hz();
+  ASSERT_EQ(reg.sample_all(50'000'000, 1, units).rows.size(), 2u);
+  auto row = reg.final_row(42, 70'000'000, 1, units);
+  ASSERT_TRUE(row.has_value());
+  EXPECT_EQ(row->pid, 42);
+  EXPECT_EQ(row->min_faults, 8343u);
+  EXPECT_EQ(row->min_faults_total, 8363u);
+  EXPECT_EQ(row->cpu_time_ns, 59'000'000u);
+  EXPECT_EQ(row->time_ns, 70'000'000u);
+  EXPECT_EQ(reg.aggregate_totals().min_faults_total, 8353u) << "the sums include the final row";
+  EXPECT_FALSE(reg.final_row(43, 70'000'000, 1, units).has_value());
+  ASSERT_TRUE(reg.remove(42).ok());
+  EXPECT_TRUE(reg.empty());
+}
+
 TEST(MonitorSampler, RegistrationRefusesExitingProcesses) {
   auto source = std::make_unique<ScriptedSource>();
   source->steps[9] = {{ReadOutcome::kOk, reading("w", 'R', 1, 1, 0, true)}};
