@@ -14,10 +14,13 @@
  * (tens of microseconds), so time in the clock syscall is well under 1% of a spin.
  * Prints "ready PID" and waits for SIGUSR1; then releases the workers, waits until all have
  * finished and are blocked again (state S), and writes TRUTH_FILE, one line per thread:
- *   thread NAME TID cpu_ns sleep_ns sleeps
+ *   thread NAME TID cpu_ns sleep_ns sleeps sleep_cpu_ns
  * cpu_ns: the thread's CPU clock (pthread_getcpuclockid) from before the release to after it
  * blocked again, read by main: the CPU time the tracer saw. sleep_ns: the sum of the wall time
  * (CLOCK_MONOTONIC) of its sleeps, measured around each nanosleep syscall. sleeps: how many.
+ * sleep_cpu_ns: its CPU clock's growth inside those windows (the syscall's own on-CPU part,
+ * which a loaded VM can stretch to tens of microseconds a sleep): off-CPU time there is the
+ * wall time minus this.
  * Then sleeps until killed.
  */
 #define _GNU_SOURCE
@@ -39,6 +42,7 @@ struct worker {
 	clockid_t cpu_clock;
 	uint64_t base_clock, cpu_ns;
 	uint64_t sleep_ns, sleeps;
+	uint64_t sleep_cpu_ns; /* the thread's own CPU time inside the sleeps' wall-time windows */
 };
 
 static struct worker workers[NWORKERS] = {{"spinsleep"}, {"big"}, {"small"}, {"sleeper"}};
@@ -107,7 +111,9 @@ static void __attribute__((noinline)) spin_small(uint64_t cpu_ns)
 static void __attribute__((noinline)) sleep_b(struct worker *w, uint64_t ns)
 {
 	uint64_t t0 = raw_clock_ns(CLOCK_MONOTONIC);
+	uint64_t c0 = raw_thread_cpu_ns();
 	raw_nanosleep(ns);
+	w->sleep_cpu_ns += raw_thread_cpu_ns() - c0;
 	w->sleep_ns += raw_clock_ns(CLOCK_MONOTONIC) - t0;
 	w->sleeps++;
 }
@@ -115,7 +121,9 @@ static void __attribute__((noinline)) sleep_b(struct worker *w, uint64_t ns)
 static void __attribute__((noinline)) sleep_known(struct worker *w, uint64_t ns)
 {
 	uint64_t t0 = raw_clock_ns(CLOCK_MONOTONIC);
+	uint64_t c0 = raw_thread_cpu_ns();
 	raw_nanosleep(ns);
+	w->sleep_cpu_ns += raw_thread_cpu_ns() - c0;
 	w->sleep_ns += raw_clock_ns(CLOCK_MONOTONIC) - t0;
 	w->sleeps++;
 }
@@ -192,9 +200,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	for (int i = 0; i < NWORKERS; i++)
-		fprintf(f, "thread %s %d %llu %llu %llu\n", workers[i].name, workers[i].tid,
+		fprintf(f, "thread %s %d %llu %llu %llu %llu\n", workers[i].name, workers[i].tid,
 			(unsigned long long)workers[i].cpu_ns, (unsigned long long)workers[i].sleep_ns,
-			(unsigned long long)workers[i].sleeps);
+			(unsigned long long)workers[i].sleeps,
+			(unsigned long long)workers[i].sleep_cpu_ns);
 	fclose(f);
 	printf("done\n");
 	fflush(stdout);
