@@ -347,9 +347,10 @@ static __always_inline __u16 classify_segment(struct task_struct *task, __u64 ad
 		return KSCOPE_SEG_OTHER;
 	}
 	if (err) {
-		/* -EBUSY: mmap_lock was contended (bpf_find_vma only trylocks). */
+		/* -EBUSY: mmap_lock was contended (bpf_find_vma only trylocks): the VMA is not
+		 * known, so neither is the segment. Said as such, never guessed. */
 		count(KSCOPE_CNT_VMA_BUSY);
-		return KSCOPE_SEG_OTHER;
+		return KSCOPE_SEG_UNKNOWN;
 	}
 	return c.segment;
 }

@@ -6,7 +6,7 @@ namespace kscope {
 
 namespace {
 constexpr std::array<std::string_view, kSegmentCount> kSegmentNames = {
-    "code", "data", "heap", "stack", "file", "anon", "other"};
+    "code", "data", "heap", "stack", "file", "anon", "other", "unknown"};
 }
 
 std::string_view to_string(Access a) {

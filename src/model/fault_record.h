@@ -16,15 +16,16 @@ enum class FaultKind : uint8_t { kMinor = 0, kMajor = 1 };
 // Decided in the kernel at fault time from the process's mm bounds and the VMA, see
 // bpf/faults.bpf.c classify_segment(). The numeric values are part of the recording format.
 enum class Segment : uint8_t {
-  kCode = 0,   // [start_code, end_code) of the main executable
-  kData = 1,   // [start_data, start_brk): .data and .bss
-  kHeap = 2,   // [start_brk, brk)
-  kStack = 3,  // the main thread's stack VMA
-  kFile = 4,   // any other file-backed mapping
-  kAnon = 5,   // any other anonymous mapping
-  kOther = 6,  // vdso/vvar or no VMA
+  kCode = 0,     // [start_code, end_code) of the main executable
+  kData = 1,     // [start_data, start_brk): .data and .bss
+  kHeap = 2,     // [start_brk, brk)
+  kStack = 3,    // the main thread's stack VMA
+  kFile = 4,     // any other file-backed mapping
+  kAnon = 5,     // any other anonymous mapping
+  kOther = 6,    // vdso/vvar or no VMA
+  kUnknown = 7,  // not classified: the VMA lookup found mmap_lock contended (counted)
 };
-inline constexpr int kSegmentCount = 7;
+inline constexpr int kSegmentCount = 8;
 
 struct FaultRecord {
   uint64_t time_ns = 0;  // since tracing started (fault entry time)

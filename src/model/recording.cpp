@@ -603,6 +603,7 @@ void decode_faults(PayloadCursor& c, uint32_t count, std::vector<FaultRecord>& o
       c.fail(fmt::format("fault flags byte 0x{:02x} has an invalid access value", flags));
       break;
     }
+    static_assert(kSegmentCount <= 8, "a fault record keeps its segment in 3 bits");
     uint8_t segment = (flags >> 4) & 0x7;
     if (segment >= kSegmentCount) {
       c.fail(fmt::format("fault flags byte 0x{:02x} has an invalid segment {}", flags, segment));

@@ -173,12 +173,15 @@ std::string render_fault_summary(const FaultSummary& s, const FaultRunTotals& to
   }
   fmt::format_to(out, "; control records lost: {}", format_count(totals.lost_control));
   fmt::format_to(out, "\n");
-  if (totals.failed_entries || totals.unmatched || totals.vma_busy)
+  if (totals.failed_entries || totals.unmatched)
     fmt::format_to(out,
                    "not recorded: {} faults that never completed (invalid access or spurious), "
-                   "{} completions without a fault entry; {} faults with segment 'other' "
-                   "because mmap_lock was busy\n",
-                   format_count(totals.failed_entries), format_count(totals.unmatched),
+                   "{} completions without a fault entry\n",
+                   format_count(totals.failed_entries), format_count(totals.unmatched));
+  if (totals.vma_busy)
+    fmt::format_to(out,
+                   "segment unknown: {} faults (mmap_lock was busy when their VMA was looked "
+                   "up; recorded with segment 'unknown')\n",
                    format_count(totals.vma_busy));
   if (totals.mmap_records_lost)
     fmt::format_to(out, "mmap records lost: {} (libraries mapped then may show as addresses)\n",

@@ -74,6 +74,7 @@ std::string_view segment_color(Segment s) {
       "#2c7bb6",  // file
       "#fdae61",  // anon
       "#777777",  // other
+      "#bbbbbb",  // unknown
   };
   auto i = static_cast<size_t>(s);
   return i < kColors.size() ? kColors[i] : kColors.back();

@@ -25,6 +25,8 @@ TEST(FaultRecordNames, FieldNamesMatchTheOutputContract) {
   EXPECT_EQ(to_string(FaultKind::kMajor), "major");
   EXPECT_EQ(to_string(Segment::kCode), "code");
   EXPECT_EQ(to_string(Segment::kOther), "other");
+  EXPECT_EQ(to_string(Segment::kUnknown), "unknown");
+  EXPECT_EQ(parse_segment("unknown"), Segment::kUnknown);
 }
 
 }  // namespace

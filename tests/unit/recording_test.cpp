@@ -317,7 +317,7 @@ TEST(RecordingTest, InvalidFaultIsRejectedByWriter) {
   auto w = RecordingWriter::create(dir.file("x.kscope"), test_meta());
   ASSERT_TRUE(w.ok());
   FaultRecord f;
-  f.segment = static_cast<Segment>(7);
+  f.segment = static_cast<Segment>(kSegmentCount);
   EXPECT_FALSE(w->add_fault(f).ok());
   f.segment = Segment::kHeap;
   f.access = static_cast<Access>(3);

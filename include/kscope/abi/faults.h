@@ -35,6 +35,7 @@ enum kscope_segment {
   KSCOPE_SEG_FILE = 4,
   KSCOPE_SEG_ANON = 5,
   KSCOPE_SEG_OTHER = 6,
+  KSCOPE_SEG_UNKNOWN = 7, /* not classified: mmap_lock was contended (bpf_find_vma trylocks) */
 };
 
 struct kscope_fault_event {
