@@ -261,10 +261,16 @@ static __always_inline __s32 user_stack_id(void *ctx, struct task_struct *t)
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
 	id = kscope_unwind_user(t->tgid, BPF_CORE_READ(regs, ip), BPF_CORE_READ(regs, sp),
 				BPF_CORE_READ(regs, bp));
-	if (id == KSCOPE_STACK_COLLISION)
+	if (id == KSCOPE_STACK_COLLISION) {
 		count(KSCOPE_TOP_USTACK_COLLISION, 1);
-	else if (id == KSCOPE_STACK_ERROR)
-		count(KSCOPE_TOP_USTACK_ERROR, 1);
+	} else if (id == KSCOPE_STACK_ERROR) {
+		/* The walk's only error besides a full `ustacks` is a failed lookup of its one-entry
+		 * per-CPU scratch array, which cannot fail: the stack was walked and is lost for want
+		 * of room. User space reclaims the entries no account refers to (top_session.cpp's
+		 * reclaim_user_stacks), so a full map means more live stacks than it holds. */
+		count(KSCOPE_TOP_USTACK_FULL, 1);
+		id = KSCOPE_STACK_FULL;
+	}
 	return id;
 }
 

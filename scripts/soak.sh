@@ -40,15 +40,16 @@ target=$!
 pids_to_kill+=("$target")
 for _ in $(seq 100); do grep -q ready "$out/churn.out" && break; sleep 0.1; done
 
-# top's live screen, as a person runs it; its stderr (the whole-run lost line) kept.
+# top's live screen, as a person runs it; its stderr (the whole-run lost line) kept, and what it
+# holds per thread, process and stack at every refresh (KSCOPE_TOP_SIZES) in top-sizes.txt.
 tmux -L "$sock" -f /dev/null new-session -d -s soak -x 160 -y 50 \
-  "$kscope top 2> $out/top.err; echo \$? > $out/top.rc"
+  "KSCOPE_TOP_SIZES=$out/top-sizes.txt $kscope top -v 2> $out/top.err; echo \$? > $out/top.rc"
 "$kscope" faults -p "$target" --no-plot > "$out/faults.out" 2> "$out/faults.err" &
 faults=$!
 pids_to_kill+=("$faults")
 top=""
 for _ in $(seq 600); do
-  top=$(pgrep -f -n "^$kscope top\$" || true)
+  top=$(pgrep -f -n "^$kscope top -v\$" || true)
   [[ -n $top ]] && grep -q tracing "$out/faults.err" 2> /dev/null && break
   sleep 0.1
 done
@@ -100,6 +101,10 @@ kill "$target" 2> /dev/null || true
 wait "$target" 2> /dev/null || true
 [[ $frc -eq 0 ]] || { echo "soak: kscope faults exited with $frc" >&2; status=1; }
 [[ $trc == 0 ]] || { echo "soak: kscope top exited with $trc" >&2; status=1; }
+
+echo "soak: kscope top's containers at the warm-up sample and at the end (KSCOPE_TOP_SIZES):" >&2
+awk -v w=$((warm_at * 1000)) '{ split($1, t, "="); if (t[2] + 0 <= w) first = $0; last = $0 }
+  END { print "  " first; print "  " last }' "$out/top-sizes.txt" >&2 || true
 
 echo "soak: drops reported:" >&2
 grep -hiE "lost|drop" "$out/faults.out" "$out/faults.err" "$out/top.err" >&2 || echo "  none" >&2

@@ -50,6 +50,7 @@ struct TopCliOptions {
   bool batch = false;  // --batch: force batch mode even on a terminal
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;
+  uint32_t max_user_stacks = 65536;
   std::string call_graph = "dwarf";
   std::string frequency = "999";  // -F: the on-CPU sampler's rate (Hz or "max")
   std::string value = "oncpu";    // --value: what --folded weighs stacks by
@@ -79,6 +80,7 @@ Result<int> run_top(const TopCliOptions& o) {
   so.trace.user_stacks = !o.kernel_only && !o.no_stacks;
   so.trace.max_accounts = o.max_accounts;
   so.trace.max_stacks = o.max_stacks;
+  so.trace.max_user_stacks = o.max_user_stacks;
   so.trace.dwarf_unwind = o.call_graph == "dwarf";
   so.trace.unwind_rows = o.unwind_rows;
   so.trace.record_slices = !o.output_path.empty();
@@ -232,12 +234,15 @@ Result<int> run_top(const TopCliOptions& o) {
                    "pointers; tables: %zu files, %zu of %zu rows (%llu bytes), %zu files without "
                    "table, %zu without room, %zu mappings over the per-process limit; %zu "
                    "tables from .debug_frame (%zu in separate debug files); %zu tables of "
-                   "unmapped files freed (%zu rows)\n",
+                   "unmapped files freed (%zu rows); stacks stored: %zu of %zu (%llu reclaimed, "
+                   "%llu put back)\n",
                    static_cast<unsigned long long>(u.walks), ended.c_str(),
                    static_cast<unsigned long long>(u.fp_frames), u.files, u.rows, u.rows_capacity,
                    static_cast<unsigned long long>(u.table_bytes), u.files_no_table,
                    u.files_no_room, u.mappings_dropped, u.files_debug_frame, u.debug_files,
-                   u.files_freed, u.rows_freed);
+                   u.files_freed, u.rows_freed, u.stacks_stored, u.stacks_capacity,
+                   static_cast<unsigned long long>(u.stacks_reclaimed),
+                   static_cast<unsigned long long>(u.stacks_restored));
     }
   }
   return 0;
@@ -288,6 +293,11 @@ Subcommand setup_top(CLI::App& parent) {
   app->add_option("--max-stacks", o->max_stacks,
                   "Size of the kernel's stack table (default 16384; collisions are counted)")
       ->check(CLI::Range(1024u, 1u << 22));
+  app->add_option("--max-user-stacks", o->max_user_stacks,
+                  "Size of the kernel's table of user stacks walked with --call-graph dwarf "
+                  "(default 65536, ~1 KiB each when used; stacks no account refers to are "
+                  "reclaimed; a full table is counted as lost)")
+      ->check(CLI::Range(64u, 1u << 22));
   app->add_option("--call-graph", o->call_graph,
                   "How user stacks are walked: dwarf (default: kscope's walker with .eh_frame "
                   "tables, complete stacks without frame pointers) or fp (the kernel's "

@@ -52,6 +52,7 @@ TopCounters TopCounters::minus(const TopCounters& o) const {
   r.prog_misses = sat_sub(prog_misses, o.prog_misses);
   r.samples = sat_sub(samples, o.samples);
   r.samples_full = sat_sub(samples_full, o.samples_full);
+  r.ustacks_full = sat_sub(ustacks_full, o.ustacks_full);
   r.samples_missed = sat_sub(samples_missed, o.samples_missed);
   return r;
 }
@@ -195,6 +196,7 @@ std::vector<std::string> lost_items(const TopCounters& c) {
   add(c.events_lost, "process events lost");
   add(c.prog_misses, "scheduler events skipped (BPF recursion)");
   add(c.samples_full, "samples not counted (samples map full)");
+  add(c.ustacks_full, "user stacks lost (user stack map full)");
   add(c.samples_missed, "timer samples skipped (a BPF program was running)");
   return items;
 }

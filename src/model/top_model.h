@@ -21,6 +21,8 @@ inline constexpr int32_t kStackError = -3;      // could not be read
 inline constexpr int32_t kStackUnknown = -4;    // running since before tracing started
 // The on-CPU time of a thread the sampler never caught running (model only, not a kernel id).
 inline constexpr int32_t kStackNotSampled = -5;
+// A native user stack walked but not stored: the kernel's user stack map was full (lost).
+inline constexpr int32_t kStackFull = -6;
 
 // One account: a thread and the kernel+user stack it had when switched out.
 struct TopAccountKey {
@@ -82,13 +84,14 @@ struct TopCounters {
   uint64_t prog_misses = 0;   // program runs the kernel skipped (recursion protection)
   uint64_t samples = 0;       // cpu-clock samples of tracked threads
   uint64_t samples_full = 0;  // of them, not counted: the samples map was full
+  uint64_t ustacks_full = 0;  // native user stacks not stored: the user stack map was full
   // Timer samples the kernel skipped because a BPF program was already running on the CPU (often
   // another tool's): fewer samples, totals still exact, so not part of lost(); reported.
   uint64_t samples_missed = 0;
   // Everything that made a number less than exact, for the "lost" field.
   uint64_t lost() const {
     return kstack_collisions + ustack_collisions + accounts_full + storage_failures + slices_lost +
-           events_lost + prog_misses + samples_full;
+           events_lost + prog_misses + samples_full + ustacks_full;
   }
   TopCounters minus(const TopCounters& o) const;
 };
@@ -166,6 +169,11 @@ struct UnwindSummary {
   uint64_t table_bytes = 0;
   size_t files_debug_frame = 0, debug_files = 0;  // tables from .debug_frame, separate files
   size_t files_freed = 0, rows_freed = 0;         // tables of files no longer mapped, rows reused
+  // The kernel's map of walked stacks (`ustacks`): entries after the last reclaim pass, its
+  // capacity, entries no account referred to deleted since the start, and entries put back
+  // because an account came to refer to them as they were deleted.
+  size_t stacks_stored = 0, stacks_capacity = 0;
+  uint64_t stacks_reclaimed = 0, stacks_restored = 0;
   // KSCOPE_UNWIND_TIMING=1 only: walks per 25 ns bucket (KSCOPE_UNWIND_TIMING_NS), else empty.
   std::vector<uint64_t> walk_ns_histogram;
   uint64_t walk_ns_bucket = 25;

@@ -404,7 +404,8 @@ Status TopRecordingWriter::finish(const StackProfile& p, const TopCounters& coun
                            {"task_storage_failures", counters.storage_failures},
                            {"slice_records_lost", counters.slices_lost},
                            {"process_events_lost", counters.events_lost},
-                           {"bpf_program_misses", counters.prog_misses}};
+                           {"bpf_program_misses", counters.prog_misses},
+                           {"user_stacks_lost_map_full", counters.ustacks_full}};
   return writer_.finish(trailer);
 }
 

@@ -123,6 +123,7 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                 {"process_events_lost", t.counters.events_lost},
                 {"bpf_program_misses", t.counters.prog_misses},
                 {"samples_not_counted", t.counters.samples_full},
+                {"user_stacks_lost_map_full", t.counters.ustacks_full},
                 {"samples_skipped", t.counters.samples_missed}};
   j["oncpu_by_stack"] =
       t.sample_hz ? nlohmann::json{{"method", "sampled, scaled to exact per-thread totals"},
@@ -148,7 +149,11 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                    {"files_from_debug_frame", u.files_debug_frame},
                    {"separate_debug_files", u.debug_files},
                    {"files_freed", u.files_freed},
-                   {"rows_freed", u.rows_freed}};
+                   {"rows_freed", u.rows_freed},
+                   {"user_stacks_stored", u.stacks_stored},
+                   {"user_stacks_capacity", u.stacks_capacity},
+                   {"user_stacks_reclaimed", u.stacks_reclaimed},
+                   {"user_stacks_restored", u.stacks_restored}};
     if (!u.walk_ns_histogram.empty()) {
       // KSCOPE_UNWIND_TIMING=1: quantiles as the upper bound of their 25 ns bucket.
       uint64_t walks = 0;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <set>
 #include <tuple>
@@ -260,6 +261,14 @@ struct TopSession::Impl {
     }
     std::vector<TopFrameView> frames;
     UserStack stack = tracer->user_stack(id);
+    if (stack.ips.empty()) {
+      // Reclaimed from the kernel's map (no live account refers to it): an exited thread's
+      // stack of a living process, symbolized when the thread was retired.
+      if (auto kept = retired.user_stack(pid, id)) {
+        if (user_cache.size() > 65536) user_cache.clear();
+        return user_cache.emplace(key, std::move(*kept)).first->second;
+      }
+    }
     std::vector<uint64_t> ips = std::move(stack.ips);
     if (!stack.native) {
       // The kernel's frame-pointer walk reads whatever the saved-rbp chain points at: in code
@@ -303,6 +312,8 @@ struct TopSession::Impl {
         return fmt::format("[{} stack lost: stack-map collision (counted in lost)]", which);
       case kStackError:
         return fmt::format("[{} stack unavailable]", which);
+      case kStackFull:
+        return fmt::format("[{} stack lost: stack map full (counted in lost)]", which);
       case kStackUnknown:
         return "[running since before tracing started: no switch-out yet, no stack]";
       case kStackNotSampled:
@@ -335,6 +346,8 @@ struct TopSession::Impl {
   // Threads that exited: retire their accounts (kept for the whole-run profile when asked)
   // and drop them from the kernel map and from `sample`, which becomes the next baseline.
   void prune(TopSample& sample, const std::optional<TopSample>& before) {
+    reclaim_user_stacks(sample);
+    write_sizes(sample);
     std::map<uint32_t, uint32_t> tids;  // tid -> pid, of threads whose values did not move
     std::unordered_map<uint32_t, uint64_t> now_oncpu, before_oncpu;
     auto activity = [](const TopValues& v) {
@@ -388,6 +401,66 @@ struct TopSession::Impl {
       }
   }
 
+  // The native walk's user stacks that no account refers to (threads that exited inside a
+  // living process, sampled stacks of accounts already pruned, exited processes) are deleted
+  // from the kernel's map, race-free (TopTracer::reclaim_user_stacks). `sample` is read before
+  // pruning: the rows of the table just built keep their stacks until the next pass.
+  TopTracer::UserStackReclaim last_reclaim;
+  uint64_t ustacks_reclaimed = 0, ustacks_restored = 0, reclaim_passes = 0;
+  void reclaim_user_stacks(const TopSample& sample) {
+    if (!tracer->native_unwind()) return;
+    std::unordered_set<int32_t> in_use;
+    for (const auto& [k, v] : sample.accounts)
+      if (k.ustack >= 0) in_use.insert(k.ustack);
+    last_reclaim = tracer->reclaim_user_stacks(in_use);
+    ++reclaim_passes;
+    ustacks_reclaimed += last_reclaim.deleted;
+    ustacks_restored += last_reclaim.restored;
+    if (last_reclaim.deleted_ids.empty()) return;
+    // Cached frames of a deleted id go: another stack may take the id later.
+    std::unordered_set<int32_t> gone(last_reclaim.deleted_ids.begin(),
+                                     last_reclaim.deleted_ids.end());
+    for (auto it = user_cache.begin(); it != user_cache.end();)
+      it = gone.count(it->first.second) ? user_cache.erase(it) : std::next(it);
+    last_reclaim.deleted_ids.clear();
+  }
+
+  // KSCOPE_TOP_SIZES=FILE (a diagnostic for the soak and the churn tests, docs/RELIABILITY.md):
+  // at every pass of prune(), one line of what kscope top holds per thread, process and stack,
+  // as key=value counts, to tell which of them grows with churn.
+  std::FILE* sizes_out = nullptr;
+  void write_sizes(const TopSample& sample) {
+    if (!sizes_out) return;
+    TopRetired::Sizes r = retired.sizes();
+    SymbolizerStats sym = symbolizer->stats();
+    std::fprintf(
+        sizes_out,
+        "t_ms=%llu accounts=%zu thread_names=%zu thread_pid=%zu mapped_pids=%zu procmaps=%zu "
+        "exited=%zu kernel_cache=%zu user_cache=%zu build_ids=%zu retired_accounts=%zu "
+        "retired_threads=%zu retired_stacks=%zu retired_frames=%zu retired_strings=%zu "
+        "symbolizer_processes=%zu symbolizer_binaries=%zu ustacks=%zu\n",
+        static_cast<unsigned long long>((sample.time_ns - tracer->start_ns()) / 1'000'000),
+        sample.accounts.size(), thread_names.size(), thread_pid.size(), mapped_pids.size(),
+        procmaps.size(), exited.size(), kernel_cache.size(), user_cache.size(), build_ids.size(),
+        r.accounts, r.threads, r.stacks, r.frames, r.strings, sym.processes, sym.binaries_loaded,
+        last_reclaim.stored - last_reclaim.deleted + last_reclaim.restored);
+    std::fflush(sizes_out);
+  }
+
+  UnwindSummary unwind_summary() {
+    UnwindSummary u = tracer->unwind_report();
+    if (!tracer->native_unwind()) return u;
+    if (!reclaim_passes) {
+      u.stacks_stored = tracer->user_stack_entries().first;
+    } else {
+      u.stacks_stored = last_reclaim.stored - last_reclaim.deleted + last_reclaim.restored;
+    }
+    u.stacks_capacity = options.trace.max_user_stacks;
+    u.stacks_reclaimed = ustacks_reclaimed;
+    u.stacks_restored = ustacks_restored;
+    return u;
+  }
+
   // Mapping records come for every process on the machine, before its process event if any:
   // those of processes never announced (filtered out, or gone before they ran a tracked switch)
   // are forgotten once the process no longer exists, so they do not pile up with churn.
@@ -425,7 +498,9 @@ struct TopSession::Impl {
         if (!in_use.count(id)) unused.push_back(id);
     }
     exited.clear();
-    tracer->forget_user_stacks(unused);
+    // The native walk's stacks are reclaimed by reclaim_user_stacks() (race-free); the
+    // frame-pointer walk's share the kernel's stack map, where an id is a bucket.
+    if (!tracer->native_unwind()) tracer->forget_user_stacks(unused);
   }
 
   TopTable make_table(const TopSample* base, const TopSample& cur, TopGroupBy by, TopSortKey sort) {
@@ -523,7 +598,9 @@ struct TopSession::Impl {
 };
 
 TopSession::TopSession(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-TopSession::~TopSession() = default;
+TopSession::~TopSession() {
+  if (impl_ && impl_->sizes_out) std::fclose(impl_->sizes_out);
+}
 
 Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& options) {
   auto impl = std::make_unique<Impl>();
@@ -549,6 +626,11 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
   }
   impl->cpu_prev = read_cpu_times();
   impl->cpu_start = impl->cpu_prev;
+  if (const char* path = std::getenv("KSCOPE_TOP_SIZES"); path && *path) {
+    impl->sizes_out = std::fopen(path, "we");
+    if (!impl->sizes_out)
+      return make_error(fmt::format("KSCOPE_TOP_SIZES: cannot write {}", path), errno);
+  }
   for (pid_t pid : options.trace.pids)
     impl->read_mappings(static_cast<uint32_t>(pid), monotonic_ns());
   for (const ThreadTarget& t : options.trace.threads)
@@ -556,7 +638,7 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
   return std::unique_ptr<TopSession>(new TopSession(std::move(impl)));
 }
 
-UnwindSummary TopSession::unwind_report() { return impl_->tracer->unwind_report(); }
+UnwindSummary TopSession::unwind_report() { return impl_->unwind_summary(); }
 
 uint64_t TopSession::start_ns() const { return impl_->tracer->start_ns(); }
 int TopSession::ncpus() const { return impl_->tracer->ncpus(); }
@@ -589,7 +671,7 @@ Result<TopTable> TopSession::refresh(TopGroupBy by, TopSortKey sort) {
   KSCOPE_ASSIGN_OR_RETURN(TopSample cur, s.tracer->sample());
   s.update_busy();
   TopTable t = s.make_table(s.prev ? &*s.prev : nullptr, cur, by, sort);
-  if (s.tracer->native_unwind()) t.unwind = s.tracer->unwind_report();
+  if (s.tracer->native_unwind()) t.unwind = s.unwind_summary();
   if (s.recording) (void)s.recording->add_interval(t, s.tracer->start_ns());
   s.prune(cur, s.prev);
   s.prev_prev = std::move(s.prev);
@@ -614,7 +696,7 @@ Result<TopTable> TopSession::table_since_start(TopGroupBy by, TopSortKey sort) {
   // Exited threads' accounts were moved out by refreshes; put them back for a whole-run table.
   for (const auto& [k, v] : s.retired.values()) cur.accounts[k] += v;
   TopTable t = s.make_table(nullptr, cur, by, sort);
-  if (s.tracer->native_unwind()) t.unwind = s.tracer->unwind_report();
+  if (s.tracer->native_unwind()) t.unwind = s.unwind_summary();
   if (s.recording) (void)s.recording->add_interval(t, s.tracer->start_ns());
   return t;
 }

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "bpf/libbpf_util.h"
@@ -40,7 +41,8 @@ static_assert(sizeof(kscope_unwind_process) == 8 + 32 * KSCOPE_UNWIND_MAX_MAPPIN
 static_assert(sizeof(kscope_unwind_stack) == 16 + 8 * KSCOPE_UNWIND_MAX_FRAMES,
               "kscope_unwind_stack layout changed");
 static_assert(kStackNone == KSCOPE_STACK_NONE && kStackCollision == KSCOPE_STACK_COLLISION &&
-                  kStackError == KSCOPE_STACK_ERROR && kStackUnknown == KSCOPE_STACK_UNKNOWN,
+                  kStackError == KSCOPE_STACK_ERROR && kStackUnknown == KSCOPE_STACK_UNKNOWN &&
+                  kStackFull == KSCOPE_STACK_FULL,
               "stack id sentinels differ between the ABI and the model");
 
 namespace {
@@ -64,6 +66,15 @@ struct TopTracer::Impl {
   std::unique_ptr<unwind::TableLoader> tables;
   bpf::PerfEventLinks sampler;  // one cpu-clock event per online CPU
   bpf::Link mmap_exit;          // kscope_unwind_mmap_exit, with --call-graph dwarf
+  // reclaim_user_stacks(): ids unreferenced at the previous call, and the stacks it deleted
+  // (frames only, put back if an account refers to them by the next call).
+  std::unordered_set<uint32_t> ustacks_unreferenced;
+  struct DeletedStack {
+    uint64_t hash = 0;
+    uint8_t reason = 0;
+    std::vector<uint64_t> ips;
+  };
+  std::unordered_map<uint32_t, DeletedStack> ustacks_deleted;
 
   void handle(const void* data, size_t size) {
     if (size < sizeof(uint16_t)) return;
@@ -189,6 +200,7 @@ struct TopTracer::Impl {
     KSCOPE_ASSIGN_OR_RETURN(c.events_lost, sum(KSCOPE_TOP_EVENTS_LOST));
     KSCOPE_ASSIGN_OR_RETURN(c.samples, sum(KSCOPE_TOP_SAMPLES));
     KSCOPE_ASSIGN_OR_RETURN(c.samples_full, sum(KSCOPE_TOP_SAMPLES_FULL));
+    KSCOPE_ASSIGN_OR_RETURN(c.ustacks_full, sum(KSCOPE_TOP_USTACK_FULL));
     // Runs the kernel skipped because the program was already active on that CPU: a switch or
     // wakeup not seen at all.
     for (bpf_program* prog : {skel->progs.top_sched_switch, skel->progs.top_sched_wakeup,
@@ -244,7 +256,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
        {std::pair{skel->maps.unwind_rows, dwarf ? options.unwind_rows : 1u},
         std::pair{skel->maps.unwind_files, dwarf ? options.unwind_files : 1u},
         std::pair{skel->maps.unwind_procs, dwarf ? options.unwind_processes : 1u},
-        std::pair{skel->maps.ustacks, dwarf ? options.max_stacks : 1u}}) {
+        std::pair{skel->maps.ustacks, dwarf ? options.max_user_stacks : 1u}}) {
     if (int err = bpf_map__set_max_entries(map, size))
       return bpf::libbpf_error("sizing the unwinder's maps failed", err);
   }
@@ -356,8 +368,16 @@ UserStack TopTracer::user_stack(int32_t id) {
   if (id < 0) return out;
   auto value = std::make_unique<kscope_unwind_stack>();
   uint32_t key = static_cast<uint32_t>(id);
-  if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.ustacks), &key, value.get()) != 0)
+  if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.ustacks), &key, value.get()) != 0) {
+    // Reclaimed at the last reclaim_user_stacks() while an account came to refer to it: the
+    // frames kept until the entry is put back.
+    auto kept = impl_->ustacks_deleted.find(key);
+    if (kept != impl_->ustacks_deleted.end()) {
+      out.ips = kept->second.ips;
+      out.reason = kept->second.reason;
+    }
     return out;
+  }
   uint32_t len = std::min<uint32_t>(value->len, KSCOPE_UNWIND_MAX_FRAMES);
   out.ips.assign(value->ips, value->ips + len);
   out.reason = value->reason < KSCOPE_UNWIND_REASON_MAX
@@ -462,6 +482,69 @@ void TopTracer::forget_user_stacks(const std::vector<int32_t>& ids) {
     uint32_t key = static_cast<uint32_t>(id);
     bpf_map_delete_elem(fd, &key);
   }
+}
+
+TopTracer::UserStackReclaim TopTracer::reclaim_user_stacks(
+    const std::unordered_set<int32_t>& in_use) {
+  UserStackReclaim r;
+  Impl& s = *impl_;
+  if (!s.tables) return r;
+  int fd = bpf_map__fd(s.skel->maps.ustacks);
+  auto value = std::make_unique<kscope_unwind_stack>();
+  // Put back what the previous call deleted and an account refers to now (the walk that made
+  // that account found the entry just before it was deleted). A walk of the same stack since
+  // then stored it again under the same id (EEXIST); another stack under the same id (a 31-bit
+  // hash collision in that window) keeps it, and the account shows that stack's frames.
+  for (auto& [id, kept] : s.ustacks_deleted) {
+    if (!in_use.count(static_cast<int32_t>(id))) continue;
+    std::memset(value.get(), 0, sizeof(*value));
+    value->hash = kept.hash;
+    value->len = static_cast<uint32_t>(kept.ips.size());
+    value->reason = kept.reason;
+    std::copy(kept.ips.begin(), kept.ips.end(), value->ips);
+    if (bpf_map_update_elem(fd, &id, value.get(), BPF_NOEXIST) == 0) ++r.restored;
+  }
+  s.ustacks_deleted.clear();
+  std::vector<uint32_t> ids;
+  uint32_t key = 0, next = 0;
+  uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    ids.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  r.stored = ids.size();
+  std::unordered_set<uint32_t> unreferenced;
+  for (uint32_t id : ids) {
+    if (in_use.count(static_cast<int32_t>(id))) continue;
+    if (!s.ustacks_unreferenced.count(id)) {
+      unreferenced.insert(id);  // deleted at the next call if still unreferenced then
+      continue;
+    }
+    if (bpf_map_lookup_elem(fd, &id, value.get()) != 0) continue;
+    if (bpf_map_delete_elem(fd, &id) != 0) continue;
+    uint32_t len = std::min<uint32_t>(value->len, KSCOPE_UNWIND_MAX_FRAMES);
+    s.ustacks_deleted[id] = Impl::DeletedStack{value->hash, value->reason,
+                                               std::vector<uint64_t>(value->ips, value->ips + len)};
+    r.deleted_ids.push_back(static_cast<int32_t>(id));
+  }
+  r.deleted = r.deleted_ids.size();
+  s.ustacks_unreferenced = std::move(unreferenced);
+  return r;
+}
+
+std::pair<size_t, size_t> TopTracer::user_stack_entries() {
+  if (!impl_->tables) return {0, 0};
+  int fd = bpf_map__fd(impl_->skel->maps.ustacks);
+  size_t n = 0;
+  uint32_t key = 0, next = 0;
+  uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    ++n;
+    key = next;
+    prev = &key;
+  }
+  return {n, impl_->options.max_user_stacks};
 }
 
 std::pair<uint64_t, uint64_t> TopTracer::diagnostics() {

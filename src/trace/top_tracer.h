@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "model/process_info.h"
@@ -37,6 +38,10 @@ struct TopTraceOptions {
   uint32_t sample_hz = 999;
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;
+  // Capacity of the native walk's user stack map (`ustacks`; entries are allocated when used,
+  // ~1 KiB each). Unreferenced entries are reclaimed (reclaim_user_stacks), so it must hold the
+  // stacks live accounts and sample counts refer to: sized like the accounts map by default.
+  uint32_t max_user_stacks = 65536;
   uint32_t ringbuf_bytes = 8u << 20;
   int verbosity = 0;
 };
@@ -108,6 +113,26 @@ class TopTracer {
   // Deletes user stacks (by id) that no account refers to any more, the stacks of exited
   // processes, so the stack maps do not fill up with processes that came and went.
   void forget_user_stacks(const std::vector<int32_t>& ids);
+
+  // Reclaims entries of the native walk's user stack map (`ustacks`) that no account refers to;
+  // `in_use` holds every user stack id a sample read just before refers to (accounts, sample
+  // counts, running slices). Ids are content-addressed (31 bits of the frames' hash), so the
+  // same stack walked again gets the same id. An entry is deleted only when it was unreferenced
+  // at the previous call too (a stack stored just before its account was created is referenced
+  // by then), and its frames are kept until the next call: a walk that found the entry just
+  // before the delete may create an account with the id after it, and then the entry is put
+  // back (restored) at the next call; user_stack() reads the kept copy meanwhile. No-op with
+  // --call-graph fp. Returns the ids deleted (cached frames of them must go: after the next
+  // call, another stack could take the id).
+  struct UserStackReclaim {
+    size_t stored = 0;    // entries in the map before this call
+    size_t deleted = 0;   // reclaimed now
+    size_t restored = 0;  // deleted at the previous call, referenced since: put back
+    std::vector<int32_t> deleted_ids;
+  };
+  UserStackReclaim reclaim_user_stacks(const std::unordered_set<int32_t>& in_use);
+  // Entries in `ustacks` now and its capacity (0, 0 with --call-graph fp).
+  std::pair<size_t, size_t> user_stack_entries();
 
   // Consistency diagnostics from the kernel side (for -v): switch-outs whose switch-in was not
   // seen (besides slices running at attach), and switch-ins while a slice was still open.

@@ -14,6 +14,16 @@
  *                                      anonymous and file-backed executable memory, and renames
  *                                      its own main thread. Prints "ready PID" once running and
  *                                      "soak processes P threads T dlopens D" at the end.
+ *        churnprog stacks N [PAUSE_MS]    thread churn with distinct user stacks inside one
+ *                                      living process: prints "ready PID", waits for SIGUSR1,
+ *                                      then starts N threads one after the other, PAUSE_MS
+ *                                      (default 10) after each one ended; thread i descends 12 levels through
+ *                                      ustk_zero()/ustk_one() as the low 12 bits of i say (4096
+ *                                      distinct stacks) and sleeps 1 ms in ustk_leaf(). A thread
+ *                                      named "ustk-anchor" lives throughout, sleeping 20 ms at a
+ *                                      time in ustk_anchor_wait(). Prints "done K" after every
+ *                                      500 threads and "end N" at the end; the anchor thread is
+ *                                      then stopped.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -183,6 +193,98 @@ static int run_soak(long seconds)
 	return 0;
 }
 
+/* ---- stacks ---- */
+
+static void ustk_step(unsigned long i, int level);
+
+__attribute__((noinline)) static void ustk_leaf(void)
+{
+	struct timespec ts = { 0, 1000000 };
+	nanosleep(&ts, NULL);
+	__asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void ustk_zero(unsigned long i, int level)
+{
+	ustk_step(i, level);
+	__asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void ustk_one(unsigned long i, int level)
+{
+	ustk_step(i, level);
+	__asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) static void ustk_step(unsigned long i, int level)
+{
+	if (level == 12)
+		ustk_leaf();
+	else if ((i >> level) & 1)
+		ustk_one(i, level + 1);
+	else
+		ustk_zero(i, level + 1);
+	__asm__ volatile("" ::: "memory");
+}
+
+static void *ustk_thread(void *arg)
+{
+	ustk_step((unsigned long)arg, 0);
+	return NULL;
+}
+
+static volatile int anchor_stop;
+
+__attribute__((noinline)) static void ustk_anchor_wait(void)
+{
+	struct timespec ts = { 0, 20000000 };
+	nanosleep(&ts, NULL);
+	__asm__ volatile("" ::: "memory");
+}
+
+static void *ustk_anchor(void *arg)
+{
+	(void)arg;
+	prctl(PR_SET_NAME, "ustk-anchor");
+	while (!anchor_stop)
+		ustk_anchor_wait();
+	return NULL;
+}
+
+static int run_stacks(long n, long pause_ms)
+{
+	signal(SIGUSR1, on_usr1);
+	pthread_t anchor;
+	if (pthread_create(&anchor, NULL, ustk_anchor, NULL) != 0) {
+		perror("pthread_create");
+		return 1;
+	}
+	printf("ready %d\n", (int)getpid());
+	fflush(stdout);
+	while (!go)
+		pause();
+	for (long i = 0; i < n; i++) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, ustk_thread, (void *)i) != 0) {
+			perror("pthread_create");
+			return 1;
+		}
+		pthread_join(t, NULL);
+		struct timespec ts = { pause_ms / 1000, (pause_ms % 1000) * 1000000 };
+		if (pause_ms > 0)
+			nanosleep(&ts, NULL);
+		if ((i + 1) % 500 == 0) {
+			printf("done %ld\n", i + 1);
+			fflush(stdout);
+		}
+	}
+	printf("end %ld\n", n);
+	fflush(stdout);
+	anchor_stop = 1;
+	pthread_join(anchor, NULL);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
@@ -199,6 +301,8 @@ int main(int argc, char **argv)
 		return run_procs(atol(argv[2]), argc >= 4 ? atoi(argv[3]) : 2);
 	if (argc >= 3 && strcmp(argv[1], "soak") == 0)
 		return run_soak(atol(argv[2]));
-	fprintf(stderr, "usage: churnprog procs N [PARALLEL] | child | soak SECONDS\n");
+	if (argc >= 3 && strcmp(argv[1], "stacks") == 0)
+		return run_stacks(atol(argv[2]), argc >= 4 ? atol(argv[3]) : 10);
+	fprintf(stderr, "usage: churnprog procs N [PARALLEL] | child | soak SECONDS | stacks N [PAUSE_MS]\n");
 	return 2;
 }

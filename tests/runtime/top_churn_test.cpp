@@ -104,8 +104,14 @@ TEST_F(TopChurn, MemoryStaysBoundedAndTheProfileNamesDeadProcesses) {
   std::printf("kscope top --once --folded RSS: %llu KiB after 500 processes, %llu KiB after %d\n",
               static_cast<unsigned long long>(warm), static_cast<unsigned long long>(end),
               kProcesses);
-  EXPECT_LE(end_batch, warm_batch + kFlatBoundKiB) << "kscope top's memory grew with churn";
-  EXPECT_LE(end, warm + kWholeRunBoundKiB) << "kscope top --once's memory grew with churn";
+  if (kSanitizerBuild) {
+    // ASan's quarantine keeps up to 256 MiB of freed blocks resident (observed: +59 MiB and
+    // +39 MiB here under make check-sanitize): RSS says nothing about kscope's own memory.
+    std::printf("RSS bounds not checked: sanitizer build (shadow memory and quarantine)\n");
+  } else {
+    EXPECT_LE(end_batch, warm_batch + kFlatBoundKiB) << "kscope top's memory grew with churn";
+    EXPECT_LE(end, warm + kWholeRunBoundKiB) << "kscope top --once's memory grew with churn";
+  }
   kill(batch_, SIGINT);
   EXPECT_EQ(wait_for(batch_, 120), 0) << read_file(path("batch.err"));
   batch_ = -1;

@@ -313,14 +313,32 @@ TEST_F(TopRuntime, NoSuchPidIsAClearError) {
 // A process that exits while shown: kscope notices, prints what it measured and ends cleanly.
 TEST_F(TopRuntime, ProcessExitingWhileShownEndsTheRun) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
-  int victim =
-      spawn({"/bin/sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; sleep 0.6"});
+  // The shell does its work once kscope measures (a file says so): a sanitizer build of kscope
+  // can take longer to start than the work takes.
+  const std::string go = path("go");
+  int victim = prog_pid_ = spawn({"/bin/sh", "-c",
+                                  "while [ ! -e " + go +
+                                      " ]; do sleep 0.02; done; i=0; while [ $i -lt 20000 ]; do "
+                                      "i=$((i+1)); done; sleep 0.6"});
+  int k = spawn({kKscope, "top", "-p", std::to_string(victim), "-d", "0.2", "--by", "pid"},
+                path("top.out"), path("top.err"));
+  // (Not an ASSERT: the shell and kscope must end either way.)
+  EXPECT_TRUE(wait_for_text(path("top.err"), "measuring", 60)) << read_file(path("top.err"));
   auto start = std::chrono::steady_clock::now();
-  auto r = run({kKscope, "top", "-p", std::to_string(victim), "-d", "0.2", "--by", "pid"}, 30);
+  std::ofstream(go).put('1');
+  int rc = wait_for(k, 60);
+  if (rc == -1) {
+    kill(k, SIGKILL);
+    wait_for(k, 5);
+  }
   double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   wait_for(victim, 5);
+  struct {
+    int exit_code;
+    std::string out, err;
+  } r{rc, read_file(path("top.out")), read_file(path("top.err"))};
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_LT(took, 10.0);
+  EXPECT_LT(took, 10.0 * kSanitizerSlowdown);
   // stdout is not a terminal: one table per interval, with the shell's row while it lived.
   EXPECT_NE(r.out.find("kscope top: interval"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" sh "), std::string::npos) << r.out;
@@ -333,9 +351,11 @@ TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
     if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
     GTEST_SKIP() << "tmux is not installed";
   }
-  prog_pid_ = spawn({kTopprog, path("truth"), "3000", "3000"}, path("prog.out"), path("prog.err"));
+  // The workers spin and sleep for a few seconds (longer for a sanitizer build of kscope, whose
+  // screen refreshes more slowly), released once kscope's screen is up.
+  const std::string work = std::to_string(static_cast<int>(3000 * kSanitizerSlowdown));
+  prog_pid_ = spawn({kTopprog, path("truth"), work, work}, path("prog.out"), path("prog.err"));
   ASSERT_TRUE(wait_for_text(path("prog.out"), "ready", 10));
-  kill(prog_pid_, SIGUSR1);  // the workers spin and sleep for a few seconds
   const std::string sock = "kscope-top-rt-" + std::to_string(getpid());
   auto tmux = [&](std::vector<std::string> args) {
     std::vector<std::string> argv = {"tmux", "-L", sock, "-f", "/dev/null"};
@@ -355,7 +375,12 @@ TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
     }
     return screen;
   };
-  std::string screen = wait_screen("spin_full");
+  std::string screen;
+  for (int i = 0; i < 6 && screen.find("ON-CPU") == std::string::npos; ++i)
+    screen = wait_screen("ON-CPU");  // up to a minute: kscope measures once its screen shows
+  ASSERT_NE(screen.find("ON-CPU"), std::string::npos) << screen;
+  kill(prog_pid_, SIGUSR1);
+  screen = wait_screen("spin_full");
   EXPECT_NE(screen.find("kscope top"), std::string::npos) << screen;
   EXPECT_NE(screen.find("ON-CPU"), std::string::npos) << screen;
   EXPECT_NE(screen.find("RUNQ WAIT"), std::string::npos) << screen;

@@ -12,6 +12,9 @@
 #define KSCOPE_STACK_COLLISION (-2) /* the stack map bucket held another stack (counted) */
 #define KSCOPE_STACK_ERROR (-3)     /* bpf_get_stackid failed otherwise (counted) */
 #define KSCOPE_STACK_UNKNOWN (-4)   /* slice running since before tracing, not switched out yet */
+/* (-5 is user space's "not sampled") */
+#define KSCOPE_STACK_FULL (-6) /* native user stack walked but not stored: `ustacks` full (lost) \
+                                */
 
 /* Key of the `accounts` hash map: one account per thread and kernel+user stack at switch-out. */
 struct kscope_top_key {
@@ -63,6 +66,7 @@ enum kscope_top_counter {
                                       event showed) */
   KSCOPE_TOP_SAMPLES,      /* cpu-clock samples of tracked tasks (counted in `oncpu_samples`) */
   KSCOPE_TOP_SAMPLES_FULL, /* samples not counted: the `oncpu_samples` map was full */
+  KSCOPE_TOP_USTACK_FULL,  /* native user stacks lost: the `ustacks` map was full */
   KSCOPE_TOP_COUNTER_MAX,
 };
 
