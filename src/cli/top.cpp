@@ -50,7 +50,7 @@ struct TopCliOptions {
   bool batch = false;  // --batch: force batch mode even on a terminal
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;
-  uint32_t max_user_stacks = 65536;
+  uint32_t max_user_stacks = 0;  // 0: as --max-accounts
   std::string call_graph = "dwarf";
   std::string frequency = "999";  // -F: the on-CPU sampler's rate (Hz or "max")
   std::string value = "oncpu";    // --value: what --folded weighs stacks by
@@ -80,7 +80,7 @@ Result<int> run_top(const TopCliOptions& o) {
   so.trace.user_stacks = !o.kernel_only && !o.no_stacks;
   so.trace.max_accounts = o.max_accounts;
   so.trace.max_stacks = o.max_stacks;
-  so.trace.max_user_stacks = o.max_user_stacks;
+  so.trace.max_user_stacks = o.max_user_stacks ? o.max_user_stacks : o.max_accounts;
   so.trace.dwarf_unwind = o.call_graph == "dwarf";
   so.trace.unwind_rows = o.unwind_rows;
   so.trace.record_slices = !o.output_path.empty();
@@ -295,8 +295,8 @@ Subcommand setup_top(CLI::App& parent) {
       ->check(CLI::Range(1024u, 1u << 22));
   app->add_option("--max-user-stacks", o->max_user_stacks,
                   "Size of the kernel's table of user stacks walked with --call-graph dwarf "
-                  "(default 65536, ~1 KiB each when used; stacks no account refers to are "
-                  "reclaimed; a full table is counted as lost)")
+                  "(default: as --max-accounts, 65536; ~1 KiB each when used; stacks no account "
+                  "refers to are reclaimed; a full table is counted as lost)")
       ->check(CLI::Range(64u, 1u << 22));
   app->add_option("--call-graph", o->call_graph,
                   "How user stacks are walked: dwarf (default: kscope's walker with .eh_frame "

@@ -40,7 +40,8 @@ struct TopTraceOptions {
   uint32_t max_stacks = 16384;
   // Capacity of the native walk's user stack map (`ustacks`; entries are allocated when used,
   // ~1 KiB each). Unreferenced entries are reclaimed (reclaim_user_stacks), so it must hold the
-  // stacks live accounts and sample counts refer to: sized like the accounts map by default.
+  // stacks live accounts and sample counts refer to: sized like the accounts map by default
+  // (docs/RELIABILITY.md has the measured fill).
   uint32_t max_user_stacks = 65536;
   uint32_t ringbuf_bytes = 8u << 20;
   int verbosity = 0;

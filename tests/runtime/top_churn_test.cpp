@@ -16,6 +16,7 @@
 
 #include "runtime_env.h"
 #include "subprocess.h"
+#include "top_sizes.h"
 
 namespace kscope::testing {
 namespace {
@@ -78,7 +79,9 @@ TEST_F(TopChurn, MemoryStaysBoundedAndTheProfileNamesDeadProcesses) {
   prog_ = spawn({kChurnprog, "procs", std::to_string(kProcesses), "2"}, path("prog.out"),
                 path("prog.err"));
   ASSERT_TRUE(wait_for_text(path("prog.out"), "ready", 10)) << read_file(path("prog.err"));
-  batch_ = spawn({kKscope, "top", "--batch", "-d", "1", "--comm", "churnprog", "-n", "5"},
+  // env execs kscope (the same pid) with its container sizes written at every refresh.
+  batch_ = spawn({"/usr/bin/env", "KSCOPE_TOP_SIZES=" + path("sizes.txt"), kKscope, "top",
+                  "--batch", "-d", "1", "--comm", "churnprog", "-n", "5"},
                  path("batch.out"), path("batch.err"));
   // Frame pointers (churnprog has them): the native unwinder may not have loaded a 2 ms
   // process's tables before it exits, which would say "[incomplete: ...]" instead of a name.
@@ -92,10 +95,21 @@ TEST_F(TopChurn, MemoryStaysBoundedAndTheProfileNamesDeadProcesses) {
   ASSERT_TRUE(wait_for_text(path("prog.out"), "done 500", 300)) << read_file(path("prog.err"));
   std::this_thread::sleep_for(std::chrono::seconds(3));  // retired and dropped (1 s period)
   uint64_t warm = rss_kib(kscope_), warm_batch = rss_kib(batch_);
+  TopSizes warm_sizes = last_top_sizes(path("sizes.txt"));
   ASSERT_TRUE(wait_for_text(path("prog.out"), "end " + std::to_string(kProcesses), 900))
       << read_file(path("prog.err"));
   std::this_thread::sleep_for(std::chrono::seconds(3));
   uint64_t end = rss_kib(kscope_), end_batch = rss_kib(batch_);
+  TopSizes end_sizes = last_top_sizes(path("sizes.txt"));
+  // What the batch kscope holds per thread and per process (counts, so they hold under a
+  // sanitizer too) does not grow with the 1500 processes that came and went since the warm-up:
+  // it follows the processes alive and those ended in the last couple of refreshes (55 to 115
+  // processes held at any time in a run of 2026-11-30, about 20 ending a second).
+  ASSERT_FALSE(warm_sizes.empty()) << read_file(path("sizes.txt"));
+  for (const char* key : {"thread_names", "thread_pid", "mapped_pids", "procmaps",
+                          "symbolizer_processes", "exited", "user_cache"})
+    EXPECT_LT(end_sizes.at(key), warm_sizes.at(key) + 250)
+        << key << " grew from " << warm_sizes.at(key) << " to " << end_sizes.at(key);
   ASSERT_GT(warm, 0u);
   ASSERT_GT(warm_batch, 0u);
   std::printf("kscope top --batch RSS: %llu KiB after 500 processes, %llu KiB after %d\n",

@@ -13,8 +13,9 @@
 #define KSCOPE_STACK_ERROR (-3)     /* bpf_get_stackid failed otherwise (counted) */
 #define KSCOPE_STACK_UNKNOWN (-4)   /* slice running since before tracing, not switched out yet */
 /* (-5 is user space's "not sampled") */
-#define KSCOPE_STACK_FULL (-6) /* native user stack walked but not stored: `ustacks` full (lost) \
-                                */
+#define KSCOPE_STACK_FULL                                                \
+  (-6) /* native user stack walked but not stored: `ustacks` full (lost) \
+        */
 
 /* Key of the `accounts` hash map: one account per thread and kernel+user stack at switch-out. */
 struct kscope_top_key {
