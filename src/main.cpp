@@ -1,4 +1,6 @@
 // kscope: subcommand dispatch only.
+#include <malloc.h>
+
 #include <cstdio>
 #include <vector>
 
@@ -6,6 +8,14 @@
 #include "kscope/version.h"
 
 int main(int argc, char** argv) {
+  // Blocks of 128 KiB and more are mmap()ed and given back when freed. glibc otherwise raises
+  // its mmap threshold (up to 32 MiB) each time such a block is freed, and later large blocks
+  // (the unwinder's row vectors while it builds a big binary's table, samples of tens of
+  // thousands of accounts) come from the heap, whose freed memory stays resident: kscope top's
+  // RSS climbed with every such peak (docs/RELIABILITY.md, Soak). Explicit values also stop
+  // the dynamic adjustment.
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 128 * 1024);
   using namespace kscope::cli;
   CLI::App app{
       "kscope: see how a process uses memory and CPU, built on eBPF.\n"
