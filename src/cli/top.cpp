@@ -238,6 +238,7 @@ Result<int> run_top(const TopCliOptions& o) {
                    static_cast<unsigned long long>(u.table_bytes), u.files_no_table,
                    u.files_no_room, u.mappings_dropped, u.files_debug_frame, u.debug_files,
                    u.files_freed, u.rows_freed);
+      std::fprintf(stderr, "kscope top: early mappings: %s\n", describe(u.early).c_str());
     }
   }
   return 0;

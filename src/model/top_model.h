@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "model/unwind_early_counts.h"
 #include "util/units.h"
 
 namespace kscope {
@@ -166,6 +167,7 @@ struct UnwindSummary {
   uint64_t table_bytes = 0;
   size_t files_debug_frame = 0, debug_files = 0;  // tables from .debug_frame, separate files
   size_t files_freed = 0, rows_freed = 0;         // tables of files no longer mapped, rows reused
+  UnwindEarlyCounts early;                        // mappings noted in BPF at execve/mmap
   // KSCOPE_UNWIND_TIMING=1 only: walks per 25 ns bucket (KSCOPE_UNWIND_TIMING_NS), else empty.
   std::vector<uint64_t> walk_ns_histogram;
   uint64_t walk_ns_bucket = 25;
