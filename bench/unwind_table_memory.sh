@@ -44,8 +44,12 @@ for r in $(seq 1 "$ROUNDS"); do
     sleep 0.1
   done
   for c in $(seq 1 "$COMPILES"); do g++ -O2 -c "$tmp/prog.cpp" -o "$tmp/prog-$c.o"; done
-  # The kernel's charge for kscope's unwind maps while the tables are loaded.
-  memlock=$(bpftool -j map show | jq '[.[] | select(.name | startswith("unwind_") or . == "ustacks") | .bytes_memlock] | add // 0')
+  # The kernel's charge for this kscope's unwind maps (those it holds open: other kscope runs on
+  # the machine have their own) while the tables are loaded.
+  memlock=$(for fd in /proc/"$kpid"/fdinfo/*; do
+      id=$(awk '/^map_id:/ {print $2}' "$fd" 2>/dev/null) || continue
+      [[ -n $id ]] && bpftool -j map show id "$id"
+    done | jq -s '[.[] | select(.name | startswith("unwind_") or . == "ustacks") | .bytes_memlock] | add // 0')
   kill -INT "$kpid"
   wait "$kpid" || true
   read -r files rows bytes noted < <(jq -r '.unwind | "\(.table_files) \(.table_rows) \(.table_bytes) \(.early_mappings.noted)"' "$json")

@@ -149,11 +149,12 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                    {"separate_debug_files", u.debug_files},
                    {"files_freed", u.files_freed},
                    {"rows_freed", u.rows_freed},
-                   {"early_mappings", {{"noted", u.early.noted},
-                                       {"not_noted", u.early.dropped},
-                                       {"removed", u.early.removed},
-                                       {"lookups_found", u.early.found},
-                                       {"lookups_missed", u.early.missed}}}};
+                   {"early_mappings",
+                    {{"noted", u.early.noted},
+                     {"not_noted", u.early.dropped},
+                     {"removed", u.early.removed},
+                     {"lookups_found", u.early.found},
+                     {"lookups_missed", u.early.missed}}}};
     if (!u.walk_ns_histogram.empty()) {
       // KSCOPE_UNWIND_TIMING=1: quantiles as the upper bound of their 25 ns bucket.
       uint64_t walks = 0;

@@ -114,8 +114,8 @@ Result<uint32_t> unwind_rows_capacity(uint32_t configured) {
   errno = 0;
   unsigned long long v = std::strtoull(env, &end, 10);
   if (errno != 0 || end == env || *end != '\0' || v == 0 || v > (1ull << 28))
-    return make_error(fmt::format("KSCOPE_UNWIND_ROWS={}: not a number of rows from 1 to {}", env,
-                                  1ull << 28));
+    return make_error(
+        fmt::format("KSCOPE_UNWIND_ROWS={}: not a number of rows from 1 to {}", env, 1ull << 28));
   return static_cast<uint32_t>(v);
 }
 

@@ -63,7 +63,8 @@ struct TopTracer::Impl {
   std::unique_ptr<BpfUnwindMaps> unwind_maps;  // with --call-graph dwarf
   std::unique_ptr<unwind::TableLoader> tables;
   bpf::PerfEventLinks sampler;  // one cpu-clock event per online CPU
-  std::vector<bpf::Link> early;  // bpf/unwind.bpf.h's mmap/munmap/exit programs, with --call-graph dwarf
+  std::vector<bpf::Link>
+      early;  // bpf/unwind.bpf.h's mmap/munmap/exit programs, with --call-graph dwarf
 
   void handle(const void* data, size_t size) {
     if (size < sizeof(uint16_t)) return;

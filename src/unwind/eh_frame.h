@@ -41,7 +41,7 @@ struct UnwindRow {
   CfaRule cfa = CfaRule::kNone;
   int64_t cfa_offset = 0;  // kRsp/kRbp/kRbx/kPlt: bytes added to the register
   RbpRule rbp = RbpRule::kUnchanged;
-  int64_t rbp_offset = 0;     // kOffset: caller's rbp is at CFA + rbp_offset
+  int64_t rbp_offset = 0;             // kOffset: caller's rbp is at CFA + rbp_offset
   RbpRule rbx = RbpRule::kUnchanged;  // the same for rbx (ld.so's CFA = rbx + N needs it)
   int64_t rbx_offset = 0;
   int plt_threshold = 0;      // kPlt: (rip & 15) >= this adds 8
@@ -94,7 +94,8 @@ Result<EhFrameTable> decode_frames(std::span<const FrameSection> sections);
 // the caller via the returned flag).
 kscope_unwind_row pack_row(const UnwindRow& row, bool* did_not_fit);
 
-// "rsp+16", "rbp+16", "rbx+56", "exp" (PLT, signal, other expressions), "u" (none); for tests and -v.
+// "rsp+16", "rbp+16", "rbx+56", "exp" (PLT, signal, other expressions), "u" (none); for tests and
+// -v.
 std::string describe_cfa(const UnwindRow& row);
 
 }  // namespace kscope::unwind

@@ -27,12 +27,11 @@
 #include <span>
 #include <thread>
 
-#include "unwind/unwind_table.h"
-
 #include "exec_mappings.h"
 #include "runtime_env.h"
 #include "subprocess.h"
 #include "tools.h"
+#include "unwind/unwind_table.h"
 #include "util/result.h"
 
 namespace kscope::testing {
@@ -48,9 +47,10 @@ struct Noted {
 std::vector<uint32_t> own_map_ids(int pid, const std::string& name, const std::string& bpftool) {
   std::vector<uint32_t> ids;
   std::error_code ec;
-  for (const auto& fd : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
-    std::string info = read_file("/proc/" + std::to_string(pid) + "/fdinfo/" +
-                                 fd.path().filename().string());
+  for (const auto& fd :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    std::string info =
+        read_file("/proc/" + std::to_string(pid) + "/fdinfo/" + fd.path().filename().string());
     auto at = info.find("map_id:");
     if (at == std::string::npos) continue;
     uint32_t id = static_cast<uint32_t>(std::stoul(info.substr(at + 7)));
@@ -64,7 +64,8 @@ std::vector<uint32_t> own_map_ids(int pid, const std::string& name, const std::s
 // The ready noted mappings of `tgid` in map `id`; nullopt when the process has no entry.
 std::optional<std::vector<Noted>> noted(uint32_t id, int tgid, const std::string& bpftool) {
   std::vector<std::string> argv = {bpftool, "-j", "map", "lookup", "id", std::to_string(id), "key"};
-  for (int i = 0; i < 4; ++i) argv.push_back(std::to_string((static_cast<uint32_t>(tgid) >> (8 * i)) & 0xff));
+  for (int i = 0; i < 4; ++i)
+    argv.push_back(std::to_string((static_cast<uint32_t>(tgid) >> (8 * i)) & 0xff));
   auto r = run(argv, 30);
   if (r.exit_code != 0) return std::nullopt;
   auto j = nlohmann::json::parse(r.out, nullptr, false);
@@ -113,8 +114,8 @@ TEST(UnwindMapsRuntime, TablesOfDlclosedLibrariesAreFreedForTheNext) {
   std::vector<std::string> argv = {progs + "/unwind_dlloop", "0.3", "3.5"};
   for (int i = 0; i < kCopies; ++i) {
     std::string copy = (dir / ("libcopy" + std::to_string(i) + ".so")).string();
-    auto r = run({objcopy, "--remove-section", ".note.gnu.build-id", progs + "/libunwind_dl.so", copy},
-                 60);
+    auto r = run(
+        {objcopy, "--remove-section", ".note.gnu.build-id", progs + "/libunwind_dl.so", copy}, 60);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     argv.push_back(copy);
   }

@@ -63,9 +63,9 @@ class UnwindPltRuntime : public ::testing::Test {
     maps_ = exec_mappings(pid_);
     std::string rec_path = (dir_ / "rec.kscope").string();
     std::string err = (dir_ / "kscope.err").string();
-    int kpid = spawn({kKscope, "faults", "-p", std::to_string(pid_), "--stacks", "-o", rec_path,
-                      "--no-plot"},
-                     (dir_ / "kscope.out").string(), err);
+    int kpid = spawn(
+        {kKscope, "faults", "-p", std::to_string(pid_), "--stacks", "-o", rec_path, "--no-plot"},
+        (dir_ / "kscope.out").string(), err);
     // Loading and verifying the walker takes seconds on a loaded machine.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(180);
     while (read_file(err).find("tracing page faults") == std::string::npos &&
@@ -149,7 +149,9 @@ TEST_F(UnwindPltRuntime, IfuncResolverRunByDlFixupShowsTheWholeChain) {
     int k = static_cast<int>((f.addr - bs) / 4096);
     ASSERT_GE(n.size(), 7u) << join(n);
     EXPECT_EQ(n[0], "resolver_touch") << join(n);
-    EXPECT_EQ(n[1], "resolve_" + std::to_string(k)) << join(n);
+    // The resolver's address is also the IFUNC symbol's value: either name is the function.
+    EXPECT_TRUE(n[1] == "resolve_" + std::to_string(k) || n[1] == "plt_ifunc_" + std::to_string(k))
+        << join(n);
     EXPECT_EQ(fr[0].symbol.module, "libunwind_plt_lib.so") << join(n);
     size_t fixup = find_run(n, {"_dl_fixup"});
     ASSERT_NE(fixup, std::string::npos) << join(n);
@@ -186,15 +188,19 @@ TEST_F(UnwindPltRuntime, FaultOnThePltStubsPushAndInTheResolverAreWhole) {
     auto n = names(fr);
     expect_whole_and_mapped(s, n);
     EXPECT_EQ(s.user.front(), f.ip);
+    // The trampolines' return addresses follow their global labels *_call: the same function.
+    for (auto& name : n)
+      for (const char* t : {"plt_trampoline", "resolve_trampoline"})
+        if (starts_with(name, t)) name = t;
     // Whatever the leaf, the frames end trampoline <- run_pltleaf <- main (then libc's start).
     const std::string tramp = one ? "plt_trampoline" : "resolve_trampoline";
     size_t t = find_run(n, {tramp, "run_pltleaf", "main"});
     ASSERT_NE(t, std::string::npos) << join(n);
-    EXPECT_EQ(s.user.at(t), one ? ret1 : ret2) << join(n);
+    EXPECT_EQ(fr.at(t).addr, one ? ret1 : ret2) << join(n);
     if (one) {
       ++first;
       // The first write below the boundary is the stub's `push $index` (the lazy path).
-      if (f.addr >= e1 - 4096 && f.addr < e1 - 4096 + 4096 && f.ip >= stub && f.ip < stub + 16) {
+      if (f.addr >= e1 - 4096 && f.ip >= stub && f.ip < stub + 16) {
         ++on_stub;
         EXPECT_EQ(t, 1u) << "the stub's caller must follow it: " << join(n);
       }

@@ -550,7 +550,8 @@ TEST_F(UnwindRuntime, TopAgreesWithPerfDwarfCallGraphsOnTheSameRun) {
       std::vector<std::string> theirs(at, end == sample.end() ? end : end + 1);
       if (theirs == ours)
         ++agree;
-      else if (theirs.size() < ours.size() && std::equal(theirs.begin(), theirs.end(), ours.begin()))
+      else if (theirs.size() < ours.size() &&
+               std::equal(theirs.begin(), theirs.end(), ours.begin()))
         ++cut;
       else
         ADD_FAILURE() << "perf: " << join(theirs) << "\nkscope: " << join(ours);

@@ -52,7 +52,7 @@ enum kscope_unwind_rbp_kind {
  * Debian's libc, python3, cc1plus and libstdc++ lie between CFA-16 and CFA-56; a slot outside
  * the nibble makes the register unknown, never wrong. rbx matters only to a frame whose CFA is
  * rbx-based (KSCOPE_CFA_RBX). */
-#define KSCOPE_UNWIND_RBP_SLOT(aux) ((aux) & 0x0fu)
+#define KSCOPE_UNWIND_RBP_SLOT(aux) ((aux)&0x0fu)
 #define KSCOPE_UNWIND_RBX_SLOT(aux) (((aux) >> 4) & 0x0fu)
 #define KSCOPE_UNWIND_RBX_UNCHANGED 0u
 #define KSCOPE_UNWIND_RBX_UNKNOWN 15u
