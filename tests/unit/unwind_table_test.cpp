@@ -456,23 +456,33 @@ TEST(UnwindTable, PackedRowsKeepTheRules) {
       continue;
     }
     ASSERT_EQ(cfa, static_cast<uint8_t>(r.cfa)) << std::hex << r.pc;
-    if (r.cfa == CfaRule::kRsp || r.cfa == CfaRule::kRbp || r.cfa == CfaRule::kRbx)
+    if (r.cfa == CfaRule::kRsp || r.cfa == CfaRule::kRbp || r.cfa == CfaRule::kRbx) {
       ASSERT_EQ(p.cfa_off, r.cfa_offset);
-    if (r.cfa == CfaRule::kPlt) ASSERT_EQ(p.aux, r.plt_threshold);
+    }
+    ASSERT_EQ((p.kind & KSCOPE_UNWIND_RA_UNDEFINED) != 0, r.ra_undefined);
+    if (r.cfa == CfaRule::kPlt) {
+      ASSERT_EQ(p.aux, r.plt_threshold);
+      continue;
+    }
     uint8_t rbp = (p.kind & KSCOPE_UNWIND_RBP_MASK) >> KSCOPE_UNWIND_RBP_SHIFT;
-    if (r.rbp == RbpRule::kOffset && rbp == KSCOPE_RBP_OFFSET)
+    if (r.rbp == RbpRule::kOffset && rbp == KSCOPE_RBP_OFFSET) {
       ASSERT_EQ(-8 * static_cast<int>(KSCOPE_UNWIND_RBP_SLOT(p.aux)), r.rbp_offset);
-    if (r.cfa == CfaRule::kPlt) continue;
+    }
     // rbx: its slot when saved at CFA - 8..112, unknown when saved elsewhere, never wrong.
     uint8_t rbx = KSCOPE_UNWIND_RBX_SLOT(p.aux);
-    if (r.rbx == RbpRule::kUnchanged) ASSERT_EQ(rbx, KSCOPE_UNWIND_RBX_UNCHANGED);
-    if (r.rbx == RbpRule::kUnknown) ASSERT_EQ(rbx, KSCOPE_UNWIND_RBX_UNKNOWN);
-    if (r.rbx == RbpRule::kOffset && rbx != KSCOPE_UNWIND_RBX_UNKNOWN)
+    if (r.rbx == RbpRule::kUnchanged) {
+      ASSERT_EQ(rbx, KSCOPE_UNWIND_RBX_UNCHANGED);
+    }
+    if (r.rbx == RbpRule::kUnknown) {
+      ASSERT_EQ(rbx, KSCOPE_UNWIND_RBX_UNKNOWN);
+    }
+    if (r.rbx == RbpRule::kOffset && rbx != KSCOPE_UNWIND_RBX_UNKNOWN) {
       ASSERT_EQ(-8 * static_cast<int>(rbx), r.rbx_offset) << std::hex << r.pc;
+    }
     if (r.rbx == RbpRule::kOffset && r.rbx_offset < 0 && r.rbx_offset >= -112 &&
-        r.rbx_offset % 8 == 0)
+        r.rbx_offset % 8 == 0) {
       ASSERT_NE(rbx, KSCOPE_UNWIND_RBX_UNKNOWN) << std::hex << r.pc;
-    ASSERT_EQ((p.kind & KSCOPE_UNWIND_RA_UNDEFINED) != 0, r.ra_undefined);
+    }
   }
 }
 
