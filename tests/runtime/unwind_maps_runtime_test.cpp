@@ -157,6 +157,10 @@ TEST(UnwindMapsRuntime, TablesOfDlclosedLibrariesAreFreedForTheNext) {
   EXPECT_GE(u["files_freed"].get<uint64_t>(), static_cast<uint64_t>(kCopies - 2)) << u.dump();
   EXPECT_GE(u["rows_freed"].get<uint64_t>(), (kCopies - 2) * copy_rows) << u.dump();
   EXPECT_LE(u["table_rows"].get<uint64_t>(), capacity) << u.dump();
+  // The early-mapping counters are part of the JSON (the program started before kscope: its
+  // mappings were read from /proc, none noted at its execve).
+  for (const char* key : {"noted", "not_noted", "removed", "lookups_found", "lookups_missed"})
+    EXPECT_TRUE(u["early_mappings"].contains(key)) << key << " " << u.dump();
   // The copies' stacks were walked with their tables: the library's chain is in the rows.
   EXPECT_NE(read_file(out).find("dl_middle"), std::string::npos) << u.dump();
   std::filesystem::remove_all(dir);
@@ -217,9 +221,21 @@ TEST(UnwindMapsRuntime, MunmapAndRemapLeaveOnlyTheLiveFileNoted) {
 
   kill(pid, SIGUSR1);
   EXPECT_EQ(wait_for(kpid, 120), 0) << read_file(err);
-  // The summary counts the removal.
+  // The summary counts what was noted and removed: at execve the program, ld.so and the vDSO,
+  // then libc, the two files; one munmap() over a noted mapping (the remap found none left).
   std::string summary = read_file(out) + read_file(err);
-  EXPECT_NE(summary.find("early mappings: "), std::string::npos) << summary;
+  auto at = summary.find("early mappings: ");
+  ASSERT_NE(at, std::string::npos) << summary;
+  unsigned long long n = 0, d = 0, r = 0, found = 0, missed = 0;
+  ASSERT_EQ(std::sscanf(summary.c_str() + at,
+                        "early mappings: %llu noted, %llu not noted (no room or mmap_lock busy), "
+                        "%llu removed (munmap/mmap over them); lookups: %llu found, %llu missed",
+                        &n, &d, &r, &found, &missed),
+            5)
+      << summary.substr(at, 200);
+  EXPECT_EQ(r, 1u) << summary.substr(at, 200);
+  EXPECT_GE(n + d, 6u) << summary.substr(at, 200);
+  EXPECT_GE(n, 5u) << summary.substr(at, 200);
   std::filesystem::remove_all(dir);
 }
 
