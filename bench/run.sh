@@ -138,3 +138,8 @@ bench/monitor.sh
 # with 500 processes (bench/top.sh, also runnable on its own).
 bench/top.sh
 PIN=1 SKIP_SCREEN=1 bench/top.sh
+
+# The native unwinder (docs/unwinding.md): cost of the switch program and of one walk from the
+# kernel's BPF statistics, and the table memory with g++ compiles traced system-wide.
+bench/unwind_cost.sh "${UNWIND_ROUNDS:-5}" 8
+bench/unwind_table_memory.sh "${UNWIND_ROUNDS:-5}" 4

@@ -96,6 +96,13 @@ int probe_sys_exit_mmap(void *ctx)
 	return 0;
 }
 
+/* ... and forgets the noted mappings munmap() removes (unwind.bpf.h). */
+SEC("tracepoint/syscalls/sys_enter_munmap")
+int probe_sys_enter_munmap(void *ctx)
+{
+	return 0;
+}
+
 SEC("tp_btf/page_fault_user")
 int BPF_PROG(probe_find_vma, unsigned long address, struct pt_regs *regs, unsigned long ec)
 {

@@ -60,10 +60,13 @@ struct {
 } unwind_inodes SEC(".maps");
 
 /* tgid -> executable mappings noted at execve and mmap() (kscope_unwind_note_exec,
- * kscope_unwind_mmap_exit), valid for the address space they were noted in. LRU: a process
- * user space never reads (it exited) does not keep its slot. */
+ * kscope_unwind_mmap_exit), valid for the address space they were noted in. A hash allocated
+ * entry by entry (an LRU map is always preallocated: ~2.1 KiB x max_entries up front); an entry
+ * is deleted when its process exits (kscope_unwind_process_exit) and when user space forgets
+ * the process; a full map is counted (KSCOPE_UNWIND_EARLY_DROPPED). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, struct kscope_unwind_early);
@@ -118,6 +121,7 @@ struct {
 /* x86-64 rt_sigframe: at __restore_rt, rsp points at the ucontext_t (uc_flags, uc_link,
  * uc_stack: 40 bytes) whose mcontext gregs follow: REG_RBP = 10, REG_RSP = 15, REG_RIP = 16. */
 #define KSCOPE_UC_RBP (40 + 10 * 8)
+#define KSCOPE_UC_RBX (40 + 11 * 8)
 #define KSCOPE_UC_RSP (40 + 15 * 8)
 #define KSCOPE_UC_RIP (40 + 16 * 8)
 /* How far above sp a frame pointer may point to be believed (a thread's stack is at most this
@@ -125,10 +129,11 @@ struct {
 #define KSCOPE_FP_MAX_DISTANCE (8u << 20)
 
 struct kscope_unwind_ctx {
-	__u64 pc, sp, bp;
+	__u64 pc, sp, bp, bx;
 	__u64 hash;
 	__u32 tgid;
 	__u8 bp_valid; /* bp holds the caller-visible rbp */
+	__u8 bx_valid; /* bx holds rbx (only a CFA = rbx + N frame needs it: ld.so's resolver) */
 	__u8 exact;    /* pc is where the thread is (first frame, after a signal), not a return address */
 	__u8 via_fp;   /* pc came from a frame-pointer step */
 	__u8 reason;
@@ -250,11 +255,11 @@ struct kscope_unwind_vma {
 static long kscope_unwind_vma_cb(struct task_struct *task, struct vm_area_struct *vma, void *data)
 {
 	struct kscope_unwind_vma *v = data;
+	v->start = vma->vm_start;
+	v->end = vma->vm_end;
 	if (!(vma->vm_flags & KSCOPE_VM_EXEC))
 		return 0;
 	struct file *f = vma->vm_file;
-	v->start = vma->vm_start;
-	v->end = vma->vm_end;
 	if (!f) {
 		if (v->vdso && vma->vm_start == v->vdso) {
 			v->offset = 0;
@@ -279,9 +284,46 @@ static long kscope_unwind_vma_cb(struct task_struct *task, struct vm_area_struct
 	return 0;
 }
 
-/* Notes the executable VMA holding addr (if it is one) in e. */
+struct kscope_unwind_forget {
+	struct kscope_unwind_early *e;
+	__u64 start, end;
+	__u32 n;
+};
+
+static long kscope_unwind_forget_step(__u32 i, void *data)
+{
+	struct kscope_unwind_forget *q = data;
+	if (i >= q->n || i >= KSCOPE_UNWIND_EARLY_MAPPINGS)
+		return 1;
+	__u32 idx = i;
+	asm volatile("" : "+r"(idx)); /* the bound below, on the register the access uses */
+	if (idx >= KSCOPE_UNWIND_EARLY_MAPPINGS)
+		return 1;
+	struct kscope_unwind_early_mapping *m = &q->e->mappings[idx];
+	if (!m->ready || m->end <= q->start || m->start >= q->end)
+		return 0;
+	m->ready = 0; /* a walk skips it from now on (the slot is not reused) */
+	kscope_unwind_count(KSCOPE_UNWIND_EARLY_REMOVED);
+	return 0;
+}
+
+/* Drops the noted mappings of e that overlap [start, end): that range was unmapped or mapped
+ * anew, so a PC there is no longer in the file the note names. */
+static __always_inline void kscope_unwind_forget_range(struct kscope_unwind_early *e, __u64 start,
+						       __u64 end)
+{
+	__u64 n = e->reserved;
+	struct kscope_unwind_forget q = {
+		.e = e, .start = start, .end = end,
+		.n = n < KSCOPE_UNWIND_EARLY_MAPPINGS ? n : KSCOPE_UNWIND_EARLY_MAPPINGS};
+	bpf_loop(KSCOPE_UNWIND_EARLY_MAPPINGS, kscope_unwind_forget_step, &q, 0);
+}
+
+/* Notes the executable VMA holding addr (if it is one) in e. replace: first drop the noted
+ * mappings the VMA (executable or not) now covers (an mmap() over an older mapping). */
 static __always_inline void kscope_unwind_note_vma(struct task_struct *task, __u64 addr,
-						   struct kscope_unwind_early *e, __u64 vdso)
+						   struct kscope_unwind_early *e, __u64 vdso,
+						   bool replace)
 {
 	struct kscope_unwind_vma v = {.vdso = vdso};
 	long err = bpf_find_vma(task, addr, kscope_unwind_vma_cb, &v, 0);
@@ -290,6 +332,8 @@ static __always_inline void kscope_unwind_note_vma(struct task_struct *task, __u
 			kscope_unwind_count(KSCOPE_UNWIND_EARLY_DROPPED); /* -EBUSY: mmap_lock contended */
 		return;
 	}
+	if (replace && v.end > v.start)
+		kscope_unwind_forget_range(e, v.start, v.end);
 	if (!v.ok)
 		return;
 	__u64 slot = __sync_fetch_and_add(&e->reserved, 1);
@@ -335,11 +379,11 @@ static __always_inline void kscope_unwind_note_exec(struct task_struct *p)
 	__u64 entry = BPF_CORE_READ(regs, ip); /* the dynamic loader's entry (static: the program's) */
 	__u64 code = mm->start_code;
 	__u64 vdso = (__u64)BPF_CORE_READ(mm, context.vdso);
-	kscope_unwind_note_vma(p, code, e, 0);
+	kscope_unwind_note_vma(p, code, e, 0, false);
 	if (entry < code || entry >= mm->end_code)
-		kscope_unwind_note_vma(p, entry, e, 0);
+		kscope_unwind_note_vma(p, entry, e, 0, false);
 	if (vdso)
-		kscope_unwind_note_vma(p, vdso, e, vdso);
+		kscope_unwind_note_vma(p, vdso, e, vdso, false);
 }
 
 /* mmap() returned: note the mapping if it is executable, for processes noted at execve. */
@@ -358,7 +402,39 @@ int kscope_unwind_mmap_exit(struct trace_event_raw_sys_exit *ctx)
 	struct task_struct *task = bpf_get_current_task_btf();
 	if (e->mm != (__u64)task->mm)
 		return 0;
-	kscope_unwind_note_vma(task, (__u64)ret, e, 0);
+	kscope_unwind_note_vma(task, (__u64)ret, e, 0, true);
+	return 0;
+}
+
+/* munmap(addr, len) is about to run: the noted mappings it covers are dropped (at entry: should
+ * it fail, a walk through them is cut and counted, never through a file no longer there). */
+SEC("tracepoint/syscalls/sys_enter_munmap")
+int kscope_unwind_munmap_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	if (!kscope_unwind_early_on)
+		return 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct kscope_unwind_early *e = bpf_map_lookup_elem(&unwind_early, &tgid);
+	if (!e)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (e->mm != (__u64)task->mm)
+		return 0;
+	__u64 start = ctx->args[0] & ~0xfffull, len = ctx->args[1];
+	if (len == 0 || start + len < start)
+		return 0;
+	kscope_unwind_forget_range(e, start, start + len);
+	return 0;
+}
+
+/* A process's last thread exits: its noted mappings go (the map is not an LRU). */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(kscope_unwind_process_exit, struct task_struct *p)
+{
+	if (!kscope_unwind_early_on || BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	__u32 tgid = p->tgid;
+	bpf_map_delete_elem(&unwind_early, &tgid);
 	return 0;
 }
 
@@ -461,6 +537,8 @@ static long kscope_unwind_step(__u32 i, void *data)
 		/* A mapping made before user space wrote (or rewrote) the process's entry. */
 		kscope_unwind_count(KSCOPE_UNWIND_EARLY_FRAMES);
 	} else {
+		if (kscope_unwind_early_on)
+			kscope_unwind_count(KSCOPE_UNWIND_EARLY_MISSES);
 		/* Where the thread is, is a frame even outside the known mappings (and before the
 		 * process's mappings are loaded); a value read from the stack is not. */
 		if (s->len == 0) {
@@ -507,6 +585,7 @@ static long kscope_unwind_step(__u32 i, void *data)
 		if (!kscope_unwind_read(&saved_bp, bp) || !kscope_unwind_read(&ra, bp + 8))
 			return kscope_unwind_stop(c, KSCOPE_UNWIND_READ_FAILED);
 		kscope_unwind_count(KSCOPE_UNWIND_FP_FRAMES);
+		c->bx_valid = 0; /* code without CFI may have saved rbx anywhere */
 		c->sp = bp + 16;
 		c->bp = saved_bp;
 		c->pc = ra;
@@ -529,20 +608,28 @@ static long kscope_unwind_step(__u32 i, void *data)
 			return kscope_unwind_stop(c, KSCOPE_UNWIND_UNSUPPORTED);
 		cfa = c->bp + row->cfa_off;
 		break;
+	case KSCOPE_CFA_RBX:
+		if (!c->bx_valid)
+			return kscope_unwind_stop(c, KSCOPE_UNWIND_UNSUPPORTED);
+		cfa = c->bx + row->cfa_off;
+		break;
 	case KSCOPE_CFA_PLT:
 		cfa = c->sp + row->cfa_off + ((__s8)(c->pc & 15) >= row->aux ? 8 : 0);
 		break;
 	case KSCOPE_CFA_SIGNAL: {
 		/* Continue in the interrupted code, from the registers the kernel saved. */
-		__u64 uc = c->sp, rip, rsp, rbp;
+		__u64 uc = c->sp, rip, rsp, rbp, rbx;
 		if (!kscope_unwind_read(&rip, uc + KSCOPE_UC_RIP) ||
 		    !kscope_unwind_read(&rsp, uc + KSCOPE_UC_RSP) ||
-		    !kscope_unwind_read(&rbp, uc + KSCOPE_UC_RBP))
+		    !kscope_unwind_read(&rbp, uc + KSCOPE_UC_RBP) ||
+		    !kscope_unwind_read(&rbx, uc + KSCOPE_UC_RBX))
 			return kscope_unwind_stop(c, KSCOPE_UNWIND_READ_FAILED);
 		c->pc = rip;
 		c->sp = rsp;
 		c->bp = rbp;
 		c->bp_valid = 1;
+		c->bx = rbx;
+		c->bx_valid = 1;
 		c->exact = 1; /* an interrupted instruction, not a return address */
 		return 0;
 	}
@@ -558,10 +645,11 @@ static long kscope_unwind_step(__u32 i, void *data)
 		return kscope_unwind_stop(c, KSCOPE_UNWIND_BAD_FRAME);
 	if (!kscope_unwind_read(&ra, cfa - 8))
 		return kscope_unwind_stop(c, KSCOPE_UNWIND_READ_FAILED);
+	__u8 aux = row->aux;
 	switch ((kind & KSCOPE_UNWIND_RBP_MASK) >> KSCOPE_UNWIND_RBP_SHIFT) {
 	case KSCOPE_RBP_OFFSET: {
 		__u64 rbp;
-		if (!kscope_unwind_read(&rbp, cfa + (__s64)row->aux * 8))
+		if (!kscope_unwind_read(&rbp, cfa - 8 * (__u64)KSCOPE_UNWIND_RBP_SLOT(aux)))
 			return kscope_unwind_stop(c, KSCOPE_UNWIND_READ_FAILED);
 		c->bp = rbp;
 		c->bp_valid = 1;
@@ -572,6 +660,18 @@ static long kscope_unwind_step(__u32 i, void *data)
 		break;
 	default:
 		break;
+	}
+	if (cfa_kind != KSCOPE_CFA_PLT) { /* the PLT's aux is its threshold; rbx is unchanged */
+		__u32 bx_slot = KSCOPE_UNWIND_RBX_SLOT(aux);
+		if (bx_slot == KSCOPE_UNWIND_RBX_UNKNOWN) {
+			c->bx_valid = 0;
+		} else if (bx_slot != KSCOPE_UNWIND_RBX_UNCHANGED) {
+			/* Only as good as a read: a failed one makes rbx unknown, not the walk fail
+			 * (few frames ever need rbx). */
+			__u64 rbx;
+			c->bx_valid = kscope_unwind_read(&rbx, cfa - 8 * (__u64)bx_slot);
+			c->bx = rbx;
+		}
 	}
 	c->sp = cfa;
 	c->pc = ra;
@@ -602,6 +702,13 @@ __noinline __s32 kscope_unwind_walk(__u32 tgid, __u64 ip, __u64 sp, __u64 bp)
 		.bp_valid = 1,
 		.exact = 1,
 	};
+	/* rbx of the first frame: the entry point passes ip, sp and bp of the current task's user
+	 * registers (all its callers do); rbx is taken from the same registers when they match. */
+	struct pt_regs *u = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	if (u && BPF_CORE_READ(u, ip) == ip && BPF_CORE_READ(u, sp) == sp) {
+		c.bx = BPF_CORE_READ(u, bx);
+		c.bx_valid = 1;
+	}
 	kscope_unwind_count(KSCOPE_UNWIND_WALKS);
 	/* One more iteration than frames: the last one finds out whether more frames remain. */
 	long n = bpf_loop(KSCOPE_UNWIND_MAX_FRAMES + 1, kscope_unwind_step, &c, 0);

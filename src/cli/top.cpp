@@ -243,6 +243,7 @@ Result<int> run_top(const TopCliOptions& o) {
                    u.files_freed, u.rows_freed, u.stacks_stored, u.stacks_capacity,
                    static_cast<unsigned long long>(u.stacks_reclaimed),
                    static_cast<unsigned long long>(u.stacks_restored));
+      std::fprintf(stderr, "kscope top: early mappings: %s\n", describe(u.early).c_str());
     }
   }
   return 0;

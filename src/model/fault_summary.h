@@ -12,6 +12,7 @@
 
 #include "model/fault_record.h"
 #include "model/latency_histogram.h"
+#include "model/unwind_early_counts.h"
 
 namespace kscope {
 
@@ -77,6 +78,7 @@ struct FaultRunTotals {
   // The native walker's tables: files loaded, rows, bytes, files without a table or room.
   uint64_t unwind_files = 0, unwind_rows = 0, unwind_rows_capacity = 0, unwind_table_bytes = 0;
   uint64_t unwind_files_no_table = 0, unwind_files_no_room = 0, unwind_mappings_dropped = 0;
+  UnwindEarlyCounts unwind_early;  // mappings noted in BPF at execve/mmap
 };
 
 }  // namespace kscope

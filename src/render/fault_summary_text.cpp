@@ -60,6 +60,8 @@ void render_stack_totals(std::back_insert_iterator<fmt::memory_buffer> out, cons
         format_count(t.unwind_files), format_count(t.unwind_rows),
         static_cast<double>(t.unwind_table_bytes) / (1 << 20), format_count(t.unwind_rows_capacity),
         format_count(t.unwind_files_no_table), format_count(t.unwind_files_no_room));
+  if (t.stack_walker == "dwarf")
+    fmt::format_to(out, "               early mappings: {}\n", describe(t.unwind_early));
   (void)s;
 }
 

@@ -153,7 +153,13 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                    {"user_stacks_stored", u.stacks_stored},
                    {"user_stacks_capacity", u.stacks_capacity},
                    {"user_stacks_reclaimed", u.stacks_reclaimed},
-                   {"user_stacks_restored", u.stacks_restored}};
+                   {"user_stacks_restored", u.stacks_restored},
+                   {"early_mappings",
+                    {{"noted", u.early.noted},
+                     {"not_noted", u.early.dropped},
+                     {"removed", u.early.removed},
+                     {"lookups_found", u.early.found},
+                     {"lookups_missed", u.early.missed}}}};
     if (!u.walk_ns_histogram.empty()) {
       // KSCOPE_UNWIND_TIMING=1: quantiles as the upper bound of their 25 ns bucket.
       uint64_t walks = 0;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <vector>
 
 namespace kscope {
@@ -64,26 +65,75 @@ void BpfUnwindMaps::delete_identity(const kscope_unwind_file_key& key) {
   if (inodes_ >= 0) (void)bpf_map_delete_elem(inodes_, &key);
 }
 
+namespace {
+
+// The early-mapping programs of bpf/unwind.bpf.h and the tracepoint each is attached to.
+constexpr std::pair<const char*, const char*> kEarlyPrograms[] = {
+    {"kscope_unwind_mmap_exit", "syscalls/sys_exit_mmap"},
+    {"kscope_unwind_munmap_enter", "syscalls/sys_enter_munmap"},
+    {"kscope_unwind_process_exit", "sched/sched_process_exit"},
+};
+
+}  // namespace
+
 Status configure_unwind_early(bpf_object* obj, bool native, uint32_t files, uint32_t processes) {
   bpf_map* inodes = bpf_object__find_map_by_name(obj, "unwind_inodes");
   bpf_map* early = bpf_object__find_map_by_name(obj, "unwind_early");
-  bpf_program* prog = bpf_object__find_program_by_name(obj, "kscope_unwind_mmap_exit");
-  if (!inodes || !early || !prog) return make_error("the BPF object has no early unwind maps");
+  if (!inodes || !early) return make_error("the BPF object has no early unwind maps");
   if (int err = bpf_map__set_max_entries(inodes, native ? std::max(files, 1u) : 1u))
     return make_error("sizing the unwinder's identity map failed", -err);
+  // Entries are allocated as processes are noted (BPF_F_NO_PREALLOC), so the bound costs
+  // nothing until used.
   if (int err = bpf_map__set_max_entries(early, native ? std::clamp(processes, 1u, 4096u) : 1u))
     return make_error("sizing the unwinder's early-mapping map failed", -err);
-  bpf_program__set_autoload(prog, native);
-  bpf_program__set_autoattach(prog, false);
+  for (const auto& [name, tp] : kEarlyPrograms) {
+    bpf_program* prog = bpf_object__find_program_by_name(obj, name);
+    if (!prog) return make_error(fmt::format("the BPF object has no {} program", name));
+    bpf_program__set_autoload(prog, native);
+    bpf_program__set_autoattach(prog, false);
+  }
   return {};
 }
 
-Result<bpf::Link> attach_unwind_mmap_exit(bpf_object* obj) {
-  bpf_program* prog = bpf_object__find_program_by_name(obj, "kscope_unwind_mmap_exit");
-  if (!prog) return make_error("the BPF object has no kscope_unwind_mmap_exit program");
-  bpf_link* link = bpf_program__attach(prog);
-  if (!link) return make_error("attaching tracepoint syscalls/sys_exit_mmap failed", errno);
-  return bpf::Link(link);
+Result<std::vector<bpf::Link>> attach_unwind_early(bpf_object* obj) {
+  std::vector<bpf::Link> links;
+  for (const auto& [name, tp] : kEarlyPrograms) {
+    bpf_program* prog = bpf_object__find_program_by_name(obj, name);
+    if (!prog) return make_error(fmt::format("the BPF object has no {} program", name));
+    bpf_link* link = bpf_program__attach(prog);
+    if (!link) return make_error(fmt::format("attaching tracepoint {} failed", tp), errno);
+    links.emplace_back(link);
+  }
+  return links;
+}
+
+Result<uint32_t> unwind_rows_capacity(uint32_t configured) {
+  const char* env = std::getenv("KSCOPE_UNWIND_ROWS");
+  if (!env) return configured;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(env, &end, 10);
+  if (errno != 0 || end == env || *end != '\0' || v == 0 || v > (1ull << 28))
+    return make_error(
+        fmt::format("KSCOPE_UNWIND_ROWS={}: not a number of rows from 1 to {}", env, 1ull << 28));
+  return static_cast<uint32_t>(v);
+}
+
+UnwindEarlyCounts read_unwind_early_counts(int counters_fd) {
+  auto sum = [&](uint32_t idx) -> uint64_t {
+    auto v = bpf::read_percpu_u64(counters_fd, idx);
+    uint64_t s = 0;
+    if (v)
+      for (uint64_t x : *v) s += x;
+    return s;
+  };
+  UnwindEarlyCounts c;
+  c.noted = sum(KSCOPE_UNWIND_EARLY_NOTED);
+  c.dropped = sum(KSCOPE_UNWIND_EARLY_DROPPED);
+  c.removed = sum(KSCOPE_UNWIND_EARLY_REMOVED);
+  c.found = sum(KSCOPE_UNWIND_EARLY_FRAMES);
+  c.missed = sum(KSCOPE_UNWIND_EARLY_MISSES);
+  return c;
 }
 
 }  // namespace kscope

@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "bpf/libbpf_util.h"
+#include "model/unwind_early_counts.h"
 #include "unwind/table_loader.h"
 
 struct bpf_object;
@@ -35,11 +37,18 @@ class BpfUnwindMaps : public unwind::UnwindMapWriter {
 
 // Before loading an object that includes bpf/unwind.bpf.h: sizes the early-mapping maps
 // (unwind_inodes: one entry per table file; unwind_early: processes whose mappings are noted at
-// execve/mmap) and loads the mmap-exit program only with the native walk. Its attachment is
-// separate (attach_unwind_mmap_exit), so a kernel without the syscall tracepoint still runs.
+// execve/mmap) and loads the programs that keep the noted mappings (mmap exit, munmap entry,
+// process exit) only with the native walk. Their attachment is separate (attach_unwind_early),
+// so a kernel without the syscall tracepoints still runs.
 Status configure_unwind_early(bpf_object* obj, bool native, uint32_t files, uint32_t processes);
-// After loading: attaches kscope_unwind_mmap_exit (tracepoint syscalls/sys_exit_mmap). Without
-// it, libraries mapped after execve are found only once user space read the process's mappings.
-Result<bpf::Link> attach_unwind_mmap_exit(bpf_object* obj);
+// After loading: attaches them (tracepoints syscalls/sys_exit_mmap, syscalls/sys_enter_munmap,
+// tp_btf/sched_process_exit). Without them, libraries mapped after execve are found only once
+// user space read the process's mappings.
+Result<std::vector<bpf::Link>> attach_unwind_early(bpf_object* obj);
+// The rows map's capacity: `configured`, or KSCOPE_UNWIND_ROWS when set (a positive number of
+// rows, at most 2^28: a knob for tests and benchmarks that need tables freed for room).
+Result<uint32_t> unwind_rows_capacity(uint32_t configured);
+// The early mappings' counters, summed over CPUs, from an object's unwind_counters map (fd).
+UnwindEarlyCounts read_unwind_early_counts(int counters_fd);
 
 }  // namespace kscope

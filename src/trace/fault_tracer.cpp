@@ -108,7 +108,7 @@ struct FaultTracer::Impl {
   std::unique_ptr<BpfUnwindMaps> unwind_maps;
   std::unique_ptr<unwind::TableLoader> tables;
   bool unwind_load_warned = false;
-  bpf::Link mmap_exit;  // kscope_unwind_mmap_exit (--stacks=dwarf)
+  std::vector<bpf::Link> early;  // bpf/unwind.bpf.h's mmap/munmap/exit programs (--stacks=dwarf)
 
   void preload_command_tables() {
     auto program = find_executable(options.command[0]);
@@ -591,8 +591,9 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
                              : options.stacks == FaultStackMode::kDwarf ? KSCOPE_FAULT_STACKS_DWARF
                                                                         : KSCOPE_FAULT_STACKS_FP;
   // Without stacks (or without the native walk) their maps shrink to one entry each.
+  KSCOPE_ASSIGN_OR_RETURN(uint32_t unwind_rows, unwind_rows_capacity(options.unwind_rows));
   for (auto [map, size] :
-       {std::pair{skel->maps.unwind_rows, dwarf ? options.unwind_rows : 1u},
+       {std::pair{skel->maps.unwind_rows, dwarf ? unwind_rows : 1u},
         std::pair{skel->maps.unwind_files, dwarf ? options.unwind_files : 1u},
         std::pair{skel->maps.unwind_procs, dwarf ? options.unwind_processes : 1u},
         std::pair{skel->maps.ustacks, dwarf ? options.max_stacks : 1u},
@@ -610,7 +611,7 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
     impl->unwind_maps = std::make_unique<BpfUnwindMaps>(
         bpf_map__fd(skel->maps.unwind_rows), bpf_map__fd(skel->maps.unwind_files),
         bpf_map__fd(skel->maps.unwind_procs), bpf_map__fd(skel->maps.unwind_inodes));
-    impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, options.unwind_rows,
+    impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, unwind_rows,
                                                          options.unwind_files);
   }
   impl->ncpus = libbpf_num_possible_cpus();
@@ -628,10 +629,10 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
                                                  PERF_COUNT_SW_PAGE_FAULTS_MAJ, "major-faults"));
   if (dwarf) {
     // Libraries mapped after execve, found before their perf mmap records are read.
-    if (auto link = attach_unwind_mmap_exit(skel->obj))
-      impl->mmap_exit = std::move(*link);
+    if (auto links = attach_unwind_early(skel->obj))
+      impl->early = std::move(*links);
     else if (options.verbosity > 0)
-      std::fprintf(stderr, "kscope faults: %s\n", link.error().describe().c_str());
+      std::fprintf(stderr, "kscope faults: %s\n", links.error().describe().c_str());
   }
   // Executable mappings as they are made (perf mmap records), so libraries of a process that
   // exits before /proc/PID/maps is read again still resolve.
@@ -808,6 +809,7 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
     totals.unwind_files_no_table = st.files_no_table;
     totals.unwind_files_no_room = st.files_no_room;
     totals.unwind_mappings_dropped = st.mappings_dropped;
+    totals.unwind_early = read_unwind_early_counts(bpf_map__fd(s.skel->maps.unwind_counters));
   }
   s.reconcile(bounds);
 

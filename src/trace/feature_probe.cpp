@@ -145,7 +145,7 @@ FeatureReport probe_kernel_features(int verbosity) {
     checks.push_back(
         try_program("tp_btf/sched_process_exec", "faults", "probe_sched_process_exec", true));
     checks.push_back(
-        try_program("tp_btf/sched_process_exit", "faults", "probe_sched_process_exit", true));
+        try_program("tp_btf/sched_process_exit", "faults,top", "probe_sched_process_exit", true));
     checks.push_back(try_program("tp_btf/task_rename", "faults", "probe_task_rename", true));
     checks.push_back(try_program("tp_btf/sched_switch", "top", "probe_sched_switch", true));
     checks.push_back(try_program("tp_btf/sched_wakeup", "top", "probe_sched_wakeup", true));
@@ -156,6 +156,8 @@ FeatureReport probe_kernel_features(int verbosity) {
     // read its mappings (the first moments of a short-lived process stay incomplete).
     checks.push_back(try_program("tracepoint syscalls:sys_exit_mmap (early unwind mappings)",
                                  "faults,top", "probe_sys_exit_mmap", true));
+    checks.push_back(try_program("tracepoint syscalls:sys_enter_munmap (early unwind mappings)",
+                                 "faults,top", "probe_sys_enter_munmap", true));
     checks.push_back(
         try_program("task storage map", "faults,top", "probe_task_storage_prog", false));
     checks.push_back(try_program("ring buffer map", "faults,top", "probe_ringbuf", false));

@@ -65,7 +65,8 @@ struct TopTracer::Impl {
   std::unique_ptr<BpfUnwindMaps> unwind_maps;  // with --call-graph dwarf
   std::unique_ptr<unwind::TableLoader> tables;
   bpf::PerfEventLinks sampler;  // one cpu-clock event per online CPU
-  bpf::Link mmap_exit;          // kscope_unwind_mmap_exit, with --call-graph dwarf
+  std::vector<bpf::Link>
+      early;  // bpf/unwind.bpf.h's mmap/munmap/exit programs, with --call-graph dwarf
   // reclaim_user_stacks(): ids unreferenced at the previous call, and the stacks it deleted
   // (frames only, put back if an account refers to them by the next call).
   std::unordered_set<uint32_t> ustacks_unreferenced;
@@ -252,8 +253,9 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   // Walk timing for bench/unwind_cost.sh (docs/unwinding.md): off unless asked.
   skel->rodata->kscope_unwind_timing = dwarf && std::getenv("KSCOPE_UNWIND_TIMING") != nullptr;
   // Without the native walk its maps shrink to one entry each.
+  KSCOPE_ASSIGN_OR_RETURN(uint32_t unwind_rows, unwind_rows_capacity(options.unwind_rows));
   for (auto [map, size] :
-       {std::pair{skel->maps.unwind_rows, dwarf ? options.unwind_rows : 1u},
+       {std::pair{skel->maps.unwind_rows, dwarf ? unwind_rows : 1u},
         std::pair{skel->maps.unwind_files, dwarf ? options.unwind_files : 1u},
         std::pair{skel->maps.unwind_procs, dwarf ? options.unwind_processes : 1u},
         std::pair{skel->maps.ustacks, dwarf ? options.max_user_stacks : 1u}}) {
@@ -282,7 +284,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
     impl->unwind_maps = std::make_unique<BpfUnwindMaps>(
         bpf_map__fd(skel->maps.unwind_rows), bpf_map__fd(skel->maps.unwind_files),
         bpf_map__fd(skel->maps.unwind_procs), bpf_map__fd(skel->maps.unwind_inodes));
-    impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, options.unwind_rows,
+    impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, unwind_rows,
                                                          options.unwind_files);
     if (!options.unwind_debug_dirs.empty()) impl->tables->set_debug_dirs(options.unwind_debug_dirs);
   }
@@ -316,10 +318,10 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   }
   if (dwarf) {
     // Without it a library mapped after execve is found once its mmap record is read.
-    if (auto link = attach_unwind_mmap_exit(skel->obj))
-      impl->mmap_exit = std::move(*link);
+    if (auto links = attach_unwind_early(skel->obj))
+      impl->early = std::move(*links);
     else if (options.verbosity > 0)
-      std::fprintf(stderr, "kscope top: %s\n", link.error().describe().c_str());
+      std::fprintf(stderr, "kscope top: %s\n", links.error().describe().c_str());
   }
   if (options.sample_hz) {
     KSCOPE_ASSIGN_OR_RETURN(impl->sampler, bpf::attach_sw_event_all_cpus(
@@ -416,6 +418,7 @@ UnwindSummary TopTracer::unwind_report() {
     if (uint64_t n = sum(KSCOPE_UNWIND_ENDED + i))
       r.ended.emplace_back(unwind_reason_name(static_cast<uint8_t>(i)), n);
   r.fp_frames = sum(KSCOPE_UNWIND_FP_FRAMES);
+  r.early = read_unwind_early_counts(fd);
   const auto& st = impl_->tables->stats();
   r.files = st.files;
   r.rows = st.rows;

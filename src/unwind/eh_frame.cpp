@@ -13,6 +13,7 @@ namespace kscope::unwind {
 namespace {
 
 // x86-64 DWARF register numbers (System V psABI, figure 3.36).
+constexpr uint64_t kRegRbx = 3;
 constexpr uint64_t kRegRbp = 6;
 constexpr uint64_t kRegRsp = 7;
 constexpr uint64_t kRegRip = 16;  // the return address column
@@ -185,6 +186,7 @@ struct CfaState {
 struct State {
   CfaState cfa;
   RegRule rbp;
+  RegRule rbx;
   RegRule ra;
 };
 
@@ -284,23 +286,19 @@ class FdeDecoder {
     } else if (st.cfa.reg == kRegRbp) {
       r.cfa = CfaRule::kRbp;
       r.cfa_offset = st.cfa.offset;
+    } else if (st.cfa.reg == kRegRbx) {
+      r.cfa = CfaRule::kRbx;
+      r.cfa_offset = st.cfa.offset;
     } else {
       r.cfa = CfaRule::kUnsupported;
     }
-    switch (st.rbp.kind) {
-      case RegRule::kSame:
-      case RegRule::kUndefined:
-        r.rbp = RbpRule::kUnchanged;
-        break;
-      case RegRule::kOffset:
-        r.rbp = RbpRule::kOffset;
-        r.rbp_offset = st.rbp.offset;
-        break;
-      case RegRule::kOther:
-        r.rbp = RbpRule::kUnknown;
-        break;
+    to_saved(st.rbp, &r.rbp, &r.rbp_offset);
+    to_saved(st.rbx, &r.rbx, &r.rbx_offset);
+    if (r.cfa == CfaRule::kSignal) {  // the walker reads the ucontext
+      r.rbp = RbpRule::kUnknown;
+      r.rbx = RbpRule::kUnknown;
+      r.rbx_offset = 0;
     }
-    if (r.cfa == CfaRule::kSignal) r.rbp = RbpRule::kUnknown;  // the walker reads the ucontext
     if (st.ra.kind == RegRule::kUndefined) {
       r.ra_undefined = true;
     } else if (r.cfa != CfaRule::kSignal &&
@@ -310,13 +308,31 @@ class FdeDecoder {
     return r;
   }
 
+  static void to_saved(const RegRule& rule, RbpRule* kind, int64_t* offset) {
+    switch (rule.kind) {
+      case RegRule::kSame:
+      case RegRule::kUndefined:
+        *kind = RbpRule::kUnchanged;
+        break;
+      case RegRule::kOffset:
+        *kind = RbpRule::kOffset;
+        *offset = rule.offset;
+        break;
+      case RegRule::kOther:
+        *kind = RbpRule::kUnknown;
+        break;
+    }
+  }
+
   RegRule* rule_for(uint64_t reg, State& st) {
     if (reg == kRegRbp) return &st.rbp;
+    if (reg == kRegRbx) return &st.rbx;
     if (reg == cie_.ra_register) return &st.ra;
     return nullptr;
   }
   const RegRule* initial_rule(uint64_t reg) const {
     if (reg == kRegRbp) return &initial_.rbp;
+    if (reg == kRegRbx) return &initial_.rbx;
     if (reg == cie_.ra_register) return &initial_.ra;
     return nullptr;
   }
@@ -769,6 +785,16 @@ Result<EhFrameTable> decode_frames(std::span<const FrameSection> sections) {
   return table;
 }
 
+namespace {
+
+// A saved register's slot for a row's aux nibble: 1..max when it is at CFA - 8 * slot, else 0.
+uint8_t save_slot(int64_t offset, uint8_t max) {
+  if (offset >= 0 || offset % 8 != 0 || -offset / 8 > max) return 0;
+  return static_cast<uint8_t>(-offset / 8);
+}
+
+}  // namespace
+
 kscope_unwind_row pack_row(const UnwindRow& row, bool* did_not_fit) {
   kscope_unwind_row out{};
   out.pc = static_cast<uint32_t>(row.pc);
@@ -778,6 +804,7 @@ kscope_unwind_row pack_row(const UnwindRow& row, bool* did_not_fit) {
   switch (row.cfa) {
     case CfaRule::kRsp:
     case CfaRule::kRbp:
+    case CfaRule::kRbx:
     case CfaRule::kPlt:
       if (row.cfa_offset < 0 || row.cfa_offset > UINT16_MAX) fits = false;
       out.cfa_off = static_cast<uint16_t>(row.cfa_offset);
@@ -786,14 +813,23 @@ kscope_unwind_row pack_row(const UnwindRow& row, bool* did_not_fit) {
       break;
   }
   if (row.cfa == CfaRule::kPlt) {
-    out.aux = static_cast<int8_t>(row.plt_threshold);
+    // The PLT saves neither register; aux holds the expression's threshold.
+    out.aux = static_cast<uint8_t>(row.plt_threshold);
     rbp = KSCOPE_RBP_UNCHANGED;
     if (row.rbp != RbpRule::kUnchanged) rbp = KSCOPE_RBP_UNKNOWN;
-  } else if (row.rbp == RbpRule::kOffset) {
-    if (row.rbp_offset % 8 != 0 || row.rbp_offset / 8 < INT8_MIN || row.rbp_offset / 8 > INT8_MAX)
-      rbp = KSCOPE_RBP_UNKNOWN;  // the caller's rbp becomes unknown, not wrong
-    else
-      out.aux = static_cast<int8_t>(row.rbp_offset / 8);
+  } else {
+    uint8_t rbp_slot = 0, rbx_slot = KSCOPE_UNWIND_RBX_UNCHANGED;
+    if (row.rbp == RbpRule::kOffset) {
+      rbp_slot = save_slot(row.rbp_offset, 15);
+      if (rbp_slot == 0) rbp = KSCOPE_RBP_UNKNOWN;  // the caller's rbp becomes unknown, not wrong
+    }
+    if (row.rbx == RbpRule::kOffset) {
+      rbx_slot = save_slot(row.rbx_offset, KSCOPE_UNWIND_RBX_UNKNOWN - 1);
+      if (rbx_slot == 0) rbx_slot = KSCOPE_UNWIND_RBX_UNKNOWN;
+    } else if (row.rbx == RbpRule::kUnknown) {
+      rbx_slot = KSCOPE_UNWIND_RBX_UNKNOWN;
+    }
+    out.aux = static_cast<uint8_t>(rbp_slot | (rbx_slot << 4));
   }
   if (!fits) {
     cfa = KSCOPE_CFA_UNSUPPORTED;
@@ -812,6 +848,8 @@ std::string describe_cfa(const UnwindRow& row) {
       return fmt::format("rsp+{}", row.cfa_offset);
     case CfaRule::kRbp:
       return fmt::format("rbp+{}", row.cfa_offset);
+    case CfaRule::kRbx:
+      return fmt::format("rbx+{}", row.cfa_offset);
     case CfaRule::kNone:
       return "u";
     default:

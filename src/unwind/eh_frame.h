@@ -26,6 +26,7 @@ enum class CfaRule : uint8_t {
   kPlt = KSCOPE_CFA_PLT,
   kSignal = KSCOPE_CFA_SIGNAL,
   kUnsupported = KSCOPE_CFA_UNSUPPORTED,
+  kRbx = KSCOPE_CFA_RBX,
 };
 
 enum class RbpRule : uint8_t {
@@ -38,9 +39,11 @@ enum class RbpRule : uint8_t {
 struct UnwindRow {
   uint64_t pc = 0;  // link-time address where the row starts
   CfaRule cfa = CfaRule::kNone;
-  int64_t cfa_offset = 0;  // kRsp/kRbp/kPlt: bytes added to the register
+  int64_t cfa_offset = 0;  // kRsp/kRbp/kRbx/kPlt: bytes added to the register
   RbpRule rbp = RbpRule::kUnchanged;
-  int64_t rbp_offset = 0;     // kOffset: caller's rbp is at CFA + rbp_offset
+  int64_t rbp_offset = 0;             // kOffset: caller's rbp is at CFA + rbp_offset
+  RbpRule rbx = RbpRule::kUnchanged;  // the same for rbx (ld.so's CFA = rbx + N needs it)
+  int64_t rbx_offset = 0;
   int plt_threshold = 0;      // kPlt: (rip & 15) >= this adds 8
   bool ra_undefined = false;  // the outermost frame (DW_CFA_undefined rip)
   bool ra_unsupported = false;
@@ -91,7 +94,8 @@ Result<EhFrameTable> decode_frames(std::span<const FrameSection> sections);
 // the caller via the returned flag).
 kscope_unwind_row pack_row(const UnwindRow& row, bool* did_not_fit);
 
-// "rsp+16", "rbp+16", "exp" (PLT, signal, other expressions), "u" (none); for tests and -v.
+// "rsp+16", "rbp+16", "rbx+56", "exp" (PLT, signal, other expressions), "u" (none); for tests and
+// -v.
 std::string describe_cfa(const UnwindRow& row);
 
 }  // namespace kscope::unwind

@@ -14,7 +14,7 @@ TEST(DoctorRuntime, ReportsEveryMechanismFaultsNeedsAsOk) {
        {"BTF", "tp_btf/page_fault_user", "tp_btf/page_fault_kernel", "tp_btf/sched_process_exec",
         "perf_event minor-faults", "perf_event major-faults", "bpf_find_vma", "task storage",
         "ring buffer", "privileges", "native unwinder: bpf_task_pt_regs", "global functions",
-        "no-prealloc hash", "syscalls:sys_exit_mmap"}) {
+        "no-prealloc hash", "syscalls:sys_exit_mmap", "syscalls:sys_enter_munmap"}) {
     EXPECT_NE(r.out.find(item), std::string::npos) << "doctor does not mention " << item << "\n"
                                                    << r.out;
   }

@@ -28,7 +28,7 @@ namespace {
 
 struct ReadelfRow {
   uint64_t pc = 0;
-  std::string cfa, rbp, ra;
+  std::string cfa, rbp, rbx, ra;
 };
 
 struct ReadelfFde {
@@ -92,8 +92,10 @@ ReadelfFrames parse_readelf(const std::string& text, const std::string& section 
     row.pc = std::stoull(w[0], nullptr, 16);
     row.cfa = w[1];
     row.rbp = "u";
+    row.rbx = "u";
     for (size_t i = 2; i < columns.size(); ++i) {
       if (columns[i] == "rbp") row.rbp = w[i];
+      if (columns[i] == "rbx") row.rbx = w[i];
       if (columns[i] == "ra") row.ra = w[i];
     }
     if (fde)
@@ -117,6 +119,7 @@ std::string compare(const UnwindRow& ours, const ReadelfRow& theirs) {
   switch (ours.cfa) {
     case CfaRule::kRsp:
     case CfaRule::kRbp:
+    case CfaRule::kRbx:
       if (describe_cfa(ours) != theirs.cfa) cfa_ok = "cfa";
       break;
     case CfaRule::kPlt:
@@ -124,8 +127,10 @@ std::string compare(const UnwindRow& ours, const ReadelfRow& theirs) {
       if (theirs.cfa != "exp") cfa_ok = "cfa";
       break;
     case CfaRule::kUnsupported:
-      // An expression, or a register other than rsp/rbp.
-      if (theirs.cfa.rfind("rsp+", 0) == 0 || theirs.cfa.rfind("rbp+", 0) == 0) cfa_ok = "cfa";
+      // An expression, or a register other than rsp/rbp/rbx.
+      if (theirs.cfa.rfind("rsp+", 0) == 0 || theirs.cfa.rfind("rbp+", 0) == 0 ||
+          theirs.cfa.rfind("rbx+", 0) == 0)
+        cfa_ok = "cfa";
       break;
     case CfaRule::kNone:
       cfa_ok = "cfa (ours: no FDE)";
@@ -143,6 +148,20 @@ std::string compare(const UnwindRow& ours, const ReadelfRow& theirs) {
       if (theirs.rbp == "u" || theirs.rbp == "s" || theirs.rbp[0] == 'c') rbp_ok = "rbp";
       break;
   }
+  // rbx the same way (a signal frame's registers come from the ucontext: unknown to CFI).
+  auto reg_differs = [](RbpRule kind, int64_t offset, const std::string& col) {
+    switch (kind) {
+      case RbpRule::kUnchanged:
+        return col != "u" && col != "s";
+      case RbpRule::kOffset:
+        return col != fmt::format("c{:+d}", offset);
+      case RbpRule::kUnknown:
+        return col == "u" || col == "s" || col[0] == 'c';
+    }
+    return true;
+  };
+  if (ours.cfa != CfaRule::kSignal && reg_differs(ours.rbx, ours.rbx_offset, theirs.rbx))
+    rbp_ok += " rbx";
   std::string ra_ok;
   if (ours.ra_undefined != (theirs.ra == "u")) ra_ok = "ra-undefined";
   if (!ours.ra_undefined && ours.cfa != CfaRule::kSignal &&
@@ -152,10 +171,11 @@ std::string compare(const UnwindRow& ours, const ReadelfRow& theirs) {
       cfa_ok + (rbp_ok.empty() ? "" : " " + rbp_ok) + (ra_ok.empty() ? "" : " " + ra_ok);
   if (all.empty()) return {};
   return fmt::format(
-      "{} differs at {:#x}: ours cfa={} off={} rbp={} rbp_off={} ra_undef={} | "
-      "readelf cfa={} rbp={} ra={}",
+      "{} differs at {:#x}: ours cfa={} off={} rbp={} rbp_off={} rbx={} rbx_off={} ra_undef={} | "
+      "readelf cfa={} rbp={} rbx={} ra={}",
       all, theirs.pc, describe_cfa(ours), ours.cfa_offset, static_cast<int>(ours.rbp),
-      ours.rbp_offset, ours.ra_undefined, theirs.cfa, theirs.rbp, theirs.ra);
+      ours.rbp_offset, static_cast<int>(ours.rbx), ours.rbx_offset, ours.ra_undefined, theirs.cfa,
+      theirs.rbp, theirs.rbx, theirs.ra);
 }
 
 struct CheckCounts {
@@ -164,6 +184,7 @@ struct CheckCounts {
   size_t plt_rows = 0;
   size_t signal_rows = 0;
   size_t ra_undefined_rows = 0;
+  size_t rbx_cfa_rows = 0;
 };
 
 // Compares both ways; returns counts for further assertions. `section`: .eh_frame or
@@ -234,6 +255,7 @@ CheckCounts check_against_readelf(const std::string& path,
     if (ours.cfa == CfaRule::kPlt) ++counts.plt_rows;
     if (ours.cfa == CfaRule::kSignal) ++counts.signal_rows;
     if (ours.ra_undefined) ++counts.ra_undefined_rows;
+    if (ours.cfa == CfaRule::kRbx) ++counts.rbx_cfa_rows;
     const ReadelfFde* covering = nullptr;
     for (const ReadelfFde& fde : frames.fdes)
       if (ours.pc >= fde.begin && ours.pc < fde.end) covering = &fde;
@@ -278,6 +300,9 @@ TEST(UnwindTable, LibcMatchesReadelf) {
 TEST(UnwindTable, DynamicLoaderMatchesReadelf) {
   auto counts = check_against_readelf("/lib64/ld-linux-x86-64.so.2");
   EXPECT_GT(counts.readelf_rows, 100u);
+  // _dl_runtime_resolve_xsave/xsavec/fxsave and _dl_tlsdesc_dynamic realign rsp and define the
+  // CFA from rbx: each such row is followed (CFA = rbx + N), not marked unsupported.
+  EXPECT_GE(counts.rbx_cfa_rows, 3u);
 }
 
 TEST(UnwindTable, CxxBinaryMatchesReadelf) {
@@ -431,11 +456,33 @@ TEST(UnwindTable, PackedRowsKeepTheRules) {
       continue;
     }
     ASSERT_EQ(cfa, static_cast<uint8_t>(r.cfa)) << std::hex << r.pc;
-    if (r.cfa == CfaRule::kRsp || r.cfa == CfaRule::kRbp) ASSERT_EQ(p.cfa_off, r.cfa_offset);
-    if (r.cfa == CfaRule::kPlt) ASSERT_EQ(p.aux, r.plt_threshold);
-    uint8_t rbp = (p.kind & KSCOPE_UNWIND_RBP_MASK) >> KSCOPE_UNWIND_RBP_SHIFT;
-    if (r.rbp == RbpRule::kOffset && rbp == KSCOPE_RBP_OFFSET) ASSERT_EQ(p.aux * 8, r.rbp_offset);
+    if (r.cfa == CfaRule::kRsp || r.cfa == CfaRule::kRbp || r.cfa == CfaRule::kRbx) {
+      ASSERT_EQ(p.cfa_off, r.cfa_offset);
+    }
     ASSERT_EQ((p.kind & KSCOPE_UNWIND_RA_UNDEFINED) != 0, r.ra_undefined);
+    if (r.cfa == CfaRule::kPlt) {
+      ASSERT_EQ(p.aux, r.plt_threshold);
+      continue;
+    }
+    uint8_t rbp = (p.kind & KSCOPE_UNWIND_RBP_MASK) >> KSCOPE_UNWIND_RBP_SHIFT;
+    if (r.rbp == RbpRule::kOffset && rbp == KSCOPE_RBP_OFFSET) {
+      ASSERT_EQ(-8 * static_cast<int>(KSCOPE_UNWIND_RBP_SLOT(p.aux)), r.rbp_offset);
+    }
+    // rbx: its slot when saved at CFA - 8..112, unknown when saved elsewhere, never wrong.
+    uint8_t rbx = KSCOPE_UNWIND_RBX_SLOT(p.aux);
+    if (r.rbx == RbpRule::kUnchanged) {
+      ASSERT_EQ(rbx, KSCOPE_UNWIND_RBX_UNCHANGED);
+    }
+    if (r.rbx == RbpRule::kUnknown) {
+      ASSERT_EQ(rbx, KSCOPE_UNWIND_RBX_UNKNOWN);
+    }
+    if (r.rbx == RbpRule::kOffset && rbx != KSCOPE_UNWIND_RBX_UNKNOWN) {
+      ASSERT_EQ(-8 * static_cast<int>(rbx), r.rbx_offset) << std::hex << r.pc;
+    }
+    if (r.rbx == RbpRule::kOffset && r.rbx_offset < 0 && r.rbx_offset >= -112 &&
+        r.rbx_offset % 8 == 0) {
+      ASSERT_NE(rbx, KSCOPE_UNWIND_RBX_UNKNOWN) << std::hex << r.pc;
+    }
   }
 }
 

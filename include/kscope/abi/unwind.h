@@ -26,12 +26,15 @@ enum kscope_unwind_cfa_kind {
   KSCOPE_CFA_SIGNAL = 4, /* a signal trampoline (__restore_rt): registers in the ucontext at rsp */
   /* another register, another expression, or an offset that does not fit */
   KSCOPE_CFA_UNSUPPORTED = 5,
+  /* CFA = rbx + cfa_off (ld.so's _dl_runtime_resolve_xsave*, which realigns rsp): followed
+   * when rbx is known (the leaf's registers, or restored by a callee's rule), else unsupported */
+  KSCOPE_CFA_RBX = 6,
 };
 
 /* Where the caller's rbp is: bits 4-5 of kscope_unwind_row.kind. */
 enum kscope_unwind_rbp_kind {
   KSCOPE_RBP_UNCHANGED = 0, /* not saved by this frame: the caller's rbp is the current one */
-  KSCOPE_RBP_OFFSET = 1,    /* saved at CFA + aux * 8 */
+  KSCOPE_RBP_OFFSET = 1,    /* saved at CFA - 8 * KSCOPE_UNWIND_RBP_SLOT(aux) */
   KSCOPE_RBP_UNKNOWN = 2,   /* saved another way (register, expression): unknown to the caller */
 };
 
@@ -43,13 +46,24 @@ enum kscope_unwind_rbp_kind {
 /* The return address is not at CFA-8. */
 #define KSCOPE_UNWIND_RA_UNSUPPORTED 0x80u
 
+/* aux of a row that is not KSCOPE_CFA_PLT: the saved rbp's slot in its low nibble (rbp at CFA -
+ * 8 * slot, slot 1-15) and the saved rbx's in its high nibble: 0 unchanged, 1-14 saved at
+ * CFA - 8 * slot, 15 saved another way (unknown to the caller). All rbp and rbx save slots of
+ * Debian's libc, python3, cc1plus and libstdc++ lie between CFA-16 and CFA-56; a slot outside
+ * the nibble makes the register unknown, never wrong. rbx matters only to a frame whose CFA is
+ * rbx-based (KSCOPE_CFA_RBX). */
+#define KSCOPE_UNWIND_RBP_SLOT(aux) ((aux)&0x0fu)
+#define KSCOPE_UNWIND_RBX_SLOT(aux) (((aux) >> 4) & 0x0fu)
+#define KSCOPE_UNWIND_RBX_UNCHANGED 0u
+#define KSCOPE_UNWIND_RBX_UNKNOWN 15u
+
 /* One row of a file's unwind table: valid from `pc` (the file's link-time address) to the next
  * row's pc. Rows of one file are sorted by pc, consecutive rows differ. */
 struct kscope_unwind_row {
   __u32 pc;
   __u16 cfa_off; /* bytes */
   __u8 kind;     /* cfa kind | rbp kind << 4 | KSCOPE_UNWIND_RA_* */
-  __s8 aux;      /* KSCOPE_RBP_OFFSET: rbp offset / 8; KSCOPE_CFA_PLT: the rip & 15 threshold */
+  __u8 aux;      /* KSCOPE_CFA_PLT: the rip & 15 threshold; else the rbp and rbx save slots */
 };
 
 /* The rows of one file: [first_row, first_row + row_count) of the rows map. */
@@ -167,6 +181,10 @@ enum kscope_unwind_counter {
   KSCOPE_UNWIND_EARLY_FRAMES,  /* frames whose mapping came from the early (BPF-noted) mappings */
   KSCOPE_UNWIND_EARLY_NOTED,   /* executable mappings noted at execve/mmap */
   KSCOPE_UNWIND_EARLY_DROPPED, /* not noted: no slot left, or the VMA lookup was refused */
+  /* noted mappings dropped because munmap() or a later mmap() covered (part of) their range */
+  KSCOPE_UNWIND_EARLY_REMOVED,
+  KSCOPE_UNWIND_EARLY_MISSES, /* PCs in no mapping user space wrote, looked up in the noted ones
+                                 in vain (KSCOPE_UNWIND_EARLY_FRAMES: found) */
   KSCOPE_UNWIND_COUNTER_MAX,
 };
 
