@@ -21,6 +21,9 @@ class TopSource {
   virtual Result<TopTable> refresh(TopGroupBy by, TopSortKey sort) = 0;
   // The last refreshed interval again, grouped/sorted differently (no new sample).
   virtual TopTable regroup(TopGroupBy by, TopSortKey sort) = 0;
+  // The stack rows of one row of the last table (a thread's, a process's or a comm's accounts)
+  // over the same interval as regroup(): what the screen shows when a row is expanded.
+  virtual TopTable group_stacks(const TopRow& row, TopGroupBy row_group_by, TopSortKey sort) = 0;
   // The symbolized stacks of a row.
   virtual TopStackView stack_view(const TopRow& row) = 0;
 };

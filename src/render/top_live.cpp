@@ -8,34 +8,43 @@
 
 namespace kscope {
 
-Result<int> run_top_screen(TopSource& session, TopGroupBy by, TopSortKey sort, uint64_t interval_ns,
-                           std::optional<uint64_t> deadline, volatile sig_atomic_t* stop) {
+Result<int> run_top_screen(TopSource& session, TopGroupBy by, TopSortKey sort, bool with_stacks,
+                           uint64_t interval_ns, std::optional<uint64_t> deadline,
+                           volatile sig_atomic_t* stop) {
   TopUiState initial;
   initial.group_by = by;
   initial.sort = sort;
+  initial.stacks = with_stacks;
   KSCOPE_ASSIGN_OR_RETURN(auto screen, TopScreen::create(initial));
   StackProvider stacks = [&session](const TopRow& row) { return session.stack_view(row); };
+  // An expanded thread's stacks, over the interval on screen, sorted as the screen is.
+  GroupStacksProvider group_stacks = [&session, &screen](const TopRow& row, TopGroupBy row_by) {
+    return session.group_stacks(row, row_by, screen->state().sort);
+  };
 
   // Until the first interval ends: an empty table that says what is being measured.
   TopTable table;
   table.group_by = by;
   table.sort = sort;
   table.ncpus = session.ncpus();
-  screen->draw(table, stacks);
+  table.stacks = with_stacks;
+  screen->draw(table, stacks, group_stacks);
 
   uint64_t next = session.start_ns() + interval_ns;
+  bool refresh_now = false;  // space: end the interval at once
   while (!*stop) {
     uint64_t now = monotonic_ns();
     if (deadline && now >= *deadline) break;
-    if (now >= next) {
-      if (!screen->state().paused) {
+    if (now >= next || refresh_now) {
+      if (!screen->state().paused || refresh_now) {
         // While paused the last table stays; the next one covers the whole pause.
         KSCOPE_ASSIGN_OR_RETURN(table,
                                 session.refresh(screen->state().group_by, screen->state().sort));
-        screen->draw(table, stacks);
+        screen->draw(table, stacks, group_stacks);
       }
-      next += interval_ns;
+      next = refresh_now ? now + interval_ns : next + interval_ns;
       if (next <= now) next = now + interval_ns;
+      refresh_now = false;
       continue;
     }
     uint64_t wake = std::min(next, deadline.value_or(next));
@@ -46,17 +55,21 @@ Result<int> run_top_screen(TopSource& session, TopGroupBy by, TopSortKey sort, u
     switch (event) {
       case TopEvent::kQuit:
         return 0;
+      case TopEvent::kRefresh:
+        refresh_now = true;
+        break;
       case TopEvent::kRegroup:
         table = session.regroup(screen->state().group_by, screen->state().sort);
         if (table.ncpus == 0) {  // nothing refreshed yet
           table.group_by = screen->state().group_by;
           table.sort = screen->state().sort;
           table.ncpus = session.ncpus();
+          table.stacks = with_stacks;
         }
-        screen->draw(table, stacks);
+        screen->draw(table, stacks, group_stacks);
         break;
       case TopEvent::kRedraw:
-        screen->draw(table, stacks);
+        screen->draw(table, stacks, group_stacks);
         break;
       case TopEvent::kNone:
         break;

@@ -429,9 +429,11 @@ struct TopSession::Impl {
   }
 
   TopTable make_table(const TopSample* base, const TopSample& cur, TopGroupBy by, TopSortKey sort) {
-    TopTable t = build_top_table(base, cur, tracer->start_ns(), by, sort,
-                                 [this](uint32_t pid, uint32_t tid) { return comm_of(pid, tid); });
+    TopTable t = build_top_table(
+        base, cur, tracer->start_ns(), by, sort,
+        [this](uint32_t pid, uint32_t tid) { return comm_of(pid, tid); }, options.hide_pid);
     t.ncpus = tracer->ncpus();
+    t.stacks = options.trace.kernel_stacks || options.trace.user_stacks;
     t.sample_hz = tracer->sample_hz();
     t.cpu_busy = last_busy;
     return t;
@@ -446,10 +448,13 @@ struct TopSession::Impl {
   }
 
   // Cumulative totals of every account since tracing started: exited threads' final values
-  // plus the live accounts of `sample`, with on-CPU time by stack (scaled samples).
+  // plus the live accounts of `sample`, with on-CPU time by stack (scaled samples). The hidden
+  // process (kscope itself) is left out, as in the tables.
   ProfileIncrements::Totals run_totals(const TopSample& sample) {
     ProfileIncrements::Totals all = retired.values();
     for (const auto& [k, v] : sample.accounts) all[k] += v;
+    if (options.hide_pid)
+      std::erase_if(all, [&](const auto& kv) { return kv.first.pid == options.hide_pid; });
     scale_oncpu(all);
     return all;
   }
@@ -616,6 +621,18 @@ Result<TopTable> TopSession::table_since_start(TopGroupBy by, TopSortKey sort) {
   TopTable t = s.make_table(nullptr, cur, by, sort);
   if (s.tracer->native_unwind()) t.unwind = s.tracer->unwind_report();
   if (s.recording) (void)s.recording->add_interval(t, s.tracer->start_ns());
+  return t;
+}
+
+TopTable TopSession::group_stacks(const TopRow& row, TopGroupBy row_group_by, TopSortKey sort) {
+  Impl& s = *impl_;
+  if (!s.prev) return TopTable{};
+  TopTable t = build_group_stack_table(
+      s.prev_prev ? &*s.prev_prev : nullptr, *s.prev, s.tracer->start_ns(), row, row_group_by, sort,
+      [&s](uint32_t pid, uint32_t tid) { return s.comm_of(pid, tid); });
+  t.ncpus = s.tracer->ncpus();
+  t.sample_hz = s.tracer->sample_hz();
+  t.stacks = s.options.trace.kernel_stacks || s.options.trace.user_stacks;
   return t;
 }
 

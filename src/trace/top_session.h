@@ -27,6 +27,8 @@ struct TopSessionOptions {
   std::string recording_path;  // -o
   RecordingMeta meta;          // for the recording
   SymbolizerOptions symbols;   // debug directories, debuginfod, JIT maps, kallsyms
+  // A process left out of every table (kscope's own unless --show-self), 0: none.
+  uint32_t hide_pid = 0;
 };
 
 struct TopSummary {
@@ -55,6 +57,8 @@ class TopSession : public TopSource {
   TopTable regroup(TopGroupBy by, TopSortKey sort) override;
   // Samples now; the table of everything since tracing started.
   Result<TopTable> table_since_start(TopGroupBy by, TopSortKey sort);
+
+  TopTable group_stacks(const TopRow& row, TopGroupBy row_group_by, TopSortKey sort) override;
 
   // The symbolized stacks of a row (cached).
   TopStackView stack_view(const TopRow& row) override;
