@@ -432,11 +432,11 @@ TEST(TopRecording, IntervalBlocksWithoutOffCpuStillRead) {
   {
     auto w = RecordingWriter::create(path, meta, {}, RecordingKind::kTop);
     ASSERT_TRUE(w) << w.error().describe();
-    Bytes b;
+    wire::Bytes b;
     // end, length, switches, cpu busy (0.5 x 1e6 + 1), one row: pid, tid, comm, five values.
-    for (uint64_t v : {4000u, 1000u, 77u, 500001u, 1u, 10u, 11u}) put_varint(b, v);
-    put_string(b, "worker");
-    for (uint64_t v : {20u, 2u, 4u, 6u, 8u}) put_varint(b, v);
+    for (uint64_t v : {4000u, 1000u, 77u, 500001u, 1u, 10u, 11u}) wire::put_varint(b, v);
+    wire::put_string(b, "worker");
+    for (uint64_t v : {20u, 2u, 4u, 6u, 8u}) wire::put_varint(b, v);
     ASSERT_TRUE(w->add_extension_block(kTopBlockInterval, 1, b));
     ASSERT_TRUE(w->finish({}));
   }
