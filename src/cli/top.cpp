@@ -136,12 +136,15 @@ Result<int> run_top(const TopCliOptions& o) {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> folded_owner(folded,
                                                                folded ? &std::fclose : nullptr);
 
+  so.scope = !o.tids.empty()   ? fmt::format("TIDs {}", o.tids)
+             : !o.pids.empty() ? fmt::format("PIDs {}", o.pids)
+                               : std::string("all tasks");
+  if (!o.comm.empty()) so.scope += fmt::format(" named {}", o.comm);
+  // The live screen shows at once and loads unwind tables while it runs (its header says so).
+  so.defer_tables = interactive;
   KSCOPE_ASSIGN_OR_RETURN(auto session, TopSession::create(so));
   volatile sig_atomic_t* stop = install_stop_handlers();
-  std::string what = !o.tids.empty()  ? fmt::format("TIDs {}", o.tids)
-                     : o.pids.empty() ? std::string("all tasks")
-                                      : fmt::format("PIDs {}", o.pids);
-  std::fprintf(stderr, "kscope top: measuring %s (Ctrl-C to stop)\n", what.c_str());
+  std::fprintf(stderr, "kscope top: measuring %s (Ctrl-C to stop)\n", so.scope.c_str());
 
   const uint64_t interval_ns = static_cast<uint64_t>(o.interval_s * 1e9);
   const uint64_t start = session->start_ns();
@@ -327,6 +330,9 @@ Subcommand setup_top(CLI::App& parent) {
       "Columns: SWITCHES = schedule-ins; VOL/INVOL = switch-outs because the task blocked / was "
       "preempted; ON-CPU = exact time on CPU; %CPU = ON-CPU / interval (100 = one CPU); AVG "
       "SLICE = ON-CPU / switch-outs; RUNQ WAIT = time runnable but waiting for a CPU.\n"
+      "Live screen: shows once tracing runs; the header names what is traced (PIDs, TIDs, all "
+      "tasks) and, with --call-graph dwarf, the unwind tables still loading (stacks walked before "
+      "end with [incomplete: no table]).\n"
       "Keys (live screen): Up/Down select, Enter (or Right) expands the selected thread into its "
       "on-CPU stacks (sampled, scaled: ON-CPU, SAMPLES) and off-CPU stacks (exact: OFF-CPU, "
       "RUNQ, VOL/INVOL), Enter/Left/Esc collapse; s sort column, g grouping (tid, pid, comm, "

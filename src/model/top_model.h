@@ -193,6 +193,14 @@ struct TopTable {
   // kscope's own process, left out of the rows and totals (shown with --show-self); 0: none.
   uint32_t hidden_pid = 0;
   uint64_t hidden_oncpu_ns = 0;  // its exact on-CPU time in the interval
+  // What is traced, for the header: "all tasks", "PIDs 42,43", "TIDs 7", "comm make".
+  std::string scope;
+  // The live screen before the first interval has ended: no numbers yet (interval_ns is the
+  // interval under way), never "nothing ran".
+  bool first_pending = false;
+  // Processes whose unwind tables (--call-graph dwarf) are still being loaded: until then their
+  // user stacks end with "[incomplete: no table]".
+  size_t tables_pending = 0;
 };
 
 // One frame of a displayed stack, already symbolized.

@@ -2,7 +2,9 @@
 // trace/top_session.h implements it with real BPF; tests implement it with fixed tables.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "model/top_model.h"
 #include "util/result.h"
@@ -26,6 +28,10 @@ class TopSource {
   virtual TopTable group_stacks(const TopRow& row, TopGroupBy row_group_by, TopSortKey sort) = 0;
   // The symbolized stacks of a row.
   virtual TopStackView stack_view(const TopRow& row) = 0;
+  // What is traced ("all tasks", "PIDs 42"), for the header.
+  virtual std::string scope() const { return {}; }
+  // Processes whose unwind tables are still to be loaded (0 when none, or without them).
+  virtual size_t tables_pending() const { return 0; }
 };
 
 }  // namespace kscope

@@ -22,13 +22,32 @@ Result<int> run_top_screen(TopSource& session, TopGroupBy by, TopSortKey sort, b
     return session.group_stacks(row, row_by, screen->state().sort);
   };
 
-  // Until the first interval ends: an empty table that says what is being measured.
-  TopTable table;
-  table.group_by = by;
-  table.sort = sort;
-  table.ncpus = session.ncpus();
-  table.stacks = with_stacks;
+  // Until the first interval ends: no numbers, a header that says what is being measured (and
+  // what is still loading), never an empty table that would read as "nothing ran".
+  auto placeholder = [&] {
+    TopTable t;
+    t.group_by = screen->state().group_by;
+    t.sort = screen->state().sort;
+    t.ncpus = session.ncpus();
+    t.stacks = with_stacks;
+    t.first_pending = true;
+    t.interval_ns = interval_ns;
+    t.scope = session.scope();
+    t.tables_pending = session.tables_pending();
+    return t;
+  };
+  TopTable table = placeholder();
   screen->draw(table, stacks, group_stacks);
+  // The first symbolization of a stack can take a while (a library's debug file is read the
+  // first time one of its frames is named): the first table is drawn once with its stacks
+  // marked as being resolved, so its rows show at once, then with the stacks.
+  bool first_table = true;
+  const StackProvider resolving = [](const TopRow&) {
+    TopStackView v;
+    v.note = "[resolving symbols...]";
+    return v;
+  };
+  const GroupStacksProvider no_groups;
 
   uint64_t next = session.start_ns() + interval_ns;
   bool refresh_now = false;  // space: end the interval at once
@@ -40,6 +59,8 @@ Result<int> run_top_screen(TopSource& session, TopGroupBy by, TopSortKey sort, b
         // While paused the last table stays; the next one covers the whole pause.
         KSCOPE_ASSIGN_OR_RETURN(table,
                                 session.refresh(screen->state().group_by, screen->state().sort));
+        if (first_table && with_stacks) screen->draw(table, resolving, no_groups);
+        first_table = false;
         screen->draw(table, stacks, group_stacks);
       }
       next = refresh_now ? now + interval_ns : next + interval_ns;
@@ -50,8 +71,12 @@ Result<int> run_top_screen(TopSource& session, TopGroupBy by, TopSortKey sort, b
     uint64_t wake = std::min(next, deadline.value_or(next));
     int timeout_ms = static_cast<int>(std::min<uint64_t>((wake - now) / 1000000 + 1, 100));
     TopEvent event = screen->handle_input(timeout_ms);
-    // New processes: read their mappings while they live.
+    // New processes: read their mappings while they live (and load their unwind tables).
     KSCOPE_TRY(session.poll(0));
+    if (table.first_pending && table.tables_pending != session.tables_pending()) {
+      table.tables_pending = session.tables_pending();
+      screen->draw(table, stacks, group_stacks);
+    }
     switch (event) {
       case TopEvent::kQuit:
         return 0;
@@ -59,13 +84,9 @@ Result<int> run_top_screen(TopSource& session, TopGroupBy by, TopSortKey sort, b
         refresh_now = true;
         break;
       case TopEvent::kRegroup:
-        table = session.regroup(screen->state().group_by, screen->state().sort);
-        if (table.ncpus == 0) {  // nothing refreshed yet
-          table.group_by = screen->state().group_by;
-          table.sort = screen->state().sort;
-          table.ncpus = session.ncpus();
-          table.stacks = with_stacks;
-        }
+        table = table.first_pending
+                    ? placeholder()  // nothing refreshed yet
+                    : session.regroup(screen->state().group_by, screen->state().sort);
         screen->draw(table, stacks, group_stacks);
         break;
       case TopEvent::kRedraw:

@@ -274,6 +274,16 @@ std::string header_line(const TopTable& table, int width) {
   // A non-zero drop count leads, so even a narrow terminal shows it.
   if (lost) parts.push_back(fmt::format("LOST {}", format_count(lost)));
   parts.push_back("kscope top");
+  if (table.first_pending) {
+    // Before the first interval ends there are no numbers: say what is under way.
+    parts.push_back(
+        fmt::format("measuring the first interval ({})", format_duration_ns(table.interval_ns)));
+    if (!table.scope.empty()) parts.push_back(table.scope);
+    if (table.tables_pending)
+      parts.push_back(fmt::format("loading unwind tables of {} process{}", table.tables_pending,
+                                  table.tables_pending == 1 ? "" : "es"));
+    return join(parts, "  ");
+  }
   parts.push_back(fmt::format("interval {}", format_duration_ns(table.interval_ns)));
   std::string switches = fmt::format("switches {}", format_count(table.switches_all));
   if (table.interval_ns) {
@@ -291,9 +301,17 @@ std::string header_line(const TopTable& table, int width) {
     parts.push_back("CPU busy ?");
   }
   if (!lost) parts.push_back("lost 0");
+  // What is traced: with -p/-t/--comm only what they name (kscope is not among it, so nothing is
+  // hidden); all tasks but kscope itself unless --show-self.
   if (table.hidden_pid)
-    parts.push_back(fmt::format("kscope itself hidden (pid {}, on-CPU {}; --show-self)",
-                                table.hidden_pid, format_duration_ns(table.hidden_oncpu_ns)));
+    parts.push_back(fmt::format("{}, kscope itself hidden (pid {}, on-CPU {}; --show-self)",
+                                table.scope.empty() ? "all tasks" : table.scope, table.hidden_pid,
+                                format_duration_ns(table.hidden_oncpu_ns)));
+  else if (!table.scope.empty())
+    parts.push_back(table.scope);
+  if (table.tables_pending)
+    parts.push_back(fmt::format("loading unwind tables of {} process{}", table.tables_pending,
+                                table.tables_pending == 1 ? "" : "es"));
   std::string line = join(parts, "  ");
   if (columns(line) > width) {
     std::erase(parts, std::string("kscope top"));
@@ -599,7 +617,11 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
   for (size_t i = 0; i < drops.size(); ++i) {
     if (height >= (i == 0 ? 7 : 14)) add(drops[i], TopLineStyle::kWarning);
   }
-  if (tall) add(totals_line(table, filtered.size()), TopLineStyle::kHeader);
+  if (tall)
+    add(table.first_pending ? std::string("no numbers yet: the first table comes when the first "
+                                          "interval ends (Space ends it now)")
+                            : totals_line(table, filtered.size()),
+        TopLineStyle::kHeader);
   if (tall) add(sources_line(table), TopLineStyle::kHeader);
 
   const std::optional<Col> sorted = sort_column(table.sort);
@@ -685,8 +707,9 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
   // Body.
   int used = 0;
   if (n == 0 && body > 0) {
-    add(table.rows.empty() ? "  (nothing ran in this interval)"
-                           : fmt::format("  (no comm contains \"{}\")", sanitize(state.filter)),
+    add(table.first_pending  ? "  (first interval under way)"
+        : table.rows.empty() ? "  (nothing ran in this interval)"
+                             : fmt::format("  (no comm contains \"{}\")", sanitize(state.filter)),
         TopLineStyle::kNote);
     ++used;
   }

@@ -153,14 +153,43 @@ struct TopSession::Impl {
     publish_mappings(pid, time_ns);
   }
 
+  void load_tables(uint32_t pid, const std::vector<Mapping>& mappings) {
+    if (auto st = tracer->load_unwind_tables(pid, mappings); !st && !unwind_load_warned) {
+      unwind_load_warned = true;
+      std::fprintf(stderr, "kscope top: unwind tables of process %u not loaded: %s\n", pid,
+                   st.error().describe().c_str());
+    }
+  }
+
+  // Processes whose unwind tables are to be loaded (defer_tables), in the order they came.
+  std::vector<uint32_t> tables_queue;
+  std::set<uint32_t> tables_queued;
+  static constexpr uint64_t kTablesBudgetNs = 50'000'000;  // per poll: the screen stays live
+
+  // Loads queued tables until the budget is spent (at least one process per call), from the
+  // process's mappings as they are now.
+  void load_queued_tables() {
+    uint64_t begin = monotonic_ns();
+    size_t done = 0;
+    while (done < tables_queue.size()) {
+      uint32_t pid = tables_queue[done++];
+      tables_queued.erase(pid);
+      auto pm = procmaps.find(pid);
+      if (pm != procmaps.end() && mapped_pids.count(pid)) load_tables(pid, pm->second.current());
+      if (monotonic_ns() - begin >= kTablesBudgetNs) break;
+    }
+    tables_queue.erase(tables_queue.begin(),
+                       tables_queue.begin() + static_cast<std::ptrdiff_t>(done));
+  }
+
   void publish_mappings(uint32_t pid, uint64_t time_ns) {
     MappingSnapshot snap{pid, time_ns > tracer->start_ns() ? time_ns - tracer->start_ns() : 0,
                          procmaps[pid].current()};
     // The unwinder's tables follow the same mappings (a dlopen arrives as an mmap record).
-    if (auto st = tracer->load_unwind_tables(pid, snap.mappings); !st && !unwind_load_warned) {
-      unwind_load_warned = true;
-      std::fprintf(stderr, "kscope top: unwind tables of process %u not loaded: %s\n", pid,
-                   st.error().describe().c_str());
+    if (options.defer_tables && tracer->native_unwind()) {
+      if (tables_queued.insert(pid).second) tables_queue.push_back(pid);
+    } else {
+      load_tables(pid, snap.mappings);
     }
     symbolizer->set_mappings(snap);
     for (auto it = user_cache.lower_bound({pid, INT32_MIN});
@@ -436,6 +465,8 @@ struct TopSession::Impl {
     t.stacks = options.trace.kernel_stacks || options.trace.user_stacks;
     t.sample_hz = tracer->sample_hz();
     t.cpu_busy = last_busy;
+    t.scope = options.scope;
+    t.tables_pending = tables_queue.size();
     return t;
   }
 
@@ -566,7 +597,15 @@ UnwindSummary TopSession::unwind_report() { return impl_->tracer->unwind_report(
 uint64_t TopSession::start_ns() const { return impl_->tracer->start_ns(); }
 int TopSession::ncpus() const { return impl_->tracer->ncpus(); }
 
+std::string TopSession::scope() const { return impl_->options.scope; }
+size_t TopSession::tables_pending() const { return impl_->tables_queue.size(); }
+
 Status TopSession::poll(int timeout_ms) {
+  if (!impl_->tables_queue.empty()) {
+    // Tables first (a poll that waits would delay them); the wait is then cut short.
+    impl_->load_queued_tables();
+    timeout_ms = 0;
+  }
   KSCOPE_TRY(impl_->tracer->poll(timeout_ms));
   impl_->drain_mmaps();
   KSCOPE_TRY(impl_->housekeep());

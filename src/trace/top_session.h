@@ -29,6 +29,14 @@ struct TopSessionOptions {
   SymbolizerOptions symbols;   // debug directories, debuginfod, JIT maps, kallsyms
   // A process left out of every table (kscope's own unless --show-self), 0: none.
   uint32_t hide_pid = 0;
+  // What is traced, for the headers ("all tasks", "PIDs 42").
+  std::string scope;
+  // --call-graph dwarf: load the unwind tables of processes from poll(), a few at a time, instead
+  // of at once (create() for the targets, the next poll for each new process). The live screen
+  // shows at once and says what is loading; user stacks walked before a process's tables are in
+  // end with "[incomplete: no table]". Batch output keeps false: when create() returns, the
+  // targets' stacks are complete.
+  bool defer_tables = false;
 };
 
 struct TopSummary {
@@ -62,6 +70,8 @@ class TopSession : public TopSource {
 
   // The symbolized stacks of a row (cached).
   TopStackView stack_view(const TopRow& row) override;
+  std::string scope() const override;
+  size_t tables_pending() const override;
 
   // What the native unwinder did (empty with --call-graph fp).
   UnwindSummary unwind_report();

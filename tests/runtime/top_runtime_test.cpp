@@ -54,6 +54,8 @@ std::map<std::string, Truth> read_truth(const std::string& path) {
 }
 
 class TopRuntime : public ::testing::Test {
+  friend class LiveTopprog;
+
  protected:
   void SetUp() override { dir_ = fresh_test_dir("kscope-top"); }
   void TearDown() override {
@@ -331,54 +333,6 @@ TEST_F(TopRuntime, ProcessExitingWhileShownEndsTheRun) {
   // stdout is not a terminal: one table per interval, with the shell's row while it lived.
   EXPECT_NE(r.out.find("kscope top: interval"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" sh "), std::string::npos) << r.out;
-}
-
-// The live screen as a person sees it: real kscope top in tmux, on a program with named threads.
-TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
-  KSCOPE_REQUIRE_ROOT_OR_SKIP();
-  if (run({"tmux", "-V"}, 10).exit_code != 0) {
-    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
-    GTEST_SKIP() << "tmux is not installed";
-  }
-  prog_pid_ = spawn({kTopprog, path("truth"), "3000", "3000"}, path("prog.out"), path("prog.err"));
-  ASSERT_TRUE(wait_for_text(path("prog.out"), "ready", 10));
-  kill(prog_pid_, SIGUSR1);  // the workers spin and sleep for a few seconds
-  const std::string sock = "kscope-top-rt-" + std::to_string(getpid());
-  auto tmux = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = {"tmux", "-L", sock, "-f", "/dev/null"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv, 10);
-  };
-  std::string cmd = kKscope + " top -p " + std::to_string(prog_pid_) +
-                    " -d 0.3 --by tid; echo kscope-exit=$?; sleep 5";
-  ASSERT_EQ(tmux({"new-session", "-d", "-s", "t", "-x", "120", "-y", "40", cmd}).exit_code, 0);
-  auto capture = [&] { return tmux({"capture-pane", "-p", "-t", "t"}).out; };
-  auto wait_screen = [&](const std::string& needle) {
-    std::string screen;
-    for (int i = 0; i < 100; ++i) {
-      screen = capture();
-      if (screen.find(needle) != std::string::npos) return screen;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return screen;
-  };
-  std::string screen = wait_screen("spin_full");
-  EXPECT_NE(screen.find("kscope top"), std::string::npos) << screen;
-  EXPECT_NE(screen.find("ON-CPU"), std::string::npos) << screen;
-  EXPECT_NE(screen.find("RUNQ WAIT"), std::string::npos) << screen;
-  EXPECT_NE(screen.find("spin_full"), std::string::npos) << screen;
-  EXPECT_NE(screen.find("sleeper"), std::string::npos) << screen;
-  // Filter to the sleeper, expand it: its stack shows the kernel's sleep path.
-  tmux({"send-keys", "-t", "t", "/", "sleeper", "Enter"});
-  tmux({"send-keys", "-t", "t", "Enter"});
-  screen = wait_screen("nanosleep");
-  EXPECT_NE(screen.find("nanosleep"), std::string::npos) << screen;
-  EXPECT_EQ(screen.find("spin_full"), std::string::npos) << "filter did not hide spin_full:\n"
-                                                         << screen;
-  tmux({"send-keys", "-t", "t", "q"});
-  screen = wait_screen("kscope-exit=");
-  EXPECT_NE(screen.find("kscope-exit=0"), std::string::npos) << screen;
-  tmux({"kill-server"});
 }
 
 // The schedstat on-CPU time (ns) of a thread, or nothing when it cannot be read.
@@ -1051,7 +1005,7 @@ TEST_F(TopOncpuRuntime, LiveScreenExpandsAThreadIntoItsOnCpuAndOffCpuStacks) {
   ASSERT_TRUE(t.start(
       kKscope + " top -p " + std::to_string(prog_pid_) + " -d 600; echo kscope-exit=$?; sleep 5",
       220, 100));
-  std::string screen = t.wait_text("nothing ran in this interval");
+  std::string screen = t.wait_text("first interval under way");
   ASSERT_NE(screen.find("by tid"), std::string::npos) << "the screen lists threads:\n" << screen;
   // Attached (the screen shows only once tracing runs): the kernel's counters now, then the work.
   auto cpu0 = schedstat_ns(prog_pid_, tid);
@@ -1229,39 +1183,161 @@ TEST_F(TopRuntime, LiveScreenHidesKscopeItselfUnlessShowSelf) {
   }
 }
 
-// --no-stacks: the screen never mentions a stack, whatever is pressed (the groupings cycle
-// without the stack grouping, Enter expands nothing).
+// The live screen on topprog, as a person sees it. kscope starts first and the program's
+// workers are released once its screen is up (the screen shows only once tracing runs): a
+// workload that ran before the first interval would rightly show no rows. The workers spin
+// (spin_full: 10 s of CPU) and sleep (20,000 x 1 ms) for much longer than the test needs; the
+// program is killed at the end.
+class LiveTopprog {
+ public:
+  LiveTopprog(TopRuntime& fixture, const std::string& name, const std::string& options)
+      : t(name), pidfile_(fixture.path("kscope.pid")) {
+    fixture.prog_pid_ = spawn({kTopprog, fixture.path("truth"), "10000", "20000"},
+                              fixture.path("prog.out"), fixture.path("prog.err"));
+    prog = fixture.prog_pid_;
+    ready = wait_for_text(fixture.path("prog.out"), "ready", 30);
+    // sh writes its pid, then becomes kscope: kscope's pid, and its exit status after q.
+    started = t.start("sh -c 'echo $$ > " + pidfile_ + "; exec " + kKscope + " top -p " +
+                          std::to_string(prog) + " -d 0.3 " + options +
+                          "'; echo kscope-exit=$?; sleep 30",
+                      200, 60);
+  }
+  // Once kscope's screen is up (before its first table or after), releases the workers.
+  bool release() {
+    std::string screen = t.wait_text("kscope top", 60);
+    if (screen.find("kscope top") == std::string::npos) return false;
+    self = std::atoi(read_file(pidfile_).c_str());
+    return kill(prog, SIGUSR1) == 0;
+  }
+  // The rows of the table on screen: RANK PID TID COMM ... (the cursor column stripped).
+  static std::vector<std::vector<std::string>> rows(const std::string& screen) {
+    std::vector<std::vector<std::string>> out;
+    for (const auto& l : screen_lines(screen)) {
+      auto w = words_of(l.substr(std::min<size_t>(1, l.size())));
+      if (w.size() > 4 && std::all_of(w[0].begin(), w[0].end(), ::isdigit) &&
+          std::all_of(w[1].begin(), w[1].end(), ::isdigit) &&
+          std::all_of(w[2].begin(), w[2].end(), ::isdigit))
+        out.push_back(w);
+    }
+    return out;
+  }
+  bool has_row(const std::string& screen, const std::string& comm) const {
+    for (const auto& w : rows(screen))
+      if (w[1] == std::to_string(prog) && w[3] == comm) return true;
+    return false;
+  }
+  std::string quit() {
+    t.keys({"q"});
+    return t.wait_text("kscope-exit=", 60);
+  }
+
+  TmuxScreen t;
+  int prog = -1;
+  int self = -1;
+  bool ready = false, started = false;
+
+ private:
+  std::string pidfile_;
+};
+
+// By thread (the default), Enter on a spinning thread shows its on-CPU stack through the
+// program's spin_until; on the sleeping thread, its off-CPU stack through sleeper_loop and the
+// kernel's nanosleep. With -p only the named process is traced: every row is one of its threads,
+// none is kscope's, and the header names the process and hides nothing.
+TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  if (!have_tmux()) {
+    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
+    GTEST_SKIP() << "tmux is not installed";
+  }
+  LiveTopprog live(*this, "top-threads", "");
+  ASSERT_TRUE(live.ready) << read_file(path("prog.err"));
+  ASSERT_TRUE(live.started);
+  ASSERT_TRUE(live.release()) << live.t.capture();
+  auto threads_shown = [&](const std::string& s) {
+    return live.has_row(s, "spin_full") && live.has_row(s, "sleeper");
+  };
+  std::string screen = live.t.wait_for(threads_shown, 60);
+  ASSERT_TRUE(threads_shown(screen)) << screen;
+  auto lines = screen_lines(screen);
+  EXPECT_NE(lines[0].find("PIDs " + std::to_string(live.prog)), std::string::npos) << screen;
+  EXPECT_EQ(screen.find("hidden"), std::string::npos) << "-p hides nothing\n" << screen;
+  EXPECT_NE(screen.find("by tid"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("RUNQ WAIT"), std::string::npos) << screen;
+  for (const auto& w : LiveTopprog::rows(screen)) {
+    EXPECT_EQ(w[1], std::to_string(live.prog)) << "a row of another process\n" << screen;
+    EXPECT_NE(w[1], std::to_string(live.self)) << "kscope's own row\n" << screen;
+  }
+
+  // The spinning thread: its on-CPU stack goes through spin_until.
+  live.t.keys({"/", "spin_full", "Enter"});
+  live.t.keys({"Enter"});
+  auto oncpu_through = [&](const std::string& s, const std::string& fn) {
+    for (const auto& st : screen_section(screen_lines(s), "on-CPU by stack (", nullptr))
+      if (st.frames.find(fn) != std::string::npos) return true;
+    return false;
+  };
+  screen =
+      live.t.wait_for([&](const std::string& s) { return oncpu_through(s, "spin_until"); }, 60);
+  EXPECT_TRUE(oncpu_through(screen, "spin_until")) << screen;
+  EXPECT_FALSE(live.has_row(screen, "sleeper")) << "the filter shows spin_full only\n" << screen;
+
+  // The sleeper: its off-CPU stack goes through sleeper_loop into the kernel's nanosleep.
+  live.t.keys({"Left"});  // collapses it
+  live.t.keys({"/", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace",
+               "BSpace", "sleeper", "Enter"});
+  live.t.keys({"Enter"});
+  auto offcpu_through = [&](const std::string& s) {
+    for (const auto& st : screen_section(screen_lines(s), "off-CPU by switch-out stack", nullptr))
+      if (st.frames.find("sleeper_loop") != std::string::npos &&
+          st.frames.find("nanosleep") != std::string::npos)
+        return true;
+    return false;
+  };
+  screen = live.t.wait_for(offcpu_through, 60);
+  EXPECT_TRUE(offcpu_through(screen)) << screen;
+  EXPECT_FALSE(live.has_row(screen, "spin_full")) << "the filter shows sleeper only\n" << screen;
+
+  screen = live.quit();
+  EXPECT_NE(screen.find("kscope-exit=0"), std::string::npos) << screen;
+}
+
+// --no-stacks: the threads are listed and the screen never mentions a stack, whatever is
+// pressed (the groupings cycle without the stack grouping, Enter expands nothing).
 TEST_F(TopRuntime, LiveScreenWithoutStacksNeverSaysStack) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   if (!have_tmux()) {
     if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
     GTEST_SKIP() << "tmux is not installed";
   }
-  prog_pid_ = spawn({kTopprog, path("truth"), "3000", "3000"}, path("prog.out"), path("prog.err"));
-  ASSERT_TRUE(wait_for_text(path("prog.out"), "ready", 10));
-  kill(prog_pid_, SIGUSR1);
-  TmuxScreen t("top-nostacks");
-  ASSERT_TRUE(t.start(kKscope + " top --no-stacks -p " + std::to_string(prog_pid_) +
-                          " -d 0.3; echo kscope-exit=$?; sleep 5",
-                      200, 50));
-  std::string screen = t.wait_text("spin_full");
-  ASSERT_NE(screen.find("spin_full"), std::string::npos) << screen;
+  LiveTopprog live(*this, "top-nostacks", "--no-stacks");
+  ASSERT_TRUE(live.ready) << read_file(path("prog.err"));
+  ASSERT_TRUE(live.started);
+  ASSERT_TRUE(live.release()) << live.t.capture();
+  auto threads_shown = [&](const std::string& s) {
+    return live.has_row(s, "spin_full") && live.has_row(s, "sleeper");
+  };
+  std::string screen = live.t.wait_for(threads_shown, 60);
+  ASSERT_TRUE(threads_shown(screen)) << screen;
   auto no_stack = [](std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), ::tolower);
     return s.find("stack") == std::string::npos;
   };
   EXPECT_TRUE(no_stack(screen)) << screen;
   EXPECT_NE(screen.find("per-thread totals only"), std::string::npos) << screen;
-  for (const char* key : {"Enter", "Right", "g", "Enter", "g", "Enter", "g", "Enter", "g"}) {
-    t.keys({key});
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));
-    screen = t.capture();
+  EXPECT_EQ(screen.find("hidden"), std::string::npos) << "-p hides nothing\n" << screen;
+  // Each key's effect is waited for (the status line names the grouping), then checked.
+  const std::vector<std::pair<std::string, std::string>> steps = {
+      {"Enter", "by tid"}, {"Right", "by tid"}, {"g", "by pid"},
+      {"Enter", "by pid"}, {"g", "by comm"},    {"Enter", "by comm"},
+      {"g", "by tid"},     {"Enter", "by tid"}, {"g", "by pid"}};
+  for (const auto& [key, grouping] : steps) {
+    live.t.keys({key});
+    screen = live.t.wait_text(grouping, 60);
+    EXPECT_NE(screen.find(grouping), std::string::npos) << "after " << key << ":\n" << screen;
     EXPECT_TRUE(no_stack(screen)) << "after " << key << ":\n" << screen;
   }
-  EXPECT_NE(screen.find("by pid"), std::string::npos) << "tid -> pid -> comm -> tid -> pid\n"
-                                                      << screen;
-  t.keys({"q"});
-  screen = t.wait_text("kscope-exit=");
+  screen = live.quit();
   EXPECT_NE(screen.find("kscope-exit=0"), std::string::npos) << screen;
 }
 

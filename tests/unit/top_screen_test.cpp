@@ -797,6 +797,54 @@ TEST(TopScreenLayout, HeaderSaysWhereTheNumbersByStackComeFromAndWhatIsHidden) {
   EXPECT_THAT(lines[titles], HasSubstr("SLICE*"));
 }
 
+// The header says what is traced in each mode: with -p only the named processes (kscope is not
+// among them, nothing is hidden), on all tasks kscope itself hidden, with --show-self nothing
+// hidden; and unwind tables still loading.
+TEST(TopScreenLayout, HeaderSaysWhatIsTracedInEachMode) {
+  TopTable t = make_table();
+  t.scope = "PIDs 4242";
+  auto lines = texts(layout_top_screen(t, state_for(t), stack_for, 200, 40));
+  EXPECT_THAT(lines[0], HasSubstr("PIDs 4242"));
+  EXPECT_THAT(lines[0], Not(HasSubstr("hidden")));
+  t.scope = "all tasks";
+  t.hidden_pid = 777;
+  lines = texts(layout_top_screen(t, state_for(t), stack_for, 200, 40));
+  EXPECT_THAT(lines[0], HasSubstr("all tasks, kscope itself hidden (pid 777, on-CPU "));
+  t.hidden_pid = 0;  // --show-self
+  lines = texts(layout_top_screen(t, state_for(t), stack_for, 200, 40));
+  EXPECT_THAT(lines[0], HasSubstr("all tasks"));
+  EXPECT_THAT(lines[0], Not(HasSubstr("hidden")));
+  EXPECT_THAT(lines[0], Not(HasSubstr("loading")));
+  t.tables_pending = 3;
+  lines = texts(layout_top_screen(t, state_for(t), stack_for, 200, 40));
+  EXPECT_THAT(lines[0], HasSubstr("loading unwind tables of 3 processes"));
+}
+
+// Before the first interval ends the screen has no numbers and says so: never "rows 0",
+// "nothing ran" or an interval of 0 that would read as an idle target.
+TEST(TopScreenLayout, BeforeTheFirstIntervalNoNumbersAreShown) {
+  TopTable t;
+  t.first_pending = true;
+  t.interval_ns = 300'000'000;
+  t.ncpus = 2;
+  t.scope = "PIDs 4242";
+  t.tables_pending = 1;
+  TopUiState s;
+  s.group_by = TopGroupBy::kTid;
+  auto lines = texts(layout_top_screen(t, s, stack_for, 160, 30));
+  std::string all;
+  for (const auto& l : lines) all += l + "\n";
+  EXPECT_THAT(lines[0],
+              HasSubstr("measuring the first interval (" + format_duration_ns(300'000'000) + ")"));
+  EXPECT_THAT(lines[0], HasSubstr("PIDs 4242"));
+  EXPECT_THAT(lines[0], HasSubstr("loading unwind tables of 1 process"));
+  EXPECT_THAT(all, HasSubstr("first interval under way"));
+  EXPECT_THAT(all, Not(HasSubstr("nothing ran")));
+  EXPECT_THAT(all, Not(HasSubstr("rows 0")));
+  EXPECT_THAT(all, Not(HasSubstr("interval 0ns")));
+  EXPECT_THAT(all, Not(HasSubstr("on-CPU 0ns")));
+}
+
 // --no-stacks: nothing on the screen mentions a stack, whatever the keys and the size.
 TEST(TopScreenLayout, WithoutStacksNothingSaysStack) {
   TopTable t = make_table();
