@@ -1005,7 +1005,14 @@ TEST_F(TopOncpuRuntime, LiveScreenExpandsAThreadIntoItsOnCpuAndOffCpuStacks) {
   ASSERT_TRUE(t.start(
       kKscope + " top -p " + std::to_string(prog_pid_) + " -d 600; echo kscope-exit=$?; sleep 5",
       220, 100));
-  std::string screen = t.wait_text("first interval under way");
+  // Until the unwind tables of the process are loaded its stacks end with "[incomplete: ...]":
+  // the header says "loading unwind tables" until then.
+  auto measuring = [](const std::string& s) {
+    return s.find("first interval under way") != std::string::npos &&
+           s.find("loading unwind tables") == std::string::npos;
+  };
+  std::string screen = t.wait_for(measuring, 60);
+  ASSERT_TRUE(measuring(screen)) << screen;
   ASSERT_NE(screen.find("by tid"), std::string::npos) << "the screen lists threads:\n" << screen;
   // Attached (the screen shows only once tracing runs): the kernel's counters now, then the work.
   auto cpu0 = schedstat_ns(prog_pid_, tid);
@@ -1179,7 +1186,7 @@ TEST_F(TopRuntime, LiveScreenHidesKscopeItselfUnlessShowSelf) {
     }
     t.keys({"q"});
     t.wait_for([&](const std::string&) { return kill(self, 0) != 0; }, 20);
-    EXPECT_NE(kill(self, 0), 0) << "kscope did not quit";
+    EXPECT_NE(kill(self, 0), 0) << "kscope did not quit\n" << t.capture();
   }
 }
 
@@ -1202,10 +1209,14 @@ class LiveTopprog {
                           "'; echo kscope-exit=$?; sleep 30",
                       200, 60);
   }
-  // Once kscope's screen is up (before its first table or after), releases the workers.
+  // Once kscope's screen is up and the program's unwind tables are loaded (the header says
+  // "loading unwind tables" until then), releases the workers.
   bool release() {
-    std::string screen = t.wait_text("kscope top", 60);
-    if (screen.find("kscope top") == std::string::npos) return false;
+    auto up = [](const std::string& s) {
+      return s.find("kscope top") != std::string::npos &&
+             s.find("loading unwind tables") == std::string::npos;
+    };
+    if (!up(t.wait_for(up, 60))) return false;
     self = std::atoi(read_file(pidfile_).c_str());
     return kill(prog, SIGUSR1) == 0;
   }
