@@ -63,10 +63,14 @@ Result<int> run_top_screen(TopSource& session, TopGroupBy by, TopSortKey sort, b
         first_table = false;
         screen->draw(table, stacks, group_stacks);
       }
-      next = refresh_now ? now + interval_ns : next + interval_ns;
-      if (next <= now) next = now + interval_ns;
+      // From the time the refresh ended: a refresh that took longer than the interval (all
+      // tasks under heavy load) must not start the next one at once, or keys are never read.
+      const uint64_t after = monotonic_ns();
+      next = refresh_now ? after + interval_ns : next + interval_ns;
+      if (next <= after) next = after + interval_ns;
       refresh_now = false;
-      continue;
+      now = after;
+      if (deadline && now >= *deadline) break;
     }
     uint64_t wake = std::min(next, deadline.value_or(next));
     int timeout_ms = static_cast<int>(std::min<uint64_t>((wake - now) / 1000000 + 1, 100));

@@ -1137,9 +1137,13 @@ TEST_F(TopOncpuRuntime, LiveScreenExpandsAThreadIntoItsOnCpuAndOffCpuStacks) {
   // so the lower bound counts the unlisted time too (the upper bound above does not).
   const double off_unlisted =
       more_off.empty() ? 0.0 : parse_duration(after(more_off, "OFF-CPU")).value_or(0);
-  EXPECT_GE(off_b + off_unlisted, 0.98 * sleep_ns - 20000.0 * static_cast<double>(ss.sleeps) -
-                                      duration_rounding(sleep_ns))
-      << screen;
+  // Less the CPU time the thread's own clock counted inside its sleeps (the syscalls' on-CPU
+  // part, as in OnCpuBySampledStackAndOffCpuBySwitchOutStackMatchTheProgram).
+  const double sleep_offcpu_ns = static_cast<double>(ss.sleep_offcpu_ns());
+  EXPECT_GE(off_b + off_unlisted, 0.98 * sleep_offcpu_ns -
+                                      20000.0 * static_cast<double>(ss.sleeps) -
+                                      duration_rounding(sleep_offcpu_ns))
+      << screen << "sleeps " << ss.sleep_ns << " ns (of which on-CPU " << ss.sleep_cpu_ns << " ns)";
   EXPECT_NE(screen.find("do_nanosleep"), std::string::npos) << "the kernel part of sleep_b's stack";
 
   t.keys({"q"});
