@@ -75,6 +75,7 @@ Result<int> run_top_screen(TopSource& session, TopGroupBy by, TopSortKey sort, b
     uint64_t wake = std::min(next, deadline.value_or(next));
     int timeout_ms = static_cast<int>(std::min<uint64_t>((wake - now) / 1000000 + 1, 100));
     TopEvent event = screen->handle_input(timeout_ms);
+    if (event == TopEvent::kQuit) return 0;  // at once, without loading what poll() would load
     // New processes: read their mappings while they live (and load their unwind tables).
     KSCOPE_TRY(session.poll(0));
     if (table.first_pending && table.tables_pending != session.tables_pending()) {
