@@ -37,7 +37,9 @@ struct TopCliOptions {
   std::string comm;
   int rows = 20;
   double interval_s = 1.0;
-  std::string by = "stack";
+  std::string by;  // empty: tid on the live screen, stack in batch output
+  std::string sort = "oncpu";
+  bool show_self = false;
   bool kernel_only = false;
   bool user_only = false;
   bool no_stacks = false;
@@ -104,15 +106,23 @@ Result<int> run_top(const TopCliOptions& o) {
     so.meta = make_recording_meta(targets);
   }
   KSCOPE_ASSIGN_OR_RETURN(const char* folded_value, top_folded_value(o.value));
-  auto group = parse_group_by(o.by);
+  bool interactive = !o.once && !o.batch && isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
+  // The screen lists threads (like top -H) and expands one into its stacks; batch output keeps
+  // one row per stack, which carries both the on-CPU and the off-CPU numbers.
+  auto group = parse_group_by(o.by.empty() ? (interactive ? "tid" : "stack") : o.by);
   if (!group) return usage_error("--by must be stack, tid, pid or comm");
   // Without stacks there is nothing to group by stack: one row per thread.
   if (o.no_stacks && *group == TopGroupBy::kStack) group = TopGroupBy::kTid;
+  auto sort_key = parse_sort_key(o.sort);
+  if (!sort_key) return usage_error("--sort: unknown key '" + o.sort + "'");
+  // kscope's own threads are hidden when it traces everything, unless asked for (-p, -t and
+  // --comm trace only what they name).
+  const bool everything = o.pids.empty() && o.tids.empty() && o.comm.empty();
+  so.hide_pid = everything && !o.show_self ? static_cast<uint32_t>(::getpid()) : 0;
   if (o.rows < 1) return usage_error("-n must be at least 1");
   if (!(o.interval_s >= 0.05 && o.interval_s <= 3600))
     return usage_error("-d must be between 0.05 and 3600 seconds");
   if (o.duration_s < 0) return usage_error("--duration must be positive");
-  bool interactive = !o.once && !o.batch && isatty(STDOUT_FILENO) && isatty(STDIN_FILENO);
   if (o.format != "text" && interactive)
     return usage_error("--format json is for batch mode (--once, or stdout not a terminal)");
 
@@ -128,12 +138,15 @@ Result<int> run_top(const TopCliOptions& o) {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> folded_owner(folded,
                                                                folded ? &std::fclose : nullptr);
 
+  so.scope = !o.tids.empty()   ? fmt::format("TIDs {}", o.tids)
+             : !o.pids.empty() ? fmt::format("PIDs {}", o.pids)
+                               : std::string("all tasks");
+  if (!o.comm.empty()) so.scope += fmt::format(" named {}", o.comm);
+  // The live screen shows at once and loads unwind tables while it runs (its header says so).
+  so.defer_tables = interactive;
   KSCOPE_ASSIGN_OR_RETURN(auto session, TopSession::create(so));
   volatile sig_atomic_t* stop = install_stop_handlers();
-  std::string what = !o.tids.empty()  ? fmt::format("TIDs {}", o.tids)
-                     : o.pids.empty() ? std::string("all tasks")
-                                      : fmt::format("PIDs {}", o.pids);
-  std::fprintf(stderr, "kscope top: measuring %s (Ctrl-C to stop)\n", what.c_str());
+  std::fprintf(stderr, "kscope top: measuring %s (Ctrl-C to stop)\n", so.scope.c_str());
 
   const uint64_t interval_ns = static_cast<uint64_t>(o.interval_s * 1e9);
   const uint64_t start = session->start_ns();
@@ -144,14 +157,14 @@ Result<int> run_top(const TopCliOptions& o) {
   else if (o.duration_s > 0)
     deadline = start + static_cast<uint64_t>(o.duration_s * 1e9);
 
-  TopSortKey sort = TopSortKey::kOnCpu;
+  TopSortKey sort = *sort_key;
   TopGroupBy by = *group;
   size_t max_rows = static_cast<size_t>(o.rows);
   std::string stop_reason = "signal";
 
   if (interactive) {
-    KSCOPE_ASSIGN_OR_RETURN(int rc,
-                            run_top_screen(*session, by, sort, interval_ns, deadline, stop));
+    KSCOPE_ASSIGN_OR_RETURN(
+        int rc, run_top_screen(*session, by, sort, !o.no_stacks, interval_ns, deadline, stop));
     (void)rc;
     stop_reason = "quit";
   } else if (o.once) {
@@ -264,8 +277,20 @@ Subcommand setup_top(CLI::App& parent) {
   app->add_option("--comm", o->comm, "Only threads with this name (exact, as in /proc/TID/comm)");
   app->add_option("-n,--rows", o->rows, "Rows to show (default 20)");
   app->add_option("-d,--delay", o->interval_s, "Refresh interval in seconds (default 1)");
-  app->add_option("--by", o->by, "Group by stack (default), tid, pid or comm")
+  app->add_option("--by", o->by,
+                  "Group by tid, pid, comm or stack. Default: tid on the live screen (Enter "
+                  "expands a thread into its on-CPU and off-CPU stacks), stack in batch output "
+                  "(--once, --batch, stdout not a terminal)")
       ->check(CLI::IsMember({"stack", "tid", "pid", "comm"}));
+  app->add_option("--sort", o->sort,
+                  "Sort by oncpu (default), offcpu, switches, vol, invol, avg-slice, runq, slice, "
+                  "pid or comm; `--by stack --sort switches` is the schedule-count view")
+      ->check(CLI::IsMember({"oncpu", "offcpu", "switches", "vol", "invol", "avg-slice", "runq",
+                             "slice", "pid", "comm"}));
+  app->add_flag(
+      "--show-self", o->show_self,
+      "Show kscope's own threads (hidden when tracing all tasks; their on-CPU time is then in the "
+      "header and JSON's hidden_self)");
   auto* ko = app->add_flag("--kernel-only", o->kernel_only, "Collect and show kernel stacks only");
   auto* uo = app->add_flag("--user-only", o->user_only, "Collect and show user stacks only");
   ko->excludes(uo);
@@ -316,8 +341,13 @@ Subcommand setup_top(CLI::App& parent) {
       "Columns: SWITCHES = schedule-ins; VOL/INVOL = switch-outs because the task blocked / was "
       "preempted; ON-CPU = exact time on CPU; %CPU = ON-CPU / interval (100 = one CPU); AVG "
       "SLICE = ON-CPU / switch-outs; RUNQ WAIT = time runnable but waiting for a CPU.\n"
-      "Keys (live screen): Up/Down select, Enter expand/collapse stack, s sort column, g "
-      "grouping, p pause, / filter by name, q quit.\n"
+      "Live screen: shows once tracing runs; the header names what is traced (PIDs, TIDs, all "
+      "tasks) and, with --call-graph dwarf, the unwind tables still loading (stacks walked before "
+      "end with [incomplete: no table]).\n"
+      "Keys (live screen): Up/Down select, Enter (or Right) expands the selected thread into its "
+      "on-CPU stacks (sampled, scaled: ON-CPU, SAMPLES) and off-CPU stacks (exact: OFF-CPU, "
+      "RUNQ, VOL/INVOL), Enter/Left/Esc collapse; s sort column, g grouping (tid, pid, comm, "
+      "stack), p pause, / filter by name, q quit.\n"
       "JSON (--once --format json): {\"interval_ns\",\"group_by\",\"lost\",\"tasks\":[{\"rank\","
       "\"pid\",\"tid\",\"comm\",\"switches\",\"voluntary\",\"involuntary\",\"oncpu_ns\","
       "\"runq_wait_ns\",\"kernel_stack\":[{\"addr\",\"symbol\",\"offset\",\"module\"}],"

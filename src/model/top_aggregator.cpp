@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <tuple>
 
 namespace kscope {
@@ -78,8 +79,10 @@ void sort_top_rows(std::vector<TopRow>& rows, TopSortKey sort) {
 }
 
 TopTable build_top_table(const TopSample* prev, const TopSample& cur, uint64_t start_ns,
-                         TopGroupBy group_by, TopSortKey sort, const CommLookup& comm_of) {
+                         TopGroupBy group_by, TopSortKey sort, const CommLookup& comm_of,
+                         uint32_t hide_pid) {
   TopTable table;
+  table.hidden_pid = hide_pid;
   table.group_by = group_by;
   table.sort = sort;
   table.end_time_ns = cur.time_ns;
@@ -114,8 +117,10 @@ TopTable build_top_table(const TopSample* prev, const TopSample& cur, uint64_t s
     }
     return g;
   };
+  auto hidden = [hide_pid](const TopAccountKey& k) { return hide_pid != 0 && k.pid == hide_pid; };
   auto visit = [&](const TopSample& s, bool is_cur) {
     for (const auto& [k, raw] : s.accounts) {
+      if (hidden(k)) continue;
       TopValues v = raw;
       v.oncpu_ns = 0;  // set below, from the samples
       Group& g = group_of(k);
@@ -157,6 +162,10 @@ TopTable build_top_table(const TopSample* prev, const TopSample& cur, uint64_t s
     }
   for (const auto& [tid, t] : threads) {
     uint64_t total = t.cur > t.prev ? t.cur - t.prev : 0;
+    if (hidden(TopAccountKey{t.pid, tid})) {
+      table.hidden_oncpu_ns += total;
+      continue;
+    }
     for (const auto& [k, ns] : split_thread_oncpu(total, t.samples, t.pid, tid)) {
       Group& g = group_of(k);
       g.oncpu += ns;
@@ -196,6 +205,46 @@ TopTable build_top_table(const TopSample* prev, const TopSample& cur, uint64_t s
   }
   sort_top_rows(table.rows, sort);
   return table;
+}
+
+}  // namespace kscope
+
+namespace kscope {
+
+TopTable build_group_stack_table(const TopSample* prev, const TopSample& cur, uint64_t start_ns,
+                                 const TopRow& row, TopGroupBy row_group_by, TopSortKey sort,
+                                 const CommLookup& comm_of) {
+  std::map<uint32_t, bool> comm_match;  // by tid
+  auto member = [&](const TopAccountKey& k) {
+    switch (row_group_by) {
+      case TopGroupBy::kStack:
+        return k.pid == row.pid && k.tid == row.tid && k.kstack == row.kstack &&
+               k.ustack == row.ustack;
+      case TopGroupBy::kTid:
+        return k.tid == row.tid;
+      case TopGroupBy::kPid:
+        return k.pid == row.pid;
+      case TopGroupBy::kComm: {
+        auto [it, inserted] = comm_match.try_emplace(k.tid, false);
+        if (inserted) it->second = comm_of && comm_of(k.pid, k.tid) == row.comm;
+        return it->second;
+      }
+    }
+    return false;
+  };
+  auto only_members = [&](const TopSample& s) {
+    TopSample out;
+    out.time_ns = s.time_ns;
+    out.counters = s.counters;
+    for (const auto& [k, v] : s.accounts)
+      if (member(k)) out.accounts.emplace(k, v);
+    return out;
+  };
+  TopSample cur_members = only_members(cur);
+  std::optional<TopSample> prev_members;
+  if (prev) prev_members = only_members(*prev);
+  return build_top_table(prev_members ? &*prev_members : nullptr, cur_members, start_ns,
+                         TopGroupBy::kStack, sort, comm_of);
 }
 
 }  // namespace kscope

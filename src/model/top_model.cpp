@@ -153,7 +153,7 @@ const char* to_string(TopSortKey k) {
   return "ON-CPU";
 }
 
-TopGroupBy next_group_by(TopGroupBy g) {
+TopGroupBy next_group_by(TopGroupBy g, bool stacks) {
   switch (g) {
     case TopGroupBy::kStack:
       return TopGroupBy::kTid;
@@ -162,9 +162,36 @@ TopGroupBy next_group_by(TopGroupBy g) {
     case TopGroupBy::kPid:
       return TopGroupBy::kComm;
     case TopGroupBy::kComm:
-      return TopGroupBy::kStack;
+      return stacks ? TopGroupBy::kStack : TopGroupBy::kTid;
   }
-  return TopGroupBy::kStack;
+  return TopGroupBy::kTid;
+}
+
+namespace {
+constexpr std::pair<TopSortKey, const char*> kSortNames[] = {
+    {TopSortKey::kOnCpu, "oncpu"},
+    {TopSortKey::kSwitches, "switches"},
+    {TopSortKey::kVoluntary, "vol"},
+    {TopSortKey::kInvoluntary, "invol"},
+    {TopSortKey::kAvgSlice, "avg-slice"},
+    {TopSortKey::kRunqWait, "runq"},
+    {TopSortKey::kPid, "pid"},
+    {TopSortKey::kComm, "comm"},
+    {TopSortKey::kOffCpu, "offcpu"},
+    {TopSortKey::kSlice, "slice"},
+};
+}  // namespace
+
+std::optional<TopSortKey> parse_sort_key(const std::string& s) {
+  for (const auto& [k, name] : kSortNames)
+    if (s == name) return k;
+  return std::nullopt;
+}
+
+const char* sort_key_name(TopSortKey k) {
+  for (const auto& [key, name] : kSortNames)
+    if (key == k) return name;
+  return "oncpu";
 }
 
 TopSortKey next_sort_key(TopSortKey k) {

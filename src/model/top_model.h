@@ -136,9 +136,14 @@ enum class TopSortKey : uint8_t {
 };
 const char* to_string(TopGroupBy g);  // "stack", "tid", "pid", "comm"
 std::optional<TopGroupBy> parse_group_by(const std::string& s);
-const char* to_string(TopSortKey k);     // the column title: "ON-CPU", "SWITCHES", ...
-TopGroupBy next_group_by(TopGroupBy g);  // stack -> tid -> pid -> comm -> stack
+const char* to_string(TopSortKey k);  // the column title: "ON-CPU", "SWITCHES", ...
+// stack -> tid -> pid -> comm -> stack; without stacks (--no-stacks) stack is skipped.
+TopGroupBy next_group_by(TopGroupBy g, bool stacks = true);
 TopSortKey next_sort_key(TopSortKey k);
+// --sort's names: "oncpu", "switches", "vol", "invol", "avg-slice", "runq", "pid", "comm",
+// "offcpu", "slice".
+std::optional<TopSortKey> parse_sort_key(const std::string& s);
+const char* sort_key_name(TopSortKey k);
 
 // One row of the table: a group's values over the interval. With --by stack a row is one
 // account; with --by tid/pid/comm, kstack/ustack/stack_pid are those of the group's account
@@ -194,6 +199,18 @@ struct TopTable {
   int ncpus = 0;
   std::optional<UnwindSummary> unwind;  // with the native unwinder
   uint32_t sample_hz = 0;               // the cpu-clock sampler's rate, 0 without it
+  bool stacks = true;                   // false with --no-stacks: nothing is by stack
+  // kscope's own process, left out of the rows and totals (shown with --show-self); 0: none.
+  uint32_t hidden_pid = 0;
+  uint64_t hidden_oncpu_ns = 0;  // its exact on-CPU time in the interval
+  // What is traced, for the header: "all tasks", "PIDs 42,43", "TIDs 7", "comm make".
+  std::string scope;
+  // The live screen before the first interval has ended: no numbers yet (interval_ns is the
+  // interval under way), never "nothing ran".
+  bool first_pending = false;
+  // Processes whose unwind tables (--call-graph dwarf) are still being loaded: until then their
+  // user stacks end with "[incomplete: no table]".
+  size_t tables_pending = 0;
 };
 
 // One frame of a displayed stack, already symbolized.

@@ -283,6 +283,11 @@ class TopVisitor : public CommonBlocksCollector<TopRecording> {
       row.values = get_values(c);
       iv.rows.push_back(std::move(row));
     }
+    // Since 1.2: the rows' off-CPU time, in row order (absent in older files).
+    if (c.ok() && !c.at_end()) {
+      for (auto& row : iv.rows) row.values.offcpu_ns = c.varint("row off-CPU time");
+      iv.has_offcpu = c.ok();
+    }
     if (c.ok() && !c.at_end()) c.fail("unexpected bytes after the rows");
     if (c.ok()) r_.intervals.push_back(std::move(iv));
   }
@@ -369,6 +374,8 @@ Status TopRecordingWriter::add_interval(const TopTable& table, uint64_t start_ns
     put_string(out, row.comm);
     put_values(out, row.values);
   }
+  // After the rows, so readers of 1.0/1.1 files need no other layout: each row's off-CPU time.
+  for (const auto& [key, row] : rows) put_varint(out, row.values.offcpu_ns);
   ++intervals_total_;
   KSCOPE_TRY(flush_slices());
   return writer_.add_extension_block(kTopBlockInterval, 1, out);

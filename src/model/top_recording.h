@@ -1,7 +1,8 @@
 // Recordings of `kscope top -o FILE` (RecordingKind::kTop): the common container of
 // model/recording.h (header, checksummed blocks, metadata, threads, mappings, trailer) with
 // three block types of its own, specified in docs/recording-format.md:
-//   16 interval  the per-thread table of one refresh (or of the whole --once run)
+//   16 interval  the per-thread table of one refresh (or of the whole --once run); since 1.2
+//                with each row's off-CPU time after the rows
 //   17 slices    every on-CPU slice of the traced threads (for timelines / chrome-trace)
 //   18 profile   the whole run as a symbolized StackProfile (on-CPU ns, switches, runq wait,
 //                voluntary, involuntary per kernel+user stack) and the kernel's drop counters
@@ -58,6 +59,7 @@ struct TopInterval {
   uint64_t switches_all = 0;
   double cpu_busy = -1;              // -1 when unknown
   std::vector<TopIntervalRow> rows;  // per thread
+  bool has_offcpu = false;  // rows carry offcpu_ns (written by 1.2; older files: 0, unknown)
   bool operator==(const TopInterval&) const = default;
 };
 

@@ -12,8 +12,9 @@
 namespace kscope {
 
 // Runs the ncurses screen on `source` until the user quits, the deadline (CLOCK_MONOTONIC ns)
-// passes or *stop is set.
-Result<int> run_top_screen(TopSource& source, TopGroupBy by, TopSortKey sort, uint64_t interval_ns,
-                           std::optional<uint64_t> deadline, volatile sig_atomic_t* stop);
+// passes or *stop is set. `stacks`: false with --no-stacks (no stack grouping, nothing expands).
+Result<int> run_top_screen(TopSource& source, TopGroupBy by, TopSortKey sort, bool stacks,
+                           uint64_t interval_ns, std::optional<uint64_t> deadline,
+                           volatile sig_atomic_t* stop);
 
 }  // namespace kscope

@@ -56,10 +56,17 @@ std::string bar_chart_svg(const std::vector<TopTaskTotal>& tasks, const std::str
   return o + std::string(kSvgClose);
 }
 
-// Switches and run-queue wait per refresh interval (all traced tasks), as two line charts.
-std::string over_time_svg(const std::vector<TopInterval>& intervals, bool runq) {
-  const std::string title = runq ? "Run-queue wait per interval (all traced tasks)"
-                                 : "Context switches per interval (all traced tasks)";
+enum class OverTime { kSwitches, kRunq, kOffCpu };
+
+// Switches, run-queue wait or off-CPU time per refresh interval (all traced tasks), as a line
+// chart.
+std::string over_time_svg(const std::vector<TopInterval>& intervals, OverTime what) {
+  const bool runq = what != OverTime::kSwitches;  // a time, not a count
+  const std::string title =
+      what == OverTime::kRunq ? "Run-queue wait per interval (all traced tasks)"
+      : what == OverTime::kOffCpu
+          ? "Off-CPU time per interval (all traced tasks; exact, ended in the interval)"
+          : "Context switches per interval (all traced tasks)";
   const int width = 760, height = 260, left = 70, right = 20, top = 36, bottom = 40;
   std::string o = svg_open(width, height, title);
   o += fmt::format("<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
@@ -67,7 +74,10 @@ std::string over_time_svg(const std::vector<TopInterval>& intervals, bool runq) 
   std::vector<std::pair<double, double>> pts;
   for (const auto& iv : intervals) {
     uint64_t v = 0;
-    for (const auto& r : iv.rows) v += runq ? r.values.runq_wait_ns : r.values.switches;
+    for (const auto& r : iv.rows)
+      v += what == OverTime::kRunq     ? r.values.runq_wait_ns
+           : what == OverTime::kOffCpu ? r.values.offcpu_ns
+                                       : r.values.switches;
     pts.emplace_back(static_cast<double>(iv.end_ns), static_cast<double>(v));
   }
   double xmax = 1, ymax = 1;
@@ -247,11 +257,17 @@ Result<ReportOutput> build_top_report(const TopRecording& rec, const ReportOptio
       "<section class=\"panel\" id=\"switches\"><h2>Switches and run-queue wait</h2><div "
       "class=\"grid\">\n" +
       sw + rq;
-  std::string sw_t, rq_t;
+  std::string sw_t, rq_t, off_t;
   if (rec.intervals.size() > 1) {
-    sw_t = over_time_svg(rec.intervals, false);
-    rq_t = over_time_svg(rec.intervals, true);
+    sw_t = over_time_svg(rec.intervals, OverTime::kSwitches);
+    rq_t = over_time_svg(rec.intervals, OverTime::kRunq);
     body += sw_t + rq_t;
+    // Recordings before 1.2 did not keep it per interval: no chart rather than a flat zero.
+    if (std::all_of(rec.intervals.begin(), rec.intervals.end(),
+                    [](const TopInterval& iv) { return iv.has_offcpu; })) {
+      off_t = over_time_svg(rec.intervals, OverTime::kOffCpu);
+      body += off_t;
+    }
   }
   body += "</div></section>\n";
   out.html = html_page(title, body);
@@ -265,6 +281,7 @@ Result<ReportOutput> build_top_report(const TopRecording& rec, const ReportOptio
       out.figures.push_back({"switches_over_time", sw_t});
       out.figures.push_back({"runq_wait_over_time", rq_t});
     }
+    if (!off_t.empty()) out.figures.push_back({"offcpu_over_time", off_t});
   }
   return out;
 }

@@ -118,7 +118,8 @@ enum class Col {
   kCpuPct,
   kAvgSlice,
   kRunqWait,
-  kOffCpu
+  kOffCpu,
+  kSlice,  // only while sorted by it: CPU time of the slices that ended at a stack
 };
 
 struct ColumnSpec {
@@ -141,6 +142,7 @@ constexpr ColumnSpec kColumns[] = {
     {Col::kAvgSlice, "AVG SLICE", 10, false},
     {Col::kRunqWait, "RUNQ WAIT", 10, false},
     {Col::kOffCpu, "OFF-CPU", 9, false},
+    {Col::kSlice, "SLICE", 9, false},
 };
 
 // When the terminal is too narrow for every column, these go first (COMM and the sorted column
@@ -173,8 +175,8 @@ std::optional<Col> sort_column(TopSortKey k) {
       return Col::kComm;
     case TopSortKey::kOffCpu:
       return Col::kOffCpu;
-    case TopSortKey::kSlice:  // no SLICE column on the screen: the header names the sort
-      return std::nullopt;
+    case TopSortKey::kSlice:
+      return Col::kSlice;
   }
   return std::nullopt;
 }
@@ -186,7 +188,8 @@ struct Column {
 
 std::vector<Column> choose_columns(int width, std::optional<Col> sorted) {
   std::vector<Column> cols;
-  for (const auto& spec : kColumns) cols.push_back({spec, spec.width});
+  for (const auto& spec : kColumns)
+    if (spec.col != Col::kSlice || sorted == Col::kSlice) cols.push_back({spec, spec.width});
   auto total = [&] {
     int t = kGutter;
     for (const auto& c : cols) t += 1 + c.width;
@@ -236,6 +239,8 @@ std::string cell(Col col, const TopTable& table, size_t index) {
       return format_duration_ns(row.values.runq_wait_ns);
     case Col::kOffCpu:
       return format_duration_ns(row.values.offcpu_ns);
+    case Col::kSlice:
+      return format_duration_ns(row.values.slice_ns);
   }
   return {};
 }
@@ -269,6 +274,16 @@ std::string header_line(const TopTable& table, int width) {
   // A non-zero drop count leads, so even a narrow terminal shows it.
   if (lost) parts.push_back(fmt::format("LOST {}", format_count(lost)));
   parts.push_back("kscope top");
+  if (table.first_pending) {
+    // Before the first interval ends there are no numbers: say what is under way.
+    parts.push_back(
+        fmt::format("measuring the first interval ({})", format_duration_ns(table.interval_ns)));
+    if (!table.scope.empty()) parts.push_back(table.scope);
+    if (table.tables_pending)
+      parts.push_back(fmt::format("loading unwind tables of {} process{}", table.tables_pending,
+                                  table.tables_pending == 1 ? "" : "es"));
+    return join(parts, "  ");
+  }
   parts.push_back(fmt::format("interval {}", format_duration_ns(table.interval_ns)));
   std::string switches = fmt::format("switches {}", format_count(table.switches_all));
   if (table.interval_ns) {
@@ -286,6 +301,17 @@ std::string header_line(const TopTable& table, int width) {
     parts.push_back("CPU busy ?");
   }
   if (!lost) parts.push_back("lost 0");
+  // What is traced: with -p/-t/--comm only what they name (kscope is not among it, so nothing is
+  // hidden); all tasks but kscope itself unless --show-self.
+  if (table.hidden_pid)
+    parts.push_back(fmt::format("{}, kscope itself hidden (pid {}, on-CPU {}; --show-self)",
+                                table.scope.empty() ? "all tasks" : table.scope, table.hidden_pid,
+                                format_duration_ns(table.hidden_oncpu_ns)));
+  else if (!table.scope.empty())
+    parts.push_back(table.scope);
+  if (table.tables_pending)
+    parts.push_back(fmt::format("loading unwind tables of {} process{}", table.tables_pending,
+                                table.tables_pending == 1 ? "" : "es"));
   std::string line = join(parts, "  ");
   if (columns(line) > width) {
     std::erase(parts, std::string("kscope top"));
@@ -298,16 +324,23 @@ std::string totals_line(const TopTable& table, size_t shown) {
   std::string rows = table.rows.size() == shown
                          ? fmt::format("rows {}", shown)
                          : fmt::format("rows {} of {}", shown, table.rows.size());
-  std::string by = table.sample_hz ? fmt::format(
-                                         " (by stack: sampled at {} Hz, {} samples, scaled "
-                                         "to exact per-thread totals)",
-                                         table.sample_hz, format_count(table.counters.samples))
-                                   : std::string(" (no stacks)");
   return fmt::format(
-      "on-CPU {}  runq wait {}  schedule-ins {}  {}  off-CPU {} (exact, by switch-out "
-      "stack){}",
-      format_duration_ns(table.total.oncpu_ns), format_duration_ns(table.total.runq_wait_ns),
-      format_count(table.total.switches), rows, format_duration_ns(table.total.offcpu_ns), by);
+      "on-CPU {} (exact)  off-CPU {} (exact)  runq wait {}  schedule-ins {}  {}",
+      format_duration_ns(table.total.oncpu_ns), format_duration_ns(table.total.offcpu_ns),
+      format_duration_ns(table.total.runq_wait_ns), format_count(table.total.switches), rows);
+}
+
+// Where the numbers by stack come from. Without stacks (--no-stacks) there are none, and the
+// screen says what the rows are instead (and never the word for what it does not have).
+std::string sources_line(const TopTable& table) {
+  if (!table.stacks) return "per-thread totals only, exact, from the kernel's counters";
+  std::string oncpu =
+      table.sample_hz ? fmt::format(
+                            "on-CPU by stack: sampled at {} Hz, scaled to exact thread totals ({} "
+                            "samples)",
+                            table.sample_hz, format_count(table.counters.samples))
+                      : std::string("on-CPU by stack: not sampled");
+  return oncpu + "; off-CPU: exact, at switch-out";
 }
 
 // Every drop and error by cause, wrapped at item boundaries into lines of `width`; empty when
@@ -335,13 +368,19 @@ std::vector<std::string> drops_lines(const TopCounters& c, int width) {
   return lines;
 }
 
-std::string status_line(const TopUiState& state) {
+std::string status_line(const TopUiState& state, const TopTable& table) {
   std::vector<std::string> parts;
   if (state.paused) parts.push_back("PAUSED");
   if (!state.filter.empty()) parts.push_back(fmt::format("filter \"{}\"", state.filter));
   parts.push_back(fmt::format("by {}", to_string(state.group_by)));
   parts.push_back(fmt::format("sort {}", to_string(state.sort)));
-  parts.push_back("| q quit  Up/Dn select  Enter stack  s sort  g group  p pause  / filter");
+  parts.push_back(table.stacks ? (table.group_by == TopGroupBy::kStack
+                                      ? "| q quit  Up/Dn select  Enter frames  s sort  g group  "
+                                        "p pause  Space update  / filter"
+                                      : "| q quit  Up/Dn select  Enter/Right stacks  Left/Esc "
+                                        "close  s sort  g group  p pause  Space update  / filter")
+                               : "| q quit  Up/Dn select  s sort  g group  p pause  Space "
+                                 "update  / filter");
   return sanitize(join(parts, "  "));
 }
 
@@ -376,6 +415,156 @@ std::string pane_title(const TopTable& table, size_t index, int width) {
 
 }  // namespace
 
+namespace {
+
+constexpr int kSectionIndent = 4;  // "on-CPU by stack ..." under an expanded row
+constexpr int kNumbersIndent = 6;  // a stack's numbers
+constexpr int kPathIndent = 8;     // its frames
+
+// How complete a stack is: the unwinder's "[incomplete: REASON]" marker or the stack's note
+// (lost to a collision, not sampled, ...).
+std::string completeness(const TopStackView& view) {
+  for (const auto& f : view.user)
+    if (f.marker) return sanitize(f.symbol);
+  for (const auto& f : view.kernel)
+    if (f.marker) return sanitize(f.symbol);
+  if (!view.note.empty()) return sanitize(view.note);
+  if (view.kernel.empty() && view.user.empty()) return "[no stack]";
+  return "complete";
+}
+
+std::string frame_name(const TopFrameView& f) {
+  return sanitize(f.inlined ? f.symbol + " (inlined)" : f.symbol);
+}
+
+// A stack's frames, leaf first ("kernel: a < b | user: c < d"), wrapped at frame boundaries into
+// at most kTopExpandedPathLines lines of `width` columns.
+std::vector<TopScreenLine> path_lines(const TopStackView& view, int width) {
+  std::vector<std::pair<std::string, TopLineStyle>> items;
+  for (size_t i = 0; i < view.kernel.size(); ++i)
+    items.emplace_back((i == 0 ? "kernel: " : "") + frame_name(view.kernel[i]),
+                       TopLineStyle::kKernelFrame);
+  for (size_t i = 0; i < view.user.size(); ++i)
+    items.emplace_back(
+        (i == 0 ? (view.kernel.empty() ? "user: " : "| user: ") : "") + frame_name(view.user[i]),
+        TopLineStyle::kUserFrame);
+  std::vector<TopScreenLine> lines;
+  const std::string pad(kPathIndent, ' ');
+  const int room = std::max(10, width - kPathIndent);
+  size_t i = 0;
+  while (i < items.size()) {
+    if (static_cast<int>(lines.size()) == kTopExpandedPathLines - 1 &&
+        items.size() - i > 1) {  // the last line left: say what does not fit
+      size_t rest = items.size() - i;
+      lines.push_back({pad + fmt::format("... {} more frames", rest), TopLineStyle::kNote});
+      break;
+    }
+    std::string text = items[i].first;
+    TopLineStyle style = items[i].second;
+    ++i;
+    while (i < items.size() && columns(text) + 3 + columns(items[i].first) <= room) {
+      text += (items[i].first.rfind("| ", 0) == 0 ? " " : " < ") + items[i].first;
+      ++i;
+    }
+    lines.push_back({pad + text, style});
+  }
+  return lines;
+}
+
+}  // namespace
+
+std::vector<TopScreenLine> expanded_group_lines(const TopTable& stack_table,
+                                                const StackProvider& stacks,
+                                                TopGroupBy row_group_by, int width) {
+  const char* whose = row_group_by == TopGroupBy::kTid   ? "thread's"
+                      : row_group_by == TopGroupBy::kPid ? "process's"
+                                                         : "threads'";
+  std::vector<const TopRow*> oncpu, offcpu;
+  uint64_t oncpu_total = 0, samples_total = 0, offcpu_total = 0;
+  for (const auto& r : stack_table.rows) {
+    if (r.values.oncpu_ns) {
+      oncpu.push_back(&r);
+      oncpu_total += r.values.oncpu_ns;
+      samples_total += r.values.oncpu_samples;
+    }
+    if (r.values.offcpu_ns || r.values.voluntary || r.values.involuntary) {
+      offcpu.push_back(&r);
+      offcpu_total += r.values.offcpu_ns;
+    }
+  }
+  auto by = [](uint64_t TopValues::*field) {
+    return [field](const TopRow* a, const TopRow* b) {
+      if (a->values.*field != b->values.*field) return a->values.*field > b->values.*field;
+      return a->id < b->id;
+    };
+  };
+  std::stable_sort(oncpu.begin(), oncpu.end(), by(&TopValues::oncpu_ns));
+  std::stable_sort(offcpu.begin(), offcpu.end(), by(&TopValues::offcpu_ns));
+
+  std::vector<TopScreenLine> lines;
+  const std::string section_pad(kSectionIndent, ' ');
+  const std::string numbers_pad(kNumbersIndent, ' ');
+  auto add = [&](std::string text, TopLineStyle style) {
+    lines.push_back({fit(text, width), style});
+  };
+  auto add_stack = [&](const TopRow& r, std::string numbers) {
+    TopStackView view = stacks ? stacks(r) : TopStackView{};
+    add(numbers_pad + numbers + "  " + completeness(view), TopLineStyle::kNormal);
+    for (auto& l : path_lines(view, width)) add(std::move(l.text), l.style);
+  };
+  auto pct = [](uint64_t part, uint64_t whole) {
+    return whole ? 100.0 * static_cast<double>(part) / static_cast<double>(whole) : 0.0;
+  };
+
+  const std::string hz = stack_table.sample_hz
+                             ? fmt::format("sampled at {} Hz", stack_table.sample_hz)
+                             : std::string("not sampled");
+  add(section_pad + fmt::format("on-CPU by stack ({}, scaled to the {} exact {}): {} stack{}, {} "
+                                "samples",
+                                hz, whose, format_duration_ns(oncpu_total), oncpu.size(),
+                                oncpu.size() == 1 ? "" : "s", format_count(samples_total)),
+      TopLineStyle::kHeader);
+  for (size_t i = 0; i < oncpu.size() && i < kTopExpandedStacks; ++i) {
+    const TopRow& r = *oncpu[i];
+    add_stack(
+        r, fmt::format("ON-CPU {}  {:.1f}%  SAMPLES {}", format_duration_ns(r.values.oncpu_ns),
+                       pct(r.values.oncpu_ns, oncpu_total), format_count(r.values.oncpu_samples)));
+  }
+  if (oncpu.size() > kTopExpandedStacks) {
+    uint64_t rest = 0;
+    for (size_t i = kTopExpandedStacks; i < oncpu.size(); ++i) rest += oncpu[i]->values.oncpu_ns;
+    add(numbers_pad + fmt::format("... {} more on-CPU stacks: ON-CPU {}",
+                                  oncpu.size() - kTopExpandedStacks, format_duration_ns(rest)),
+        TopLineStyle::kNote);
+  }
+
+  add(section_pad + fmt::format("off-CPU by switch-out stack (exact, at switch-out): {} stack{}, "
+                                "OFF-CPU {}",
+                                offcpu.size(), offcpu.size() == 1 ? "" : "s",
+                                format_duration_ns(offcpu_total)),
+      TopLineStyle::kHeader);
+  for (size_t i = 0; i < offcpu.size() && i < kTopExpandedStacks; ++i) {
+    const TopRow& r = *offcpu[i];
+    add_stack(r, fmt::format("OFF-CPU {}  RUNQ {}  VOL {}  INVOL {}",
+                             format_duration_ns(r.values.offcpu_ns),
+                             format_duration_ns(r.values.runq_wait_ns),
+                             format_count(r.values.voluntary), format_count(r.values.involuntary)));
+  }
+  if (offcpu.size() > kTopExpandedStacks) {
+    uint64_t rest = 0, vol = 0, invol = 0;
+    for (size_t i = kTopExpandedStacks; i < offcpu.size(); ++i) {
+      rest += offcpu[i]->values.offcpu_ns;
+      vol += offcpu[i]->values.voluntary;
+      invol += offcpu[i]->values.involuntary;
+    }
+    add(numbers_pad + fmt::format("... {} more off-CPU stacks: OFF-CPU {}  VOL {}  INVOL {}",
+                                  offcpu.size() - kTopExpandedStacks, format_duration_ns(rest),
+                                  format_count(vol), format_count(invol)),
+        TopLineStyle::kNote);
+  }
+  return lines;
+}
+
 std::vector<size_t> filter_top_rows(const TopTable& table, const std::string& filter) {
   std::vector<size_t> out;
   out.reserve(table.rows.size());
@@ -397,7 +586,8 @@ int resolve_top_selection(const TopTable& table, const std::vector<size_t>& filt
 }
 
 TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
-                            const StackProvider& stacks, int width, int height) {
+                            const StackProvider& stacks, int width, int height,
+                            const GroupStacksProvider& group_stacks) {
   TopLayout out;
   if (height <= 0) return out;
   auto& lines = out.lines;
@@ -419,6 +609,7 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
   }
 
   // Header: the drop breakdown wins over the totals when lines are scarce.
+  const bool tall = height >= 10;
   add(header_line(table, width),
       table.counters.lost() ? TopLineStyle::kWarning : TopLineStyle::kHeader);
   // The breakdown gets one line from height 7, all of its lines from height 14.
@@ -426,7 +617,12 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
   for (size_t i = 0; i < drops.size(); ++i) {
     if (height >= (i == 0 ? 7 : 14)) add(drops[i], TopLineStyle::kWarning);
   }
-  if (height >= 10) add(totals_line(table, filtered.size()), TopLineStyle::kHeader);
+  if (tall)
+    add(table.first_pending ? std::string("no numbers yet: the first table comes when the first "
+                                          "interval ends (Space ends it now)")
+                            : totals_line(table, filtered.size()),
+        TopLineStyle::kHeader);
+  if (tall) add(sources_line(table), TopLineStyle::kHeader);
 
   const std::optional<Col> sorted = sort_column(table.sort);
   const std::vector<Column> cols = choose_columns(width, sorted);
@@ -434,7 +630,8 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
 
   int space = height - static_cast<int>(lines.size()) - 1;  // minus the status line
   int pane = 0;
-  if (space >= kPaneMinBody && out.selected >= 0) pane = std::min(16, std::max(5, space * 2 / 5));
+  if (space >= kPaneMinBody && out.selected >= 0 && table.stacks)
+    pane = std::min(16, std::max(5, space * 2 / 5));
   const int body = space - pane;
   out.page_rows = std::max(1, body);
 
@@ -448,12 +645,29 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
     }
     return it->second;
   };
-  auto is_expanded = [&](size_t k) { return state.expanded.count(table.rows[filtered[k]].id) > 0; };
+  // An expanded row: a thread's (process's, comm's) on-CPU and off-CPU stacks, or a stack row's
+  // frames.
+  std::map<size_t, std::vector<TopScreenLine>> expansion_cache;
+  auto expansion_of = [&](size_t k) -> const std::vector<TopScreenLine>& {
+    if (table.group_by == TopGroupBy::kStack || !group_stacks) return stack_of(k);
+    auto it = expansion_cache.find(k);
+    if (it == expansion_cache.end()) {
+      const TopRow& row = table.rows[filtered[k]];
+      it = expansion_cache
+               .emplace(k, expanded_group_lines(group_stacks(row, table.group_by), stacks,
+                                                table.group_by, width))
+               .first;
+    }
+    return it->second;
+  };
+  auto is_expanded = [&](size_t k) {
+    return table.stacks && state.expanded.count(table.rows[filtered[k]].id) > 0;
+  };
   // Lines row k takes: itself and, when expanded, its stack. Never calls the provider for a row
   // whose own line would not fit in `room`.
   auto row_height = [&](size_t k, int room) {
     if (room < 1 || !is_expanded(k)) return 1;
-    return 1 + static_cast<int>(stack_of(k).size());
+    return 1 + static_cast<int>(expansion_of(k).size());
   };
 
   const int n = static_cast<int>(filtered.size());
@@ -493,8 +707,9 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
   // Body.
   int used = 0;
   if (n == 0 && body > 0) {
-    add(table.rows.empty() ? "  (nothing ran in this interval)"
-                           : fmt::format("  (no comm contains \"{}\")", sanitize(state.filter)),
+    add(table.first_pending  ? "  (first interval under way)"
+        : table.rows.empty() ? "  (nothing ran in this interval)"
+                             : fmt::format("  (no comm contains \"{}\")", sanitize(state.filter)),
         TopLineStyle::kNote);
     ++used;
   }
@@ -504,7 +719,7 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
         selected ? TopLineStyle::kSelectedRow : TopLineStyle::kRow);
     ++used;
     if (is_expanded(k)) {
-      for (const auto& l : stack_of(k)) {
+      for (const auto& l : expansion_of(k)) {
         if (used >= body) break;
         add(l.text, l.style);
         ++used;
@@ -551,7 +766,7 @@ TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
     add(text, TopLineStyle::kInput);
     out.cursor_col = std::min(width - 1, columns(lines.back().text));
   } else {
-    add(status_line(state), TopLineStyle::kStatus);
+    add(status_line(state, table), TopLineStyle::kStatus);
   }
   return out;
 }
@@ -625,13 +840,15 @@ TopEvent apply_key(TopUiState& state, int key, const TopTable& table) {
       state.sort = next_sort_key(state.sort);
       return TopEvent::kRegroup;
     case 'g':
-      state.group_by = next_group_by(state.group_by);
+      state.group_by = next_group_by(state.group_by, state.stacks);
       // Row ids name groups of the old grouping; the selection keeps its rank.
       state.expanded.clear();
       return TopEvent::kRegroup;
     case 'p':
       state.paused = !state.paused;
       return TopEvent::kRedraw;
+    case ' ':  // as in top: update now
+      return TopEvent::kRefresh;
     case '/':
       state.editing_filter = true;
       state.filter_input = state.filter;
@@ -639,12 +856,18 @@ TopEvent apply_key(TopUiState& state, int key, const TopTable& table) {
     default:
       break;
   }
-  if (enter) {
-    if (sel < 0) return TopEvent::kNone;
+  if (enter || key == KEY_RIGHT || key == KEY_LEFT || key == 27) {
+    if (sel < 0 || !state.stacks) return TopEvent::kNone;
     const std::string& id = table.rows[filtered[static_cast<size_t>(sel)]].id;
     state.selected_id = id;
     state.selected_rank = sel;
-    if (!state.expanded.erase(id)) state.expanded.insert(id);
+    if (enter) {
+      if (!state.expanded.erase(id)) state.expanded.insert(id);
+    } else if (key == KEY_RIGHT) {
+      if (!state.expanded.insert(id).second) return TopEvent::kNone;
+    } else if (!state.expanded.erase(id)) {  // Left, Esc
+      return TopEvent::kNone;
+    }
     return TopEvent::kRedraw;
   }
   return TopEvent::kNone;
@@ -777,10 +1000,11 @@ TopScreen::~TopScreen() {
   g_screen_active = false;
 }
 
-void TopScreen::draw(const TopTable& table, const StackProvider& stacks) {
+void TopScreen::draw(const TopTable& table, const StackProvider& stacks,
+                     const GroupStacksProvider& group_stacks) {
   int height = 0, width = 0;
   getmaxyx(stdscr, height, width);
-  TopLayout layout = layout_top_screen(table, state_, stacks, width, height);
+  TopLayout layout = layout_top_screen(table, state_, stacks, width, height, group_stacks);
   state_.scroll = layout.scroll;
   state_.page_rows = layout.page_rows;
   if (layout.selected >= 0) {

@@ -27,13 +27,14 @@ struct screen;  // ncurses' SCREEN
 namespace kscope {
 
 struct TopUiState {
-  TopGroupBy group_by = TopGroupBy::kStack;
+  TopGroupBy group_by = TopGroupBy::kTid;  // one row per thread, like top -H
   TopSortKey sort = TopSortKey::kOnCpu;
   bool paused = false;
   std::string filter;              // substring of comm, case-sensitive; empty shows every row
   std::string selected_id;         // TopRow::id of the selected row; empty selects the first row
   std::set<std::string> expanded;  // TopRow::id of the rows whose stacks are shown inline
   bool quit = false;
+  bool stacks = true;  // false with --no-stacks: `g` skips the stack grouping
 
   // Maintained by the screen; callers normally leave them alone.
   bool editing_filter = false;  // the '/' input line is open
@@ -46,11 +47,21 @@ struct TopUiState {
 
 // The lead symbolizes lazily: the screen calls this only for rows whose stack is on screen.
 using StackProvider = std::function<TopStackView(const TopRow&)>;
+// The stack rows of an expanded thread (pid, comm) row: TopSource::group_stacks() over the
+// table's interval. Called only for expanded rows on screen.
+using GroupStacksProvider = std::function<TopTable(const TopRow& row, TopGroupBy row_group_by)>;
+
+// How many stacks an expanded thread shows per kind (on-CPU, off-CPU); the rest are summed up
+// in one line.
+inline constexpr size_t kTopExpandedStacks = 5;
+// Lines a stack's frames may take in an expanded thread; longer stacks end with a note.
+inline constexpr int kTopExpandedPathLines = 6;
 
 enum class TopEvent {
   kNone,
   kRedraw,   // selection, expansion, pause, filter editing, resize: draw() again
   kRegroup,  // sort, grouping or filter changed: recompute the table, then draw()
+  kRefresh,  // space: end the interval now (even while paused), then draw() the new table
   kQuit,
 };
 
@@ -99,9 +110,18 @@ int resolve_top_selection(const TopTable& table, const std::vector<size_t>& filt
                           const TopUiState& state);
 
 // What the screen shows at width x height. Pure: calls `stacks` only for rows whose stack is
-// visible (expanded rows on screen, the selected row when the bottom pane fits).
+// visible (expanded rows on screen, the selected row when the bottom pane fits). An expanded row
+// of a thread/pid/comm table shows, with `group_stacks`, its on-CPU stacks (sampled, scaled:
+// ON-CPU, SAMPLES) and its off-CPU stacks (exact: OFF-CPU, RUNQ, VOL/INVOL), each with its
+// frames and completeness; without it, the row's own stack.
 TopLayout layout_top_screen(const TopTable& table, const TopUiState& state,
-                            const StackProvider& stacks, int width, int height);
+                            const StackProvider& stacks, int width, int height,
+                            const GroupStacksProvider& group_stacks = {});
+
+// The lines of an expanded thread (process, comm) row: `stack_table` is its group_stacks().
+std::vector<TopScreenLine> expanded_group_lines(const TopTable& stack_table,
+                                                const StackProvider& stacks,
+                                                TopGroupBy row_group_by, int width);
 
 // Applies one key (an ncurses key code: KEY_UP, '\n', 's', ...; KEY_RESIZE too) to `state`.
 // Navigation and Enter act on the rows of `table` that pass state.filter.
@@ -121,11 +141,12 @@ class TopScreen {
 
   // Full redraw of `table` with the current state, at the current terminal size. Remembers the
   // table: handle_input() navigates in the last table drawn.
-  void draw(const TopTable& table, const StackProvider& stacks);
+  void draw(const TopTable& table, const StackProvider& stacks,
+            const GroupStacksProvider& group_stacks = {});
 
   // Waits up to timeout_ms (< 0: forever) for a key, then handles every key already pending.
-  // Returns the strongest thing that happened: kQuit > kRegroup > kRedraw > kNone. Returns as
-  // soon as a key arrives, so the caller keeps its own refresh deadline.
+  // Returns the strongest thing that happened: kQuit > kRefresh > kRegroup > kRedraw > kNone.
+  // Returns as soon as a key arrives, so the caller keeps its own refresh deadline.
   Event handle_input(int timeout_ms);
 
   const TopUiState& state() const { return state_; }

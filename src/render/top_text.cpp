@@ -12,15 +12,18 @@ namespace {
 std::string header_line(const TopTable& t) {
   std::string busy = t.cpu_busy >= 0 ? fmt::format("{:.1f}%", t.cpu_busy * 100) : "?";
   return fmt::format(
-      "kscope top: interval {}, {} context switches on {} CPUs, CPU busy {}, grouped by {}, "
-      "sorted by {}, lost {}",
-      format_duration_ns(t.interval_ns), t.switches_all, t.ncpus, busy, to_string(t.group_by),
-      to_string(t.sort), t.counters.lost());
+             "kscope top: interval {}, {} context switches on {} CPUs, CPU busy {}, grouped by {}, "
+             "sorted by {}, lost {}",
+             format_duration_ns(t.interval_ns), t.switches_all, t.ncpus, busy,
+             to_string(t.group_by), to_string(t.sort), t.counters.lost()) +
+         (t.hidden_pid ? fmt::format(", kscope itself hidden (pid {}, on-CPU {}; --show-self)",
+                                     t.hidden_pid, format_duration_ns(t.hidden_oncpu_ns))
+                       : std::string());
 }
 
 // How the numbers of a row came about: what a reader must know to trust them.
 std::string sources_line(const TopTable& t) {
-  if (!t.sample_hz)
+  if (!t.stacks || !t.sample_hz)
     return "kscope top: no stacks sampled (--no-stacks): on-CPU, switches, run-queue wait and "
            "off-CPU time are exact per thread";
   return fmt::format(
@@ -98,6 +101,7 @@ std::string render_top_text(const TopTable& t, size_t max_rows, const StackProvi
         r.values.oncpu_samples, format_duration_ns(r.values.offcpu_ns),
         format_duration_ns(r.values.runq_wait_ns), r.values.switches, r.values.voluntary,
         r.values.involuntary, format_duration_ns(r.values.slice_ns));
+    if (!t.stacks) continue;
     TopStackView stack = stacks(r);
     if (!stack.note.empty()) out += "        " + stack.note + "\n";
     print_frames(out, "kernel:", stack.kernel);
@@ -126,11 +130,13 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                 {"user_stacks_lost_map_full", t.counters.ustacks_full},
                 {"samples_skipped", t.counters.samples_missed}};
   j["oncpu_by_stack"] =
-      t.sample_hz ? nlohmann::json{{"method", "sampled, scaled to exact per-thread totals"},
-                                   {"sample_hz", t.sample_hz},
-                                   {"samples", t.counters.samples}}
-                  : nlohmann::json{{"method", "none (--no-stacks)"}};
-  j["offcpu_by_stack"] = "exact, by switch-out stack";
+      t.sample_hz && t.stacks
+          ? nlohmann::json{{"method", "sampled, scaled to exact per-thread totals"},
+                           {"sample_hz", t.sample_hz},
+                           {"samples", t.counters.samples}}
+          : nlohmann::json{{"method", "none (--no-stacks)"}};
+  j["offcpu_by_stack"] = t.stacks ? "exact, by switch-out stack" : "none (--no-stacks)";
+  if (t.hidden_pid) j["hidden_self"] = {{"pid", t.hidden_pid}, {"oncpu_ns", t.hidden_oncpu_ns}};
   if (t.unwind) {
     const UnwindSummary& u = *t.unwind;
     nlohmann::json ended = nlohmann::json::object();
@@ -184,7 +190,7 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
   size_t n = std::min(max_rows, t.rows.size());
   for (size_t i = 0; i < n; ++i) {
     const TopRow& r = t.rows[i];
-    TopStackView stack = stacks(r);
+    TopStackView stack = t.stacks ? stacks(r) : TopStackView{};
     nlohmann::json row = {{"rank", i + 1},
                           {"pid", r.pid},
                           {"tid", r.tid},
@@ -205,7 +211,7 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
           why.empty() && stack.note.empty()
               ? nlohmann::json{{"complete", true}}
               : nlohmann::json{{"complete", false}, {"reason", why.empty() ? stack.note : why}};
-    } else {
+    } else if (t.stacks) {  // --no-stacks: no stack fields at all
       // The group's stack with the most sampled on-CPU time.
       row["kernel_stack"] = frames_json(stack.kernel);
       row["user_stack"] = frames_json(stack.user);

@@ -154,14 +154,43 @@ struct TopSession::Impl {
     publish_mappings(pid, time_ns);
   }
 
+  void load_tables(uint32_t pid, const std::vector<Mapping>& mappings) {
+    if (auto st = tracer->load_unwind_tables(pid, mappings); !st && !unwind_load_warned) {
+      unwind_load_warned = true;
+      std::fprintf(stderr, "kscope top: unwind tables of process %u not loaded: %s\n", pid,
+                   st.error().describe().c_str());
+    }
+  }
+
+  // Processes whose unwind tables are to be loaded (defer_tables), in the order they came.
+  std::vector<uint32_t> tables_queue;
+  std::set<uint32_t> tables_queued;
+  static constexpr uint64_t kTablesBudgetNs = 50'000'000;  // per poll: the screen stays live
+
+  // Loads queued tables until the budget is spent (at least one process per call), from the
+  // process's mappings as they are now.
+  void load_queued_tables() {
+    uint64_t begin = monotonic_ns();
+    size_t done = 0;
+    while (done < tables_queue.size()) {
+      uint32_t pid = tables_queue[done++];
+      tables_queued.erase(pid);
+      auto pm = procmaps.find(pid);
+      if (pm != procmaps.end() && mapped_pids.count(pid)) load_tables(pid, pm->second.current());
+      if (monotonic_ns() - begin >= kTablesBudgetNs) break;
+    }
+    tables_queue.erase(tables_queue.begin(),
+                       tables_queue.begin() + static_cast<std::ptrdiff_t>(done));
+  }
+
   void publish_mappings(uint32_t pid, uint64_t time_ns) {
     MappingSnapshot snap{pid, time_ns > tracer->start_ns() ? time_ns - tracer->start_ns() : 0,
                          procmaps[pid].current()};
     // The unwinder's tables follow the same mappings (a dlopen arrives as an mmap record).
-    if (auto st = tracer->load_unwind_tables(pid, snap.mappings); !st && !unwind_load_warned) {
-      unwind_load_warned = true;
-      std::fprintf(stderr, "kscope top: unwind tables of process %u not loaded: %s\n", pid,
-                   st.error().describe().c_str());
+    if (options.defer_tables && tracer->native_unwind()) {
+      if (tables_queued.insert(pid).second) tables_queue.push_back(pid);
+    } else {
+      load_tables(pid, snap.mappings);
     }
     symbolizer->set_mappings(snap);
     for (auto it = user_cache.lower_bound({pid, INT32_MIN});
@@ -536,11 +565,15 @@ struct TopSession::Impl {
   }
 
   TopTable make_table(const TopSample* base, const TopSample& cur, TopGroupBy by, TopSortKey sort) {
-    TopTable t = build_top_table(base, cur, tracer->start_ns(), by, sort,
-                                 [this](uint32_t pid, uint32_t tid) { return comm_of(pid, tid); });
+    TopTable t = build_top_table(
+        base, cur, tracer->start_ns(), by, sort,
+        [this](uint32_t pid, uint32_t tid) { return comm_of(pid, tid); }, options.hide_pid);
     t.ncpus = tracer->ncpus();
+    t.stacks = options.trace.kernel_stacks || options.trace.user_stacks;
     t.sample_hz = tracer->sample_hz();
     t.cpu_busy = last_busy;
+    t.scope = options.scope;
+    t.tables_pending = tables_queue.size();
     return t;
   }
 
@@ -553,10 +586,13 @@ struct TopSession::Impl {
   }
 
   // Cumulative totals of every account since tracing started: exited threads' final values
-  // plus the live accounts of `sample`, with on-CPU time by stack (scaled samples).
+  // plus the live accounts of `sample`, with on-CPU time by stack (scaled samples). The hidden
+  // process (kscope itself) is left out, as in the tables.
   ProfileIncrements::Totals run_totals(const TopSample& sample) {
     ProfileIncrements::Totals all = retired.values();
     for (const auto& [k, v] : sample.accounts) all[k] += v;
+    if (options.hide_pid)
+      std::erase_if(all, [&](const auto& kv) { return kv.first.pid == options.hide_pid; });
     scale_oncpu(all);
     return all;
   }
@@ -675,7 +711,15 @@ UnwindSummary TopSession::unwind_report() { return impl_->unwind_summary(); }
 uint64_t TopSession::start_ns() const { return impl_->tracer->start_ns(); }
 int TopSession::ncpus() const { return impl_->tracer->ncpus(); }
 
+std::string TopSession::scope() const { return impl_->options.scope; }
+size_t TopSession::tables_pending() const { return impl_->tables_queue.size(); }
+
 Status TopSession::poll(int timeout_ms) {
+  if (!impl_->tables_queue.empty()) {
+    // Tables first (a poll that waits would delay them); the wait is then cut short.
+    impl_->load_queued_tables();
+    timeout_ms = 0;
+  }
   KSCOPE_TRY(impl_->tracer->poll(timeout_ms));
   impl_->drain_mmaps();
   KSCOPE_TRY(impl_->housekeep());
@@ -730,6 +774,18 @@ Result<TopTable> TopSession::table_since_start(TopGroupBy by, TopSortKey sort) {
   TopTable t = s.make_table(nullptr, cur, by, sort);
   if (s.tracer->native_unwind()) t.unwind = s.unwind_summary();
   if (s.recording) (void)s.recording->add_interval(t, s.tracer->start_ns());
+  return t;
+}
+
+TopTable TopSession::group_stacks(const TopRow& row, TopGroupBy row_group_by, TopSortKey sort) {
+  Impl& s = *impl_;
+  if (!s.prev) return TopTable{};
+  TopTable t = build_group_stack_table(
+      s.prev_prev ? &*s.prev_prev : nullptr, *s.prev, s.tracer->start_ns(), row, row_group_by, sort,
+      [&s](uint32_t pid, uint32_t tid) { return s.comm_of(pid, tid); });
+  t.ncpus = s.tracer->ncpus();
+  t.sample_hz = s.tracer->sample_hz();
+  t.stacks = s.options.trace.kernel_stacks || s.options.trace.user_stacks;
   return t;
 }
 

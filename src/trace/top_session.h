@@ -27,6 +27,16 @@ struct TopSessionOptions {
   std::string recording_path;  // -o
   RecordingMeta meta;          // for the recording
   SymbolizerOptions symbols;   // debug directories, debuginfod, JIT maps, kallsyms
+  // A process left out of every table (kscope's own unless --show-self), 0: none.
+  uint32_t hide_pid = 0;
+  // What is traced, for the headers ("all tasks", "PIDs 42").
+  std::string scope;
+  // --call-graph dwarf: load the unwind tables of processes from poll(), a few at a time, instead
+  // of at once (create() for the targets, the next poll for each new process). The live screen
+  // shows at once and says what is loading; user stacks walked before a process's tables are in
+  // end with "[incomplete: no table]". Batch output keeps false: when create() returns, the
+  // targets' stacks are complete.
+  bool defer_tables = false;
 };
 
 struct TopSummary {
@@ -56,8 +66,12 @@ class TopSession : public TopSource {
   // Samples now; the table of everything since tracing started.
   Result<TopTable> table_since_start(TopGroupBy by, TopSortKey sort);
 
+  TopTable group_stacks(const TopRow& row, TopGroupBy row_group_by, TopSortKey sort) override;
+
   // The symbolized stacks of a row (cached).
   TopStackView stack_view(const TopRow& row) override;
+  std::string scope() const override;
+  size_t tables_pending() const override;
 
   // What the native unwinder did (empty with --call-graph fp).
   UnwindSummary unwind_report();

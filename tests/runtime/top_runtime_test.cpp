@@ -6,11 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -20,6 +22,7 @@
 #include "model/top_recording.h"
 #include "runtime_env.h"
 #include "subprocess.h"
+#include "tools.h"
 
 namespace kscope::testing {
 namespace {
@@ -51,6 +54,8 @@ std::map<std::string, Truth> read_truth(const std::string& path) {
 }
 
 class TopRuntime : public ::testing::Test {
+  friend class LiveTopprog;
+
  protected:
   void SetUp() override { dir_ = fresh_test_dir("kscope-top"); }
   void TearDown() override {
@@ -167,10 +172,14 @@ TEST_F(TopRuntime, NoStacksKeepsExactPerThreadCounts) {
     EXPECT_EQ(got[t.tid].switches, t.runs);
     EXPECT_EQ(got[t.tid].runq, t.wait_ns);
   }
+  // No stack fields, and nothing says "by stack" but the method fields that say there is none.
   for (const auto& task : j.at("tasks")) {
-    EXPECT_TRUE(task.at("kernel_stack").empty());
-    EXPECT_TRUE(task.at("user_stack").empty());
+    EXPECT_FALSE(task.contains("kernel_stack")) << task;
+    EXPECT_FALSE(task.contains("user_stack")) << task;
   }
+  EXPECT_EQ(j.at("group_by"), "tid");
+  EXPECT_EQ(j.at("offcpu_by_stack"), "none (--no-stacks)");
+  EXPECT_EQ(j.at("oncpu_by_stack").at("method"), "none (--no-stacks)");
 }
 
 // The sleeping thread's stacks hold the kernel's sleep path and the program's own functions;
@@ -342,61 +351,6 @@ TEST_F(TopRuntime, ProcessExitingWhileShownEndsTheRun) {
   // stdout is not a terminal: one table per interval, with the shell's row while it lived.
   EXPECT_NE(r.out.find("kscope top: interval"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" sh "), std::string::npos) << r.out;
-}
-
-// The live screen as a person sees it: real kscope top in tmux, on a program with named threads.
-TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
-  KSCOPE_REQUIRE_ROOT_OR_SKIP();
-  if (run({"tmux", "-V"}, 10).exit_code != 0) {
-    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
-    GTEST_SKIP() << "tmux is not installed";
-  }
-  // The workers spin and sleep for a few seconds (longer for a sanitizer build of kscope, whose
-  // screen refreshes more slowly), released once kscope's screen is up.
-  const std::string work = std::to_string(static_cast<int>(3000 * kSanitizerSlowdown));
-  prog_pid_ = spawn({kTopprog, path("truth"), work, work}, path("prog.out"), path("prog.err"));
-  ASSERT_TRUE(wait_for_text(path("prog.out"), "ready", 10));
-  const std::string sock = "kscope-top-rt-" + std::to_string(getpid());
-  auto tmux = [&](std::vector<std::string> args) {
-    std::vector<std::string> argv = {"tmux", "-L", sock, "-f", "/dev/null"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return run(argv, 10);
-  };
-  std::string cmd = kKscope + " top -p " + std::to_string(prog_pid_) +
-                    " -d 0.3 --by tid; echo kscope-exit=$?; sleep 5";
-  ASSERT_EQ(tmux({"new-session", "-d", "-s", "t", "-x", "120", "-y", "40", cmd}).exit_code, 0);
-  auto capture = [&] { return tmux({"capture-pane", "-p", "-t", "t"}).out; };
-  auto wait_screen = [&](const std::string& needle) {
-    std::string screen;
-    for (int i = 0; i < 100; ++i) {
-      screen = capture();
-      if (screen.find(needle) != std::string::npos) return screen;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return screen;
-  };
-  std::string screen;
-  for (int i = 0; i < 6 && screen.find("ON-CPU") == std::string::npos; ++i)
-    screen = wait_screen("ON-CPU");  // up to a minute: kscope measures once its screen shows
-  ASSERT_NE(screen.find("ON-CPU"), std::string::npos) << screen;
-  kill(prog_pid_, SIGUSR1);
-  screen = wait_screen("spin_full");
-  EXPECT_NE(screen.find("kscope top"), std::string::npos) << screen;
-  EXPECT_NE(screen.find("ON-CPU"), std::string::npos) << screen;
-  EXPECT_NE(screen.find("RUNQ WAIT"), std::string::npos) << screen;
-  EXPECT_NE(screen.find("spin_full"), std::string::npos) << screen;
-  EXPECT_NE(screen.find("sleeper"), std::string::npos) << screen;
-  // Filter to the sleeper, expand it: its stack shows the kernel's sleep path.
-  tmux({"send-keys", "-t", "t", "/", "sleeper", "Enter"});
-  tmux({"send-keys", "-t", "t", "Enter"});
-  screen = wait_screen("nanosleep");
-  EXPECT_NE(screen.find("nanosleep"), std::string::npos) << screen;
-  EXPECT_EQ(screen.find("spin_full"), std::string::npos) << "filter did not hide spin_full:\n"
-                                                         << screen;
-  tmux({"send-keys", "-t", "t", "q"});
-  screen = wait_screen("kscope-exit=");
-  EXPECT_NE(screen.find("kscope-exit=0"), std::string::npos) << screen;
-  tmux({"kill-server"});
 }
 
 // The schedstat on-CPU time (ns) of a thread, or nothing when it cannot be read.
@@ -769,6 +723,666 @@ TEST_F(TopOncpuRuntime, TopFunctionAgreesWithPerfRecord) {
   auto ptop = std::max_element(theirs.begin(), theirs.end(),
                                [](const auto& a, const auto& b) { return a.second < b.second; });
   EXPECT_EQ(top->first, ptop->first) << "perf report:\n" << rep.out.substr(0, 3000);
+}
+
+// Runs the report page's own ?selftest in headless chromium (as tests/unit/report_test.cpp does),
+// asking what its flame graphs' search finds of `functions`; returns the self-test's JSON.
+nlohmann::json report_selftest(const std::string& chromium, const std::string& html,
+                               const std::string& dir, const std::string& functions) {
+  auto r = run({chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--user-data-dir=" + dir + "/chrome-profile",
+                "--window-size=1300,1000", "--virtual-time-budget=15000", "--dump-dom",
+                "file://" + html + "?selftest&fgsearch=" + functions},
+               120);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string open = "<pre id=\"kscope-selftest\">";
+  // The last one: the page's own script mentions the tag in a comment.
+  size_t a = r.out.rfind(open), b = r.out.find("</pre>", a);
+  if (a == std::string::npos || b == std::string::npos) {
+    ADD_FAILURE() << "no self-test result in the page; stderr: " << r.err;
+    return {};
+  }
+  std::string text = r.out.substr(a + open.size(), b - a - open.size());
+  // textContent in the DOM dump is HTML-escaped.
+  for (auto [from, to] : {std::pair<std::string, std::string>{"&quot;", "\""},
+                          {"&lt;", "<"},
+                          {"&gt;", ">"},
+                          {"&amp;", "&"}})
+    for (size_t pos = text.find(from); pos != std::string::npos;
+         pos = text.find(from, pos + to.size()))
+      text.replace(pos, from.size(), to);
+  return nlohmann::json::parse(text);
+}
+
+// `go tool pprof -top` of a pprof file for one sample index: function -> (flat, cum) in ns
+// (-unit=ns makes pprof print plain nanoseconds).
+std::map<std::string, std::pair<double, double>> pprof_top(const std::string& go,
+                                                           const std::string& file,
+                                                           const std::string& index,
+                                                           const std::string& home,
+                                                           std::string* first, std::string* raw) {
+  auto r =
+      run({"/usr/bin/env", "HOME=" + home, "GOCACHE=" + home + "/cache", "GOPATH=" + home + "/go",
+           "GOTOOLCHAIN=local", "GOFLAGS=", "GOPROXY=off", go, "tool", "pprof", "-top",
+           "-nodecount=1000", "-unit=ns", "-sample_index=" + index, file},
+          120);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  *raw = r.out;
+  std::map<std::string, std::pair<double, double>> out;
+  std::istringstream lines(r.out);
+  bool table = false;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("flat%") != std::string::npos) {
+      table = true;
+      continue;
+    }
+    if (!table) continue;
+    // flat flat% sum% cum cum% name...
+    std::istringstream in(line);
+    std::string flat, flatp, sum, cum, cump, name;
+    if (!(in >> flat >> flatp >> sum >> cum >> cump)) continue;
+    std::getline(in, name);
+    name.erase(0, name.find_first_not_of(' '));
+    auto ns = [](const std::string& v) {
+      return std::stod(v.substr(0, v.find_first_not_of("0123456789.e+-")));
+    };
+    if (first && first->empty()) *first = name;
+    out[name] = {ns(flat), ns(cum)};
+  }
+  return out;
+}
+
+// (e) A top recording of oncpuprog: the report's two flame graphs, rendered by headless
+// chromium, hold the program's functions as the program's own clocks say (on-CPU: the spinning
+// functions in their 3:1:2 proportions, the sleeping ones next to nothing; off-CPU: the sleeping
+// functions with their measured sleep time); and `go tool pprof` of the export ranks the spinning
+// function first by cpu and gives the sleeping functions their sleep time as off_cpu.
+TEST_F(TopOncpuRuntime, ReportFlameGraphsInChromiumAndPprofShowTheProgramsFunctions) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  KSCOPE_REQUIRE_TOOL_OR_SKIP(chromium, "chromium", "chromium");
+  KSCOPE_REQUIRE_TOOL_OR_SKIP(go, "go", "golang-go");
+  const std::string rec = path("top.ksr");
+  run_oncpuprog({"--format", "json", "-n", "5", "-o", rec});
+  auto truth = read_oncpu_truth(path("truth"));
+  ASSERT_EQ(truth.size(), 4u) << read_file(path("prog.err"));
+  const OncpuTruth &ss = truth["spinsleep"], &big = truth["big"], &small = truth["small"],
+                   &sl = truth["sleeper"];
+
+  auto ok = run({kKscope, "report", rec, "-o", path("r.html")});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  auto res = report_selftest(chromium, path("r.html"), dir_.string(),
+                             "spin_a,spin_big,spin_small,sleep_b,sleep_known");
+  ASSERT_TRUE(res.is_object());
+  EXPECT_TRUE(res.at("ok").get<bool>()) << res.dump(1);
+  ASSERT_TRUE(res.at("flames").contains("fg-oncpu")) << res.dump(1);
+  ASSERT_TRUE(res.at("flames").contains("fg-offcpu")) << res.dump(1);
+  const auto& on = res["flames"]["fg-oncpu"];
+  const auto& off = res["flames"]["fg-offcpu"];
+  EXPECT_GT(on.at("pixels").get<int>(), 500) << "on-CPU flame graph drawn";
+  EXPECT_GT(off.at("pixels").get<int>(), 500) << "off-CPU flame graph drawn";
+  auto val = [](const nlohmann::json& fg, const char* fn) {
+    return fg.at("found").at(fn).at("value").get<double>();
+  };
+  // On-CPU (sampled, scaled to exact thread totals): each spinning function holds at least 90%
+  // and at most its thread's CPU time (+2%), the sleeping functions almost nothing.
+  for (auto [fn, t] : {std::pair<const char*, const OncpuTruth*>{"spin_a", &ss},
+                       {"spin_big", &big},
+                       {"spin_small", &small}}) {
+    SCOPED_TRACE(fn);
+    EXPECT_GE(val(on, fn), 0.90 * static_cast<double>(t->cpu_ns)) << on.dump(1);
+    EXPECT_LE(val(on, fn), 1.02 * static_cast<double>(t->cpu_ns)) << on.dump(1);
+  }
+  EXPECT_LT(val(on, "sleep_b") + val(on, "sleep_known"), 0.05 * val(on, "spin_a")) << on.dump(1);
+  // Off-CPU (exact, by switch-out stack): the sleeps' wall time (2%, plus the on-CPU part of
+  // each nanosleep call, which the program's clock includes).
+  for (auto [fn, t] :
+       {std::pair<const char*, const OncpuTruth*>{"sleep_b", &ss}, {"sleep_known", &sl}}) {
+    SCOPED_TRACE(fn);
+    const double sleep = static_cast<double>(t->sleep_ns);
+    EXPECT_LE(val(off, fn), 1.02 * sleep) << off.dump(1);
+    EXPECT_GE(val(off, fn), 0.98 * sleep - 20000.0 * static_cast<double>(t->sleeps)) << off.dump(1);
+  }
+
+  // pprof: cpu ranks spin_big (600 ms of CPU, the most) first; off_cpu gives the sleeping
+  // functions their sleep time (cumulative: their own frames are never the leaf, the kernel's
+  // sleep path is).
+  ok = run({kKscope, "export", rec, "--format", "pprof", "-o", path("p.pb.gz")});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  std::string first, raw;
+  auto cpu = pprof_top(go, path("p.pb.gz"), "cpu", path(""), &first, &raw);
+  EXPECT_EQ(first, "spin_big") << raw;
+  ASSERT_TRUE(cpu.count("spin_a")) << raw;
+  EXPECT_GE(cpu["spin_big"].first, 0.90 * static_cast<double>(big.cpu_ns)) << raw;
+  EXPECT_GT(cpu["spin_big"].first, cpu["spin_a"].first) << raw;
+  EXPECT_GT(cpu["spin_a"].first, cpu["spin_small"].first) << raw;
+  std::string off_first, off_raw;
+  auto offcpu = pprof_top(go, path("p.pb.gz"), "off_cpu", path(""), &off_first, &off_raw);
+  for (auto [fn, t] :
+       {std::pair<const char*, const OncpuTruth*>{"sleep_b", &ss}, {"sleep_known", &sl}}) {
+    SCOPED_TRACE(fn);
+    ASSERT_TRUE(offcpu.count(fn)) << off_raw;
+    const double sleep = static_cast<double>(t->sleep_ns);
+    EXPECT_LE(offcpu[fn].second, 1.02 * sleep) << off_raw;
+    EXPECT_GE(offcpu[fn].second, 0.98 * sleep - 20000.0 * static_cast<double>(t->sleeps))
+        << off_raw;
+    EXPECT_EQ(offcpu[fn].first, 0) << "a sleeping function's own frame is never the leaf";
+  }
+  // The off-CPU leaf is the kernel's scheduler, never a spinning user function.
+  EXPECT_NE(off_first.find("schedule"), std::string::npos) << off_raw;
+}
+
+// ---- The live screen on oncpuprog, driven through tmux ----
+
+// A tmux server of our own (its own socket, no user config), killed at the end.
+class TmuxScreen {
+ public:
+  explicit TmuxScreen(const std::string& name)
+      : sock_("kscope-" + name + "-" + std::to_string(getpid())) {}
+  ~TmuxScreen() { tmux({"kill-server"}); }
+  RunResult tmux(std::vector<std::string> args) const {
+    std::vector<std::string> argv = {"tmux", "-L", sock_, "-f", "/dev/null"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, 10);
+  }
+  bool start(const std::string& cmd, int width, int height) const {
+    return tmux({"new-session", "-d", "-s", "t", "-x", std::to_string(width), "-y",
+                 std::to_string(height), cmd})
+               .exit_code == 0;
+  }
+  std::string capture() const { return tmux({"capture-pane", "-p", "-t", "t"}).out; }
+  void keys(std::vector<std::string> k) const {
+    std::vector<std::string> args = {"send-keys", "-t", "t"};
+    args.insert(args.end(), k.begin(), k.end());
+    tmux(args);
+  }
+  // The screen once `pred` holds (or the last capture after timeout_s).
+  std::string wait_for(const std::function<bool(const std::string&)>& pred,
+                       double timeout_s = 30) const {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    std::string screen;
+    do {
+      screen = capture();
+      if (pred(screen)) return screen;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    } while (std::chrono::steady_clock::now() < deadline);
+    return screen;
+  }
+  std::string wait_text(const std::string& needle, double timeout_s = 30) const {
+    return wait_for([&](const std::string& s) { return s.find(needle) != std::string::npos; },
+                    timeout_s);
+  }
+  int pane_pid() const {
+    auto r = tmux({"display-message", "-p", "-t", "t", "#{pane_pid}"});
+    return r.exit_code == 0 ? std::atoi(r.out.c_str()) : -1;
+  }
+
+ private:
+  std::string sock_;
+};
+
+bool have_tmux() { return run({"tmux", "-V"}, 10).exit_code == 0; }
+
+std::vector<std::string> screen_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) lines.push_back(l);
+  return lines;
+}
+
+std::vector<std::string> words_of(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> w;
+  for (std::string x; in >> x;) w.push_back(x);
+  return w;
+}
+
+// A duration as the screen prints it (util/units.h format_duration_ns: 800ns, 45.2us, 612.3ms,
+// 1.23s), in ns; nothing when it is not one.
+std::optional<double> parse_duration(const std::string& s) {
+  size_t end = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &end);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit = s.substr(end);
+  if (unit == "ns") return v;
+  if (unit == "us") return v * 1e3;
+  if (unit == "ms") return v * 1e6;
+  if (unit == "s") return v * 1e9;
+  return std::nullopt;
+}
+// Half a unit of the last digit the screen prints for a duration near `ns`.
+double duration_rounding(double ns) {
+  return ns < 1e3 ? 0.5 : ns < 1e6 ? 50 : ns < 1e9 ? 5e4 : 5e6;
+}
+uint64_t parse_count(std::string s) {
+  std::erase(s, ',');
+  return std::stoull(s);
+}
+
+// The value after `label` ("ON-CPU 612.3ms" -> 612.3ms) on a line.
+std::string after(const std::string& line, const std::string& label) {
+  auto w = words_of(line);
+  for (size_t i = 0; i + 1 < w.size(); ++i)
+    if (w[i] == label) return w[i + 1];
+  return {};
+}
+
+// One stack of an expanded thread: its numbers line and its frames.
+struct ScreenStack {
+  std::string numbers, frames;
+};
+// The stacks listed under the section header containing `section`, and the "... N more" line.
+std::vector<ScreenStack> screen_section(const std::vector<std::string>& lines,
+                                        const std::string& section, std::string* more) {
+  std::vector<ScreenStack> out;
+  size_t i = 0;
+  while (i < lines.size() && lines[i].find(section) == std::string::npos) ++i;
+  for (++i; i < lines.size(); ++i) {
+    const std::string& l = lines[i];
+    if (l.rfind("        ", 0) == 0 && !out.empty()) {
+      out.back().frames += l + "\n";
+    } else if (l.rfind("      ... ", 0) == 0) {
+      if (more) *more = l;
+    } else if (l.rfind("      ", 0) == 0 && l[6] != ' ') {
+      out.push_back({l, ""});
+    } else {
+      break;
+    }
+  }
+  return out;
+}
+
+uint64_t read_status_field(int pid, uint32_t tid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status");
+  for (std::string l; std::getline(in, l);)
+    if (l.rfind(field + ":", 0) == 0) return std::stoull(l.substr(field.size() + 1));
+  return 0;
+}
+
+// The default screen lists threads; Enter on oncpuprog's spinsleep thread shows where it ran
+// (spin_a, sampled and scaled to its exact total) and where it blocked (sleep_b, exact), with
+// numbers that agree with its kernel counters over the same window. The interval is ended with
+// Space once the program is done, so the table covers all of its work.
+TEST_F(TopOncpuRuntime, LiveScreenExpandsAThreadIntoItsOnCpuAndOffCpuStacks) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  if (!have_tmux()) {
+    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
+    GTEST_SKIP() << "tmux is not installed";
+  }
+  prog_pid_ = spawn({kOncpuprog, path("truth"), "100", "60", "20", "5"}, path("prog.out"),
+                    path("prog.err"));
+  ASSERT_TRUE(wait_for_text(path("prog.out"), "ready", 10)) << read_file(path("prog.err"));
+  const uint32_t tid = find_thread(prog_pid_, "spinsleep");
+  ASSERT_NE(tid, 0u);
+  TmuxScreen t("top-oncpu");
+  // -d 600: no interval ends by itself during the test; Space ends it.
+  ASSERT_TRUE(t.start(
+      kKscope + " top -p " + std::to_string(prog_pid_) + " -d 600; echo kscope-exit=$?; sleep 5",
+      220, 100));
+  // Until the unwind tables of the process are loaded its stacks end with "[incomplete: ...]":
+  // the header says "loading unwind tables" until then.
+  auto measuring = [](const std::string& s) {
+    return s.find("first interval under way") != std::string::npos &&
+           s.find("loading unwind tables") == std::string::npos;
+  };
+  std::string screen = t.wait_for(measuring, 60);
+  ASSERT_TRUE(measuring(screen)) << screen;
+  ASSERT_NE(screen.find("by tid"), std::string::npos) << "the screen lists threads:\n" << screen;
+  // Attached (the screen shows only once tracing runs): the kernel's counters now, then the work.
+  auto cpu0 = schedstat_ns(prog_pid_, tid);
+  uint64_t vol0 = read_status_field(prog_pid_, tid, "voluntary_ctxt_switches");
+  ASSERT_TRUE(cpu0);
+  kill(prog_pid_, SIGUSR1);
+  ASSERT_TRUE(wait_for_text(path("prog.out"), "done", 120)) << read_file(path("prog.err"));
+  auto cpu1 = schedstat_ns(prog_pid_, tid);
+  uint64_t vol1 = read_status_field(prog_pid_, tid, "voluntary_ctxt_switches");
+  ASSERT_TRUE(cpu1);
+  auto truth = read_oncpu_truth(path("truth"));
+  ASSERT_EQ(truth["spinsleep"].tid, tid);
+  const double cpu = static_cast<double>(*cpu1 - *cpu0);
+
+  t.keys({"Space"});
+  screen = t.wait_text("spinsleep");
+  auto lines = screen_lines(screen);
+  // The header says what the numbers by stack are.
+  EXPECT_NE(screen.find("on-CPU by stack: sampled at 999 Hz, scaled to exact thread totals"),
+            std::string::npos)
+      << screen;
+  EXPECT_NE(screen.find("off-CPU: exact, at switch-out"), std::string::npos) << screen;
+  // Its row: one per thread, exact totals.
+  int row = -1;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    auto w = words_of(lines[i]);
+    auto c = std::find(w.begin(), w.end(), "spinsleep");
+    if (c != w.end() && c - w.begin() >= 2 && *(c - 1) == std::to_string(tid)) row = int(i);
+  }
+  ASSERT_GE(row, 0) << screen;
+  {
+    // COMM, then SWITCHES VOL INVOL ON-CPU %CPU AVG-SLICE RUNQ-WAIT OFF-CPU.
+    auto w = words_of(lines[row]);
+    auto c = std::find(w.begin(), w.end(), "spinsleep") - w.begin();
+    ASSERT_GE(w.size(), size_t(c) + 5) << lines[row];
+    EXPECT_EQ(parse_count(w[c + 2]), vol1 - vol0) << "VOL vs the kernel's count\n" << screen;
+    auto on = parse_duration(w[c + 4]);
+    ASSERT_TRUE(on) << lines[row];
+    EXPECT_NEAR(*on, cpu, 0.02 * cpu + duration_rounding(cpu)) << "ON-CPU vs schedstat";
+  }
+
+  // Enter on it (select it first: Up/Down move the cursor '>').
+  for (int i = 0; i < 10 && screen_lines(t.capture())[row][0] != '>'; ++i) {
+    int sel = -1;
+    auto now = screen_lines(t.capture());
+    for (size_t k = 0; k < now.size(); ++k)
+      if (!now[k].empty() && now[k][0] == '>') sel = int(k);
+    t.keys({sel < row ? "Down" : "Up"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  }
+  ASSERT_EQ(screen_lines(t.capture())[row][0], '>') << t.capture();
+  t.keys({"Enter"});
+  screen = t.wait_text("off-CPU by switch-out stack");
+  lines = screen_lines(screen);
+  ASSERT_NE(lines[row + 1].find("on-CPU by stack (sampled at 999 Hz, scaled to the thread's exact"),
+            std::string::npos)
+      << screen;
+
+  // On-CPU: the section's total is the thread's exact time; at least 90% of it through spin_a.
+  std::string more_on, more_off;
+  auto oncpu = screen_section(lines, "on-CPU by stack (", &more_on);
+  auto offcpu = screen_section(lines, "off-CPU by switch-out stack", &more_off);
+  ASSERT_FALSE(oncpu.empty()) << screen;
+  ASSERT_FALSE(offcpu.empty()) << screen;
+  std::string exact = lines[row + 1].substr(lines[row + 1].find("exact ") + 6);
+  auto total = parse_duration(exact.substr(0, exact.find(')')));
+  ASSERT_TRUE(total) << lines[row + 1];
+  EXPECT_NEAR(*total, cpu, 0.02 * cpu + duration_rounding(cpu)) << "on-CPU total vs schedstat";
+  double through_a = 0, listed = 0;
+  for (const auto& st : oncpu) {
+    auto ns = parse_duration(after(st.numbers, "ON-CPU"));
+    ASSERT_TRUE(ns) << st.numbers;
+    listed += *ns;
+    if (st.frames.find("spin_a") != std::string::npos) through_a += *ns;
+    EXPECT_NE(after(st.numbers, "SAMPLES"), "") << st.numbers;
+  }
+  // The screen lists five stacks per section and sums the rest in "... N more": under load a
+  // spin's time spreads over many kernel stacks (its clock reads are system calls here), so the
+  // lower bounds below count the unlisted time too (which stacks it is on is not shown).
+  const double on_unlisted =
+      more_on.empty() ? 0.0 : parse_duration(after(more_on, "ON-CPU")).value_or(0);
+  listed += on_unlisted;
+  EXPECT_NEAR(listed, *total, 0.01 * *total + 6 * duration_rounding(*total));
+  EXPECT_GE(through_a + on_unlisted, 0.90 * *total) << screen;
+  EXPECT_NE(oncpu[0].frames.find("spin_a"), std::string::npos) << "the top on-CPU stack\n"
+                                                               << screen;
+  EXPECT_NE(oncpu[0].numbers.find("complete"), std::string::npos) << oncpu[0].numbers;
+
+  // Off-CPU: blocked time (OFF-CPU minus RUNQ) and voluntary switch-outs in sleep_b, and its
+  // sleeps' wall time is the off-CPU time there.
+  double blocked = 0, blocked_b = 0, off_b = 0, blocked_unlisted = 0;
+  uint64_t vol = 0, vol_b = 0;
+  for (const auto& st : offcpu) {
+    auto off = parse_duration(after(st.numbers, "OFF-CPU"));
+    auto runq = parse_duration(after(st.numbers, "RUNQ"));
+    ASSERT_TRUE(off && runq) << st.numbers;
+    uint64_t v = parse_count(after(st.numbers, "VOL"));
+    double b = std::max(0.0, *off - *runq);
+    blocked += b;
+    vol += v;
+    if (st.frames.find("sleep_b") != std::string::npos) {
+      blocked_b += b;
+      off_b += *off;
+      vol_b += v;
+    }
+  }
+  if (!more_off.empty()) {
+    blocked_unlisted = std::max(0.0, parse_duration(after(more_off, "OFF-CPU")).value_or(0) -
+                                         parse_duration(after(more_off, "RUNQ")).value_or(0));
+    blocked += blocked_unlisted;
+    vol += parse_count(after(more_off, "VOL"));
+  }
+  const OncpuTruth& ss = truth["spinsleep"];
+  EXPECT_GE(blocked_b + blocked_unlisted, 0.90 * blocked) << screen;
+  EXPECT_GE(vol_b, ss.sleeps) << screen;
+  EXPECT_GE(static_cast<double>(vol_b), 0.95 * static_cast<double>(vol)) << screen;
+  EXPECT_EQ(vol, vol1 - vol0) << "voluntary switch-outs by stack add up to the kernel's count";
+  const double sleep_ns = static_cast<double>(ss.sleep_ns);
+  EXPECT_LE(off_b, sleep_ns * 1.02 + duration_rounding(sleep_ns)) << screen;
+  // The screen lists five off-CPU stacks and sums the rest in "... N more": a sleep preempted
+  // inside sleep_b's clock reads (under load) has a stack of its own that may be among the rest,
+  // so the lower bound counts the unlisted time too (the upper bound above does not).
+  const double off_unlisted =
+      more_off.empty() ? 0.0 : parse_duration(after(more_off, "OFF-CPU")).value_or(0);
+  // Less the CPU time the thread's own clock counted inside its sleeps (the syscalls' on-CPU
+  // part, as in OnCpuBySampledStackAndOffCpuBySwitchOutStackMatchTheProgram).
+  const double sleep_offcpu_ns = static_cast<double>(ss.sleep_offcpu_ns());
+  EXPECT_GE(off_b + off_unlisted, 0.98 * sleep_offcpu_ns -
+                                      20000.0 * static_cast<double>(ss.sleeps) -
+                                      duration_rounding(sleep_offcpu_ns))
+      << screen << "sleeps " << ss.sleep_ns << " ns (of which on-CPU " << ss.sleep_cpu_ns << " ns)";
+  EXPECT_NE(screen.find("do_nanosleep"), std::string::npos) << "the kernel part of sleep_b's stack";
+
+  t.keys({"q"});
+  screen = t.wait_text("kscope-exit=");
+  EXPECT_NE(screen.find("kscope-exit=0"), std::string::npos) << screen;
+}
+
+// kscope's own threads are hidden unless --show-self; the header says so and how much CPU they
+// used. Measured on all tasks (with -p kscope could not see itself anyway).
+TEST_F(TopRuntime, LiveScreenHidesKscopeItselfUnlessShowSelf) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  if (!have_tmux()) {
+    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
+    GTEST_SKIP() << "tmux is not installed";
+  }
+  for (bool show_self : {false, true}) {
+    SCOPED_TRACE(show_self ? "--show-self" : "default");
+    TmuxScreen t(show_self ? "top-self" : "top-noself");
+    // exec: the pane's process is kscope itself. Grouped by process, only comm "kscope" shown.
+    ASSERT_TRUE(t.start(
+        "exec " + kKscope + " top --by pid -d 0.3" + (show_self ? " --show-self" : ""), 200, 60));
+    const int self = t.pane_pid();
+    ASSERT_GT(self, 0);
+    std::string screen = t.wait_text("interval");
+    t.keys({"/", "kscope", "Enter"});
+    // Each refresh costs kscope some CPU: with --show-self its row shows within a few intervals.
+    auto has_self_row = [&](const std::string& s) {
+      for (const auto& l : screen_lines(s)) {
+        auto w = words_of(l.substr(std::min<size_t>(1, l.size())));
+        // RANK PID TID COMM ...
+        if (w.size() > 3 && w[1] == std::to_string(self) && w[3] == "kscope") return true;
+      }
+      return false;
+    };
+    screen = t.wait_for(
+        [&](const std::string& s) {
+          return s.find("filter \"kscope\"") != std::string::npos &&
+                 (show_self ? has_self_row(s)
+                            : s.find("kscope itself hidden") != std::string::npos);
+        },
+        20);
+    if (show_self) {
+      EXPECT_TRUE(has_self_row(screen)) << "pid " << self << "\n" << screen;
+      EXPECT_EQ(screen.find("kscope itself hidden"), std::string::npos) << screen;
+    } else {
+      EXPECT_NE(screen.find("kscope itself hidden (pid " + std::to_string(self) + ", on-CPU "),
+                std::string::npos)
+          << screen;
+      // Several refreshes: never a row of its own.
+      for (int i = 0; i < 5; ++i) {
+        EXPECT_FALSE(has_self_row(screen)) << "pid " << self << "\n" << screen;
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        screen = t.capture();
+      }
+    }
+    t.keys({"q"});
+    t.wait_for([&](const std::string&) { return kill(self, 0) != 0; }, 20);
+    EXPECT_NE(kill(self, 0), 0) << "kscope did not quit\n" << t.capture();
+  }
+}
+
+// The live screen on topprog, as a person sees it. kscope starts first and the program's
+// workers are released once its screen is up (the screen shows only once tracing runs): a
+// workload that ran before the first interval would rightly show no rows. The workers spin
+// (spin_full: 10 s of CPU) and sleep (20,000 x 1 ms) for much longer than the test needs; the
+// program is killed at the end.
+class LiveTopprog {
+ public:
+  LiveTopprog(TopRuntime& fixture, const std::string& name, const std::string& options)
+      : t(name), pidfile_(fixture.path("kscope.pid")) {
+    fixture.prog_pid_ = spawn({kTopprog, fixture.path("truth"), "10000", "20000"},
+                              fixture.path("prog.out"), fixture.path("prog.err"));
+    prog = fixture.prog_pid_;
+    ready = wait_for_text(fixture.path("prog.out"), "ready", 30);
+    // sh writes its pid, then becomes kscope: kscope's pid, and its exit status after q.
+    started = t.start("sh -c 'echo $$ > " + pidfile_ + "; exec " + kKscope + " top -p " +
+                          std::to_string(prog) + " -d 0.3 " + options +
+                          "'; echo kscope-exit=$?; sleep 30",
+                      200, 60);
+  }
+  // Once kscope's screen is up and the program's unwind tables are loaded (the header says
+  // "loading unwind tables" until then), releases the workers.
+  bool release() {
+    auto up = [](const std::string& s) {
+      return s.find("kscope top") != std::string::npos &&
+             s.find("loading unwind tables") == std::string::npos;
+    };
+    if (!up(t.wait_for(up, 60))) return false;
+    self = std::atoi(read_file(pidfile_).c_str());
+    return kill(prog, SIGUSR1) == 0;
+  }
+  // The rows of the table on screen: RANK PID TID COMM ... (the cursor column stripped).
+  static std::vector<std::vector<std::string>> rows(const std::string& screen) {
+    std::vector<std::vector<std::string>> out;
+    for (const auto& l : screen_lines(screen)) {
+      auto w = words_of(l.substr(std::min<size_t>(1, l.size())));
+      if (w.size() > 4 && std::all_of(w[0].begin(), w[0].end(), ::isdigit) &&
+          std::all_of(w[1].begin(), w[1].end(), ::isdigit) &&
+          std::all_of(w[2].begin(), w[2].end(), ::isdigit))
+        out.push_back(w);
+    }
+    return out;
+  }
+  bool has_row(const std::string& screen, const std::string& comm) const {
+    for (const auto& w : rows(screen))
+      if (w[1] == std::to_string(prog) && w[3] == comm) return true;
+    return false;
+  }
+  std::string quit() {
+    t.keys({"q"});
+    return t.wait_text("kscope-exit=", 60);
+  }
+
+  TmuxScreen t;
+  int prog = -1;
+  int self = -1;
+  bool ready = false, started = false;
+
+ private:
+  std::string pidfile_;
+};
+
+// By thread (the default), Enter on a spinning thread shows its on-CPU stack through the
+// program's spin_until; on the sleeping thread, its off-CPU stack through sleeper_loop and the
+// kernel's nanosleep. With -p only the named process is traced: every row is one of its threads,
+// none is kscope's, and the header names the process and hides nothing.
+TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  if (!have_tmux()) {
+    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
+    GTEST_SKIP() << "tmux is not installed";
+  }
+  LiveTopprog live(*this, "top-threads", "");
+  ASSERT_TRUE(live.ready) << read_file(path("prog.err"));
+  ASSERT_TRUE(live.started);
+  ASSERT_TRUE(live.release()) << live.t.capture();
+  auto threads_shown = [&](const std::string& s) {
+    return live.has_row(s, "spin_full") && live.has_row(s, "sleeper");
+  };
+  std::string screen = live.t.wait_for(threads_shown, 60);
+  ASSERT_TRUE(threads_shown(screen)) << screen;
+  auto lines = screen_lines(screen);
+  EXPECT_NE(lines[0].find("PIDs " + std::to_string(live.prog)), std::string::npos) << screen;
+  EXPECT_EQ(screen.find("hidden"), std::string::npos) << "-p hides nothing\n" << screen;
+  EXPECT_NE(screen.find("by tid"), std::string::npos) << screen;
+  EXPECT_NE(screen.find("RUNQ WAIT"), std::string::npos) << screen;
+  for (const auto& w : LiveTopprog::rows(screen)) {
+    EXPECT_EQ(w[1], std::to_string(live.prog)) << "a row of another process\n" << screen;
+    EXPECT_NE(w[1], std::to_string(live.self)) << "kscope's own row\n" << screen;
+  }
+
+  // The spinning thread: its on-CPU stack goes through spin_until.
+  live.t.keys({"/", "spin_full", "Enter"});
+  live.t.keys({"Enter"});
+  auto oncpu_through = [&](const std::string& s, const std::string& fn) {
+    for (const auto& st : screen_section(screen_lines(s), "on-CPU by stack (", nullptr))
+      if (st.frames.find(fn) != std::string::npos) return true;
+    return false;
+  };
+  screen =
+      live.t.wait_for([&](const std::string& s) { return oncpu_through(s, "spin_until"); }, 60);
+  EXPECT_TRUE(oncpu_through(screen, "spin_until")) << screen;
+  EXPECT_FALSE(live.has_row(screen, "sleeper")) << "the filter shows spin_full only\n" << screen;
+
+  // The sleeper: its off-CPU stack goes through sleeper_loop into the kernel's nanosleep.
+  live.t.keys({"Left"});  // collapses it
+  live.t.keys({"/", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace",
+               "BSpace", "sleeper", "Enter"});
+  live.t.keys({"Enter"});
+  auto offcpu_through = [&](const std::string& s) {
+    for (const auto& st : screen_section(screen_lines(s), "off-CPU by switch-out stack", nullptr))
+      if (st.frames.find("sleeper_loop") != std::string::npos &&
+          st.frames.find("nanosleep") != std::string::npos)
+        return true;
+    return false;
+  };
+  screen = live.t.wait_for(offcpu_through, 60);
+  EXPECT_TRUE(offcpu_through(screen)) << screen;
+  EXPECT_FALSE(live.has_row(screen, "spin_full")) << "the filter shows sleeper only\n" << screen;
+
+  screen = live.quit();
+  EXPECT_NE(screen.find("kscope-exit=0"), std::string::npos) << screen;
+}
+
+// --no-stacks: the threads are listed and the screen never mentions a stack, whatever is
+// pressed (the groupings cycle without the stack grouping, Enter expands nothing).
+TEST_F(TopRuntime, LiveScreenWithoutStacksNeverSaysStack) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  if (!have_tmux()) {
+    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
+    GTEST_SKIP() << "tmux is not installed";
+  }
+  LiveTopprog live(*this, "top-nostacks", "--no-stacks");
+  ASSERT_TRUE(live.ready) << read_file(path("prog.err"));
+  ASSERT_TRUE(live.started);
+  ASSERT_TRUE(live.release()) << live.t.capture();
+  auto threads_shown = [&](const std::string& s) {
+    return live.has_row(s, "spin_full") && live.has_row(s, "sleeper");
+  };
+  std::string screen = live.t.wait_for(threads_shown, 60);
+  ASSERT_TRUE(threads_shown(screen)) << screen;
+  auto no_stack = [](std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+    return s.find("stack") == std::string::npos;
+  };
+  EXPECT_TRUE(no_stack(screen)) << screen;
+  EXPECT_NE(screen.find("per-thread totals only"), std::string::npos) << screen;
+  EXPECT_EQ(screen.find("hidden"), std::string::npos) << "-p hides nothing\n" << screen;
+  // Each key's effect is waited for (the status line names the grouping), then checked.
+  const std::vector<std::pair<std::string, std::string>> steps = {
+      {"Enter", "by tid"}, {"Right", "by tid"}, {"g", "by pid"},
+      {"Enter", "by pid"}, {"g", "by comm"},    {"Enter", "by comm"},
+      {"g", "by tid"},     {"Enter", "by tid"}, {"g", "by pid"}};
+  for (const auto& [key, grouping] : steps) {
+    live.t.keys({key});
+    screen = live.t.wait_text(grouping, 60);
+    EXPECT_NE(screen.find(grouping), std::string::npos) << "after " << key << ":\n" << screen;
+    EXPECT_TRUE(no_stack(screen)) << "after " << key << ":\n" << screen;
+  }
+  screen = live.quit();
+  EXPECT_NE(screen.find("kscope-exit=0"), std::string::npos) << screen;
 }
 
 }  // namespace

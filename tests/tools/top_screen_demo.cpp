@@ -236,7 +236,10 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, [](int) { g_interrupted = 1; });
   std::signal(SIGTERM, [](int) { g_interrupted = 1; });
 
-  auto screen = kscope::TopScreen::create(kscope::TopUiState{});
+  // The demo starts in the stack grouping (tests/unit/top_screen_tmux_test.cpp walks from there).
+  kscope::TopUiState initial;
+  initial.group_by = TopGroupBy::kStack;
+  auto screen = kscope::TopScreen::create(initial);
   if (!screen) {
     fmt::print(stderr, "top_screen_demo: {}\n", screen.error().describe());
     return 1;
@@ -258,7 +261,7 @@ int main(int argc, char** argv) {
     if (event == kscope::TopEvent::kQuit) break;
     bool redraw = event != kscope::TopEvent::kNone;
     if (event == kscope::TopEvent::kRegroup) table = table_now();
-    if (Clock::now() >= next) {
+    if (Clock::now() >= next || event == kscope::TopEvent::kRefresh) {
       next += interval;
       if (!(*screen)->state().paused) {
         ++tick;

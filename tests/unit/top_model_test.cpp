@@ -11,6 +11,7 @@
 #include "export/folded.h"
 #include "model/top_aggregator.h"
 #include "model/top_recording.h"
+#include "model/wire.h"
 
 namespace kscope {
 namespace {
@@ -183,6 +184,7 @@ TEST(TopRecording, RoundTripAndDamage) {
   table.cpu_busy = 0.5;
   TopRow r1;
   r1.pid = 10, r1.tid = 11, r1.comm = "worker", r1.values = {10, 1, 2, 3, 4};
+  r1.values.offcpu_ns = 7;
   TopRow r2 = r1;
   r2.kstack = 5;  // the same thread under another stack: merged per thread
   table.rows = {r1, r2};
@@ -203,7 +205,10 @@ TEST(TopRecording, RoundTripAndDamage) {
   EXPECT_EQ(r->intervals[0].end_ns, 4000u);
   EXPECT_NEAR(r->intervals[0].cpu_busy, 0.5, 1e-6);
   ASSERT_EQ(r->intervals[0].rows.size(), 1u);
-  EXPECT_EQ(r->intervals[0].rows[0].values, (TopValues{20, 2, 4, 6, 8}));
+  TopValues merged{20, 2, 4, 6, 8};
+  merged.offcpu_ns = 14;  // since 1.2 the rows keep their off-CPU time
+  EXPECT_EQ(r->intervals[0].rows[0].values, merged);
+  EXPECT_TRUE(r->intervals[0].has_offcpu);
   ASSERT_TRUE(r->has_profile);
   StackProfile want = make_profile();
   ASSERT_EQ(r->profile.frames.size(), want.frames.size());
@@ -414,6 +419,36 @@ std::vector<TopBlock> top_blocks(const std::string& b) {
                                          static_cast<uint8_t>(b[pos + 1]) << 8),
                    u32(pos + 8)});
   return out;
+}
+
+// An interval block as kscope 1.0/1.1 wrote it (rows without off-CPU time) still reads; its
+// rows' off-CPU time is unknown (has_offcpu false), not a zero to chart.
+TEST(TopRecording, IntervalBlocksWithoutOffCpuStillRead) {
+  std::string path = (std::filesystem::temp_directory_path() /
+                      ("kscope-top-old-iv-" + std::to_string(getpid()) + ".ksr"))
+                         .string();
+  RecordingMeta meta;
+  meta.kscope_version = "test";
+  {
+    auto w = RecordingWriter::create(path, meta, {}, RecordingKind::kTop);
+    ASSERT_TRUE(w) << w.error().describe();
+    wire::Bytes b;
+    // end, length, switches, cpu busy (0.5 x 1e6 + 1), one row: pid, tid, comm, five values.
+    for (uint64_t v : {4000u, 1000u, 77u, 500001u, 1u, 10u, 11u}) wire::put_varint(b, v);
+    wire::put_string(b, "worker");
+    for (uint64_t v : {20u, 2u, 4u, 6u, 8u}) wire::put_varint(b, v);
+    ASSERT_TRUE(w->add_extension_block(kTopBlockInterval, 1, b));
+    ASSERT_TRUE(w->finish({}));
+  }
+  auto r = read_top_recording(path);
+  std::filesystem::remove(path);
+  ASSERT_TRUE(r) << r.error().describe();
+  EXPECT_TRUE(r->summary.damage.empty());
+  ASSERT_EQ(r->intervals.size(), 1u);
+  EXPECT_FALSE(r->intervals[0].has_offcpu);
+  ASSERT_EQ(r->intervals[0].rows.size(), 1u);
+  EXPECT_EQ(r->intervals[0].rows[0].comm, "worker");
+  EXPECT_EQ(r->intervals[0].rows[0].values, (TopValues{20, 2, 4, 6, 8}));
 }
 
 TEST(TopRecordingCrash, IncrementsAddUpToTheFinalProfile) {
@@ -643,6 +678,84 @@ TEST(TopScaling, StacksOnlySampledGetTimeAndThreadTotalsStayExact) {
   EXPECT_EQ(iv.rows[0].values.oncpu_samples, 2u);
   EXPECT_EQ(iv.rows[1].values.oncpu_ns, 200u);
   EXPECT_EQ(iv.total.oncpu_ns, 600u);
+}
+
+// A thread expanded on the screen: its stacks over the same interval as its row, the on-CPU
+// parts adding up to the row's exact on-CPU time; and kscope's own process left out of every row
+// and total, with its on-CPU time said.
+TEST(TopAggregator, GroupStacksOfAThreadAddUpToItsRowAndTheHiddenPidIsLeftOut) {
+  TopAccountKey spin{10, 11, 1, 2}, sleep{10, 11, 3, 4}, other{10, 12, 5, 6}, self{99, 99, 7, 8};
+  TopSample prev = sample(1000, {{spin, with_samples({100, 0, 1, 0, 1}, 1)},
+                                 {sleep, with_samples({10, 0, 1, 1, 0}, 0, 500)},
+                                 {other, with_samples({40, 0, 1, 1, 0}, 1)},
+                                 {self, with_samples({5, 0, 1, 1, 0}, 0)}});
+  TopSample cur = sample(2000, {{spin, with_samples({700, 3, 4, 1, 3}, 7)},
+                                {sleep, with_samples({20, 0, 9, 9, 0}, 1, 4500)},
+                                {other, with_samples({90, 0, 2, 2, 0}, 2)},
+                                {self, with_samples({305, 0, 3, 3, 0}, 4)}});
+  TopTable byt =
+      build_top_table(&prev, cur, 0, TopGroupBy::kTid, TopSortKey::kOnCpu, comm, /*hide_pid=*/99);
+  ASSERT_EQ(byt.rows.size(), 2u);  // tids 11 and 12; pid 99 hidden
+  for (const auto& r : byt.rows) EXPECT_NE(r.pid, 99u);
+  EXPECT_EQ(byt.hidden_pid, 99u);
+  EXPECT_EQ(byt.hidden_oncpu_ns, 300u);       // 305 - 5: its exact growth
+  EXPECT_EQ(byt.total.oncpu_ns, 610u + 50u);  // without it
+  const TopRow& t11 = byt.rows[0];
+  ASSERT_EQ(t11.tid, 11u);
+  EXPECT_EQ(t11.values.oncpu_ns, 610u);
+
+  TopTable st =
+      build_group_stack_table(&prev, cur, 0, t11, TopGroupBy::kTid, TopSortKey::kOnCpu, comm);
+  EXPECT_EQ(st.group_by, TopGroupBy::kStack);
+  EXPECT_EQ(st.interval_ns, byt.interval_ns);
+  ASSERT_EQ(st.rows.size(), 2u);  // only thread 11's accounts
+  uint64_t oncpu = 0;
+  for (const auto& r : st.rows) {
+    EXPECT_EQ(r.tid, 11u);
+    oncpu += r.values.oncpu_ns;
+  }
+  EXPECT_EQ(oncpu, t11.values.oncpu_ns);
+  // 6 samples on spin and 1 on sleep in the interval: 610 ns split 6:1 (largest remainder).
+  EXPECT_EQ(st.rows[0].kstack, 1);
+  EXPECT_EQ(st.rows[0].values.oncpu_ns, 523u);
+  EXPECT_EQ(st.rows[0].values.oncpu_samples, 6u);
+  EXPECT_EQ(st.rows[1].kstack, 3);
+  EXPECT_EQ(st.rows[1].values.oncpu_ns, 87u);
+  EXPECT_EQ(st.rows[1].values.offcpu_ns, 4000u);  // exact: the growth at this stack
+  EXPECT_EQ(st.rows[1].values.voluntary, 8u);
+
+  // A process row expands into all its threads' stacks; a comm row into its threads'.
+  TopTable byp = build_top_table(&prev, cur, 0, TopGroupBy::kPid, TopSortKey::kOnCpu, comm, 99);
+  ASSERT_EQ(byp.rows.size(), 1u);
+  TopTable pst = build_group_stack_table(&prev, cur, 0, byp.rows[0], TopGroupBy::kPid,
+                                         TopSortKey::kOnCpu, comm);
+  EXPECT_EQ(pst.rows.size(), 3u);
+  EXPECT_EQ(pst.total.oncpu_ns, byp.rows[0].values.oncpu_ns);
+  TopRow worker;
+  worker.comm = "worker";  // tids 11 and 12 (see comm())
+  TopTable cst =
+      build_group_stack_table(&prev, cur, 0, worker, TopGroupBy::kComm, TopSortKey::kOnCpu, comm);
+  EXPECT_EQ(cst.rows.size(), 3u);
+  EXPECT_EQ(cst.total.oncpu_ns, 660u);
+}
+
+TEST(TopModel, SortKeyNamesAndGroupCycleWithoutStacks) {
+  for (const char* name : {"oncpu", "offcpu", "switches", "vol", "invol", "avg-slice", "runq",
+                           "slice", "pid", "comm"}) {
+    auto k = parse_sort_key(name);
+    ASSERT_TRUE(k) << name;
+    EXPECT_STREQ(sort_key_name(*k), name);
+  }
+  EXPECT_FALSE(parse_sort_key("ON-CPU"));
+  EXPECT_EQ(parse_sort_key("switches"), TopSortKey::kSwitches);
+  // --no-stacks: the cycle never reaches the stack grouping.
+  TopGroupBy g = TopGroupBy::kTid;
+  for (int i = 0; i < 8; ++i) {
+    g = next_group_by(g, /*stacks=*/false);
+    EXPECT_NE(g, TopGroupBy::kStack);
+  }
+  EXPECT_EQ(next_group_by(TopGroupBy::kComm, false), TopGroupBy::kTid);
+  EXPECT_EQ(next_group_by(TopGroupBy::kComm, true), TopGroupBy::kStack);
 }
 
 }  // namespace

@@ -611,5 +611,274 @@ TEST(TopScreenKeys, SlashEditsTheFilter) {
   EXPECT_EQ(s.filter_input, "caf");
 }
 
+// ---- a thread expanded into its stacks -------------------------------------------------------
+
+TopFrameView frame(std::string symbol, bool kernel) {
+  TopFrameView f;
+  f.symbol = std::move(symbol);
+  f.kernel = kernel;
+  f.resolved = true;
+  f.module = kernel ? "kernel" : "/usr/bin/prog";
+  return f;
+}
+
+TopRow stack_row(int32_t ustack, uint64_t oncpu, uint64_t samples, uint64_t offcpu, uint64_t runq,
+                 uint64_t vol, uint64_t invol) {
+  TopRow r = make_row(100, 101, "webserver", oncpu, vol, invol, runq);
+  r.values.oncpu_samples = samples;
+  r.values.offcpu_ns = offcpu;
+  r.kstack = ustack + 100;
+  r.ustack = ustack;
+  r.id = "s:" + std::to_string(ustack);
+  return r;
+}
+
+// Thread 101's stacks: spinning in spin_a (two stacks), sleeping in sleep_b, and six small
+// on-CPU stacks (more than the screen lists).
+TopTable thread_stacks() {
+  TopTable t;
+  t.group_by = TopGroupBy::kStack;
+  t.interval_ns = 1'000'000'000;
+  t.sample_hz = 999;
+  t.rows = {stack_row(1, 600'000'000, 600, 0, 0, 0, 3), stack_row(2, 100'000'000, 100, 0, 0, 0, 0),
+            stack_row(3, 20'000'000, 20, 250'000'000, 1'000'000, 100, 0)};
+  for (int i = 0; i < 6; ++i) t.rows.push_back(stack_row(10 + i, 1'000'000, 1, 0, 0, 0, 0));
+  for (const auto& r : t.rows) t.total += r.values;
+  return t;
+}
+
+TopStackView thread_stack_view(const TopRow& r) {
+  TopStackView v;
+  if (r.ustack == 1 || r.ustack == 2) {
+    v.user = {frame(r.ustack == 1 ? "spin_a" : "spin_a_inner", false), frame("worker", false),
+              frame("start_thread", false)};
+    if (r.ustack == 2) {
+      TopFrameView m;
+      m.symbol = "[incomplete: depth limit]";
+      m.marker = true;
+      v.user.push_back(m);
+    }
+  } else if (r.ustack == 3) {
+    v.kernel = {frame("__schedule", true), frame("schedule", true), frame("do_nanosleep", true)};
+    v.user = {frame("sleep_b", false), frame("worker", false)};
+  } else {
+    v.note = "[stack lost: map collision]";
+  }
+  return v;
+}
+
+TEST(TopScreenExpansion, AThreadShowsItsOnCpuAndOffCpuStacksWithNumbersAndCompleteness) {
+  TopTable st = thread_stacks();
+  auto lines = expanded_group_lines(st, thread_stack_view, TopGroupBy::kTid, 120);
+  std::vector<std::string> text;
+  for (const auto& l : lines) {
+    EXPECT_LE(utf8_columns(l.text), 120) << l.text;
+    text.push_back(l.text);
+  }
+  const int on =
+      line_with(text, "on-CPU by stack (sampled at 999 Hz, scaled to the thread's exact");
+  const int off = line_with(text, "off-CPU by switch-out stack (exact, at switch-out)");
+  ASSERT_EQ(on, 0);
+  ASSERT_GT(off, on);
+  // The section header: the thread's exact total (the stacks' sum), the number of stacks and
+  // samples.
+  uint64_t oncpu_total = 0, samples = 0;
+  for (const auto& r : st.rows) oncpu_total += r.values.oncpu_ns, samples += r.values.oncpu_samples;
+  EXPECT_THAT(text[on], HasSubstr(format_duration_ns(oncpu_total) + "): 9 stacks, " +
+                                  format_count(samples) + " samples"));
+  // The biggest on-CPU stack first, with its share, its samples, complete, and its frames.
+  EXPECT_THAT(text[on + 1], HasSubstr("ON-CPU " + format_duration_ns(600'000'000) + "  " +
+                                      fmt::format("{:.1f}%", 60000.0 / 726) + "  SAMPLES 600"));
+  EXPECT_THAT(text[on + 1], HasSubstr("complete"));
+  EXPECT_THAT(text[on + 2], HasSubstr("user: spin_a < worker < start_thread"));
+  // The second: the unwinder's marker says why it is incomplete.
+  EXPECT_THAT(text[on + 3], HasSubstr("ON-CPU " + format_duration_ns(100'000'000)));
+  EXPECT_THAT(text[on + 3], HasSubstr("[incomplete: depth limit]"));
+  // Five stacks listed, the other four summed.
+  EXPECT_THAT(text[off - 1],
+              HasSubstr("... 4 more on-CPU stacks: ON-CPU " + format_duration_ns(4'000'000)));
+  EXPECT_EQ(line_with(text, "[stack lost: map collision]") < off, true);
+  // Off-CPU: only the stack where it blocked, with exact numbers and the kernel part first.
+  EXPECT_THAT(text[off], HasSubstr("2 stacks, OFF-CPU " + format_duration_ns(250'000'000)));
+  EXPECT_THAT(text[off + 1], HasSubstr("OFF-CPU " + format_duration_ns(250'000'000) + "  RUNQ " +
+                                       format_duration_ns(1'000'000) + "  VOL 100  INVOL 0"));
+  EXPECT_THAT(text[off + 2],
+              HasSubstr("kernel: __schedule < schedule < do_nanosleep | user: sleep_b < worker"));
+  // spin_a's stack was switched out 3 times by preemption: an off-CPU stack too (its off-CPU
+  // time ends in a later interval), after sleep_b's.
+  EXPECT_THAT(text[off + 3], HasSubstr("OFF-CPU 0ns  RUNQ 0ns  VOL 0  INVOL 3"));
+  EXPECT_THAT(text[off + 4], HasSubstr("user: spin_a < worker"));
+  EXPECT_EQ(static_cast<int>(text.size()), off + 5);
+}
+
+TEST(TopScreenExpansion, LongStacksWrapAtFramesAndEndWithWhatDidNotFit) {
+  TopTable st;
+  st.sample_hz = 99;
+  st.rows = {stack_row(1, 5'000'000, 5, 0, 0, 0, 0)};
+  auto deep = [](const TopRow&) {
+    TopStackView v;
+    for (int i = 0; i < 60; ++i) v.user.push_back(frame("function_" + std::to_string(i), false));
+    return v;
+  };
+  auto lines = expanded_group_lines(st, deep, TopGroupBy::kTid, 60);
+  std::vector<std::string> text;
+  for (const auto& l : lines) text.push_back(l.text);
+  const int first = line_with(text, "user: function_0 < function_1");
+  ASSERT_GT(first, 0);
+  int path_lines = 0;
+  for (size_t i = static_cast<size_t>(first); i < text.size() && text[i].rfind("        ", 0) == 0;
+       ++i) {
+    EXPECT_LE(utf8_columns(text[i]), 60);
+    ++path_lines;
+  }
+  EXPECT_EQ(path_lines, kTopExpandedPathLines);
+  EXPECT_THAT(text[static_cast<size_t>(first + kTopExpandedPathLines - 1)],
+              testing::MatchesRegex(" +\\.\\.\\. [0-9]+ more frames"));
+  // Every frame shown is whole (wrapping happens between frames).
+  for (int i = first; i < first + kTopExpandedPathLines - 1; ++i)
+    EXPECT_THAT(text[static_cast<size_t>(i)], testing::MatchesRegex(".*function_[0-9]+$"));
+}
+
+TEST(TopScreenExpansion, EnterOnAThreadRowShowsItsStacksUnderIt) {
+  TopTable t = make_table();
+  t.sample_hz = 999;
+  TopUiState s = state_for(t);
+  std::vector<std::string> asked;
+  GroupStacksProvider group = [&](const TopRow& row, TopGroupBy by) {
+    EXPECT_EQ(by, TopGroupBy::kTid);
+    asked.push_back(row.id);
+    return thread_stacks();
+  };
+  EXPECT_EQ(apply_key(s, KEY_RIGHT, t), TopEvent::kRedraw);  // the first row: webserver
+  EXPECT_EQ(s.expanded, (std::set<std::string>{"t:101"}));
+  EXPECT_EQ(apply_key(s, KEY_RIGHT, t), TopEvent::kNone);  // already open
+  TopLayout layout = layout_top_screen(t, s, thread_stack_view, 140, 60, group);
+  expect_fits(layout, 140, 60);
+  auto lines = texts(layout);
+  EXPECT_EQ(asked, (std::vector<std::string>{"t:101"}));  // only the expanded row
+  const int row = row_line_of(lines, "webserver");
+  ASSERT_GE(row, 0);
+  EXPECT_THAT(lines[row + 1], HasSubstr("on-CPU by stack (sampled at 999 Hz"));
+  EXPECT_THAT(lines[row + 3], HasSubstr("spin_a"));
+  EXPECT_GT(line_with(lines, "off-CPU by switch-out stack"), row);
+  EXPECT_GT(row_line_of(lines, "database"), line_with(lines, "sleep_b"));
+  // Left (or Esc) closes it again.
+  EXPECT_EQ(apply_key(s, KEY_LEFT, t), TopEvent::kRedraw);
+  EXPECT_TRUE(s.expanded.empty());
+  EXPECT_EQ(apply_key(s, 27, t), TopEvent::kNone);
+  apply_key(s, '\r', t);
+  EXPECT_EQ(apply_key(s, 27, t), TopEvent::kRedraw);
+  EXPECT_TRUE(s.expanded.empty());
+}
+
+TEST(TopScreenLayout, HeaderSaysWhereTheNumbersByStackComeFromAndWhatIsHidden) {
+  TopTable t = make_table();
+  t.sample_hz = 999;
+  t.counters.samples = 4321;
+  t.hidden_pid = 777;
+  t.hidden_oncpu_ns = 2'500'000;
+  auto lines = texts(layout_top_screen(t, state_for(t), stack_for, 200, 40));
+  EXPECT_GE(line_with(lines, "on-CPU by stack: sampled at 999 Hz, scaled to exact thread totals (" +
+                                 format_count(4321) + " samples); off-CPU: exact, at switch-out"),
+            0);
+  EXPECT_THAT(lines[0], HasSubstr("kscope itself hidden (pid 777, on-CPU " +
+                                  format_duration_ns(2'500'000) + "; --show-self)"));
+  // Sorted by SLICE: the column appears (it is not shown otherwise).
+  auto slice_titles = [](const std::string& titles) {
+    auto w = words(titles);
+    return std::count(w.begin(), w.end(), "SLICE") + std::count(w.begin(), w.end(), "SLICE*");
+  };
+  const int titles = line_with(lines, "RANK");
+  ASSERT_GE(titles, 0);
+  EXPECT_EQ(slice_titles(lines[titles]), 1) << lines[titles];  // only AVG SLICE
+  t.sort = TopSortKey::kSlice;
+  lines = texts(layout_top_screen(t, state_for(t), stack_for, 200, 40));
+  EXPECT_EQ(slice_titles(lines[titles]), 2) << lines[titles];
+  EXPECT_THAT(lines[titles], HasSubstr("SLICE*"));
+}
+
+// The header says what is traced in each mode: with -p only the named processes (kscope is not
+// among them, nothing is hidden), on all tasks kscope itself hidden, with --show-self nothing
+// hidden; and unwind tables still loading.
+TEST(TopScreenLayout, HeaderSaysWhatIsTracedInEachMode) {
+  TopTable t = make_table();
+  t.scope = "PIDs 4242";
+  auto lines = texts(layout_top_screen(t, state_for(t), stack_for, 200, 40));
+  EXPECT_THAT(lines[0], HasSubstr("PIDs 4242"));
+  EXPECT_THAT(lines[0], Not(HasSubstr("hidden")));
+  t.scope = "all tasks";
+  t.hidden_pid = 777;
+  lines = texts(layout_top_screen(t, state_for(t), stack_for, 200, 40));
+  EXPECT_THAT(lines[0], HasSubstr("all tasks, kscope itself hidden (pid 777, on-CPU "));
+  t.hidden_pid = 0;  // --show-self
+  lines = texts(layout_top_screen(t, state_for(t), stack_for, 200, 40));
+  EXPECT_THAT(lines[0], HasSubstr("all tasks"));
+  EXPECT_THAT(lines[0], Not(HasSubstr("hidden")));
+  EXPECT_THAT(lines[0], Not(HasSubstr("loading")));
+  t.tables_pending = 3;
+  lines = texts(layout_top_screen(t, state_for(t), stack_for, 200, 40));
+  EXPECT_THAT(lines[0], HasSubstr("loading unwind tables of 3 processes"));
+}
+
+// Before the first interval ends the screen has no numbers and says so: never "rows 0",
+// "nothing ran" or an interval of 0 that would read as an idle target.
+TEST(TopScreenLayout, BeforeTheFirstIntervalNoNumbersAreShown) {
+  TopTable t;
+  t.first_pending = true;
+  t.interval_ns = 300'000'000;
+  t.ncpus = 2;
+  t.scope = "PIDs 4242";
+  t.tables_pending = 1;
+  TopUiState s;
+  s.group_by = TopGroupBy::kTid;
+  auto lines = texts(layout_top_screen(t, s, stack_for, 160, 30));
+  std::string all;
+  for (const auto& l : lines) all += l + "\n";
+  EXPECT_THAT(lines[0],
+              HasSubstr("measuring the first interval (" + format_duration_ns(300'000'000) + ")"));
+  EXPECT_THAT(lines[0], HasSubstr("PIDs 4242"));
+  EXPECT_THAT(lines[0], HasSubstr("loading unwind tables of 1 process"));
+  EXPECT_THAT(all, HasSubstr("first interval under way"));
+  EXPECT_THAT(all, Not(HasSubstr("nothing ran")));
+  EXPECT_THAT(all, Not(HasSubstr("rows 0")));
+  EXPECT_THAT(all, Not(HasSubstr("interval 0ns")));
+  EXPECT_THAT(all, Not(HasSubstr("on-CPU 0ns")));
+}
+
+// --no-stacks: nothing on the screen mentions a stack, whatever the keys and the size.
+TEST(TopScreenLayout, WithoutStacksNothingSaysStack) {
+  TopTable t = make_table();
+  t.stacks = false;
+  TopUiState s = state_for(t);
+  s.stacks = false;
+  int provider_calls = 0;
+  StackProvider never = [&](const TopRow&) {
+    ++provider_calls;
+    return TopStackView{};
+  };
+  GroupStacksProvider never_group = [&](const TopRow&, TopGroupBy) {
+    ++provider_calls;
+    return TopTable{};
+  };
+  EXPECT_EQ(apply_key(s, '\r', t), TopEvent::kNone);
+  EXPECT_EQ(apply_key(s, KEY_RIGHT, t), TopEvent::kNone);
+  s.expanded = {"t:101"};  // even if it were asked
+  for (int g = 0; g < 4; ++g) {
+    for (auto [w, h] : {std::pair{200, 50}, {80, 24}, {40, 12}}) {
+      auto lines = texts(layout_top_screen(t, s, never, w, h, never_group));
+      for (const auto& l : lines) {
+        std::string lower = l;
+        std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+        EXPECT_EQ(lower.find("stack"), std::string::npos) << l;
+      }
+      EXPECT_THAT(lines.back(), HasSubstr(std::string("by ") + to_string(s.group_by)));
+    }
+    apply_key(s, 'g', t);
+    EXPECT_NE(s.group_by, TopGroupBy::kStack);
+    t.group_by = s.group_by;
+  }
+  EXPECT_EQ(provider_calls, 0);
+}
+
 }  // namespace
 }  // namespace kscope

@@ -120,6 +120,7 @@ window.KscopeFlame = (function () {
         while (p >= 0) { if (this.match[p]) { counted = true; break; } p = this.parent[p]; }
         if (!counted) total += this.value[i];
       }
+      this.matchedValue = total;
       m.textContent = 'matched ' + (100 * total / this.value[0]).toFixed(1) + '% of ' + fmtValue(this.value[0], this.D.unit);
       this.draw();
     }

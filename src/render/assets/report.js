@@ -383,6 +383,19 @@ Kscope.selftest = async function () {
       main.canvas.dispatchEvent(new MouseEvent('dblclick', { bubbles: true }));
       check('double-click resets', main.visibleRange().x1 === before.x1 && main.visibleRange().points === before.points, main.visibleRange());
     }
+    // ?selftest&fgsearch=f,g: what the search box says each flame graph holds of those functions
+    // (value of the frames named exactly f, not counted twice under themselves).
+    const fgsearch = (new URLSearchParams(location.search).get('fgsearch') || '').split(',').filter((x) => x);
+    result.flames = {};
+    for (const fg of (window.KscopeFlame ? window.KscopeFlame.instances : [])) {
+      const found = {};
+      for (const name of fgsearch) {
+        fg.search('^' + name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') + '$');
+        found[name] = { value: fg.matchedValue || 0, text: fg.el.querySelector('.fg-match').textContent };
+      }
+      if (fgsearch.length) fg.search('');
+      result.flames[fg.id] = { unit: fg.D.unit, total: fg.value[0], pixels: Kscope.nonBlank(fg.canvas), found };
+    }
     for (const fg of (window.KscopeFlame ? window.KscopeFlame.instances : [])) {
       check('flame graph ' + fg.id + ' drawn', Kscope.nonBlank(fg.canvas) > 500, Kscope.nonBlank(fg.canvas));
       const target = fg.firstZoomTarget();
