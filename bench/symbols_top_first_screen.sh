@@ -22,12 +22,17 @@ echo "load: $(cut -d' ' -f1-3 /proc/loadavg), $nproc busy processes, $(nproc) CP
 times=()
 for r in $(seq "$runs"); do
   start=$(date +%s.%N)
-  "$kscope" top --once --duration 1 --format json -n 50 > /tmp/kscope-top-first.$$ 2>/dev/null
+  if ! "$kscope" top --once --duration 1 --format json -n 50 > /tmp/kscope-top-first.$$ \
+    2> /tmp/kscope-top-first.$$.err; then
+    echo "bench: kscope top failed:" >&2
+    cat /tmp/kscope-top-first.$$.err >&2
+    exit 1
+  fi
   end=$(date +%s.%N)
   t=$(echo "$end - $start - 1" | bc -l)
   tasks=$(head -c 2000000 /tmp/kscope-top-first.$$ | grep -o '"tid"' | wc -l)
   printf 'run %d: %.3f s after the 1 s of sampling (%d task rows)\n' "$r" "$t" "$tasks"
   times+=("$t")
 done
-rm -f /tmp/kscope-top-first.$$
+rm -f /tmp/kscope-top-first.$$ /tmp/kscope-top-first.$$.err
 printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {printf "median: %.3f s\n", a[int((NR+1)/2)]}'

@@ -18,6 +18,7 @@
 #include "model/top_profile.h"
 #include "model/top_recording.h"
 #include "symbols/fault_locations.h"
+#include "symbols/fault_run_symbols.h"
 #include "symbols/fault_stack_frames.h"
 #include "symbols/symbolizer.h"
 #include "util/output_file.h"
@@ -40,6 +41,7 @@ struct ExportOptions {
   std::string output;
   bool opened_output = false;   // set once -o was created by us: remove it again on failure
   std::string value = "oncpu";  // --value (folded): oncpu, offcpu or switches
+  bool symbols = false;         // --symbols (csv, jsonl of faults): the `symbol` field
 };
 
 // A first pass over a faults recording for the events' stack field: its stacks, each process's
@@ -70,11 +72,13 @@ class StackNamesVisitor : public RecordingVisitor {
 };
 
 // Streams the faults in file order with the thread names known at that point of the file, like
-// `kscope faults --events` printed them while tracing; with `names`, each with its stack field.
+// `kscope faults --events` printed them while tracing; with `names`, each with its stack field
+// (recordings with stacks) and, with `symbols`, its symbol field, named from the recording's
+// stored names (its last mappings and this machine's files for a recording without them).
 class EventExportVisitor : public RecordingVisitor {
  public:
-  EventExportVisitor(FaultEventWriter& w, const StackNamesVisitor* names)
-      : writer_(w), names_(names) {
+  EventExportVisitor(FaultEventWriter& w, const StackNamesVisitor* names, bool symbols)
+      : writer_(w), names_(names), symbols_(symbols) {
     if (!names_) return;
     symbolizer_ = std::make_unique<Symbolizer>(symbolizer_options());
     for (const auto& [pid, snap] : names_->latest) symbolizer_->set_mappings(snap);
@@ -86,16 +90,23 @@ class EventExportVisitor : public RecordingVisitor {
   }
   Status on_fault(const FaultRecord& r) override {
     auto it = comms_.find(r.tid);
-    writer_.write(r, it == comms_.end() ? std::string_view("?") : std::string_view(it->second), {},
-                  stack_field(r.stack));
+    writer_.write(r, it == comms_.end() ? std::string_view("?") : std::string_view(it->second),
+                  symbol_field(r.pid, r.ip), stack_field(r.stack));
     if (++n_ % 65536 == 0) return writer_.flush();
     return {};
   }
 
  private:
+  // Named once per (process, address).
+  std::string_view symbol_field(uint32_t pid, uint64_t ip) {
+    if (!symbols_ || !names_) return {};
+    auto [it, fresh] = symbol_fields_.try_emplace({pid, ip});
+    if (fresh) it->second = fault_symbol_field(*symbolizer_, pid, ip);
+    return it->second;
+  }
   // Named once per stack; a stack its recording lost to damage says so.
   std::string_view stack_field(uint32_t id) {
-    if (!names_ || id == 0) return {};
+    if (!names_ || !names_->has_stacks || id == 0) return {};
     auto [it, fresh] = fields_.try_emplace(id);
     if (fresh) {
       auto st = names_->stacks.find(id);
@@ -108,8 +119,10 @@ class EventExportVisitor : public RecordingVisitor {
 
   FaultEventWriter& writer_;
   const StackNamesVisitor* names_;
+  bool symbols_;
   std::unique_ptr<Symbolizer> symbolizer_;
   std::map<uint32_t, std::string> fields_;
+  std::map<std::pair<uint32_t, uint64_t>, std::string> symbol_fields_;
   std::map<uint32_t, std::string> comms_;
   uint64_t n_ = 0;
 };
@@ -233,10 +246,15 @@ Result<int> run_export(ExportOptions& o) {
   KSCOPE_ASSIGN_OR_RETURN(OutputFile out, OutputFile::open(o.output, !binary));
   o.opened_output = !out.is_stdout();
   KSCOPE_ASSIGN_OR_RETURN(RecordingKind kind, recording_kind(o.path));
+  if (o.symbols && (kind == RecordingKind::kTop || (fmt_name != "csv" && fmt_name != "jsonl")))
+    return usage_error(
+        "--symbols adds a field to the csv and jsonl exports of a faults recording (the other "
+        "formats and top recordings are named already)");
   if (kind == RecordingKind::kTop) return export_top(o, out);
 
   if (fmt_name == "csv" || fmt_name == "jsonl") {
-    // Recordings with stacks get the stack field: a first pass finds them and their names.
+    // Recordings with stacks get the stack field, --symbols the symbol field: a first pass finds
+    // the stacks, the last mappings and the stored names.
     StackNamesVisitor names;
     if (auto first = visit_recording(o.path, names); !first) {
       Error e = std::move(first).error();
@@ -244,9 +262,9 @@ Result<int> run_export(ExportOptions& o) {
       return e;
     }
     FaultEventWriter writer(out.get(), fmt_name == "csv" ? EventFormat::kCsv : EventFormat::kJsonl,
-                            false, names.has_stacks);
+                            o.symbols, names.has_stacks);
     writer.write_header();
-    EventExportVisitor visitor(writer, names.has_stacks ? &names : nullptr);
+    EventExportVisitor visitor(writer, names.has_stacks || o.symbols ? &names : nullptr, o.symbols);
     auto summary = visit_recording(o.path, visitor);
     if (!summary) {
       Error e = std::move(summary).error();
@@ -328,6 +346,10 @@ Subcommand setup_export(CLI::App& parent) {
   app->add_option("-o,--output", o->output,
                   "Output file ('-' = stdout for the text formats); created 0666 minus umask")
       ->required();
+  app->add_flag("--symbols", o->symbols,
+                "csv | jsonl of a faults recording: a 'symbol' field (before 'stack'), the "
+                "faulting instruction as 'function+0xoff (module)', from the names the recording "
+                "stored when it was made (as 'faults --events --symbols' prints it)");
   app->add_option("--value", o->value,
                   "folded: weigh stacks by oncpu (default: sampled on-CPU ns), offcpu (off-CPU ns "
                   "by switch-out stack) or switches");

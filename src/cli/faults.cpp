@@ -58,8 +58,12 @@ constexpr size_t kMaxPlotPoints = 1'000'000;
 // Receives the tracer's records and fans them out to the outputs.
 class FaultCollector : public FaultSink {
  public:
-  FaultCollector(FaultEventWriter* events, RecordingWriter* recording, bool symbols)
-      : events_(events), recording_(recording), symbol_field_(symbols) {}
+  FaultCollector(FaultEventWriter* events, RecordingWriter* recording, bool symbols,
+                 SymbolizerOptions symbolizer)
+      : events_(events),
+        recording_(recording),
+        symbol_field_(symbols),
+        symbols_(std::move(symbolizer)) {}
 
   void on_fault(const FaultRecord& r) override {
     summary_.add(r);
@@ -152,7 +156,7 @@ class FaultCollector : public FaultSink {
   std::map<uint32_t, std::string> comms_;
   std::map<uint32_t, FaultStack> stacks_;  // --stacks: by id
   // Every name of the run, from one symbolizer: --events fields, the recording, the summary.
-  FaultRunSymbols symbols_{symbolizer_options()};
+  FaultRunSymbols symbols_;
   std::vector<PlotPoint> points_;
   uint64_t points_offered_ = 0;
   std::mt19937_64 rng_{0x6b73636f7065ull};
@@ -196,6 +200,12 @@ Result<int> run_faults(const FaultsOptions& o) {
                  : o.stacks == "dwarf" ? FaultStackMode::kDwarf
                                        : FaultStackMode::kFramePointers;
 
+  // One symbolizer for the run, sharing its open files with the unwinder: one open per file.
+  SymbolizerOptions symbolizer = symbolizer_options();
+  symbolizer.open_files = std::make_shared<OpenFiles>();
+  topts.open_files = symbolizer.open_files;
+  topts.unwind_debug_dirs = symbolizer.debug_search.debug_dirs;
+
   KSCOPE_ASSIGN_OR_RETURN(auto tracer, FaultTracer::create(topts));
   if (topts.command_stdout_to_stderr)
     std::fprintf(stderr,
@@ -232,7 +242,7 @@ Result<int> run_faults(const FaultsOptions& o) {
   }
 
   FaultCollector collector(events ? &*events : nullptr, recording ? &*recording : nullptr,
-                           o.symbols);
+                           o.symbols, std::move(symbolizer));
   // Progress only where it cannot mix into anything: stderr a terminal, no COMMAND writing to
   // it, and no --events stream on the same terminal.
   if (isatty(STDERR_FILENO) && o.command.empty() && !(events_to_stdout && isatty(STDOUT_FILENO)))

@@ -195,37 +195,31 @@ Result<ReportOutput> build_top_report(const TopRecording& rec, const ReportOptio
   // Two questions, two flame graphs: where the CPU went (sampled, scaled to exact per-thread
   // totals) and where threads left the CPU (exact, by switch-out stack).
   std::vector<FlameGraphOptions> graphs;
-  if (auto on = rec.profile.value_index(top_profile::kOnCpu)) {
+  // A flame graph of the profile's `value`, when the profile has that value.
+  auto add_graph = [&](const char* value, std::string graph_title, std::string id,
+                       std::string note) {
+    auto index = rec.profile.value_index(value);
+    if (!index) return;
     FlameGraphOptions fg;
-    fg.title = "On-CPU time by stack (sampled, scaled to exact per-thread totals)";
-    fg.id = "fg-oncpu";
-    fg.value_index = *on;
-    fg.note =
-        "Width: each thread's exact on-CPU ns (kernel counters) split over its stacks by the "
-        "share of cpu-clock samples they got; kernel and user frames coloured apart; click to "
-        "zoom, search to highlight.";
-    graphs.push_back(fg);
-  }
-  if (auto off = rec.profile.value_index(top_profile::kOffCpu)) {
-    FlameGraphOptions fg;
-    fg.title = "Off-CPU time by switch-out stack (exact)";
-    fg.id = "fg-offcpu";
-    fg.value_index = *off;
-    fg.note =
-        "Width: ns from each switch-out to the next switch-in (blocked and run-queue wait), by "
-        "the stack the thread had when it left the CPU.";
-    graphs.push_back(fg);
-  }
+    fg.title = std::move(graph_title);
+    if (!id.empty()) fg.id = std::move(id);
+    fg.value_index = *index;
+    fg.note = std::move(note);
+    graphs.push_back(std::move(fg));
+  };
+  add_graph(top_profile::kOnCpu,
+            "On-CPU time by stack (sampled, scaled to exact per-thread totals)", "fg-oncpu",
+            "Width: each thread's exact on-CPU ns (kernel counters) split over its stacks by the "
+            "share of cpu-clock samples they got; kernel and user frames coloured apart; click to "
+            "zoom, search to highlight.");
+  add_graph(top_profile::kOffCpu, "Off-CPU time by switch-out stack (exact)", "fg-offcpu",
+            "Width: ns from each switch-out to the next switch-in (blocked and run-queue wait), by "
+            "the stack the thread had when it left the CPU.");
   if (graphs.empty())
-    if (auto slice = rec.profile.value_index(top_profile::kSlice)) {
-      FlameGraphOptions fg;
-      fg.title = "CPU time of the slices that ended at each switch-out stack";
-      fg.value_index = *slice;
-      fg.note =
-          "A recording of an older kscope top: it has no on-CPU time by stack, only the CPU time "
-          "of each slice charged to the stack it switched out at (not where the CPU went).";
-      graphs.push_back(fg);
-    }
+    add_graph(top_profile::kSlice, "CPU time of the slices that ended at each switch-out stack", "",
+              "A recording of an older kscope top: it has no on-CPU time by stack, only the CPU "
+              "time of each slice charged to the stack it switched out at (not where the CPU "
+              "went).");
   for (const auto& fg : graphs) body += render_flamegraph_section(rec.profile, fg);
 
   body +=

@@ -15,6 +15,7 @@
 #include <cstring>
 
 #include "symbols/debuginfod.h"
+#include "symbols/open_files.h"
 #include "util/fd.h"
 
 namespace kscope {
@@ -35,16 +36,14 @@ struct ElfCloser {
 };
 using ElfHandle = std::unique_ptr<Elf, ElfCloser>;
 
-// Opens an ELF file. libelf maps the whole file (ELF_C_READ_MMAP) and is then told to stop
-// using the descriptor (ELF_C_FDREAD), so a cache of many binaries holds no open fds.
-Result<ElfHandle> open_elf_file(const std::string& path, struct stat* st_out = nullptr) {
+// Reads an ELF file from `fd`. libelf maps the whole file (ELF_C_READ_MMAP) and is then told to
+// stop using the descriptor (ELF_C_FDREAD), so a cache of many binaries holds no open fds.
+Result<ElfHandle> open_elf_fd(int fd, const std::string& path, struct stat* st_out) {
   ensure_libelf();
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return errno_error(fmt::format("cannot open {}", path));
   struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return errno_error(fmt::format("cannot stat {}", path));
+  if (::fstat(fd, &st) != 0) return errno_error(fmt::format("cannot stat {}", path));
   if (!S_ISREG(st.st_mode)) return make_error(fmt::format("{} is not a regular file", path));
-  ElfHandle elf(elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr));
+  ElfHandle elf(elf_begin(fd, ELF_C_READ_MMAP, nullptr));
   if (!elf) return make_error(fmt::format("cannot read {}: {}", path, libelf_error()));
   if (elf_kind(elf.get()) != ELF_K_ELF) return make_error(fmt::format("{} is not ELF", path));
   if (elf_cntl(elf.get(), ELF_C_FDREAD) != 0) {
@@ -52,6 +51,19 @@ Result<ElfHandle> open_elf_file(const std::string& path, struct stat* st_out = n
   }
   if (st_out) *st_out = st;
   return elf;
+}
+
+// Opens an ELF file through the run's open files (a file already open is not opened again) or,
+// without them, by itself.
+Result<ElfHandle> open_elf_file(const std::string& path, struct stat* st_out = nullptr,
+                                OpenFiles* files = nullptr) {
+  if (files) {
+    KSCOPE_ASSIGN_OR_RETURN(std::shared_ptr<const OpenFile> file, files->open(path));
+    return open_elf_fd(file->fd(), path, st_out);
+  }
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return errno_error(fmt::format("cannot open {}", path));
+  return open_elf_fd(fd.get(), path, st_out);
 }
 
 std::string to_hex(const unsigned char* bytes, size_t n) {
@@ -245,19 +257,32 @@ void collect_functions(Elf* elf, Elf_Scn* scn, const std::vector<SectionBounds>&
 }
 
 // CRC-32 (zlib's, which is the one .gnu_debuglink uses) of a whole file.
-std::optional<uint32_t> file_crc32(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return std::nullopt;
+std::optional<uint32_t> file_crc32(const std::string& path, OpenFiles* files) {
+  std::shared_ptr<const OpenFile> shared;
+  Fd own;
+  int fd = -1;
+  if (files) {
+    auto file = files->open(path);
+    if (!file) return std::nullopt;
+    shared = std::move(*file);
+    fd = shared->fd();
+  } else {
+    own.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!own) return std::nullopt;
+    fd = own.get();
+  }
   uLong crc = crc32(0L, Z_NULL, 0);
   std::vector<unsigned char> buf(1 << 20);
+  off_t at = 0;  // pread: a shared descriptor's offset is not ours to move
   for (;;) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
     if (n < 0) {
       if (errno == EINTR) continue;
       return std::nullopt;
     }
     if (n == 0) break;
     crc = crc32(crc, buf.data(), static_cast<uInt>(n));
+    at += n;
   }
   return static_cast<uint32_t>(crc);
 }
@@ -305,17 +330,18 @@ std::string dirname_of(const std::string& path) {
 // Opens `candidate` if it is the debug file of the binary: same build-id when both have one,
 // else (for .gnu_debuglink) the CRC the link records.
 ElfHandle open_matching_debug_file(const std::string& candidate, const std::string& build_id,
-                                   std::optional<uint32_t> crc, const struct stat& binary) {
+                                   std::optional<uint32_t> crc, const struct stat& binary,
+                                   OpenFiles* files) {
   struct stat st {};
   if (::stat(candidate.c_str(), &st) != 0) return nullptr;
   if (st.st_dev == binary.st_dev && st.st_ino == binary.st_ino) return nullptr;  // itself
-  auto elf = open_elf_file(candidate);
+  auto elf = open_elf_file(candidate, nullptr, files);
   if (!elf) return nullptr;
   std::string id = find_build_id(elf->get());
   if (!build_id.empty() && !id.empty()) {
     return id == build_id ? std::move(*elf) : nullptr;
   }
-  if (crc && file_crc32(candidate) == crc) return std::move(*elf);
+  if (crc && file_crc32(candidate, files) == crc) return std::move(*elf);
   return nullptr;
 }
 
@@ -333,7 +359,8 @@ FoundDebugFile find_debug_file(const std::string& binary_path, const struct stat
     for (const std::string& root : search.debug_dirs) {
       std::string candidate =
           fmt::format("{}/.build-id/{}/{}.debug", root, build_id.substr(0, 2), build_id.substr(2));
-      if (ElfHandle elf = open_matching_debug_file(candidate, build_id, std::nullopt, binary)) {
+      if (ElfHandle elf =
+              open_matching_debug_file(candidate, build_id, std::nullopt, binary, search.files)) {
         return {std::move(elf), candidate, ElfBinary::DebugOrigin::kBuildIdDir};
       }
     }
@@ -347,7 +374,8 @@ FoundDebugFile find_debug_file(const std::string& binary_path, const struct stat
       candidates.push_back(fmt::format("{}{}/{}", root, dir == "/" ? "" : dir, link->name));
     }
     for (const std::string& candidate : candidates) {
-      if (ElfHandle elf = open_matching_debug_file(candidate, build_id, link->crc, binary)) {
+      if (ElfHandle elf =
+              open_matching_debug_file(candidate, build_id, link->crc, binary, search.files)) {
         return {std::move(elf), candidate, ElfBinary::DebugOrigin::kDebugLink};
       }
     }
@@ -358,7 +386,8 @@ FoundDebugFile find_debug_file(const std::string& binary_path, const struct stat
 // From debuginfod, into its cache. What comes back must carry the build-id asked for: a server
 // may be wrong or hostile, and a proxy may answer with an HTML page.
 FoundDebugFile fetch_debug_file(DebuginfodClient& debuginfod, const std::string& binary_path,
-                                const struct stat& binary, const std::string& build_id) {
+                                const struct stat& binary, const std::string& build_id,
+                                OpenFiles* files) {
   auto path = debuginfod.find_debuginfo(build_id, binary_path);
   if (!path) return {};
   struct stat st {};
@@ -366,7 +395,7 @@ FoundDebugFile fetch_debug_file(DebuginfodClient& debuginfod, const std::string&
       (st.st_dev == binary.st_dev && st.st_ino == binary.st_ino)) {
     return {};
   }
-  auto elf = open_elf_file(*path);
+  auto elf = open_elf_file(*path, nullptr, files);
   if (!elf) {
     debuginfod.reject(*path, elf.error().describe());
     return {};
@@ -436,9 +465,11 @@ Result<std::unique_ptr<ElfBinary>> ElfBinary::open(const std::string& path,
 }
 
 Result<std::unique_ptr<ElfBinary>> ElfBinary::begin_open(const std::string& path,
-                                                         const DebugSearchPaths& search) {
+                                                         const DebugSearchPaths& search,
+                                                         const OpenFile* file) {
   auto st = std::make_unique<struct stat>();
-  KSCOPE_ASSIGN_OR_RETURN(ElfHandle elf, open_elf_file(path, st.get()));
+  KSCOPE_ASSIGN_OR_RETURN(ElfHandle elf, file ? open_elf_fd(file->fd(), path, st.get())
+                                              : open_elf_file(path, st.get(), search.files));
   std::unique_ptr<ElfBinary> binary(new ElfBinary());
   binary->path_ = path;
   binary->search_ = search;
@@ -495,7 +526,7 @@ Status ElfBinary::load(const struct stat* file) {
   if (file && (!main_scan.symtab || !main_scan.has_debug_info)) {
     FoundDebugFile found = find_debug_file(path_, *file, build_id_, main_scan.debuglink, search_);
     if (!found.elf && !main_scan.has_debug_info && search_.debuginfod && !build_id_.empty()) {
-      found = fetch_debug_file(*search_.debuginfod, path_, *file, build_id_);
+      found = fetch_debug_file(*search_.debuginfod, path_, *file, build_id_, search_.files);
     }
     if (found.elf) {
       debug_elf_ = found.elf.release();
@@ -698,7 +729,7 @@ bool ElfBinary::ensure_dwarf() {
     for (const std::string& root : search_.debug_dirs) {
       std::string candidate =
           fmt::format("{}/.build-id/{}/{}.debug", root, alt_id.substr(0, 2), alt_id.substr(2));
-      auto alt_elf = open_elf_file(candidate);
+      auto alt_elf = open_elf_file(candidate, nullptr, search_.files);
       if (!alt_elf || find_build_id(alt_elf->get()) != alt_id) continue;
       Dwarf* alt = dwarf_begin_elf(alt_elf->get(), DWARF_C_READ, nullptr);
       if (!alt) continue;

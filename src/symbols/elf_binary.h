@@ -26,6 +26,8 @@ struct stat;
 namespace kscope {
 
 class DebuginfodClient;
+class OpenFile;
+class OpenFiles;
 
 // Where separate debug files are looked for.
 struct DebugSearchPaths {
@@ -40,6 +42,10 @@ struct DebugSearchPaths {
   // Asked for the debug file when the binary has no DWARF and no local debug file was found;
   // null = do not ask. Not owned; used only while ElfBinary::open() runs.
   DebuginfodClient* debuginfod = nullptr;
+  // The run's open files (symbols/open_files.h), shared with the unwinder: binaries and debug
+  // files are opened through it, so none is opened twice. Null = each open is its own. Not
+  // owned; must outlive the ElfBinary (its DWARF's dwz file is opened on first use).
+  OpenFiles* files = nullptr;
 };
 
 // The GNU build-id (NT_GNU_BUILD_ID note) of an ELF file as lowercase hex; an error when the
@@ -72,8 +78,11 @@ class ElfBinary {
   // time it is opened) and reads its ELF header and build-id; finish_open() reads its symbols
   // and finds its debug file. A caller that already has a binary with this build-id drops the
   // unfinished one instead.
+  // With `file` (already open, e.g. through /proc/PID/map_files), that file is read and `path`
+  // only names it (debug files are looked for next to `path`).
   static Result<std::unique_ptr<ElfBinary>> begin_open(const std::string& path,
-                                                       const DebugSearchPaths& search);
+                                                       const DebugSearchPaths& search,
+                                                       const OpenFile* file = nullptr);
   Status finish_open();
   uint32_t file_owner() const { return file_owner_; }  // uid owning the file (begin_open)
   uint64_t file_size() const { return file_size_; }

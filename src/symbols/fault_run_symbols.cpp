@@ -8,6 +8,15 @@
 
 namespace kscope {
 
+std::string fault_symbol_field(Symbolizer& symbolizer, uint32_t pid, uint64_t ip) {
+  bool kernel = ip >= 0xffff800000000000ull;  // the kernel half of the x86-64 address space
+  Symbol sym = kernel ? symbolizer.resolve_kernel(ip)
+                      : symbolizer.resolve_user(pid, ip, SymbolDetail::kFunction);
+  std::string text = sym.format();
+  if (kernel && text.find('(') == std::string::npos) text += " (kernel)";
+  return text;
+}
+
 void FaultRunSymbols::set_mappings(const MappingSnapshot& snapshot) {
   uint32_t pid = snapshot.pid;
   symbolizer_.set_mappings(pid, snapshot.mappings);
@@ -23,12 +32,7 @@ void FaultRunSymbols::set_mappings(const MappingSnapshot& snapshot) {
 const std::string& FaultRunSymbols::function_at(uint32_t pid, uint64_t ip) {
   auto& cache = functions_[pid];
   if (auto it = cache.find(ip); it != cache.end()) return it->second;
-  bool kernel = ip >= 0xffff800000000000ull;  // the kernel half of the x86-64 address space
-  Symbol sym = kernel ? symbolizer_.resolve_kernel(ip)
-                      : symbolizer_.resolve_user(pid, ip, SymbolDetail::kFunction);
-  std::string text = sym.format();
-  if (kernel && text.find('(') == std::string::npos) text += " (kernel)";
-  return cache.emplace(ip, std::move(text)).first->second;
+  return cache.emplace(ip, fault_symbol_field(symbolizer_, pid, ip)).first->second;
 }
 
 const std::string& FaultRunSymbols::stack_field(const FaultStack& stack) {

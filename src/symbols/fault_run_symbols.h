@@ -24,6 +24,11 @@
 
 namespace kscope {
 
+// The --events `symbol` field of a fault at `ip` in process `pid`: `function+0xoff (module)`;
+// kernel addresses (a fault taken inside the kernel, e.g. in copy_to_user) resolve through
+// kallsyms and say "(kernel)". `kscope export --symbols` writes the same field from a recording.
+std::string fault_symbol_field(Symbolizer& symbolizer, uint32_t pid, uint64_t ip);
+
 class FaultRunSymbols {
  public:
   explicit FaultRunSymbols(SymbolizerOptions options) : symbolizer_(std::move(options)) {}
@@ -33,9 +38,7 @@ class FaultRunSymbols {
   // uid it runs as is taken from /proc/PID while it lives: its perf-PID.map must be that user's.
   void set_mappings(const MappingSnapshot& snapshot);
 
-  // --events --symbols: `function+0xoff (module)`, cached per process until its mappings change.
-  // Kernel addresses (a fault taken inside the kernel, e.g. in copy_to_user) resolve through
-  // kallsyms and say "(kernel)".
+  // --events --symbols: fault_symbol_field(), cached per process until its mappings change.
   const std::string& function_at(uint32_t pid, uint64_t ip);
   // --events --stacks: the stack field (symbols/fault_stack_frames.h), cached by stack id until
   // its process's mappings change.

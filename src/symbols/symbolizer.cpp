@@ -33,6 +33,7 @@ std::string_view basename_of(std::string_view path) {
 }  // namespace
 
 struct Symbolizer::Process {
+  uint32_t pid = 0;
   std::vector<Mapping> mappings;     // sorted by start
   std::vector<ElfBinary*> binaries;  // per mapping, valid when looked_up
   std::vector<bool> looked_up;
@@ -49,6 +50,9 @@ size_t Symbolizer::FileKeyHash::operator()(const FileKey& k) const {
 Symbolizer::Symbolizer(SymbolizerOptions options) : options_(std::move(options)) {
   debuginfod_ = DebuginfodClient::create(options_.debuginfod);
   options_.debug_search.debuginfod = debuginfod_.get();
+  // Alone (nothing to share with), it holds no descriptors: binaries are cached once read.
+  open_files_ = options_.open_files ? options_.open_files : std::make_shared<OpenFiles>(0);
+  options_.debug_search.files = open_files_.get();
 }
 Symbolizer::~Symbolizer() = default;
 
@@ -56,6 +60,7 @@ void Symbolizer::set_mappings(uint32_t pid, std::vector<Mapping> mappings) {
   std::sort(mappings.begin(), mappings.end(),
             [](const Mapping& a, const Mapping& b) { return a.start < b.start; });
   auto process = std::make_unique<Process>();
+  process->pid = pid;
   process->binaries.assign(mappings.size(), nullptr);
   process->looked_up.assign(mappings.size(), false);
   process->mappings = std::move(mappings);
@@ -205,48 +210,50 @@ void Symbolizer::count_named(uint32_t pid, uint64_t ip, const void* named_by) {
 ElfBinary* Symbolizer::binary_for(Process& process, size_t index) {
   if (!process.looked_up[index]) {
     const Mapping& mapping = process.mappings[index];
-    process.binaries[index] = mapping.path == kVdsoPath ? load_vdso(mapping) : load_file(mapping);
+    process.binaries[index] =
+        mapping.path == kVdsoPath ? load_vdso(mapping) : load_file(process.pid, mapping);
     process.looked_up[index] = true;
   }
   return process.binaries[index];
 }
 
-ElfBinary* Symbolizer::load_file(const Mapping& mapping) {
+ElfBinary* Symbolizer::load_file(uint32_t pid, const Mapping& mapping) {
   std::string key = fmt::format("{:x}:{:x}:{}:{}", mapping.dev_major, mapping.dev_minor,
                                 mapping.inode, mapping.path);
   if (auto it = by_mapping_.find(key); it != by_mapping_.end()) return it->second;
 
   ElfBinary* binary = nullptr;
   std::string path(path_without_deleted(mapping.path));
-  struct stat st {};
-  errno = 0;
-  if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+  MappedFileCheck mapped{mapping.inode, mapping.dev_major, mapping.dev_minor};
+  // While the process lives, map_files names exactly the file it mapped (also when deleted or
+  // replaced since), and the unwinder may have opened it that way already (one open per file).
+  auto file = open_files_->open(
+      fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, mapping.start, mapping.end), mapped);
+  if (!file) {
     // A deleted file's path may now name its replacement (an upgraded library): use it only if
     // it is still the very file that was mapped.
     bool check_inode = options_.require_same_inode || path_is_deleted(mapping.path);
-    if (!check_inode || mapping.inode == 0 || st.st_ino == mapping.inode) {
-      FileKey file_key{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
-                       static_cast<uint64_t>(st.st_size),
-                       static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
-      auto it = binaries_.find(file_key);
-      if (it != binaries_.end()) {
-        binary = it->second;
-      } else {
-        binary = open_binary(path, file_key);
-      }
-    } else {
-      unavailable_.emplace(path, "the file at this path is not the one that was mapped");
-    }
+    file = open_files_->open(path, check_inode ? mapped : MappedFileCheck{});
+  }
+  if (file) {
+    const FileIdentity& id = (*file)->identity();
+    FileKey file_key{id.dev, id.ino, id.size, id.mtime_ns};
+    auto it = binaries_.find(file_key);
+    binary = it != binaries_.end() ? it->second : open_binary(path, file_key, **file);
   } else {
-    unavailable_.emplace(path, fmt::format("cannot open: {}", std::strerror(errno)));
+    const Error& e = file.error();
+    unavailable_.emplace(path, e.sys_errno
+                                   ? fmt::format("cannot open: {}", std::strerror(e.sys_errno))
+                                   : e.describe());
   }
   if (!binary) ++unavailable_files_;
   by_mapping_.emplace(std::move(key), binary);
   return binary;
 }
 
-ElfBinary* Symbolizer::open_binary(const std::string& path, const FileKey& file_key) {
-  auto opened = ElfBinary::begin_open(path, options_.debug_search);
+ElfBinary* Symbolizer::open_binary(const std::string& path, const FileKey& file_key,
+                                   const OpenFile& file) {
+  auto opened = ElfBinary::begin_open(path, options_.debug_search, &file);
   if (!opened) {
     unavailable_.emplace(path, opened.error().describe());
     binaries_.emplace(file_key, nullptr);

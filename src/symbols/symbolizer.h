@@ -28,6 +28,7 @@
 #include "symbols/debuginfod.h"
 #include "symbols/elf_binary.h"
 #include "symbols/kallsyms.h"
+#include "symbols/open_files.h"
 #include "symbols/perf_map.h"
 #include "symbols/symbol.h"
 #include "util/result.h"
@@ -53,6 +54,9 @@ struct SymbolizerOptions {
   DebuginfodOptions debuginfod;
   // Where runtimes write perf-PID.map for their JIT code; empty: JIT code is not named.
   std::string perf_map_dir = "/tmp";
+  // The run's open files, shared with the unwinder so no file is opened twice (null: the
+  // Symbolizer makes its own).
+  std::shared_ptr<OpenFiles> open_files;
   // One-time notes (a perf map refused, ...); null = silent.
   FILE* messages = stderr;
 };
@@ -108,6 +112,7 @@ class Symbolizer {
   Status kernel_symbols_status();
 
   SymbolizerStats stats() const;
+  const OpenFiles& open_files() const { return *open_files_; }
   // Every binary looked at (and every mapped file that could not be used), with where its names
   // came from and how many distinct addresses it named, sorted by path. Names given from
   // add_stored_symbols() are not counted: they were named where the recording was made.
@@ -126,10 +131,10 @@ class Symbolizer {
 
   Symbol resolve_user_uncached(uint32_t pid, uint64_t ip, SymbolDetail detail);
   ElfBinary* binary_for(Process& process, size_t mapping_index);
-  ElfBinary* load_file(const Mapping& mapping);
+  ElfBinary* load_file(uint32_t pid, const Mapping& mapping);
   ElfBinary* load_vdso(const Mapping& mapping);
   // Opens and reads a file not seen before (or reuses the binary of a copy with its build-id).
-  ElfBinary* open_binary(const std::string& path, const FileKey& file_key);
+  ElfBinary* open_binary(const std::string& path, const FileKey& file_key, const OpenFile& file);
   // Counts a function name given to (pid, ip) by `named_by` (an ElfBinary or a PerfMapFile),
   // once per distinct address.
   void count_named(uint32_t pid, uint64_t ip, const void* named_by);
@@ -154,6 +159,7 @@ class Symbolizer {
   std::unordered_map<std::string, std::string> unavailable_;  // path -> why it was not used
   std::unordered_map<const void*, uint64_t> named_count_;     // by ElfBinary / PerfMapFile
   std::unique_ptr<DebuginfodClient> debuginfod_;
+  std::shared_ptr<OpenFiles> open_files_;
 
   struct StoredKey {
     uint32_t pid;

@@ -612,7 +612,8 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
         bpf_map__fd(skel->maps.unwind_rows), bpf_map__fd(skel->maps.unwind_files),
         bpf_map__fd(skel->maps.unwind_procs), bpf_map__fd(skel->maps.unwind_inodes));
     impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, unwind_rows,
-                                                         options.unwind_files);
+                                                         options.unwind_files, options.open_files);
+    if (!options.unwind_debug_dirs.empty()) impl->tables->set_debug_dirs(options.unwind_debug_dirs);
   }
   impl->ncpus = libbpf_num_possible_cpus();
   if (impl->ncpus <= 0) return bpf::libbpf_error("cannot count the possible CPUs", impl->ncpus);

@@ -20,6 +20,8 @@
 
 namespace kscope {
 
+class OpenFiles;
+
 // Receives what the tracer sees, in ring-buffer order.
 class FaultSink {
  public:
@@ -60,6 +62,12 @@ struct FaultTraceOptions {
   uint32_t unwind_rows = 1u << 21;  // the native walker's rows map (8 bytes per row)
   uint32_t unwind_files = 8192;
   uint32_t unwind_processes = 8192;
+  // Where the unwinder looks for separate debug files (.debug_frame of files without
+  // .eh_frame): the symbolizer's roots; empty = /usr/lib/debug.
+  std::vector<std::string> unwind_debug_dirs;
+  // The run's open files, shared with its symbolizer (symbols/open_files.h) so the unwinder
+  // and the symbolizer open each file once; null = the unwinder's own.
+  std::shared_ptr<OpenFiles> open_files;
 };
 
 struct FaultTraceOutcome {

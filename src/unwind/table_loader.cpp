@@ -63,8 +63,13 @@ bool own_vdso(uint64_t* start, uint64_t* end) {
 
 }  // namespace
 
-TableLoader::TableLoader(UnwindMapWriter& writer, uint32_t rows_capacity, uint32_t files_capacity)
-    : writer_(writer), rows_capacity_(rows_capacity), files_capacity_(files_capacity) {
+TableLoader::TableLoader(UnwindMapWriter& writer, uint32_t rows_capacity, uint32_t files_capacity,
+                         std::shared_ptr<OpenFiles> files)
+    : writer_(writer),
+      rows_capacity_(rows_capacity),
+      files_capacity_(files_capacity),
+      // Alone it holds no descriptors: tables are kept once built.
+      files_(files ? std::move(files) : std::make_shared<OpenFiles>(0)) {
   stats_.rows_capacity = rows_capacity;
 }
 
@@ -85,9 +90,9 @@ std::shared_ptr<TableLoader::LoadedFile> TableLoader::install(const std::string&
   // A file without .eh_frame: its separate debug file's .debug_frame, if there is one.
   std::optional<ElfUnwindSource> debug;
   if (source->eh_frame.empty() && !link_dir_path.empty()) {
-    std::string debug_path = find_debug_file(*source, link_dir_path, debug_dirs_);
+    std::string debug_path = find_debug_file(*source, link_dir_path, debug_dirs_, files_.get());
     if (!debug_path.empty())
-      if (auto d = read_unwind_source(debug_path)) debug = std::move(*d);
+      if (auto d = read_unwind_source(debug_path, files_.get())) debug = std::move(*d);
   }
   auto table = build_file_table(*source, full_key, debug ? &*debug : nullptr);
   if (!table) return fail(table.error().describe());
@@ -248,7 +253,8 @@ void TableLoader::add_identity(LoadedFile& f, const kscope_unwind_file_key& key)
 
 bool TableLoader::preload(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+  auto file = files_->open(path);
+  if (!file || ::fstat((*file)->fd(), &st) != 0) {
     failures_[path] = "cannot open the file";
     return false;
   }
@@ -257,7 +263,7 @@ bool TableLoader::preload(const std::string& path) {
   if (auto it = by_inode_.find(ikey); it != by_inode_.end()) {
     f = it->second;
   } else {
-    f = install("inode:" + ikey, read_unwind_source(path), path, path);
+    f = install("inode:" + ikey, read_unwind_source_fd((*file)->fd(), path), path, path);
     by_inode_[ikey] = f;
   }
   if (!f || f->file_id == KSCOPE_UNWIND_NO_FILE) return false;
@@ -301,17 +307,19 @@ std::shared_ptr<TableLoader::LoadedFile> TableLoader::file_for(uint32_t pid, con
   std::vector<std::string> candidates = {
       fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end),
       fmt::format("/proc/{}/root{}", pid, path), path};
-  for (const std::string& candidate : candidates) {
-    struct stat st {};
-    if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (m.inode != 0 && st.st_ino != m.inode) continue;  // another file by now
+  // Through the run's open files: a file the symbolizer (or another process's mapping) opened
+  // already is not opened again. A path that names another file by now is skipped.
+  auto file = files_->open_first(candidates, {m.inode, m.dev_major, m.dev_minor});
+  struct stat st {};
+  if (file && ::fstat((*file)->fd(), &st) == 0) {
+    const std::string& candidate = (*file)->opened_as();
     std::string ikey = inode_key(st);
     std::shared_ptr<LoadedFile> f;
     if (auto it = by_inode_.find(ikey); it != by_inode_.end()) {
       f = it->second;
     } else {
       // Debug files are looked for by the mapped path (kscope's mount namespace).
-      f = install("inode:" + ikey, read_unwind_source(candidate), m.path, path);
+      f = install("inode:" + ikey, read_unwind_source_fd((*file)->fd(), candidate), m.path, path);
       by_inode_[ikey] = f;
     }
     // The identity the kernel's VMA has: the mapping's device and inode (as /proc/PID/maps

@@ -79,8 +79,10 @@ struct UnwindLoadStats {
 
 class TableLoader {
  public:
-  // rows_capacity/files_capacity: the sizes of the rows and files maps.
-  TableLoader(UnwindMapWriter& writer, uint32_t rows_capacity, uint32_t files_capacity);
+  // rows_capacity/files_capacity: the sizes of the rows and files maps. `files`: the run's open
+  // files, shared with its symbolizer so no file is opened twice (null: the loader's own).
+  TableLoader(UnwindMapWriter& writer, uint32_t rows_capacity, uint32_t files_capacity,
+              std::shared_ptr<OpenFiles> files = nullptr);
   // Loads what is missing of the files `mappings` use and writes the process's entry.
   Status load_process(uint32_t pid, const std::vector<ExecMapping>& mappings);
   // Where separate debug files are looked for (by build-id, .gnu_debuglink) for files without
@@ -123,6 +125,7 @@ class TableLoader {
   UnwindMapWriter& writer_;
   uint32_t rows_capacity_;
   uint32_t files_capacity_;
+  std::shared_ptr<OpenFiles> files_;
   UnwindLoadStats stats_;
   uint32_t next_row_ = 0;
   uint32_t next_file_ = 0;

@@ -128,16 +128,24 @@ Result<ElfUnwindSource> read_source(Elf* elf, const std::string& what) {
 
 }  // namespace
 
-Result<ElfUnwindSource> read_unwind_source(const std::string& path) {
+Result<ElfUnwindSource> read_unwind_source_fd(int fd, const std::string& what) {
   if (elf_version(EV_CURRENT) == EV_NONE) return make_error("libelf is unusable");
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return errno_error("cannot stat " + what);
+  if (!S_ISREG(st.st_mode)) return make_error(what + " is not a regular file");
+  ElfHandle elf(elf_begin(fd, ELF_C_READ_MMAP, nullptr));
+  if (!elf) return make_error("cannot read " + what + ": " + elf_error());
+  return read_source(elf.get(), what);
+}
+
+Result<ElfUnwindSource> read_unwind_source(const std::string& path, OpenFiles* files) {
+  if (files) {
+    KSCOPE_ASSIGN_OR_RETURN(std::shared_ptr<const OpenFile> file, files->open(path));
+    return read_unwind_source_fd(file->fd(), path);
+  }
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return errno_error("cannot open " + path);
-  struct stat st {};
-  if (::fstat(fd.get(), &st) != 0) return errno_error("cannot stat " + path);
-  if (!S_ISREG(st.st_mode)) return make_error(path + " is not a regular file");
-  ElfHandle elf(elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr));
-  if (!elf) return make_error("cannot read " + path + ": " + elf_error());
-  return read_source(elf.get(), path);
+  return read_unwind_source_fd(fd.get(), path);
 }
 
 Result<ElfUnwindSource> read_unwind_source_image(std::span<const uint8_t> image) {
@@ -176,16 +184,29 @@ Result<FileTable> build_file_table(const ElfUnwindSource& source, std::string ke
 
 namespace {
 
-uint32_t file_crc32(const std::string& path) {
-  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return 0;
+uint32_t file_crc32(const std::string& path, OpenFiles* files) {
+  std::shared_ptr<const OpenFile> shared;
+  Fd own;
+  int fd = -1;
+  if (files) {
+    auto file = files->open(path);
+    if (!file) return 0;
+    shared = std::move(*file);
+    fd = shared->fd();
+  } else {
+    own.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    fd = own.get();
+  }
+  if (fd < 0) return 0;
   uLong crc = crc32(0, nullptr, 0);
   std::vector<unsigned char> buf(1 << 16);
+  off_t at = 0;  // pread: a shared descriptor's offset is not ours to move
   while (true) {
-    ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+    ssize_t n = ::pread(fd, buf.data(), buf.size(), at);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     crc = crc32(crc, buf.data(), static_cast<uInt>(n));
+    at += n;
   }
   return static_cast<uint32_t>(crc);
 }
@@ -196,25 +217,26 @@ std::string dir_of(const std::string& path) {
   return slash == 0 ? "/" : path.substr(0, slash);
 }
 
-bool is_debug_file_of(const std::string& candidate, const ElfUnwindSource& binary, bool by_link) {
+bool is_debug_file_of(const std::string& candidate, const ElfUnwindSource& binary, bool by_link,
+                      OpenFiles* files) {
   struct stat st {};
   if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-  auto debug = read_unwind_source(candidate);
+  auto debug = read_unwind_source(candidate, files);
   if (!debug || debug->debug_frame.empty()) return false;
   if (!binary.build_id.empty() && !debug->build_id.empty())
     return binary.build_id == debug->build_id;
-  return by_link && file_crc32(candidate) == binary.debuglink_crc;
+  return by_link && file_crc32(candidate, files) == binary.debuglink_crc;
 }
 
 }  // namespace
 
 std::string find_debug_file(const ElfUnwindSource& binary, const std::string& binary_path,
-                            const std::vector<std::string>& debug_dirs) {
+                            const std::vector<std::string>& debug_dirs, OpenFiles* files) {
   if (binary.build_id.size() > 2) {
     for (const std::string& root : debug_dirs) {
       std::string candidate = fmt::format("{}/.build-id/{}/{}.debug", root,
                                           binary.build_id.substr(0, 2), binary.build_id.substr(2));
-      if (is_debug_file_of(candidate, binary, /*by_link=*/false)) return candidate;
+      if (is_debug_file_of(candidate, binary, /*by_link=*/false, files)) return candidate;
     }
   }
   if (!binary.debuglink.empty()) {
@@ -224,7 +246,7 @@ std::string find_debug_file(const ElfUnwindSource& binary, const std::string& bi
     for (const std::string& root : debug_dirs)
       candidates.push_back(fmt::format("{}{}/{}", root, dir == "/" ? "" : dir, binary.debuglink));
     for (const std::string& candidate : candidates)
-      if (candidate != binary_path && is_debug_file_of(candidate, binary, /*by_link=*/true))
+      if (candidate != binary_path && is_debug_file_of(candidate, binary, /*by_link=*/true, files))
         return candidate;
   }
   return {};

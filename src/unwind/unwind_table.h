@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kscope/abi/unwind.h"
+#include "symbols/open_files.h"
 #include "unwind/eh_frame.h"
 #include "util/result.h"
 
@@ -33,8 +34,13 @@ struct ElfUnwindSource {
   std::string build_id;  // lowercase hex, empty when none
 };
 
-// Reads an ELF file (bounds-checked by libelf; the section must lie inside the file).
-Result<ElfUnwindSource> read_unwind_source(const std::string& path);
+// Reads an ELF file (bounds-checked by libelf; the section must lie inside the file), through
+// the run's open files when given (symbols/open_files.h: a file already open is not opened
+// again).
+Result<ElfUnwindSource> read_unwind_source(const std::string& path, OpenFiles* files = nullptr);
+// The same from an open descriptor (read with mmap/pread: its offset is not moved); `what`
+// names it in errors.
+Result<ElfUnwindSource> read_unwind_source_fd(int fd, const std::string& what);
 // An ELF image in memory (the vDSO).
 Result<ElfUnwindSource> read_unwind_source_image(std::span<const uint8_t> image);
 
@@ -56,9 +62,9 @@ Result<FileTable> build_file_table(const ElfUnwindSource& source, std::string ke
 // (with the same build-id), then .gnu_debuglink's name next to the binary, in its .debug/ and
 // under each root + the binary's directory (the same build-id, or the link's CRC when the
 // binary has none). `binary_path` is the path to find debuglink neighbours by. Empty when none
-// is found.
+// is found. Candidates are opened through `files` when given.
 std::string find_debug_file(const ElfUnwindSource& binary, const std::string& binary_path,
-                            const std::vector<std::string>& debug_dirs);
+                            const std::vector<std::string>& debug_dirs, OpenFiles* files = nullptr);
 
 // The load bias of a mapping of this file: address - bias = link-time address. Uses the PT_LOAD
 // segment that holds the mapping's file offset; fails when none does.

@@ -171,22 +171,7 @@ int main(int argc, char **argv)
 	big_ms = strtoull(argv[3], NULL, 10);
 	small_ms = strtoull(argv[4], NULL, 10);
 	nsleeps = atoi(argv[5]);
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	pthread_t th[NWORKERS];
-	for (int i = 0; i < NWORKERS; i++) {
-		pthread_create(&th[i], NULL, worker_main, &workers[i]);
-		pthread_getcpuclockid(th[i], &workers[i].cpu_clock);
-	}
-	gate_wait_started();
-	wait_blocked();
-	printf("ready %d\n", getpid());
-	fflush(stdout);
-
-	int sig;
-	sigwait(&set, &sig);
+	gate_start();
 	for (int i = 0; i < NWORKERS; i++)
 		workers[i].base_clock = clock_ns(workers[i].cpu_clock);
 	gate_release_and_wait_done();

@@ -170,22 +170,7 @@ int main(int argc, char **argv)
 	}
 	spin_ms = strtoull(argv[2], NULL, 10);
 	sleeps = atoi(argv[3]);
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask */
-	pthread_t th[NWORKERS];
-	for (int i = 0; i < NWORKERS; i++) {
-		pthread_create(&th[i], NULL, worker_main, &workers[i]);
-		pthread_getcpuclockid(th[i], &workers[i].cpu_clock);
-	}
-	gate_wait_started();
-	wait_blocked();
-	printf("ready %d\n", getpid());
-	fflush(stdout);
-
-	int sig;
-	sigwait(&set, &sig);
+	gate_start();
 
 	for (int i = 0; i < NWORKERS; i++) {
 		read_counters(workers[i].tid, &workers[i].base_cpu, &workers[i].base_wait,

@@ -362,7 +362,9 @@ TEST(UnwindTable, DebugFrameDoesNotOverrideEhFrame) {
   for (const UnwindRow& r : alone->rows) {
     const UnwindRow* m = row_at(merged->rows, r.pc);
     ASSERT_NE(m, nullptr);
-    if (r.cfa != CfaRule::kNone) EXPECT_TRUE(m->same_rule(r)) << std::hex << r.pc;
+    if (r.cfa != CfaRule::kNone) {
+      EXPECT_TRUE(m->same_rule(r)) << std::hex << r.pc;
+    }
   }
 }
 
@@ -525,19 +527,21 @@ TEST(UnwindTable, MalformedSectionsAreSurvived) {
   for (size_t cut = 0; cut < bytes.size(); cut += 7) {
     std::vector<uint8_t> part(bytes.begin(), bytes.begin() + static_cast<long>(cut));
     auto t = decode_eh_frame(part, source->eh_frame_vaddr);
-    if (t.ok())
+    if (t.ok()) {
       EXPECT_TRUE(
           std::is_sorted(t->rows.begin(), t->rows.end(),
                          [](const UnwindRow& a, const UnwindRow& b) { return a.pc < b.pc; }));
+    }
   }
   for (int round = 0; round < 2000; ++round) {
     std::vector<uint8_t> m = bytes;
     for (int k = 0; k < 4; ++k) m[next() % m.size()] = static_cast<uint8_t>(next());
     auto t = decode_eh_frame(m, source->eh_frame_vaddr);
-    if (t.ok())
+    if (t.ok()) {
       EXPECT_TRUE(
           std::is_sorted(t->rows.begin(), t->rows.end(),
                          [](const UnwindRow& a, const UnwindRow& b) { return a.pc < b.pc; }));
+    }
   }
   // Lengths that point past the end, a CIE pointer before the section, a huge augmentation.
   std::vector<uint8_t> evil = {0xf0, 0xff, 0xff, 0x7f, 0, 0, 0, 0};
@@ -704,7 +708,9 @@ TEST(UnwindTableLoader, RowsOfUnmappedFilesAreReused) {
       ASSERT_EQ(r.pc, ldso_table->rows[i].pc) << i;
       ASSERT_EQ(r.kind, ldso_table->rows[i].kind) << i;
     }
-    if (id != libc_id) EXPECT_EQ(maps.files.at(libc_id).row_count, 0u);  // emptied
+    if (id != libc_id) {
+      EXPECT_EQ(maps.files.at(libc_id).row_count, 0u);  // emptied
+    }
     // libc again (a new process): it fits in what is left after ld.so only if freed again.
     loader.forget_process(2);
     ASSERT_TRUE(loader.load_process(3, libc).ok());

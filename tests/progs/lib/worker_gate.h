@@ -7,12 +7,15 @@
  * releases them all at once (gate_release_and_wait_done); after their work, gate_leave() counts
  * them done and blocks them for good (the program is killed). So the work lies between two
  * moments at which every worker is blocked (state S, wait_blocked()), where main reads the
- * ground truth. The including program defines NWORKERS and worker_tid(i), the tid of worker i.
+ * ground truth. The including program defines NWORKERS, worker_tid(i) (the tid of worker i), its
+ * workers[NWORKERS] (each with a clockid_t cpu_clock) and worker_main(&workers[i]), the thread
+ * function; gate_start() starts them.
  */
 #ifndef KSCOPE_TESTS_PROGS_LIB_WORKER_GATE_H
 #define KSCOPE_TESTS_PROGS_LIB_WORKER_GATE_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +24,7 @@
 #include <unistd.h>
 
 static pid_t worker_tid(int i);
+static void *worker_main(void *arg);
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t go_cond = PTHREAD_COND_INITIALIZER;
@@ -104,6 +108,29 @@ static void wait_blocked(void)
 			return;
 		usleep(1000);
 	}
+}
+
+/* In main: blocks SIGUSR1 (the workers inherit the mask), starts the workers and takes their CPU
+ * clocks, waits until every one is blocked at the gate, prints "ready PID" and waits for SIGUSR1
+ * (sent once the tracer is attached). */
+static void gate_start(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	for (int i = 0; i < NWORKERS; i++) {
+		pthread_t th;
+		pthread_create(&th, NULL, worker_main, &workers[i]);
+		pthread_getcpuclockid(th, &workers[i].cpu_clock);
+	}
+	gate_wait_started();
+	wait_blocked();
+	printf("ready %d\n", getpid());
+	fflush(stdout);
+
+	int sig;
+	sigwait(&set, &sig);
 }
 
 #endif
