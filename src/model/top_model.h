@@ -180,7 +180,7 @@ struct UnwindSummary {
   // because an account came to refer to them as they were deleted.
   size_t stacks_stored = 0, stacks_capacity = 0;
   uint64_t stacks_reclaimed = 0, stacks_restored = 0;
-  UnwindEarlyCounts early;                        // mappings noted in BPF at execve/mmap
+  UnwindEarlyCounts early;  // mappings noted in BPF at execve/mmap
   // KSCOPE_UNWIND_TIMING=1 only: walks per 25 ns bucket (KSCOPE_UNWIND_TIMING_NS), else empty.
   std::vector<uint64_t> walk_ns_histogram;
   uint64_t walk_ns_bucket = 25;

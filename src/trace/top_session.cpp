@@ -21,6 +21,7 @@
 #include "model/top_recording.h"
 #include "model/top_retired.h"
 #include "symbols/elf_binary.h"
+#include "symbols/open_files.h"
 #include "symbols/proc_maps.h"
 #include "trace/mmap_watch.h"
 #include "trace/proc.h"
@@ -673,14 +674,19 @@ TopSession::~TopSession() {
 Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->options = options;
-  impl->symbolizer = std::make_unique<Symbolizer>(options.symbols);
+  // One set of open files for the symbolizer and the unwinder: each file is opened once.
+  if (!impl->options.symbols.open_files)
+    impl->options.symbols.open_files = std::make_shared<OpenFiles>();
+  if (!impl->options.trace.open_files)
+    impl->options.trace.open_files = impl->options.symbols.open_files;
+  impl->symbolizer = std::make_unique<Symbolizer>(impl->options.symbols);
   if (!options.recording_path.empty()) {
     // Before tracing: an unwritable path fails first.
     KSCOPE_ASSIGN_OR_RETURN(auto writer,
                             TopRecordingWriter::create(options.recording_path, options.meta));
     impl->recording = std::move(writer);
   }
-  KSCOPE_ASSIGN_OR_RETURN(impl->tracer, TopTracer::create(options.trace));
+  KSCOPE_ASSIGN_OR_RETURN(impl->tracer, TopTracer::create(impl->options.trace));
   KSCOPE_ASSIGN_OR_RETURN(impl->mmaps, MmapWatcher::open());
   Impl* raw = impl.get();
   impl->tracer->on_process([raw](const TopProcessEvent& e) { raw->on_process(e); });

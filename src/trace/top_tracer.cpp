@@ -285,7 +285,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
         bpf_map__fd(skel->maps.unwind_rows), bpf_map__fd(skel->maps.unwind_files),
         bpf_map__fd(skel->maps.unwind_procs), bpf_map__fd(skel->maps.unwind_inodes));
     impl->tables = std::make_unique<unwind::TableLoader>(*impl->unwind_maps, unwind_rows,
-                                                         options.unwind_files);
+                                                         options.unwind_files, options.open_files);
     if (!options.unwind_debug_dirs.empty()) impl->tables->set_debug_dirs(options.unwind_debug_dirs);
   }
   int ncpus = libbpf_num_possible_cpus();

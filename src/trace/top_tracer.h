@@ -18,6 +18,8 @@
 
 namespace kscope {
 
+class OpenFiles;  // symbols/open_files.h
+
 struct TopTraceOptions {
   std::vector<pid_t> pids;            // -p: only these processes (empty: all)
   std::vector<ThreadTarget> threads;  // -t: only these threads (empty: all)
@@ -33,6 +35,9 @@ struct TopTraceOptions {
   uint32_t unwind_processes = 8192;
   // Roots of separate debug files (.debug_frame of files without .eh_frame); empty: the default.
   std::vector<std::string> unwind_debug_dirs;
+  // The run's open files, shared with its symbolizer (symbols/open_files.h) so the unwinder
+  // and the symbolizer open each file once; null = the unwinder's own.
+  std::shared_ptr<OpenFiles> open_files;
   bool record_slices = false;  // stream every on-CPU slice (for recordings)
   // The cpu-clock sampler (on-CPU time by stack): samples per second per CPU, 0 = off (no stacks).
   uint32_t sample_hz = 999;

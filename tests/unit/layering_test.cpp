@@ -138,9 +138,10 @@ TEST(Layering, LibrariesStayInTheirLayer) {
     for (const auto& inc : includes_of(file)) {
       if (!inc.system) continue;
       for (const auto& [prefix, layers] : rules)
-        if (inc.target.rfind(prefix, 0) == 0)
+        if (inc.target.rfind(prefix, 0) == 0) {
           EXPECT_TRUE(layers.count(layer))
               << inc.file << ":" << inc.line << ": " << inc.target << " outside its layer";
+        }
     }
   }
 }
