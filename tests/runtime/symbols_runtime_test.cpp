@@ -557,9 +557,16 @@ class NoFileOpenedTwice : public SourcesTable {
       size_t n = 0;
       std::istringstream in(trace);
       for (std::string line; std::getline(in, line);) {
-        size_t result = line.rfind(") = ");
+        // "...) = FD</file>", or a call another thread interrupted, resumed on a line of its
+        // own and padded: "<... openat resumed>)     = FD</file>" (its "unfinished" line has
+        // no result and is not counted).
+        size_t result = line.rfind(" = ");
         if (line.find("open") == std::string::npos || result == std::string::npos ||
-            !std::isdigit(static_cast<unsigned char>(line[result + 4])))
+            result + 3 >= line.size() ||
+            !std::isdigit(static_cast<unsigned char>(line[result + 3])))
+          continue;
+        size_t close = line.rfind(')', result);
+        if (close == std::string::npos || line.find_first_not_of(' ', close + 1) != result + 1)
           continue;
         if (line.find("\"" + path + "\"") != std::string::npos ||
             line.find("<" + path + ">", result) != std::string::npos)
