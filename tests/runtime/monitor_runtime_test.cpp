@@ -735,6 +735,7 @@ TEST(MonitorRuntime, ReaderRejectsAnotherLayoutVersion) {
 
 TEST(MonitorRuntime, ReportsItsOwnJitterAndCpuWith30Processes) {
   TempDir dir;
+  auto started = std::chrono::steady_clock::now();
   Monitor m(dir, {"--no-shm", "-q", "-o", dir / "s.csv"});
   ASSERT_TRUE(m.ready()) << m.err();
   std::vector<std::unique_ptr<Child>> kids;
@@ -746,6 +747,8 @@ TEST(MonitorRuntime, ReportsItsOwnJitterAndCpuWith30Processes) {
   auto status = m.call("status");
   EXPECT_NE(status.body.find("registered=30"), std::string::npos) << status.body;
   EXPECT_EQ(m.stop(), 0);
+  double alive_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::string err = m.err();
   std::smatch mm;
   std::regex re(
@@ -753,14 +756,21 @@ TEST(MonitorRuntime, ReportsItsOwnJitterAndCpuWith30Processes) {
       "p99=([0-9.]+)ms.*\\(([0-9.]+)% of a core\\)");
   ASSERT_TRUE(std::regex_search(err, mm, re)) << err;
   uint64_t periods = std::stoull(mm[1]);
-  EXPECT_GE(periods, 50u);  // ~60 in 3 s at 20 Hz
-  EXPECT_LE(periods, 80u);
+  EXPECT_GE(periods, 50u);  // ~60 in the 3 s of sleep at 20 Hz
+  // Never more periods than 20 Hz over the monitor's whole life (registering 30 processes
+  // before the sleep took over a second at load 40: 84 periods).
+  EXPECT_LE(static_cast<double>(periods), alive_s * 20.0 + 2.0) << alive_s << " s alive";
   EXPECT_GE(std::stoull(mm[3]), periods - 1);
+  double p50 = std::stod(mm[4]);
   double p99 = std::stod(mm[5]);
-  EXPECT_GE(p99, 0.0);
-  // Generous bound for a noisy shared 2-core VM; bench/run.sh measures the real numbers. A
+  EXPECT_GE(p99, p50);
+  // Bounds for a noisy shared 2-core VM; bench/monitor.sh measures the real numbers. With ~60
+  // periods p99 is the worst wake-up, and this VM's host stalls a SCHED_FIFO thread now and
+  // then by ~40 ms even when idle (2 of 7 runs at load 2, the binaries of before and after
+  // 2026-11-30 alike): the typical lateness (p50) is held tight, the worst only loosely. A
   // sanitizer build samples 2-3 times slower (22% of a core seen under make check-sanitize).
-  EXPECT_LT(p99, 25.0 * kSanitizerSlowdown) << err;
+  EXPECT_LT(p50, 5.0 * kSanitizerSlowdown) << err;
+  EXPECT_LT(p99, 100.0 * kSanitizerSlowdown) << err;
   EXPECT_LT(std::stod(mm[6]), 10.0 * kSanitizerSlowdown) << err;
   // 30 process rows + 1 aggregate per period once all are registered.
   auto rows = parse_csv(read_file(dir / "s.csv"));
