@@ -291,7 +291,7 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 	struct task_state *st = bpf_task_storage_get(&task_state, prev, 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
 	struct kcounters kc;
-	__u64 slice, wait = 0, ins = 0, vol = 0, invol = 0, seen_in = 0;
+	__u64 slice, wait = 0, ins = 0, vol = 0, invol = 0, seen_in = 0, late_off = 0;
 	__u64 start = cpu_start;
 
 	read_kcounters(prev, &kc);
@@ -326,6 +326,12 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 		/* A slice whose switch-in was not seen ran for (at least) its on-CPU time. */
 		if (!st->since_ns && slice <= now - start)
 			start = now - slice;
+		/* Its off-CPU interval, open since the previous switch-out, ended at that unseen
+		 * switch-in: dated by this slice's own CPU time (a kernel may not trace switches out
+		 * of some tasks: on Firecracker guests, those of the init's threads, so the switch-in
+		 * that follows shows no event). */
+		if (!st->since_ns && st->out_ns && st->have_last && st->out_ns + slice <= now)
+			late_off = now - slice - st->out_ns;
 	} else {
 		/* First sight of a task that was running when tracing started (or of the idle task,
 		 * which keeps no counters): measured from the clock, its switch-in not counted. */
@@ -351,9 +357,10 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 	key.ustack = user_stack_id(ctx, prev);
 
 	/* The run-queue wait since the previous switch-out (the kernel adds it to run_delay at
-	 * the switch-in) belongs to the off-CPU interval that began there: to its account. */
-	bool wait_to_prev = wait && st && st->have_last && prev->pid != 0;
-	if (wait_to_prev) {
+	 * the switch-in) belongs to the off-CPU interval that began there: to its account, with
+	 * that interval itself when its switch-in showed no event. */
+	bool wait_to_prev = false;
+	if ((wait || late_off) && st && st->have_last && prev->pid != 0) {
 		struct kscope_top_key pkey = {
 			.pid = prev->tgid,
 			.tid = prev->pid,
@@ -361,10 +368,16 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 			.ustack = st->last_ustack,
 		};
 		struct kscope_top_value *pval = account(&pkey);
-		if (pval)
+		if (pval) {
 			pval->runq_wait_ns += wait;
-		else
-			wait_to_prev = false;
+			wait_to_prev = true;
+			if (late_off) {
+				pval->offcpu_ns += late_off;
+				count(KSCOPE_TOP_DIAG_OFFCPU_DATED, 1);
+			}
+		} else if (late_off) {
+			count(KSCOPE_TOP_ACCOUNTS_FULL, 1);
+		}
 	}
 
 	struct kscope_top_value *val = account(&key);

@@ -232,12 +232,15 @@ Result<int> run_top(const TopCliOptions& o) {
                  summary.recording_note.c_str());
   if (global_options().verbose) {
     std::fprintf(stderr, "kscope top: stopped: %s\n", stop_reason.c_str());
+    const auto& d = summary.diagnostics;
     std::fprintf(stderr,
                  "kscope top: diagnostics: %llu schedule-ins no sched_switch event showed (counted "
-                 "from schedstat), %llu switch-ins while a slice was open (a switch-out no event "
-                 "showed)\n",
-                 static_cast<unsigned long long>(summary.diagnostics.first),
-                 static_cast<unsigned long long>(summary.diagnostics.second));
+                 "from schedstat; %llu off-CPU intervals they ended were dated by the next "
+                 "slice's CPU time), %llu switch-ins while a slice was open (a switch-out no "
+                 "event showed)\n",
+                 static_cast<unsigned long long>(d.untraced_switch_ins),
+                 static_cast<unsigned long long>(d.offcpu_dated),
+                 static_cast<unsigned long long>(d.double_switch_ins));
     if (UnwindSummary u = session->unwind_report(); u.walks > 0 || u.files > 0) {
       std::string ended;
       for (const auto& [why, n] : u.ended)

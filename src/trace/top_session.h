@@ -43,8 +43,8 @@ struct TopSummary {
   StackProfile profile;  // the whole run, value 0 = on-CPU ns
   TopCounters counters;  // the whole run
   std::string recording_note;
-  std::pair<uint64_t, uint64_t> diagnostics;  // see TopTracer::diagnostics()
-  std::vector<BinarySource> symbol_sources;   // where each binary's names came from (-v)
+  TopTracer::Diagnostics diagnostics;
+  std::vector<BinarySource> symbol_sources;  // where each binary's names came from (-v)
 };
 
 class TopSession : public TopSource {

@@ -550,7 +550,7 @@ std::pair<size_t, size_t> TopTracer::user_stack_entries() {
   return {n, impl_->options.max_user_stacks};
 }
 
-std::pair<uint64_t, uint64_t> TopTracer::diagnostics() {
+TopTracer::Diagnostics TopTracer::diagnostics() {
   auto sum = [&](uint32_t idx) -> uint64_t {
     auto v = bpf::read_percpu_u64(bpf_map__fd(impl_->skel->maps.counters), idx);
     uint64_t s = 0;
@@ -558,7 +558,8 @@ std::pair<uint64_t, uint64_t> TopTracer::diagnostics() {
       for (uint64_t x : *v) s += x;
     return s;
   };
-  return {sum(KSCOPE_TOP_DIAG_NO_SWITCHIN), sum(KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN)};
+  return {sum(KSCOPE_TOP_DIAG_NO_SWITCHIN), sum(KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN),
+          sum(KSCOPE_TOP_DIAG_OFFCPU_DATED)};
 }
 
 uint64_t TopTracer::start_ns() const { return impl_->start_ns; }

@@ -140,9 +140,14 @@ class TopTracer {
   // Entries in `ustacks` now and its capacity (0, 0 with --call-graph fp).
   std::pair<size_t, size_t> user_stack_entries();
 
-  // Consistency diagnostics from the kernel side (for -v): switch-outs whose switch-in was not
-  // seen (besides slices running at attach), and switch-ins while a slice was still open.
-  std::pair<uint64_t, uint64_t> diagnostics();
+  // Consistency diagnostics from the kernel side (for -v).
+  struct Diagnostics {
+    uint64_t untraced_switch_ins = 0;  // schedule-ins (schedstat) no sched_switch event showed
+    uint64_t double_switch_ins = 0;    // switch-ins while a slice was open
+    uint64_t offcpu_dated = 0;  // off-CPU intervals ended by an untraced switch-in, dated by the
+                                // next slice's CPU time
+  };
+  Diagnostics diagnostics();
 
   uint64_t start_ns() const;   // CLOCK_MONOTONIC when measuring started
   uint32_t sample_hz() const;  // the sampler's rate, 0 without it

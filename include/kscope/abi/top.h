@@ -68,6 +68,8 @@ enum kscope_top_counter {
   KSCOPE_TOP_SAMPLES,      /* cpu-clock samples of tracked tasks (counted in `oncpu_samples`) */
   KSCOPE_TOP_SAMPLES_FULL, /* samples not counted: the `oncpu_samples` map was full */
   KSCOPE_TOP_USTACK_FULL,  /* native user stacks lost: the `ustacks` map was full */
+  KSCOPE_TOP_DIAG_OFFCPU_DATED, /* diagnostics: off-CPU intervals whose switch-in showed no
+                                   event, ended at the next switch-out less the slice's CPU time */
   KSCOPE_TOP_COUNTER_MAX,
 };
 
