@@ -492,10 +492,11 @@ const std::string kOncpuprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/oncpuprog"
 
 // The off-CPU time kscope puts on a sleeping function's stack, against the sleeps' wall time
 // less the CPU time inside them, is held to at least this share (plus 20 us a sleep for the
-// clock reads at the windows' edges). Three fresh-clone CI runs on a quiet machine were 2.4-2.9%
-// short with every sleep's switch-out on the right stack: a gap proportional to the sleep
-// (about 250 us of 10 ms, 64 us of 2 ms), cause not found; other runs agree within 0.3%.
-constexpr double kSleepOffcpuFloor = 0.95;
+// clock reads at the windows' edges). Fresh-clone CI runs were once 2.4-2.9% short: a whole
+// sleep's interval was lost when its switch-in showed no sched_switch event (this VM does not
+// trace switches out of its init's threads, so a thread switched in after one of them shows
+// none); such an interval is now ended by the next switch-out less the slice's CPU time.
+constexpr double kSleepOffcpuFloor = 0.98;
 
 struct OncpuTruth {
   uint32_t tid = 0;
@@ -645,10 +646,8 @@ TEST_F(TopOncpuRuntime, OnCpuBySampledStackAndOffCpuBySwitchOutStackMatchTheProg
       << blocked_b << " of " << blocked_all << " ns blocked in sleep_b";
   // And its sleeps' wall time, less the CPU time its own clock counted inside them (the
   // syscalls' on-CPU part), is off-CPU time on sleep_b's stack: at most 2% over, and at least
-  // 95% of it less 20 us per sleep for the two clock reads at the window's edges that the CPU
-  // clock does not cover. (One CI run on a quiet machine had all 100 sleeps' switch-outs on
-  // sleep_b's stack but 2.9% less off-CPU time than this, 64 us a 2 ms sleep, unexplained so
-  // far. A lost sleep is caught by the count below.)
+  // 98% of it less 20 us per sleep for the two clock reads at the window's edges that the CPU
+  // clock does not cover. A lost sleep is caught by the count below.
   Split off_b = split(rows, ss.tid, "sleep_b", &StackRow::offcpu);
   EXPECT_LE(off_b.through, ss.sleep_ns * 102 / 100) << "sleep_b off-CPU vs measured sleeps";
   EXPECT_GE(static_cast<double>(off_b.through),
@@ -690,10 +689,8 @@ TEST_F(TopOncpuRuntime, OnCpuBySampledStackAndOffCpuBySwitchOutStackMatchTheProg
 
   // (c) The sleeper's 50 sleeps of 10 ms: off-CPU time on sleep_known's stack against the
   // wall time the program measured around them less the CPU time its clock counted inside
-  // them: at most 2% over, at least 95% (+20 us a sleep). Two fresh-clone CI runs on a quiet
-  // machine were 2.4% and 2.9% short with every sleep's switch-out on the right stack: a gap
-  // proportional to the sleep (about 250 us of 10 ms), cause not found; other runs agree within
-  // 0.3%. A lost sleep is caught by the voluntary count.
+  // them: at most 2% over, at least 98% (+20 us a sleep). A lost sleep is caught by the
+  // voluntary count.
   const OncpuTruth& sl = truth["sleeper"];
   Split off_k = split(rows, sl.tid, "sleep_known", &StackRow::offcpu);
   EXPECT_EQ(sl.sleeps, 50u);
@@ -898,6 +895,16 @@ TEST_F(TopOncpuRuntime, ReportFlameGraphsInChromiumAndPprofShowTheProgramsFuncti
 // ---- The live screen on oncpuprog, driven through tmux ----
 
 // A tmux server of our own (its own socket, no user config), killed at the end.
+// The live-screen tests drive kscope in tmux: a missing tmux fails them where BPF is required
+// (CI installs it) and skips them elsewhere.
+#define KSCOPE_REQUIRE_TMUX_OR_SKIP()                                                            \
+  do {                                                                                           \
+    if (!have_tmux()) {                                                                          \
+      if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)"; \
+      GTEST_SKIP() << "tmux is not installed";                                                   \
+    }                                                                                            \
+  } while (0)
+
 class TmuxScreen {
  public:
   explicit TmuxScreen(const std::string& name)
@@ -1032,10 +1039,7 @@ uint64_t read_status_field(int pid, uint32_t tid, const std::string& field) {
 // Space once the program is done, so the table covers all of its work.
 TEST_F(TopOncpuRuntime, LiveScreenExpandsAThreadIntoItsOnCpuAndOffCpuStacks) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
-  if (!have_tmux()) {
-    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
-    GTEST_SKIP() << "tmux is not installed";
-  }
+  KSCOPE_REQUIRE_TMUX_OR_SKIP();
   prog_pid_ = spawn({kOncpuprog, path("truth"), "100", "60", "20", "5"}, path("prog.out"),
                     path("prog.err"));
   ASSERT_TRUE(wait_for_text(path("prog.out"), "ready", 10)) << read_file(path("prog.err"));
@@ -1196,10 +1200,7 @@ TEST_F(TopOncpuRuntime, LiveScreenExpandsAThreadIntoItsOnCpuAndOffCpuStacks) {
 // used. Measured on all tasks (with -p kscope could not see itself anyway).
 TEST_F(TopRuntime, LiveScreenHidesKscopeItselfUnlessShowSelf) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
-  if (!have_tmux()) {
-    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
-    GTEST_SKIP() << "tmux is not installed";
-  }
+  KSCOPE_REQUIRE_TMUX_OR_SKIP();
   for (bool show_self : {false, true}) {
     SCOPED_TRACE(show_self ? "--show-self" : "default");
     TmuxScreen t(show_self ? "top-self" : "top-noself");
@@ -1254,7 +1255,7 @@ TEST_F(TopRuntime, LiveScreenHidesKscopeItselfUnlessShowSelf) {
 class LiveTopprog {
  public:
   LiveTopprog(TopRuntime& fixture, const std::string& name, const std::string& options)
-      : t(name), pidfile_(fixture.path("kscope.pid")) {
+      : t(name), pidfile_(fixture.path("kscope.pid")), prog_err_(fixture.path("prog.err")) {
     fixture.prog_pid_ = spawn({kTopprog, fixture.path("truth"), "10000", "20000"},
                               fixture.path("prog.out"), fixture.path("prog.err"));
     prog = fixture.prog_pid_;
@@ -1288,6 +1289,20 @@ class LiveTopprog {
     }
     return out;
   }
+  // Releases the workers once the screen is up and waits until both worker threads have a row;
+  // `screen` is then that screen.
+  ::testing::AssertionResult show_threads(std::string* screen) {
+    if (!ready)
+      return ::testing::AssertionFailure() << "topprog not ready: " << read_file(prog_err_);
+    if (!started) return ::testing::AssertionFailure() << "kscope did not start in tmux";
+    if (!release()) return ::testing::AssertionFailure() << "no screen\n" << t.capture();
+    auto shown = [&](const std::string& s) {
+      return has_row(s, "spin_full") && has_row(s, "sleeper");
+    };
+    *screen = t.wait_for(shown, 60);
+    if (!shown(*screen)) return ::testing::AssertionFailure() << "no thread rows\n" << *screen;
+    return ::testing::AssertionSuccess();
+  }
   bool has_row(const std::string& screen, const std::string& comm) const {
     for (const auto& w : rows(screen))
       if (w[1] == std::to_string(prog) && w[3] == comm) return true;
@@ -1305,6 +1320,7 @@ class LiveTopprog {
 
  private:
   std::string pidfile_;
+  std::string prog_err_;
 };
 
 // By thread (the default), Enter on a spinning thread shows its on-CPU stack through the
@@ -1313,19 +1329,10 @@ class LiveTopprog {
 // none is kscope's, and the header names the process and hides nothing.
 TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
-  if (!have_tmux()) {
-    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
-    GTEST_SKIP() << "tmux is not installed";
-  }
+  KSCOPE_REQUIRE_TMUX_OR_SKIP();
   LiveTopprog live(*this, "top-threads", "");
-  ASSERT_TRUE(live.ready) << read_file(path("prog.err"));
-  ASSERT_TRUE(live.started);
-  ASSERT_TRUE(live.release()) << live.t.capture();
-  auto threads_shown = [&](const std::string& s) {
-    return live.has_row(s, "spin_full") && live.has_row(s, "sleeper");
-  };
-  std::string screen = live.t.wait_for(threads_shown, 60);
-  ASSERT_TRUE(threads_shown(screen)) << screen;
+  std::string screen;
+  ASSERT_TRUE(live.show_threads(&screen));
   auto lines = screen_lines(screen);
   EXPECT_NE(lines[0].find("PIDs " + std::to_string(live.prog)), std::string::npos) << screen;
   EXPECT_EQ(screen.find("hidden"), std::string::npos) << "-p hides nothing\n" << screen;
@@ -1373,19 +1380,10 @@ TEST_F(TopRuntime, LiveScreenInTmuxShowsThreadsAndStacks) {
 // pressed (the groupings cycle without the stack grouping, Enter expands nothing).
 TEST_F(TopRuntime, LiveScreenWithoutStacksNeverSaysStack) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
-  if (!have_tmux()) {
-    if (bpf_required()) FAIL() << "tmux is not installed (scripts/deps.sh check installs it)";
-    GTEST_SKIP() << "tmux is not installed";
-  }
+  KSCOPE_REQUIRE_TMUX_OR_SKIP();
   LiveTopprog live(*this, "top-nostacks", "--no-stacks");
-  ASSERT_TRUE(live.ready) << read_file(path("prog.err"));
-  ASSERT_TRUE(live.started);
-  ASSERT_TRUE(live.release()) << live.t.capture();
-  auto threads_shown = [&](const std::string& s) {
-    return live.has_row(s, "spin_full") && live.has_row(s, "sleeper");
-  };
-  std::string screen = live.t.wait_for(threads_shown, 60);
-  ASSERT_TRUE(threads_shown(screen)) << screen;
+  std::string screen;
+  ASSERT_TRUE(live.show_threads(&screen));
   auto no_stack = [](std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), ::tolower);
     return s.find("stack") == std::string::npos;
