@@ -11,6 +11,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <string>
 
 #include "util/fd.h"
 
@@ -22,17 +23,34 @@ int g_verbosity = 0;
 std::mutex g_log_mutex;
 std::deque<std::string> g_log_tail;
 
+// A message kept for error reports is cut to its last this many bytes: a verifier log comes as
+// one message of up to megabytes, and the line naming the error is at its end.
+constexpr size_t kKeptMessageBytes = 8192;
+
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
-  char buf[2048];
-  vsnprintf(buf, sizeof(buf), format, args);
+  // Formatted whole (a fixed buffer cut verifier logs before the line naming the error).
+  va_list copy;
+  va_copy(copy, args);
+  int n = vsnprintf(nullptr, 0, format, copy);
+  va_end(copy);
+  if (n < 0) return 0;
+  std::string buf(static_cast<size_t>(n) + 1, '\0');
+  vsnprintf(buf.data(), buf.size(), format, args);
+  buf.resize(static_cast<size_t>(n));
   if (g_verbosity > 0 && (level != LIBBPF_DEBUG || g_verbosity > 1)) {
     // libbpf's own messages already start with "libbpf: " (its pr_warn/pr_info/pr_debug add
     // it); label only those that do not.
-    if (std::strncmp(buf, "libbpf: ", 8) != 0) std::fputs("libbpf: ", stderr);
-    std::fputs(buf, stderr);
+    if (buf.compare(0, 8, "libbpf: ") != 0) std::fputs("libbpf: ", stderr);
+    std::fputs(buf.c_str(), stderr);
+  }
+  if (buf.size() > kKeptMessageBytes) {
+    size_t cut = buf.size() - kKeptMessageBytes;
+    size_t line = buf.find('\n', cut);  // keep whole lines
+    buf =
+        "[...]\n" + buf.substr(line != std::string::npos && line + 1 < buf.size() ? line + 1 : cut);
   }
   std::lock_guard<std::mutex> lock(g_log_mutex);
-  g_log_tail.emplace_back(buf);
+  g_log_tail.push_back(std::move(buf));
   while (g_log_tail.size() > 200) g_log_tail.pop_front();
   return 0;
 }

@@ -29,7 +29,8 @@ TEST(LibbpfLog, KeepsTheEndOfALongVerifierLogWithWholeLines) {
   for (int i = 0; i < 3000; i++) log += "; insn " + std::to_string(i) + ": r1 = *(u64 *)(r10 -8)\n";
   log += "R1 invalid mem access 'scalar'\nprocessed 3001 insns\n";
   ASSERT_GT(log.size(), 64u * 1024);
-  call_installed(LIBBPF_WARN, "libbpf: prog 'p': -- BEGIN PROG LOAD LOG --\n%s-- END PROG LOAD LOG --\n",
+  call_installed(LIBBPF_WARN,
+                 "libbpf: prog 'p': -- BEGIN PROG LOAD LOG --\n%s-- END PROG LOAD LOG --\n",
                  log.c_str());
   call_installed(LIBBPF_WARN, "libbpf: failed to load object '%s'\n", "top_bpf");
   libbpf_set_print(g_installed);
