@@ -136,8 +136,12 @@ bench/monitor.sh
 
 # kscope top: context-switch overhead against offcputime, perf sched, bpftrace; screen CPU/RSS
 # with 500 processes (bench/top.sh, also runnable on its own).
+# Unpinned pipe with the screen round, the pinned pipe (the switches' own cost), a compile, and
+# the sampler alone: four different measurements, not a repeat.
 bench/top.sh
 PIN=1 SKIP_SCREEN=1 bench/top.sh
+WORKLOAD=compile SKIP_SCREEN=1 bench/top.sh
+MODE=sampler bench/top.sh
 
 # The native unwinder (docs/unwinding.md): cost of the switch program and of one walk from the
 # kernel's BPF statistics, and the table memory with g++ compiles traced system-wide.

@@ -3,6 +3,7 @@
 # pipe) untraced, under kscope top, BCC's offcputime, perf sched record and a bpftrace
 # kstack+ustack count, interleaved rounds, medians, ratios; (2) kscope top's own CPU use and RSS
 # while its live screen refreshes every second with 500 processes waking up.
+# WORKLOAD=compile (with SKIP_SCREEN=1): the same set-ups on a compile instead of the pipe.
 # (3) MODE=sampler: only the cost of the on-CPU sampler (cpu-clock, -F), on an idle machine (CPU
 # busy from /proc/stat) and on a busy one (fixed CPU-bound work on every CPU), -F 1 vs 999 vs max.
 #   ROUNDS (default 5)  LOOPS (default 200000 pipe round trips)
@@ -31,7 +32,35 @@ have bpftrace && configs+=(bpftrace-stacks)
 PIN=${PIN:-0}
 pin=()
 [[ $PIN == 1 ]] && pin=(taskset -c 1)
-workload() { "${pin[@]}" perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}'; }
+# WORKLOAD=compile: instead of the pipe, a compile: two of kscope's own C++ translation units
+# (COMPILE_TUS, default src/export/pprof.cpp and src/export/chrome_trace.cpp: fmt, nlohmann-json,
+# the standard library) compiled at once with the build's own flags and without ccache, as
+# `make -j2` would; its time is the wall time of both. It prints perf bench's "Total time" line, so every set-up below times it the same way.
+WORKLOAD=${WORKLOAD:-pipe}
+if [[ $WORKLOAD == compile ]]; then
+  [[ -f $BUILD/compile_commands.json ]] || { echo "bench: $BUILD/compile_commands.json missing: make build first" >&2; exit 1; }
+  COMPILE_TUS=${COMPILE_TUS:-src/export/pprof.cpp src/export/chrome_trace.cpp}
+  python3 - "$BUILD/compile_commands.json" "$tmp" $COMPILE_TUS > "$tmp/compile.sh" <<'PY'
+import json, shlex, sys
+cmds = {e["file"]: e for e in json.load(open(sys.argv[1]))}
+print("set -e")
+print("s0=$(date +%s.%N)")
+for i, tu in enumerate(sys.argv[3:]):
+    e = next(v for k, v in cmds.items() if k.endswith(tu))
+    argv = [a for a in shlex.split(e["command"]) if not a.endswith("ccache")]
+    if "-o" in argv:
+        argv[argv.index("-o") + 1] = f"{sys.argv[2]}/tu{i}.o"
+    print(f"(cd {shlex.quote(e['directory'])} && {shlex.join(argv)}) &")
+print("wait")
+print('echo "Total time: $(echo "$(date +%s.%N) - $s0" | bc -l) [sec]"')
+PY
+  workload_cmd=(bash "$tmp/compile.sh")
+  workload_desc="g++ -O2 of $COMPILE_TUS at once (no ccache); wall time"
+else
+  workload_cmd=("${pin[@]}" perf bench sched pipe -l "$LOOPS")
+  workload_desc="${pin[*]} perf bench sched pipe -l $LOOPS; its own Total time"
+fi
+workload() { "${workload_cmd[@]}" 2>&1 | awk '/Total time/ {print $3}'; }
 
 # Starts a tracer in the background, waits until it is attached (its output says so).
 start_bg() {  # log needle cmd...
@@ -68,7 +97,7 @@ run_one() {
       start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600 -F 1
       t=$(workload); stop_bg ;;
     perf-record-g)
-      t=$(perf record -q -F 999 -g -a -o "$tmp/perf.data" -- "${pin[@]}" perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}') ;;
+      t=$(perf record -q -F 999 -g -a -o "$tmp/perf.data" -- "${workload_cmd[@]}" 2>&1 | awk '/Total time/ {print $3}') ;;
     kscope-top-no-stacks)
       start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600 --no-stacks
       t=$(workload); stop_bg ;;
@@ -76,7 +105,7 @@ run_one() {
       start_offcputime
       t=$(workload); stop_bg ;;
     perf-sched-record)
-      t=$(perf sched record -q -o "$tmp/sched.data" -- "${pin[@]}" perf bench sched pipe -l "$LOOPS" 2>&1 | awk '/Total time/ {print $3}') ;;
+      t=$(perf sched record -q -o "$tmp/sched.data" -- "${workload_cmd[@]}" 2>&1 | awk '/Total time/ {print $3}') ;;
     bpftrace-stacks)
       start_bg "$tmp/b.log" "Attaching" bpftrace -e 'tracepoint:sched:sched_switch { @[kstack, ustack] = count(); }'
       t=$(workload); stop_bg ;;
@@ -130,7 +159,7 @@ if [[ ${MODE:-} == sampler ]]; then
 fi
 
 declare -A samples
-echo "bench: $ROUNDS interleaved rounds of: ${configs[*]} (perf bench sched pipe -l $LOOPS)" >&2
+echo "bench: $ROUNDS interleaved rounds of: ${configs[*]} ($workload_desc)" >&2
 for ((r = 1; r <= ROUNDS; r++)); do
   for cfg in "${configs[@]}"; do
     t=$(run_one "$cfg")
@@ -142,10 +171,18 @@ done
 base=$(echo "${samples[untraced]}" | median)
 
 if [[ ${SKIP_SCREEN:-0} == 1 ]]; then
-  for cfg in "${configs[@]}"; do
-    m=$(echo "${samples[$cfg]}" | median)
-    printf '| %s | %.3f s | %.2fx | %s|\n' "$cfg" "$m" "$(echo "scale=3; $m / $base" | bc -l)" "${samples[$cfg]}"
-  done | tee "$OUT/top-pinned-$(date +%Y%m%d-%H%M%S).md"
+  {
+    echo "### kscope top overhead, $WORKLOAD workload ($(date -u +%Y-%m-%d), $ROUNDS interleaved rounds, load before: $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo
+    echo "Workload: $workload_desc"
+    echo
+    echo "| set-up | median | vs untraced | all runs (s) |"
+    echo "| --- | --- | --- | --- |"
+    for cfg in "${configs[@]}"; do
+      m=$(echo "${samples[$cfg]}" | median)
+      printf '| %s | %.3f s | %.2fx | %s|\n' "$cfg" "$m" "$(echo "scale=3; $m / $base" | bc -l)" "${samples[$cfg]}"
+    done
+  } | tee "$OUT/top-$WORKLOAD$([[ $PIN == 1 ]] && echo -pinned)-$(date +%Y%m%d-%H%M%S).md"
   exit 0
 fi
 # ---- kscope top's own cost with 500 processes waking up every 100 ms, live screen at 1 s.
