@@ -159,7 +159,9 @@ if [[ ${MODE:-} == sampler ]]; then
 fi
 
 declare -A samples
-echo "bench: $ROUNDS interleaved rounds of: ${configs[*]} ($workload_desc)" >&2
+# SCREEN_ONLY=1: only the live screen's own cost with 500 processes (below), no rounds.
+[[ ${SCREEN_ONLY:-0} == 1 ]] && ROUNDS=0
+(( ROUNDS > 0 )) && echo "bench: $ROUNDS interleaved rounds of: ${configs[*]} ($workload_desc)" >&2
 for ((r = 1; r <= ROUNDS; r++)); do
   for cfg in "${configs[@]}"; do
     t=$(run_one "$cfg")
@@ -168,7 +170,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
   done
   echo "bench: round $r/$ROUNDS done" >&2
 done
-base=$(echo "${samples[untraced]}" | median)
+base=$( ((ROUNDS > 0)) && echo "${samples[untraced]}" | median || echo 1)
 
 if [[ ${SKIP_SCREEN:-0} == 1 ]]; then
   {
@@ -211,6 +213,7 @@ report=$OUT/top-$(date +%Y%m%d-%H%M%S).md
   echo "### kscope top overhead ($(date -u +%Y-%m-%d), $ROUNDS interleaved rounds)"
   echo
   echo "Machine: $(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  if ((ROUNDS > 0)); then
   echo "Workload: \`${pin[*]} perf bench sched pipe -l $LOOPS\` (two processes ping-ponging over pipes: $((LOOPS * 2)) context switches at least); its own Total time"
   echo
   echo "| set-up | median time | slowdown vs untraced | all runs (s) |"
@@ -219,6 +222,7 @@ report=$OUT/top-$(date +%Y%m%d-%H%M%S).md
     m=$(echo "${samples[$cfg]}" | median)
     printf '| %s | %.3f s | %.2fx | %s|\n' "$cfg" "$m" "$(echo "scale=3; $m / $base" | bc -l)" "${samples[$cfg]}"
   done
+  fi
   echo
   echo "kscope top live screen (\`kscope top -d 1\` in a 160x50 tmux), $SLEEPERS processes each waking every 100 ms, ${SECS} s: kscope's own CPU ${cpu_pct}% of one core, RSS ${rss} kB (peak ${hwm} kB)."
 } | tee "$report"
