@@ -102,6 +102,20 @@ struct {
 	__type(value, __u64);
 } unwind_walk_ns SEC(".maps");
 
+/* The words of a frame read at once: from the lowest save slot a row restores up to its CFA
+ * (at most 15 words, too big for the walk's share of the BPF stack). */
+#define KSCOPE_UNWIND_FRAME_WORDS 16
+struct kscope_unwind_words {
+	__u64 w[KSCOPE_UNWIND_FRAME_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kscope_unwind_words);
+} unwind_words SEC(".maps");
+
 /* The stack being walked on this CPU (too big for the BPF stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -131,6 +145,11 @@ struct {
 struct kscope_unwind_ctx {
 	__u64 pc, sp, bp, bx;
 	__u64 hash;
+	/* The process's entry, looked up once a walk (NULL: not loaded), and the mapping of the
+	 * last frame found in it (end 0: none): consecutive frames are mostly in one file, and a
+	 * pc inside it needs no search. */
+	struct kscope_unwind_process *proc;
+	struct kscope_unwind_mapping last;
 	__u32 tgid;
 	__u8 bp_valid; /* bp holds the caller-visible rbp */
 	__u8 bx_valid; /* bx holds rbx (only a CFA = rbx + N frame needs it: ld.so's resolver) */
@@ -212,13 +231,30 @@ static long kscope_unwind_search_step(__u32 i, void *data)
 	return 0;
 }
 
-/* The row of `file` in force at `fpc` (the last row whose pc <= fpc), NULL when none. */
+/* The row of `file` in force at `fpc` (the last row whose pc <= fpc), NULL when none. The
+ * file's row index (kscope_unwind_index_entry, in the rows map before its rows) narrows the
+ * search to the rows of fpc's bucket: rows before it have pc <= fpc, rows from the next
+ * bucket on have pc > fpc. */
 static __always_inline struct kscope_unwind_row *kscope_unwind_find_row(__u32 file_id, __u32 fpc)
 {
 	struct kscope_unwind_file *f = bpf_map_lookup_elem(&unwind_files, &file_id);
 	if (!f || f->row_count == 0 || f->row_count > KSCOPE_UNWIND_MAX_FILE_ROWS)
 		return NULL;
 	struct kscope_unwind_search q = {.first = f->first_row, .lo = 0, .hi = f->row_count, .fpc = fpc};
+	__u32 buckets = f->index_count;
+	if (buckets) {
+		if (fpc < f->index_base)
+			return NULL; /* before the file's first row */
+		__u64 k = (__u64)(fpc - f->index_base) >> (f->index_shift & 31);
+		if (k >= buckets)
+			k = buckets - 1; /* past the last bucket's start: its rows reach the end */
+		__u32 key = f->index_first + (__u32)k;
+		struct kscope_unwind_index_entry *e = (void *)bpf_map_lookup_elem(&unwind_rows, &key);
+		if (e && e->lo <= e->hi && e->hi <= q.hi) {
+			q.lo = e->lo;
+			q.hi = e->hi;
+		}
+	}
 	if (bpf_loop(KSCOPE_UNWIND_ROW_SEARCH_STEPS + 1, kscope_unwind_search_step, &q, 0) < 0)
 		return NULL;
 	if (q.lo == 0)
@@ -528,11 +564,14 @@ static long kscope_unwind_step(__u32 i, void *data)
 	struct kscope_unwind_stack *s = bpf_map_lookup_elem(&unwind_scratch, &zero);
 	if (!s)
 		return kscope_unwind_stop(c, KSCOPE_UNWIND_BUDGET);
-	struct kscope_unwind_process *proc = bpf_map_lookup_elem(&unwind_procs, &c->tgid);
-	struct kscope_unwind_mapping *pm = proc ? kscope_unwind_find_mapping(proc, c->pc) : NULL;
+	struct kscope_unwind_process *proc = c->proc;
 	struct kscope_unwind_mapping mapping = {};
-	if (pm) {
+	struct kscope_unwind_mapping *pm = NULL;
+	if (c->last.end && c->pc >= c->last.start && c->pc < c->last.end) {
+		mapping = c->last; /* the last frame's mapping holds this pc too */
+	} else if (proc && (pm = kscope_unwind_find_mapping(proc, c->pc))) {
 		mapping = *pm;
+		c->last = mapping;
 	} else if (kscope_unwind_early_on && kscope_unwind_early_find(c->tgid, c->pc, &mapping)) {
 		/* A mapping made before user space wrote (or rewrote) the process's entry. */
 		kscope_unwind_count(KSCOPE_UNWIND_EARLY_FRAMES);
@@ -643,10 +682,42 @@ static long kscope_unwind_step(__u32 i, void *data)
 	/* Unwinding goes up the stack: a CFA at or below sp is a corrupt stack or a wrong row. */
 	if (cfa <= c->sp)
 		return kscope_unwind_stop(c, KSCOPE_UNWIND_BAD_FRAME);
+	__u8 aux = row->aux;
+	__u32 rbp_kind = (kind & KSCOPE_UNWIND_RBP_MASK) >> KSCOPE_UNWIND_RBP_SHIFT;
+	/* The return address (CFA-8) and the saved rbp and rbx this row restores, in one read of
+	 * the words from the lowest of their slots up to the CFA (all in this frame). Should that
+	 * fail (a slot on a page that cannot be read), the separate reads below decide, as before:
+	 * a failed return-address or rbp read ends the walk, a failed rbx read makes rbx unknown. */
+	__u32 bp_slot = rbp_kind == KSCOPE_RBP_OFFSET ? KSCOPE_UNWIND_RBP_SLOT(aux) : 0;
+	/* (the PLT's aux is its threshold: rbx is unchanged there) */
+	__u32 bx_slot = cfa_kind == KSCOPE_CFA_PLT ? KSCOPE_UNWIND_RBX_UNCHANGED
+						     : KSCOPE_UNWIND_RBX_SLOT(aux);
+	__u32 bx_read = bx_slot == KSCOPE_UNWIND_RBX_UNKNOWN ? 0 : bx_slot;
+	__u32 n = bp_slot > bx_read ? bp_slot : bx_read;
+	if (n == 0)
+		n = 1;
+	struct kscope_unwind_words *w = bpf_map_lookup_elem(&unwind_words, &zero);
+	asm volatile("" : "+r"(n));
+	if (w && n < KSCOPE_UNWIND_FRAME_WORDS && (rbp_kind != KSCOPE_RBP_OFFSET || bp_slot) &&
+	    bpf_probe_read_user(w->w, n * 8, (const void *)(cfa - 8 * (__u64)n)) == 0) {
+		ra = w->w[(n - 1) & (KSCOPE_UNWIND_FRAME_WORDS - 1)];
+		if (rbp_kind == KSCOPE_RBP_OFFSET) {
+			c->bp = w->w[(n - bp_slot) & (KSCOPE_UNWIND_FRAME_WORDS - 1)];
+			c->bp_valid = 1;
+		} else if (rbp_kind == KSCOPE_RBP_UNKNOWN) {
+			c->bp_valid = 0;
+		}
+		if (bx_slot == KSCOPE_UNWIND_RBX_UNKNOWN) {
+			c->bx_valid = 0;
+		} else if (bx_slot != KSCOPE_UNWIND_RBX_UNCHANGED) {
+			c->bx = w->w[(n - bx_slot) & (KSCOPE_UNWIND_FRAME_WORDS - 1)];
+			c->bx_valid = 1;
+		}
+		goto next;
+	}
 	if (!kscope_unwind_read(&ra, cfa - 8))
 		return kscope_unwind_stop(c, KSCOPE_UNWIND_READ_FAILED);
-	__u8 aux = row->aux;
-	switch ((kind & KSCOPE_UNWIND_RBP_MASK) >> KSCOPE_UNWIND_RBP_SHIFT) {
+	switch (rbp_kind) {
 	case KSCOPE_RBP_OFFSET: {
 		__u64 rbp;
 		if (!kscope_unwind_read(&rbp, cfa - 8 * (__u64)KSCOPE_UNWIND_RBP_SLOT(aux)))
@@ -661,18 +732,16 @@ static long kscope_unwind_step(__u32 i, void *data)
 	default:
 		break;
 	}
-	if (cfa_kind != KSCOPE_CFA_PLT) { /* the PLT's aux is its threshold; rbx is unchanged */
-		__u32 bx_slot = KSCOPE_UNWIND_RBX_SLOT(aux);
-		if (bx_slot == KSCOPE_UNWIND_RBX_UNKNOWN) {
-			c->bx_valid = 0;
-		} else if (bx_slot != KSCOPE_UNWIND_RBX_UNCHANGED) {
-			/* Only as good as a read: a failed one makes rbx unknown, not the walk fail
-			 * (few frames ever need rbx). */
-			__u64 rbx;
-			c->bx_valid = kscope_unwind_read(&rbx, cfa - 8 * (__u64)bx_slot);
-			c->bx = rbx;
-		}
+	if (bx_slot == KSCOPE_UNWIND_RBX_UNKNOWN) {
+		c->bx_valid = 0;
+	} else if (bx_slot != KSCOPE_UNWIND_RBX_UNCHANGED) {
+		/* Only as good as a read: a failed one makes rbx unknown, not the walk fail (few
+		 * frames ever need rbx). */
+		__u64 rbx;
+		c->bx_valid = kscope_unwind_read(&rbx, cfa - 8 * (__u64)bx_slot);
+		c->bx = rbx;
 	}
+next:
 	c->sp = cfa;
 	c->pc = ra;
 	c->exact = 0;
@@ -698,15 +767,17 @@ __noinline __s32 kscope_unwind_walk(__u32 tgid, __u64 ip, __u64 sp, __u64 bp)
 		.sp = sp,
 		.bp = bp,
 		.hash = 0xcbf29ce484222325ull,
+		.proc = bpf_map_lookup_elem(&unwind_procs, &tgid),
 		.tgid = tgid,
 		.bp_valid = 1,
 		.exact = 1,
 	};
 	/* rbx of the first frame: the entry point passes ip, sp and bp of the current task's user
-	 * registers (all its callers do); rbx is taken from the same registers when they match. */
+	 * registers (all its callers do); rbx is taken from the same registers when they match
+	 * (read directly: a trusted BTF pointer, no helper call). */
 	struct pt_regs *u = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	if (u && BPF_CORE_READ(u, ip) == ip && BPF_CORE_READ(u, sp) == sp) {
-		c.bx = BPF_CORE_READ(u, bx);
+	if (u && u->ip == ip && u->sp == sp) {
+		c.bx = u->bx;
 		c.bx_valid = 1;
 	}
 	kscope_unwind_count(KSCOPE_UNWIND_WALKS);

@@ -34,7 +34,9 @@ static_assert(sizeof(kscope_top_cpu) == 40, "kscope_top_cpu layout changed");
 static_assert(sizeof(kscope_top_process_event) == 40, "kscope_top_process_event layout changed");
 static_assert(sizeof(kscope_top_slice_event) == 48, "kscope_top_slice_event layout changed");
 static_assert(sizeof(kscope_unwind_row) == 8, "kscope_unwind_row layout changed");
-static_assert(sizeof(kscope_unwind_file) == 8, "kscope_unwind_file layout changed");
+static_assert(sizeof(kscope_unwind_file) == 24, "kscope_unwind_file layout changed");
+static_assert(sizeof(kscope_unwind_index_entry) == sizeof(kscope_unwind_row),
+              "an index entry is stored as an element of the rows map");
 static_assert(sizeof(kscope_unwind_mapping) == 32, "kscope_unwind_mapping layout changed");
 static_assert(sizeof(kscope_unwind_process) == 8 + 32 * KSCOPE_UNWIND_MAX_MAPPINGS,
               "kscope_unwind_process layout changed");

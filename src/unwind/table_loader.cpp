@@ -103,10 +103,14 @@ std::shared_ptr<TableLoader::LoadedFile> TableLoader::install(const std::string&
     by_key_[full_key] = loaded;  // file_id stays NO_FILE: counted once, not retried
     return loaded;
   };
+  // The file's elements of the rows map: its row index, then its rows.
+  RowIndex index = build_row_index(table->rows);
+  uint32_t index_count = static_cast<uint32_t>(index.buckets.size());
   uint32_t count = static_cast<uint32_t>(table->rows.size());
+  uint64_t elements = uint64_t{count} + index_count;
   std::optional<uint32_t> id;
   std::optional<uint32_t> first;
-  if (table->rows.size() <= rows_capacity_) {
+  if (elements <= rows_capacity_) {
     while (!id) {
       if (!free_ids_.empty()) {
         id = free_ids_.back();
@@ -117,36 +121,52 @@ std::shared_ptr<TableLoader::LoadedFile> TableLoader::install(const std::string&
         break;
       }
     }
-    if (id) first = allocate_rows(count);
+    if (id) first = allocate_rows(static_cast<uint32_t>(elements));
   }
   if (!id || !first) {
     if (id) free_ids_.push_back(*id);
     ++stats_.files_no_room;
-    return skip(fmt::format("no room: {} rows needed, {} of {} used", table->rows.size(),
-                            stats_.rows, rows_capacity_));
+    return skip(fmt::format("no room: {} rows and {} index entries needed, {} of {} used",
+                            table->rows.size(), index_count, stats_.rows + stats_.index_entries,
+                            rows_capacity_));
   }
   auto give_back = [&] {
     free_ids_.push_back(*id);
-    free_range(*first, count);
+    free_range(*first, static_cast<uint32_t>(elements));
   };
-  if (auto st = writer_.write_rows(*first, table->rows); !st) {
+  std::vector<kscope_unwind_row> index_elements(index_count);
+  static_assert(sizeof(kscope_unwind_index_entry) == sizeof(kscope_unwind_row));
+  if (index_count > 0)
+    std::memcpy(index_elements.data(), index.buckets.data(),
+                index_count * sizeof(kscope_unwind_index_entry));
+  Status written = writer_.write_rows(*first, index_elements);
+  if (written) written = writer_.write_rows(*first + index_count, table->rows);
+  if (!written) {
     give_back();
     ++stats_.files_no_table;
-    return skip(st.error().describe());
+    return skip(written.error().describe());
   }
-  kscope_unwind_file f{*first, count};
+  kscope_unwind_file f{};
+  f.first_row = *first + index_count;
+  f.row_count = count;
+  f.index_first = *first;
+  f.index_count = index_count;
+  f.index_base = index.base;
+  f.index_shift = index.shift;
   if (auto st = writer_.write_file(*id, f); !st) {
     give_back();
     ++stats_.files_no_table;
     return skip(st.error().describe());
   }
   loaded->file_id = *id;
-  loaded->first_row = *first;
+  loaded->first_element = *first;
   loaded->row_count = count;
+  loaded->index_count = index_count;
   loaded->unused_since = std::chrono::steady_clock::now();
   tables_.push_back(loaded);
   ++stats_.files;
   stats_.rows += count;
+  stats_.index_entries += index_count;
   stats_.unsupported_rows += table->stats.unsupported_rows + table->rows_did_not_fit;
   if (table->stats.debug_frame_fdes > 0) ++stats_.files_debug_frame;
   if (debug) ++stats_.debug_files;
@@ -213,14 +233,15 @@ bool TableLoader::free_one_unused() {
   for (const auto& key : f->identities) writer_.delete_identity(key);
   stats_.identities -= f->identities.size();
   f->identities.clear();
-  (void)writer_.write_file(f->file_id, kscope_unwind_file{0, 0});
+  (void)writer_.write_file(f->file_id, kscope_unwind_file{});
   free_ids_.push_back(f->file_id);
-  free_range(f->first_row, f->row_count);
+  free_range(f->first_element, f->row_count + f->index_count);
   for (auto* index : {&by_key_, &by_inode_})
     for (auto it = index->begin(); it != index->end();)
       it = it->second == f ? index->erase(it) : std::next(it);
   --stats_.files;
   stats_.rows -= f->row_count;
+  stats_.index_entries -= f->index_count;
   ++stats_.files_freed;
   stats_.rows_freed += f->row_count;
   f->file_id = KSCOPE_UNWIND_NO_FILE;

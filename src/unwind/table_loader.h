@@ -59,10 +59,11 @@ class UnwindMapWriter {
 };
 
 struct UnwindLoadStats {
-  size_t processes = 0;  // process entries written
-  size_t files = 0;      // files whose rows are loaded
-  size_t rows = 0;       // rows loaded
-  size_t rows_capacity = 0;
+  size_t processes = 0;          // process entries written
+  size_t files = 0;              // files whose rows are loaded
+  size_t rows = 0;               // rows loaded
+  size_t index_entries = 0;      // their files' row-index entries (in the rows map, 8 bytes each)
+  size_t rows_capacity = 0;      // elements of the rows map: rows and index entries
   size_t files_no_table = 0;     // files without a usable .eh_frame (or unreadable)
   size_t files_no_room = 0;      // files skipped because the rows map is full
   size_t mappings_dropped = 0;   // executable mappings beyond KSCOPE_UNWIND_MAX_MAPPINGS
@@ -74,7 +75,8 @@ struct UnwindLoadStats {
   size_t identities = 0;       // file identities written for the walker's early mappings
   size_t preloaded_files = 0;  // files loaded before the launched command ran (preload)
   size_t preload_skipped = 0;  // files of the preload left for later (cap on files or time)
-  uint64_t table_bytes() const { return rows * sizeof(kscope_unwind_row); }  // rows in use
+  // The rows map's bytes in use: rows and index entries.
+  uint64_t table_bytes() const { return (rows + index_entries) * sizeof(kscope_unwind_row); }
 };
 
 class TableLoader {
@@ -102,8 +104,9 @@ class TableLoader {
  private:
   struct LoadedFile {
     uint32_t file_id = KSCOPE_UNWIND_NO_FILE;
-    uint32_t first_row = 0;
+    uint32_t first_element = 0;  // of the rows map: its row index, then its rows
     uint32_t row_count = 0;
+    uint32_t index_count = 0;
     std::vector<LoadSegment> loads;
     size_t users = 0;  // processes whose entry uses the table
     std::chrono::steady_clock::time_point unused_since;

@@ -252,6 +252,30 @@ std::string find_debug_file(const ElfUnwindSource& binary, const std::string& bi
   return {};
 }
 
+RowIndex build_row_index(std::span<const kscope_unwind_row> rows) {
+  RowIndex index;
+  if (rows.size() < 2 * RowIndex::kRowsPerBucket) return index;
+  for (size_t i = 1; i < rows.size(); ++i)
+    if (rows[i].pc <= rows[i - 1].pc) return index;  // not sorted: no index, the full search
+  uint64_t base = rows.front().pc;
+  uint64_t last = uint64_t{rows.back().pc} - base;  // offset of the last row from the base
+  uint64_t max_buckets = rows.size() / RowIndex::kRowsPerBucket;
+  uint32_t shift = 4;
+  while (shift < 32 && (last >> shift) + 1 > max_buckets) ++shift;
+  index.base = static_cast<uint32_t>(base);
+  index.shift = shift;
+  index.buckets.resize((last >> shift) + 1);
+  size_t r = 0;
+  for (size_t k = 0; k < index.buckets.size(); ++k) {
+    uint64_t start = base + (uint64_t{k} << shift);
+    while (r < rows.size() && rows[r].pc < start) ++r;
+    index.buckets[k].lo = static_cast<uint32_t>(r);
+    if (k > 0) index.buckets[k - 1].hi = static_cast<uint32_t>(r);
+  }
+  index.buckets.back().hi = static_cast<uint32_t>(rows.size());
+  return index;
+}
+
 Result<uint64_t> load_bias(const std::vector<LoadSegment>& loads, uint64_t map_start,
                            uint64_t map_offset) {
   for (const LoadSegment& s : loads) {

@@ -58,6 +58,18 @@ struct FileTable {
 Result<FileTable> build_file_table(const ElfUnwindSource& source, std::string key,
                                    const ElfUnwindSource* debug_file = nullptr);
 
+// The row index of a file's sorted rows (kscope_unwind_index_entry): buckets of 2^shift bytes
+// from the first row's pc, at most one bucket per kRowsPerBucket rows (the index costs at most
+// 1/kRowsPerBucket of the rows' memory), shift at least 4. Empty for fewer than 2 *
+// kRowsPerBucket rows (a search of so few rows is as short as the index lookup).
+struct RowIndex {
+  static constexpr uint32_t kRowsPerBucket = 8;
+  uint32_t base = 0;
+  uint32_t shift = 0;
+  std::vector<kscope_unwind_index_entry> buckets;
+};
+RowIndex build_row_index(std::span<const kscope_unwind_row> rows);
+
 // The separate debug file of a binary, GDB's way: <root>/.build-id/xx/rest.debug for each root
 // (with the same build-id), then .gnu_debuglink's name next to the binary, in its .debug/ and
 // under each root + the binary's directory (the same build-id, or the link's CRC when the

@@ -91,8 +91,12 @@ uint64_t inode_of(const std::string& path) {
   return st.st_ino;
 }
 
-// Rows of the unwind table kscope builds for a file (for the vDSO: of this process's image).
-size_t table_rows(const ExecRange& m) {
+// Rows of the unwind table kscope builds for a file (for the vDSO: of this process's image), and
+// the elements of the rows map it takes: the rows and their row index.
+struct TableSize {
+  size_t rows = 0, elements = 0;
+};
+TableSize table_size(const ExecRange& m) {
   Result<unwind::ElfUnwindSource> source = make_error("none");
   if (m.path == "[vdso]") {
     source = unwind::read_unwind_source_image(
@@ -100,9 +104,11 @@ size_t table_rows(const ExecRange& m) {
   } else {
     source = unwind::read_unwind_source(m.path);
   }
-  if (!source.ok()) return 0;
+  if (!source.ok()) return {};
   auto table = unwind::build_file_table(*source, m.path);
-  return table.ok() ? table->rows.size() : 0;
+  if (!table.ok()) return {};
+  return {table->rows.size(),
+          table->rows.size() + unwind::build_row_index(table->rows).buckets.size()};
 }
 
 TEST(UnwindMapsRuntime, TablesOfDlclosedLibrariesAreFreedForTheNext) {
@@ -127,13 +133,14 @@ TEST(UnwindMapsRuntime, TablesOfDlclosedLibrariesAreFreedForTheNext) {
   size_t base = 0;
   for (const ExecRange& m : exec_mappings(pid)) {
     if (m.path == "[vdso]") continue;
-    base += table_rows(m);
+    base += table_size(m).elements;
   }
   for (const ExecRange& m : exec_mappings(getpid()))
-    if (m.path == "[vdso]") base += table_rows(m);
-  size_t copy_rows = table_rows({0, 0, argv[3]});
+    if (m.path == "[vdso]") base += table_size(m).elements;
+  TableSize copy = table_size({0, 0, argv[3]});
+  size_t copy_rows = copy.rows;
   ASSERT_GT(copy_rows, 0u);
-  size_t capacity = base + 2 * copy_rows + copy_rows / 2;
+  size_t capacity = base + 2 * copy.elements + copy.elements / 2;
   std::string out = (dir / "top.json").string(), err = (dir / "top.err").string();
   setenv("KSCOPE_UNWIND_ROWS", std::to_string(capacity).c_str(), 1);
   double duration = kCopies * 3.8 + 8;

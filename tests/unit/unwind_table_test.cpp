@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -488,6 +489,84 @@ TEST(UnwindTable, PackedRowsKeepTheRules) {
   }
 }
 
+// The row index (the walker's first lookup, bpf/unwind.bpf.h kscope_unwind_find_row): for any
+// file pc, the row a full binary search finds (the last row whose pc <= fpc) lies in the range
+// the pc's bucket gives, [lo - 1, hi), and a pc before the first row has none. Checked at every
+// row's pc and its neighbours and at random pcs, on real tables and on made-up ones.
+void expect_index_bounds_the_search(const std::vector<kscope_unwind_row>& rows,
+                                    const std::string& what) {
+  RowIndex index = build_row_index(rows);
+  if (rows.size() < 2 * RowIndex::kRowsPerBucket) {
+    EXPECT_TRUE(index.buckets.empty()) << what;
+    return;
+  }
+  ASSERT_FALSE(index.buckets.empty()) << what;
+  EXPECT_LE(index.buckets.size(), std::max<size_t>(1, rows.size() / RowIndex::kRowsPerBucket))
+      << what;
+  EXPECT_EQ(index.base, rows.front().pc) << what;
+  EXPECT_EQ(index.buckets.front().lo, 0u) << what;
+  EXPECT_EQ(index.buckets.back().hi, rows.size()) << what;
+  auto check = [&](uint64_t fpc64) {
+    if (fpc64 > 0xffffffffull) return;
+    uint32_t fpc = static_cast<uint32_t>(fpc64);
+    auto ub = std::upper_bound(rows.begin(), rows.end(), fpc,
+                               [](uint32_t v, const kscope_unwind_row& r) { return v < r.pc; });
+    if (fpc < index.base) {
+      ASSERT_TRUE(ub == rows.begin()) << what << std::hex << " fpc " << fpc;
+      return;
+    }
+    ASSERT_TRUE(ub != rows.begin()) << what;
+    size_t want = static_cast<size_t>(ub - rows.begin()) - 1;
+    uint64_t k = static_cast<uint64_t>(fpc - index.base) >> index.shift;
+    k = std::min<uint64_t>(k, index.buckets.size() - 1);
+    const kscope_unwind_index_entry& e = index.buckets[k];
+    ASSERT_LE(e.lo, e.hi) << what;
+    // Rows before lo have pc <= fpc, rows from hi on have pc > fpc: the answer is in [lo-1, hi).
+    ASSERT_LE(e.lo, want + 1) << what << std::hex << " fpc " << fpc;
+    ASSERT_LT(want, e.hi) << what << std::hex << " fpc " << fpc;
+  };
+  for (const kscope_unwind_row& r : rows) {
+    check(r.pc);
+    check(uint64_t{r.pc} + 1);
+    if (r.pc > 0) check(uint64_t{r.pc} - 1);
+  }
+  std::mt19937 rng(42);
+  uint64_t lo = rows.front().pc > 100 ? rows.front().pc - 100 : 0;
+  uint64_t hi = uint64_t{rows.back().pc} + 100;
+  std::uniform_int_distribution<uint64_t> pick(lo, hi);
+  for (int i = 0; i < 20000; ++i) check(pick(rng));
+}
+
+TEST(UnwindTable, RowIndexBoundsTheSearch) {
+  for (const std::string& path :
+       {std::string("/lib/x86_64-linux-gnu/libc.so.6"), std::string("/lib64/ld-linux-x86-64.so.2"),
+        std::string(KSCOPE_BINARY), progs("unwind_chain")}) {
+    auto source = read_unwind_source(path);
+    ASSERT_TRUE(source.ok()) << path;
+    auto table = build_file_table(*source, path);
+    ASSERT_TRUE(table.ok()) << path;
+    expect_index_bounds_the_search(table->rows, path);
+  }
+  // Made-up tables: dense, sparse with a huge gap, up to the top of the 32-bit space, small.
+  auto rows_at = [](std::vector<uint64_t> pcs) {
+    std::vector<kscope_unwind_row> rows;
+    for (uint64_t pc : pcs) rows.push_back({static_cast<uint32_t>(pc), 8, KSCOPE_CFA_RSP, 0});
+    return rows;
+  };
+  std::vector<uint64_t> dense, gap, top, small;
+  for (uint64_t i = 0; i < 1000; ++i) dense.push_back(0x1000 + i);
+  for (uint64_t i = 0; i < 100; ++i) gap.push_back(i < 50 ? 0x400000 + 16 * i : 0x7f000000 + i);
+  for (uint64_t i = 0; i < 64; ++i) top.push_back(0xffffffffull - 63 + i);
+  for (uint64_t i = 0; i < 15; ++i) small.push_back(0x2000 + 32 * i);
+  expect_index_bounds_the_search(rows_at(dense), "dense");
+  expect_index_bounds_the_search(rows_at(gap), "gap");
+  expect_index_bounds_the_search(rows_at(top), "top");
+  expect_index_bounds_the_search(rows_at(small), "small");
+  std::vector<uint64_t> unsorted = dense;
+  std::swap(unsorted[3], unsorted[700]);
+  EXPECT_TRUE(build_row_index(rows_at(unsorted)).buckets.empty()) << "not sorted: no index";
+}
+
 TEST(UnwindTable, LoadBiasOfPieAndNonPie) {
   auto pie = read_unwind_source(progs("unwind_chain"));
   auto nopie = read_unwind_source(progs("unwind_chain_nopie"));
@@ -644,10 +723,21 @@ TEST(UnwindTableLoader, OwnProcessMatchesTheDynamicLoader) {
     if (p.mappings[i].file_id != KSCOPE_UNWIND_NO_FILE) ids.insert(p.mappings[i].file_id);
   EXPECT_EQ(maps.files.size(), ids.size());
   EXPECT_EQ(loader.stats().files, ids.size());
-  size_t rows = 0;
-  for (const auto& [id, f] : maps.files) rows += f.row_count;
-  EXPECT_EQ(maps.rows.size(), rows);
+  size_t rows = 0, index_entries = 0;
+  for (const auto& [id, f] : maps.files) {
+    rows += f.row_count;
+    index_entries += f.index_count;
+    // Each file's elements: its index right before its rows.
+    if (f.index_count > 0) {
+      EXPECT_EQ(f.index_first + f.index_count, f.first_row);
+    }
+  }
+  EXPECT_EQ(maps.rows.size(), rows + index_entries);
   EXPECT_EQ(loader.stats().rows, rows);
+  EXPECT_EQ(loader.stats().index_entries, index_entries);
+  EXPECT_EQ(loader.stats().table_bytes(), (rows + index_entries) * sizeof(kscope_unwind_row));
+  EXPECT_GT(index_entries, 0u);  // libc's table has thousands of rows: it has an index
+  EXPECT_LE(index_entries, rows / RowIndex::kRowsPerBucket);
 }
 
 // A map too small for a file: the file is skipped and counted, its mapping has no table.
@@ -678,8 +768,13 @@ TEST(UnwindTableLoader, RowsOfUnmappedFilesAreReused) {
   uint32_t libc_rows = static_cast<uint32_t>(libc_table->rows.size());
   uint32_t ldso_rows = static_cast<uint32_t>(ldso_table->rows.size());
   ASSERT_GT(libc_rows, ldso_rows);
+  // A table takes its rows and its row index from the rows map.
+  uint32_t libc_elements =
+      libc_rows + static_cast<uint32_t>(build_row_index(libc_table->rows).buckets.size());
+  uint32_t ldso_index = static_cast<uint32_t>(build_row_index(ldso_table->rows).buckets.size());
+  uint32_t ldso_elements = ldso_rows + ldso_index;
   // Room for libc, not for libc and ld.so together.
-  uint32_t capacity = libc_rows + ldso_rows / 2;
+  uint32_t capacity = libc_elements + ldso_elements / 2;
 
   {  // libc's process exits: ld.so takes its rows.
     FakeMaps maps;
@@ -697,12 +792,14 @@ TEST(UnwindTableLoader, RowsOfUnmappedFilesAreReused) {
     EXPECT_EQ(loader.stats().rows_freed, libc_rows);
     EXPECT_EQ(loader.stats().files, 1u);
     EXPECT_EQ(loader.stats().rows, ldso_rows);
-    EXPECT_EQ(loader.stats().table_bytes(), ldso_rows * sizeof(kscope_unwind_row));
+    EXPECT_EQ(loader.stats().index_entries, ldso_index);
+    EXPECT_EQ(loader.stats().table_bytes(), ldso_elements * sizeof(kscope_unwind_row));
     uint32_t id = maps.procs[2].mappings[0].file_id;
     ASSERT_NE(id, KSCOPE_UNWIND_NO_FILE);
     const kscope_unwind_file& f = maps.files.at(id);
     ASSERT_EQ(f.row_count, ldso_rows);
     EXPECT_LE(f.first_row + f.row_count, capacity);
+    EXPECT_EQ(f.index_count, ldso_index);
     for (uint32_t i = 0; i < ldso_rows; ++i) {
       const kscope_unwind_row& r = maps.rows.at(f.first_row + i);
       ASSERT_EQ(r.pc, ldso_table->rows[i].pc) << i;

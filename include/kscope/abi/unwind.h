@@ -66,10 +66,27 @@ struct kscope_unwind_row {
   __u8 aux;      /* KSCOPE_CFA_PLT: the rip & 15 threshold; else the rbp and rbx save slots */
 };
 
-/* The rows of one file: [first_row, first_row + row_count) of the rows map. */
+/* The row index of a file: its text from the first row's pc on, cut into buckets of
+ * 2^index_shift bytes; bucket k holds the rows a pc in it can be in force at: the last row
+ * whose pc <= fpc lies in [lo - 1, hi) of the file's rows, lo = the rows before the bucket,
+ * hi = the rows before the next bucket (the last bucket: row_count). Stored in the rows map
+ * (8 bytes, like a row), just before the file's rows: one lookup narrows the binary search of
+ * a file's rows to its bucket (design in docs/unwinding.md, "Row index"). */
+struct kscope_unwind_index_entry {
+  __u32 lo;
+  __u32 hi;
+};
+
+/* The rows of one file: [first_row, first_row + row_count) of the rows map, and its row index:
+ * [index_first, index_first + index_count) of the same map (index_count 0: none, the search
+ * covers all rows). */
 struct kscope_unwind_file {
   __u32 first_row;
   __u32 row_count;
+  __u32 index_first;
+  __u32 index_count;
+  __u32 index_base;  /* file pc where bucket 0 starts (the first row's pc) */
+  __u32 index_shift; /* bucket of fpc = (fpc - index_base) >> index_shift */
 };
 
 /* One executable mapping of a process. */
