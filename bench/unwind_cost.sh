@@ -1,7 +1,7 @@
 #!/bin/bash
 # Cost of kscope top's switch program with the native user-stack walk (--call-graph dwarf)
 # against the frame-pointer walk (--call-graph fp), from the kernel's own BPF statistics
-# (kernel.bpf_stats_enabled=1: run_time_ns and run_cnt of the program), interleaved rounds.
+# (BPF_ENABLE_STATS: run_time_ns and run_cnt of the program), interleaved rounds.
 #
 #   bench/unwind_cost.sh [ROUNDS] [SECONDS]      (root; default 3 rounds of 5 s)
 #
@@ -14,64 +14,93 @@
 # _start) and `kscope top -p` times every walk of it in BPF (KSCOPE_UNWIND_TIMING=1:
 # bpf_ktime_get_ns around kscope_unwind_user, a 25 ns histogram; the two clock reads, ~20-40 ns,
 # are included). Prints each round's median and p90 and their medians over the rounds.
+#
+# KSCOPE_BASELINE=OTHER_KSCOPE: an A/B of two binaries (say, a copy of main's build and this
+# tree's) in the same rounds: each round measures the baseline's dwarf mode and walk right
+# before this binary's, and the medians of both are printed.
 set -euo pipefail
 ROUNDS=${1:-3}
 SECONDS_PER_RUN=${2:-5}
 KSCOPE=${KSCOPE:-$(dirname "$0")/../build/kscope}
+BASELINE=${KSCOPE_BASELINE:-}
 CHAIN=${CHAIN:-$(dirname "$0")/../build/progs/unwind_chain}
 
-old_stats=$(sysctl -n kernel.bpf_stats_enabled)
-trap 'sysctl -qw kernel.bpf_stats_enabled="$old_stats"' EXIT
-sysctl -qw kernel.bpf_stats_enabled=1
+# The kernel's BPF run-time statistics, on for the whole run: held by a BPF_ENABLE_STATS
+# descriptor (counted by the kernel), not the kernel.bpf_stats_enabled sysctl, which another
+# script running at the same time may switch off when it ends.
+python3 -c '
+import ctypes, signal, sys
+attr = (ctypes.c_uint8 * 16)()  # union bpf_attr: enable_stats.type = BPF_STATS_RUN_TIME (0)
+fd = ctypes.CDLL(None, use_errno=True).syscall(321, 32, attr, 16)  # bpf(BPF_ENABLE_STATS)
+if fd < 0:
+    sys.exit("unwind_cost.sh: BPF_ENABLE_STATS failed (errno %d)" % ctypes.get_errno())
+signal.pause()' &
+stats_pid=$!
+trap 'kill "$stats_pid" 2>/dev/null || true' EXIT
+sleep 0.5
+kill -0 "$stats_pid" || { echo "unwind_cost.sh: cannot enable the BPF statistics" >&2; exit 1; }
 
-# run_time_ns and run_cnt of the loaded top_sched_switch program .
-prog_stats() {
-	bpftool prog show name top_sched_switch 2>/dev/null |
-		sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p' | head -1 || true
+# run_time_ns and run_cnt of the top_sched_switch program process PID holds (other kscope
+# instances may run at the same time: the program is found through PID's own descriptors).
+prog_stats() { # PID
+	local id
+	for id in $(cat /proc/"$1"/fdinfo/* 2>/dev/null | sed -n 's/^prog_id:[[:space:]]*//p' | sort -u); do
+		bpftool prog show id "$id" 2>/dev/null | grep -q ' name top_sched_switch ' || continue
+		bpftool prog show id "$id" 2>/dev/null |
+			sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p' | head -1
+		return 0
+	done
 }
 
-measure() { # MODE -> "ns_per_run runs"
-	"$KSCOPE" top --once --duration "$SECONDS_PER_RUN" --call-graph "$1" --format json \
+measure() { # MODE [BINARY] -> "ns_per_run runs"
+	"${2:-$KSCOPE}" top --once --duration "$SECONDS_PER_RUN" --call-graph "$1" --format json \
 		>/dev/null 2>&1 &
 	local pid=$!
 	local a="" b=""
 	for _ in $(seq 900); do
-		a=$(prog_stats)
+		a=$(prog_stats "$pid")
 		[ -n "$a" ] && break
 		sleep 0.1
 	done
 	sleep 1 # tables of the running processes are loaded by now
-	a=$(prog_stats)
+	a=$(prog_stats "$pid")
 	sleep $((SECONDS_PER_RUN - 2))
-	b=$(prog_stats)
+	b=$(prog_stats "$pid")
 	wait "$pid" || true
 	set -- $a $b
+	[ $# -eq 4 ] || { echo "0 0"; return; }
 	local runs=$(($4 - $2))
 	[ "$runs" -gt 0 ] || { echo "0 0"; return; }
 	echo "$((($3 - $1) / runs)) $runs"
 }
 
 declare -A results
+modes="dwarf fp"
+[ -n "$BASELINE" ] && modes="baseline-dwarf dwarf fp"
 for round in $(seq "$ROUNDS"); do
-	for mode in dwarf fp; do
-		read -r ns runs < <(measure "$mode")
+	for mode in $modes; do
+		if [ "$mode" = baseline-dwarf ]; then
+			read -r ns runs < <(measure dwarf "$BASELINE")
+		else
+			read -r ns runs < <(measure "$mode")
+		fi
 		echo "round $round $mode: $ns ns per run over $runs runs"
 		results[$mode]+="$ns "
 	done
 done
-for mode in dwarf fp; do
+for mode in $modes; do
 	median=$(tr ' ' '\n' <<<"${results[$mode]}" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 	echo "median $mode: $median ns per run of top_sched_switch"
 done
 
 # One walk: median and p90 per round, from the walk-time histogram.
-walk_cost() { # -> "median p90 walks"
+walk_cost() { # [BINARY] -> "median p90 walks"
 	local out pid
 	out=$(mktemp)
 	"$CHAIN" sleep $((SECONDS_PER_RUN + 30)) >/dev/null &
 	pid=$!
 	sleep 0.2
-	KSCOPE_UNWIND_TIMING=1 "$KSCOPE" top -p "$pid" --once --duration "$SECONDS_PER_RUN" \
+	KSCOPE_UNWIND_TIMING=1 "${1:-$KSCOPE}" top -p "$pid" --once --duration "$SECONDS_PER_RUN" \
 		--format json >"$out" 2>/dev/null || true
 	kill "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
@@ -81,11 +110,25 @@ print(w.get("median", 0), w.get("p90", 0), w.get("timed_walks", 0))' "$out" || e
 	rm -f "$out"
 }
 
-medians="" p90s=""
+medians="" p90s="" base_medians="" base_p90s=""
 for round in $(seq "$ROUNDS"); do
+	if [ -n "$BASELINE" ]; then
+		read -r med p90 walks < <(walk_cost "$BASELINE")
+		echo "round $round baseline walk: median $med ns, p90 $p90 ns over $walks walks (17-frame stack)"
+		base_medians+="$med " base_p90s+="$p90 "
+	fi
 	read -r med p90 walks < <(walk_cost)
 	echo "round $round walk: median $med ns, p90 $p90 ns over $walks walks (17-frame stack)"
 	medians+="$med " p90s+="$p90 "
 done
 mid() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+[ -n "$BASELINE" ] &&
+	echo "baseline walk median of medians: $(mid "$base_medians") ns; median p90: $(mid "$base_p90s") ns"
 echo "walk median of medians: $(mid "$medians") ns; median p90: $(mid "$p90s") ns"
+
+# Where a walk's time goes, per part (bench/unwind_parts: the walker run with BPF_PROG_TEST_RUN
+# on a known stack of its own; docs/PERFORMANCE.md).
+PARTS=${PARTS:-$(dirname "$0")/../build/bench/unwind_parts}
+if [ -x "$PARTS" ]; then
+	"$PARTS" --rounds 31 --single 2000
+fi

@@ -422,6 +422,18 @@ static __always_inline void kscope_unwind_note_exec(struct task_struct *p)
 		kscope_unwind_note_vma(p, vdso, e, vdso, false);
 }
 
+/* The current process's noted mappings, if they belong to its current address space (noted
+ * at its execve); NULL otherwise. */
+static __always_inline struct kscope_unwind_early *
+kscope_unwind_current_early(struct task_struct *task)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct kscope_unwind_early *e = bpf_map_lookup_elem(&unwind_early, &tgid);
+	if (!e || e->mm != (__u64)task->mm)
+		return NULL;
+	return e;
+}
+
 /* mmap() returned: note the mapping if it is executable, for processes noted at execve. */
 SEC("tracepoint/syscalls/sys_exit_mmap")
 int kscope_unwind_mmap_exit(struct trace_event_raw_sys_exit *ctx)
@@ -431,14 +443,10 @@ int kscope_unwind_mmap_exit(struct trace_event_raw_sys_exit *ctx)
 	long ret = ctx->ret;
 	if (ret < 0 && ret > -4096)
 		return 0;
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct kscope_unwind_early *e = bpf_map_lookup_elem(&unwind_early, &tgid);
-	if (!e)
-		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
-	if (e->mm != (__u64)task->mm)
-		return 0;
-	kscope_unwind_note_vma(task, (__u64)ret, e, 0, true);
+	struct kscope_unwind_early *e = kscope_unwind_current_early(task);
+	if (e)
+		kscope_unwind_note_vma(task, (__u64)ret, e, 0, true);
 	return 0;
 }
 
@@ -449,12 +457,8 @@ int kscope_unwind_munmap_enter(struct trace_event_raw_sys_enter *ctx)
 {
 	if (!kscope_unwind_early_on)
 		return 0;
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct kscope_unwind_early *e = bpf_map_lookup_elem(&unwind_early, &tgid);
+	struct kscope_unwind_early *e = kscope_unwind_current_early(bpf_get_current_task_btf());
 	if (!e)
-		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
-	if (e->mm != (__u64)task->mm)
 		return 0;
 	__u64 start = ctx->args[0] & ~0xfffull, len = ctx->args[1];
 	if (len == 0 || start + len < start)
