@@ -40,32 +40,35 @@ trap 'kill "$stats_pid" 2>/dev/null || true' EXIT
 sleep 0.5
 kill -0 "$stats_pid" || { echo "unwind_cost.sh: cannot enable the BPF statistics" >&2; exit 1; }
 
-# run_time_ns and run_cnt of the top_sched_switch program process PID holds (other kscope
-# instances may run at the same time: the program is found through PID's own descriptors).
-prog_stats() { # PID
-	local id
-	for id in $(cat /proc/"$1"/fdinfo/* 2>/dev/null | sed -n 's/^prog_id:[[:space:]]*//p' | sort -u); do
-		bpftool prog show id "$id" 2>/dev/null | grep -q ' name top_sched_switch ' || continue
-		bpftool prog show id "$id" 2>/dev/null |
-			sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p' | head -1
-		return 0
-	done
+# Ids of the loaded top_sched_switch programs (other kscope instances may run at the same time).
+prog_ids() {
+	{ bpftool prog show name top_sched_switch 2>/dev/null || true; } |
+		sed -n 's/^\([0-9]*\): .*/\1/p' | sort
+}
+
+# run_time_ns and run_cnt of program ID.
+prog_stats() { # ID
+	{ bpftool prog show id "$1" 2>/dev/null || true; } |
+		sed -n 's/.*run_time_ns \([0-9]*\) run_cnt \([0-9]*\).*/\1 \2/p' | head -1
 }
 
 measure() { # MODE [BINARY] -> "ns_per_run runs"
+	local before id="" a="" b=""
+	before=$(prog_ids)
 	"${2:-$KSCOPE}" top --once --duration "$SECONDS_PER_RUN" --call-graph "$1" --format json \
 		>/dev/null 2>&1 &
 	local pid=$!
-	local a="" b=""
+	# Ours: the program that was not loaded before this run started (sorted as comm wants).
 	for _ in $(seq 900); do
-		a=$(prog_stats "$pid")
+		id=$(comm -13 <(echo "$before") <(prog_ids) | head -1 || true)
+		[ -n "$id" ] && a=$(prog_stats "$id")
 		[ -n "$a" ] && break
 		sleep 0.1
 	done
 	sleep 1 # tables of the running processes are loaded by now
-	a=$(prog_stats "$pid")
+	[ -n "$id" ] && a=$(prog_stats "$id")
 	sleep $((SECONDS_PER_RUN - 2))
-	b=$(prog_stats "$pid")
+	[ -n "$id" ] && b=$(prog_stats "$id")
 	wait "$pid" || true
 	set -- $a $b
 	[ $# -eq 4 ] || { echo "0 0"; return; }
