@@ -13,6 +13,7 @@
 #include <mutex>
 #include <string>
 
+#include "util/clock.h"
 #include "util/fd.h"
 
 namespace kscope::bpf {
@@ -102,17 +103,33 @@ RingBuffer::~RingBuffer() {
   if (rb_) ring_buffer__free(rb_);
 }
 
+// Returned by on_record() when a budgeted poll() has spent its time: libbpf stops consuming
+// (the record is consumed) and passes it up. Nothing else here returns it.
+constexpr int kBudgetSpent = -ECANCELED;
+
 int RingBuffer::on_record(void* ctx, void* data, size_t size) {
-  static_cast<RingBuffer*>(ctx)->handler_(data, size);
-  return 0;
+  auto* self = static_cast<RingBuffer*>(ctx);
+  self->handler_(data, size);
+  if (!self->budget_ns_) return 0;
+  uint64_t now = monotonic_ns();
+  if (!self->budget_end_) self->budget_end_ = now + self->budget_ns_;
+  if (now < self->budget_end_) return 0;
+  self->budget_spent_ = true;
+  return kBudgetSpent;
 }
 
-Result<int> RingBuffer::poll(int timeout_ms) {
+Result<int> RingBuffer::poll(int timeout_ms, uint64_t budget_ns) {
+  budget_ns_ = budget_ns;
+  budget_end_ = 0;
+  budget_spent_ = false;
   int n = ring_buffer__poll(rb_, timeout_ms);
-  if (n < 0 && n != -EINTR) return libbpf_error("polling the BPF ring buffer failed", n);
+  if (n < 0 && n != -EINTR && !(n == kBudgetSpent && budget_spent_))
+    return libbpf_error("polling the BPF ring buffer failed", n);
   // Records submitted with BPF_RB_NO_WAKEUP do not make epoll ready: consume them now.
-  int more = ring_buffer__consume(rb_);
-  if (more < 0 && more != -EINTR) return libbpf_error("reading the BPF ring buffer failed", more);
+  int more = budget_spent_ ? 0 : ring_buffer__consume(rb_);
+  if (more < 0 && more != -EINTR && !(more == kBudgetSpent && budget_spent_))
+    return libbpf_error("reading the BPF ring buffer failed", more);
+  budget_ns_ = 0;
   return (n > 0 ? n : 0) + (more > 0 ? more : 0);
 }
 

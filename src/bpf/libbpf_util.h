@@ -41,7 +41,10 @@ class RingBuffer {
   RingBuffer& operator=(const RingBuffer&) = delete;
 
   // Waits up to timeout_ms, then consumes everything pending. Returns records consumed.
-  Result<int> poll(int timeout_ms);
+  // With budget_ns > 0 it stops once handling records has taken that long (the rest stays in
+  // the ring for the next call): a producer faster than the handler would otherwise keep one
+  // call consuming for as long as it produces (libbpf consumes until it finds the ring empty).
+  Result<int> poll(int timeout_ms, uint64_t budget_ns = 0);
   // Consumes everything pending without waiting.
   Result<int> drain();
   int epoll_fd() const;
@@ -51,6 +54,9 @@ class RingBuffer {
   static int on_record(void* ctx, void* data, size_t size);
   ring_buffer* rb_ = nullptr;
   Handler handler_;
+  uint64_t budget_ns_ = 0;   // poll()'s budget, 0: none
+  uint64_t budget_end_ = 0;  // set at the first record a budgeted poll() handles
+  bool budget_spent_ = false;
 };
 
 // Opens a software perf event with sample_period 1 on every online CPU and attaches `prog` to

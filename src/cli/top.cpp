@@ -59,6 +59,21 @@ struct TopCliOptions {
   uint32_t unwind_rows = 1u << 21;
 };
 
+// -v: where kscope top's own time went, from start-up to the end.
+std::string describe(const TopTimings& t) {
+  auto ms = [](uint64_t ns) { return fmt::format("{:.1f} ms", static_cast<double>(ns) / 1e6); };
+  std::string out = "start-up: ";
+  for (size_t i = 0; i < t.startup.size(); ++i)
+    out += fmt::format("{}{} {}", i ? ", " : "", t.startup[i].first, ms(t.startup[i].second));
+  return out + fmt::format(
+                   "; first table {} after tracing started; {} process events ({}), unwind tables "
+                   "of {} processes ({}), {} /proc maps reads ({}), {} reads of the kernel's maps "
+                   "({}), {} prune passes ({})",
+                   ms(t.first_table_ns), t.process_events, ms(t.process_events_ns), t.table_loads,
+                   ms(t.table_loads_ns), t.mapping_reads, ms(t.mapping_reads_ns), t.samples,
+                   ms(t.samples_ns), t.prunes, ms(t.prunes_ns));
+}
+
 Result<int> run_top(const TopCliOptions& o) {
   // ---- Validate everything before touching the kernel ----
   TopSessionOptions so;
@@ -232,6 +247,7 @@ Result<int> run_top(const TopCliOptions& o) {
                  summary.recording_note.c_str());
   if (global_options().verbose) {
     std::fprintf(stderr, "kscope top: stopped: %s\n", stop_reason.c_str());
+    std::fprintf(stderr, "kscope top: own time: %s\n", describe(session->timings()).c_str());
     const auto& d = summary.diagnostics;
     std::fprintf(stderr,
                  "kscope top: diagnostics: %llu schedule-ins no sched_switch event showed (counted "

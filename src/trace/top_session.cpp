@@ -122,6 +122,23 @@ struct TopSession::Impl {
   std::map<std::string, std::string> build_ids;
 
   std::unique_ptr<TopRecordingWriter> recording;
+  TopTimings timings;
+
+  // Times a step into one of `timings`' (count, ns) pairs.
+  template <typename F>
+  auto timed(uint64_t& count, uint64_t& ns, F&& f) {
+    uint64_t begin = monotonic_ns();
+    struct Done {
+      uint64_t begin;
+      uint64_t& ns;
+      ~Done() { ns += monotonic_ns() - begin; }
+    } done{begin, ns};
+    ++count;
+    return f();
+  }
+  Result<TopSample> take_sample() {
+    return timed(timings.samples, timings.samples_ns, [&] { return tracer->sample(); });
+  }
 
   std::string comm_of(uint32_t pid, uint32_t tid) {
     auto it = thread_names.find(tid);
@@ -143,7 +160,8 @@ struct TopSession::Impl {
   void read_mappings(uint32_t pid, uint64_t time_ns) {
     if (pid == 0) return;
     uint64_t now = monotonic_ns();
-    auto proc_maps = read_proc_maps(pid);
+    auto proc_maps =
+        timed(timings.mapping_reads, timings.mapping_reads_ns, [&] { return read_proc_maps(pid); });
     auto& pm = procmaps[pid];
     // Gone already (a zombie reads as no mappings): what the kernel reported it mapped since
     // its execve is what there is.
@@ -156,17 +174,25 @@ struct TopSession::Impl {
   }
 
   void load_tables(uint32_t pid, const std::vector<Mapping>& mappings) {
-    if (auto st = tracer->load_unwind_tables(pid, mappings); !st && !unwind_load_warned) {
+    if (!tracer->native_unwind()) return;
+    Status st = timed(timings.table_loads, timings.table_loads_ns,
+                      [&] { return tracer->load_unwind_tables(pid, mappings); });
+    if (!st && !unwind_load_warned) {
       unwind_load_warned = true;
       std::fprintf(stderr, "kscope top: unwind tables of process %u not loaded: %s\n", pid,
                    st.error().describe().c_str());
     }
   }
 
-  // Processes whose unwind tables are to be loaded (defer_tables), in the order they came.
+  // Processes whose unwind tables are to be loaded, in the order they came: every process
+  // found once measuring runs, and the targets too with defer_tables.
   std::vector<uint32_t> tables_queue;
   std::set<uint32_t> tables_queued;
-  static constexpr uint64_t kTablesBudgetNs = 50'000'000;  // per poll: the screen stays live
+  bool tables_now = false;  // create(), batch output: the targets' tables before measuring
+  // Per poll: the screen stays live and a --once table comes on time, whatever the churn (a
+  // process event costs a /proc read; new files' tables take milliseconds to seconds to build).
+  static constexpr uint64_t kTablesBudgetNs = 50'000'000;
+  static constexpr uint64_t kEventsBudgetNs = 25'000'000;
 
   // Loads queued tables until the budget is spent (at least one process per call), from the
   // process's mappings as they are now.
@@ -188,10 +214,10 @@ struct TopSession::Impl {
     MappingSnapshot snap{pid, time_ns > tracer->start_ns() ? time_ns - tracer->start_ns() : 0,
                          procmaps[pid].current()};
     // The unwinder's tables follow the same mappings (a dlopen arrives as an mmap record).
-    if (options.defer_tables && tracer->native_unwind()) {
-      if (tables_queued.insert(pid).second) tables_queue.push_back(pid);
-    } else {
+    if (tables_now) {
       load_tables(pid, snap.mappings);
+    } else if (tracer->native_unwind() && tables_queued.insert(pid).second) {
+      tables_queue.push_back(pid);
     }
     symbolizer->set_mappings(snap);
     for (auto it = user_cache.lower_bound({pid, INT32_MIN});
@@ -225,6 +251,9 @@ struct TopSession::Impl {
   }
 
   void on_process(const TopProcessEvent& e) {
+    timed(timings.process_events, timings.process_events_ns, [&] { handle_process(e); });
+  }
+  void handle_process(const TopProcessEvent& e) {
     thread_names[e.tid] = e.comm;
     thread_pid[e.tid] = e.pid;
     if (recording) (void)recording->add_thread(ThreadInfo{e.pid, e.tid, e.comm});
@@ -376,6 +405,9 @@ struct TopSession::Impl {
   // Threads that exited: retire their accounts (kept for the whole-run profile when asked)
   // and drop them from the kernel map and from `sample`, which becomes the next baseline.
   void prune(TopSample& sample, const std::optional<TopSample>& before) {
+    timed(timings.prunes, timings.prunes_ns, [&] { prune_now(sample, before); });
+  }
+  void prune_now(TopSample& sample, const std::optional<TopSample>& before) {
     reclaim_user_stacks(sample);
     write_sizes(sample);
     std::map<uint32_t, uint32_t> tids;  // tid -> pid, of threads whose values did not move
@@ -640,7 +672,7 @@ struct TopSession::Impl {
     uint64_t now = monotonic_ns();
     if (last_checkpoint_ns == 0) last_checkpoint_ns = tracer->start_ns();
     if (now - last_checkpoint_ns < kCheckpointNs) return {};
-    KSCOPE_ASSIGN_OR_RETURN(TopSample sample, tracer->sample());
+    KSCOPE_ASSIGN_OR_RETURN(TopSample sample, take_sample());
     // A write error does not stop the measurement; it is reported by finish(), where the
     // writer refuses to finish a recording with a failed write.
     if (Status st = write_increment(sample); !st && recording_error.ok()) recording_error = st;
@@ -659,7 +691,7 @@ struct TopSession::Impl {
     uint64_t now = monotonic_ns();
     if (now - last_housekeeping_ns < kHousekeepingNs) return {};
     last_housekeeping_ns = now;
-    KSCOPE_ASSIGN_OR_RETURN(TopSample sample, tracer->sample());
+    KSCOPE_ASSIGN_OR_RETURN(TopSample sample, take_sample());
     prune(sample, housekeeping_prev);
     housekeeping_prev = std::move(sample);
     return {};
@@ -705,14 +737,20 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
     if (!impl->sizes_out)
       return make_error(fmt::format("KSCOPE_TOP_SIZES: cannot write {}", path), errno);
   }
+  impl->timings.startup = impl->tracer->startup_phases();
+  uint64_t begin = monotonic_ns();
+  impl->tables_now = !options.defer_tables;
   for (pid_t pid : options.trace.pids)
     impl->read_mappings(static_cast<uint32_t>(pid), monotonic_ns());
   for (const ThreadTarget& t : options.trace.threads)
     impl->read_mappings(static_cast<uint32_t>(t.tgid), monotonic_ns());
+  impl->tables_now = false;
+  impl->timings.startup.emplace_back("targets' mappings and unwind tables", monotonic_ns() - begin);
   return std::unique_ptr<TopSession>(new TopSession(std::move(impl)));
 }
 
 UnwindSummary TopSession::unwind_report() { return impl_->unwind_summary(); }
+TopTimings TopSession::timings() const { return impl_->timings; }
 
 uint64_t TopSession::start_ns() const { return impl_->tracer->start_ns(); }
 int TopSession::ncpus() const { return impl_->tracer->ncpus(); }
@@ -721,13 +759,12 @@ std::string TopSession::scope() const { return impl_->options.scope; }
 size_t TopSession::tables_pending() const { return impl_->tables_queue.size(); }
 
 Status TopSession::poll(int timeout_ms) {
-  if (!impl_->tables_queue.empty()) {
-    // Tables first (a poll that waits would delay them); the wait is then cut short.
-    impl_->load_queued_tables();
-    timeout_ms = 0;
-  }
-  KSCOPE_TRY(impl_->tracer->poll(timeout_ms));
+  // Queued tables cut the wait short (a poll that waits would delay them). New processes first:
+  // their mappings are read while they live.
+  if (!impl_->tables_queue.empty()) timeout_ms = 0;
+  KSCOPE_TRY(impl_->tracer->poll(timeout_ms, Impl::kEventsBudgetNs));
   impl_->drain_mmaps();
+  if (!impl_->tables_queue.empty()) impl_->load_queued_tables();
   KSCOPE_TRY(impl_->housekeep());
   return impl_->checkpoint();
 }
@@ -748,9 +785,10 @@ bool TopSession::targets_gone() {
 
 Result<TopTable> TopSession::refresh(TopGroupBy by, TopSortKey sort) {
   Impl& s = *impl_;
-  KSCOPE_TRY(s.tracer->poll(0));
+  KSCOPE_TRY(s.tracer->poll(0, Impl::kEventsBudgetNs));
   s.drain_mmaps();
-  KSCOPE_ASSIGN_OR_RETURN(TopSample cur, s.tracer->sample());
+  KSCOPE_ASSIGN_OR_RETURN(TopSample cur, s.take_sample());
+  if (!s.timings.first_table_ns) s.timings.first_table_ns = cur.time_ns - s.tracer->start_ns();
   s.update_busy();
   TopTable t = s.make_table(s.prev ? &*s.prev : nullptr, cur, by, sort);
   if (s.tracer->native_unwind()) t.unwind = s.unwind_summary();
@@ -769,9 +807,10 @@ TopTable TopSession::regroup(TopGroupBy by, TopSortKey sort) {
 
 Result<TopTable> TopSession::table_since_start(TopGroupBy by, TopSortKey sort) {
   Impl& s = *impl_;
-  KSCOPE_TRY(s.tracer->poll(0));
+  KSCOPE_TRY(s.tracer->poll(0, Impl::kEventsBudgetNs));
   s.drain_mmaps();
-  KSCOPE_ASSIGN_OR_RETURN(TopSample cur, s.tracer->sample());
+  KSCOPE_ASSIGN_OR_RETURN(TopSample cur, s.take_sample());
+  if (!s.timings.first_table_ns) s.timings.first_table_ns = cur.time_ns - s.tracer->start_ns();
   // CPU busy over the whole run.
   s.cpu_prev = s.cpu_start;
   s.update_busy();
@@ -801,9 +840,9 @@ TopStackView TopSession::stack_view(const TopRow& row) {
 
 Result<TopSummary> TopSession::finish() {
   Impl& s = *impl_;
-  KSCOPE_TRY(s.tracer->poll(0));
+  KSCOPE_TRY(s.tracer->poll(0, Impl::kEventsBudgetNs));
   s.drain_mmaps();
-  KSCOPE_ASSIGN_OR_RETURN(TopSample final_sample, s.tracer->sample());
+  KSCOPE_ASSIGN_OR_RETURN(TopSample final_sample, s.take_sample());
   TopSummary summary;
   summary.counters = final_sample.counters;
   summary.diagnostics = s.tracer->diagnostics();

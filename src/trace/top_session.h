@@ -31,12 +31,26 @@ struct TopSessionOptions {
   uint32_t hide_pid = 0;
   // What is traced, for the headers ("all tasks", "PIDs 42").
   std::string scope;
-  // --call-graph dwarf: load the unwind tables of processes from poll(), a few at a time, instead
-  // of at once (create() for the targets, the next poll for each new process). The live screen
-  // shows at once and says what is loading; user stacks walked before a process's tables are in
-  // end with "[incomplete: no table]". Batch output keeps false: when create() returns, the
-  // targets' stacks are complete.
+  // --call-graph dwarf: the unwind tables of processes found while measuring (new processes,
+  // execs, and every process when tracing all tasks) are loaded from poll(), ~50 ms of work at a
+  // time, never at once: a churning machine would hold the first table back for a minute. User
+  // stacks walked before a process's tables are in end with "[incomplete: process tables not
+  // loaded yet]". true: the targets' (-p, -t) tables too (the live screen shows at once and says
+  // what is loading); false (batch output): create() loads the targets' tables, so when it
+  // returns their stacks are complete.
   bool defer_tables = false;
+};
+
+// Where kscope top's own time went (for -v and bench/symbols_top_first_screen.sh): the steps of
+// start-up, and the per-process work done while measuring.
+struct TopTimings {
+  std::vector<std::pair<std::string, uint64_t>> startup;  // step, ns (in order)
+  uint64_t first_table_ns = 0;  // tracing start to the first table's sample (0: none yet)
+  uint64_t process_events = 0, process_events_ns = 0;  // new threads/execs handled, time in them
+  uint64_t table_loads = 0, table_loads_ns = 0;        // processes whose unwind tables were loaded
+  uint64_t mapping_reads = 0, mapping_reads_ns = 0;    // /proc/PID/maps reads
+  uint64_t samples = 0, samples_ns = 0;                // reads of the kernel's maps
+  uint64_t prunes = 0, prunes_ns = 0;                  // exited threads found and dropped
 };
 
 struct TopSummary {
@@ -72,6 +86,8 @@ class TopSession : public TopSource {
   TopStackView stack_view(const TopRow& row) override;
   std::string scope() const override;
   size_t tables_pending() const override;
+
+  TopTimings timings() const;
 
   // What the native unwinder did (empty with --call-graph fp).
   UnwindSummary unwind_report();

@@ -10,10 +10,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "bpf/libbpf_util.h"
+#include "bpf/map_batch.h"
 #include "kscope/abi/top.h"
 #include "kscope/abi/unwind.h"
 #include "model/fault_stacks.h"
@@ -63,7 +65,6 @@ struct TopTracer::Impl {
   std::function<void(const TopSliceEvent&)> slice_handler;
   uint64_t start_ns = 0;
   int ncpus = 0;
-  bool batch_supported = true;
   std::unique_ptr<BpfUnwindMaps> unwind_maps;  // with --call-graph dwarf
   std::unique_ptr<unwind::TableLoader> tables;
   bpf::PerfEventLinks sampler;  // one cpu-clock event per online CPU
@@ -78,6 +79,7 @@ struct TopTracer::Impl {
     std::vector<uint64_t> ips;
   };
   std::unordered_map<uint32_t, DeletedStack> ustacks_deleted;
+  std::vector<std::pair<std::string, uint64_t>> phases;  // create()'s steps, ns each
 
   void handle(const void* data, size_t size) {
     if (size < sizeof(uint16_t)) return;
@@ -99,40 +101,20 @@ struct TopTracer::Impl {
     }
   }
 
+  // Both maps keyed by account are read whole at every sample, in batches (one syscall per
+  // 4,096 entries; per key, two syscalls each, a refresh with ~77,000 accounts took seconds).
+  // The keys read are kept for forget_threads().
+  bpf::MapBatchSupport accounts_batch, samples_batch;
+  std::vector<kscope_top_key> account_keys, sample_keys;
+
   Status read_accounts(TopSample& out) {
-    int fd = bpf_map__fd(skel->maps.accounts);
-    if (batch_supported) {
-      constexpr uint32_t kBatch = 4096;
-      std::vector<kscope_top_key> keys(kBatch);
-      std::vector<kscope_top_value> values(kBatch);
-      kscope_top_key out_batch{};
-      bool first = true;
-      while (true) {
-        uint32_t count = kBatch;
-        LIBBPF_OPTS(bpf_map_batch_opts, opts);
-        int err = bpf_map_lookup_batch(fd, first ? nullptr : &out_batch, &out_batch, keys.data(),
-                                       values.data(), &count, &opts);
-        int saved = errno;
-        for (uint32_t i = 0; i < count; ++i) add(out, keys[i], values[i]);
-        first = false;
-        if (err == 0) continue;
-        if (saved == ENOENT) return {};
-        if (saved == EINVAL || saved == ENOTSUP || saved == EOPNOTSUPP) {
-          // Old kernels: fall back to key iteration, from scratch.
-          out.accounts.clear();
-          batch_supported = false;
-          break;
-        }
-        return make_error("reading the BPF accounts map failed", saved);
-      }
-    }
-    kscope_top_key key{}, next{};
-    kscope_top_key* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-      kscope_top_value v{};
-      if (bpf_map_lookup_elem(fd, &next, &v) == 0) add(out, next, v);
-      key = next;
-      prev = &key;
+    KSCOPE_ASSIGN_OR_RETURN(auto entries, (bpf::read_map<kscope_top_key, kscope_top_value>(
+                                              bpf_map__fd(skel->maps.accounts), accounts_batch)));
+    account_keys.clear();
+    account_keys.reserve(entries.size());
+    for (const auto& [k, v] : entries) {
+      add(out, k, v);
+      account_keys.push_back(k);
     }
     return {};
   }
@@ -150,17 +132,15 @@ struct TopTracer::Impl {
   }
 
   Status read_samples(TopSample& out) {
+    sample_keys.clear();
     if (!options.sample_hz) return {};
-    int fd = bpf_map__fd(skel->maps.oncpu_samples);
-    kscope_top_key key{}, next{};
-    kscope_top_key* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-      uint64_t n = 0;
-      if (bpf_map_lookup_elem(fd, &next, &n) == 0 && n)
-        out.accounts[TopAccountKey{next.pid, next.tid, next.kstack, next.ustack}].oncpu_samples +=
-            n;
-      key = next;
-      prev = &key;
+    KSCOPE_ASSIGN_OR_RETURN(auto entries,
+                            (bpf::read_map<kscope_top_key, uint64_t>(
+                                bpf_map__fd(skel->maps.oncpu_samples), samples_batch)));
+    sample_keys.reserve(entries.size());
+    for (const auto& [k, n] : entries) {
+      sample_keys.push_back(k);
+      if (n) out.accounts[TopAccountKey{k.pid, k.tid, k.kstack, k.ustack}].oncpu_samples += n;
     }
     return {};
   }
@@ -237,6 +217,12 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
 
   auto impl = std::make_unique<Impl>();
   impl->options = options;
+  uint64_t phase_start = monotonic_ns();
+  auto phase_done = [&](const char* what) {
+    uint64_t now = monotonic_ns();
+    impl->phases.emplace_back(what, now - phase_start);
+    phase_start = now;
+  };
   bpf::install_libbpf_logger(options.verbosity);
   impl->skel.reset(top_bpf__open());
   if (!impl->skel) return bpf::libbpf_error("opening the top BPF object failed", errno);
@@ -281,6 +267,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   if (int err = bpf_map__set_max_entries(skel->maps.events, options.ringbuf_bytes))
     return bpf::libbpf_error("sizing the ring buffer failed", err);
   if (int err = top_bpf__load(skel)) return bpf::load_error("top", err);
+  phase_done("BPF load and verification");
 
   if (dwarf) {
     impl->unwind_maps = std::make_unique<BpfUnwindMaps>(
@@ -312,6 +299,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   KSCOPE_ASSIGN_OR_RETURN(
       impl->rb, bpf::RingBuffer::open(bpf_map__fd(skel->maps.events),
                                       [raw](const void* d, size_t n) { raw->handle(d, n); }));
+  phase_done("maps and ring buffer");
   impl->start_ns = monotonic_ns();
   skel->bss->start_ns = impl->start_ns;
   if (int err = top_bpf__attach(skel)) {
@@ -330,6 +318,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
                                                skel->progs.top_sample, PERF_COUNT_SW_CPU_CLOCK,
                                                "cpu-clock", options.sample_hz));
   }
+  phase_done("attach");
   // Exited between the check of the targets and now: there is nothing to measure. The same
   // words as kscope faults in the same situation (and as the check itself for a zombie).
   for (pid_t pid : options.pids)
@@ -447,8 +436,8 @@ UnwindSummary TopTracer::unwind_report() {
   return r;
 }
 
-Status TopTracer::poll(int timeout_ms) {
-  KSCOPE_TRY(impl_->rb->poll(timeout_ms));
+Status TopTracer::poll(int timeout_ms, uint64_t budget_ns) {
+  KSCOPE_TRY(impl_->rb->poll(timeout_ms, budget_ns));
   return {};
 }
 
@@ -461,20 +450,22 @@ void TopTracer::on_slice(std::function<void(const TopSliceEvent&)> handler) {
 
 void TopTracer::forget_threads(const std::vector<uint32_t>& tids) {
   if (tids.empty()) return;
+  Impl& s = *impl_;
   std::unordered_set<uint32_t> dead(tids.begin(), tids.end());
   // Both maps keyed by account: the switch accounts and the sampler's counts. A dead thread's
-  // sample counts left behind would be read again at every refresh (and retired again).
-  for (bpf_map* map : {impl_->skel->maps.accounts, impl_->skel->maps.oncpu_samples}) {
-    int fd = bpf_map__fd(map);
+  // sample counts left behind would be read again at every refresh (and retired again). The
+  // keys are those the last sample() read, deleted in batches; an entry made after that read
+  // (a thread's last switch-out racing its exit) is read by the next sample and retired then.
+  for (auto [map, keys, support] :
+       {std::tuple{s.skel->maps.accounts, &s.account_keys, &s.accounts_batch},
+        std::tuple{s.skel->maps.oncpu_samples, &s.sample_keys, &s.samples_batch}}) {
     std::vector<kscope_top_key> doomed;
-    kscope_top_key key{}, next{};
-    kscope_top_key* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-      if (dead.count(next.tid)) doomed.push_back(next);
-      key = next;
-      prev = &key;
-    }
-    for (const auto& k : doomed) bpf_map_delete_elem(fd, &k);
+    for (const auto& k : *keys)
+      if (dead.count(k.tid)) doomed.push_back(k);
+    if (doomed.empty()) continue;
+    std::erase_if(*keys, [&](const kscope_top_key& k) { return dead.count(k.tid) != 0; });
+    if (auto n = bpf::delete_keys(bpf_map__fd(map), doomed, *support); !n && s.options.verbosity)
+      std::fprintf(stderr, "kscope top: %s\n", n.error().describe().c_str());
   }
 }
 
@@ -565,6 +556,9 @@ TopTracer::Diagnostics TopTracer::diagnostics() {
 }
 
 uint64_t TopTracer::start_ns() const { return impl_->start_ns; }
+const std::vector<std::pair<std::string, uint64_t>>& TopTracer::startup_phases() const {
+  return impl_->phases;
+}
 uint32_t TopTracer::sample_hz() const { return impl_->options.sample_hz; }
 
 Result<uint32_t> perf_max_sample_rate() {

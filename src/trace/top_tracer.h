@@ -108,8 +108,9 @@ class TopTracer {
   void forget_unwind_process(uint32_t pid);
   UnwindSummary unwind_report();
 
-  // Waits up to timeout_ms for process/slice events and hands them to the handlers.
-  Status poll(int timeout_ms);
+  // Waits up to timeout_ms for process/slice events and hands them to the handlers; with
+  // budget_ns > 0, stops handling after that long (the rest waits for the next call).
+  Status poll(int timeout_ms, uint64_t budget_ns = 0);
   void on_process(std::function<void(const TopProcessEvent&)> handler);
   void on_slice(std::function<void(const TopSliceEvent&)> handler);
 
@@ -149,7 +150,9 @@ class TopTracer {
   };
   Diagnostics diagnostics();
 
-  uint64_t start_ns() const;   // CLOCK_MONOTONIC when measuring started
+  uint64_t start_ns() const;  // CLOCK_MONOTONIC when measuring started
+  // How long each step of create() took (for -v): "BPF load" (open, size, verify), "attach", ...
+  const std::vector<std::pair<std::string, uint64_t>>& startup_phases() const;
   uint32_t sample_hz() const;  // the sampler's rate, 0 without it
   int ncpus() const;
 
