@@ -559,6 +559,41 @@ int BPF_PROG(top_sched_process_exec, struct task_struct *p, pid_t old_pid, struc
 	return 0;
 }
 
+/* A tracked task that has been on this CPU since before tracing started (no context switch here
+ * since the switch program was attached) has no running slice in cpu_state: its switch-in was
+ * never seen, and it may not switch out for a long time (a spinner alone on a CPU). A low-rate
+ * timer on every CPU (top_adopt) makes it the CPU's running slice, begun at start_ns: exactly
+ * what its first switch-out will account (switch_out's first-sight rule, slice = now - start_ns
+ * on a CPU without a switch), so user space adds its time so far at each sample, never nothing
+ * and never twice (the switch-out clears cpu_state as it adds the slice to the account). A task
+ * whose counters already have a base (a wakeup while it ran) is left to its switch-out, which
+ * counts from that base. */
+SEC("perf_event")
+int top_adopt(struct bpf_perf_event_data *ctx)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u32 zero = 0;
+
+	if (t->pid == 0 || !start_ns)
+		return 0;
+	struct kscope_top_cpu *cpu = bpf_map_lookup_elem(&cpu_state, &zero);
+	__u64 *last = bpf_map_lookup_elem(&last_switch, &zero);
+	if (!cpu || !last || *last || cpu->tracked || !tracked(t))
+		return 0;
+	struct task_state *st = bpf_task_storage_get(&task_state, t, 0, 0);
+	if (st && (st->have_base || st->since_ns))
+		return 0;
+	cpu->since_ns = start_ns;
+	cpu->pending_wait_ns = 0;
+	cpu->pid = t->tgid;
+	cpu->tid = t->pid;
+	cpu->kstack = KSCOPE_STACK_UNKNOWN;
+	cpu->ustack = KSCOPE_STACK_UNKNOWN;
+	cpu->switched_in = 0;
+	cpu->tracked = 1;
+	return 0;
+}
+
 /* cpu-clock sample on one CPU: where the tracked task running there is now. The idle tasks are
  * never sampled (their time is not any thread's CPU time). */
 SEC("perf_event")

@@ -114,6 +114,9 @@ std::string render_top_text(const TopTable& t, size_t max_rows, const StackProvi
 std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvider& stacks) {
   nlohmann::json j;
   j["interval_ns"] = t.interval_ns;
+  // The interval is [end - interval_ns, end] on CLOCK_MONOTONIC (what clock_gettime and perf
+  // timestamps use), to line it up with other measurements.
+  j["end_monotonic_ns"] = t.end_time_ns;
   j["group_by"] = to_string(t.group_by);
   j["lost"] = t.counters.lost();
   j["drops"] = {{"kernel_stack_collisions", t.counters.kstack_collisions},

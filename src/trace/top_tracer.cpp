@@ -68,6 +68,25 @@ struct TopTracer::Impl {
   std::unique_ptr<BpfUnwindMaps> unwind_maps;  // with --call-graph dwarf
   std::unique_ptr<unwind::TableLoader> tables;
   bpf::PerfEventLinks sampler;  // one cpu-clock event per online CPU
+  // top_adopt's timer (bpf/top.bpf.c): threads running since before tracing get a running
+  // slice. Detached once every CPU has switched (adopt_done()).
+  bpf::PerfEventLinks adopter;
+  bool adopting = false;
+  static constexpr uint64_t kAdoptHz = 100;
+
+  // Every possible CPU has had a context switch since attach: no task can be running there
+  // since before tracing any more, so the adoption timer goes.
+  void stop_adopting_when_done() {
+    if (!adopting) return;
+    auto last = bpf::read_percpu_u64(bpf_map__fd(skel->maps.last_switch), 0);
+    if (!last) return;
+    auto online = bpf::online_cpus();
+    if (!online) return;
+    for (int cpu : *online)
+      if (cpu >= 0 && static_cast<size_t>(cpu) < last->size() && (*last)[cpu] == 0) return;
+    adopter = bpf::PerfEventLinks();
+    adopting = false;
+  }
   std::vector<bpf::Link>
       early;  // bpf/unwind.bpf.h's mmap/munmap/exit programs, with --call-graph dwarf
   // reclaim_user_stacks(): ids unreferenced at the previous call, and the stacks it deleted
@@ -318,6 +337,11 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
                                                skel->progs.top_sample, PERF_COUNT_SW_CPU_CLOCK,
                                                "cpu-clock", options.sample_hz));
   }
+  // After the switch program, so a CPU without a switch since is one whose task ran before.
+  KSCOPE_ASSIGN_OR_RETURN(
+      impl->adopter, bpf::attach_sw_event_all_cpus(skel->progs.top_adopt, PERF_COUNT_SW_CPU_CLOCK,
+                                                   "cpu-clock", Impl::kAdoptHz));
+  impl->adopting = true;
   phase_done("attach");
   // Exited between the check of the targets and now: there is nothing to measure. The same
   // words as kscope faults in the same situation (and as the check itself for a zombie).
@@ -329,6 +353,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
 Result<TopSample> TopTracer::sample() {
   Impl& s = *impl_;
   TopSample out;
+  s.stop_adopting_when_done();
   KSCOPE_TRY(s.read_counters(out.counters));
   KSCOPE_TRY(s.read_accounts(out));
   KSCOPE_TRY(s.read_samples(out));
