@@ -497,6 +497,9 @@ int BPF_PROG(top_sched_switch, bool preempt, struct task_struct *prev, struct ta
 {
 	__u64 now = bpf_ktime_get_ns();
 	__u32 zero = 0;
+	/* Not started: user space sets start_ns once this program is attached (top_tracer.cpp). */
+	if (!start_ns)
+		return 0;
 	struct kscope_top_cpu *cpu = bpf_map_lookup_elem(&cpu_state, &zero);
 	__u64 *last = bpf_map_lookup_elem(&last_switch, &zero);
 	if (!cpu || !last)

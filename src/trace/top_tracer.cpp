@@ -126,16 +126,18 @@ struct TopTracer::Impl {
   bpf::MapBatchSupport accounts_batch, samples_batch;
   std::vector<kscope_top_key> account_keys, sample_keys;
 
-  Status read_accounts(TopSample& out) {
-    KSCOPE_ASSIGN_OR_RETURN(auto entries, (bpf::read_map<kscope_top_key, kscope_top_value>(
-                                              bpf_map__fd(skel->maps.accounts), accounts_batch)));
+  using AccountEntries = std::vector<std::pair<kscope_top_key, kscope_top_value>>;
+  Result<AccountEntries> read_account_entries() {
+    return bpf::read_map<kscope_top_key, kscope_top_value>(bpf_map__fd(skel->maps.accounts),
+                                                           accounts_batch);
+  }
+  void add_accounts(TopSample& out, const AccountEntries& entries) {
     account_keys.clear();
     account_keys.reserve(entries.size());
     for (const auto& [k, v] : entries) {
       add(out, k, v);
       account_keys.push_back(k);
     }
-    return {};
   }
 
   static void add(TopSample& out, const kscope_top_key& k, const kscope_top_value& v) {
@@ -164,11 +166,14 @@ struct TopTracer::Impl {
     return {};
   }
 
-  Status read_running(TopSample& out, uint64_t now) {
+  Result<std::vector<kscope_top_cpu>> read_cpu_state() {
     std::vector<kscope_top_cpu> cpus(static_cast<size_t>(ncpus));
     uint32_t zero = 0;
     if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.cpu_state), &zero, cpus.data()) != 0)
       return make_error("reading the per-CPU slice state failed", errno);
+    return cpus;
+  }
+  static void add_running(TopSample& out, const std::vector<kscope_top_cpu>& cpus, uint64_t now) {
     for (const auto& c : cpus) {
       if (!c.tracked || c.since_ns == 0 || c.since_ns > now) continue;
       TopValues& dst = out.accounts[TopAccountKey{c.pid, c.tid, c.kstack, c.ustack}];
@@ -178,7 +183,6 @@ struct TopTracer::Impl {
       add.switches = c.switched_in ? 1u : 0u;
       dst += add;
     }
-    return {};
   }
 
   Status read_counters(TopCounters& c) {
@@ -319,6 +323,16 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
       impl->rb, bpf::RingBuffer::open(bpf_map__fd(skel->maps.events),
                                       [raw](const void* d, size_t n) { raw->handle(d, n); }));
   phase_done("maps and ring buffer");
+  // Measuring starts when the switch program is live: a context switch between the start time
+  // and its attachment would be unseen, and a task running since then would be charged from the
+  // start time for a slice that began later (under load the attachments take 50-350 ms). The
+  // program ignores every switch until start_ns is set, right after it is attached.
+  skel->bss->start_ns = 0;
+  bpf_program__set_autoattach(skel->progs.top_sched_switch, false);
+  skel->links.top_sched_switch = bpf_program__attach(skel->progs.top_sched_switch);
+  if (!skel->links.top_sched_switch)
+    return make_error("attaching the scheduler tracepoints failed", errno,
+                      "run 'kscope doctor' to check tp_btf/sched_switch and sched_wakeup");
   impl->start_ns = monotonic_ns();
   skel->bss->start_ns = impl->start_ns;
   if (int err = top_bpf__attach(skel)) {
@@ -355,10 +369,15 @@ Result<TopSample> TopTracer::sample() {
   TopSample out;
   s.stop_adopting_when_done();
   KSCOPE_TRY(s.read_counters(out.counters));
-  KSCOPE_TRY(s.read_accounts(out));
   KSCOPE_TRY(s.read_samples(out));
+  // Accounts before the running slices, so a slice that ends in between is counted later, never
+  // twice; back to back (the entries are added after), so that such a slice is rare: its time
+  // goes to the next table rather than this one.
+  KSCOPE_ASSIGN_OR_RETURN(auto accounts, s.read_account_entries());
   out.time_ns = monotonic_ns();
-  KSCOPE_TRY(s.read_running(out, out.time_ns));
+  KSCOPE_ASSIGN_OR_RETURN(auto cpus, s.read_cpu_state());
+  s.add_accounts(out, accounts);
+  Impl::add_running(out, cpus, out.time_ns);
   return out;
 }
 
