@@ -3,7 +3,7 @@
 # (default 300) that wake up every 10 ms (so each has stacks to symbolize: sh, sleep, libc),
 # then `kscope top --once --duration 1 --format json` RUNS times (default 5). The time to first
 # screen is the wall time minus the 1 s of sampling: startup, attaching, and symbolizing every
-# stack shown. Prints each run and the median.
+# stack shown. Prints each run (with kscope -v's account of its own time) and the median.
 #   NPROC=300 RUNS=5 bench/symbols_top_first_screen.sh [KSCOPE]
 set -euo pipefail
 kscope=${1:-$(dirname "$0")/../build/kscope}
@@ -22,7 +22,7 @@ echo "load: $(cut -d' ' -f1-3 /proc/loadavg), $nproc busy processes, $(nproc) CP
 times=()
 for r in $(seq "$runs"); do
   start=$(date +%s.%N)
-  if ! "$kscope" top --once --duration 1 --format json -n 50 > /tmp/kscope-top-first.$$ \
+  if ! "$kscope" -v top --once --duration 1 --format json -n 50 > /tmp/kscope-top-first.$$ \
     2> /tmp/kscope-top-first.$$.err; then
     echo "bench: kscope top failed:" >&2
     cat /tmp/kscope-top-first.$$.err >&2
@@ -32,6 +32,8 @@ for r in $(seq "$runs"); do
   t=$(echo "$end - $start - 1" | bc -l)
   tasks=$(head -c 2000000 /tmp/kscope-top-first.$$ | grep -o '"tid"' | wc -l)
   printf 'run %d: %.3f s after the 1 s of sampling (%d task rows)\n' "$r" "$t" "$tasks"
+  # Where the time went (kscope -v): start-up steps, the first table, per-process work.
+  grep -o 'own time: .*' /tmp/kscope-top-first.$$.err | sed 's/^/  /' || true
   times+=("$t")
 done
 rm -f /tmp/kscope-top-first.$$ /tmp/kscope-top-first.$$.err

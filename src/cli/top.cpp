@@ -176,6 +176,7 @@ Result<int> run_top(const TopCliOptions& o) {
   TopGroupBy by = *group;
   size_t max_rows = static_cast<size_t>(o.rows);
   std::string stop_reason = "signal";
+  uint64_t printed_ns = 0;  // --once: when its table was out (after tracing started), for -v
 
   if (interactive) {
     KSCOPE_ASSIGN_OR_RETURN(
@@ -200,6 +201,7 @@ Result<int> run_top(const TopCliOptions& o) {
     std::string text = o.format == "json" ? render_top_json(table, max_rows, stacks)
                                           : render_top_text(table, max_rows, stacks);
     std::fputs(text.c_str(), stdout);
+    printed_ns = monotonic_ns() - start;
     std::fflush(stdout);
   } else {
     // Batch, repeated: one table per interval (like `top -b`), until Ctrl-C, --duration or
@@ -233,6 +235,7 @@ Result<int> run_top(const TopCliOptions& o) {
   }
 
   KSCOPE_ASSIGN_OR_RETURN(TopSummary summary, session->finish());
+  const uint64_t finished_ns = monotonic_ns() - start;
   print_symbol_sources(summary.symbol_sources);
   if (folded) {
     FoldedOptions fo;
@@ -247,7 +250,11 @@ Result<int> run_top(const TopCliOptions& o) {
                  summary.recording_note.c_str());
   if (global_options().verbose) {
     std::fprintf(stderr, "kscope top: stopped: %s\n", stop_reason.c_str());
-    std::fprintf(stderr, "kscope top: own time: %s\n", describe(session->timings()).c_str());
+    std::fprintf(
+        stderr, "kscope top: own time: %s; %s%.1f ms: finished\n",
+        describe(session->timings()).c_str(),
+        printed_ns ? fmt::format("{:.1f} ms: table printed, ", printed_ns / 1e6).c_str() : "",
+        static_cast<double>(finished_ns) / 1e6);
     const auto& d = summary.diagnostics;
     std::fprintf(stderr,
                  "kscope top: diagnostics: %llu schedule-ins no sched_switch event showed (counted "
