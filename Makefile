@@ -52,7 +52,7 @@ check-sanitize: deps-check
 
 # libFuzzer targets for every parser of untrusted input (tests/fuzz/), built with clang into
 # build-fuzz/, each run for FUZZ_SECONDS from its seed corpus; any crash fails.
-FUZZ_DIR ?= build-fuzz
+FUZZ_DIR ?= $(SANITIZE_DIR)
 FUZZ_SECONDS ?= 60
 fuzz: deps-check
 	@scripts/fuzz.sh $(FUZZ_DIR) $(JOBS) $(FUZZ_SECONDS)

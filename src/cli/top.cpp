@@ -241,6 +241,13 @@ Result<int> run_top(const TopCliOptions& o) {
                  static_cast<unsigned long long>(d.untraced_switch_ins),
                  static_cast<unsigned long long>(d.offcpu_dated),
                  static_cast<unsigned long long>(d.double_switch_ins));
+    auto k = session->kernel_stack_report();
+    std::fprintf(stderr,
+                 "kscope top: stack map: %zu of %zu entries; %llu reclaimed, %llu referenced as "
+                 "they were reclaimed (frames kept), %llu of those taken by another stack\n",
+                 k.stored, k.capacity, static_cast<unsigned long long>(k.reclaimed),
+                 static_cast<unsigned long long>(k.kept),
+                 static_cast<unsigned long long>(k.reused));
     if (UnwindSummary u = session->unwind_report(); u.walks > 0 || u.files > 0) {
       std::string ended;
       for (const auto& [why, n] : u.ended)

@@ -75,6 +75,15 @@ class TopSession : public TopSource {
 
   // What the native unwinder did (empty with --call-graph fp).
   UnwindSummary unwind_report();
+  // The kernel's stack map (`stacks`, TopTracer::reclaim_stacks): entries after the last
+  // reclaim pass and its capacity, entries deleted since the start, entries an account came to
+  // refer to as they were deleted (frames kept), and of those, ids another stack took meanwhile
+  // (their accounts show the other stack).
+  struct KernelStackReport {
+    size_t stored = 0, capacity = 0;
+    uint64_t reclaimed = 0, kept = 0, reused = 0;
+  };
+  KernelStackReport kernel_stack_report();
 
   // Final sample, whole-run profile, recording trailer. Call once, at the end.
   Result<TopSummary> finish();
