@@ -560,8 +560,13 @@ TopTracer::StackReclaim TopTracer::reclaim_stacks(const std::unordered_set<int32
   StackReclaim r;
   Impl& s = *impl_;
   auto used = [&](uint32_t id) { return in_use.count(static_cast<int32_t>(id)) != 0; };
-  // Deleted at the last call and referenced now: a walk found the entry just before the delete.
-  // Its frames stay kept while referenced; a walk of the same stack since then stored it again.
+  // Deleted at the last call and referenced now. With the bucket still empty, no walk has
+  // stored anything under the id since the delete: the account was made by a walk that found
+  // the entry just before it, and the frames stay kept while referenced. With the same stack
+  // in the bucket, a walk stored it again: nothing to do. With another stack there, either
+  // that stack took the freed bucket and the accounts are its own (the usual case), or a walk
+  // also raced the delete and its account now shows that stack: the two cannot be told apart,
+  // so `reused` counts both, an upper bound of the second.
   for (auto& [id, ips] : s.stacks_deleted) {
     if (!used(id)) continue;
     auto now = s.stack_entry(id);
@@ -569,7 +574,7 @@ TopTracer::StackReclaim TopTracer::reclaim_stacks(const std::unordered_set<int32
       s.stacks_kept[id] = std::move(ips);
       ++r.kept;
     } else if (*now != ips) {
-      ++r.reused;  // another stack took the bucket: the id's accounts cannot be told apart
+      ++r.reused;
       r.dropped_ids.push_back(static_cast<int32_t>(id));
     }
   }
@@ -585,7 +590,7 @@ TopTracer::StackReclaim TopTracer::reclaim_stacks(const std::unordered_set<int32
       continue;
     }
     if (*now != it->second) {
-      ++r.reused;
+      ++r.reused;  // kept for a racing account, then taken by another stack
       r.dropped_ids.push_back(static_cast<int32_t>(it->first));
     }
     it = s.stacks_kept.erase(it);  // the bucket is taken again: the map is the truth

@@ -149,14 +149,16 @@ class TopTracer {
   // type from user space, so an entry cannot be put back: when a walk found the entry just
   // before the delete and an account refers to the id by the next call, the frames stay kept
   // (stack() reads them) for as long as an account refers to the id, unless the bucket holds
-  // the same stack again (a walk stored it anew). If another stack takes the bucket meanwhile,
-  // the accounts of that id cannot be told apart: counted as `reused` (those accounts show the
-  // newer stack). Returns the ids whose cached frames must go.
+  // the same stack again (a walk stored it anew). An id deleted at the previous call that is
+  // referenced and holds another stack now is counted as `reused`: usually a new stack took
+  // the freed bucket (its accounts are its own), but a walk may also have raced the delete, and
+  // its account then shows the newer stack; the two cannot be told apart, so `reused` is an
+  // upper bound of that loss. Returns the ids whose cached frames must go.
   struct StackReclaim {
     size_t stored = 0;   // entries in the map before this call
     size_t deleted = 0;  // reclaimed now
-    size_t kept = 0;     // deleted at the previous call, referenced since: frames kept
-    size_t reused = 0;   // kept, then taken by another stack: its accounts show the other
+    size_t kept = 0;     // deleted at the previous call, referenced since, bucket empty: kept
+    size_t reused = 0;   // deleted or kept, referenced, another stack in the bucket now
     std::vector<int32_t> dropped_ids;
   };
   StackReclaim reclaim_stacks(const std::unordered_set<int32_t>& in_use,

@@ -153,8 +153,9 @@ TEST_F(TopKernelStacks, MapStaysBoundedWhileKernelStacksComeAndGo) {
   std::smatch m;
   ASSERT_TRUE(std::regex_search(
       err, m,
-      std::regex(R"(stack map: (\d+) of (\d+) entries; (\d+) reclaimed, (\d+) referenced as they )"
-                 R"(were reclaimed \(frames kept\), (\d+) of those taken by another stack)")))
+      std::regex(
+          R"(stack map: (\d+) of (\d+) entries; (\d+) reclaimed, (\d+) referenced as they )"
+          R"(were reclaimed \(frames kept\), (\d+) reused by another stack by the next pass)")))
       << err;
   EXPECT_EQ(std::stoull(m[2]), kCapacity);
   EXPECT_GE(std::stoull(m[3]), kCameAndWent);
@@ -171,7 +172,12 @@ TEST_F(TopKernelStacks, MapStaysBoundedWhileKernelStacksComeAndGo) {
                                                                    : 0));
   EXPECT_LE(most, kBound) << "the kernel stack map grew with the threads that came and went";
   EXPECT_GT(most, 0u);
-  EXPECT_LE(reused, kept);
+  // Ids freed and taken by a new stack within a pass are the usual case of `reused` (what it
+  // bounds, an account of a walk that raced the delete shown with the newer stack, needs a walk
+  // in the moment between the sample and the delete): a freed bucket gets one of the next
+  // pass's new stacks with a chance of new stacks per pass / buckets, about 5% at 49 Hz and
+  // 1 s passes (1.7% measured at load 20).
+  EXPECT_LT(reused, std::stoull(m[3]) / 5);
   // A new stack collides when its bucket is taken: with the map at most half full that is
   // under half of the stores at worst, and near the map's mean fill in fact (5% of the stores
   // at load 12, a mean fill of about 5%). Without reclaiming, the map fills and collisions
