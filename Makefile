@@ -51,8 +51,9 @@ check-sanitize: deps-check
 	@scripts/check-sanitize.sh $(SANITIZE_DIR) $(JOBS) $(SANITIZE_RUNTIME)
 
 # libFuzzer targets for every parser of untrusted input (tests/fuzz/), built with clang into
-# build-fuzz/, each run for FUZZ_SECONDS from its seed corpus; any crash fails.
-FUZZ_DIR ?= build-fuzz
+# the sanitizer build's directory (one compile serves both), each run for FUZZ_SECONDS from its
+# seed corpus; any crash fails.
+FUZZ_DIR ?= $(SANITIZE_DIR)
 FUZZ_SECONDS ?= 60
 fuzz: deps-check
 	@scripts/fuzz.sh $(FUZZ_DIR) $(JOBS) $(FUZZ_SECONDS)

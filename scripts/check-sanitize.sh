@@ -10,10 +10,7 @@ dir=${1:-build-sanitize}
 jobs=${2:-$(nproc)}
 runtime=${3:-all}
 start=$(date +%s)
-if [[ ! -f "$dir/CMakeCache.txt" ]]; then
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKSCOPE_SANITIZE=ON \
-    > "$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
-fi
+scripts/sanitize-configure.sh "$dir"
 cmake --build "$dir" -j"$jobs" -- --no-print-directory
 built=$(date +%s)
 echo "check-sanitize: built in $((built - start)) s" >&2

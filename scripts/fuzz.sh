@@ -6,14 +6,11 @@
 # Usage: scripts/fuzz.sh BUILD_DIR JOBS SECONDS [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=${1:-build-fuzz}
+dir=${1:-build-sanitize}
 jobs=${2:-$(nproc)}
 seconds=${3:-60}
 shift 3 || true
-if [[ ! -f "$dir/CMakeCache.txt" ]]; then
-  CC=clang CXX=clang++ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKSCOPE_FUZZ=ON \
-    -DBUILD_TESTING=OFF > "$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
-fi
+scripts/sanitize-configure.sh "$dir"
 cmake --build "$dir" -j"$jobs" --target fuzz_targets -- --no-print-directory
 targets=("$@")
 if [[ ${#targets[@]} -eq 0 ]]; then

@@ -264,6 +264,13 @@ Result<int> run_top(const TopCliOptions& o) {
                  static_cast<unsigned long long>(d.untraced_switch_ins),
                  static_cast<unsigned long long>(d.offcpu_dated),
                  static_cast<unsigned long long>(d.double_switch_ins));
+    auto k = session->kernel_stack_report();
+    std::fprintf(
+        stderr,
+        "kscope top: stack map: %zu of %zu entries; %llu reclaimed, %llu referenced as "
+        "they were reclaimed (frames kept), %llu reused by another stack by the next pass\n",
+        k.stored, k.capacity, static_cast<unsigned long long>(k.reclaimed),
+        static_cast<unsigned long long>(k.kept), static_cast<unsigned long long>(k.reused));
     if (UnwindSummary u = session->unwind_report(); u.walks > 0 || u.files > 0) {
       std::string ended;
       for (const auto& [why, n] : u.ended)
@@ -342,8 +349,10 @@ Subcommand setup_top(CLI::App& parent) {
   app->add_option("--max-accounts", o->max_accounts,
                   "Size of the kernel's account table (default 65536; overflow is counted)")
       ->check(CLI::Range(1024u, 1u << 24));
-  app->add_option("--max-stacks", o->max_stacks,
-                  "Size of the kernel's stack table (default 16384; collisions are counted)")
+  app->add_option(
+         "--max-stacks", o->max_stacks,
+         "Size of the kernel's stack table (default 16384; stacks no account refers to are "
+         "reclaimed; collisions are counted)")
       ->check(CLI::Range(1024u, 1u << 22));
   app->add_option("--max-user-stacks", o->max_user_stacks,
                   "Size of the kernel's table of user stacks walked with --call-graph dwarf "

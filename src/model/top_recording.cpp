@@ -455,6 +455,17 @@ std::vector<std::pair<TopAccountKey, TopProfileValues>> ProfileIncrements::next(
   return out;
 }
 
+void ProfileIncrements::rename(const TopAccountKey& from, const TopAccountKey& to) {
+  auto it = written_.find(from);
+  if (it == written_.end() || from == to) return;
+  TopProfileValues moved = it->second;
+  written_.erase(it);
+  TopProfileValues& dest = written_[to];
+  for (size_t i = 0; i < dest.size(); ++i)
+    dest[i] =
+        static_cast<int64_t>(static_cast<uint64_t>(dest[i]) + static_cast<uint64_t>(moved[i]));
+}
+
 Result<TopRecording> read_top_recording(const std::string& path) {
   KSCOPE_ASSIGN_OR_RETURN(RecordingKind kind, recording_kind(path));
   if (kind != RecordingKind::kTop)

@@ -93,6 +93,9 @@ class ProfileIncrements {
  public:
   using Totals = std::unordered_map<TopAccountKey, TopValues, TopAccountKeyHash>;
   std::vector<std::pair<TopAccountKey, TopProfileValues>> next(const Totals& totals);
+  // The account `from` is kept under `to` from now on (same stacks, another id): what was
+  // written of it counts for `to`, so the move writes nothing.
+  void rename(const TopAccountKey& from, const TopAccountKey& to);
 
  private:
   std::unordered_map<TopAccountKey, TopProfileValues, TopAccountKeyHash> written_;

@@ -65,6 +65,28 @@ void TopRetired::keep_user_stack(uint32_t pid, int32_t ustack,
   stacks_.emplace(key, std::move(indices));
 }
 
+int32_t TopRetired::keep_kernel_stack(const std::vector<TopFrameView>& frames) {
+  std::vector<uint32_t> indices;
+  indices.reserve(frames.size());
+  for (const TopFrameView& f : frames) indices.push_back(intern_frame(f));
+  auto it = kernel_stack_ids_.find(indices);
+  if (it != kernel_stack_ids_.end()) return it->second;
+  int32_t id = kRetiredKernelStackBase + static_cast<int32_t>(kernel_stacks_.size());
+  kernel_stacks_.push_back(indices);
+  kernel_stack_ids_.emplace(std::move(indices), id);
+  return id;
+}
+
+std::optional<std::vector<TopFrameView>> TopRetired::kernel_stack(int32_t id) const {
+  if (!is_kernel_stack_id(id)) return std::nullopt;
+  size_t index = static_cast<size_t>(id - kRetiredKernelStackBase);
+  if (index >= kernel_stacks_.size()) return std::nullopt;
+  std::vector<TopFrameView> out;
+  out.reserve(kernel_stacks_[index].size());
+  for (uint32_t f : kernel_stacks_[index]) out.push_back(frame_view(f));
+  return out;
+}
+
 bool TopRetired::has_user_stack(uint32_t pid, int32_t ustack) const {
   return stacks_.count({pid, ustack}) != 0;
 }
@@ -86,7 +108,8 @@ std::optional<std::string> TopRetired::comm(uint32_t pid, uint32_t tid) const {
 }
 
 TopRetired::Sizes TopRetired::sizes() const {
-  return Sizes{values_.size(), comms_.size(), stacks_.size(), frames_.size(), strings_.size()};
+  return Sizes{values_.size(), comms_.size(),   stacks_.size(),
+               frames_.size(), strings_.size(), kernel_stacks_.size()};
 }
 
 }  // namespace kscope

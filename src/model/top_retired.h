@@ -27,6 +27,16 @@ class TopRetired {
   // stack kept for (pid, ustack) stays.
   void keep_user_stack(uint32_t pid, int32_t ustack, const std::vector<TopFrameView>& frames);
 
+  // A kernel stack of an exited thread's account, symbolized while its id was the kernel's:
+  // the kernel reclaims the id once no live account refers to it, and may give it to another
+  // stack. The retired account is keyed with the id returned (same frames, same id), from
+  // kRetiredKernelStackBase up, above every id of the kernel's stack map (--max-stacks is at
+  // most 2^22) and of the KSCOPE_STACK_* values.
+  static constexpr int32_t kRetiredKernelStackBase = 1 << 30;
+  static bool is_kernel_stack_id(int32_t id) { return id >= kRetiredKernelStackBase; }
+  int32_t keep_kernel_stack(const std::vector<TopFrameView>& frames);
+  std::optional<std::vector<TopFrameView>> kernel_stack(int32_t id) const;
+
   bool has_user_stack(uint32_t pid, int32_t ustack) const;
   std::optional<std::vector<TopFrameView>> user_stack(uint32_t pid, int32_t ustack) const;
   std::optional<std::string> comm(uint32_t pid, uint32_t tid) const;
@@ -37,7 +47,7 @@ class TopRetired {
   // Sizes, for tests and the soak: what the store holds grows with the distinct stacks and
   // threads of the run, never with mappings or binaries.
   struct Sizes {
-    size_t accounts = 0, threads = 0, stacks = 0, frames = 0, strings = 0;
+    size_t accounts = 0, threads = 0, stacks = 0, frames = 0, strings = 0, kernel_stacks = 0;
   };
   Sizes sizes() const;
 
@@ -56,6 +66,8 @@ class TopRetired {
   std::unordered_map<TopAccountKey, TopValues, TopAccountKeyHash> values_;
   std::map<std::pair<uint32_t, uint32_t>, uint32_t> comms_;  // (pid, tid) -> string
   std::map<std::pair<uint32_t, int32_t>, std::vector<uint32_t>> stacks_;
+  std::vector<std::vector<uint32_t>> kernel_stacks_;  // by id - kRetiredKernelStackBase
+  std::map<std::vector<uint32_t>, int32_t> kernel_stack_ids_;
   std::vector<Frame> frames_;
   std::map<Frame, uint32_t> frame_index_;
   std::vector<std::string> strings_;

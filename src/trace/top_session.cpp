@@ -286,6 +286,13 @@ struct TopSession::Impl {
   const std::vector<TopFrameView>& kernel_frames(int32_t id) {
     auto it = kernel_cache.find(id);
     if (it != kernel_cache.end()) return it->second;
+    if (TopRetired::is_kernel_stack_id(id)) {
+      // An exited thread's kernel stack, symbolized when it was retired.
+      if (kernel_cache.size() > 65536) kernel_cache.clear();
+      return kernel_cache
+          .emplace(id, retired.kernel_stack(id).value_or(std::vector<TopFrameView>{}))
+          .first->second;
+    }
     if (!kernel_symbols_warned) {
       kernel_symbols_warned = true;
       if (auto st = symbolizer->kernel_symbols_status(); !st)
@@ -409,6 +416,7 @@ struct TopSession::Impl {
   }
   void prune_now(TopSample& sample, const std::optional<TopSample>& before) {
     reclaim_user_stacks(sample);
+    reclaim_stacks(sample);
     write_sizes(sample);
     std::map<uint32_t, uint32_t> tids;  // tid -> pid, of threads whose values did not move
     std::unordered_map<uint32_t, uint64_t> now_oncpu, before_oncpu;
@@ -446,8 +454,16 @@ struct TopSession::Impl {
       if (dead_set.count(k.tid)) {
         if (k.ustack >= 0) dead_stacks[k.pid].insert(k.ustack);
         if (options.keep_whole_run || !options.refreshes) {
-          // Symbolized now, while the process's mappings are still known.
-          retired.add_values(k, it->second);
+          // Symbolized now, while the process's mappings are still known. The kernel stack
+          // moves to an id of the retired store: the kernel's id is reclaimed once no live
+          // account refers to it, and may then be another stack's (the recording's increments
+          // follow the key, so nothing is counted twice).
+          TopAccountKey rk = k;
+          if (k.kstack >= 0) {
+            rk.kstack = retired.keep_kernel_stack(kernel_frames(k.kstack));
+            increments.rename(k, rk);
+          }
+          retired.add_values(rk, it->second);
           retired.set_comm(k.pid, k.tid, comm_of(k.pid, k.tid));
           if (k.ustack >= 0 && !retired.has_user_stack(k.pid, k.ustack))
             retired.keep_user_stack(k.pid, k.ustack, user_frames(k.pid, k.ustack));
@@ -519,6 +535,28 @@ struct TopSession::Impl {
     last_reclaim.deleted_ids.clear();
   }
 
+  // The kernel's stack map (kernel stacks, and user stacks with --call-graph fp): ids nothing
+  // refers to are deleted, race-free as far as the map type allows (TopTracer::reclaim_stacks).
+  // Frame-pointer user stacks are left to drop_exited() (deleted when their process has exited;
+  // the retired store reads them by id until then), so they are never deleted here.
+  TopTracer::StackReclaim last_kreclaim;
+  uint64_t kstacks_reclaimed = 0, kstacks_kept = 0, kstacks_reused = 0;
+  std::unordered_set<int32_t> fp_user_ids;
+  void reclaim_stacks(const TopSample& sample) {
+    bool fp_user = options.trace.user_stacks && !tracer->native_unwind();
+    std::unordered_set<int32_t> in_use;
+    for (const auto& [k, v] : sample.accounts) {
+      if (k.kstack >= 0) in_use.insert(k.kstack);
+      if (fp_user && k.ustack >= 0) fp_user_ids.insert(k.ustack);
+    }
+    last_kreclaim = tracer->reclaim_stacks(in_use, fp_user_ids);
+    kstacks_reclaimed += last_kreclaim.deleted;
+    kstacks_kept += last_kreclaim.kept;
+    kstacks_reused += last_kreclaim.reused;
+    for (int32_t id : last_kreclaim.dropped_ids) kernel_cache.erase(id);
+    last_kreclaim.dropped_ids.clear();
+  }
+
   // KSCOPE_TOP_SIZES=FILE (a diagnostic for the soak and the churn tests, docs/RELIABILITY.md):
   // at every pass of prune(), one line of what kscope top holds per thread, process and stack,
   // as key=value counts, to tell which of them grows with churn.
@@ -532,12 +570,17 @@ struct TopSession::Impl {
         "t_ms=%llu accounts=%zu thread_names=%zu thread_pid=%zu mapped_pids=%zu procmaps=%zu "
         "exited=%zu kernel_cache=%zu user_cache=%zu build_ids=%zu retired_accounts=%zu "
         "retired_threads=%zu retired_stacks=%zu retired_frames=%zu retired_strings=%zu "
-        "symbolizer_processes=%zu symbolizer_binaries=%zu ustacks=%zu\n",
+        "symbolizer_processes=%zu symbolizer_binaries=%zu ustacks=%zu kstacks=%zu "
+        "kstacks_reclaimed=%llu kstacks_kept=%llu kstacks_reused=%llu retired_kstacks=%zu\n",
         static_cast<unsigned long long>((sample.time_ns - tracer->start_ns()) / 1'000'000),
         sample.accounts.size(), thread_names.size(), thread_pid.size(), mapped_pids.size(),
         procmaps.size(), exited.size(), kernel_cache.size(), user_cache.size(), build_ids.size(),
         r.accounts, r.threads, r.stacks, r.frames, r.strings, sym.processes, sym.binaries_loaded,
-        last_reclaim.stored - last_reclaim.deleted + last_reclaim.restored);
+        last_reclaim.stored - last_reclaim.deleted + last_reclaim.restored,
+        last_kreclaim.stored - last_kreclaim.deleted,
+        static_cast<unsigned long long>(kstacks_reclaimed),
+        static_cast<unsigned long long>(kstacks_kept),
+        static_cast<unsigned long long>(kstacks_reused), r.kernel_stacks);
     std::fflush(sizes_out);
   }
 
@@ -594,7 +637,10 @@ struct TopSession::Impl {
     exited.clear();
     // The native walk's stacks are reclaimed by reclaim_user_stacks() (race-free); the
     // frame-pointer walk's share the kernel's stack map, where an id is a bucket.
-    if (!tracer->native_unwind()) tracer->forget_user_stacks(unused);
+    if (!tracer->native_unwind()) {
+      tracer->forget_user_stacks(unused);
+      for (int32_t id : unused) fp_user_ids.erase(id);
+    }
   }
 
   TopTable make_table(const TopSample* base, const TopSample& cur, TopGroupBy by, TopSortKey sort) {
@@ -751,6 +797,15 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
 
 UnwindSummary TopSession::unwind_report() { return impl_->unwind_summary(); }
 TopTimings TopSession::timings() const { return impl_->timings; }
+
+TopSession::KernelStackReport TopSession::kernel_stack_report() {
+  KernelStackReport r;
+  std::tie(r.stored, r.capacity) = impl_->tracer->stack_entries();
+  r.reclaimed = impl_->kstacks_reclaimed;
+  r.kept = impl_->kstacks_kept;
+  r.reused = impl_->kstacks_reused;
+  return r;
+}
 
 uint64_t TopSession::start_ns() const { return impl_->tracer->start_ns(); }
 int TopSession::ncpus() const { return impl_->tracer->ncpus(); }

@@ -91,6 +91,16 @@ class TopSession : public TopSource {
 
   // What the native unwinder did (empty with --call-graph fp).
   UnwindSummary unwind_report();
+  // The kernel's stack map (`stacks`, TopTracer::reclaim_stacks): entries after the last
+  // reclaim pass and its capacity, entries deleted since the start, entries an account came to
+  // refer to as they were deleted (frames kept), and ids referenced by the next pass that
+  // another stack took (an upper bound of accounts showing a newer stack:
+  // TopTracer::reclaim_stacks).
+  struct KernelStackReport {
+    size_t stored = 0, capacity = 0;
+    uint64_t reclaimed = 0, kept = 0, reused = 0;
+  };
+  KernelStackReport kernel_stack_report();
 
   // Final sample, whole-run profile, recording trailer. Call once, at the end.
   Result<TopSummary> finish();

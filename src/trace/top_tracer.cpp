@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -99,6 +100,21 @@ struct TopTracer::Impl {
   };
   std::unordered_map<uint32_t, DeletedStack> ustacks_deleted;
   std::vector<std::pair<std::string, uint64_t>> phases;  // create()'s steps, ns each
+  // reclaim_stacks(): the same for the kernel's stack map, whose entries cannot be put back:
+  // the frames of an entry deleted at the last call, and of one an account came to refer to
+  // after its delete (kept while referenced).
+  std::unordered_set<uint32_t> stacks_unreferenced;
+  std::unordered_map<uint32_t, std::vector<uint64_t>> stacks_deleted;
+  std::unordered_map<uint32_t, std::vector<uint64_t>> stacks_kept;
+
+  // The frames of `stacks` entry `id`, or nullopt when the bucket is empty.
+  std::optional<std::vector<uint64_t>> stack_entry(uint32_t id) {
+    std::vector<uint64_t> ips(kMaxStackDepth, 0);
+    if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.stacks), &id, ips.data()) != 0)
+      return std::nullopt;
+    ips.erase(std::find(ips.begin(), ips.end(), 0ull), ips.end());
+    return ips;
+  }
 
   void handle(const void* data, size_t size) {
     if (size < sizeof(uint16_t)) return;
@@ -383,12 +399,13 @@ Result<TopSample> TopTracer::sample() {
 
 std::vector<uint64_t> TopTracer::stack(int32_t id) {
   if (id < 0) return {};
-  std::vector<uint64_t> ips(kMaxStackDepth, 0);
   uint32_t key = static_cast<uint32_t>(id);
-  if (bpf_map_lookup_elem(bpf_map__fd(impl_->skel->maps.stacks), &key, ips.data()) != 0) return {};
-  auto end = std::find(ips.begin(), ips.end(), 0ull);
-  ips.erase(end, ips.end());
-  return ips;
+  if (auto ips = impl_->stack_entry(key)) return std::move(*ips);
+  // Reclaimed (reclaim_stacks) while an account came to refer to it: the frames kept.
+  if (auto it = impl_->stacks_deleted.find(key); it != impl_->stacks_deleted.end())
+    return it->second;
+  if (auto it = impl_->stacks_kept.find(key); it != impl_->stacks_kept.end()) return it->second;
+  return {};
 }
 
 const char* unwind_reason_name(uint8_t reason) { return unwind_reason_text(reason); }
@@ -571,6 +588,86 @@ TopTracer::UserStackReclaim TopTracer::reclaim_user_stacks(
   r.deleted = r.deleted_ids.size();
   s.ustacks_unreferenced = std::move(unreferenced);
   return r;
+}
+
+TopTracer::StackReclaim TopTracer::reclaim_stacks(const std::unordered_set<int32_t>& in_use,
+                                                  const std::unordered_set<int32_t>& keep) {
+  StackReclaim r;
+  Impl& s = *impl_;
+  auto used = [&](uint32_t id) { return in_use.count(static_cast<int32_t>(id)) != 0; };
+  // Deleted at the last call and referenced now. With the bucket still empty, no walk has
+  // stored anything under the id since the delete: the account was made by a walk that found
+  // the entry just before it, and the frames stay kept while referenced. With the same stack
+  // in the bucket, a walk stored it again: nothing to do. With another stack there, either
+  // that stack took the freed bucket and the accounts are its own (the usual case), or a walk
+  // also raced the delete and its account now shows that stack: the two cannot be told apart,
+  // so `reused` counts both, an upper bound of the second.
+  for (auto& [id, ips] : s.stacks_deleted) {
+    if (!used(id)) continue;
+    auto now = s.stack_entry(id);
+    if (!now) {
+      s.stacks_kept[id] = std::move(ips);
+      ++r.kept;
+    } else if (*now != ips) {
+      ++r.reused;
+      r.dropped_ids.push_back(static_cast<int32_t>(id));
+    }
+  }
+  s.stacks_deleted.clear();
+  for (auto it = s.stacks_kept.begin(); it != s.stacks_kept.end();) {
+    if (!used(it->first)) {
+      it = s.stacks_kept.erase(it);  // no account refers to it any more
+      continue;
+    }
+    auto now = s.stack_entry(it->first);
+    if (!now) {
+      ++it;
+      continue;
+    }
+    if (*now != it->second) {
+      ++r.reused;  // kept for a racing account, then taken by another stack
+      r.dropped_ids.push_back(static_cast<int32_t>(it->first));
+    }
+    it = s.stacks_kept.erase(it);  // the bucket is taken again: the map is the truth
+  }
+  int fd = bpf_map__fd(s.skel->maps.stacks);
+  std::vector<uint32_t> ids;
+  uint32_t key = 0, next = 0;
+  uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    ids.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  r.stored = ids.size();
+  std::unordered_set<uint32_t> unreferenced;
+  for (uint32_t id : ids) {
+    if (used(id) || keep.count(static_cast<int32_t>(id))) continue;
+    if (!s.stacks_unreferenced.count(id)) {
+      unreferenced.insert(id);  // deleted at the next call if still unreferenced then
+      continue;
+    }
+    auto ips = s.stack_entry(id);
+    if (!ips || bpf_map_delete_elem(fd, &id) != 0) continue;
+    s.stacks_deleted[id] = std::move(*ips);
+    r.dropped_ids.push_back(static_cast<int32_t>(id));
+    ++r.deleted;
+  }
+  s.stacks_unreferenced = std::move(unreferenced);
+  return r;
+}
+
+std::pair<size_t, size_t> TopTracer::stack_entries() {
+  int fd = bpf_map__fd(impl_->skel->maps.stacks);
+  size_t n = 0;
+  uint32_t key = 0, next = 0;
+  uint32_t* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    ++n;
+    key = next;
+    prev = &key;
+  }
+  return {n, impl_->options.max_stacks};
 }
 
 std::pair<size_t, size_t> TopTracer::user_stack_entries() {

@@ -97,7 +97,8 @@ class TopTracer {
   // ends in between is counted later, never twice.
   Result<TopSample> sample();
 
-  // The addresses of a stack id from the accounts (leaf first); empty when it was evicted.
+  // The addresses of a stack id from the accounts (leaf first), or the frames kept of an entry
+  // reclaim_stacks() deleted; empty when it was evicted.
   std::vector<uint64_t> stack(int32_t id);
 
   // A user stack id of the accounts: native walks carry their outcome.
@@ -138,6 +139,33 @@ class TopTracer {
     std::vector<int32_t> deleted_ids;
   };
   UserStackReclaim reclaim_user_stacks(const std::unordered_set<int32_t>& in_use);
+  // Reclaims entries of the kernel's stack map (`stacks`: kernel stacks, and user stacks with
+  // --call-graph fp) that nothing refers to. `in_use` holds every id a sample read just before
+  // refers to (kernel stacks, and frame-pointer user stacks); `keep` ids are never deleted here
+  // (frame-pointer user stacks: forget_user_stacks() deletes them when their process exits).
+  // An id is a bucket (the frames' hash modulo the map's size): the same stack walked again
+  // gets the same id, and another stack of the same bucket collides (counted) while it is
+  // taken. As for user stacks, an entry is deleted only when unreferenced at two calls in a
+  // row, and its frames are kept until the next call. The kernel refuses updates of this map
+  // type from user space, so an entry cannot be put back: when a walk found the entry just
+  // before the delete and an account refers to the id by the next call, the frames stay kept
+  // (stack() reads them) for as long as an account refers to the id, unless the bucket holds
+  // the same stack again (a walk stored it anew). An id deleted at the previous call that is
+  // referenced and holds another stack now is counted as `reused`: usually a new stack took
+  // the freed bucket (its accounts are its own), but a walk may also have raced the delete, and
+  // its account then shows the newer stack; the two cannot be told apart, so `reused` is an
+  // upper bound of that loss. Returns the ids whose cached frames must go.
+  struct StackReclaim {
+    size_t stored = 0;   // entries in the map before this call
+    size_t deleted = 0;  // reclaimed now
+    size_t kept = 0;     // deleted at the previous call, referenced since, bucket empty: kept
+    size_t reused = 0;   // deleted or kept, referenced, another stack in the bucket now
+    std::vector<int32_t> dropped_ids;
+  };
+  StackReclaim reclaim_stacks(const std::unordered_set<int32_t>& in_use,
+                              const std::unordered_set<int32_t>& keep);
+  // Entries in `stacks` now and its capacity.
+  std::pair<size_t, size_t> stack_entries();
   // Entries in `ustacks` now and its capacity (0, 0 with --call-graph fp).
   std::pair<size_t, size_t> user_stack_entries();
 

@@ -24,6 +24,13 @@
  *                                      time in ustk_anchor_wait(). Prints "done K" after every
  *                                      500 threads and "end N" at the end; the anchor thread is
  *                                      then stopped.
+ *        churnprog kstacks MS              thread churn with many distinct kernel stacks: prints
+ *                                      "ready PID", waits for SIGUSR1, then starts threads one
+ *                                      after the other until SIGUSR2; each spends MS ms of CPU
+ *                                      (default 50) opening, reading and closing files of
+ *                                      /proc/self and stat()ing paths (kernel code, so samples
+ *                                      land at ever new kernel addresses) and exits. Prints
+ *                                      "done K" after every 20 threads and "end K" at the end.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -35,6 +42,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -285,6 +293,68 @@ static int run_stacks(long n, long pause_ms)
 	return 0;
 }
 
+static volatile sig_atomic_t kstk_stop;
+static void on_usr2(int sig)
+{
+	(void)sig;
+	kstk_stop = 1;
+}
+
+static double thread_cpu_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void *kstk_thread(void *arg)
+{
+	static const char *const files[] = { "/proc/self/stat", "/proc/self/status",
+					     "/proc/self/maps", "/proc/self/smaps_rollup",
+					     "/proc/self/limits", "/proc/self/cmdline" };
+	long ms = (long)arg;
+	char buf[4096];
+	double start = thread_cpu_ms();
+	unsigned i = 0;
+	while (thread_cpu_ms() - start < ms) {
+		int fd = open(files[i++ % 6], O_RDONLY);
+		if (fd >= 0) {
+			while (read(fd, buf, sizeof(buf)) > 0)
+				;
+			close(fd);
+		}
+		struct stat st;
+		stat(i & 1 ? "/usr/bin" : "/proc/self/exe", &st);
+	}
+	return NULL;
+}
+
+static int run_kstacks(long ms)
+{
+	signal(SIGUSR1, on_usr1);
+	signal(SIGUSR2, on_usr2);
+	printf("ready %d\n", (int)getpid());
+	fflush(stdout);
+	while (!go)
+		pause();
+	long k = 0;
+	while (!kstk_stop) {
+		pthread_t t;
+		if (pthread_create(&t, NULL, kstk_thread, (void *)ms) != 0) {
+			perror("pthread_create");
+			return 1;
+		}
+		pthread_join(t, NULL);
+		if (++k % 20 == 0) {
+			printf("done %ld\n", k);
+			fflush(stdout);
+		}
+	}
+	printf("end %ld\n", k);
+	fflush(stdout);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	ssize_t n = readlink("/proc/self/exe", self_path, sizeof(self_path) - 1);
@@ -303,6 +373,8 @@ int main(int argc, char **argv)
 		return run_soak(atol(argv[2]));
 	if (argc >= 3 && strcmp(argv[1], "stacks") == 0)
 		return run_stacks(atol(argv[2]), argc >= 4 ? atol(argv[3]) : 10);
-	fprintf(stderr, "usage: churnprog procs N [PARALLEL] | child | soak SECONDS | stacks N [PAUSE_MS]\n");
+	if (argc >= 2 && strcmp(argv[1], "kstacks") == 0)
+		return run_kstacks(argc >= 3 ? atol(argv[2]) : 50);
+	fprintf(stderr, "usage: churnprog procs N [PARALLEL] | child | soak SECONDS | stacks N [PAUSE_MS] | kstacks [MS]\n");
 	return 2;
 }

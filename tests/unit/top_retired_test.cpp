@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "model/top_recording.h"
+
 namespace kscope {
 namespace {
 
@@ -111,6 +113,67 @@ TEST(TopRetired, HoldsDistinctFramesOnceWhateverTheProcessChurn) {
   expect_same(*r.user_stack(20000 + 1234, 42),
               stack_of(0x550000000000 + (uint64_t{1234} << 24), "/usr/bin/pie"));
   expect_same(*r.user_stack(10000 + 1999, 42), stack_of(0x400000, "/usr/bin/nonpie"));
+}
+
+}  // namespace
+}  // namespace kscope
+
+namespace kscope {
+namespace {
+
+// An exited thread's kernel stack moves to an id of the retired store (the kernel's id is
+// reclaimed and may become another stack's): the same frames get the same id, other frames
+// another, every id is above the kernel's ids and the KSCOPE_STACK_* values, and the frames
+// round-trip exactly.
+TEST(TopRetired, KernelStacksGetIdsOfTheirOwnByContent) {
+  TopRetired r;
+  auto kernel = [](uint64_t base) {
+    std::vector<TopFrameView> frames = stack_of(base, "[kernel]");
+    for (auto& f : frames) f.kernel = true;
+    return frames;
+  };
+  int32_t a = r.keep_kernel_stack(kernel(0xffffffff81000000));
+  int32_t b = r.keep_kernel_stack(kernel(0xffffffff82000000));
+  EXPECT_NE(a, b);
+  EXPECT_EQ(r.keep_kernel_stack(kernel(0xffffffff81000000)), a);
+  for (int32_t id : {a, b}) {
+    EXPECT_TRUE(TopRetired::is_kernel_stack_id(id));
+    EXPECT_GE(id, int32_t{1} << 22);  // above every id of a --max-stacks map
+  }
+  EXPECT_FALSE(TopRetired::is_kernel_stack_id(kStackNone));
+  EXPECT_FALSE(TopRetired::is_kernel_stack_id((1 << 22) - 1));
+  auto got = r.kernel_stack(b);
+  ASSERT_TRUE(got);
+  expect_same(*got, kernel(0xffffffff82000000));
+  EXPECT_FALSE(r.kernel_stack(b + 1));
+  EXPECT_FALSE(r.kernel_stack(5));
+  EXPECT_EQ(r.sizes().kernel_stacks, 2u);
+}
+
+// The session renames an account when its thread retires (kernel stack id -> retired id): what
+// was written of it counts for the new key, so the next increment writes only what it grew by
+// since, and the increments still add up to the totals.
+TEST(ProfileIncrementsRename, MovesWhatWasWrittenWithTheKey) {
+  ProfileIncrements inc;
+  ProfileIncrements::Totals totals;
+  TopAccountKey live{10, 11, 5, 7}, retired{10, 11, TopRetired::kRetiredKernelStackBase, 7};
+  totals[live] = TopValues{1000, 10, 2, 1, 1};
+  auto first = inc.next(totals);
+  ASSERT_EQ(first.size(), 1u);
+  // The thread exits after growing a little more; its final values go under the retired key.
+  TopValues final_values{1500, 12, 3, 2, 1};
+  totals.erase(live);
+  totals[retired] = final_values;
+  inc.rename(live, retired);
+  auto second = inc.next(totals);
+  ASSERT_EQ(second.size(), 1u) << "the old key must not be written back to zero";
+  EXPECT_EQ(second[0].first, retired);
+  TopProfileValues sum = first[0].second;
+  for (size_t i = 0; i < sum.size(); ++i) sum[i] += second[0].second[i];
+  EXPECT_EQ(sum, profile_values(final_values));
+  EXPECT_TRUE(inc.next(totals).empty());
+  inc.rename(TopAccountKey{1, 2, 3, 4}, retired);  // never written: nothing moves
+  EXPECT_TRUE(inc.next(totals).empty());
 }
 
 }  // namespace
