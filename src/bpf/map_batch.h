@@ -5,6 +5,8 @@
 // per key, 17,582 sample counts took seconds and made up 29% of its CPU (docs/PERFORMANCE.md).
 #pragma once
 
+#include <bpf/bpf.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -50,6 +52,21 @@ Result<std::vector<std::pair<K, V>>> read_map(int fd, MapBatchSupport& support) 
   }
   return out;
 }
+// Every key of the map, walked with BPF_MAP_GET_NEXT_KEY: for maps without batch lookups (stack
+// traces) and for callers that need only the keys or their number.
+template <typename K>
+std::vector<K> map_keys(int fd) {
+  std::vector<K> keys;
+  K key{}, next{};
+  K* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    keys.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  return keys;
+}
+
 template <typename K>
 Result<size_t> delete_keys(int fd, const std::vector<K>& keys, MapBatchSupport& support) {
   return delete_map_keys(fd, keys.data(), sizeof(K), keys.size(), support);

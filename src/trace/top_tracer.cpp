@@ -562,14 +562,7 @@ TopTracer::UserStackReclaim TopTracer::reclaim_user_stacks(
     if (bpf_map_update_elem(fd, &id, value.get(), BPF_NOEXIST) == 0) ++r.restored;
   }
   s.ustacks_deleted.clear();
-  std::vector<uint32_t> ids;
-  uint32_t key = 0, next = 0;
-  uint32_t* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    ids.push_back(next);
-    key = next;
-    prev = &key;
-  }
+  std::vector<uint32_t> ids = bpf::map_keys<uint32_t>(fd);
   r.stored = ids.size();
   std::unordered_set<uint32_t> unreferenced;
   for (uint32_t id : ids) {
@@ -631,14 +624,7 @@ TopTracer::StackReclaim TopTracer::reclaim_stacks(const std::unordered_set<int32
     it = s.stacks_kept.erase(it);  // the bucket is taken again: the map is the truth
   }
   int fd = bpf_map__fd(s.skel->maps.stacks);
-  std::vector<uint32_t> ids;
-  uint32_t key = 0, next = 0;
-  uint32_t* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    ids.push_back(next);
-    key = next;
-    prev = &key;
-  }
+  std::vector<uint32_t> ids = bpf::map_keys<uint32_t>(fd);
   r.stored = ids.size();
   std::unordered_set<uint32_t> unreferenced;
   for (uint32_t id : ids) {
@@ -659,29 +645,13 @@ TopTracer::StackReclaim TopTracer::reclaim_stacks(const std::unordered_set<int32
 
 std::pair<size_t, size_t> TopTracer::stack_entries() {
   int fd = bpf_map__fd(impl_->skel->maps.stacks);
-  size_t n = 0;
-  uint32_t key = 0, next = 0;
-  uint32_t* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    ++n;
-    key = next;
-    prev = &key;
-  }
-  return {n, impl_->options.max_stacks};
+  return {bpf::map_keys<uint32_t>(fd).size(), impl_->options.max_stacks};
 }
 
 std::pair<size_t, size_t> TopTracer::user_stack_entries() {
   if (!impl_->tables) return {0, 0};
   int fd = bpf_map__fd(impl_->skel->maps.ustacks);
-  size_t n = 0;
-  uint32_t key = 0, next = 0;
-  uint32_t* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    ++n;
-    key = next;
-    prev = &key;
-  }
-  return {n, impl_->options.max_user_stacks};
+  return {bpf::map_keys<uint32_t>(fd).size(), impl_->options.max_user_stacks};
 }
 
 TopTracer::Diagnostics TopTracer::diagnostics() {

@@ -20,6 +20,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bpf_maps.h"
 #include "runtime_env.h"
 #include "subprocess.h"
 #include "top_sizes.h"
@@ -29,38 +30,6 @@ namespace {
 
 const std::string kChurnprog = std::string(KSCOPE_TEST_PROGS_DIR) + "/churnprog";
 const std::string kKscope = KSCOPE_BINARY;
-
-// An fd of the BPF map named `name` that process `pid` holds (-1: none).
-int map_of(int pid, const std::string& name) {
-  std::error_code ec;
-  for (const auto& e :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fdinfo", ec)) {
-    std::istringstream in(read_file(e.path().string()));
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("map_id:", 0) != 0) continue;
-      int fd = bpf_map_get_fd_by_id(static_cast<uint32_t>(std::stoul(line.substr(7))));
-      if (fd < 0) continue;
-      bpf_map_info info{};
-      uint32_t len = sizeof(info);
-      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && name == info.name) return fd;
-      close(fd);
-    }
-  }
-  return -1;
-}
-
-size_t entries(int fd) {
-  size_t n = 0;
-  uint32_t key = 0, next = 0;
-  uint32_t* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    ++n;
-    key = next;
-    prev = &key;
-  }
-  return n;
-}
 
 class TopKernelStacks : public ::testing::Test {
  protected:
