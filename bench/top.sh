@@ -58,7 +58,7 @@ PY
   workload_desc="g++ -O2 of $COMPILE_TUS at once (no ccache); wall time"
 else
   workload_cmd=("${pin[@]}" perf bench sched pipe -l "$LOOPS")
-  workload_desc="${pin[*]} perf bench sched pipe -l $LOOPS; its own Total time"
+  workload_desc="\`${pin[*]} perf bench sched pipe -l $LOOPS\` (two processes ping-ponging over pipes: $((LOOPS * 2)) context switches at least); its own Total time"
 fi
 workload() { "${workload_cmd[@]}" 2>&1 | awk '/Total time/ {print $3}'; }
 
@@ -171,19 +171,23 @@ for ((r = 1; r <= ROUNDS; r++)); do
   echo "bench: round $r/$ROUNDS done" >&2
 done
 base=$( ((ROUNDS > 0)) && echo "${samples[untraced]}" | median || echo 1)
+# The rounds' table: each set-up's median, its ratio to untraced, every run.
+overhead_table() {
+  echo "Workload: $workload_desc"
+  echo
+  echo "| set-up | median time | slowdown vs untraced | all runs (s) |"
+  echo "| --- | --- | --- | --- |"
+  for cfg in "${configs[@]}"; do
+    m=$(echo "${samples[$cfg]}" | median)
+    printf '| %s | %.3f s | %.2fx | %s|\n' "$cfg" "$m" "$(echo "scale=3; $m / $base" | bc -l)" "${samples[$cfg]}"
+  done
+}
 
 if [[ ${SKIP_SCREEN:-0} == 1 ]]; then
   {
     echo "### kscope top overhead, $WORKLOAD workload ($(date -u +%Y-%m-%d), $ROUNDS interleaved rounds, load before: $(cut -d' ' -f1-3 /proc/loadavg))"
     echo
-    echo "Workload: $workload_desc"
-    echo
-    echo "| set-up | median | vs untraced | all runs (s) |"
-    echo "| --- | --- | --- | --- |"
-    for cfg in "${configs[@]}"; do
-      m=$(echo "${samples[$cfg]}" | median)
-      printf '| %s | %.3f s | %.2fx | %s|\n' "$cfg" "$m" "$(echo "scale=3; $m / $base" | bc -l)" "${samples[$cfg]}"
-    done
+    overhead_table
   } | tee "$OUT/top-$WORKLOAD$([[ $PIN == 1 ]] && echo -pinned)-$(date +%Y%m%d-%H%M%S).md"
   exit 0
 fi
@@ -213,16 +217,7 @@ report=$OUT/top-$(date +%Y%m%d-%H%M%S).md
   echo "### kscope top overhead ($(date -u +%Y-%m-%d), $ROUNDS interleaved rounds)"
   echo
   echo "Machine: $(nproc) CPUs, $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-  if ((ROUNDS > 0)); then
-  echo "Workload: \`${pin[*]} perf bench sched pipe -l $LOOPS\` (two processes ping-ponging over pipes: $((LOOPS * 2)) context switches at least); its own Total time"
-  echo
-  echo "| set-up | median time | slowdown vs untraced | all runs (s) |"
-  echo "| --- | --- | --- | --- |"
-  for cfg in "${configs[@]}"; do
-    m=$(echo "${samples[$cfg]}" | median)
-    printf '| %s | %.3f s | %.2fx | %s|\n' "$cfg" "$m" "$(echo "scale=3; $m / $base" | bc -l)" "${samples[$cfg]}"
-  done
-  fi
+  ((ROUNDS > 0)) && overhead_table
   echo
   echo "kscope top live screen (\`kscope top -d 1\` in a 160x50 tmux), $SLEEPERS processes each waking every 100 ms, ${SECS} s: kscope's own CPU ${cpu_pct}% of one core, RSS ${rss} kB (peak ${hwm} kB)."
 } | tee "$report"
