@@ -872,7 +872,10 @@ TEST_F(TopOncpuRuntime, ReportFlameGraphsInChromiumAndPprofShowTheProgramsFuncti
   auto cpu = pprof_top(go, path("p.pb.gz"), "cpu", path(""), &first, &raw);
   EXPECT_EQ(first, "spin_big") << raw;
   ASSERT_TRUE(cpu.count("spin_a")) << raw;
-  EXPECT_GE(cpu["spin_big"].first, 0.90 * static_cast<double>(big.cpu_ns)) << raw;
+  // At least 90% of its CPU time on stacks through spin_big (cumulative: a sample that lands in
+  // the kernel while it spins, an interrupt or its clock read, has a kernel leaf above it; under
+  // load such samples took its flat share to 88%).
+  EXPECT_GE(cpu["spin_big"].second, 0.90 * static_cast<double>(big.cpu_ns)) << raw;
   EXPECT_GT(cpu["spin_big"].first, cpu["spin_a"].first) << raw;
   EXPECT_GT(cpu["spin_a"].first, cpu["spin_small"].first) << raw;
   std::string off_first, off_raw;
