@@ -44,6 +44,11 @@ const volatile __u64 wakeup_bytes = 1 << 20;
 
 /* Set by user space after load, before attach: the time tracing starts (bpf_ktime_get_ns). */
 __u64 start_ns = 0;
+/* What one cpu-clock sample counts in `oncpu_samples`: the requested period's multiple the timer
+ * runs at now. 1 unless user space lowered the rate because the sampler took too much CPU
+ * (TopTracer's governor: the period is doubled, and each sample then stands for two of the
+ * requested rate). */
+__u64 sample_weight = 1;
 
 struct task_state {
 	__u64 since_ns;     /* switch-in time of the running slice, 0 when not running/unknown */
@@ -599,13 +604,12 @@ int top_adopt(struct bpf_perf_event_data *ctx)
 
 /* cpu-clock sample on one CPU: where the tracked task running there is now. The idle tasks are
  * never sampled (their time is not any thread's CPU time). */
-SEC("perf_event")
-int top_sample(struct bpf_perf_event_data *ctx)
+static __always_inline void sample(struct bpf_perf_event_data *ctx)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 
 	if (t->pid == 0 || !tracked(t))
-		return 0;
+		return;
 	struct kscope_top_key key = {
 		.pid = t->tgid,
 		.tid = t->pid,
@@ -618,7 +622,8 @@ int top_sample(struct bpf_perf_event_data *ctx)
 	if (collect_kstack && !(cs & 3))
 		key.kstack = stack_id(ctx, 0, KSCOPE_TOP_KSTACK_COLLISION, KSCOPE_TOP_KSTACK_ERROR);
 	key.ustack = user_stack_id(ctx, t);
-	count(KSCOPE_TOP_SAMPLES, 1);
+	__u64 weight = sample_weight;
+	count(KSCOPE_TOP_SAMPLES, weight);
 	__u64 *n = bpf_map_lookup_elem(&oncpu_samples, &key);
 	if (!n) {
 		__u64 zero = 0;
@@ -626,8 +631,21 @@ int top_sample(struct bpf_perf_event_data *ctx)
 		n = bpf_map_lookup_elem(&oncpu_samples, &key);
 	}
 	if (n)
-		*n += 1; /* a thread runs on one CPU at a time */
+		*n += weight; /* a thread runs on one CPU at a time */
 	else
-		count(KSCOPE_TOP_SAMPLES_FULL, 1);
+		count(KSCOPE_TOP_SAMPLES_FULL, weight);
+}
+
+/* The sampler's own time and runs per CPU (KSCOPE_TOP_SAMPLER_NS, _RUNS) are what user space's
+ * governor holds under the kernel's perf_cpu_time_max_percent: the kernel throttles a PMU's NMI
+ * handler by it, but not a cpu-clock (hrtimer) event, which at -F max took whole CPUs. */
+SEC("perf_event")
+int top_sample(struct bpf_perf_event_data *ctx)
+{
+	__u64 begin = bpf_ktime_get_ns();
+
+	count(KSCOPE_TOP_SAMPLER_RUNS, 1);
+	sample(ctx);
+	count(KSCOPE_TOP_SAMPLER_NS, bpf_ktime_get_ns() - begin);
 	return 0;
 }

@@ -178,8 +178,8 @@ Result<std::vector<int>> online_cpus() {
 }
 
 Result<PerfEventLinks> attach_sw_event_all_cpus(bpf_program* prog, unsigned long long config,
-                                                const std::string& event_name,
-                                                uint64_t sample_freq) {
+                                                const std::string& event_name, uint64_t sample_freq,
+                                                uint64_t sample_period) {
   KSCOPE_ASSIGN_OR_RETURN(auto cpus, online_cpus());
   PerfEventLinks result;
   for (int cpu : cpus) {
@@ -187,7 +187,9 @@ Result<PerfEventLinks> attach_sw_event_all_cpus(bpf_program* prog, unsigned long
     attr.size = sizeof(attr);
     attr.type = PERF_TYPE_SOFTWARE;
     attr.config = config;
-    if (sample_freq) {
+    if (sample_period) {
+      attr.sample_period = sample_period;
+    } else if (sample_freq) {
       attr.freq = 1;
       attr.sample_freq = sample_freq;
     } else {

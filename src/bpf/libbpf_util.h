@@ -69,10 +69,12 @@ struct PerfEventLinks {
   PerfEventLinks& operator=(PerfEventLinks&&) = default;
   ~PerfEventLinks();
 };
-// With sample_freq > 0 the events sample at that frequency (Hz) instead.
+// With sample_freq > 0 the events sample at that frequency (Hz) instead; with sample_period > 0,
+// every that many events (for cpu-clock: nanoseconds), which PERF_EVENT_IOC_PERIOD can change.
 Result<PerfEventLinks> attach_sw_event_all_cpus(bpf_program* prog, unsigned long long config,
                                                 const std::string& event_name,
-                                                uint64_t sample_freq = 0);
+                                                uint64_t sample_freq = 0,
+                                                uint64_t sample_period = 0);
 
 // Online CPU ids from /sys/devices/system/cpu/online.
 Result<std::vector<int>> online_cpus();

@@ -105,6 +105,7 @@ Result<int> run_top(const TopCliOptions& o) {
     so.trace.sample_hz = 0;  // no stacks, no sampler
   } else {
     KSCOPE_ASSIGN_OR_RETURN(so.trace.sample_hz, parse_sample_rate(o.frequency));
+    if (auto limit = perf_cpu_time_max_percent()) so.trace.sampler_max_percent = *limit;
   }
   // Without a recording the ring buffer carries only rare process events: keep it small (its
   // pages are mapped into this process and count in its RSS).
@@ -242,6 +243,9 @@ Result<int> run_top(const TopCliOptions& o) {
     fo.value_index = summary.profile.value_index(folded_value).value_or(0);
     KSCOPE_TRY(write_folded(summary.profile, folded, fo));
   }
+  if (!summary.sampler_lowered.empty())
+    std::fprintf(stderr, "kscope top: on-CPU by stack %s\n",
+                 sampler_rate_text(summary.sample_hz, summary.sampler_lowered).c_str());
   if (summary.counters.lost())
     std::fprintf(stderr, "kscope top: lost over the whole run: %s\n",
                  top_lost_breakdown(summary.counters).c_str());
@@ -367,7 +371,8 @@ Subcommand setup_top(CLI::App& parent) {
       ->check(CLI::IsMember({"dwarf", "fp"}));
   app->add_option("-F,--freq", o->frequency,
                   "On-CPU sampling rate per CPU in Hz (default 999), or 'max' for the kernel's "
-                  "limit (/proc/sys/kernel/perf_event_max_sample_rate)");
+                  "limit (/proc/sys/kernel/perf_event_max_sample_rate). Lowered (and said so) "
+                  "when the sampler's own time exceeds kernel.perf_cpu_time_max_percent of a CPU");
   app->add_option("--unwind-rows", o->unwind_rows,
                   "Capacity of the kernel's unwind-table map in rows, 8 bytes each (default "
                   "2097152; files that do not fit are counted and their frames end the stack)")

@@ -54,6 +54,7 @@ TopCounters TopCounters::minus(const TopCounters& o) const {
   r.samples_full = sat_sub(samples_full, o.samples_full);
   r.ustacks_full = sat_sub(ustacks_full, o.ustacks_full);
   r.samples_missed = sat_sub(samples_missed, o.samples_missed);
+  r.sampler_ns = sat_sub(sampler_ns, o.sampler_ns);
   return r;
 }
 
@@ -205,6 +206,36 @@ std::string TopFrameView::display() const {
                            : symbol;
   if (!module.empty() && resolved) s += fmt::format(" [{}]", module);
   return s;
+}
+
+uint64_t sampler_weight_for(double share, double limit, uint64_t weight, uint32_t requested_hz) {
+  if (limit <= 0 || share <= limit || weight == 0) return weight;
+  uint64_t next = weight;
+  double at = share;
+  while (at > limit && next * 2 <= requested_hz) {
+    next *= 2;
+    at /= 2;
+  }
+  return next;
+}
+
+std::string sampler_rate_text(uint32_t sample_hz, const std::vector<SamplerLowering>& lowered) {
+  std::string out = fmt::format("sampled at {} Hz", sample_hz);
+  if (lowered.empty()) return out;
+  const SamplerLowering& first = lowered.front();
+  const SamplerLowering& last = lowered.back();
+  std::string why = first.delivered < 0.5
+                        ? fmt::format(
+                              "the timer ran {:.0f}% of the times asked on CPU {}: its interrupts "
+                              "saturated the CPU",
+                              first.delivered * 100, first.cpu)
+                        : fmt::format(
+                              "the sampler's own time reached {:.0f}% of CPU {}, over the kernel's "
+                              "perf_cpu_time_max_percent of {:.0f}%",
+                              first.share * 100, first.cpu, first.limit * 100);
+  return out +
+         fmt::format(", lowered to {} Hz from {:.1f} s ({}; samples count in periods of {} Hz)",
+                     last.to_hz, static_cast<double>(first.at_ns) / 1e9, why, sample_hz);
 }
 
 std::vector<std::string> lost_items(const TopCounters& c) {

@@ -89,6 +89,7 @@ struct TopCounters {
   // Timer samples the kernel skipped because a BPF program was already running on the CPU (often
   // another tool's): fewer samples, totals still exact, so not part of lost(); reported.
   uint64_t samples_missed = 0;
+  uint64_t sampler_ns = 0;  // time spent in the sampler's BPF program, all CPUs
   // Everything that made a number less than exact, for the "lost" field.
   uint64_t lost() const {
     return kstack_collisions + ustack_collisions + accounts_full + storage_failures + slices_lost +
@@ -186,6 +187,27 @@ struct UnwindSummary {
   uint64_t walk_ns_bucket = 25;
 };
 
+// The sampler's rate was lowered: its own time on one CPU went over the kernel's limit for perf
+// sample handling (kernel.perf_cpu_time_max_percent), which the kernel applies to a PMU's NMI
+// handler but not to a cpu-clock event's BPF program. Samples then count in periods of the
+// requested rate (one taken at half the rate counts 2), so shares by stack stay unbiased.
+struct SamplerLowering {
+  uint64_t at_ns = 0;  // since measuring started
+  uint32_t from_hz = 0, to_hz = 0;
+  int cpu = -1;            // the CPU whose share went over (or whose timer lagged)
+  double share = 0;        // the sampler's own time's share of its CPU over the window measured
+  double delivered = 1;    // runs of the timer on that CPU over those the rate asked for (< 0.5:
+                           // it lagged two windows in a row, interrupts saturating the CPU)
+  double limit = 0;        // the limit (fraction of a CPU)
+  uint64_t window_ns = 0;  // the window the share was measured over
+};
+// The sampler's period in requested periods after a window in which its own time took `share`
+// of one CPU: `weight` while share <= limit (or limit <= 0); else doubled until the share the
+// rate would then take (it scales with the rate) is at most the limit, never below 1 Hz.
+uint64_t sampler_weight_for(double share, double limit, uint64_t weight, uint32_t requested_hz);
+// "sampled at 999 Hz", or "sampled at 100000 Hz, lowered to 12500 Hz (...)".
+std::string sampler_rate_text(uint32_t sample_hz, const std::vector<SamplerLowering>& lowered);
+
 struct TopTable {
   uint64_t interval_ns = 0;  // wall time covered
   uint64_t end_time_ns = 0;  // CLOCK_MONOTONIC at the sample
@@ -197,9 +219,10 @@ struct TopTable {
   uint64_t switches_all = 0;  // all context switches on all CPUs in the interval
   double cpu_busy = -1;       // fraction of all CPUs busy (from /proc/stat), -1 unknown
   int ncpus = 0;
-  std::optional<UnwindSummary> unwind;  // with the native unwinder
-  uint32_t sample_hz = 0;               // the cpu-clock sampler's rate, 0 without it
-  bool stacks = true;                   // false with --no-stacks: nothing is by stack
+  std::optional<UnwindSummary> unwind;           // with the native unwinder
+  uint32_t sample_hz = 0;                        // the cpu-clock sampler's rate, 0 without it
+  std::vector<SamplerLowering> sampler_lowered;  // the governor's lowerings, oldest first
+  bool stacks = true;                            // false with --no-stacks: nothing is by stack
   // kscope's own process, left out of the rows and totals (shown with --show-self); 0: none.
   uint32_t hidden_pid = 0;
   uint64_t hidden_oncpu_ns = 0;  // its exact on-CPU time in the interval

@@ -334,12 +334,13 @@ std::string totals_line(const TopTable& table, size_t shown) {
 // screen says what the rows are instead (and never the word for what it does not have).
 std::string sources_line(const TopTable& table) {
   if (!table.stacks) return "per-thread totals only, exact, from the kernel's counters";
-  std::string oncpu =
-      table.sample_hz ? fmt::format(
-                            "on-CPU by stack: sampled at {} Hz, scaled to exact thread totals ({} "
-                            "samples)",
-                            table.sample_hz, format_count(table.counters.samples))
-                      : std::string("on-CPU by stack: not sampled");
+  std::string oncpu = table.sample_hz
+                          ? fmt::format(
+                                "on-CPU by stack: {}, scaled to exact thread totals ({} "
+                                "samples)",
+                                sampler_rate_text(table.sample_hz, table.sampler_lowered),
+                                format_count(table.counters.samples))
+                          : std::string("on-CPU by stack: not sampled");
   return oncpu + "; off-CPU: exact, at switch-out";
 }
 
@@ -517,7 +518,7 @@ std::vector<TopScreenLine> expanded_group_lines(const TopTable& stack_table,
   };
 
   const std::string hz = stack_table.sample_hz
-                             ? fmt::format("sampled at {} Hz", stack_table.sample_hz)
+                             ? sampler_rate_text(stack_table.sample_hz, stack_table.sampler_lowered)
                              : std::string("not sampled");
   add(section_pad + fmt::format("on-CPU by stack ({}, scaled to the {} exact {}): {} stack{}, {} "
                                 "samples",

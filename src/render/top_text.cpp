@@ -27,10 +27,9 @@ std::string sources_line(const TopTable& t) {
     return "kscope top: no stacks sampled (--no-stacks): on-CPU, switches, run-queue wait and "
            "off-CPU time are exact per thread";
   return fmt::format(
-      "kscope top: on-CPU by stack: sampled at {} Hz ({} samples), scaled to exact per-thread "
-      "totals; off-CPU: exact, by switch-out stack; SLICE: CPU time of the slices that ended at "
-      "the stack",
-      t.sample_hz, t.counters.samples);
+      "kscope top: on-CPU by stack: {} ({} samples), scaled to exact per-thread totals; off-CPU: "
+      "exact, by switch-out stack; SLICE: CPU time of the slices that ended at the stack",
+      sampler_rate_text(t.sample_hz, t.sampler_lowered), t.counters.samples);
 }
 
 // "[incomplete: REASON]" markers the native unwinder ends an unfinished stack with.
@@ -136,8 +135,25 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
       t.sample_hz && t.stacks
           ? nlohmann::json{{"method", "sampled, scaled to exact per-thread totals"},
                            {"sample_hz", t.sample_hz},
-                           {"samples", t.counters.samples}}
+                           {"sample_hz_now", t.sampler_lowered.empty()
+                                                 ? t.sample_hz
+                                                 : t.sampler_lowered.back().to_hz},
+                           {"samples", t.counters.samples},
+                           {"sampler_own_ns", t.counters.sampler_ns}}
           : nlohmann::json{{"method", "none (--no-stacks)"}};
+  if (t.sample_hz && t.stacks) {
+    nlohmann::json lowered = nlohmann::json::array();
+    for (const SamplerLowering& l : t.sampler_lowered)
+      lowered.push_back({{"at_ns", l.at_ns},
+                         {"from_hz", l.from_hz},
+                         {"to_hz", l.to_hz},
+                         {"cpu", l.cpu},
+                         {"share", l.share},
+                         {"delivered", l.delivered},
+                         {"limit", l.limit},
+                         {"window_ns", l.window_ns}});
+    j["oncpu_by_stack"]["sampler_lowered"] = std::move(lowered);
+  }
   j["offcpu_by_stack"] = t.stacks ? "exact, by switch-out stack" : "none (--no-stacks)";
   if (t.hidden_pid) j["hidden_self"] = {{"pid", t.hidden_pid}, {"oncpu_ns", t.hidden_oncpu_ns}};
   if (t.unwind) {

@@ -650,6 +650,7 @@ struct TopSession::Impl {
     t.ncpus = tracer->ncpus();
     t.stacks = options.trace.kernel_stacks || options.trace.user_stacks;
     t.sample_hz = tracer->sample_hz();
+    t.sampler_lowered = tracer->sampler_lowered();
     t.cpu_busy = last_busy;
     t.scope = options.scope;
     t.tables_pending = tables_queue.size();
@@ -885,6 +886,7 @@ TopTable TopSession::group_stacks(const TopRow& row, TopGroupBy row_group_by, To
       [&s](uint32_t pid, uint32_t tid) { return s.comm_of(pid, tid); });
   t.ncpus = s.tracer->ncpus();
   t.sample_hz = s.tracer->sample_hz();
+  t.sampler_lowered = s.tracer->sampler_lowered();
   t.stacks = s.options.trace.kernel_stacks || s.options.trace.user_stacks;
   return t;
 }
@@ -901,6 +903,8 @@ Result<TopSummary> TopSession::finish() {
   TopSummary summary;
   summary.counters = final_sample.counters;
   summary.diagnostics = s.tracer->diagnostics();
+  summary.sample_hz = s.tracer->sample_hz();
+  summary.sampler_lowered = s.tracer->sampler_lowered();
   if (s.options.keep_whole_run) summary.profile = s.whole_run_profile(final_sample);
   if (s.recording) {
     // The last increment makes the increments add up to the profile block exactly.

@@ -58,7 +58,9 @@ struct TopSummary {
   TopCounters counters;  // the whole run
   std::string recording_note;
   TopTracer::Diagnostics diagnostics;
-  std::vector<BinarySource> symbol_sources;  // where each binary's names came from (-v)
+  uint32_t sample_hz = 0;                        // requested (-F), 0 without the sampler
+  std::vector<SamplerLowering> sampler_lowered;  // when the governor lowered it
+  std::vector<BinarySource> symbol_sources;      // where each binary's names came from (-v)
 };
 
 class TopSession : public TopSource {

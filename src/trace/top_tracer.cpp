@@ -3,14 +3,21 @@
 #include <bpf/bpf.h>
 #include <fmt/format.h>
 #include <linux/perf_event.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <time.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
@@ -69,6 +76,144 @@ struct TopTracer::Impl {
   std::unique_ptr<BpfUnwindMaps> unwind_maps;  // with --call-graph dwarf
   std::unique_ptr<unwind::TableLoader> tables;
   bpf::PerfEventLinks sampler;  // one cpu-clock event per online CPU
+  // The sampler's governor (govern(), on a thread of its own). The kernel limits the time a
+  // PMU's NMI handler may take (kernel.perf_cpu_time_max_percent) and lowers
+  // perf_event_max_sample_rate when it goes over, but a cpu-clock event is an hrtimer and
+  // neither it nor its BPF program is held to that. At -F max (100 kHz) on this VM the timer
+  // fired only ~22,000 times a second per CPU (a timer interrupt costs tens of microseconds when
+  // the guest's timer is emulated), the CPUs did little else, and 2 s of work ran for 12
+  // minutes. So kscope applies the kernel's limit itself, over 0.1 s windows per CPU: the
+  // program's own time (KSCOPE_TOP_SAMPLER_NS) over the limit doubles the period until it fits
+  // (sampler_weight_for). A timer that cannot keep up (fewer than half the runs the rate asks
+  // for, KSCOPE_TOP_SAMPLER_RUNS, two windows in a row, its interrupts saturating the CPU) shows
+  // what an interrupt costs (the window over the runs), and the rate is lowered until rate x
+  // cost fits the limit too. sample_weight keeps samples in requested periods.
+  // Interrupt time below saturation is not visible from inside the guest (no IRQ time
+  // accounting here): a rate the timer keeps up with is kept.
+  uint32_t requested_hz = 0;
+  uint64_t base_period_ns = 0;  // NSEC_PER_SEC / requested_hz, as the kernel computes it
+  uint64_t weight = 1;          // the period now, in base periods
+  double sampler_limit = 0;     // fraction of a CPU; 0: no limit (the sysctl at 0 or 100)
+  uint64_t governed_at_ns = 0;
+  std::vector<uint64_t> governed_ns, governed_runs;  // per CPU, at governed_at_ns
+  std::vector<int> short_windows;                    // per CPU: windows in a row the timer lagged
+  std::vector<SamplerLowering> lowered;  // under lowered_mutex (the governor thread appends)
+  mutable std::mutex lowered_mutex;
+  static constexpr uint64_t kGovernWindowNs = 100'000'000;
+  static constexpr double kMaxInterruptNs = 100'000;
+  // The governor runs on its own thread, so a poll loop busy elsewhere (a large binary's unwind
+  // table takes seconds) cannot delay it, at SCHED_FIFO when allowed: a CPU saturated by timer
+  // interrupts leaves ordinary threads almost nothing.
+  std::thread governor;
+  std::mutex governor_mutex;
+  std::condition_variable governor_wake;
+  bool governor_stop = false;
+
+  void start_governor() {
+    if (sampler.fds.empty() || sampler_limit <= 0) return;
+    governor = std::thread([this] {
+      sched_param sp{};
+      sp.sched_priority = 1;
+      (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+      std::unique_lock<std::mutex> lock(governor_mutex);
+      while (!governor_stop) {
+        governor_wake.wait_for(lock, std::chrono::nanoseconds(kGovernWindowNs));
+        if (governor_stop) break;
+        govern();
+      }
+    });
+  }
+  void stop_governor() {
+    {
+      std::lock_guard<std::mutex> lock(governor_mutex);
+      governor_stop = true;
+    }
+    governor_wake.notify_all();
+    if (governor.joinable()) governor.join();
+  }
+  ~Impl() { stop_governor(); }
+
+  void govern() {
+    if (sampler.fds.empty() || sampler_limit <= 0) return;
+    uint64_t now = monotonic_ns();
+    if (governed_at_ns && now - governed_at_ns < kGovernWindowNs) return;
+    int fd = bpf_map__fd(skel->maps.counters);
+    auto own = bpf::read_percpu_u64(fd, KSCOPE_TOP_SAMPLER_NS);
+    auto runs = bpf::read_percpu_u64(fd, KSCOPE_TOP_SAMPLER_RUNS);
+    if (!own || !runs || own->size() != runs->size()) return;
+    uint64_t window = governed_at_ns ? now - governed_at_ns : 0;
+    std::vector<uint64_t> ns_before = std::move(governed_ns),
+                          runs_before = std::move(governed_runs);
+    governed_ns = *own;
+    governed_runs = *runs;
+    governed_at_ns = now;
+    short_windows.resize(own->size(), 0);
+    if (!window || ns_before.size() != own->size() || runs_before.size() != own->size()) return;
+    double period_ns = static_cast<double>(base_period_ns * weight);
+    double expected = static_cast<double>(window) / period_ns;  // runs the rate asks for
+    double worst = 0, worst_delivered = 1;
+    int worst_cpu = -1, lag_cpu = -1;
+    for (size_t c = 0; c < own->size(); ++c) {
+      double busy = static_cast<double>((*own)[c] - std::min((*own)[c], ns_before[c])) /
+                    static_cast<double>(window);
+      double ran = static_cast<double>((*runs)[c] - std::min((*runs)[c], runs_before[c]));
+      // Lagging: fewer than half the runs asked for, yet enough that their interrupts could
+      // fill half the window at the most an interrupt is taken to cost. An idle CPU's timer
+      // may fire far less than asked (seen here at 1-2 kHz), which costs nothing, and a CPU
+      // that is offline, or whose event is not scheduled, runs nothing: neither is a lag.
+      bool lagging = ran < expected / 2 && ran * kMaxInterruptNs >= static_cast<double>(window) / 2;
+      short_windows[c] = lagging ? short_windows[c] + 1 : 0;
+      if (busy > worst) {
+        worst = busy;
+        worst_cpu = static_cast<int>(c);
+      }
+      if (short_windows[c] >= 2 && ran / expected < worst_delivered) {
+        worst_delivered = ran / expected;
+        lag_cpu = static_cast<int>(c);
+      }
+    }
+    // A CPU saturated by the timer's interrupts spends the window on them: each costs about
+    // window / runs (at most kMaxInterruptNs, by the test above), and the rate costs rate x
+    // that.
+    double lag_share = 0;
+    if (lag_cpu >= 0) {
+      double ran = worst_delivered * expected;
+      double cost_ns = std::min(static_cast<double>(window) / ran, kMaxInterruptNs);
+      lag_share = cost_ns / period_ns;
+    }
+    uint64_t next =
+        sampler_weight_for(std::max(worst, lag_share), sampler_limit, weight, requested_hz);
+    if (lag_cpu >= 0 && next == weight && weight * 2 <= requested_hz) next = weight * 2;
+    if (lag_cpu >= 0) worst_cpu = lag_cpu;
+    if (next == weight) return;
+    uint64_t period = base_period_ns * next;
+    for (int event_fd : sampler.fds)
+      if (ioctl(event_fd, PERF_EVENT_IOC_PERIOD, &period) != 0) {
+        if (options.verbosity)
+          std::fprintf(stderr, "kscope top: cannot lower the sampler's rate: %s\n",
+                       std::strerror(errno));
+        sampler_limit = 0;  // do not try again at every poll
+        return;
+      }
+    skel->data->sample_weight = next;
+    SamplerLowering l;
+    l.at_ns = now - start_ns;
+    l.from_hz = static_cast<uint32_t>(requested_hz / weight);
+    l.to_hz = static_cast<uint32_t>(requested_hz / next);
+    l.cpu = worst_cpu;
+    l.share = worst;
+    l.delivered = lag_cpu >= 0 ? worst_delivered : 1;
+    l.limit = sampler_limit;
+    l.window_ns = window;
+    {
+      std::lock_guard<std::mutex> lock(lowered_mutex);
+      lowered.push_back(l);
+    }
+    weight = next;
+    // The next window starts at the next call (the counters are read again then).
+    governed_at_ns = 0;
+    std::fill(short_windows.begin(), short_windows.end(), 0);
+  }
   // top_adopt's timer (bpf/top.bpf.c): threads running since before tracing get a running
   // slice. Detached once every CPU has switched (adopt_done()).
   bpf::PerfEventLinks adopter;
@@ -223,6 +368,7 @@ struct TopTracer::Impl {
     KSCOPE_ASSIGN_OR_RETURN(c.samples, sum(KSCOPE_TOP_SAMPLES));
     KSCOPE_ASSIGN_OR_RETURN(c.samples_full, sum(KSCOPE_TOP_SAMPLES_FULL));
     KSCOPE_ASSIGN_OR_RETURN(c.ustacks_full, sum(KSCOPE_TOP_USTACK_FULL));
+    KSCOPE_ASSIGN_OR_RETURN(c.sampler_ns, sum(KSCOPE_TOP_SAMPLER_NS));
     // Runs the kernel skipped because the program was already active on that CPU: a switch or
     // wakeup not seen at all.
     for (bpf_program* prog : {skel->progs.top_sched_switch, skel->progs.top_sched_wakeup,
@@ -363,15 +509,23 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
       std::fprintf(stderr, "kscope top: %s\n", links.error().describe().c_str());
   }
   if (options.sample_hz) {
+    // By period (the kernel turns a cpu-clock frequency into this same fixed period), so the
+    // governor's PERF_EVENT_IOC_PERIOD means nanoseconds whatever the kernel version.
+    impl->requested_hz = options.sample_hz;
+    impl->base_period_ns = 1'000'000'000ull / options.sample_hz;
+    impl->sampler_limit = options.sampler_max_percent > 0 && options.sampler_max_percent < 100
+                              ? options.sampler_max_percent / 100.0
+                              : 0;
     KSCOPE_ASSIGN_OR_RETURN(impl->sampler, bpf::attach_sw_event_all_cpus(
                                                skel->progs.top_sample, PERF_COUNT_SW_CPU_CLOCK,
-                                               "cpu-clock", options.sample_hz));
+                                               "cpu-clock", 0, impl->base_period_ns));
   }
   // After the switch program, so a CPU without a switch since is one whose task ran before.
   KSCOPE_ASSIGN_OR_RETURN(
       impl->adopter, bpf::attach_sw_event_all_cpus(skel->progs.top_adopt, PERF_COUNT_SW_CPU_CLOCK,
                                                    "cpu-clock", Impl::kAdoptHz));
   impl->adopting = true;
+  impl->start_governor();
   phase_done("attach");
   // Exited between the check of the targets and now: there is nothing to measure. The same
   // words as kscope faults in the same situation (and as the check itself for a zombie).
@@ -671,6 +825,20 @@ const std::vector<std::pair<std::string, uint64_t>>& TopTracer::startup_phases()
   return impl_->phases;
 }
 uint32_t TopTracer::sample_hz() const { return impl_->options.sample_hz; }
+std::vector<SamplerLowering> TopTracer::sampler_lowered() const {
+  std::lock_guard<std::mutex> lock(impl_->lowered_mutex);
+  return impl_->lowered;
+}
+
+Result<uint32_t> perf_cpu_time_max_percent() {
+  auto text = read_file("/proc/sys/kernel/perf_cpu_time_max_percent", 64);
+  if (!text) return make_error("cannot read /proc/sys/kernel/perf_cpu_time_max_percent");
+  char* end = nullptr;
+  unsigned long v = std::strtoul(text->c_str(), &end, 10);
+  if (end == text->c_str() || v > 100)
+    return make_error("malformed /proc/sys/kernel/perf_cpu_time_max_percent");
+  return static_cast<uint32_t>(v);
+}
 
 Result<uint32_t> perf_max_sample_rate() {
   auto text = read_file("/proc/sys/kernel/perf_event_max_sample_rate", 64);

@@ -41,6 +41,10 @@ struct TopTraceOptions {
   bool record_slices = false;  // stream every on-CPU slice (for recordings)
   // The cpu-clock sampler (on-CPU time by stack): samples per second per CPU, 0 = off (no stacks).
   uint32_t sample_hz = 999;
+  // The most of one CPU the sampler's own BPF time may take, in percent (the kernel's
+  // perf_cpu_time_max_percent, read by the CLI); over it the rate is halved until it holds.
+  // 0 or 100: no limit, as for the kernel.
+  uint32_t sampler_max_percent = 25;
   uint32_t max_accounts = 65536;
   uint32_t max_stacks = 16384;
   // Capacity of the native walk's user stack map (`ustacks`; entries are allocated when used,
@@ -81,6 +85,9 @@ struct UserStack {
 
 // The kernel's limit on perf sampling rates (/proc/sys/kernel/perf_event_max_sample_rate).
 Result<uint32_t> perf_max_sample_rate();
+// The kernel's limit on the CPU share of perf sample handling, in percent
+// (/proc/sys/kernel/perf_cpu_time_max_percent; 0 and 100 mean no limit).
+Result<uint32_t> perf_cpu_time_max_percent();
 // Parses -F: a rate in Hz (1 .. the kernel's limit) or "max".
 Result<uint32_t> parse_sample_rate(const std::string& text);
 
@@ -181,7 +188,9 @@ class TopTracer {
   uint64_t start_ns() const;  // CLOCK_MONOTONIC when measuring started
   // How long each step of create() took (for -v): "BPF load" (open, size, verify), "attach", ...
   const std::vector<std::pair<std::string, uint64_t>>& startup_phases() const;
-  uint32_t sample_hz() const;  // the sampler's rate, 0 without it
+  uint32_t sample_hz() const;  // the sampler's requested rate, 0 without it
+  // Each time the sampler's rate was lowered because its own time went over the limit.
+  std::vector<SamplerLowering> sampler_lowered() const;
   int ncpus() const;
 
   struct Impl;

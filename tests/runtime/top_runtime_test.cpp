@@ -706,6 +706,84 @@ TEST_F(TopOncpuRuntime, OnCpuBySampledStackAndOffCpuBySwitchOutStackMatchTheProg
   EXPECT_GE(vol_k.through, sl.sleeps) << why;
 }
 
+// Sets a /proc/sys value for the life of the object, then puts the old one back.
+class SysctlGuard {
+ public:
+  SysctlGuard(std::string path, const std::string& value) : path_(std::move(path)) {
+    old_ = read_file(path_);
+    while (!old_.empty() && (old_.back() == '\n' || old_.back() == ' ')) old_.pop_back();
+    std::ofstream(path_) << value << "\n";
+  }
+  ~SysctlGuard() {
+    if (!old_.empty()) std::ofstream(path_) << old_ << "\n";
+  }
+  bool ok() const { return !old_.empty(); }
+
+ private:
+  std::string path_, old_;
+};
+
+// -F max (100 kHz per CPU here) once took whole CPUs (2 s of work ran for 12 minutes): the
+// kernel holds a PMU's NMI handler to kernel.perf_cpu_time_max_percent, but not a cpu-clock
+// event. kscope's governor holds the sampler to that limit by doubling the period. Here the
+// limit is set to 2% (restored after), which a 100 kHz sampler of two spinning threads exceeds
+// on any machine (on this VM its timer interrupts saturate the CPUs first), so the governor must
+// act; the run must end normally; and the samples, each counted in requested periods, must
+// still be the threads' CPU time at the requested rate, split 3:1.
+TEST_F(TopOncpuRuntime, SamplerAtMaxIsHeldUnderTheKernelsCpuTimeLimit) {
+  KSCOPE_REQUIRE_ROOT_OR_SKIP();
+  SysctlGuard limit("/proc/sys/kernel/perf_cpu_time_max_percent", "2");
+  ASSERT_TRUE(limit.ok());
+  std::string max_rate = read_file("/proc/sys/kernel/perf_event_max_sample_rate");
+  uint32_t requested = static_cast<uint32_t>(std::stoul(max_rate));
+  std::string out =
+      run_oncpuprog({"--by", "stack", "--format", "json", "-n", "100000", "-F", "max"});
+  auto j = nlohmann::json::parse(out);
+  auto truth = read_oncpu_truth(path("truth"));
+  ASSERT_EQ(truth.size(), 4u) << read_file(path("prog.err"));
+  const auto& by = j.at("oncpu_by_stack");
+  ASSERT_EQ(by.at("sample_hz").get<uint32_t>(), requested);
+  const auto& lowered = by.at("sampler_lowered");
+  ASSERT_GE(lowered.size(), 1u) << by.dump();
+  uint32_t prev = requested;
+  for (const auto& l : lowered) {
+    EXPECT_EQ(l.at("from_hz").get<uint32_t>(), prev) << by.dump();
+    EXPECT_LT(l.at("to_hz").get<uint32_t>(), prev) << by.dump();
+    // Either its own time went over the limit, or its timer lagged (its interrupts saturating
+    // the CPU: 100 kHz on a VM with an emulated timer).
+    EXPECT_TRUE(l.at("share").get<double>() > 0.02 || l.at("delivered").get<double>() < 0.5)
+        << by.dump();
+    EXPECT_DOUBLE_EQ(l.at("limit").get<double>(), 0.02);
+    prev = l.at("to_hz").get<uint32_t>();
+  }
+  EXPECT_EQ(by.at("sample_hz_now").get<uint32_t>(), prev);
+  EXPECT_NE(read_file(path("top.err")).find("lowered to " + std::to_string(prev) + " Hz"),
+            std::string::npos)
+      << read_file(path("top.err"));
+
+  // The spinners' samples, weighted, against their own CPU clocks at the requested rate
+  // (unweighted, they would be the final rate's share of it: 1/16 here). Samples lost while the
+  // timer lagged, before the first lowering, keep it below 1.
+  const OncpuTruth& big = truth["big"];
+  const OncpuTruth& small = truth["small"];
+  auto rows = stack_rows(j);
+  Split big_n = split(rows, big.tid, "spin_big", &StackRow::samples);
+  Split small_n = split(rows, small.tid, "spin_small", &StackRow::samples);
+  double weighted = static_cast<double>(big_n.all + small_n.all);
+  double expected = static_cast<double>(big.cpu_ns + small.cpu_ns) * requested / 1e9;
+  EXPECT_GE(weighted, 0.6 * expected) << dump_tid(j, big.tid) << dump_tid(j, small.tid);
+  EXPECT_LE(weighted, 1.05 * expected) << dump_tid(j, big.tid) << dump_tid(j, small.tid);
+  // The 3:1 split by samples. A weighted count n stands for at least n / (final weight) real
+  // samples, so the binomial bound of test (b) is taken with that many (a looser bound).
+  double p = static_cast<double>(big.cpu_ns) / static_cast<double>(big.cpu_ns + small.cpu_ns);
+  double n = static_cast<double>(big_n.through + small_n.through) * prev / requested;
+  ASSERT_GE(n, 50.0) << "too few samples for the bound: " << n;
+  double sd = std::sqrt(p * (1 - p) / n);
+  EXPECT_NEAR(
+      static_cast<double>(big_n.through) / static_cast<double>(big_n.through + small_n.through), p,
+      4 * sd);
+}
+
 // (d) perf record -F 999 -g on the same run names the same top function.
 TEST_F(TopOncpuRuntime, TopFunctionAgreesWithPerfRecord) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();

@@ -758,5 +758,40 @@ TEST(TopModel, SortKeyNamesAndGroupCycleWithoutStacks) {
   EXPECT_EQ(next_group_by(TopGroupBy::kComm, true), TopGroupBy::kStack);
 }
 
+TEST(SamplerGovernor, HalvesTheRateUntilTheOwnTimeFitsTheLimit) {
+  // Within the limit (or no limit): unchanged.
+  EXPECT_EQ(sampler_weight_for(0.10, 0.25, 1, 100000), 1u);
+  EXPECT_EQ(sampler_weight_for(0.25, 0.25, 1, 100000), 1u);
+  EXPECT_EQ(sampler_weight_for(0.90, 0.0, 1, 100000), 1u);
+  // 90% at 100 kHz: 45% at 50 kHz, 22.5% at 25 kHz: a period 4 times the requested one.
+  EXPECT_EQ(sampler_weight_for(0.90, 0.25, 1, 100000), 4u);
+  // Measured at an already lowered rate: the doubling starts from there.
+  EXPECT_EQ(sampler_weight_for(0.30, 0.25, 4, 100000), 8u);
+  // Never below 1 Hz: 999 Hz at most 512 periods (1.95 Hz) when even that takes too much.
+  EXPECT_EQ(sampler_weight_for(1.0, 0.001, 1, 999), 512u);
+  EXPECT_EQ(sampler_weight_for(1.0, 0.001, 1, 1), 1u);
+}
+
+TEST(SamplerGovernor, TheRateTextSaysWhatWasAskedWhatRanAndWhy) {
+  EXPECT_EQ(sampler_rate_text(999, {}), "sampled at 999 Hz");
+  SamplerLowering l;
+  l.at_ns = 300'000'000;
+  l.from_hz = 100000;
+  l.to_hz = 25000;
+  l.cpu = 1;
+  l.share = 0.9;
+  l.limit = 0.25;
+  EXPECT_EQ(sampler_rate_text(100000, {l}),
+            "sampled at 100000 Hz, lowered to 25000 Hz from 0.3 s (the sampler's own time reached "
+            "90% of CPU 1, over the kernel's perf_cpu_time_max_percent of 25%; samples count in "
+            "periods of 100000 Hz)");
+  l.delivered = 0.22;
+  l.share = 4.5;
+  EXPECT_EQ(sampler_rate_text(100000, {l}),
+            "sampled at 100000 Hz, lowered to 25000 Hz from 0.3 s (the timer ran 22% of the times "
+            "asked on CPU 1: its interrupts saturated the CPU; samples count in periods of 100000 "
+            "Hz)");
+}
+
 }  // namespace
 }  // namespace kscope

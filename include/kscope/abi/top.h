@@ -65,11 +65,14 @@ enum kscope_top_counter {
                                   event showed */
   KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN, /* diagnostics: switch-in while a slice was open (a switch-out no
                                       event showed) */
-  KSCOPE_TOP_SAMPLES,      /* cpu-clock samples of tracked tasks (counted in `oncpu_samples`) */
-  KSCOPE_TOP_SAMPLES_FULL, /* samples not counted: the `oncpu_samples` map was full */
+  KSCOPE_TOP_SAMPLES,      /* cpu-clock samples of tracked tasks (counted in `oncpu_samples`),
+                              in periods of the requested rate (`sample_weight` each) */
+  KSCOPE_TOP_SAMPLES_FULL, /* samples not counted: the `oncpu_samples` map was full (weighted) */
   KSCOPE_TOP_USTACK_FULL,  /* native user stacks lost: the `ustacks` map was full */
   KSCOPE_TOP_DIAG_OFFCPU_DATED, /* diagnostics: off-CPU intervals whose switch-in showed no
                                    event, ended at the next switch-out less the slice's CPU time */
+  KSCOPE_TOP_SAMPLER_NS,        /* ns spent in the cpu-clock sampler's program (its own time) */
+  KSCOPE_TOP_SAMPLER_RUNS,      /* runs of the sampler's program, every task (idle included) */
   KSCOPE_TOP_COUNTER_MAX,
 };
 
