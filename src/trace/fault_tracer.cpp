@@ -408,7 +408,11 @@ struct FaultTracer::Impl {
     }
     if (!fds.empty() && ::poll(fds.data(), fds.size(), 0) > 0) {
       for (size_t i = 0; i < fds.size(); ++i)
-        if (fds[i].revents & (POLLIN | POLLHUP)) processes[pids[i]].exited = true;
+        if (fds[i].revents & (POLLIN | POLLHUP)) {
+          ProcessState& ps = processes[pids[i]];
+          ps.exited = true;
+          ps.pidfd = Fd();  // with --follow-children, one fd per process that came and went
+        }
     }
     // -t: done when every traced thread has exited (its exit record, or gone from /proc).
     for (auto& [pid, ps] : processes) {
