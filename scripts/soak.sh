@@ -44,7 +44,9 @@ for _ in $(seq 100); do grep -q ready "$out/churn.out" && break; sleep 0.1; done
 # holds per thread, process and stack at every refresh (KSCOPE_TOP_SIZES) in top-sizes.txt.
 tmux -L "$sock" -f /dev/null new-session -d -s soak -x 160 -y 50 \
   "KSCOPE_TOP_SIZES=$out/top-sizes.txt $kscope top -v 2> $out/top.err; echo \$? > $out/top.rc"
-"$kscope" faults -p "$target" --no-plot > "$out/faults.out" 2> "$out/faults.err" &
+# What kscope faults holds per process, thread and fault, once a second (KSCOPE_FAULTS_SIZES).
+KSCOPE_FAULTS_SIZES=$out/faults-sizes.txt "$kscope" faults -p "$target" --no-plot \
+  > "$out/faults.out" 2> "$out/faults.err" &
 faults=$!
 pids_to_kill+=("$faults")
 top=""
@@ -105,6 +107,10 @@ wait "$target" 2> /dev/null || true
 echo "soak: kscope top's containers at the warm-up sample and at the end (KSCOPE_TOP_SIZES):" >&2
 awk -v w=$((warm_at * 1000)) '{ split($1, t, "="); if (t[2] + 0 <= w) first = $0; last = $0 }
   END { print "  " first; print "  " last }' "$out/top-sizes.txt" >&2 || true
+
+echo "soak: kscope faults' containers at the warm-up sample and at the end (KSCOPE_FAULTS_SIZES):" >&2
+awk -v w=$((warm_at * 1000)) '{ split($1, t, "="); if (t[2] + 0 <= w) first = $0; last = $0 }
+  END { print "  " first; print "  " last }' "$out/faults-sizes.txt" >&2 || true
 
 echo "soak: drops reported:" >&2
 grep -hiE "lost|drop" "$out/faults.out" "$out/faults.err" "$out/top.err" >&2 || echo "  none" >&2

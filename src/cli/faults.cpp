@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
@@ -58,11 +59,12 @@ constexpr size_t kMaxPlotPoints = 1'000'000;
 // Receives the tracer's records and fans them out to the outputs.
 class FaultCollector : public FaultSink {
  public:
-  FaultCollector(FaultEventWriter* events, RecordingWriter* recording, bool symbols,
+  FaultCollector(FaultEventWriter* events, RecordingWriter* recording, bool symbols, bool plot,
                  SymbolizerOptions symbolizer)
       : events_(events),
         recording_(recording),
         symbol_field_(symbols),
+        plot_(plot),
         symbols_(std::move(symbolizer)) {}
 
   void on_fault(const FaultRecord& r) override {
@@ -74,10 +76,10 @@ class FaultCollector : public FaultSink {
                      st != stacks_.end() ? symbols_.stack_field(st->second) : std::string_view());
     }
     if (recording_ && status_) status_ = recording_->add_fault(r);
-    add_plot_point(to_plot_point(r));
+    if (plot_) add_plot_point(to_plot_point(r));
   }
   void on_thread(const ThreadInfo& t) override {
-    comms_[t.tid] = t.comm;
+    if (events_) comms_[t.tid] = t.comm;  // only --events names a fault's thread
     if (recording_ && status_) status_ = recording_->add_thread(t);
   }
   void on_mappings(const MappingSnapshot& m) override {
@@ -92,19 +94,38 @@ class FaultCollector : public FaultSink {
     if (recording_ && status_) status_ = recording_->add_fork(fork);
   }
   void on_exit(const ExitEvent& exit) override {
+    comms_.erase(exit.tid);  // passed on after the thread's last fault: its name is not needed
     if (recording_ && status_) status_ = recording_->add_exit(exit);
   }
   void on_started(const std::vector<pid_t>& pids) override {
+    started_ns_ = monotonic_ns();
     std::string list;
     for (pid_t p : pids) list += (list.empty() ? "" : ",") + std::to_string(p);
     std::fprintf(stderr, "kscope: tracing page faults of pid %s; Ctrl-C to stop\n", list.c_str());
   }
   Status on_tick(uint64_t lost) override {
     if (!status_) return status_;
+    write_sizes();
     if (progress_) progress_->show(summary_.total, lost, monotonic_ns());
     if (events_) KSCOPE_TRY(events_->flush());
     if (recording_) KSCOPE_TRY(recording_->flush());
     return {};
+  }
+
+  // KSCOPE_FAULTS_SIZES=FILE (docs/RELIABILITY.md): about once a second, what the run holds per
+  // process, thread, stack and fault, as key=value counts (the soak and the churn test).
+  void set_sizes_output(std::FILE* out, const FaultTracer* tracer) {
+    sizes_out_ = out;
+    tracer_ = tracer;
+  }
+  void write_sizes() {
+    if (!sizes_out_) return;
+    std::fprintf(sizes_out_, "t_ms=%llu faults=%llu %s comms=%zu locations=%zu plot_points=%zu\n",
+                 static_cast<unsigned long long>((monotonic_ns() - started_ns_) / 1'000'000),
+                 static_cast<unsigned long long>(summary_.total),
+                 tracer_->sizes().describe().c_str(), comms_.size(), summary_.by_location.size(),
+                 points_.size());
+    std::fflush(sizes_out_);
   }
 
   // A one-line status on stderr (a terminal) about once a second.
@@ -151,6 +172,7 @@ class FaultCollector : public FaultSink {
   FaultEventWriter* events_;
   RecordingWriter* recording_;
   bool symbol_field_;  // --symbols
+  bool plot_;          // points are kept for the end-of-run plot (not with --no-plot)
   Status status_;
   FaultSummary summary_;
   std::map<uint32_t, std::string> comms_;
@@ -161,6 +183,9 @@ class FaultCollector : public FaultSink {
   uint64_t points_offered_ = 0;
   std::mt19937_64 rng_{0x6b73636f7065ull};
   std::optional<ProgressLine> progress_;  // stderr a terminal
+  std::FILE* sizes_out_ = nullptr;        // KSCOPE_FAULTS_SIZES
+  const FaultTracer* tracer_ = nullptr;
+  uint64_t started_ns_ = 0;
 };
 
 Result<int> run_faults(const FaultsOptions& o) {
@@ -242,7 +267,13 @@ Result<int> run_faults(const FaultsOptions& o) {
   }
 
   FaultCollector collector(events ? &*events : nullptr, recording ? &*recording : nullptr,
-                           o.symbols, std::move(symbolizer));
+                           o.symbols, !o.no_plot, std::move(symbolizer));
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> sizes(nullptr, std::fclose);
+  if (const char* path = std::getenv("KSCOPE_FAULTS_SIZES"); path && *path) {
+    sizes.reset(std::fopen(path, "we"));
+    if (!sizes) return make_error(fmt::format("KSCOPE_FAULTS_SIZES: cannot write {}", path), errno);
+    collector.set_sizes_output(sizes.get(), tracer.get());
+  }
   // Progress only where it cannot mix into anything: stderr a terminal, no COMMAND writing to
   // it, and no --events stream on the same terminal.
   if (isatty(STDERR_FILENO) && o.command.empty() && !(events_to_stdout && isatty(STDOUT_FILENO)))

@@ -68,11 +68,19 @@ struct ProcessState {
   std::map<uint32_t, Counts> baseline;
   std::map<uint32_t, Counts> final;  // per thread, at exit or at the end of tracing
   std::set<uint32_t> exit_seen;      // threads whose final counts came from their exit record
-  ExecRanges exec_ranges;            // of the current mappings: the frame-pointer cut
+  // Threads born while traced that exited before stopping began: their whole counters (base
+  // zero, no end bound possible) summed, so nothing is kept per exited thread (see
+  // Impl::fold_exit()).
+  Counts exited_born;
+  size_t exited_born_threads = 0;
+  ExecRanges exec_ranges;  // of the current mappings: the frame-pointer cut
   bool maps_dirty = false;
   uint64_t last_maps_read_ns = 0;
   ProcessMappings mappings;  // /proc reads and the kernel's mmap records
 };
+
+// Mapping records kept after a process's last /proc/PID/maps read before it is read again.
+constexpr size_t kMapRecordsReread = 256;
 
 Fd open_pidfd(pid_t pid) { return Fd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0))); }
 
@@ -88,6 +96,7 @@ struct FaultTracer::Impl {
   std::unique_ptr<bpf::RingBuffer> rb;
   std::unique_ptr<MmapWatcher> mmaps;
   uint64_t start_ns = 0;
+  bool stopping = false;  // begin_stopping() was called
   FaultSink* sink = nullptr;
   FaultRunTotals totals;
   uint64_t lost_control_seen = 0;
@@ -256,10 +265,29 @@ struct FaultTracer::Impl {
       auto it = processes.find(static_cast<pid_t>(e.pid));
       if (it == processes.end()) return;
       it->second.mappings.add(e);
+      // A process that maps and unmaps all the time (dlopen/dlclose) piles up records, which
+      // never say what was unmapped: a fresh /proc read replaces them (the main loop's, at most
+      // every 100 ms), so at most about kMapRecordsReread are kept, not ProcessMappings' cap.
+      if (it->second.mappings.records() >= kMapRecordsReread) it->second.maps_dirty = true;
       changed.insert(it->first);
     });
     uint64_t now = monotonic_ns();
     for (pid_t pid : changed) publish_maps(pid, processes[pid], now);
+  }
+
+  // A thread born while traced that exits before stopping began: reconcile() would take its
+  // exit record's counters whole (base zero: copy_process() zeroes them; no end bound, which
+  // only a fault entry after stopping began sets, and this thread has none: its exit came
+  // first). Summed now, so a process that starts and ends threads all the time costs nothing
+  // per thread. A later thread reusing the tid is a thread of its own, counted the same way.
+  // Threads known when tracing was armed keep their per-thread bounds.
+  bool fold_exit(ProcessState& ps, uint32_t tid, Counts c) {
+    if (stopping || !thread_wanted(ps, tid) || ps.pre_arm.count(tid) || ps.baseline.count(tid))
+      return false;
+    ps.exited_born.minflt += c.minflt;
+    ps.exited_born.majflt += c.majflt;
+    ps.exited_born_threads++;
+    return true;
   }
 
   ProcessState& add_process(pid_t pid) {
@@ -338,8 +366,10 @@ struct FaultTracer::Impl {
         kscope_exit_event e;
         std::memcpy(&e, data, sizeof(e));
         auto& ps = add_process(static_cast<pid_t>(e.pid));
-        ps.final[e.tid] = Counts{e.min_flt, e.maj_flt};
-        ps.exit_seen.insert(e.tid);
+        if (!fold_exit(ps, e.tid, Counts{e.min_flt, e.maj_flt})) {
+          ps.final[e.tid] = Counts{e.min_flt, e.maj_flt};
+          ps.exit_seen.insert(e.tid);
+        }
         held.push_back(Held{rel(e.ts_ns), ExitEvent{rel(e.ts_ns), e.pid, e.tid, e.min_flt,
                                                     e.maj_flt, e.group_dead != 0}});
         break;
@@ -378,7 +408,11 @@ struct FaultTracer::Impl {
     }
     if (!fds.empty() && ::poll(fds.data(), fds.size(), 0) > 0) {
       for (size_t i = 0; i < fds.size(); ++i)
-        if (fds[i].revents & (POLLIN | POLLHUP)) processes[pids[i]].exited = true;
+        if (fds[i].revents & (POLLIN | POLLHUP)) {
+          ProcessState& ps = processes[pids[i]];
+          ps.exited = true;
+          ps.pidfd = Fd();  // with --follow-children, one fd per process that came and went
+        }
     }
     // -t: done when every traced thread has exited (its exit record, or gone from /proc).
     for (auto& [pid, ps] : processes) {
@@ -457,6 +491,7 @@ struct FaultTracer::Impl {
   // No new fault is started from now on; faults already entered complete and are recorded, and
   // each thread's first fault entry from now on records its end bound (thread_bounds).
   void begin_stopping() {
+    stopping = true;
     __atomic_store_n(&skel->bss->tracing_enabled, KSCOPE_TRACING_STOPPING, __ATOMIC_SEQ_CST);
   }
 
@@ -542,6 +577,8 @@ struct FaultTracer::Impl {
         k.minflt += end.minflt >= base.minflt ? end.minflt - base.minflt : 0;
         k.majflt += end.majflt >= base.majflt ? end.majflt - base.majflt : 0;
       }
+      k.minflt += ps.exited_born.minflt;
+      k.majflt += ps.exited_born.majflt;
       // A thread known at the start whose end we did not see (it exited and its record was lost).
       for (auto& [tid, base] : ps.baseline)
         if (!ps.final.count(tid)) k.exact = false;
@@ -560,6 +597,29 @@ struct FaultTracer::Impl {
 };
 
 FaultTracer::FaultTracer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+FaultTracer::Sizes FaultTracer::sizes() const {
+  Sizes z;
+  z.processes = impl_->processes.size();
+  for (const auto& [pid, ps] : impl_->processes) {
+    z.processes_open += ps.pidfd ? 1 : 0;
+    z.thread_counters += ps.pre_arm.size() + ps.baseline.size() + ps.final.size();
+    z.exits_seen += ps.exit_seen.size();
+    z.threads_folded += ps.exited_born_threads;
+    z.mapping_records += ps.mappings.records();
+  }
+  z.held = impl_->held.size();
+  z.stacks = impl_->stacks.size();
+  return z;
+}
+
+std::string FaultTracer::Sizes::describe() const {
+  return fmt::format(
+      "processes={} processes_open={} thread_counters={} exits_seen={} threads_folded={} "
+      "mapping_records={} held={} stacks={}",
+      processes, processes_open, thread_counters, exits_seen, threads_folded, mapping_records, held,
+      stacks);
+}
 FaultTracer::~FaultTracer() = default;
 
 Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions& options) {

@@ -86,6 +86,21 @@ class FaultTracer {
   // Traces until the targets exit, the duration passes, or *stop becomes non-zero.
   Result<FaultTraceOutcome> run(FaultSink& sink, volatile sig_atomic_t* stop);
 
+  // What the tracer holds per process, thread and stack (KSCOPE_FAULTS_SIZES, a diagnostic for
+  // the soak and the churn test: none of it may grow with threads that came and went).
+  struct Sizes {
+    size_t processes = 0;          // traced processes known (live and exited)
+    size_t processes_open = 0;     // of them, with a pidfd still open (not yet seen to exit)
+    size_t thread_counters = 0;    // per-thread counters kept: before/after arming, final
+    size_t exits_seen = 0;         // per-thread exit records kept for the end of the run
+    size_t threads_folded = 0;     // exited threads born while traced, summed per process
+    size_t mapping_records = 0;    // perf mmap records kept after each process's last maps read
+    size_t held = 0;               // records waiting to be passed on in time order
+    size_t stacks = 0;             // distinct (process, user stack, kernel stack) of the run
+    std::string describe() const;  // "processes=N processes_open=N ..."
+  };
+  Sizes sizes() const;
+
   struct Impl;
 
  private:

@@ -35,6 +35,7 @@ class ProcessMappings {
   // The snapshot (unless an execve came after it) with the later records applied in time order.
   std::vector<Mapping> current() const;
   bool known() const { return have_snapshot_ || !records_.empty() || last_exec_ns_ != 0; }
+  size_t records() const { return records_.size(); }  // kept after the snapshot (at most 4096)
 
  private:
   static constexpr size_t kMaxRecords = 4096;
