@@ -12,6 +12,13 @@
 #include <cstdint>
 #include <cstdlib>
 
+// gcc's noipa; clang has no such attribute (it would ignore it): noinline there.
+#if defined(__clang__)
+#define NOIPA __attribute__((noinline))
+#else
+#define NOIPA __attribute__((noipa))
+#endif
+
 namespace {
 
 volatile uint64_t sink;
@@ -37,7 +44,7 @@ struct Mid {
 };
 
 struct Outer {
-  __attribute__((noipa)) static void run() {
+  NOIPA static void run() {
     while (now_s() < deadline_s) Mid::step(2000000);
     __asm__ volatile("" ::: "memory");
   }
