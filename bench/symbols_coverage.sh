@@ -7,6 +7,10 @@
 #   after-no-dbg  this kscope with no debug directory and no debuginfod (no -dbg packages)
 # Usage (root): bench/symbols_coverage.sh BEFORE_KSCOPE [AFTER_KSCOPE] [SCALE]
 #   SCALE multiplies the work (default 1: a few seconds per program).
+# Then the frames of call stacks: one `kscope faults --stacks` recording per program, made by
+# AFTER, read by after and after-no-dbg: the share of user frames (over every fault's stack,
+# "[incomplete: ...]" markers left out) resolved to a function. BEFORE has no column there:
+# faults had no call stacks before the native unwinder.
 set -euo pipefail
 before=${1:?usage: symbols_coverage.sh BEFORE_KSCOPE [AFTER_KSCOPE] [SCALE]}
 after=${2:-$(dirname "$0")/../build/kscope}
@@ -49,4 +53,24 @@ for name in python3 xz gzip g++; do
     -o "$work/$name.nodbg.db" 2>/dev/null
   printf '%-8s %-28s %-28s %-28s\n' "$name" "$(share "$work/$name.before.db")" \
     "$(share "$work/$name.after.db")" "$(share "$work/$name.nodbg.db")"
+done
+
+frames() {  # share of user stack frames resolved, over every fault's stack, from a sqlite export
+  sqlite3 "$1" "SELECT printf('%d/%d = %.1f%%', sum(fr.resolved), count(*),
+                100.0 * sum(fr.resolved) / count(*))
+                FROM faults f JOIN stacks s ON f.stack_id = s.stack_id
+                JOIN frames fr ON s.frame_id = fr.id
+                WHERE fr.kernel = 0 AND coalesce(fr.label, '') NOT LIKE '[incomplete%'"
+}
+
+echo
+printf '%-8s %-28s %-28s\n' program 'frames: after' 'frames: after-no-dbg'
+for name in python3 xz gzip g++; do
+  rec="$work/$name.stacks.kscope"
+  # shellcheck disable=SC2086
+  "$after" faults --stacks --no-plot -o "$rec" -- ${commands[$name]} > /dev/null 2> "$work/$name.stacks.err"
+  "$after" export "$rec" --format sqlite -o "$work/$name.sa.db" 2>/dev/null
+  "$after" --debug-dir /nonexistent --no-debuginfod export "$rec" --format sqlite \
+    -o "$work/$name.sn.db" 2>/dev/null
+  printf '%-8s %-28s %-28s\n' "$name" "$(frames "$work/$name.sa.db")" "$(frames "$work/$name.sn.db")"
 done
