@@ -116,10 +116,13 @@ run_one() {
 # ---- MODE=sampler: what the cpu-clock sampler costs, idle and busy.
 if [[ ${MODE:-} == sampler ]]; then
   IDLE_SECS=${IDLE_SECS:-10}
+  # Per CPU, the busy work's awk iterations: 1e8 take about 2.5 s here (2e7, the old fixed
+  # count, took 0.4-0.7 s, too short against the machine's noise).
+  BUSY_ITERS=${BUSY_ITERS:-1e8}
   busy_work() {  # fixed CPU-bound work on every CPU; prints the wall time
     local s0 s1
     s0=$(date +%s.%N)
-    for _ in $(seq "$(nproc)"); do awk 'BEGIN { for (i = 0; i < 2e7; i++) s += i }' & done
+    for _ in $(seq "$(nproc)"); do awk -v n="$BUSY_ITERS" 'BEGIN { for (i = 0; i < n; i++) s += i }' & done
     wait
     s1=$(date +%s.%N)
     echo "$s1 - $s0" | bc -l
