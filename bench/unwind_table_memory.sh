@@ -48,7 +48,9 @@ for r in $(seq 1 "$ROUNDS"); do
   # the machine have their own) while the tables are loaded.
   memlock=$(for fd in /proc/"$kpid"/fdinfo/*; do
       id=$(awk '/^map_id:/ {print $2}' "$fd" 2>/dev/null) || continue
-      [[ -n $id ]] && bpftool -j map show id "$id"
+      # (|| true: the last fd's empty id must not fail the pipeline, which under set -e -o
+      # pipefail ended the script here and left kscope running: no table on 2026-11-30.)
+      if [[ -n $id ]]; then bpftool -j map show id "$id" || true; fi
     done | jq -s '[.[] | select(.name | startswith("unwind_") or . == "ustacks") | .bytes_memlock] | add // 0')
   kill -INT "$kpid"
   wait "$kpid" || true

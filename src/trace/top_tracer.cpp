@@ -5,6 +5,7 @@
 #include <linux/perf_event.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <time.h>
 
@@ -111,6 +112,11 @@ struct TopTracer::Impl {
 
   void start_governor() {
     if (sampler.fds.empty() || sampler_limit <= 0) return;
+    // Signals go to the main thread, whose poll they interrupt: the governor is created with
+    // every signal blocked (a thread inherits its creator's mask).
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     governor = std::thread([this] {
       sched_param sp{};
       sp.sched_priority = 1;
@@ -122,6 +128,7 @@ struct TopTracer::Impl {
         govern();
       }
     });
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
   }
   void stop_governor() {
     {
