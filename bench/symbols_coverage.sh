@@ -7,10 +7,11 @@
 #   after-no-dbg  this kscope with no debug directory and no debuginfod (no -dbg packages)
 # Usage (root): bench/symbols_coverage.sh BEFORE_KSCOPE [AFTER_KSCOPE] [SCALE]
 #   SCALE multiplies the work (default 1: a few seconds per program).
-# Then the frames of call stacks: one `kscope faults --stacks` recording per program, made by
-# AFTER, read by after and after-no-dbg: the share of user frames (over every fault's stack,
-# "[incomplete: ...]" markers left out) resolved to a function. BEFORE has no column there:
-# faults had no call stacks before the native unwinder.
+# Then the frames of call stacks: `kscope faults --stacks` recordings made by AFTER, once as is
+# and once with --debug-dir /nonexistent --no-debuginfod (a finished recording stores the names
+# it resolved, so the debug sources that count are those of the recording run): the share of
+# user frames (over every fault's stack, "[incomplete: ...]" markers left out) resolved to a
+# function. BEFORE has no column there: faults had no call stacks before the native unwinder.
 set -euo pipefail
 before=${1:?usage: symbols_coverage.sh BEFORE_KSCOPE [AFTER_KSCOPE] [SCALE]}
 after=${2:-$(dirname "$0")/../build/kscope}
@@ -64,13 +65,15 @@ frames() {  # share of user stack frames resolved, over every fault's stack, fro
 }
 
 echo
-printf '%-8s %-28s %-28s\n' program 'frames: after' 'frames: after-no-dbg'
+printf '%-8s %-28s %-28s\n' program 'frames: after' 'frames: after-no-dbg (recorded so)'
 for name in python3 xz gzip g++; do
-  rec="$work/$name.stacks.kscope"
   # shellcheck disable=SC2086
-  "$after" faults --stacks --no-plot -o "$rec" -- ${commands[$name]} > /dev/null 2> "$work/$name.stacks.err"
-  "$after" export "$rec" --format sqlite -o "$work/$name.sa.db" 2>/dev/null
-  "$after" --debug-dir /nonexistent --no-debuginfod export "$rec" --format sqlite \
-    -o "$work/$name.sn.db" 2>/dev/null
+  "$after" faults --stacks --no-plot -o "$work/$name.sa.kscope" -- ${commands[$name]} \
+    > /dev/null 2> "$work/$name.sa.err"
+  # shellcheck disable=SC2086
+  "$after" --debug-dir /nonexistent --no-debuginfod faults --stacks --no-plot \
+    -o "$work/$name.sn.kscope" -- ${commands[$name]} > /dev/null 2> "$work/$name.sn.err"
+  "$after" export "$work/$name.sa.kscope" --format sqlite -o "$work/$name.sa.db" 2>/dev/null
+  "$after" export "$work/$name.sn.kscope" --format sqlite -o "$work/$name.sn.db" 2>/dev/null
   printf '%-8s %-28s %-28s\n' "$name" "$(frames "$work/$name.sa.db")" "$(frames "$work/$name.sn.db")"
 done
