@@ -199,7 +199,7 @@ struct TopTracer::Impl {
         if (options.verbosity)
           std::fprintf(stderr, "kscope top: cannot lower the sampler's rate: %s\n",
                        std::strerror(errno));
-        sampler_limit = 0;  // do not try again at every poll
+        sampler_limit = 0;  // do not try again every window
         return;
       }
     skel->data->sample_weight = next;
