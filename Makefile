@@ -32,7 +32,8 @@ demo: build
 	@$(KSCOPE) faults --by-segment -- $(BUILD_DIR)/progs/faultprog demo
 
 check: deps-check format-check build
-	@cd $(BUILD_DIR) && ctest --output-on-failure -j1 --timeout 300
+	@cd $(BUILD_DIR) && { ctest --output-on-failure -j1 --timeout 300 || \
+		{ $(CURDIR)/scripts/test-failures.sh .; exit 1; }; }
 
 # The C++ tree (not bpf/, which is kernel C style) must be clang-formatted: `make format` fixes it.
 CXX_SOURCES = $(shell git ls-files '*.cpp' '*.h' 2>/dev/null | grep -v '^bpf/')
