@@ -56,7 +56,8 @@ struct pending_fault {
 	__u32 cpu;     /* CPU the pending fault was taken on */
 	__u8 base_set; /* thread_bounds has this thread's base */
 	__u8 end_set;  /* ... and its end */
-	__u16 pad;
+	__u8 walking;  /* take_stacks() is reading this thread's memory (see on_fault_entry) */
+	__u8 pad;
 	__s32 ustack; /* the pending fault's stacks (kscope_fault_event.ustack/kstack) */
 	__s32 kstack;
 };
@@ -417,6 +418,15 @@ static __always_inline int on_fault_entry(void *ctx, unsigned long address, stru
 			return 0;
 		}
 	}
+	/* A fault taken by our own walk of this thread's stack (take_stacks() below, with page
+	 * faults disabled): the frame-pointer walk follows rbp wherever it points, and a binary
+	 * built without frame pointers keeps data pointers there, often into pages not faulted in
+	 * yet. The kernel raises page_fault_kernel for it, then fails the read; the program never
+	 * took this fault, so it must not overwrite the pending one. Counted, not recorded. */
+	if (p->walking) {
+		count(KSCOPE_CNT_OWN_READ);
+		return 0;
+	}
 	if (state != KSCOPE_TRACING_ON) {
 		if (!p->end_set) {
 			p->end_set = 1;
@@ -448,7 +458,9 @@ static __always_inline int on_fault_entry(void *ctx, unsigned long address, stru
 	p->ip = PT_REGS_IP(regs);
 	p->flags = flags;
 	p->cpu = bpf_get_smp_processor_id();
+	p->walking = 1;
 	take_stacks(ctx, task, regs, kernel_mode, p);
+	p->walking = 0;
 	p->valid = 1;
 	return 0;
 }

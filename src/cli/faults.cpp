@@ -301,6 +301,7 @@ Result<int> run_faults(const FaultsOptions& o) {
     trailer.drop_counters["failed_entries"] = totals.failed_entries;
     trailer.drop_counters["unmatched_completions"] = totals.unmatched;
     trailer.drop_counters["segment_unknown_mmap_lock_busy"] = totals.vma_busy;
+    trailer.drop_counters["stack_walk_own_faults"] = totals.own_reads;
     trailer.drop_counters["mmap_records_lost"] = totals.mmap_records_lost;
     for (auto& [pid, k] : totals.kernel) {
       trailer.kernel_minflt += k.minflt;

@@ -67,6 +67,7 @@ struct FaultRunTotals {
   uint64_t unmatched = 0;                    // completions without an entry (not recorded)
   uint64_t bounds_full = 0;        // threads whose reconciliation bounds came from /proc only
   uint64_t vma_busy = 0;           // segment unknown: mmap_lock contended
+  uint64_t own_reads = 0;          // faults taken by the stack walk's own reads (not the program's)
   uint64_t mmap_records_lost = 0;  // perf mmap records lost (libraries may not resolve)
   uint64_t plot_sampled_from = 0;  // >0: the plot shows a uniform sample of this many
   // kscope faults --stacks: "dwarf" or "fp" (empty: no stacks), and per fault how its user and

@@ -185,6 +185,11 @@ std::string render_fault_summary(const FaultSummary& s, const FaultRunTotals& to
                    "segment unknown: {} faults (mmap_lock was busy when their VMA was looked "
                    "up; recorded with segment 'unknown')\n",
                    format_count(totals.vma_busy));
+  if (totals.own_reads)
+    fmt::format_to(out,
+                   "stack walk: {} of its reads faulted (a frame pointer into memory not yet "
+                   "faulted in; not the program's faults, not recorded; those stacks end there)\n",
+                   format_count(totals.own_reads));
   if (totals.mmap_records_lost)
     fmt::format_to(out, "mmap records lost: {} (libraries mapped then may show as addresses)\n",
                    format_count(totals.mmap_records_lost));

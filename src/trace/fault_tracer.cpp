@@ -854,6 +854,7 @@ Result<FaultTraceOutcome> FaultTracer::run(FaultSink& sink, volatile sig_atomic_
   totals.failed_entries = s.counter_sum(KSCOPE_CNT_FAILED_ENTRY);
   totals.unmatched = s.counter_sum(KSCOPE_CNT_NO_ENTRY) + s.counter_sum(KSCOPE_CNT_NO_STORAGE);
   totals.vma_busy = s.counter_sum(KSCOPE_CNT_VMA_BUSY);
+  totals.own_reads = s.counter_sum(KSCOPE_CNT_OWN_READ);
   if (s.mmaps) totals.mmap_records_lost = s.mmaps->lost();
 
   totals.bounds_full = s.counter_sum(KSCOPE_CNT_BOUNDS_FULL);

@@ -8,6 +8,9 @@
  *                                    the comparison callback touches the next fresh page
  *   fault_stacks read PAGES [go]     main -> read_caller -> read(/dev/zero) into a fresh mapping:
  *                                    the faults are taken in the kernel (copy_to_user)
+ *   fault_stacks rbp PAGES [go]      main -> rbp_caller -> rbp_toucher: touches each fresh page
+ *                                    through rbp, as code built without frame pointers may use
+ *                                    it: a frame-pointer walk reads the page before the program
  *
  * Maps the buffer first, prints "buffer START END" and "ready PID", then waits for SIGUSR1
  * (unless "go"), so a tracer can attach and load its tables before the faults it checks.
@@ -94,6 +97,18 @@ NOIPA static void qsort_driver(void)
 	KEEP();
 }
 
+/* rbp points 64 bytes into each page when the program writes the page's first byte (rbp is
+ * clobbered, so the compiler saves and restores it with its CFI). */
+NOIPA static void rbp_toucher(void)
+{
+	for (size_t i = 0; i < pages; i++)
+		__asm__ volatile("mov %0, %%rbp\n\tmovb $1, -64(%%rbp)" : : "r"(buffer + i * 4096 + 64)
+				 : "rbp", "memory");
+	KEEP();
+}
+
+NOIPA static void rbp_caller(void) { rbp_toucher(); KEEP(); }
+
 NOIPA static void read_caller(void)
 {
 	int fd = open("/dev/zero", O_RDONLY);
@@ -113,7 +128,7 @@ NOIPA static void read_caller(void)
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
-		fprintf(stderr, "usage: fault_stacks chain|memset|qsort|read PAGES [go]\n");
+		fprintf(stderr, "usage: fault_stacks chain|memset|qsort|read|rbp PAGES [go]\n");
 		return 2;
 	}
 	pages = strtoul(argv[2], NULL, 10);
@@ -146,6 +161,8 @@ int main(int argc, char **argv)
 		qsort_driver();
 	else if (strcmp(argv[1], "read") == 0)
 		read_caller();
+	else if (strcmp(argv[1], "rbp") == 0)
+		rbp_caller();
 	else
 		return 2;
 	printf("done\n");

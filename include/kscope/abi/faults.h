@@ -162,7 +162,8 @@ enum kscope_fault_counter {
   KSCOPE_CNT_NO_STORAGE = 5,    /* task storage could not be allocated */
   KSCOPE_CNT_VMA_BUSY = 6,      /* bpf_find_vma could not take mmap_lock: segment "other" */
   KSCOPE_CNT_BOUNDS_FULL = 7,   /* thread_bounds full: that thread's counters come from /proc */
-  KSCOPE_CNT_MAX = 8,
+  KSCOPE_CNT_OWN_READ = 8,      /* faults taken by kscope's own read of the stack it walks */
+  KSCOPE_CNT_MAX = 9,
 };
 
 #endif /* KSCOPE_ABI_FAULTS_H */
