@@ -263,6 +263,13 @@ static __always_inline struct kscope_unwind_row *kscope_unwind_find_row(__u32 fi
 	return bpf_map_lookup_elem(&unwind_rows, &key);
 }
 
+/* The file has a table (so a pc without a row is "no row", not "no table"). */
+static __always_inline bool kscope_unwind_file_has_rows(__u32 file_id)
+{
+	struct kscope_unwind_file *f = bpf_map_lookup_elem(&unwind_files, &file_id);
+	return f && f->row_count;
+}
+
 /* ---- Early mappings: found before user space wrote the process's entry ----
  *
  * At execve (the executable, the dynamic loader, the vDSO) and at each mmap() that returns an
@@ -623,7 +630,12 @@ static long kscope_unwind_step(__u32 i, void *data)
 		/* Frame-pointer fallback, only when rbp is plausible. */
 		__u64 bp = c->bp;
 		if (!c->bp_valid || bp <= c->sp || bp - c->sp > KSCOPE_FP_MAX_DISTANCE || (bp & 7))
-			return kscope_unwind_stop(c, row ? KSCOPE_UNWIND_NO_ROW : KSCOPE_UNWIND_NO_TABLE);
+			/* A pc before the file's first row (clang's link puts crt1's _start there)
+			 * finds no row in a file that has a table. */
+			return kscope_unwind_stop(c, row || (m->file_id != KSCOPE_UNWIND_NO_FILE &&
+							     kscope_unwind_file_has_rows(m->file_id))
+							    ? KSCOPE_UNWIND_NO_ROW
+							    : KSCOPE_UNWIND_NO_TABLE);
 		__u64 saved_bp;
 		if (!kscope_unwind_read(&saved_bp, bp) || !kscope_unwind_read(&ra, bp + 8))
 			return kscope_unwind_stop(c, KSCOPE_UNWIND_READ_FAILED);
