@@ -20,15 +20,19 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 # Leaks inside system libraries that kscope cannot free (each explained in the file).
 export LSAN_OPTIONS=suppressions=$PWD/scripts/lsan-suppressions.txt${LSAN_OPTIONS:+:$LSAN_OPTIONS}
+summary="$PWD/scripts/test-failures.sh"  # the failing tests' reasons, at the end
 cd "$dir"
 status=0
-ctest --output-on-failure -j1 --timeout 600 -LE runtime || status=1
+ctest --output-on-failure -j1 --timeout 600 -LE runtime || { status=1; "$summary" .; }
+unit_done=$(date +%s)
+echo "check-sanitize: unit tests in $((unit_done - built)) s" >&2
 if [[ $(id -u) -eq 0 && "$runtime" != none ]]; then
   if [[ "$runtime" == all ]]; then
-    ctest --output-on-failure -j1 --timeout 900 -L runtime || status=1
+    ctest --output-on-failure -j1 --timeout 900 -L runtime || { status=1; "$summary" .; }
   else
-    ctest --output-on-failure -j1 --timeout 900 -L runtime -R "$runtime" || status=1
+    ctest --output-on-failure -j1 --timeout 900 -L runtime -R "$runtime" || { status=1; "$summary" .; }
   fi
+  echo "check-sanitize: runtime tests in $(($(date +%s) - unit_done)) s" >&2
 elif [[ $(id -u) -ne 0 ]]; then
   echo "check-sanitize: not root, runtime tests skipped" >&2
 fi
