@@ -68,10 +68,12 @@ std::string describe(const TopTimings& t) {
   return out + fmt::format(
                    "; first table {} after tracing started; {} process events ({}), unwind tables "
                    "of {} processes ({}), {} /proc maps reads ({}), {} reads of the kernel's maps "
-                   "({}), {} prune passes ({})",
+                   "({}; {} again because a slice began or ended meanwhile, {} left so), {} prune "
+                   "passes ({})",
                    ms(t.first_table_ns), t.process_events, ms(t.process_events_ns), t.table_loads,
                    ms(t.table_loads_ns), t.mapping_reads, ms(t.mapping_reads_ns), t.samples,
-                   ms(t.samples_ns), t.prunes, ms(t.prunes_ns));
+                   ms(t.samples_ns), t.sample_rereads, t.samples_unsettled, t.prunes,
+                   ms(t.prunes_ns));
 }
 
 Result<int> run_top(const TopCliOptions& o) {

@@ -109,6 +109,11 @@ struct TopSample {
   uint64_t time_ns = 0;  // CLOCK_MONOTONIC
   TopAccounts accounts;  // raw: oncpu_ns 0, the samples in oncpu_samples
   TopCounters counters;
+  // The accounts and the running slices were read again because a slice began or ended
+  // between them (TopTracer::sample), and whether the last reading still saw one (then that
+  // slice's time so far may show in the next table instead: the totals stay exact).
+  uint32_t rereads = 0;
+  bool unsettled = false;
 };
 
 // Sets oncpu_ns of every account: per thread, its exact on-CPU total (the sum of its slice_ns)

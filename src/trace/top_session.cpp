@@ -137,7 +137,12 @@ struct TopSession::Impl {
     return f();
   }
   Result<TopSample> take_sample() {
-    return timed(timings.samples, timings.samples_ns, [&] { return tracer->sample(); });
+    auto sample = timed(timings.samples, timings.samples_ns, [&] { return tracer->sample(); });
+    if (sample) {
+      timings.sample_rereads += sample->rereads;
+      timings.samples_unsettled += sample->unsettled ? 1 : 0;
+    }
+    return sample;
   }
 
   std::string comm_of(uint32_t pid, uint32_t tid) {

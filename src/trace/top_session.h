@@ -50,6 +50,7 @@ struct TopTimings {
   uint64_t table_loads = 0, table_loads_ns = 0;        // processes whose unwind tables were loaded
   uint64_t mapping_reads = 0, mapping_reads_ns = 0;    // /proc/PID/maps reads
   uint64_t samples = 0, samples_ns = 0;                // reads of the kernel's maps
+  uint64_t sample_rereads = 0, samples_unsettled = 0;  // TopSample::rereads, ::unsettled
   uint64_t prunes = 0, prunes_ns = 0;                  // exited threads found and dropped
 };
 

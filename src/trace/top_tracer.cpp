@@ -341,6 +341,18 @@ struct TopTracer::Impl {
       return make_error("reading the per-CPU slice state failed", errno);
     return cpus;
   }
+  // No tracked slice began or ended between two readings of the CPUs' state.
+  static bool same_slices(const std::vector<kscope_top_cpu>& a,
+                          const std::vector<kscope_top_cpu>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (a[i].tracked != b[i].tracked) return false;
+      if (a[i].tracked && (a[i].tid != b[i].tid || a[i].since_ns != b[i].since_ns)) return false;
+    }
+    return true;
+  }
+  // Readings of the accounts per table at most (each is one pass over the accounts map).
+  static constexpr uint32_t kSampleReads = 4;
   static void add_running(TopSample& out, const std::vector<kscope_top_cpu>& cpus, uint64_t now) {
     for (const auto& c : cpus) {
       if (!c.tracked || c.since_ns == 0 || c.since_ns > now) continue;
@@ -547,12 +559,26 @@ Result<TopSample> TopTracer::sample() {
   s.stop_adopting_when_done();
   KSCOPE_TRY(s.read_counters(out.counters));
   KSCOPE_TRY(s.read_samples(out));
-  // Accounts before the running slices, so a slice that ends in between is counted later, never
-  // twice; back to back (the entries are added after), so that such a slice is rare: its time
-  // goes to the next table rather than this one.
-  KSCOPE_ASSIGN_OR_RETURN(auto accounts, s.read_account_entries());
-  out.time_ns = monotonic_ns();
-  KSCOPE_ASSIGN_OR_RETURN(auto cpus, s.read_cpu_state());
+  // Accounts before the running slices, so a slice that ends in between is never counted twice.
+  // But such a slice would be in neither (its account read before it ended, its CPU read after):
+  // this table would lack its time so far and the next have it. The CPUs are read before the
+  // accounts too; when a tracked slice began or ended on any of them meanwhile, the reading is
+  // repeated (a switch-out adds to the account before it changes the CPU's state). A spinner
+  // preempted every few ms made a 250 ms table 16 ms short and the next 16 ms long.
+  Impl::AccountEntries accounts;
+  std::vector<kscope_top_cpu> cpus;
+  for (uint32_t attempt = 1;; ++attempt) {
+    KSCOPE_ASSIGN_OR_RETURN(auto before, s.read_cpu_state());
+    KSCOPE_ASSIGN_OR_RETURN(accounts, s.read_account_entries());
+    out.time_ns = monotonic_ns();
+    KSCOPE_ASSIGN_OR_RETURN(cpus, s.read_cpu_state());
+    bool settled = Impl::same_slices(before, cpus);
+    if (settled || attempt == Impl::kSampleReads) {
+      out.unsettled = !settled;
+      break;
+    }
+    ++out.rereads;
+  }
   s.add_accounts(out, accounts);
   Impl::add_running(out, cpus, out.time_ns);
   return out;
