@@ -565,10 +565,12 @@ Result<TopSample> TopTracer::sample() {
   // accounts too; when a tracked slice began or ended on any of them meanwhile, the reading is
   // repeated (a switch-out adds to the account before it changes the CPU's state). A spinner
   // preempted every few ms made a 250 ms table 16 ms short and the next 16 ms long.
+  // A repeat starts from the last reading of the CPUs: what changed before it does not matter,
+  // the accounts are read again after it.
   Impl::AccountEntries accounts;
-  std::vector<kscope_top_cpu> cpus;
+  KSCOPE_ASSIGN_OR_RETURN(auto cpus, s.read_cpu_state());
   for (uint32_t attempt = 1;; ++attempt) {
-    KSCOPE_ASSIGN_OR_RETURN(auto before, s.read_cpu_state());
+    std::vector<kscope_top_cpu> before = std::move(cpus);
     KSCOPE_ASSIGN_OR_RETURN(accounts, s.read_account_entries());
     out.time_ns = monotonic_ns();
     KSCOPE_ASSIGN_OR_RETURN(cpus, s.read_cpu_state());

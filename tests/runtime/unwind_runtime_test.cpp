@@ -483,9 +483,6 @@ TEST_F(UnwindRuntime, SeparateDebugFrameGivesTheWholeChain) {
   EXPECT_GE(j["unwind"]["files_from_debug_frame"].get<uint64_t>(), 1u) << j["unwind"].dump();
 }
 
-// C++ with inlined frames (tests/progs/unwind_cxx.cpp, -O2 -fomit-frame-pointer -g): the real
-// frames Outer::run <- main <- libc's start, complete, and the two functions inlined into
-// Outer::run named from DWARF at its address, innermost first.
 // A C++ function's name without its scope and parameters: gcc's DWARF names an inlined
 // function by its DW_AT_name ("spin"), clang's by its linkage name, demangled
 // ("(anonymous namespace)::Leaf::spin(unsigned long)").
@@ -504,6 +501,9 @@ std::string base_name(std::string s) {
   return colon == std::string::npos ? s : s.substr(colon + 2);
 }
 
+// C++ with inlined frames (tests/progs/unwind_cxx.cpp, -O2 -fomit-frame-pointer -g): the real
+// frames Outer::run <- main <- libc's start, complete, and the two functions inlined into
+// Outer::run named from DWARF at its address, innermost first.
 TEST_F(UnwindRuntime, CxxInlinedFramesAreNamedOnTheirRealFrame) {
   KSCOPE_REQUIRE_ROOT_OR_SKIP();
   int pid = start({prog("unwind_cxx"), "40"});
