@@ -1103,10 +1103,16 @@ Result<ReadSummary> visit_recording(const std::string& path, RecordingVisitor& v
         case kBlockTrailer: {
           RecordingTrailer t = decode_trailer(c);
           if (!decoded(false)) break;
-          if (t.faults_recorded < faults_read) {
-            c.fail_at(fmt::format("the trailer counts {} fault records but the file holds {}",
-                                  t.faults_recorded, faults_read),
-                      pos);
+          // Records the trailer counts and the file does not hold were lost to damage: so
+          // without damage before it, the counts must agree.
+          if (t.faults_recorded < faults_read ||
+              (t.faults_recorded > faults_read && summary.damage.empty())) {
+            c.fail_at(
+                fmt::format(
+                    "the trailer counts {} fault records but the file holds {}{}",
+                    t.faults_recorded, faults_read,
+                    t.faults_recorded > faults_read ? " and no block before it is damaged" : ""),
+                pos);
             break;
           }
           KSCOPE_TRY(visitor.on_trailer(t));
