@@ -41,6 +41,7 @@ struct ProfileSample {
 struct ProfileValueType {
   std::string type;  // pprof sample type, e.g. "oncpu", "switches", "faults"
   std::string unit;  // pprof unit, e.g. "nanoseconds", "count"
+  bool operator==(const ProfileValueType&) const = default;
 };
 
 struct StackProfile {

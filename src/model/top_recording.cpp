@@ -142,7 +142,13 @@ StackProfile get_profile(PayloadCursor& c, TopCounters& counters) {
         c.fail_at(fmt::format("frame index {} of {} frames", idx, p.frames.size()), start);
       s.frames.push_back(idx);
     }
+    uint64_t at = c.file_offset();
     uint64_t nv = c.count("value count", kMaxValueTypes);
+    // One value per value type: readers index a sample's values by type.
+    if (c.ok() && nv != p.value_types.size())
+      c.fail_at(fmt::format("a stack with {} values in a profile of {} value types", nv,
+                            p.value_types.size()),
+                at);
     for (uint64_t j = 0; j < nv && c.ok(); ++j)
       s.values.push_back(static_cast<int64_t>(unzigzag(c.varint("value"))));
     p.samples.push_back(std::move(s));
@@ -184,6 +190,9 @@ class IncrementSum {
       if (values.size() < s.values.size()) values.resize(s.values.size(), 0);
       for (size_t j = 0; j < s.values.size(); ++j) values[j] += s.values[j];
     }
+  }
+  bool compatible(const StackProfile& inc) const {
+    return sum_.value_types.empty() || inc.value_types == sum_.value_types;
   }
   // The sum; stacks whose increments cancelled out are left out.
   StackProfile take() {
@@ -228,6 +237,9 @@ class TopVisitor : public CommonBlocksCollector<TopRecording> {
       case kTopBlockProfileIncrement: {
         TopCounters counters;
         StackProfile p = get_profile(c, counters);
+        // Increments add up value by value: all of them must have the same value types.
+        if (c.ok() && !increments_.compatible(p))
+          c.fail("a profile increment whose value types differ from the earlier increments'");
         if (c.ok()) {
           increments_.add(p);
           if (p.duration_ns >= last_increment_end_) {

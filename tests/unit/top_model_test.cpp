@@ -10,6 +10,7 @@
 
 #include "export/folded.h"
 #include "model/top_aggregator.h"
+#include "model/top_profile.h"
 #include "model/top_recording.h"
 #include "model/wire.h"
 
@@ -272,11 +273,7 @@ TEST(TopRecording, RoundTripAndDamage) {
 StackProfile profile_of(const std::vector<std::pair<TopAccountKey, TopProfileValues>>& values,
                         uint64_t duration_ns) {
   StackProfile p;
-  p.value_types = {{"oncpu", "nanoseconds"},
-                   {"switches", "count"},
-                   {"runq_wait", "nanoseconds"},
-                   {"voluntary", "count"},
-                   {"involuntary", "count"}};
+  p.value_types = top_profile_value_types();  // one per TopProfileValues entry, as kscope writes
   p.duration_ns = duration_ns;
   std::map<std::string, uint32_t> index;
   auto frame = [&](const std::string& name, bool kernel) {
@@ -561,6 +558,50 @@ TEST(TopRecordingCrash, OverwrittenBytesLoseOnlyTheBlocksTheyTouch) {
   }
   std::filesystem::remove(path);
   std::filesystem::remove(ref_path);
+}
+
+// Readers index a stack's values by value type (the flame graphs, pprof, the report): a profile
+// block whose stack has another number of values, or an increment whose value types differ from
+// the earlier increments', is damage, not a profile (make fuzz-smoke found the first, with
+// checksums fixed: tests/fuzz/corpus/top_recording/values-count-*).
+TEST(TopRecordingCrash, ProfilesWhoseValuesDoNotMatchTheirTypesAreDamage) {
+  std::string path = temp_path("kscope-top-values");
+  auto profile = [](size_t types, size_t values) {
+    StackProfile p;
+    for (size_t i = 0; i < types; ++i)
+      p.value_types.push_back(ProfileValueType{fmt::format("v{}", i), "count"});
+    p.frames.push_back(ProfileFrame{});
+    ProfileSample s;
+    s.pid = s.tid = 7;
+    s.frames = {0};
+    s.values.assign(values, 5);
+    p.samples.push_back(s);
+    return p;
+  };
+  for (int mode = 0; mode < 2; ++mode) {
+    SCOPED_TRACE(mode == 0 ? "a stack with 2 values of 3 types" : "increments of 3, then 2 types");
+    {
+      RecordingMeta meta;
+      meta.kscope_version = "test";
+      auto w = TopRecordingWriter::create(path, meta);
+      ASSERT_TRUE(w) << w.error().describe();
+      ASSERT_TRUE((*w)->add_profile_increment(profile(3, 3), {}));
+      ASSERT_TRUE((*w)->add_profile_increment(mode == 0 ? profile(3, 2) : profile(2, 2), {}));
+      ASSERT_TRUE((*w)->flush());
+    }
+    auto r = read_top_recording(path);
+    ASSERT_TRUE(r) << r.error().describe();
+    ASSERT_EQ(r->summary.damage.size(), 1u) << r->summary.warning;
+    EXPECT_NE(r->summary.warning.find(mode == 0 ? "a stack with 2 values in a profile of 3 value "
+                                                  "types"
+                                                : "value types differ from the earlier"),
+              std::string::npos)
+        << r->summary.warning;
+    EXPECT_EQ(r->increments, 1u) << "the first increment is kept";
+    ASSERT_EQ(r->profile.samples.size(), 1u);
+    EXPECT_EQ(r->profile.samples[0].values, (std::vector<int64_t>{5, 5, 5}));
+  }
+  std::filesystem::remove(path);
 }
 
 TEST(TopRecordingCrash, ProfileIncrementsAreSignedDifferences) {
