@@ -531,7 +531,16 @@ static __always_inline void on_wakeup(struct task_struct *p)
 	if (!st)
 		return;
 	/* A waking task's counters are a clean starting point: its next switch-in (even one no
-	 * event shows) is counted at its next switch-out. */
+	 * event shows) is counted at its next switch-out. Not so for a task woken while it is on a
+	 * CPU (between setting its sleeping state and calling schedule()) that no switch has shown
+	 * since tracing started: it has been running since before then, and counters read now
+	 * would leave its time from then to this wakeup out of every account. It is left without a
+	 * base, so top_adopt shows its running slice and its switch-out counts the slice from its
+	 * start (switch_out's first-sight rule). */
+	if (!st->have_base && p->pid != 0 && !st->since_ns && p->on_cpu) {
+		count(KSCOPE_TOP_DIAG_WOKEN_RUNNING, 1);
+		return;
+	}
 	if (!st->have_base && p->pid != 0) {
 		struct kcounters kc;
 		read_kcounters(p, &kc);
@@ -573,9 +582,8 @@ int BPF_PROG(top_sched_process_exec, struct task_struct *p, pid_t old_pid, struc
  * timer on every CPU (top_adopt) makes it the CPU's running slice, begun at start_ns: exactly
  * what its first switch-out will account (switch_out's first-sight rule, slice = now - start_ns
  * on a CPU without a switch), so user space adds its time so far at each sample, never nothing
- * and never twice (the switch-out clears cpu_state as it adds the slice to the account). A task
- * whose counters already have a base (a wakeup while it ran) is left to its switch-out, which
- * counts from that base. */
+ * and never twice (the switch-out clears cpu_state as it adds the slice to the account). A
+ * wakeup while it runs sets no base (on_wakeup), so that case is adopted too. */
 SEC("perf_event")
 int top_adopt(struct bpf_perf_event_data *ctx)
 {

@@ -266,10 +266,11 @@ Result<int> run_top(const TopCliOptions& o) {
                  "kscope top: diagnostics: %llu schedule-ins no sched_switch event showed (counted "
                  "from schedstat; %llu off-CPU intervals they ended were dated by the next "
                  "slice's CPU time), %llu switch-ins while a slice was open (a switch-out no "
-                 "event showed)\n",
+                 "event showed), %llu wakeups of a thread running since before tracing\n",
                  static_cast<unsigned long long>(d.untraced_switch_ins),
                  static_cast<unsigned long long>(d.offcpu_dated),
-                 static_cast<unsigned long long>(d.double_switch_ins));
+                 static_cast<unsigned long long>(d.double_switch_ins),
+                 static_cast<unsigned long long>(d.woken_running));
     auto k = session->kernel_stack_report();
     std::fprintf(
         stderr,

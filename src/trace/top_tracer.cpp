@@ -852,7 +852,7 @@ TopTracer::Diagnostics TopTracer::diagnostics() {
     return s;
   };
   return {sum(KSCOPE_TOP_DIAG_NO_SWITCHIN), sum(KSCOPE_TOP_DIAG_DOUBLE_SWITCHIN),
-          sum(KSCOPE_TOP_DIAG_OFFCPU_DATED)};
+          sum(KSCOPE_TOP_DIAG_OFFCPU_DATED), sum(KSCOPE_TOP_DIAG_WOKEN_RUNNING)};
 }
 
 uint64_t TopTracer::start_ns() const { return impl_->start_ns; }

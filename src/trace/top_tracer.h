@@ -180,8 +180,9 @@ class TopTracer {
   struct Diagnostics {
     uint64_t untraced_switch_ins = 0;  // schedule-ins (schedstat) no sched_switch event showed
     uint64_t double_switch_ins = 0;    // switch-ins while a slice was open
-    uint64_t offcpu_dated = 0;  // off-CPU intervals ended by an untraced switch-in, dated by the
-                                // next slice's CPU time
+    uint64_t offcpu_dated = 0;   // off-CPU intervals ended by an untraced switch-in, dated by the
+                                 // next slice's CPU time
+    uint64_t woken_running = 0;  // wakeups of a thread running since before tracing started
   };
   Diagnostics diagnostics();
 

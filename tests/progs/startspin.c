@@ -9,6 +9,13 @@
  *   table in memory (two clock reads, no context switch). The main thread prints "ready PID TID"
  *   once the spinner has spun 50 ms, waits for SIGUSR1 (or SIGTERM), stops the spinner and
  *   writes OUT: one line per pair "MONO CPU", then prints "done N" (N pairs).
+ *
+ *   SCHED "woken": SCHED_FIFO as "fifo", and every 100 ms of its CPU time the spinner takes a
+ *   priority-inheritance mutex that a holder thread on another CPU holds for 2 ms while it
+ *   spins. The kernel's PI futex (an rt_mutex) lets the spinner spin on the running owner with
+ *   its sleeping state already set; the owner's unlock then wakes it while it is still on its
+ *   CPU, and it goes on without a context switch. That is how kscope top sees a "wakeup while
+ *   running" of a thread running since before tracing.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -20,6 +27,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <linux/futex.h>
 #include <unistd.h>
 
 #define MAX_PAIRS (1u << 20) /* 200 s of spinning at one pair per 200 us */
@@ -30,6 +38,7 @@ static volatile int stop;
 static volatile pid_t spinner_tid;
 static int cpu;
 static int fifo;
+static int woken;
 
 static uint64_t now_ns(clockid_t c)
 {
@@ -38,14 +47,58 @@ static uint64_t now_ns(clockid_t c)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* woken: the spinner asks for `lock` while the holder, running on another CPU, holds it. The
+ * kernel's PI futex makes the spinner spin on the running owner with its sleeping state set
+ * (rt_mutex adaptive spinning); the holder's unlock then wakes it while it is on its CPU. */
+static pthread_mutex_t lock;
+static int want;            /* futex word: the spinner wants the holder to take the lock */
+static volatile int held;   /* the holder holds the lock */
+
+static void take_from_holder(void)
+{
+	__atomic_store_n(&want, 1, __ATOMIC_SEQ_CST);
+	syscall(SYS_futex, &want, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	while (!__atomic_load_n(&held, __ATOMIC_SEQ_CST) && !stop)
+		__builtin_ia32_pause();
+	pthread_mutex_lock(&lock);
+	__atomic_store_n(&held, 0, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&lock);
+}
+
+static void *holder(void *arg)
+{
+	(void)arg;
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu == 0 ? 1 : 0, &set);
+	sched_setaffinity(0, sizeof(set), &set); /* best effort */
+	while (!stop) {
+		struct timespec limit = {0, 100000000};
+		syscall(SYS_futex, &want, FUTEX_WAIT_PRIVATE, 0, &limit, NULL, 0);
+		if (!__atomic_exchange_n(&want, 0, __ATOMIC_SEQ_CST))
+			continue;
+		pthread_mutex_lock(&lock);
+		__atomic_store_n(&held, 1, __ATOMIC_SEQ_CST);
+		uint64_t until = now_ns(CLOCK_MONOTONIC) + 2000000; /* the spinner blocks meanwhile */
+		while (now_ns(CLOCK_MONOTONIC) < until)
+			__builtin_ia32_pause();
+		pthread_mutex_unlock(&lock);
+	}
+	return NULL;
+}
+
 __attribute__((noinline)) static void startspin_spin(void)
 {
-	uint64_t next = 0;
+	uint64_t next = 0, next_wait = 100000000;
 	volatile uint64_t x = 0;
 	while (!stop) {
 		for (int i = 0; i < 2000; i++)
 			x += (uint64_t)i * 2654435761u;
 		uint64_t c = now_ns(CLOCK_THREAD_CPUTIME_ID);
+		if (woken && c >= next_wait) {
+			take_from_holder();
+			next_wait = c + 100000000;
+		}
 		if (c < next)
 			continue;
 		next = c + 200000;
@@ -83,11 +136,12 @@ static void *spinner(void *arg)
 int main(int argc, char **argv)
 {
 	if (argc < 3 || argc > 4) {
-		fprintf(stderr, "usage: startspin CPU OUT [fifo]\n");
+		fprintf(stderr, "usage: startspin CPU OUT [fifo|other|woken]\n");
 		return 2;
 	}
 	cpu = atoi(argv[1]);
-	fifo = argc == 4 && strcmp(argv[3], "fifo") == 0;
+	woken = argc == 4 && strcmp(argv[3], "woken") == 0;
+	fifo = argc == 4 && (strcmp(argv[3], "fifo") == 0 || woken);
 	pairs = calloc(MAX_PAIRS, sizeof(*pairs));
 	if (!pairs) {
 		perror("calloc");
@@ -98,8 +152,13 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGUSR1);
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* the spinner inherits it: never interrupted */
-	pthread_t th;
-	if (pthread_create(&th, NULL, spinner, NULL) != 0) {
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setprotocol(&ma, PTHREAD_PRIO_INHERIT);
+	pthread_mutex_init(&lock, &ma);
+	pthread_t th, wth;
+	if (pthread_create(&th, NULL, spinner, NULL) != 0 ||
+	    (woken && pthread_create(&wth, NULL, holder, NULL) != 0)) {
 		perror("pthread_create");
 		return 1;
 	}
@@ -116,6 +175,8 @@ int main(int argc, char **argv)
 	sigwait(&sigs, &sig);
 	stop = 1;
 	pthread_join(th, NULL);
+	if (woken)
+		pthread_join(wth, NULL);
 	FILE *out = fopen(argv[2], "w");
 	if (!out) {
 		perror(argv[2]);
