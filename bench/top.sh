@@ -5,7 +5,9 @@
 # while its live screen refreshes every second with 500 processes waking up.
 # WORKLOAD=compile (with SKIP_SCREEN=1): the same set-ups on a compile instead of the pipe.
 # (3) MODE=sampler: only the cost of the on-CPU sampler (cpu-clock, -F), on an idle machine (CPU
-# busy from /proc/stat) and on a busy one (fixed CPU-bound work on every CPU), -F 1 vs 999 vs max.
+# busy from /proc/stat) and on a busy one (fixed CPU-bound work on every CPU), -F 1 vs 999 vs max;
+# the work's binaries are mapped by a process started before kscope, and SETTLE seconds pass
+# after kscope says "measuring", so the windows hold no start-up work.
 #   ROUNDS (default 5)  LOOPS (default 200000 pipe round trips)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -134,6 +136,17 @@ if [[ ${MODE:-} == sampler ]]; then
     b=($(awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat))
     echo "scale=3; 100 * (${b[0]} - ${a[0]}) / (${b[1]} - ${a[1]})" | bc -l
   }
+  # The busy work's awk processes are new to kscope, which loads the unwind tables of their
+  # files (awk, libc, libm, ld.so) as they start: per-process work, not the sampler's. An awk
+  # that lives through every round (it reads a pipe that never writes) has those files mapped
+  # when kscope starts, so their tables are loaded at start-up, before the window; then SETTLE
+  # seconds (default 3) let start-up end before anything is measured.
+  SETTLE=${SETTLE:-3}
+  mkfifo "$tmp/keep"
+  awk '{ print }' < "$tmp/keep" > /dev/null &
+  keeper=$!
+  exec 9> "$tmp/keep"  # the write end stays open in this shell: the awk waits for input
+  trap 'kill "$keeper" 2>/dev/null; rm -rf "$tmp"' EXIT
   declare -A idle busy
   scfgs=(untraced F1 F999 Fmax)
   for ((r = 1; r <= ROUNDS; r++)); do
@@ -141,6 +154,7 @@ if [[ ${MODE:-} == sampler ]]; then
       if [[ $cfg != untraced ]]; then
         start_bg "$tmp/k.log" measuring "$KSCOPE" top --once --duration 600 -F "${cfg#F}"
       fi
+      sleep "$SETTLE"
       idle[$cfg]+="$(busy_pct) "
       busy[$cfg]+="$(busy_work) "
       [[ $cfg != untraced ]] && stop_bg
