@@ -40,6 +40,10 @@ const volatile bool collect_kstack = true;
 const volatile bool collect_ustack = true;
 const volatile bool ustack_dwarf = true; /* native .eh_frame walk (--call-graph dwarf), else fp */
 const volatile bool record_slices = false;
+/* kscope's own process when it hides itself (machine-wide without --show-self): never traced, so
+ * its threads add no accounts, samples or stacks (its own stacks change all the time: symbolizing
+ * and building tables made it the largest source of new keys in the soak). */
+const volatile __u32 exclude_tgid = 0;
 const volatile __u64 wakeup_bytes = 1 << 20;
 
 /* Set by user space after load, before attach: the time tracing starts (bpf_ktime_get_ns). */
@@ -195,6 +199,8 @@ static __always_inline bool tracked(struct task_struct *t)
 {
 	if (t->pid == 0)
 		return include_idle;
+	if (exclude_tgid && t->tgid == exclude_tgid)
+		return false;
 	if (filter_pids) {
 		__u32 tgid = t->tgid;
 		if (!bpf_map_lookup_elem(&filter_tgids, &tgid))

@@ -160,6 +160,11 @@ TopTable build_top_table(const TopSample* prev, const TopSample& cur, uint64_t s
       if (s != it->second.samples.end())
         s->second = s->second > v.oncpu_samples ? s->second - v.oncpu_samples : 0;
     }
+  // kscope itself when its threads are not traced (TopSample::self_cpu_ns): its own clock.
+  if (hide_pid && cur.self_cpu_ns) {
+    uint64_t before = prev ? prev->self_cpu_ns : 0;
+    table.hidden_oncpu_ns += cur.self_cpu_ns > before ? cur.self_cpu_ns - before : 0;
+  }
   for (const auto& [tid, t] : threads) {
     uint64_t total = t.cur > t.prev ? t.cur - t.prev : 0;
     if (hidden(TopAccountKey{t.pid, tid})) {

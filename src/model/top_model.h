@@ -114,6 +114,10 @@ struct TopSample {
   // slice's time so far may show in the next table instead: the totals stay exact).
   uint32_t rereads = 0;
   bool unsettled = false;
+  // kscope's own CPU time (CLOCK_PROCESS_CPUTIME_ID, exact: the sum of its threads'
+  // sum_exec_runtime) when this sample was taken; its threads are not traced when it hides
+  // itself, and the tables' "kscope itself hidden" figure is the growth of this. 0: not read.
+  uint64_t self_cpu_ns = 0;
 };
 
 // Sets oncpu_ns of every account: per thread, its exact on-CPU total (the sum of its slice_ns)

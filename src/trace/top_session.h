@@ -27,7 +27,8 @@ struct TopSessionOptions {
   std::string recording_path;  // -o
   RecordingMeta meta;          // for the recording
   SymbolizerOptions symbols;   // debug directories, debuginfod, JIT maps, kallsyms
-  // A process left out of every table (kscope's own unless --show-self), 0: none.
+  // A process left out of every table (kscope's own unless --show-self), 0: none. When it is
+  // kscope itself, it is not traced at all; the tables show its CPU time from its own clock.
   uint32_t hide_pid = 0;
   // What is traced, for the headers ("all tasks", "PIDs 42").
   std::string scope;

@@ -745,6 +745,21 @@ TEST(TopAggregator, GroupStacksOfAThreadAddUpToItsRowAndTheHiddenPidIsLeftOut) {
   ASSERT_EQ(t11.tid, 11u);
   EXPECT_EQ(t11.values.oncpu_ns, 610u);
 
+  // kscope hiding itself is not traced at all: no accounts of its own, its CPU time since
+  // tracing started comes with each sample (its own process clock).
+  TopSample prev_untraced = prev, cur_untraced = cur;
+  prev_untraced.accounts.erase(self);
+  cur_untraced.accounts.erase(self);
+  prev_untraced.self_cpu_ns = 1'000;
+  cur_untraced.self_cpu_ns = 4'500;
+  TopTable untraced = build_top_table(&prev_untraced, cur_untraced, 0, TopGroupBy::kTid,
+                                      TopSortKey::kOnCpu, comm, /*hide_pid=*/99);
+  EXPECT_EQ(untraced.hidden_oncpu_ns, 3'500u);
+  EXPECT_EQ(untraced.total.oncpu_ns, byt.total.oncpu_ns);
+  TopTable since_start = build_top_table(nullptr, cur_untraced, 0, TopGroupBy::kTid,
+                                         TopSortKey::kOnCpu, comm, /*hide_pid=*/99);
+  EXPECT_EQ(since_start.hidden_oncpu_ns, 4'500u);
+
   TopTable st =
       build_group_stack_table(&prev, cur, 0, t11, TopGroupBy::kTid, TopSortKey::kOnCpu, comm);
   EXPECT_EQ(st.group_by, TopGroupBy::kStack);
