@@ -543,11 +543,11 @@ static __always_inline void on_wakeup(struct task_struct *p)
 	 * would leave its time from then to this wakeup out of every account. It is left without a
 	 * base, so top_adopt shows its running slice and its switch-out counts the slice from its
 	 * start (switch_out's first-sight rule). */
-	if (!st->have_base && p->pid != 0 && !st->since_ns && p->on_cpu) {
-		count(KSCOPE_TOP_DIAG_WOKEN_RUNNING, 1);
-		return;
-	}
 	if (!st->have_base && p->pid != 0) {
+		if (!st->since_ns && p->on_cpu) {
+			count(KSCOPE_TOP_DIAG_WOKEN_RUNNING, 1);
+			return;
+		}
 		struct kcounters kc;
 		read_kcounters(p, &kc);
 		set_base(st, &kc);

@@ -764,8 +764,7 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
   if (!impl->options.trace.open_files)
     impl->options.trace.open_files = impl->options.symbols.open_files;
   // Hidden, kscope is not traced at all (its time comes from its own clock, TopSample).
-  if (impl->options.hide_pid == static_cast<uint32_t>(::getpid()))
-    impl->options.trace.exclude_pid = impl->options.hide_pid;
+  impl->options.trace.exclude_self = impl->options.hide_pid == static_cast<uint32_t>(::getpid());
   impl->symbolizer = std::make_unique<Symbolizer>(impl->options.symbols);
   if (!options.recording_path.empty()) {
     // Before tracing: an unwritable path fails first.

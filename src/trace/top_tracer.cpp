@@ -74,7 +74,7 @@ struct TopTracer::Impl {
   std::function<void(const TopProcessEvent&)> process_handler;
   std::function<void(const TopSliceEvent&)> slice_handler;
   uint64_t start_ns = 0;
-  uint64_t self_cpu_at_start = 0;  // CLOCK_PROCESS_CPUTIME_ID at start_ns, when kscope hides itself
+  uint64_t self_cpu_at_start = 0;  // CLOCK_PROCESS_CPUTIME_ID at start_ns, with exclude_self
   int ncpus = 0;
   std::unique_ptr<BpfUnwindMaps> unwind_maps;  // with --call-graph dwarf
   std::unique_ptr<unwind::TableLoader> tables;
@@ -440,7 +440,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   std::memcpy(const_cast<char*>(skel->rodata->comm_filter), options.comm.data(),
               std::min(options.comm.size(), sizeof(skel->rodata->comm_filter) - 1));
   skel->rodata->include_idle = options.include_idle;
-  skel->rodata->exclude_tgid = options.exclude_pid;
+  skel->rodata->exclude_tgid = options.exclude_self ? static_cast<uint32_t>(::getpid()) : 0;
   skel->rodata->collect_kstack = options.kernel_stacks;
   skel->rodata->collect_ustack = options.user_stacks;
   bool dwarf = options.user_stacks && options.dwarf_unwind;
@@ -518,8 +518,7 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
     return make_error("attaching the scheduler tracepoints failed", errno,
                       "run 'kscope doctor' to check tp_btf/sched_switch and sched_wakeup");
   impl->start_ns = monotonic_ns();
-  if (options.exclude_pid == static_cast<uint32_t>(::getpid()))
-    impl->self_cpu_at_start = process_cpu_ns();
+  if (options.exclude_self) impl->self_cpu_at_start = process_cpu_ns();
   skel->bss->start_ns = impl->start_ns;
   if (int err = top_bpf__attach(skel)) {
     return make_error("attaching the scheduler tracepoints failed", -err,
@@ -589,7 +588,7 @@ Result<TopSample> TopTracer::sample() {
   s.add_accounts(out, accounts);
   Impl::add_running(out, cpus, out.time_ns);
   // kscope itself, not traced: its exact CPU time since tracing started, from its own clock.
-  if (s.options.exclude_pid == static_cast<uint32_t>(::getpid())) {
+  if (s.options.exclude_self) {
     uint64_t now = process_cpu_ns();
     out.self_cpu_ns = now > s.self_cpu_at_start ? now - s.self_cpu_at_start : 0;
   }

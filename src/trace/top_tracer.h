@@ -25,7 +25,7 @@ struct TopTraceOptions {
   std::vector<ThreadTarget> threads;  // -t: only these threads (empty: all)
   std::string comm;                   // --comm: only threads with this name (empty: all)
   bool include_idle = false;          // --idle
-  uint32_t exclude_pid = 0;           // a process not traced at all (kscope itself when hidden)
+  bool exclude_self = false;          // kscope's own process is not traced (hidden from tables)
   bool kernel_stacks = true;          // false with --user-only
   bool user_stacks = true;            // false with --kernel-only
   // --call-graph dwarf (kscope top's default): user stacks walked in BPF with .eh_frame tables

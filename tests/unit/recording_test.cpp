@@ -522,6 +522,13 @@ std::vector<BlockInfo> blocks_of(const std::string& bytes) {
   return out;
 }
 
+// The first faults block from the middle of the file on.
+size_t middle_fault_block(const std::vector<BlockInfo>& blocks) {
+  size_t k = blocks.size() / 2;
+  while (blocks[k].type != 4) ++k;
+  return k;
+}
+
 // The file without the blocks `drop` says to leave out: what a reader that skips exactly those
 // blocks must deliver.
 std::string without_blocks(const std::string& bytes, const std::vector<BlockInfo>& blocks,
@@ -547,8 +554,7 @@ TEST(RecordingTest, DamagedMiddleBlockIsSkippedAndReadingResumes) {
   std::string full = write_file(path, c, options);
   std::vector<BlockInfo> blocks = blocks_of(full);
   // A faults block in the middle and the number of fault records before it.
-  size_t k = blocks.size() / 2;
-  while (blocks[k].type != 4) ++k;
+  size_t k = middle_fault_block(blocks);
   size_t before = 0;
   for (size_t i = 0; i < k; ++i)
     if (blocks[i].type == 4) before += blocks[i].count;
@@ -780,8 +786,7 @@ TEST(RecordingTest, TrailerCountingRecordsTheFileDoesNotHoldIsDamage) {
   std::string path = dir.file("cut.kscope");
   std::string full = write_file(path, c, options);
   std::vector<BlockInfo> blocks = blocks_of(full);
-  size_t k = blocks.size() / 2;
-  while (blocks[k].type != 4) ++k;
+  size_t k = middle_fault_block(blocks);
   std::vector<bool> drop(blocks.size(), false);
   drop[k] = true;
   write_bytes(path, without_blocks(full, blocks, drop));
