@@ -18,9 +18,10 @@ int run_doctor() {
   FeatureReport report = probe_kernel_features(global_options().verbose);
   bool faults_ok = true;
   for (const auto& c : report.checks) {
-    std::printf("%-8s %-40s [%s]%s%s\n", c.ok ? "ok" : "missing", c.name.c_str(), c.used_by.c_str(),
+    const char* state = c.ok ? "ok" : c.optional ? "absent" : "missing";
+    std::printf("%-8s %-40s [%s]%s%s\n", state, c.name.c_str(), c.used_by.c_str(),
                 c.detail.empty() ? "" : "  ", c.detail.c_str());
-    if (!c.ok && c.needed_by("faults")) faults_ok = false;
+    if (!c.ok && !c.optional && c.needed_by("faults")) faults_ok = false;
   }
   if (report.programs_skipped)
     std::printf("(program and perf-event checks skipped: they need BTF and privileges)\n");
@@ -28,7 +29,8 @@ int run_doctor() {
   if (!faults_ok) {
     std::fprintf(stderr, "kscope: 'kscope faults' cannot run here: missing");
     for (const auto& c : report.checks)
-      if (!c.ok && c.needed_by("faults")) std::fprintf(stderr, " [%s]", c.name.c_str());
+      if (!c.ok && !c.optional && c.needed_by("faults"))
+        std::fprintf(stderr, " [%s]", c.name.c_str());
     std::fprintf(stderr, "\n");
     return static_cast<int>(ExitCode::kFailure);
   }

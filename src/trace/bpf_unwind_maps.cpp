@@ -5,9 +5,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <vector>
+
+#include "bpf/tracefs.h"
 
 namespace kscope {
 
@@ -96,6 +100,10 @@ Status configure_unwind_early(bpf_object* obj, bool native, uint32_t files, uint
 }
 
 Result<std::vector<bpf::Link>> attach_unwind_early(bpf_object* obj) {
+  const bpf::TracefsStatus& tracefs = bpf::ensure_tracefs();
+  if (!tracefs.ready)
+    return make_error("the early unwind mappings' syscalls tracepoints cannot attach: " +
+                      tracefs.error);
   std::vector<bpf::Link> links;
   for (const auto& [name, tp] : kEarlyPrograms) {
     bpf_program* prog = bpf_object__find_program_by_name(obj, name);
@@ -105,6 +113,16 @@ Result<std::vector<bpf::Link>> attach_unwind_early(bpf_object* obj) {
     links.emplace_back(link);
   }
   return links;
+}
+
+void report_tracefs_mount(const char* tool) {
+  static std::atomic<bool> reported{false};
+  const bpf::TracefsStatus& tracefs = bpf::ensure_tracefs();
+  if (tracefs.mounted_now && !reported.exchange(true))
+    std::fprintf(stderr,
+                 "%s: tracefs was not mounted; mounted it at %s (the syscalls tracepoints need "
+                 "it)\n",
+                 tool, tracefs.path.c_str());
 }
 
 Result<uint32_t> unwind_rows_capacity(uint32_t configured) {

@@ -43,8 +43,11 @@ class BpfUnwindMaps : public unwind::UnwindMapWriter {
 Status configure_unwind_early(bpf_object* obj, bool native, uint32_t files, uint32_t processes);
 // After loading: attaches them (tracepoints syscalls/sys_exit_mmap, syscalls/sys_enter_munmap,
 // tp_btf/sched_process_exit). Without them, libraries mapped after execve are found only once
-// user space read the process's mappings.
+// user space read the process's mappings. The syscalls tracepoints need tracefs, which it
+// mounts when no tracing directory is there (bpf/tracefs.h).
 Result<std::vector<bpf::Link>> attach_unwind_early(bpf_object* obj);
+// Once per process, on stderr: that kscope mounted tracefs (a change to the machine it leaves).
+void report_tracefs_mount(const char* tool);
 // The rows map's capacity: `configured`, or KSCOPE_UNWIND_ROWS when set (a positive number of
 // rows, at most 2^28: a knob for tests and benchmarks that need tables freed for room).
 Result<uint32_t> unwind_rows_capacity(uint32_t configured);

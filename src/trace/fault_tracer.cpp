@@ -690,9 +690,10 @@ Result<std::unique_ptr<FaultTracer>> FaultTracer::create(const FaultTraceOptions
                                                  PERF_COUNT_SW_PAGE_FAULTS_MAJ, "major-faults"));
   if (dwarf) {
     // Libraries mapped after execve, found before their perf mmap records are read.
-    if (auto links = attach_unwind_early(skel->obj))
+    if (auto links = attach_unwind_early(skel->obj)) {
       impl->early = std::move(*links);
-    else if (options.verbosity > 0)
+      report_tracefs_mount("kscope faults");
+    } else if (options.verbosity > 0)
       std::fprintf(stderr, "kscope faults: %s\n", links.error().describe().c_str());
   }
   // Executable mappings as they are made (perf mmap records), so libraries of a process that

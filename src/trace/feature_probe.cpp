@@ -10,8 +10,10 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "bpf/libbpf_util.h"
+#include "bpf/tracefs.h"
 #include "probes.skel.h"
 #include "trace/mmap_watch.h"
 #include "trace/privileges.h"
@@ -152,12 +154,30 @@ FeatureReport probe_kernel_features(int verbosity) {
     checks.push_back(try_program("tp_btf/sched_wakeup_new", "top", "probe_sched_wakeup_new", true));
     checks.push_back(try_program("perf_event program type", "faults", "probe_perf_event", false));
     checks.push_back(try_program("bpf_find_vma helper", "faults", "probe_find_vma", false));
-    // Optional: without it the native walker finds a process's libraries only once kscope has
-    // read its mappings (the first moments of a short-lived process stay incomplete).
-    checks.push_back(try_program("tracepoint syscalls:sys_exit_mmap (early unwind mappings)",
-                                 "faults,top", "probe_sys_exit_mmap", true));
-    checks.push_back(try_program("tracepoint syscalls:sys_enter_munmap (early unwind mappings)",
-                                 "faults,top", "probe_sys_enter_munmap", true));
+    // Optional: without them the native walker finds a process's libraries only once kscope
+    // has read its mappings (the first moments of a short-lived process stay incomplete).
+    // Classic tracepoints: libbpf reads their ids from tracefs, mounted here when missing.
+    const bpf::TracefsStatus& tracefs = bpf::ensure_tracefs();
+    FeatureCheck tracing{"tracefs (" + tracefs.path + ")", "faults,top"};
+    tracing.ok = tracefs.ready;
+    tracing.optional = true;
+    tracing.detail = tracefs.ready
+                         ? (tracefs.mounted_now ? "was not mounted: kscope mounted it" : "")
+                         : tracefs.error;
+    checks.push_back(tracing);
+    for (auto [name, program] :
+         {std::pair{"tracepoint syscalls:sys_exit_mmap (early unwind mappings)",
+                    "probe_sys_exit_mmap"},
+          std::pair{"tracepoint syscalls:sys_enter_munmap (early unwind mappings)",
+                    "probe_sys_enter_munmap"}}) {
+      FeatureCheck c = try_program(name, "faults,top", program, true);
+      c.optional = true;
+      if (!c.ok)
+        c.detail +=
+            "; without it, libraries a process maps while traced are walked only once "
+            "kscope has read its mappings";
+      checks.push_back(c);
+    }
     checks.push_back(
         try_program("task storage map", "faults,top", "probe_task_storage_prog", false));
     checks.push_back(try_program("ring buffer map", "faults,top", "probe_ringbuf", false));

@@ -11,7 +11,9 @@ struct FeatureCheck {
   std::string name;
   std::string used_by;  // which commands need it ("faults", "top", "faults,top", "all")
   bool ok = false;
-  std::string detail;  // why it is missing
+  std::string detail;  // why it is missing, or a note when present
+  // Missing, kscope still runs, with less (the detail says what): not a reason for "cannot run".
+  bool optional = false;
   bool needed_by(const std::string& command) const {
     return used_by == "all" || used_by.find(command) != std::string::npos;
   }

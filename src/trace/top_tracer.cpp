@@ -526,9 +526,10 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
   }
   if (dwarf) {
     // Without it a library mapped after execve is found once its mmap record is read.
-    if (auto links = attach_unwind_early(skel->obj))
+    if (auto links = attach_unwind_early(skel->obj)) {
       impl->early = std::move(*links);
-    else if (options.verbosity > 0)
+      report_tracefs_mount("kscope top");
+    } else if (options.verbosity > 0)
       std::fprintf(stderr, "kscope top: %s\n", links.error().describe().c_str());
   }
   if (options.sample_hz) {
