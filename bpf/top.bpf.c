@@ -408,6 +408,7 @@ static __always_inline void switch_out(void *ctx, struct task_struct *prev, bool
 		val->switches += ins;
 		val->voluntary += vol;
 		val->involuntary += invol;
+		val->last_out_ns = now;
 	} else {
 		count(KSCOPE_TOP_ACCOUNTS_FULL, 1);
 		count(KSCOPE_TOP_ACCOUNTS_FULL_NS, slice);

@@ -115,6 +115,7 @@ Result<int> run_top(const TopCliOptions& o) {
   so.trace.verbosity = global_options().verbose;
   so.keep_whole_run = !o.folded_path.empty() || !o.output_path.empty();
   so.refreshes = !o.once;
+  KSCOPE_ASSIGN_OR_RETURN(so.fold_idle_ns, top_fold_idle_ns(so.fold_idle_ns));
   so.recording_path = o.output_path;
   so.symbols = symbolizer_options();
   so.trace.unwind_debug_dirs = so.symbols.debug_search.debug_dirs;
@@ -272,12 +273,17 @@ Result<int> run_top(const TopCliOptions& o) {
                  static_cast<unsigned long long>(d.double_switch_ins),
                  static_cast<unsigned long long>(d.woken_running));
     auto k = session->kernel_stack_report();
+    auto f = session->fold_report();
+    auto U = [](uint64_t v) { return static_cast<unsigned long long>(v); };
     std::fprintf(
         stderr,
         "kscope top: stack map: %zu of %zu entries; %llu reclaimed, %llu referenced as "
-        "they were reclaimed (frames kept), %llu reused by another stack by the next pass\n",
+        "they were reclaimed (frames kept), %llu reused by another stack by the next pass\n"
+        "kscope top: accounts folded (idle %llu s): %llu, %llu of them carried (used again as "
+        "folded; %zu now), %llu threads' newest left alone\n",
         k.stored, k.capacity, static_cast<unsigned long long>(k.reclaimed),
-        static_cast<unsigned long long>(k.kept), static_cast<unsigned long long>(k.reused));
+        static_cast<unsigned long long>(k.kept), static_cast<unsigned long long>(k.reused),
+        U(f.idle_ns / 1'000'000'000), U(f.folds), U(f.carries), f.carried_now, U(f.newest_kept));
     if (UnwindSummary u = session->unwind_report(); u.walks > 0 || u.files > 0) {
       std::string ended;
       for (const auto& [why, n] : u.ended)

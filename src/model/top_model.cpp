@@ -259,4 +259,23 @@ std::vector<std::string> lost_items(const TopCounters& c) {
   return items;
 }
 
+std::vector<std::pair<TopAccountKey, TopValues>> idle_accounts(const TopAccounts& base,
+                                                               const TopAccounts& now) {
+  std::vector<std::pair<TopAccountKey, TopValues>> idle;
+  for (const auto& [k, v] : now) {
+    if (k.tid == 0) continue;
+    auto it = base.find(k);
+    if (it != base.end() && it->second == v) idle.emplace_back(k, v);
+  }
+  return idle;
+}
+
+void drop_folded(const std::vector<std::pair<TopAccountKey, TopValues>>& folded, TopSample& sample,
+                 TopSample* before) {
+  for (const auto& [k, v] : folded) {
+    sample.accounts.erase(k);
+    if (before) before->accounts.erase(k);
+  }
+}
+
 }  // namespace kscope

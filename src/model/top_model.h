@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "model/unwind_early_counts.h"
@@ -119,6 +120,16 @@ struct TopSample {
   // itself, and the tables' "kscope itself hidden" figure is the growth of this. 0: not read.
   uint64_t self_cpu_ns = 0;
 };
+
+// The accounts of `now` that have the same values in `base` (idle from one to the other), with
+// those values; the idle tasks' (tid 0) are left out.
+std::vector<std::pair<TopAccountKey, TopValues>> idle_accounts(const TopAccounts& base,
+                                                               const TopAccounts& now);
+// Folded accounts (deleted from the kernel's maps: TopTracer::fold_accounts) leave `sample`,
+// the next baseline, and `before`, the one before it (kept to regroup the last interval), so the
+// interval tables built from them stay the same and an account used again starts from zero.
+void drop_folded(const std::vector<std::pair<TopAccountKey, TopValues>>& folded, TopSample& sample,
+                 TopSample* before);
 
 // Sets oncpu_ns of every account: per thread, its exact on-CPU total (the sum of its slice_ns)
 // split over its accounts in proportion to their oncpu_samples (largest remainders, so the parts

@@ -416,8 +416,11 @@ struct TopSession::Impl {
 
   // Threads that exited: retire their accounts (kept for the whole-run profile when asked)
   // and drop them from the kernel map and from `sample`, which becomes the next baseline.
-  void prune(TopSample& sample, const std::optional<TopSample>& before) {
-    timed(timings.prunes, timings.prunes_ns, [&] { prune_now(sample, before); });
+  void prune(TopSample& sample, std::optional<TopSample>& before) {
+    timed(timings.prunes, timings.prunes_ns, [&] {
+      prune_now(sample, before);
+      fold_idle(sample, before);
+    });
   }
   void prune_now(TopSample& sample, const std::optional<TopSample>& before) {
     reclaim_user_stacks(sample);
@@ -458,21 +461,7 @@ struct TopSession::Impl {
       const TopAccountKey& k = it->first;
       if (dead_set.count(k.tid)) {
         if (k.ustack >= 0) dead_stacks[k.pid].insert(k.ustack);
-        if (options.keep_whole_run || !options.refreshes) {
-          // Symbolized now, while the process's mappings are still known. The kernel stack
-          // moves to an id of the retired store: the kernel's id is reclaimed once no live
-          // account refers to it, and may then be another stack's (the recording's increments
-          // follow the key, so nothing is counted twice).
-          TopAccountKey rk = k;
-          if (k.kstack >= 0) {
-            rk.kstack = retired.keep_kernel_stack(kernel_frames(k.kstack));
-            increments.rename(k, rk);
-          }
-          retired.add_values(rk, it->second);
-          retired.set_comm(k.pid, k.tid, comm_of(k.pid, k.tid));
-          if (k.ustack >= 0 && !retired.has_user_stack(k.pid, k.ustack))
-            retired.keep_user_stack(k.pid, k.ustack, user_frames(k.pid, k.ustack));
-        }
+        retire(k, it->second);
         it = sample.accounts.erase(it);
       } else {
         ++it;
@@ -484,6 +473,47 @@ struct TopSession::Impl {
       thread_pid.erase(tid);
     }
     note_exited_processes(tids, dead_stacks);
+  }
+
+  // An account that leaves the samples (its thread exited, or it was folded): kept for the
+  // whole-run profile when there is one (and --once's whole-run table). Symbolized now, while
+  // the process's mappings are known. The kernel stack moves to an id of the retired store: the
+  // kernel's id is reclaimed once no live account refers to it, and may then be another stack's
+  // (the recording's increments follow the key, so nothing is counted twice).
+  void retire(const TopAccountKey& k, const TopValues& values) {
+    if (!options.keep_whole_run && options.refreshes) return;
+    TopAccountKey rk = k;
+    if (k.kstack >= 0) {
+      rk.kstack = retired.keep_kernel_stack(kernel_frames(k.kstack));
+      increments.rename(k, rk);
+    }
+    retired.add_values(rk, values);
+    retired.set_comm(k.pid, k.tid, comm_of(k.pid, k.tid));
+    if (k.ustack >= 0 && !retired.has_user_stack(k.pid, k.ustack))
+      retired.keep_user_stack(k.pid, k.ustack, user_frames(k.pid, k.ustack));
+  }
+
+  // Accounts of living threads idle for a fold period (unchanged from the fold base, a sample at
+  // least that old, to this one) are folded out of the kernel's maps (TopTracer::fold_accounts)
+  // and out of `sample` and `before` alike, so the interval tables built from them do not change;
+  // a stack used again starts a new account from zero. Without it, a long run's maps, samples and
+  // stack caches hold every stack each living thread ever used (the soak's JIT-like workload
+  // added one per round), up to --max-accounts, and then lose new ones.
+  TopAccounts fold_base;
+  uint64_t fold_base_ns = 0;
+  TopTracer::FoldResult last_fold;
+  void fold_idle(TopSample& sample, std::optional<TopSample>& before) {
+    if (!options.fold_idle_ns) return;
+    if (fold_base_ns && sample.time_ns - fold_base_ns >= options.fold_idle_ns) {
+      last_fold = tracer->fold_accounts(idle_accounts(fold_base, sample.accounts));
+      for (const auto& [k, v] : last_fold.folded) retire(k, v);
+      drop_folded(last_fold.folded, sample, before ? &*before : nullptr);
+      last_fold.folded.clear();
+    } else if (fold_base_ns) {
+      return;
+    }
+    fold_base = sample.accounts;
+    fold_base_ns = sample.time_ns;
   }
 
   // Processes with no thread left: no more mmap records will come for them; their state is
@@ -803,8 +833,25 @@ Result<std::unique_ptr<TopSession>> TopSession::create(const TopSessionOptions& 
   return std::unique_ptr<TopSession>(new TopSession(std::move(impl)));
 }
 
+Result<uint64_t> top_fold_idle_ns(uint64_t configured) {
+  const char* env = std::getenv("KSCOPE_TOP_FOLD_SECONDS");
+  if (!env) return configured;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(env, &end, 10);
+  if (errno != 0 || end == env || *end != '\0' || v > 86400 || *env == '-')
+    return make_error(
+        fmt::format("KSCOPE_TOP_FOLD_SECONDS={}: not a number of seconds from 0 to 86400", env));
+  return static_cast<uint64_t>(v) * 1'000'000'000ull;
+}
+
 UnwindSummary TopSession::unwind_report() { return impl_->unwind_summary(); }
 TopTimings TopSession::timings() const { return impl_->timings; }
+
+TopSession::FoldReport TopSession::fold_report() const {
+  const TopTracer::FoldResult& f = impl_->last_fold;
+  return FoldReport{impl_->options.fold_idle_ns, f.folds, f.carries, f.newest_kept, f.carried_now};
+}
 
 TopSession::KernelStackReport TopSession::kernel_stack_report() {
   KernelStackReport r;

@@ -40,7 +40,14 @@ struct TopSessionOptions {
   // what is loading); false (batch output): create() loads the targets' tables, so when it
   // returns their stacks are complete.
   bool defer_tables = false;
+  // Accounts of living threads unchanged for this long are folded out of the kernel's maps
+  // (TopTracer::fold_accounts; whole-run values kept in the retired store); 0: never.
+  uint64_t fold_idle_ns = 30'000'000'000;
 };
+
+// The fold period: `configured`, or KSCOPE_TOP_FOLD_SECONDS when set (whole seconds, 0 = never
+// fold, at most 86400: a knob for tests and the soak).
+Result<uint64_t> top_fold_idle_ns(uint64_t configured);
 
 // Where kscope top's own time went (for -v and bench/symbols_top_first_screen.sh): the steps of
 // start-up, and the per-process work done while measuring.
@@ -105,6 +112,15 @@ class TopSession : public TopSource {
     uint64_t reclaimed = 0, kept = 0, reused = 0;
   };
   KernelStackReport kernel_stack_report();
+  // Folding of idle accounts (TopTracer::fold_accounts), since tracing started: the period,
+  // accounts folded out of the kernel's maps, those of them carried because their thread used
+  // them again meanwhile (and carried now), threads' newest accounts left alone.
+  struct FoldReport {
+    uint64_t idle_ns = 0;
+    uint64_t folds = 0, carries = 0, newest_kept = 0;
+    size_t carried_now = 0;
+  };
+  FoldReport fold_report() const;
 
   // Final sample, whole-run profile, recording trailer. Call once, at the end.
   Result<TopSummary> finish();

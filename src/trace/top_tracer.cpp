@@ -41,7 +41,7 @@
 namespace kscope {
 
 static_assert(sizeof(kscope_top_key) == 16, "kscope_top_key layout changed");
-static_assert(sizeof(kscope_top_value) == 48, "kscope_top_value layout changed");
+static_assert(sizeof(kscope_top_value) == 56, "kscope_top_value layout changed");
 static_assert(sizeof(kscope_top_cpu) == 40, "kscope_top_cpu layout changed");
 static_assert(sizeof(kscope_top_process_event) == 40, "kscope_top_process_event layout changed");
 static_assert(sizeof(kscope_top_slice_event) == 48, "kscope_top_slice_event layout changed");
@@ -304,11 +304,24 @@ struct TopTracer::Impl {
   void add_accounts(TopSample& out, const AccountEntries& entries) {
     account_keys.clear();
     account_keys.reserve(entries.size());
+    newest.clear();
     for (const auto& [k, v] : entries) {
       add(out, k, v);
       account_keys.push_back(k);
+      auto [it, fresh] = newest.try_emplace(k.tid, v.last_out_ns, k);
+      if (!fresh && v.last_out_ns > it->second.first) it->second = {v.last_out_ns, k};
     }
+    // Values of accounts folded while activity reached them (fold_accounts): still live.
+    for (const auto& [k, v] : carried) out.accounts[k] += v;
   }
+  // Per thread, as the last sample read them: its account of the latest switch-out, where its
+  // next off-CPU interval and run-queue wait will be counted (never folded).
+  std::unordered_map<uint32_t, std::pair<uint64_t, kscope_top_key>> newest;
+  // Accounts fold_accounts() deleted from the kernel's maps after activity reached them since
+  // the sample that found them idle: what they held is added to every sample until they are
+  // folded again (rare: the thread ran at that stack in the moment between the two).
+  TopAccounts carried;
+  uint64_t folds = 0, fold_carries = 0, fold_newest_kept = 0;
 
   static void add(TopSample& out, const kscope_top_key& k, const kscope_top_value& v) {
     TopValues& dst = out.accounts[TopAccountKey{k.pid, k.tid, k.kstack, k.ustack}];
@@ -712,6 +725,8 @@ void TopTracer::forget_threads(const std::vector<uint32_t>& tids) {
   if (tids.empty()) return;
   Impl& s = *impl_;
   std::unordered_set<uint32_t> dead(tids.begin(), tids.end());
+  // Their carried values were in the sample the caller retired them from.
+  std::erase_if(s.carried, [&](const auto& kv) { return dead.count(kv.first.tid) != 0; });
   // Both maps keyed by account: the switch accounts and the sampler's counts. A dead thread's
   // sample counts left behind would be read again at every refresh (and retired again). The
   // keys are those the last sample() read, deleted in batches; an entry made after that read
@@ -727,6 +742,62 @@ void TopTracer::forget_threads(const std::vector<uint32_t>& tids) {
     if (auto n = bpf::delete_keys(bpf_map__fd(map), doomed, *support); !n && s.options.verbosity)
       std::fprintf(stderr, "kscope top: %s\n", n.error().describe().c_str());
   }
+}
+
+TopTracer::FoldResult TopTracer::fold_accounts(
+    const std::vector<std::pair<TopAccountKey, TopValues>>& idle) {
+  Impl& s = *impl_;
+  FoldResult r;
+  int accounts_fd = bpf_map__fd(s.skel->maps.accounts);
+  int samples_fd = bpf_map__fd(s.skel->maps.oncpu_samples);
+  std::unordered_set<TopAccountKey, TopAccountKeyHash> deleted;
+  for (const auto& [key, seen] : idle) {
+    if (key.tid == 0) continue;  // the idle tasks: one account per stack, never gone
+    kscope_top_key k{key.pid, key.tid, key.kstack, key.ustack};
+    if (auto it = s.newest.find(key.tid);
+        it != s.newest.end() && std::memcmp(&it->second.second, &k, sizeof(k)) == 0) {
+      ++s.fold_newest_kept;
+      continue;
+    }
+    // Read and deleted in one step: what a switch-out or a sample added since `seen` was read
+    // is in the value returned. (An add by a program that found the entry just before the
+    // delete and writes after it is lost: the window is a few instructions, against an account
+    // idle for the whole fold period.)
+    kscope_top_value value{};
+    uint64_t samples = 0;
+    bool in_accounts = bpf_map_lookup_and_delete_elem(accounts_fd, &k, &value) == 0;
+    bool in_samples =
+        s.options.sample_hz && bpf_map_lookup_and_delete_elem(samples_fd, &k, &samples) == 0;
+    if (!in_accounts && !in_samples) continue;  // nothing in the kernel's maps: nothing to fold
+    deleted.insert(key);
+    TopSample one;
+    if (in_accounts) Impl::add(one, k, value);
+    TopValues total = one.accounts[key];
+    total.oncpu_samples += samples;
+    if (auto c = s.carried.find(key); c != s.carried.end()) {
+      total += c->second;
+      s.carried.erase(c);
+    }
+    ++s.folds;
+    if (total == seen) {
+      r.folded.emplace_back(key, total);
+    } else {
+      s.carried[key] = total;
+      ++s.fold_carries;
+    }
+  }
+  if (!deleted.empty()) {
+    auto gone = [&](const kscope_top_key& k) {
+      return deleted.count(TopAccountKey{k.pid, k.tid, k.kstack, k.ustack}) != 0;
+    };
+    std::erase_if(s.account_keys, gone);
+    std::erase_if(s.sample_keys, gone);
+  }
+  r.folds = s.folds;
+  r.carried_now = s.carried.size();
+  r.carries = s.fold_carries;
+  r.newest_kept = s.fold_newest_kept;
+  return r;
 }
 
 void TopTracer::forget_user_stacks(const std::vector<int32_t>& ids) {

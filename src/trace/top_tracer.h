@@ -126,6 +126,24 @@ class TopTracer {
   // Removes the accounts of threads that exited (after a sample() showed their last values),
   // so the maps stay bounded on long runs.
   void forget_threads(const std::vector<uint32_t>& tids);
+  // Folds accounts of living threads that have been idle out of the kernel's maps (switch
+  // accounts and sample counts), so the maps hold the stacks threads use now, not every stack
+  // they ever used: `idle` are keys with the values the last sample() showed for them, unchanged
+  // over the caller's fold period. Each is read and deleted in one step. Folded: it held exactly
+  // those values, and the caller moves them out of its samples (to the whole-run store, if it
+  // keeps one); when the same stack is used again, the account starts from zero. Carried: it
+  // held more (the thread used that stack again meanwhile): sample() adds what it held from now
+  // on, so for the caller nothing changed. Never folded: a thread's newest account (where its
+  // next off-CPU interval and run-queue wait will be added, by its last switch-out time) and
+  // the idle tasks'.
+  struct FoldResult {
+    std::vector<std::pair<TopAccountKey, TopValues>> folded;
+    // Since tracing started: accounts deleted, those carried, newest accounts left alone.
+    uint64_t folds = 0, carries = 0, newest_kept = 0;
+    size_t carried_now = 0;  // held in user space now
+  };
+  FoldResult fold_accounts(const std::vector<std::pair<TopAccountKey, TopValues>>& idle);
+
   // Deletes user stacks (by id) that no account refers to any more, the stacks of exited
   // processes, so the stack maps do not fill up with processes that came and went.
   void forget_user_stacks(const std::vector<int32_t>& ids);

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <vector>
 
+#include "clock_series.h"
 #include "runtime_env.h"
 #include "subprocess.h"
 #include "tools.h"
@@ -25,24 +26,6 @@ namespace {
 
 const std::string kStartspin = std::string(KSCOPE_TEST_PROGS_DIR) + "/startspin";
 const std::string kKscope = KSCOPE_BINARY;
-
-struct ClockPair {
-  uint64_t mono = 0, cpu = 0;
-};
-
-// The spinner's CPU clock at monotonic time t, interpolated between the pairs around it (they
-// are ~200 us of its CPU time apart).
-std::optional<double> cpu_at(const std::vector<ClockPair>& series, uint64_t t) {
-  for (size_t i = 1; i < series.size(); ++i) {
-    if (series[i].mono < t) continue;
-    const ClockPair& a = series[i - 1];
-    const ClockPair& b = series[i];
-    if (a.mono > t) return std::nullopt;  // before the series began
-    double f = static_cast<double>(t - a.mono) / static_cast<double>(b.mono - a.mono);
-    return static_cast<double>(a.cpu) + f * static_cast<double>(b.cpu - a.cpu);
-  }
-  return std::nullopt;
-}
 
 class TopRunning : public ::testing::Test {
  protected:

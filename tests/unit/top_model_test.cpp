@@ -7,6 +7,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
+#include <tuple>
+#include <vector>
 
 #include "export/folded.h"
 #include "model/top_aggregator.h"
@@ -793,6 +796,112 @@ TEST(TopAggregator, GroupStacksOfAThreadAddUpToItsRowAndTheHiddenPidIsLeftOut) {
       build_group_stack_table(&prev, cur, 0, worker, TopGroupBy::kComm, TopSortKey::kOnCpu, comm);
   EXPECT_EQ(cst.rows.size(), 3u);
   EXPECT_EQ(cst.total.oncpu_ns, 660u);
+}
+
+// Folding idle accounts (kscope top, TopTracer::fold_accounts) must change no table. Two
+// simulated kernels see the same activity: a thread moving from stack to stack and coming back
+// to one folded long before, another thread steady. One never folds; the other folds every
+// account idle for 3 samples (idle_accounts, drop_folded) and keeps what it folded aside, as the
+// whole-run store does. Every interval table, by thread and by stack, and the regrouped last
+// interval are the same; the folded-aside values plus the live ones are the whole run.
+TEST(TopAggregator, FoldingIdleAccountsChangesNoTable) {
+  const TopAccountKey steady{10, 12, 9, 9};
+  auto key = [](int32_t stack) { return TopAccountKey{10, 11, stack, stack + 100}; };
+  // Stacks of thread 11 by step: 1,1,1,2,2,2,2,3,3,3,3,3,1,1,4,4 (1 is used again at step 12).
+  const std::vector<int32_t> phase = {1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 3, 1, 1, 4, 4};
+  TopAccounts plain, folding;  // the two kernels' maps
+  TopAccounts aside;           // what the folding one folded
+  std::optional<TopSample> prev_plain, prev_folding, prev2_plain, prev2_folding;
+  TopAccounts fold_base;
+  size_t base_step = 0, folded_total = 0;
+  auto rows = [](const TopTable& t) {
+    std::vector<std::tuple<uint32_t, int32_t, int32_t, uint64_t, uint64_t, uint64_t, uint64_t>> r;
+    for (const auto& row : t.rows)
+      r.emplace_back(row.tid, row.kstack, row.ustack, row.values.oncpu_ns, row.values.offcpu_ns,
+                     row.values.voluntary, row.values.oncpu_samples);
+    return r;
+  };
+  for (size_t step = 0; step < phase.size(); ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    TopValues add;  // thread 11 at this step's stack: some CPU, samples, a sleep
+    add.slice_ns = 1000 + 37 * step;
+    add.oncpu_samples = 3 + step % 2;
+    add.switches = 2;
+    add.voluntary = 1;
+    add.involuntary = 1;
+    add.offcpu_ns = 500;
+    TopValues other;
+    other.slice_ns = 300;
+    other.oncpu_samples = 1;
+    other.switches = 1;
+    other.involuntary = 1;
+    for (TopAccounts* m : {&plain, &folding}) {
+      (*m)[key(phase[step])] += add;
+      (*m)[steady] += other;
+    }
+    TopSample cur_plain, cur_folding;
+    cur_plain.time_ns = cur_folding.time_ns = 1000 * (step + 1);
+    cur_plain.accounts = plain;
+    cur_folding.accounts = folding;
+    for (TopGroupBy by : {TopGroupBy::kTid, TopGroupBy::kStack}) {
+      TopTable a = build_top_table(prev_plain ? &*prev_plain : nullptr, cur_plain, 0, by,
+                                   TopSortKey::kOnCpu, comm);
+      TopTable b = build_top_table(prev_folding ? &*prev_folding : nullptr, cur_folding, 0, by,
+                                   TopSortKey::kOnCpu, comm);
+      EXPECT_EQ(rows(a), rows(b));
+      EXPECT_EQ(a.total, b.total);
+    }
+    // Every 3 steps: fold what was idle since the fold base (on the folding kernel and in its
+    // samples).
+    if (step - base_step >= 3 || step == 0) {
+      if (step != 0) {
+        auto idle = idle_accounts(fold_base, cur_folding.accounts);
+        for (const auto& [k, v] : idle) {
+          EXPECT_EQ(folding.at(k), v);
+          folding.erase(k);
+          aside[k] += v;
+        }
+        folded_total += idle.size();
+        drop_folded(idle, cur_folding, prev_folding ? &*prev_folding : nullptr);
+      }
+      fold_base = cur_folding.accounts;
+      base_step = step;
+    }
+    prev2_plain = std::move(prev_plain);
+    prev2_folding = std::move(prev_folding);
+    prev_plain = std::move(cur_plain);
+    prev_folding = std::move(cur_folding);
+    // The last interval regrouped (the live screen's 'g'): the same too.
+    if (prev2_plain) {
+      TopTable a = build_top_table(&*prev2_plain, *prev_plain, 0, TopGroupBy::kStack,
+                                   TopSortKey::kOnCpu, comm);
+      TopTable b = build_top_table(&*prev2_folding, *prev_folding, 0, TopGroupBy::kStack,
+                                   TopSortKey::kOnCpu, comm);
+      EXPECT_EQ(rows(a), rows(b));
+    }
+  }
+  EXPECT_GE(folded_total, 3u);       // stacks 1, 2, 3 at least
+  EXPECT_TRUE(aside.count(key(1)));  // folded, then used again: a new account
+  EXPECT_TRUE(folding.count(key(1)));
+  EXPECT_FALSE(folding.count(key(2)));
+  TopAccounts whole = aside;
+  for (const auto& [k, v] : folding) whole[k] += v;
+  EXPECT_EQ(whole, plain);
+}
+
+// idle_accounts: same values at both samples; new, changed and idle-task accounts are not idle.
+TEST(TopAggregator, IdleAccountsAreThoseUnchangedSinceTheBase) {
+  TopAccountKey same{10, 11, 1, 2}, moved{10, 11, 3, 4}, fresh{10, 12, 5, 6}, idle_task{0, 0, 7, 8};
+  TopSample base = sample(
+      1000, {{same, {100, 0, 1, 0, 1}}, {moved, {50, 0, 1, 1, 0}}, {idle_task, {900, 0, 1, 1, 0}}});
+  TopSample now = sample(2000, {{same, {100, 0, 1, 0, 1}},
+                                {moved, {60, 0, 2, 2, 0}},
+                                {fresh, {10, 0, 1, 1, 0}},
+                                {idle_task, {900, 0, 1, 1, 0}}});
+  auto idle = idle_accounts(base.accounts, now.accounts);
+  ASSERT_EQ(idle.size(), 1u);
+  EXPECT_EQ(idle[0].first, same);
+  EXPECT_EQ(idle[0].second, now.accounts.at(same));
 }
 
 TEST(TopModel, SortKeyNamesAndGroupCycleWithoutStacks) {

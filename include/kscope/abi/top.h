@@ -34,6 +34,9 @@ struct kscope_top_value {
   __u64 voluntary;    /* switch-outs because the task blocked (kernel's nvcsw) */
   __u64 involuntary;  /* switch-outs while runnable: preempted (kernel's nivcsw) */
   __u64 offcpu_ns;    /* switch-out at this stack to the next switch-in (ended intervals) */
+  /* When the thread last switched out here (bpf_ktime_get_ns): its newest account is where its
+   * next off-CPU interval will be counted, so user space never folds it (top_session.cpp). */
+  __u64 last_out_ns;
 };
 
 /* The slice running on a CPU now, for user space to add in-progress time (per-CPU array). */
