@@ -359,8 +359,10 @@ Subcommand setup_top(CLI::App& parent) {
                   "(off-CPU ns by switch-out stack) or switches");
   app->add_option("-o,--output", o->output_path, "Save a recording to FILE for 'kscope report'");
   app->add_flag("--idle", o->idle, "Include the idle tasks (pid 0)");
-  app->add_option("--max-accounts", o->max_accounts,
-                  "Size of the kernel's account table (default 65536; overflow is counted)")
+  app->add_option(
+         "--max-accounts", o->max_accounts,
+         "Size of the kernel's account table (default 65536; accounts of living threads idle "
+         "30 s are folded out, KSCOPE_TOP_FOLD_SECONDS; overflow is counted)")
       ->check(CLI::Range(1024u, 1u << 24));
   app->add_option(
          "--max-stacks", o->max_stacks,

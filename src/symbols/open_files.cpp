@@ -59,7 +59,13 @@ void OpenFiles::insert(std::shared_ptr<const OpenFile> file) {
   by_identity_[id] = lru_.begin();
   while (lru_.size() > capacity_) {
     by_identity_.erase(lru_.back()->identity());
-    dropped_.insert(lru_.back()->identity());
+    if (dropped_.insert(lru_.back()->identity()).second) {
+      dropped_order_.push_back(lru_.back()->identity());
+      if (dropped_order_.size() > kRememberDropped) {
+        dropped_.erase(dropped_order_.front());
+        dropped_order_.pop_front();
+      }
+    }
     lru_.pop_back();
     ++stats_.evicted;
   }

@@ -19,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <memory>
 #include <span>
@@ -79,7 +80,8 @@ struct OpenFilesStats {
   size_t opened = 0;    // open() calls that opened a file
   size_t reused = 0;    // open() calls answered with a file already open
   size_t evicted = 0;   // descriptors dropped to stay within the capacity
-  size_t reopened = 0;  // of `opened`, files opened again after they were dropped
+  size_t reopened = 0;  // of `opened`, files opened again after they were dropped (among the
+                        // last kRememberDropped dropped)
   size_t held = 0;      // descriptors the cache holds now
   size_t capacity = 0;
 };
@@ -89,6 +91,9 @@ class OpenFiles {
   // The descriptors held at most: well under the usual 1,024 limit, next to the BPF objects'
   // maps, links and perf events.
   static constexpr size_t kDefaultCapacity = 128;
+  // Identities of dropped files remembered for `reopened`: the newest ones, so a long run over
+  // ever-new files holds a bounded set.
+  static constexpr size_t kRememberDropped = 1024;
   // capacity 0: nothing is held (each open is the caller's alone), for a user with no one to
   // share with.
   explicit OpenFiles(size_t capacity = kDefaultCapacity);
@@ -114,6 +119,7 @@ class OpenFiles {
   Lru lru_;
   std::unordered_map<FileIdentity, Lru::iterator, FileIdentityHash> by_identity_;
   std::unordered_set<FileIdentity, FileIdentityHash> dropped_;  // evicted once (for `reopened`)
+  std::deque<FileIdentity> dropped_order_;                      // dropped_, oldest first
   OpenFilesStats stats_;
 };
 

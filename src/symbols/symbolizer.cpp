@@ -74,7 +74,11 @@ void Symbolizer::set_mappings(const MappingSnapshot& snapshot) {
 
 void Symbolizer::forget_process(uint32_t pid) {
   processes_.erase(pid);
-  jit_maps_.erase(pid);
+  named_.erase(pid);
+  if (auto it = jit_maps_.find(pid); it != jit_maps_.end()) {
+    named_count_.erase(it->second.file.get());  // its address may be another file's later
+    jit_maps_.erase(it);
+  }
   owners_.erase(pid);
   if (last_ && last_->pid == pid) last_.reset();
 }
@@ -204,7 +208,7 @@ Symbol Symbolizer::resolve_jit(uint32_t pid, uint64_t ip, Symbol symbol) {
 }
 
 void Symbolizer::count_named(uint32_t pid, uint64_t ip, const void* named_by) {
-  if (named_.insert(StoredKey{pid, ip, false}).second) ++named_count_[named_by];
+  if (named_[pid].insert(ip).second) ++named_count_[named_by];
 }
 
 ElfBinary* Symbolizer::binary_for(Process& process, size_t index) {

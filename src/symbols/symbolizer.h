@@ -175,7 +175,8 @@ class Symbolizer {
   };
   std::unordered_map<StoredKey, Symbol, StoredKeyHash> stored_;
   size_t stored_used_ = 0;
-  std::unordered_set<StoredKey, StoredKeyHash> named_;  // user addresses named so far
+  // User addresses named so far, by process (dropped with it: they are counted once each).
+  std::unordered_map<uint32_t, std::unordered_set<uint64_t>> named_;
 
   struct JitMap {
     std::unique_ptr<PerfMapFile> file;

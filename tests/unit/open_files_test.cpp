@@ -133,8 +133,8 @@ TEST(OpenFiles, BoundedLeastRecentlyUsedFirstAndCounted) {
   testing::TempDir dir("kscope_open_files");
   std::vector<std::string> paths;
   for (int i = 0; i < 5; ++i) {
-    paths.push_back(dir / fmt::format("f{}", i));
-    write_file(paths.back(), fmt::format("file {}", i));
+    paths.push_back(dir / ("f" + std::to_string(i)));
+    write_file(paths.back(), "file " + std::to_string(i));
   }
   OpenFiles files(3);
   EXPECT_EQ(files.stats().capacity, 3u);
@@ -161,6 +161,29 @@ TEST(OpenFiles, BoundedLeastRecentlyUsedFirstAndCounted) {
   EXPECT_EQ(files.stats().opened, 6u);
   EXPECT_EQ(files.stats().reopened, 1u);
   EXPECT_EQ(files.stats().evicted, 3u);
+}
+
+// A long run over ever-new files remembers only the newest kRememberDropped dropped ones (for
+// `reopened`), so what the cache holds does not grow with the files it has seen.
+TEST(OpenFiles, RemembersOnlyTheNewestDroppedFiles) {
+  testing::TempDir dir("kscope_open_files");
+  const size_t n = OpenFiles::kRememberDropped + 3;
+  std::vector<std::string> paths;
+  for (size_t i = 0; i < n; ++i) {
+    paths.push_back(dir / ("f" + std::to_string(i)));
+    write_file(paths.back(), "file " + std::to_string(i));
+  }
+  OpenFiles files(1);
+  for (const std::string& p : paths) ASSERT_TRUE(files.open(p).ok());
+  EXPECT_EQ(files.stats().evicted, n - 1);
+  EXPECT_EQ(files.stats().reopened, 0u);
+  // Files 0 and 1 were dropped longest ago: forgotten, opened as new files.
+  ASSERT_TRUE(files.open(paths[0]).ok());
+  EXPECT_EQ(files.stats().reopened, 0u);
+  // File n - 2 was dropped last: remembered.
+  ASSERT_TRUE(files.open(paths[n - 2]).ok());
+  EXPECT_EQ(files.stats().reopened, 1u);
+  EXPECT_EQ(files.stats().opened, n + 2);
 }
 
 // Capacity 0 (a symbolizer or unwinder with no one to share with): each open is the caller's.

@@ -260,6 +260,12 @@ TEST_F(StrippedTarget, CopiesAreReadOnceByBuildIdAndCounted) {
     EXPECT_EQ(sources[0].source, "build-id debug file");
     EXPECT_EQ(sources[0].detail, by_id);
     EXPECT_EQ(sources[0].addresses_named, 6u);
+    // What was named in a process is forgotten with it (a long run does not keep every
+    // (pid, address) it ever named): a new process 1 counts its addresses again.
+    symbolizer.forget_process(1);
+    symbolizer.set_mappings(1, mapped_as(binary_));
+    symbolizer.resolve_user(1, beta + 2, SymbolDetail::kFunction);
+    EXPECT_EQ(symbolizer.binary_sources().at(0).addresses_named, 7u);
   }
   if (::geteuid() != 0) return;  // chown needs root
   ASSERT_EQ(::chown(other.c_str(), 65534, 65534), 0);
