@@ -635,6 +635,45 @@ TEST(UnwindTable, MalformedSectionsAreSurvived) {
   EXPECT_FALSE(decode_eh_frame(fde_bad_cie, 0).ok());
 }
 
+// One CIE and one FDE (pc 0x1000-0x1010), the CIE's program saying "caller's rbp at CFA +
+// operand * data alignment" (DW_CFA_offset r6). A hostile CIE makes that product overflow (the
+// input fuzz_eh_frame stopped on, tests/fuzz/corpus/eh_frame/regression_data_align_overflow):
+// the program is refused and counted, never a rule with a wrapped offset.
+std::vector<uint8_t> cie_and_fde(std::vector<uint8_t> data_align_sleb, uint8_t operand) {
+  std::vector<uint8_t> cie = {0, 0, 0, 0, 1, 'z', 'R', 0, 1};  // CIE id 0, version 1, "zR", code 1
+  cie.insert(cie.end(), data_align_sleb.begin(), data_align_sleb.end());
+  for (uint8_t b : {16, 1, 0x03, 0x0c, 7, 8, 0x86}) cie.push_back(b);  // ra r16; udata4; cfa rsp+8
+  cie.push_back(operand);
+  while ((cie.size() + 4) % 4) cie.push_back(0);  // DW_CFA_nop
+  std::vector<uint8_t> out = {static_cast<uint8_t>(cie.size()), 0, 0, 0};
+  out.insert(out.end(), cie.begin(), cie.end());
+  uint8_t back = static_cast<uint8_t>(out.size() + 4);  // FDE's CIE pointer: back to offset 0
+  std::vector<uint8_t> fde = {back, 0, 0, 0, 0, 0x10, 0, 0, 0x10, 0, 0, 0, 0, 0x44};
+  while ((fde.size() + 4) % 4) fde.push_back(0);
+  out.push_back(static_cast<uint8_t>(fde.size()));
+  for (int i = 0; i < 3; ++i) out.push_back(0);
+  out.insert(out.end(), fde.begin(), fde.end());
+  return out;
+}
+
+TEST(UnwindTable, DataAlignmentOverflowIsRefusedNotWrapped) {
+  auto good = decode_eh_frame(cie_and_fde({0x78}, 2), 0);  // data alignment -8
+  ASSERT_TRUE(good.ok()) << good.error().describe();
+  const UnwindRow* row = row_at(good->rows, 0x1000);
+  ASSERT_NE(row, nullptr);
+  EXPECT_EQ(row->rbp, RbpRule::kOffset);
+  EXPECT_EQ(row->rbp_offset, -16);
+  EXPECT_EQ(good->stats.bad_programs + good->stats.bad_entries, 0u);
+
+  // -2^62 (SLEB128), times 8.
+  std::vector<uint8_t> huge = {0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40};
+  auto bad = decode_eh_frame(cie_and_fde(huge, 8), 0);
+  if (bad.ok()) {
+    EXPECT_GE(bad->stats.bad_programs + bad->stats.bad_entries, 1u);
+    for (const UnwindRow& r : bad->rows) EXPECT_NE(r.rbp, RbpRule::kOffset) << r.rbp_offset;
+  }
+}
+
 // The maps in memory, as the BPF walker would see them.
 class FakeMaps : public UnwindMapWriter {
  public:
