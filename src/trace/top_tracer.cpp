@@ -768,13 +768,17 @@ TopTracer::FoldResult TopTracer::fold_accounts(
     bool in_accounts = bpf_map_lookup_and_delete_elem(accounts_fd, &k, &value) == 0;
     bool in_samples =
         s.options.sample_hz && bpf_map_lookup_and_delete_elem(samples_fd, &k, &samples) == 0;
-    if (!in_accounts && !in_samples) continue;  // nothing in the kernel's maps: nothing to fold
+    auto c = s.carried.find(key);
+    // Nothing in the kernel's maps and nothing carried: nothing to fold. A carried account the
+    // thread has not used again since (its kernel entry is gone) is folded like the others:
+    // otherwise it would stay in every sample until the thread exits.
+    if (!in_accounts && !in_samples && c == s.carried.end()) continue;
     deleted.insert(key);
     TopSample one;
     if (in_accounts) Impl::add(one, k, value);
     TopValues total = one.accounts[key];
     total.oncpu_samples += samples;
-    if (auto c = s.carried.find(key); c != s.carried.end()) {
+    if (c != s.carried.end()) {
       total += c->second;
       s.carried.erase(c);
     }
