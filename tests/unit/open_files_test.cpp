@@ -133,8 +133,8 @@ TEST(OpenFiles, BoundedLeastRecentlyUsedFirstAndCounted) {
   testing::TempDir dir("kscope_open_files");
   std::vector<std::string> paths;
   for (int i = 0; i < 5; ++i) {
-    paths.push_back(dir / ("f" + std::to_string(i)));
-    write_file(paths.back(), "file " + std::to_string(i));
+    paths.push_back(dir / fmt::format("f{}", i));
+    write_file(paths.back(), fmt::format("file {}", i));
   }
   OpenFiles files(3);
   EXPECT_EQ(files.stats().capacity, 3u);
@@ -170,8 +170,8 @@ TEST(OpenFiles, RemembersOnlyTheNewestDroppedFiles) {
   const size_t n = OpenFiles::kRememberDropped + 3;
   std::vector<std::string> paths;
   for (size_t i = 0; i < n; ++i) {
-    paths.push_back(dir / ("f" + std::to_string(i)));
-    write_file(paths.back(), "file " + std::to_string(i));
+    paths.push_back(dir / fmt::format("f{}", i));
+    write_file(paths.back(), fmt::format("file {}", i));
   }
   OpenFiles files(1);
   for (const std::string& p : paths) ASSERT_TRUE(files.open(p).ok());
