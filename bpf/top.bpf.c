@@ -176,6 +176,14 @@ struct {
 	__type(value, __u64);
 } last_switch SEC(".maps");
 
+/* Time of the sampler's last run on each CPU that interrupted a task (top_sample). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sampler_last SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, KSCOPE_TOP_COUNTER_MAX);
@@ -651,15 +659,31 @@ static __always_inline void sample(struct bpf_perf_event_data *ctx)
 		count(KSCOPE_TOP_SAMPLES_FULL, weight);
 }
 
-/* The sampler's own time and runs per CPU (KSCOPE_TOP_SAMPLER_NS, _RUNS) are what user space's
- * governor holds under the kernel's perf_cpu_time_max_percent: the kernel throttles a PMU's NMI
- * handler by it, but not a cpu-clock (hrtimer) event, which at -F max took whole CPUs. */
+/* The sampler's own time per CPU (KSCOPE_TOP_SAMPLER_NS) and how often its timer ran while a
+ * task ran there (KSCOPE_TOP_SAMPLER_BUSY_RUNS, _BUSY_NS: runs with no context switch since the
+ * run before, and the time between them) are what user space's governor holds under the
+ * kernel's perf_cpu_time_max_percent: the kernel throttles a PMU's NMI handler by it, but not a
+ * cpu-clock (hrtimer) event, which at -F max took whole CPUs. Idle time is left out: an idle
+ * CPU's timer fires far less than asked, at no cost. */
 SEC("perf_event")
 int top_sample(struct bpf_perf_event_data *ctx)
 {
 	__u64 begin = bpf_ktime_get_ns();
+	struct task_struct *t = bpf_get_current_task_btf();
+	__u32 zero = 0;
 
 	count(KSCOPE_TOP_SAMPLER_RUNS, 1);
+	if (t->pid != 0) {
+		__u64 *prev = bpf_map_lookup_elem(&sampler_last, &zero);
+		__u64 *sw = bpf_map_lookup_elem(&last_switch, &zero);
+		if (prev && sw) {
+			if (*prev && *prev > *sw && begin > *prev) {
+				count(KSCOPE_TOP_SAMPLER_BUSY_RUNS, 1);
+				count(KSCOPE_TOP_SAMPLER_BUSY_NS, begin - *prev);
+			}
+			*prev = begin;
+		}
+	}
 	sample(ctx);
 	count(KSCOPE_TOP_SAMPLER_NS, bpf_ktime_get_ns() - begin);
 	return 0;

@@ -383,7 +383,7 @@ Subcommand setup_top(CLI::App& parent) {
   app->add_option("-F,--freq", o->frequency,
                   "On-CPU sampling rate per CPU in Hz (default 999), or 'max' for the kernel's "
                   "limit (/proc/sys/kernel/perf_event_max_sample_rate). Lowered (and said so) "
-                  "when the sampler's own time exceeds kernel.perf_cpu_time_max_percent of a CPU");
+                  "when its own time or its timer's interrupts exceed perf_cpu_time_max_percent");
   app->add_option("--unwind-rows", o->unwind_rows,
                   "Capacity of the kernel's unwind-table map in rows, 8 bytes each (default "
                   "2097152; files that do not fit are counted and their frames end the stack)")

@@ -219,6 +219,20 @@ uint64_t sampler_weight_for(double share, double limit, uint64_t weight, uint32_
   return next;
 }
 
+SamplerTimerCheck sampler_timer_check(uint64_t busy_runs, uint64_t busy_ns, double period_ns,
+                                      uint64_t window_ns) {
+  constexpr uint64_t kMinRuns = 10;
+  constexpr double kMaxInterruptNs = 1'000'000;
+  SamplerTimerCheck c;
+  if (busy_runs < kMinRuns || busy_ns < window_ns / 10 || period_ns <= 0) return c;
+  c.interval_ns = static_cast<double>(busy_ns) / static_cast<double>(busy_runs);
+  if (c.interval_ns > kMaxInterruptNs) return c;
+  c.judged = true;
+  c.delivered = std::min(1.0, period_ns / c.interval_ns);
+  c.lagging = c.delivered < 0.5;
+  return c;
+}
+
 std::string sampler_rate_text(uint32_t sample_hz, const std::vector<SamplerLowering>& lowered) {
   std::string out = fmt::format("sampled at {} Hz", sample_hz);
   if (lowered.empty()) return out;
@@ -226,9 +240,9 @@ std::string sampler_rate_text(uint32_t sample_hz, const std::vector<SamplerLower
   const SamplerLowering& last = lowered.back();
   std::string why = first.delivered < 0.5
                         ? fmt::format(
-                              "the timer ran {:.0f}% of the times asked on CPU {}: its interrupts "
-                              "saturated the CPU",
-                              first.delivered * 100, first.cpu)
+                              "the timer ran {:.0f}% of the times asked on CPU {}, every {:.0f} us "
+                              "while a task ran there: its interrupts saturated the CPU",
+                              first.delivered * 100, first.cpu, first.interval_ns / 1000)
                         : fmt::format(
                               "the sampler's own time reached {:.0f}% of CPU {}, over the kernel's "
                               "perf_cpu_time_max_percent of {:.0f}%",

@@ -216,8 +216,10 @@ struct SamplerLowering {
   uint32_t from_hz = 0, to_hz = 0;
   int cpu = -1;            // the CPU whose share went over (or whose timer lagged)
   double share = 0;        // the sampler's own time's share of its CPU over the window measured
-  double delivered = 1;    // runs of the timer on that CPU over those the rate asked for (< 0.5:
-                           // it lagged two windows in a row, interrupts saturating the CPU)
+  double delivered = 1;    // runs of the timer on that CPU while a task ran there, over those
+                           // the rate asked for in that time (< 0.5: it lagged two windows in a
+                           // row, interrupts saturating the CPU)
+  double interval_ns = 0;  // then: the mean time between its runs, what an interrupt cost
   double limit = 0;        // the limit (fraction of a CPU)
   uint64_t window_ns = 0;  // the window the share was measured over
 };
@@ -225,6 +227,22 @@ struct SamplerLowering {
 // of one CPU: `weight` while share <= limit (or limit <= 0); else doubled until the share the
 // rate would then take (it scales with the rate) is at most the limit, never below 1 Hz.
 uint64_t sampler_weight_for(double share, double limit, uint64_t weight, uint32_t requested_hz);
+// The cpu-clock timer on one CPU over one of the governor's windows, judged only while a task
+// ran there: `busy_runs` runs of the sampler with no context switch on that CPU since the run
+// before, `busy_ns` the time between those runs and the ones before them. An idle CPU's timer
+// fires far less than asked at no cost, so idle time says nothing. A timer that runs fewer than
+// half the times its period asks for while a task runs cannot keep up: its interrupts saturate
+// the CPU, and the time between runs is what one costs. Not judged: less than a tenth of the
+// window, or fewer than 10 runs, measured so; and a time between runs over 1 ms (no interrupt
+// costs that: the CPU was not running, or the rate is low enough that it cannot saturate).
+struct SamplerTimerCheck {
+  bool judged = false;
+  bool lagging = false;
+  double delivered = 1;    // runs over those the period asks for in busy_ns (at most 1)
+  double interval_ns = 0;  // busy_ns / busy_runs
+};
+SamplerTimerCheck sampler_timer_check(uint64_t busy_runs, uint64_t busy_ns, double period_ns,
+                                      uint64_t window_ns);
 // "sampled at 999 Hz", or "sampled at 100000 Hz, lowered to 12500 Hz (...)".
 std::string sampler_rate_text(uint32_t sample_hz, const std::vector<SamplerLowering>& lowered);
 

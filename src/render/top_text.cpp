@@ -150,6 +150,7 @@ std::string render_top_json(const TopTable& t, size_t max_rows, const StackProvi
                          {"cpu", l.cpu},
                          {"share", l.share},
                          {"delivered", l.delivered},
+                         {"interval_ns", l.interval_ns},
                          {"limit", l.limit},
                          {"window_ns", l.window_ns}});
     j["oncpu_by_stack"]["sampler_lowered"] = std::move(lowered);

@@ -83,37 +83,42 @@ struct TopTracer::Impl {
   // PMU's NMI handler may take (kernel.perf_cpu_time_max_percent) and lowers
   // perf_event_max_sample_rate when it goes over, but a cpu-clock event is an hrtimer and
   // neither it nor its BPF program is held to that. At -F max (100 kHz) on this VM the timer
-  // fired only ~22,000 times a second per CPU (a timer interrupt costs tens of microseconds when
-  // the guest's timer is emulated), the CPUs did little else, and 2 s of work ran for 12
-  // minutes. So kscope applies the kernel's limit itself, over 0.1 s windows per CPU: the
-  // program's own time (KSCOPE_TOP_SAMPLER_NS) over the limit doubles the period until it fits
-  // (sampler_weight_for). A timer that cannot keep up (fewer than half the runs the rate asks
-  // for, KSCOPE_TOP_SAMPLER_RUNS, two windows in a row, its interrupts saturating the CPU) shows
-  // what an interrupt costs (the window over the runs), and the rate is lowered until rate x
-  // cost fits the limit too. sample_weight keeps samples in requested periods.
-  // Interrupt time below saturation is not visible from inside the guest (no IRQ time
-  // accounting here): a rate the timer keeps up with is kept.
+  // fired only 9,000-22,000 times a second per CPU (a timer interrupt costs 45-110 us when the
+  // guest's timer is emulated), the CPUs did little else, and 2 s of work ran for 12 minutes.
+  // So kscope applies the kernel's limit itself, over 0.1 s windows per CPU: the program's own
+  // time (KSCOPE_TOP_SAMPLER_NS) over the limit doubles the period until it fits
+  // (sampler_weight_for). And the timer is checked while a task runs (sampler_timer_check, from
+  // KSCOPE_TOP_SAMPLER_BUSY_RUNS/_NS: the runs with no context switch since the one before, and
+  // the time between them): one that runs fewer than half the times asked, two windows in a
+  // row, has its interrupts saturating the CPU, the time between its runs is what one costs,
+  // and the rate is lowered until rate x cost fits the limit too. sample_weight keeps samples
+  // in requested periods. Interrupt time below saturation is not visible from inside the guest
+  // (no IRQ time accounting here): a rate the timer keeps up with is kept.
   uint32_t requested_hz = 0;
   uint64_t base_period_ns = 0;  // NSEC_PER_SEC / requested_hz, as the kernel computes it
   uint64_t weight = 1;          // the period now, in base periods
   double sampler_limit = 0;     // fraction of a CPU; 0: no limit (the sysctl at 0 or 100)
   uint64_t governed_at_ns = 0;
-  std::vector<uint64_t> governed_ns, governed_runs;  // per CPU, at governed_at_ns
-  std::vector<int> short_windows;                    // per CPU: windows in a row the timer lagged
+  // Per CPU, at governed_at_ns: the program's own time, its busy runs and the time between them.
+  std::vector<uint64_t> governed_ns, governed_busy_runs, governed_busy_ns;
+  std::vector<int> short_windows;        // per CPU: windows in a row the timer lagged
   std::vector<SamplerLowering> lowered;  // under lowered_mutex (the governor thread appends)
   mutable std::mutex lowered_mutex;
   static constexpr uint64_t kGovernWindowNs = 100'000'000;
-  static constexpr double kMaxInterruptNs = 100'000;
   // The governor runs on its own thread, so a poll loop busy elsewhere (a large binary's unwind
   // table takes seconds) cannot delay it, at SCHED_FIFO when allowed: a CPU saturated by timer
-  // interrupts leaves ordinary threads almost nothing.
+  // interrupts leaves ordinary threads almost nothing. The thread is started, and at its
+  // priority, before the sampler is attached: started after it, on CPUs the timer saturated, it
+  // once took 13 s to run its first line, and attaching the next event 8 s.
   std::thread governor;
   std::mutex governor_mutex;
   std::condition_variable governor_wake;
   bool governor_stop = false;
+  bool governor_ready = false;  // the thread runs, at its priority
+  bool governing = false;       // the sampler is attached: govern it
 
   void start_governor() {
-    if (sampler.fds.empty() || sampler_limit <= 0) return;
+    if (sampler_limit <= 0) return;
     // Signals go to the main thread, whose poll they interrupt: the governor is created with
     // every signal blocked (a thread inherits its creator's mask).
     sigset_t all, old;
@@ -124,13 +129,27 @@ struct TopTracer::Impl {
       sp.sched_priority = 1;
       (void)pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
       std::unique_lock<std::mutex> lock(governor_mutex);
+      governor_ready = true;
+      governor_wake.notify_all();
+      governor_wake.wait(lock, [this] { return governor_stop || governing; });
+      // The first call takes the counters the first window starts from.
       while (!governor_stop) {
-        governor_wake.wait_for(lock, std::chrono::nanoseconds(kGovernWindowNs));
-        if (governor_stop) break;
         govern();
+        governor_wake.wait_for(lock, std::chrono::nanoseconds(kGovernWindowNs));
       }
     });
     pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    std::unique_lock<std::mutex> lock(governor_mutex);
+    governor_wake.wait_for(lock, std::chrono::seconds(5), [this] { return governor_ready; });
+  }
+  // The sampler is attached: the governor takes it from here (sampler is not touched by this
+  // thread again while the governor runs).
+  void start_governing() {
+    {
+      std::lock_guard<std::mutex> lock(governor_mutex);
+      governing = true;
+    }
+    governor_wake.notify_all();
   }
   void stop_governor() {
     {
@@ -148,48 +167,51 @@ struct TopTracer::Impl {
     if (governed_at_ns && now - governed_at_ns < kGovernWindowNs) return;
     int fd = bpf_map__fd(skel->maps.counters);
     auto own = bpf::read_percpu_u64(fd, KSCOPE_TOP_SAMPLER_NS);
-    auto runs = bpf::read_percpu_u64(fd, KSCOPE_TOP_SAMPLER_RUNS);
-    if (!own || !runs || own->size() != runs->size()) return;
+    auto busy_runs = bpf::read_percpu_u64(fd, KSCOPE_TOP_SAMPLER_BUSY_RUNS);
+    auto busy_ns = bpf::read_percpu_u64(fd, KSCOPE_TOP_SAMPLER_BUSY_NS);
+    if (!own || !busy_runs || !busy_ns || own->size() != busy_runs->size() ||
+        own->size() != busy_ns->size())
+      return;
     uint64_t window = governed_at_ns ? now - governed_at_ns : 0;
     std::vector<uint64_t> ns_before = std::move(governed_ns),
-                          runs_before = std::move(governed_runs);
+                          runs_before = std::move(governed_busy_runs),
+                          busy_before = std::move(governed_busy_ns);
     governed_ns = *own;
-    governed_runs = *runs;
+    governed_busy_runs = *busy_runs;
+    governed_busy_ns = *busy_ns;
     governed_at_ns = now;
     short_windows.resize(own->size(), 0);
-    if (!window || ns_before.size() != own->size() || runs_before.size() != own->size()) return;
+    if (!window || ns_before.size() != own->size() || runs_before.size() != own->size() ||
+        busy_before.size() != own->size())
+      return;
     double period_ns = static_cast<double>(base_period_ns * weight);
-    double expected = static_cast<double>(window) / period_ns;  // runs the rate asks for
-    double worst = 0, worst_delivered = 1;
+    double worst = 0, worst_delivered = 1, lag_interval_ns = 0;
     int worst_cpu = -1, lag_cpu = -1;
+    auto delta = [](uint64_t now_v, uint64_t before) { return now_v - std::min(now_v, before); };
     for (size_t c = 0; c < own->size(); ++c) {
-      double busy = static_cast<double>((*own)[c] - std::min((*own)[c], ns_before[c])) /
-                    static_cast<double>(window);
-      double ran = static_cast<double>((*runs)[c] - std::min((*runs)[c], runs_before[c]));
-      // Lagging: fewer than half the runs asked for, yet enough that their interrupts could
-      // fill half the window at the most an interrupt is taken to cost. An idle CPU's timer
-      // may fire far less than asked (seen here at 1-2 kHz), which costs nothing, and a CPU
-      // that is offline, or whose event is not scheduled, runs nothing: neither is a lag.
-      bool lagging = ran < expected / 2 && ran * kMaxInterruptNs >= static_cast<double>(window) / 2;
-      short_windows[c] = lagging ? short_windows[c] + 1 : 0;
+      double busy =
+          static_cast<double>(delta((*own)[c], ns_before[c])) / static_cast<double>(window);
+      // An idle CPU's timer may fire far less than asked (seen here at 1-2 kHz), which costs
+      // nothing, and a CPU that is offline, or whose event is not scheduled, runs nothing:
+      // only the runs while a task ran there tell whether the timer keeps up.
+      SamplerTimerCheck check =
+          sampler_timer_check(delta((*busy_runs)[c], runs_before[c]),
+                              delta((*busy_ns)[c], busy_before[c]), period_ns, window);
+      // A window not judged (the CPU mostly idle, or between tasks) neither adds nor ends one.
+      if (check.judged) short_windows[c] = check.lagging ? short_windows[c] + 1 : 0;
       if (busy > worst) {
         worst = busy;
         worst_cpu = static_cast<int>(c);
       }
-      if (short_windows[c] >= 2 && ran / expected < worst_delivered) {
-        worst_delivered = ran / expected;
+      if (short_windows[c] >= 2 && check.delivered < worst_delivered) {
+        worst_delivered = check.delivered;
+        lag_interval_ns = check.interval_ns;
         lag_cpu = static_cast<int>(c);
       }
     }
     // A CPU saturated by the timer's interrupts spends the window on them: each costs about
-    // window / runs (at most kMaxInterruptNs, by the test above), and the rate costs rate x
-    // that.
-    double lag_share = 0;
-    if (lag_cpu >= 0) {
-      double ran = worst_delivered * expected;
-      double cost_ns = std::min(static_cast<double>(window) / ran, kMaxInterruptNs);
-      lag_share = cost_ns / period_ns;
-    }
+    // the time between runs, and the rate costs rate x that.
+    double lag_share = lag_cpu >= 0 ? lag_interval_ns / period_ns : 0;
     uint64_t next =
         sampler_weight_for(std::max(worst, lag_share), sampler_limit, weight, requested_hz);
     if (lag_cpu >= 0 && next == weight && weight * 2 <= requested_hz) next = weight * 2;
@@ -212,6 +234,7 @@ struct TopTracer::Impl {
     l.cpu = worst_cpu;
     l.share = worst;
     l.delivered = lag_cpu >= 0 ? worst_delivered : 1;
+    l.interval_ns = lag_cpu >= 0 ? lag_interval_ns : 0;
     l.limit = sampler_limit;
     l.window_ns = window;
     {
@@ -545,6 +568,12 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
     } else if (options.verbosity > 0)
       std::fprintf(stderr, "kscope top: %s\n", links.error().describe().c_str());
   }
+  // After the switch program, so a CPU without a switch since is one whose task ran before.
+  // Before the sampler, so it is not attached on CPUs a too-fast sampler saturates.
+  KSCOPE_ASSIGN_OR_RETURN(
+      impl->adopter, bpf::attach_sw_event_all_cpus(skel->progs.top_adopt, PERF_COUNT_SW_CPU_CLOCK,
+                                                   "cpu-clock", Impl::kAdoptHz));
+  impl->adopting = true;
   if (options.sample_hz) {
     // By period (the kernel turns a cpu-clock frequency into this same fixed period), so the
     // governor's PERF_EVENT_IOC_PERIOD means nanoseconds whatever the kernel version.
@@ -553,16 +582,12 @@ Result<std::unique_ptr<TopTracer>> TopTracer::create(const TopTraceOptions& opti
     impl->sampler_limit = options.sampler_max_percent > 0 && options.sampler_max_percent < 100
                               ? options.sampler_max_percent / 100.0
                               : 0;
+    impl->start_governor();
     KSCOPE_ASSIGN_OR_RETURN(impl->sampler, bpf::attach_sw_event_all_cpus(
                                                skel->progs.top_sample, PERF_COUNT_SW_CPU_CLOCK,
                                                "cpu-clock", 0, impl->base_period_ns));
+    impl->start_governing();
   }
-  // After the switch program, so a CPU without a switch since is one whose task ran before.
-  KSCOPE_ASSIGN_OR_RETURN(
-      impl->adopter, bpf::attach_sw_event_all_cpus(skel->progs.top_adopt, PERF_COUNT_SW_CPU_CLOCK,
-                                                   "cpu-clock", Impl::kAdoptHz));
-  impl->adopting = true;
-  impl->start_governor();
   phase_done("attach");
   // Exited between the check of the targets and now: there is nothing to measure. The same
   // words as kscope faults in the same situation (and as the check itself for a zombie).

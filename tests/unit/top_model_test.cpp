@@ -951,11 +951,50 @@ TEST(SamplerGovernor, TheRateTextSaysWhatWasAskedWhatRanAndWhy) {
             "90% of CPU 1, over the kernel's perf_cpu_time_max_percent of 25%; samples count in "
             "periods of 100000 Hz)");
   l.delivered = 0.22;
+  l.interval_ns = 45'400;
   l.share = 4.5;
   EXPECT_EQ(sampler_rate_text(100000, {l}),
             "sampled at 100000 Hz, lowered to 25000 Hz from 0.3 s (the timer ran 22% of the times "
-            "asked on CPU 1: its interrupts saturated the CPU; samples count in periods of 100000 "
-            "Hz)");
+            "asked on CPU 1, every 45 us while a task ran there: its interrupts saturated the "
+            "CPU; samples count in periods of 100000 Hz)");
+}
+
+// The timer is judged on the runs that came while a task ran: a saturated CPU whatever an
+// interrupt costs, never an idle CPU's slow timer, a lightly loaded CPU or a low rate.
+TEST(SamplerGovernor, TheTimerLagsOnlyWhenItCannotKeepUpWhileATaskRuns) {
+  const uint64_t window = 100'000'000;
+  // 100 kHz asked, a task running the whole window, one run every 45 us (this VM, session 8).
+  SamplerTimerCheck c = sampler_timer_check(2222, 99'990'000, 10'000, window);
+  EXPECT_TRUE(c.judged);
+  EXPECT_TRUE(c.lagging);
+  EXPECT_NEAR(c.delivered, 0.2222, 0.001);
+  EXPECT_NEAR(c.interval_ns, 45'000, 10);
+  // One every 300 us, 3% of the rate asked: the CI run the old rule missed (it took at most
+  // 100 us per interrupt, so 333 runs in 0.1 s could not have filled half the window).
+  c = sampler_timer_check(333, 99'900'000, 10'000, window);
+  EXPECT_TRUE(c.lagging);
+  EXPECT_NEAR(c.delivered, 0.0333, 0.001);
+  EXPECT_NEAR(c.interval_ns, 300'000, 1);
+  // A task that ran 30 ms of the window with the timer on time: 3,000 runs 10 us apart. The
+  // idle rest (its timer at 1-2 kHz) is not in these counts at all.
+  c = sampler_timer_check(3000, 30'000'000, 10'000, window);
+  EXPECT_TRUE(c.judged);
+  EXPECT_FALSE(c.lagging);
+  EXPECT_DOUBLE_EQ(c.delivered, 1.0);
+  // Late by hrtimer slack but keeping up (60%): not lagging.
+  EXPECT_FALSE(sampler_timer_check(6000, 100'000'000, 10'000, window).lagging);
+  // Too little of the window measured (a task ran 5 ms), or too few runs: not judged.
+  c = sampler_timer_check(100, 5'000'000, 10'000, window);
+  EXPECT_FALSE(c.judged);
+  EXPECT_FALSE(c.lagging);
+  EXPECT_FALSE(sampler_timer_check(9, 90'000'000, 10'000, window).judged);
+  // 999 Hz with the vCPU not running for long stretches: 20 runs over 0.1 s of a task's time is
+  // 5 ms apart, which no interrupt costs.
+  c = sampler_timer_check(20, 100'000'000, 1'001'001, window);
+  EXPECT_FALSE(c.judged);
+  EXPECT_FALSE(c.lagging);
+  // No period (no sampler): nothing to judge.
+  EXPECT_FALSE(sampler_timer_check(1000, 100'000'000, 0, window).judged);
 }
 
 }  // namespace

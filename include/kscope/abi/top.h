@@ -78,6 +78,10 @@ enum kscope_top_counter {
   KSCOPE_TOP_SAMPLER_RUNS,       /* runs of the sampler's program, every task (idle included) */
   KSCOPE_TOP_DIAG_WOKEN_RUNNING, /* diagnostics: wakeups of a task on a CPU since before tracing
                                     (no base set: its slice so far is counted from the clock) */
+  KSCOPE_TOP_SAMPLER_BUSY_RUNS,  /* sampler runs that interrupted a task with no context switch on
+                                    the CPU since the sampler's run before */
+  KSCOPE_TOP_SAMPLER_BUSY_NS,    /* the time from that run before to each of them (the governor:
+                                    whether the timer keeps up while tasks run) */
   KSCOPE_TOP_COUNTER_MAX,
 };
 
