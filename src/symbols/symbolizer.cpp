@@ -108,8 +108,10 @@ Symbol Symbolizer::resolve_user(uint32_t pid, uint64_t ip, SymbolDetail detail) 
   if (last_ && last_->pid == pid && last_->ip == ip && last_->detail == detail) {
     return last_->symbol;
   }
+  jit_lookup_ = false;
   Symbol symbol = resolve_user_uncached(pid, ip, detail);
-  last_ = LastResult{pid, ip, detail, symbol};
+  // Not JIT code's: its perf map may be read again before the next call, and name it anew.
+  if (!jit_lookup_) last_ = LastResult{pid, ip, detail, symbol};
   return symbol;
 }
 
@@ -169,6 +171,7 @@ Symbol Symbolizer::resolve_user_uncached(uint32_t pid, uint64_t ip, SymbolDetail
 
 Symbol Symbolizer::resolve_jit(uint32_t pid, uint64_t ip, Symbol symbol) {
   if (options_.perf_map_dir.empty()) return symbol;
+  jit_lookup_ = true;
   JitMap& jit = jit_maps_[pid];
   if (jit.refused) return symbol;
   int64_t now = monotonic_ns();
@@ -183,9 +186,12 @@ Symbol Symbolizer::resolve_jit(uint32_t pid, uint64_t ip, Symbol symbol) {
         fmt::format("{}/perf-{}.map", options_.perf_map_dir, pid), owner);
     jit.checked_ns = now - kPerfMapRecheckNs;
   }
-  std::optional<PerfMap::Hit> hit = jit.file->lookup(ip);
-  // Not named yet: the runtime may have written more since (it appends as it compiles).
-  if (!hit && now - jit.checked_ns >= kPerfMapRecheckNs) {
+  // The runtime appends as it compiles (and may buffer its writes), so what was appended since
+  // is read, at most every kPerfMapRecheckNs, whether the address is named yet or not: a
+  // region written later may cover code freed and reused since, and the newest names it. (Read
+  // on misses only, a hot loop's faults were once all named after the function whose freed
+  // code its own had replaced: node wrote the new region after kscope had last read the file.)
+  if (now - jit.checked_ns >= kPerfMapRecheckNs) {
     jit.checked_ns = now;
     if (Status st = jit.file->refresh(); !st) {
       jit.refused = true;
@@ -195,8 +201,8 @@ Symbol Symbolizer::resolve_jit(uint32_t pid, uint64_t ip, Symbol symbol) {
       }
       return symbol;
     }
-    hit = jit.file->lookup(ip);
   }
+  std::optional<PerfMap::Hit> hit = jit.file->lookup(ip);
   if (!hit) return symbol;
   symbol.function = std::string(hit->name);
   symbol.offset = ip - hit->start;

@@ -200,6 +200,7 @@ class Symbolizer {
     Symbol symbol;
   };
   std::optional<LastResult> last_;
+  bool jit_lookup_ = false;  // the call being answered looked in a perf map (not kept in last_)
 };
 
 }  // namespace kscope

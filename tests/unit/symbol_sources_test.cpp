@@ -659,6 +659,27 @@ TEST_F(JitMaps, NamesJitCodeAndFollowsTheFileAsItGrows) {
   EXPECT_FALSE(symbolizer.resolve_user(kExitedPid, 0x7f0000001010).resolved);
 }
 
+// An address already named is named again by a region the runtime wrote later over the same
+// code (freed and reused): the file is read again on hits too. (NodeJit's faults were once all
+// named ^SafeMap, the baseline code the hot loop's had replaced.)
+TEST_F(JitMaps, CodeReusedAfterTheLastReadIsNamedByTheNewerRegion) {
+  std::ofstream(path_) << "7f0000001000 100 JS:^SafeMap node:internal/primordials:408:16\n";
+  Symbolizer symbolizer(options_);
+  symbolizer.set_process_owner(kExitedPid, ::getuid());
+  symbolizer.set_mappings(kExitedPid, mappings_);
+  EXPECT_EQ(symbolizer.resolve_user(kExitedPid, 0x7f0000001010).function,
+            "JS:^SafeMap node:internal/primordials:408:16");
+  std::ofstream(path_, std::ios::app) << "7f0000001000 c0 JS:*kscopeHotLoop file:///h.js:2\n";
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));  // past the re-check interval
+  Symbol s = symbolizer.resolve_user(kExitedPid, 0x7f0000001010);
+  EXPECT_EQ(s.format(), "JS:*kscopeHotLoop file:///h.js:2+0x10 ([jit])");
+  EXPECT_EQ(symbolizer.stats().jit_symbols, 2u);
+  // Within the interval the file is not read again: what was read names it.
+  std::ofstream(path_, std::ios::app) << "7f0000001000 c0 JS:*newest file:///h.js:9\n";
+  EXPECT_EQ(symbolizer.resolve_user(kExitedPid, 0x7f0000001010).function,
+            "JS:*kscopeHotLoop file:///h.js:2");
+}
+
 TEST_F(JitMaps, RefusesMapsOfAnotherUserSymlinksAndHardLinks) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root to give the file another owner";
   std::ofstream(path_) << "7f0000001000 100 JS:*spoofed\n";
