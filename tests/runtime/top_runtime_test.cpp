@@ -770,9 +770,10 @@ TEST_F(TopOncpuRuntime, SamplerAtMaxIsHeldUnderTheKernelsCpuTimeLimit) {
     // ran: delivered is the period over that.
     double delivered = l.at("delivered").get<double>();
     EXPECT_TRUE(l.at("share").get<double>() > 0.02 || delivered < 0.5) << by.dump();
-    if (delivered < 0.5)
+    if (delivered < 0.5) {
       EXPECT_NEAR(delivered * l.at("interval_ns").get<double>() * prev / 1e9, 1.0, 0.02)
           << by.dump();
+    }
     EXPECT_DOUBLE_EQ(l.at("limit").get<double>(), 0.02);
     prev = l.at("to_hz").get<uint32_t>();
   }
