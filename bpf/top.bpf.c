@@ -672,12 +672,11 @@ int top_sample(struct bpf_perf_event_data *ctx)
 	struct task_struct *t = bpf_get_current_task_btf();
 	__u32 zero = 0;
 
-	count(KSCOPE_TOP_SAMPLER_RUNS, 1);
 	if (t->pid != 0) {
 		__u64 *prev = bpf_map_lookup_elem(&sampler_last, &zero);
 		__u64 *sw = bpf_map_lookup_elem(&last_switch, &zero);
 		if (prev && sw) {
-			if (*prev && *prev > *sw && begin > *prev) {
+			if (*prev > *sw && begin > *prev) {
 				count(KSCOPE_TOP_SAMPLER_BUSY_RUNS, 1);
 				count(KSCOPE_TOP_SAMPLER_BUSY_NS, begin - *prev);
 			}

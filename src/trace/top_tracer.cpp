@@ -181,9 +181,8 @@ struct TopTracer::Impl {
     governed_busy_ns = *busy_ns;
     governed_at_ns = now;
     short_windows.resize(own->size(), 0);
-    if (!window || ns_before.size() != own->size() || runs_before.size() != own->size() ||
-        busy_before.size() != own->size())
-      return;
+    // The three were kept together, from vectors of one size.
+    if (!window || ns_before.size() != own->size()) return;
     double period_ns = static_cast<double>(base_period_ns * weight);
     double worst = 0, worst_delivered = 1, lag_interval_ns = 0;
     int worst_cpu = -1, lag_cpu = -1;

@@ -75,7 +75,6 @@ enum kscope_top_counter {
   KSCOPE_TOP_DIAG_OFFCPU_DATED,  /* diagnostics: off-CPU intervals whose switch-in showed no
                                     event, ended at the next switch-out less the slice's CPU time */
   KSCOPE_TOP_SAMPLER_NS,         /* ns spent in the cpu-clock sampler's program (its own time) */
-  KSCOPE_TOP_SAMPLER_RUNS,       /* runs of the sampler's program, every task (idle included) */
   KSCOPE_TOP_DIAG_WOKEN_RUNNING, /* diagnostics: wakeups of a task on a CPU since before tracing
                                     (no base set: its slice so far is counted from the clock) */
   KSCOPE_TOP_SAMPLER_BUSY_RUNS,  /* sampler runs that interrupted a task with no context switch on
